@@ -1,0 +1,25 @@
+/* cmd_help.c - shared help and usage-error printing for the subcommands. */
+#include <stdarg.h>
+#include <stdio.h>
+
+#include "commands.h"
+#include "veil.h"
+
+void veil_cmd_print_help(const struct veil_cmd_help *h)
+{
+        printf("usage: veil %s\n\n%s\n", h->usage, h->summary);
+        if (h->details)
+                printf("\n%s", h->details);
+}
+
+int veil_cmd_usage_error(const struct veil_cmd_help *h, const char *fmt, ...)
+{
+        va_list ap;
+
+        fprintf(stderr, "veil %s: ", h->name);
+        va_start(ap, fmt);
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
+        fprintf(stderr, "\nusage: veil %s\n", h->usage);
+        return VEIL_EXIT_USAGE;
+}

@@ -1,0 +1,31 @@
+/* commands.h - the `veil` subcommands, one function each, dispatched by main. */
+#ifndef VEIL_CONNECTORS_COMMANDS_H
+#define VEIL_CONNECTORS_COMMANDS_H
+
+/* Each takes the arguments after the subcommand name (argv[0] is the
+ * subcommand) and returns the process exit code. `--help` is handled by
+ * each command itself and returns 0. Unknown options → usage, 2. */
+int veil_cmd_run(int argc, char **argv);
+int veil_cmd_check(int argc, char **argv);
+int veil_cmd_scan(int argc, char **argv);
+int veil_cmd_broker(int argc, char **argv);
+int veil_cmd_erase(int argc, char **argv);
+int veil_cmd_dlq(int argc, char **argv);
+int veil_cmd_audit(int argc, char **argv);
+int veil_cmd_reveal(int argc, char **argv);
+int veil_cmd_topics(int argc, char **argv);
+
+/* Prints "usage: veil CMD …" with the help text of a command. */
+struct veil_cmd_help {
+        const char *name;
+        const char *usage;   /* one line after "veil " */
+        const char *summary; /* one line */
+        const char *details; /* options, multi-line, may be NULL */
+};
+
+void veil_cmd_print_help(const struct veil_cmd_help *h);
+/* Writes "veil CMD: MESSAGE\nusage: veil USAGE\n" to stderr and returns 2. */
+int veil_cmd_usage_error(const struct veil_cmd_help *h, const char *fmt, ...)
+        __attribute__((format(printf, 2, 3)));
+
+#endif
