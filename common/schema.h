@@ -22,6 +22,10 @@ struct veil_schema_field {
         const char *pii;       /* "pii" attribute or NULL */
         const char **tags;     /* confluent:tags + metadata tags */
         size_t n_tags;
+        json_t *type_json;     /* the field's "type" JSON as written (a
+                                * name string for a reference; borrowed) */
+        const char *logical;   /* logicalType of the type, or of the only
+                                * non-null union branch; NULL if none */
         int depth;             /* 1 for top-level fields */
         int parent;            /* index of the enclosing field or -1 */
 };
@@ -33,6 +37,7 @@ struct veil_schema {
         json_t *metadata;    /* owned, may be NULL: Confluent schema
                               * metadata ({"tags": {"path": ["TAG"]}}) */
         struct veil_schema_field *fields; /* DFS order, parents first */
+        json_t *named;       /* owned: full name → JSON definition */
         size_t n_fields;
 };
 
@@ -45,6 +50,11 @@ struct veil_schema *veil_schema_parse(const char *text, size_t len,
                                       json_t *metadata, int id, char *errstr,
                                       size_t errstr_size);
 void veil_schema_destroy(struct veil_schema *schema);
+
+/* The JSON definition of a named type (record, enum, fixed) by full name
+ * ("com.example.Address"), or NULL. Borrowed from schema->json. */
+json_t *veil_schema_named(const struct veil_schema *schema,
+                          const char *fullname);
 
 /* The field with that path, or NULL. */
 const struct veil_schema_field *

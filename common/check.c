@@ -1,0 +1,339 @@
+/* check.c - `veil check`: walk every source schema field and report, by path,
+ * every gap between the schemas and the policy before deployment. */
+#define _GNU_SOURCE
+#include "check.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "registry.h"
+#include "schema.h"
+#include "util.h"
+#include "veil.h"
+
+/* Looks through ["null", T]; returns the union itself when it has more than
+ * one non-null branch. */
+static avro_schema_t non_null(avro_schema_t type)
+{
+        avro_schema_t only = NULL, b;
+        size_t i;
+
+        if (avro_typeof(type) == AVRO_LINK)
+                type = avro_schema_link_target(type);
+        if (avro_typeof(type) != AVRO_UNION)
+                return type;
+        for (i = 0; i < avro_schema_union_size(type); i++) {
+                b = avro_schema_union_branch(type, (int)i);
+                if (avro_typeof(b) == AVRO_NULL)
+                        continue;
+                if (only)
+                        return type;
+                only = b;
+        }
+        if (!only)
+                return type;
+        return avro_typeof(only) == AVRO_LINK ? avro_schema_link_target(only)
+                                               : only;
+}
+
+static const char *type_label(avro_schema_t t, const char *logical)
+{
+        if (logical)
+                return logical;
+        switch (avro_typeof(t)) {
+        case AVRO_UNION:
+                return "union";
+        default:
+                return avro_schema_type_name(t);
+        }
+}
+
+int veil_tx_check_type(const struct veil_transform *tx, avro_schema_t type,
+                       const char *logical, char *errstr, size_t errstr_size)
+{
+        avro_schema_t t = non_null(type);
+        avro_type_t at  = avro_typeof(t);
+        int ok          = 0;
+
+        switch (tx->kind) {
+        case VEIL_TX_KEEP:
+        case VEIL_TX_DROP:
+        case VEIL_TX_NULL:
+                ok = 1;
+                break;
+        case VEIL_TX_HASH:
+                /* The token is a string; hashing needs a well-defined byte
+                 * form of the value. */
+                ok = at == AVRO_STRING || at == AVRO_BYTES ||
+                     at == AVRO_FIXED || at == AVRO_INT32 ||
+                     at == AVRO_INT64 || at == AVRO_ENUM;
+                break;
+        case VEIL_TX_MASK:
+        case VEIL_TX_REDACT_TEXT:
+                ok = at == AVRO_STRING;
+                break;
+        case VEIL_TX_ENCRYPT:
+                ok = at == AVRO_STRING || at == AVRO_BYTES;
+                break;
+        case VEIL_TX_GENERALIZE:
+                if (logical && (!strcmp(logical, "uuid") ||
+                                !strcmp(logical, "decimal") ||
+                                !strncmp(logical, "time-", 5)))
+                        ok = 0;
+                else
+                        ok = at == AVRO_INT32 || at == AVRO_INT64 ||
+                             at == AVRO_FLOAT || at == AVRO_DOUBLE ||
+                             at == AVRO_STRING;
+                break;
+        default:
+                ok = 0;
+        }
+        if (ok)
+                return 0;
+        return veil_errf(errstr, errstr_size, VEIL_ETYPE,
+                         "transform '%s' cannot apply to type '%s'",
+                         veil_tx_name(tx->kind), type_label(t, logical));
+}
+
+struct ctx {
+        const struct veil_config *config;
+        const struct veil_policy *policy;
+        json_t *report;
+};
+
+static void finding(struct ctx *c, enum veil_check_severity sev,
+                    const char *kind, const char *route, const char *purpose,
+                    const char *path, const char *label, const char *fmt, ...)
+        __attribute__((format(printf, 8, 9)));
+
+static void finding(struct ctx *c, enum veil_check_severity sev,
+                    const char *kind, const char *route, const char *purpose,
+                    const char *path, const char *label, const char *fmt, ...)
+{
+        json_t *f = json_object();
+        char msg[512];
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        json_object_set_new(f, "severity",
+                            json_string(sev == VEIL_CHECK_ERROR ? "error"
+                                                                : "warning"));
+        json_object_set_new(f, "kind", json_string(kind));
+        if (route)
+                json_object_set_new(f, "route", json_string(route));
+        if (purpose)
+                json_object_set_new(f, "purpose", json_string(purpose));
+        if (path)
+                json_object_set_new(f, "path", json_string(path));
+        if (label)
+                json_object_set_new(f, "label", json_string(label));
+        json_object_set_new(f, "message", json_string(msg));
+        json_array_append_new(c->report, f);
+}
+
+static void check_purposes(struct ctx *c, int64_t now)
+{
+        const struct veil_policy *p = c->policy;
+        size_t i;
+
+        for (i = 0; i < p->n_purposes; i++) {
+                const struct veil_purpose *pu = &p->purposes[i];
+
+                if (!pu->retention_ms)
+                        finding(c, VEIL_CHECK_ERROR, VEIL_GAP_NO_RETENTION,
+                                NULL, pu->name, NULL, NULL,
+                                "purpose has no retention: its data would "
+                                "never be deleted downstream");
+                if (!pu->valid_until)
+                        continue;
+                if (pu->valid_until <= now)
+                        finding(c, VEIL_CHECK_ERROR, VEIL_GAP_LICENSE_EXPIRED,
+                                NULL, pu->name, NULL, NULL,
+                                "licence %s expired: the purpose receives "
+                                "nothing",
+                                pu->license_id ? pu->license_id : "(no id)");
+                else if (pu->valid_until - now <= 30 * 86400)
+                        finding(c, VEIL_CHECK_WARNING,
+                                VEIL_GAP_LICENSE_EXPIRING, NULL, pu->name,
+                                NULL, NULL,
+                                "licence %s expires within 30 days (%lld "
+                                "days left)",
+                                pu->license_id ? pu->license_id : "(no id)",
+                                (long long)((pu->valid_until - now + 86399) /
+                                            86400));
+        }
+}
+
+/* Check one label against every purpose of the route. */
+static void check_label(struct ctx *c, const struct veil_route *route,
+                        const struct veil_schema_field *f, const char *label,
+                        int64_t now)
+{
+        size_t j;
+        char err[256];
+
+        for (j = 0; j < route->n_purposes; j++) {
+                const struct veil_purpose *pu = route->purposes[j].ref;
+                const struct veil_transform *tx;
+
+                if (!pu || (pu->valid_until && pu->valid_until <= now))
+                        continue; /* reported once per purpose */
+                tx = veil_policy_transform(pu, c->policy, label);
+                if (!tx) {
+                        finding(c, VEIL_CHECK_WARNING, VEIL_GAP_UNLICENSED,
+                                route->source, pu->name, f->path, label,
+                                "licence does not list '%s' (or its tier): "
+                                "the field is dropped for this purpose; "
+                                "name it with 'drop' to make that explicit",
+                                label);
+                        continue;
+                }
+                if (veil_tx_check_type(tx, f->type, f->logical, err,
+                                       sizeof(err)))
+                        finding(c, VEIL_CHECK_ERROR, VEIL_GAP_TYPE_MISMATCH,
+                                route->source, pu->name, f->path, label,
+                                "%s", err);
+        }
+}
+
+static int check_route(struct ctx *c, struct veil_registry *reg,
+                       const struct veil_route *route, int64_t now,
+                       char *errstr, size_t errstr_size)
+{
+        const struct veil_policy *policy = c->policy;
+        struct veil_schema *schema       = NULL;
+        const char *text, *meta_text = NULL;
+        json_t *meta  = NULL;
+        char *subject = NULL;
+        char err[512];
+        int id, rc;
+        size_t i, j;
+        int *covered = NULL; /* 1 when an ancestor carries a label */
+
+        if (!route->key_class)
+                finding(c, VEIL_CHECK_ERROR, VEIL_GAP_NO_KEY_CLASS,
+                        route->source, NULL, NULL, NULL,
+                        "route has no key_class: keys would reach purposes "
+                        "untransformed, so none are sent");
+        else
+                for (j = 0; j < route->n_purposes; j++) {
+                        const struct veil_purpose *pu = route->purposes[j].ref;
+
+                        if (pu && !veil_policy_transform(pu, policy,
+                                                         route->key_class))
+                                finding(c, VEIL_CHECK_ERROR,
+                                        VEIL_GAP_KEY_UNLICENSED,
+                                        route->source, pu->name, NULL,
+                                        route->key_class,
+                                        "the key's class '%s' is not "
+                                        "licensed for this purpose: its "
+                                        "records cannot be keyed",
+                                        route->key_class);
+                }
+
+        if (asprintf(&subject, "%s-value", route->source) < 0)
+                abort();
+        rc = veil_registry_latest_meta(reg, subject, &id, &text, &meta_text,
+                                       err, sizeof(err));
+        if (rc == VEIL_ENOTFOUND) {
+                finding(c, VEIL_CHECK_ERROR, VEIL_GAP_NO_SCHEMA,
+                        route->source, NULL, NULL, NULL,
+                        "no schema registered under subject '%s'", subject);
+                free(subject);
+                return 0;
+        }
+        if (rc) {
+                veil_errf(errstr, errstr_size, rc, "registry: %s", err);
+                free(subject);
+                return rc;
+        }
+        if (meta_text)
+                meta = json_loads(meta_text, 0, NULL);
+        schema = veil_schema_parse(text, strlen(text), meta, id, err,
+                                   sizeof(err));
+        json_decref(meta);
+        if (!schema) {
+                finding(c, VEIL_CHECK_ERROR, VEIL_GAP_BAD_SCHEMA,
+                        route->source, NULL, NULL, NULL,
+                        "schema %d of subject '%s': %s", id, subject, err);
+                free(subject);
+                return 0;
+        }
+        free(subject);
+
+        covered = veil_calloc(schema->n_fields, sizeof(*covered));
+        for (i = 0; i < schema->n_fields; i++) {
+                const struct veil_schema_field *f = &schema->fields[i];
+                struct veil_field_annotations ann;
+                enum veil_label_source src;
+                const char *label;
+                int has_children = i + 1 < schema->n_fields &&
+                                   schema->fields[i + 1].parent == (int)i;
+
+                if (f->parent >= 0 && covered[f->parent]) {
+                        covered[i] = 1; /* the ancestor's transform rules */
+                        continue;
+                }
+                veil_schema_field_annotations(f, &ann);
+                label = veil_policy_classify(policy, route, f->path, &ann,
+                                             &src);
+                if (!label) {
+                        if (!has_children)
+                                finding(c, VEIL_CHECK_ERROR,
+                                        VEIL_GAP_UNCLASSIFIED, route->source,
+                                        NULL, f->path, NULL,
+                                        "field is unclassified: no purpose "
+                                        "will receive it (annotate it with "
+                                        "\"pii\" or add it to the route's "
+                                        "classify:)");
+                        continue;
+                }
+                covered[i] = 1;
+                if (veil_policy_label_tier(policy, label) == VEIL_TIER_NONE) {
+                        finding(c, VEIL_CHECK_ERROR, VEIL_GAP_UNDEFINED_CLASS,
+                                route->source, NULL, f->path, label,
+                                "class '%s' is not defined under classes: "
+                                "(from %s)",
+                                label,
+                                src == VEIL_LABEL_OVERRIDE ? "classify:"
+                                : src == VEIL_LABEL_PII    ? "the pii annotation"
+                                                           : "tag_classes:");
+                        continue;
+                }
+                check_label(c, route, f, label, now);
+        }
+        for (i = 0; i < route->n_classify; i++)
+                if (!veil_schema_field(schema, route->classify[i].path))
+                        finding(c, VEIL_CHECK_WARNING,
+                                VEIL_GAP_UNUSED_OVERRIDE, route->source, NULL,
+                                route->classify[i].path,
+                                route->classify[i].label,
+                                "classify: names a path that schema %d does "
+                                "not have",
+                                schema->id);
+        free(covered);
+        veil_schema_destroy(schema);
+        return 0;
+}
+
+int veil_check_run(const struct veil_config *config,
+                   struct veil_registry *reg, int64_t now, json_t *report,
+                   char *errstr, size_t errstr_size)
+{
+        struct ctx c = {config, &config->policy, report};
+        size_t i;
+        int rc;
+
+        check_purposes(&c, now);
+        for (i = 0; i < config->policy.n_routes; i++) {
+                rc = check_route(&c, reg, &config->policy.routes[i], now,
+                                 errstr, errstr_size);
+                if (rc)
+                        return rc;
+        }
+        return 0;
+}
