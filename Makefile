@@ -47,6 +47,9 @@ TEST_SUPPORT_OBJ := $(TEST_SUPPORT_SRC:%.c=$(O)/obj/%.o)
 	kafka-up kafka-down clean check-deps
 all: $(BIN)
 
+# Keep intermediate objects (test support files) between runs.
+.SECONDARY:
+
 # Only the `veil` binary and the library; a sanitized build lives in
 # build/san so switching does not force rebuilds.
 $(BIN): $(O)/obj/connectors/main.o $(LIB)

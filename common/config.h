@@ -26,6 +26,9 @@ enum veil_audit_level { VEIL_AUDIT_RECORD = 0, VEIL_AUDIT_BATCH };
 
 struct veil_config {
         char *path; /* the file it came from */
+        char *dir;  /* its directory, absolute: relative paths in the file
+                     * (key file, ca_file, file:// registry, plugins) are
+                     * resolved against it */
 
         struct veil_kv *kafka; /* passed verbatim to librdkafka */
         size_t n_kafka;

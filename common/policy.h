@@ -137,7 +137,26 @@ struct veil_policy {
         char digest[65];
 };
 
+/* Frees what the policy owns (not the struct itself) and zeroes it. */
 void veil_policy_destroy(struct veil_policy *policy);
+
+/* Frees a transform's parameters (redact replace/detectors) and zeroes it. */
+void veil_transform_clear(struct veil_transform *tx);
+
+/* The built-in detector names (email, phone, us_ssn, credit_card, iban,
+ * ipv4, ipv6): what `detector:` and `redact_text.detectors` may name besides
+ * the policy's own `detectors:`. */
+extern const char *const veil_builtin_detectors[];
+extern const size_t veil_n_builtin_detectors;
+bool veil_detector_is_builtin(const char *name);
+
+/* Computes policy->digest: SHA-256 (hex) of a canonical serialization of
+ * classes, purposes, routes, tag_classes and detectors, sorted by name so
+ * that neither YAML key order nor formatting changes it. The config loader
+ * calls it; call it again after changing a policy by hand. Returns 0 or
+ * VEIL_ENOMEM/VEIL_EINVAL when OpenSSL fails. */
+int veil_policy_digest(struct veil_policy *policy, char *errstr,
+                       size_t errstr_size);
 
 const struct veil_class *veil_policy_class(const struct veil_policy *policy,
                                            const char *name);
@@ -145,6 +164,9 @@ const struct veil_purpose *
 veil_policy_purpose(const struct veil_policy *policy, const char *name);
 const struct veil_route *veil_policy_route(const struct veil_policy *policy,
                                            const char *source);
+/* The custom detector of that name from `detectors:`, or NULL. */
+const struct veil_detector_def *
+veil_policy_detector(const struct veil_policy *policy, const char *name);
 
 /* Where a classification came from, most precedent first. */
 enum veil_label_source {

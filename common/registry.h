@@ -1,4 +1,4 @@
-/* registry.h - schema-registry client: Confluent REST over HTTP(S), or a directory (file://). */
+/* registry.h - schema-registry client: Confluent REST or a file:// dir. */
 #ifndef VEIL_COMMON_REGISTRY_H
 #define VEIL_COMMON_REGISTRY_H
 
@@ -22,7 +22,8 @@ struct veil_registry;
  *    resolved now): DIR/<subject>.avsc is the subject's latest schema,
  *    DIR/<subject>.meta.json its optional metadata, and the manifest
  *    DIR/.veil-registry.json keeps ids stable across runs.
- * opts is copied. Returns NULL with errstr on a bad URL or missing directory. */
+ * opts is copied. Returns NULL with errstr on a bad URL or missing directory.
+ */
 struct veil_registry *veil_registry_new(const struct veil_registry_opts *opts,
                                         char *errstr, size_t errstr_size);
 void veil_registry_destroy(struct veil_registry *reg);

@@ -1,7 +1,6 @@
-/* broker.c - `veil broker`: a development Kafka cluster on loopback (librdkafka's mock). */
+/* broker.c - `veil broker`: a dev Kafka cluster on loopback (the mock). */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
-#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,35 +15,36 @@
 
 /* Bounds that catch typos (an extra zero) rather than real limits: the mock
  * keeps every partition in memory and runs one thread per broker. */
-#define BROKER_MAX_BROKERS    32
+#define BROKER_MAX_BROKERS 32
 #define BROKER_MAX_PARTITIONS 1024
-#define BROKER_MAX_TOPICS     256
+#define BROKER_MAX_TOPICS 256
 
 static const struct veil_cmd_help broker_help = {
-        .name = "broker",
-        .usage = "broker [--brokers N] [--topic NAME:PARTITIONS]...",
+        .name    = "broker",
+        .usage   = "broker [--brokers N] [--topic NAME:PARTITIONS]...",
         .summary = "Run a development Kafka cluster on loopback (librdkafka's "
                    "mock cluster).\n"
                    "Prints the bootstrap list on the first line of stdout, "
                    "then serves until\nSIGINT or SIGTERM.",
-        .details =
-                "options:\n"
-                "  --brokers N              number of brokers (default 1)\n"
-                "  --topic NAME:PARTITIONS  create a topic before serving "
-                "(repeatable);\n"
-                "                           the mock cannot serve "
-                "CreateTopics\n"
-                "  -h, --help               this help\n"
-                "\n"
-                "Topics a client asks for that do not exist are auto-created "
-                "with 4\npartitions when the client allows it (producers "
-                "do by default,\nconsumers do not).\n"
-                "\n"
-                "This is not Kafka: each partition keeps only its latest ~5 "
-                "MB, there is\nno compaction, read_committed consumers see "
-                "aborted transactional records\nand transactional offset "
-                "commits are not stored. Use a real broker\n"
-                "(scripts/kafka.sh up) to test exactly-once behaviour.\n",
+        .details = "options:\n"
+                   "  --brokers N              number of brokers (default 1)\n"
+                   "  --topic NAME:PARTITIONS  create a topic before serving "
+                   "(repeatable);\n"
+                   "                           the mock cannot serve "
+                   "CreateTopics\n"
+                   "  -h, --help               this help\n"
+                   "\n"
+                   "Any topic a client names in a metadata request is "
+                   "auto-created with 4\npartitions, whatever the client's "
+                   "allow.auto.create.topics says (the mock\nspeaks a Metadata "
+                   "version too old to carry that flag). CreateTopics is\nnot "
+                   "served: admin clients time out waiting for a controller.\n"
+                   "\n"
+                   "This is not Kafka: each partition keeps only its latest ~5 "
+                   "MB, there is\nno compaction, read_committed consumers see "
+                   "aborted transactional records\nand transactional offset "
+                   "commits are not stored. Use a real broker\n"
+                   "(scripts/kafka.sh up) to test exactly-once behaviour.\n",
 };
 
 struct broker_topic {
@@ -69,7 +69,7 @@ static int broker_parse_int(const char *s, int min, int max, int *out)
         if (!s || !*s)
                 return -1;
         errno = 0;
-        v = strtol(s, &end, 10);
+        v     = strtol(s, &end, 10);
         if (errno || *end || v < min || v > max)
                 return -1;
         *out = (int)v;
@@ -96,7 +96,7 @@ static int broker_parse_topic(const char *spec, struct broker_topic *t)
 static const char *broker_opt(int argc, char **argv, int *i, const char *name,
                               int *missing)
 {
-        size_t n = strlen(name);
+        size_t n      = strlen(name);
         const char *a = argv[*i];
 
         *missing = 0;
@@ -128,7 +128,7 @@ static int broker_serve(int broker_cnt, const struct broker_topic *topics,
 {
         char errstr[512];
         rd_kafka_conf_t *conf;
-        rd_kafka_t *rk = NULL;
+        rd_kafka_t *rk                    = NULL;
         rd_kafka_mock_cluster_t *mcluster = NULL;
         struct sigaction sa;
         int i, rc = 1;
@@ -140,8 +140,8 @@ static int broker_serve(int broker_cnt, const struct broker_topic *topics,
          * bootstrap.servers: true, and meant. Warnings still show. */
         if (rd_kafka_conf_set(conf, "client.id", "veil-broker", errstr,
                               sizeof(errstr)) != RD_KAFKA_CONF_OK ||
-            rd_kafka_conf_set(conf, "log_level", "4", errstr,
-                              sizeof(errstr)) != RD_KAFKA_CONF_OK) {
+            rd_kafka_conf_set(conf, "log_level", "4", errstr, sizeof(errstr)) !=
+                    RD_KAFKA_CONF_OK) {
                 fprintf(stderr, "veil broker: config: %s\n", errstr);
                 rd_kafka_conf_destroy(conf);
                 return 1;

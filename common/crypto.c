@@ -1,0 +1,682 @@
+/* crypto.c - keyed-once HMAC-SHA256 (own SHA-256 compression, portable and
+ * SHA-NI), HKDF, AES-SIV/GCM and base64url over OpenSSL 3 EVP. */
+#define _POSIX_C_SOURCE 200809L
+#include "crypto.h"
+#include "veil.h"
+
+#include <limits.h>
+#include <pthread.h>
+#include <string.h>
+
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/kdf.h>
+#include <openssl/params.h>
+#include <openssl/rand.h>
+
+#if (defined(__x86_64__) || defined(__i386__)) &&                              \
+        (defined(__GNUC__) || defined(__clang__))
+#define VEIL_HAVE_SHANI 1
+#include <cpuid.h>
+#include <immintrin.h>
+#endif
+
+/* FIPS 180-4 §4.2.2: the first 32 bits of the fractional parts of the cube
+ * roots of the first 64 primes. */
+static const uint32_t sha256_k[64] = {
+        0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b,
+        0x59f111f1, 0x923f82a4, 0xab1c5ed5, 0xd807aa98, 0x12835b01,
+        0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7,
+        0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc,
+        0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152,
+        0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147,
+        0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc,
+        0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+        0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819,
+        0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116, 0x1e376c08,
+        0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f,
+        0x682e6ff3, 0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208,
+        0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
+};
+
+/* FIPS 180-4 §5.3.3. */
+static const uint32_t sha256_h0[8] = {
+        0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
+        0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
+};
+
+typedef void (*sha256_blocks_fn)(uint32_t state[8], const unsigned char *p,
+                                 size_t nblocks);
+
+static inline uint32_t ror32(uint32_t x, unsigned n)
+{
+        return (x >> n) | (x << (32 - n));
+}
+
+static inline uint32_t load_be32(const unsigned char *p)
+{
+        return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
+               (uint32_t)p[2] << 8 | (uint32_t)p[3];
+}
+
+static inline void store_be32(unsigned char *p, uint32_t v)
+{
+        p[0] = (unsigned char)(v >> 24);
+        p[1] = (unsigned char)(v >> 16);
+        p[2] = (unsigned char)(v >> 8);
+        p[3] = (unsigned char)v;
+}
+
+static inline void store_be64(unsigned char *p, uint64_t v)
+{
+        store_be32(p, (uint32_t)(v >> 32));
+        store_be32(p + 4, (uint32_t)v);
+}
+
+static void sha256_blocks_portable(uint32_t state[8], const unsigned char *p,
+                                   size_t nblocks)
+{
+        uint32_t w[64];
+        uint32_t a, b, c, d, e, f, g, h, t1, t2;
+        int i;
+
+        while (nblocks--) {
+                for (i = 0; i < 16; i++)
+                        w[i] = load_be32(p + 4 * i);
+                for (i = 16; i < 64; i++) {
+                        uint32_t s0 = ror32(w[i - 15], 7) ^
+                                      ror32(w[i - 15], 18) ^ (w[i - 15] >> 3);
+                        uint32_t s1 = ror32(w[i - 2], 17) ^
+                                      ror32(w[i - 2], 19) ^ (w[i - 2] >> 10);
+                        w[i] = w[i - 16] + s0 + w[i - 7] + s1;
+                }
+                a = state[0];
+                b = state[1];
+                c = state[2];
+                d = state[3];
+                e = state[4];
+                f = state[5];
+                g = state[6];
+                h = state[7];
+                for (i = 0; i < 64; i++) {
+                        t1 = h + (ror32(e, 6) ^ ror32(e, 11) ^ ror32(e, 25)) +
+                             ((e & f) ^ (~e & g)) + sha256_k[i] + w[i];
+                        t2 = (ror32(a, 2) ^ ror32(a, 13) ^ ror32(a, 22)) +
+                             ((a & b) ^ (a & c) ^ (b & c));
+                        h = g;
+                        g = f;
+                        f = e;
+                        e = d + t1;
+                        d = c;
+                        c = b;
+                        b = a;
+                        a = t1 + t2;
+                }
+                state[0] += a;
+                state[1] += b;
+                state[2] += c;
+                state[3] += d;
+                state[4] += e;
+                state[5] += f;
+                state[6] += g;
+                state[7] += h;
+                p += VEIL_SHA256_BLOCK_LEN;
+        }
+}
+
+#ifdef VEIL_HAVE_SHANI
+/* SHA256RNDS2 keeps the eight working variables in two registers ordered
+ * ABEF and CDGH (A in the top lane), and does two rounds per instruction
+ * with the low two lanes of a W+K vector. SHA256MSG1/MSG2 compute the
+ * message schedule four words at a time. */
+
+/* Four rounds on W+K of group j, then the register roles swap back. */
+#define SHANI_ROUNDS(wk)                                                       \
+        do {                                                                   \
+                st1 = _mm_sha256rnds2_epu32(st1, st0, (wk));                   \
+                st0 = _mm_sha256rnds2_epu32(st0, st1,                          \
+                                            _mm_shuffle_epi32((wk), 0x0e));    \
+        } while (0)
+
+/* w16 holds W[t-16..t-13] and becomes W[t..t+3]; w12, w8, w4 hold the
+ * later groups. W[t] = s1(W[t-2]) + W[t-7] + s0(W[t-15]) + W[t-16]. */
+#define SHANI_SCHEDULE(w16, w12, w8, w4)                                       \
+        (w16) = _mm_sha256msg2_epu32(                                          \
+                _mm_add_epi32(_mm_sha256msg1_epu32((w16), (w12)),              \
+                              _mm_alignr_epi8((w4), (w8), 4)),                 \
+                (w4))
+
+#define SHANI_GROUP(j, w)                                                      \
+        SHANI_ROUNDS(_mm_add_epi32(                                            \
+                (w), _mm_loadu_si128((const __m128i *)&sha256_k[4 * (j)])))
+
+__attribute__((target("sha,sse4.1,ssse3"))) static void
+sha256_blocks_shani(uint32_t state[8], const unsigned char *p, size_t nblocks)
+{
+        const __m128i bswap = _mm_set_epi64x(0x0c0d0e0f08090a0bULL,
+                                             0x0405060700010203ULL);
+        __m128i st0, st1, tmp, save0, save1, m0, m1, m2, m3;
+
+        /* state[] is A..H in lanes 0..7: reorder into ABEF / CDGH. */
+        tmp = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)&state[0]),
+                                0xb1); /* B A D C */
+        st1 = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)&state[4]),
+                                0x1b);                  /* H G F E */
+        st0 = _mm_alignr_epi8(tmp, st1, 8);             /* F E B A */
+        st1 = _mm_blend_epi16(st1, tmp, 0xf0);          /* H G D C */
+
+        while (nblocks--) {
+                save0 = st0;
+                save1 = st1;
+                m0 = _mm_shuffle_epi8(
+                        _mm_loadu_si128((const __m128i *)(p + 0)), bswap);
+                m1 = _mm_shuffle_epi8(
+                        _mm_loadu_si128((const __m128i *)(p + 16)), bswap);
+                m2 = _mm_shuffle_epi8(
+                        _mm_loadu_si128((const __m128i *)(p + 32)), bswap);
+                m3 = _mm_shuffle_epi8(
+                        _mm_loadu_si128((const __m128i *)(p + 48)), bswap);
+
+                SHANI_GROUP(0, m0);
+                SHANI_GROUP(1, m1);
+                SHANI_GROUP(2, m2);
+                SHANI_GROUP(3, m3);
+                SHANI_SCHEDULE(m0, m1, m2, m3);
+                SHANI_GROUP(4, m0);
+                SHANI_SCHEDULE(m1, m2, m3, m0);
+                SHANI_GROUP(5, m1);
+                SHANI_SCHEDULE(m2, m3, m0, m1);
+                SHANI_GROUP(6, m2);
+                SHANI_SCHEDULE(m3, m0, m1, m2);
+                SHANI_GROUP(7, m3);
+                SHANI_SCHEDULE(m0, m1, m2, m3);
+                SHANI_GROUP(8, m0);
+                SHANI_SCHEDULE(m1, m2, m3, m0);
+                SHANI_GROUP(9, m1);
+                SHANI_SCHEDULE(m2, m3, m0, m1);
+                SHANI_GROUP(10, m2);
+                SHANI_SCHEDULE(m3, m0, m1, m2);
+                SHANI_GROUP(11, m3);
+                SHANI_SCHEDULE(m0, m1, m2, m3);
+                SHANI_GROUP(12, m0);
+                SHANI_SCHEDULE(m1, m2, m3, m0);
+                SHANI_GROUP(13, m1);
+                SHANI_SCHEDULE(m2, m3, m0, m1);
+                SHANI_GROUP(14, m2);
+                SHANI_SCHEDULE(m3, m0, m1, m2);
+                SHANI_GROUP(15, m3);
+
+                st0 = _mm_add_epi32(st0, save0);
+                st1 = _mm_add_epi32(st1, save1);
+                p += VEIL_SHA256_BLOCK_LEN;
+        }
+
+        tmp = _mm_shuffle_epi32(st0, 0x1b);             /* A B E F */
+        st1 = _mm_shuffle_epi32(st1, 0xb1);             /* G H C D */
+        _mm_storeu_si128((__m128i *)&state[0],
+                         _mm_blend_epi16(tmp, st1, 0xf0)); /* A B C D */
+        _mm_storeu_si128((__m128i *)&state[4],
+                         _mm_alignr_epi8(st1, tmp, 8)); /* E F G H */
+}
+
+static int cpu_has_shani(void)
+{
+        unsigned a, b, c, d;
+
+        if (!__get_cpuid(1, &a, &b, &c, &d))
+                return 0;
+        if (!(c & bit_SSSE3) || !(c & bit_SSE4_1))
+                return 0;
+        if (__get_cpuid_max(0, NULL) < 7)
+                return 0;
+        __cpuid_count(7, 0, a, b, c, d);
+        return (b & bit_SHA) != 0;
+}
+#endif
+
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+static enum veil_sha256_impl sha256_best = VEIL_SHA256_PORTABLE;
+
+static void sha256_pick(void)
+{
+#ifdef VEIL_HAVE_SHANI
+        if (cpu_has_shani())
+                sha256_best = VEIL_SHA256_SHANI;
+#endif
+}
+
+enum veil_sha256_impl veil_sha256_best(void)
+{
+        pthread_once(&sha256_once, sha256_pick);
+        return sha256_best;
+}
+
+const char *veil_sha256_impl_name(enum veil_sha256_impl impl)
+{
+        switch (impl) {
+        case VEIL_SHA256_AUTO:
+                return veil_sha256_impl_name(veil_sha256_best());
+        case VEIL_SHA256_PORTABLE:
+                return "portable";
+        case VEIL_SHA256_SHANI:
+                return "sha-ni";
+        }
+        return "?";
+}
+
+static sha256_blocks_fn sha256_fn(enum veil_sha256_impl impl)
+{
+        if (impl == VEIL_SHA256_AUTO)
+                impl = veil_sha256_best();
+#ifdef VEIL_HAVE_SHANI
+        if (impl == VEIL_SHA256_SHANI)
+                return veil_sha256_best() == VEIL_SHA256_SHANI
+                               ? sha256_blocks_shani
+                               : NULL;
+#endif
+        if (impl == VEIL_SHA256_PORTABLE)
+                return sha256_blocks_portable;
+        return NULL;
+}
+
+/* Absorbs `len` bytes after `prefix_len` bytes already compressed into
+ * `state` (a multiple of the block size), pads and writes the digest. */
+static void sha256_finish(sha256_blocks_fn blocks, uint32_t state[8],
+                          uint64_t prefix_len, const unsigned char *p,
+                          size_t len, unsigned char out[VEIL_SHA256_LEN])
+{
+        unsigned char last[2 * VEIL_SHA256_BLOCK_LEN];
+        size_t full = len / VEIL_SHA256_BLOCK_LEN;
+        size_t rest = len % VEIL_SHA256_BLOCK_LEN;
+        size_t n = rest + 9 <= VEIL_SHA256_BLOCK_LEN
+                           ? VEIL_SHA256_BLOCK_LEN
+                           : 2 * VEIL_SHA256_BLOCK_LEN;
+        int i;
+
+        if (full)
+                blocks(state, p, full);
+        if (rest) /* p may be NULL when len is 0 */
+                memcpy(last, p + full * VEIL_SHA256_BLOCK_LEN, rest);
+        last[rest] = 0x80;
+        memset(last + rest + 1, 0, n - rest - 1 - 8);
+        store_be64(last + n - 8, (prefix_len + len) * 8);
+        blocks(state, last, n / VEIL_SHA256_BLOCK_LEN);
+        for (i = 0; i < 8; i++)
+                store_be32(out + 4 * i, state[i]);
+}
+
+void veil_sha256(const void *data, size_t len,
+                 unsigned char out[VEIL_SHA256_LEN])
+{
+        uint32_t st[8];
+
+        memcpy(st, sha256_h0, sizeof(st));
+        sha256_finish(sha256_fn(VEIL_SHA256_AUTO), st, 0, data, len, out);
+}
+
+int veil_hmac_init_impl(struct veil_hmac *h, const void *key, size_t len,
+                        enum veil_sha256_impl impl)
+{
+        unsigned char k[VEIL_SHA256_BLOCK_LEN], pad[VEIL_SHA256_BLOCK_LEN];
+        sha256_blocks_fn blocks = sha256_fn(impl);
+        uint32_t st[8];
+        int i;
+
+        if (!blocks)
+                return VEIL_EINVAL;
+        memset(k, 0, sizeof(k));
+        if (len > VEIL_SHA256_BLOCK_LEN) {
+                memcpy(st, sha256_h0, sizeof(st));
+                sha256_finish(blocks, st, 0, key, len, k);
+        } else if (len) {
+                memcpy(k, key, len);
+        }
+
+        for (i = 0; i < VEIL_SHA256_BLOCK_LEN; i++)
+                pad[i] = k[i] ^ 0x36;
+        memcpy(h->inner, sha256_h0, sizeof(h->inner));
+        blocks(h->inner, pad, 1);
+        for (i = 0; i < VEIL_SHA256_BLOCK_LEN; i++)
+                pad[i] = k[i] ^ 0x5c;
+        memcpy(h->outer, sha256_h0, sizeof(h->outer));
+        blocks(h->outer, pad, 1);
+        h->blocks = blocks;
+
+        veil_cleanse(k, sizeof(k));
+        veil_cleanse(pad, sizeof(pad));
+        veil_cleanse(st, sizeof(st));
+        return 0;
+}
+
+void veil_hmac_init(struct veil_hmac *h, const void *key, size_t len)
+{
+        (void)veil_hmac_init_impl(h, key, len, VEIL_SHA256_AUTO);
+}
+
+void veil_hmac_sha256(const struct veil_hmac *h, const void *data, size_t len,
+                      unsigned char out[VEIL_SHA256_LEN])
+{
+        unsigned char ih[VEIL_SHA256_LEN];
+        uint32_t st[8];
+
+        memcpy(st, h->inner, sizeof(st));
+        sha256_finish(h->blocks, st, VEIL_SHA256_BLOCK_LEN, data, len, ih);
+        memcpy(st, h->outer, sizeof(st));
+        sha256_finish(h->blocks, st, VEIL_SHA256_BLOCK_LEN, ih, sizeof(ih),
+                      out);
+}
+
+void veil_hmac_cleanse(struct veil_hmac *h)
+{
+        veil_cleanse(h, sizeof(*h));
+}
+
+void veil_cleanse(void *p, size_t len)
+{
+        if (p && len)
+                OPENSSL_cleanse(p, len);
+}
+
+int veil_hkdf_sha256(const void *key, size_t key_len, const void *salt,
+                     size_t salt_len, const void *info, size_t info_len,
+                     unsigned char *out, size_t out_len, char *errstr,
+                     size_t errstr_size)
+{
+        OSSL_PARAM params[5], *p = params;
+        EVP_KDF_CTX *kctx = NULL;
+        EVP_KDF *kdf = NULL;
+        int rc = 0;
+
+        if (!key || !key_len || !out || !out_len ||
+            out_len > 255 * VEIL_SHA256_LEN)
+                return veil_errf(errstr, errstr_size, VEIL_EINVAL,
+                                 "hkdf: bad key or output length");
+        kdf = EVP_KDF_fetch(NULL, OSSL_KDF_NAME_HKDF, NULL);
+        if (!kdf) {
+                rc = veil_errf(errstr, errstr_size, VEIL_EIO,
+                               "hkdf: OpenSSL has no HKDF");
+                goto out;
+        }
+        kctx = EVP_KDF_CTX_new(kdf);
+        if (!kctx) {
+                rc = veil_errf(errstr, errstr_size, VEIL_ENOMEM,
+                               "hkdf: cannot allocate a KDF context");
+                goto out;
+        }
+        *p++ = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST,
+                                                (char *)"SHA256", 0);
+        *p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY,
+                                                 (void *)key, key_len);
+        if (salt && salt_len)
+                *p++ = OSSL_PARAM_construct_octet_string(
+                        OSSL_KDF_PARAM_SALT, (void *)salt, salt_len);
+        *p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO,
+                                                 (void *)info, info_len);
+        *p = OSSL_PARAM_construct_end();
+        if (EVP_KDF_derive(kctx, out, out_len, params) != 1)
+                rc = veil_errf(errstr, errstr_size, VEIL_EIO,
+                               "hkdf: EVP_KDF_derive failed");
+out:
+        EVP_KDF_CTX_free(kctx);
+        EVP_KDF_free(kdf);
+        return rc;
+}
+
+/* ---- AEAD ---------------------------------------------------------------- */
+
+static EVP_CIPHER_CTX *aead_ctx_new(EVP_CIPHER *cipher,
+                                    const unsigned char *key, int enc)
+{
+        EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+
+        if (!ctx)
+                return NULL;
+        if (EVP_CipherInit_ex2(ctx, cipher, key, NULL, enc, NULL) != 1) {
+                EVP_CIPHER_CTX_free(ctx);
+                return NULL;
+        }
+        return ctx;
+}
+
+int veil_aead_init(struct veil_aead *a, enum veil_aead_mode mode,
+                   const unsigned char *key, size_t key_len, char *errstr,
+                   size_t errstr_size)
+{
+        const char *name = mode == VEIL_AEAD_SIV ? "AES-256-SIV" : "AES-256-GCM";
+        size_t want = mode == VEIL_AEAD_SIV ? VEIL_AEAD_SIV_KEY_LEN
+                                            : VEIL_AEAD_GCM_KEY_LEN;
+
+        memset(a, 0, sizeof(*a));
+        if ((mode != VEIL_AEAD_SIV && mode != VEIL_AEAD_GCM) || !key ||
+            key_len != want)
+                return veil_errf(errstr, errstr_size, VEIL_EINVAL,
+                                 "%s: key must be %zu bytes", name, want);
+        a->mode = mode;
+        a->cipher = EVP_CIPHER_fetch(NULL, name, NULL);
+        if (!a->cipher) {
+                veil_errf(errstr, errstr_size, VEIL_EIO,
+                          "%s: not available in this OpenSSL", name);
+                goto err;
+        }
+        if ((size_t)EVP_CIPHER_get_key_length(a->cipher) != key_len) {
+                veil_errf(errstr, errstr_size, VEIL_EIO,
+                          "%s: OpenSSL reports an unexpected key length",
+                          name);
+                goto err;
+        }
+        memcpy(a->key, key, key_len);
+        a->key_len = key_len;
+        a->enc = aead_ctx_new(a->cipher, key, 1);
+        a->dec = aead_ctx_new(a->cipher, key, 0);
+        if (!a->enc || !a->dec) {
+                veil_errf(errstr, errstr_size, VEIL_EIO,
+                          "%s: cannot set up the cipher contexts", name);
+                goto err;
+        }
+        return 0;
+err:
+        veil_aead_destroy(a);
+        return VEIL_EIO;
+}
+
+void veil_aead_destroy(struct veil_aead *a)
+{
+        if (!a)
+                return;
+        EVP_CIPHER_CTX_free(a->enc);
+        EVP_CIPHER_CTX_free(a->dec);
+        EVP_CIPHER_free(a->cipher);
+        a->enc = a->dec = NULL;
+        a->cipher = NULL;
+        veil_cleanse(a->key, sizeof(a->key));
+        a->key_len = 0;
+}
+
+/* Both modes: set up `ctx` for one message. SIV must be re-keyed per
+ * message (OpenSSL allows one operation per keying); GCM keeps its key
+ * schedule and only takes the nonce. */
+static int aead_begin(struct veil_aead *a, EVP_CIPHER_CTX *ctx, int enc,
+                      const unsigned char *nonce)
+{
+        if (a->mode == VEIL_AEAD_SIV)
+                return EVP_CipherInit_ex2(ctx, NULL, a->key, NULL, enc, NULL);
+        return EVP_CipherInit_ex2(ctx, NULL, NULL, nonce, enc, NULL);
+}
+
+int veil_aead_seal(struct veil_aead *a, const void *in, size_t len,
+                   unsigned char *out, size_t cap, size_t *outlen)
+{
+        unsigned char *nonce = NULL, *ct, *tag;
+        int n = 0, fin = 0;
+
+        if (len > VEIL_AEAD_MAX_LEN)
+                return VEIL_EINVAL;
+        if (a->mode == VEIL_AEAD_SIV) {
+                if (cap < len + VEIL_AEAD_TAG_LEN)
+                        return VEIL_EINVAL;
+                tag = out;
+                ct = out + VEIL_AEAD_TAG_LEN;
+        } else {
+                if (cap < len + VEIL_AEAD_OVERHEAD)
+                        return VEIL_EINVAL;
+                nonce = out;
+                ct = out + VEIL_AEAD_GCM_NONCE_LEN;
+                tag = ct + len;
+                if (RAND_bytes(nonce, VEIL_AEAD_GCM_NONCE_LEN) != 1)
+                        return VEIL_EIO;
+        }
+        if (aead_begin(a, a->enc, 1, nonce) != 1)
+                return VEIL_EIO;
+        /* SIV takes exactly one plaintext update, even an empty one: it
+         * computes the synthetic IV there. */
+        if (EVP_EncryptUpdate(a->enc, ct, &n, in ? in : (const void *)"",
+                              (int)len) != 1 ||
+            (size_t)n != len)
+                return VEIL_EIO;
+        if (EVP_EncryptFinal_ex(a->enc, ct + n, &fin) != 1 || fin != 0)
+                return VEIL_EIO;
+        if (EVP_CIPHER_CTX_ctrl(a->enc, EVP_CTRL_AEAD_GET_TAG,
+                                VEIL_AEAD_TAG_LEN, tag) != 1)
+                return VEIL_EIO;
+        *outlen = len + (a->mode == VEIL_AEAD_SIV ? VEIL_AEAD_TAG_LEN
+                                                  : VEIL_AEAD_OVERHEAD);
+        return 0;
+}
+
+int veil_aead_open(struct veil_aead *a, const unsigned char *in, size_t len,
+                   unsigned char *out, size_t cap, size_t *outlen)
+{
+        unsigned char nonce[VEIL_AEAD_GCM_NONCE_LEN], tag[VEIL_AEAD_TAG_LEN];
+        const unsigned char *ct;
+        unsigned char *dst;
+        size_t ctlen;
+        int n = 0, fin = 0, ok;
+
+        if (a->mode == VEIL_AEAD_SIV) {
+                if (len < VEIL_AEAD_TAG_LEN)
+                        return VEIL_EINVAL;
+                memcpy(tag, in, sizeof(tag));
+                ct = in + VEIL_AEAD_TAG_LEN;
+                ctlen = len - VEIL_AEAD_TAG_LEN;
+        } else {
+                if (len < VEIL_AEAD_OVERHEAD)
+                        return VEIL_EINVAL;
+                memcpy(nonce, in, sizeof(nonce));
+                ct = in + VEIL_AEAD_GCM_NONCE_LEN;
+                ctlen = len - VEIL_AEAD_OVERHEAD;
+                memcpy(tag, ct + ctlen, sizeof(tag));
+        }
+        if (ctlen > VEIL_AEAD_MAX_LEN || cap < ctlen)
+                return VEIL_EINVAL;
+        /* Decrypt in place at the start of out: OpenSSL allows in == out
+         * but not a partial overlap, which out == in would otherwise be. */
+        if (ctlen)
+                memmove(out, ct, ctlen);
+        if (aead_begin(a, a->dec, 0, a->mode == VEIL_AEAD_GCM ? nonce : NULL) !=
+                    1 ||
+            EVP_CIPHER_CTX_ctrl(a->dec, EVP_CTRL_AEAD_SET_TAG,
+                                VEIL_AEAD_TAG_LEN, tag) != 1) {
+                veil_cleanse(out, ctlen);
+                return VEIL_EIO;
+        }
+        /* SIV checks the tag in the update, GCM in the final: either one
+         * failing means the message does not authenticate. An empty
+         * message still goes through the update (SIV computes there). */
+        dst = ctlen ? out : tag; /* out may be NULL when empty */
+        ok = EVP_DecryptUpdate(a->dec, dst, &n, dst, (int)ctlen) == 1 &&
+             (size_t)n == ctlen;
+        ok = ok && EVP_DecryptFinal_ex(a->dec, dst + n, &fin) == 1 &&
+             fin == 0;
+        if (!ok) {
+                veil_cleanse(out, ctlen);
+                return VEIL_EDATA;
+        }
+        *outlen = ctlen;
+        return 0;
+}
+
+/* ---- base64url ------------------------------------------------------------ */
+
+static const char b64url_alphabet[64] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+int veil_b64url_encode(const void *in, size_t len, char *out, size_t cap,
+                       size_t *outlen)
+{
+        const unsigned char *p = in;
+        size_t need = VEIL_B64URL_LEN(len), i = 0;
+        char *o = out;
+        uint32_t v;
+
+        if (cap < need)
+                return VEIL_EINVAL;
+        for (; i + 3 <= len; i += 3) {
+                v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
+                o[0] = b64url_alphabet[v >> 18];
+                o[1] = b64url_alphabet[(v >> 12) & 63];
+                o[2] = b64url_alphabet[(v >> 6) & 63];
+                o[3] = b64url_alphabet[v & 63];
+                o += 4;
+        }
+        if (len - i == 1) {
+                v = (uint32_t)p[i] << 16;
+                o[0] = b64url_alphabet[v >> 18];
+                o[1] = b64url_alphabet[(v >> 12) & 63];
+                o += 2;
+        } else if (len - i == 2) {
+                v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8;
+                o[0] = b64url_alphabet[v >> 18];
+                o[1] = b64url_alphabet[(v >> 12) & 63];
+                o[2] = b64url_alphabet[(v >> 6) & 63];
+                o += 3;
+        }
+        *outlen = (size_t)(o - out);
+        return 0;
+}
+
+/* -1 for characters outside the alphabet. */
+static int b64url_value(unsigned char c)
+{
+        if (c >= 'A' && c <= 'Z')
+                return c - 'A';
+        if (c >= 'a' && c <= 'z')
+                return c - 'a' + 26;
+        if (c >= '0' && c <= '9')
+                return c - '0' + 52;
+        if (c == '-')
+                return 62;
+        if (c == '_')
+                return 63;
+        return -1;
+}
+
+int veil_b64url_decode(const char *in, size_t len, unsigned char *out,
+                       size_t cap, size_t *outlen)
+{
+        size_t rest = len % 4, need = len / 4 * 3 + (rest ? rest - 1 : 0);
+        size_t i, o = 0;
+        uint32_t acc = 0;
+        int bits = 0, v;
+
+        if (rest == 1 || cap < need)
+                return VEIL_EINVAL;
+        for (i = 0; i < len; i++) {
+                v = b64url_value((unsigned char)in[i]);
+                if (v < 0)
+                        return VEIL_EINVAL;
+                acc = acc << 6 | (uint32_t)v;
+                bits += 6;
+                if (bits >= 8) {
+                        bits -= 8;
+                        out[o++] = (unsigned char)(acc >> bits);
+                        acc &= (1u << bits) - 1;
+                }
+        }
+        /* Canonical form only: the unused low bits of the last character
+         * must be zero, so one byte string has exactly one encoding. */
+        if (acc != 0)
+                return VEIL_EINVAL;
+        *outlen = o;
+        return 0;
+}

@@ -1,0 +1,135 @@
+/* crypto.h - keyed-once HMAC-SHA256, HKDF, AES-SIV/AES-GCM and base64url. */
+#ifndef VEIL_COMMON_CRYPTO_H
+#define VEIL_COMMON_CRYPTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define VEIL_SHA256_LEN       32
+#define VEIL_SHA256_BLOCK_LEN 64
+
+/* SHA-256 compression: a portable C version everywhere and, on x86 CPUs
+ * with the SHA extensions, one on the SHA-NI instructions. OpenSSL 3.0 has
+ * no non-deprecated SHA-256 whose state can be cloned without a heap
+ * allocation (EVP_MD_CTX_copy_ex and EVP_DigestInit_ex both allocate), and
+ * keyed-once HMAC needs exactly that clone per value. */
+enum veil_sha256_impl {
+        VEIL_SHA256_AUTO = 0, /* the fastest this CPU supports */
+        VEIL_SHA256_PORTABLE,
+        VEIL_SHA256_SHANI,
+};
+
+/* The implementation VEIL_SHA256_AUTO picks on this CPU. */
+enum veil_sha256_impl veil_sha256_best(void);
+/* "portable", "sha-ni" (for benchmarks and logs). */
+const char *veil_sha256_impl_name(enum veil_sha256_impl impl);
+
+/* HMAC-SHA256 keyed once: the SHA-256 states after absorbing key^ipad and
+ * key^opad. A value's MAC starts from copies of them, so it costs two
+ * compressions for short inputs instead of four, and never allocates.
+ * Plain data: copy it freely, share it read-only between threads. */
+struct veil_hmac {
+        uint32_t inner[8];
+        uint32_t outer[8];
+        void (*blocks)(uint32_t state[8], const unsigned char *p,
+                       size_t nblocks);
+};
+
+/* Keys longer than the block size are hashed first (RFC 2104).
+ * veil_hmac_init uses VEIL_SHA256_AUTO and cannot fail; veil_hmac_init_impl
+ * returns VEIL_EINVAL when this CPU lacks `impl`. */
+void veil_hmac_init(struct veil_hmac *h, const void *key, size_t len);
+int veil_hmac_init_impl(struct veil_hmac *h, const void *key, size_t len,
+                        enum veil_sha256_impl impl);
+/* out = HMAC-SHA256(key, data). Reads `h` only: thread-safe. */
+void veil_hmac_sha256(const struct veil_hmac *h, const void *data, size_t len,
+                      unsigned char out[VEIL_SHA256_LEN]);
+/* Wipes the keyed states. */
+void veil_hmac_cleanse(struct veil_hmac *h);
+
+/* Plain SHA-256 over the same compression (tests, small digests). */
+void veil_sha256(const void *data, size_t len,
+                 unsigned char out[VEIL_SHA256_LEN]);
+
+/* HKDF-SHA256 (RFC 5869) through OpenSSL's EVP_KDF "HKDF". `salt` may be
+ * NULL (a string of zeros, as the RFC says). Returns 0, or VEIL_EINVAL /
+ * VEIL_EIO with errstr when OpenSSL refuses. Allocates: call at setup. */
+int veil_hkdf_sha256(const void *key, size_t key_len, const void *salt,
+                     size_t salt_len, const void *info, size_t info_len,
+                     unsigned char *out, size_t out_len, char *errstr,
+                     size_t errstr_size);
+
+/* Authenticated encryption with a key fixed at init.
+ * SIV: AES-256-SIV (RFC 5297), deterministic: equal plaintexts give equal
+ *      ciphertexts. Sealed layout: tag(16) | ciphertext. 64-byte key.
+ * GCM: AES-256-GCM with a random 12-byte nonce per message (RAND_bytes).
+ *      Sealed layout: nonce(12) | ciphertext | tag(16). 32-byte key. */
+enum veil_aead_mode { VEIL_AEAD_SIV = 0, VEIL_AEAD_GCM };
+
+#define VEIL_AEAD_TAG_LEN       16
+#define VEIL_AEAD_GCM_NONCE_LEN 12
+#define VEIL_AEAD_SIV_KEY_LEN   64
+#define VEIL_AEAD_GCM_KEY_LEN   32
+/* Bytes a sealed message adds to the plaintext (largest of both modes). */
+#define VEIL_AEAD_OVERHEAD (VEIL_AEAD_GCM_NONCE_LEN + VEIL_AEAD_TAG_LEN)
+/* Longest plaintext accepted (OpenSSL's update takes an int length). */
+#define VEIL_AEAD_MAX_LEN ((size_t)1 << 30)
+
+struct evp_cipher_st;
+struct evp_cipher_ctx_st;
+
+/* Holds a fetched cipher and its contexts. GCM keeps both contexts keyed,
+ * so a message only sets a nonce (no allocation); OpenSSL's SIV can do one
+ * message per keying and rebuilds its CMAC state each time, so every SIV
+ * message re-keys (OpenSSL allocates inside). Not thread-safe: one per
+ * thread. */
+struct veil_aead {
+        enum veil_aead_mode mode;
+        struct evp_cipher_st *cipher;
+        struct evp_cipher_ctx_st *enc;
+        struct evp_cipher_ctx_st *dec;
+        unsigned char key[VEIL_AEAD_SIV_KEY_LEN];
+        size_t key_len;
+};
+
+/* Fetches the cipher and keys the contexts. key_len must be the mode's
+ * (64 for SIV, 32 for GCM). Returns 0 or VEIL_EINVAL / VEIL_EIO with
+ * errstr; on error `a` needs no destroy. */
+int veil_aead_init(struct veil_aead *a, enum veil_aead_mode mode,
+                   const unsigned char *key, size_t key_len, char *errstr,
+                   size_t errstr_size);
+/* Frees the contexts and wipes the key. Safe on a zeroed struct. */
+void veil_aead_destroy(struct veil_aead *a);
+
+/* Seals `len` bytes (≤ VEIL_AEAD_MAX_LEN) into out (cap ≥ len +
+ * VEIL_AEAD_OVERHEAD is always enough). Returns 0, VEIL_EINVAL (too long,
+ * cap too small) or VEIL_EIO (OpenSSL failure). */
+int veil_aead_seal(struct veil_aead *a, const void *in, size_t len,
+                   unsigned char *out, size_t cap, size_t *outlen);
+/* Opens a sealed message into out (cap ≥ len is enough). Returns 0,
+ * VEIL_EINVAL (too short, cap too small), VEIL_EDATA (does not
+ * authenticate: tampered, or sealed with another key) or VEIL_EIO. On
+ * failure nothing of the plaintext is left in out. `out` may be `in`
+ * (decrypt in place); otherwise they must not overlap. */
+int veil_aead_open(struct veil_aead *a, const unsigned char *in, size_t len,
+                   unsigned char *out, size_t cap, size_t *outlen);
+
+/* base64url (RFC 4648 §5) without padding. */
+#define VEIL_B64URL_LEN(n) (((n) / 3) * 4 + ((n) % 3 ? (n) % 3 + 1 : 0))
+/* Encodes into out (cap ≥ VEIL_B64URL_LEN(len)); no NUL is written.
+ * Returns 0 or VEIL_EINVAL when cap is too small. `in` may overlap `out`
+ * only when it ends where the encoding ends (in == out +
+ * VEIL_B64URL_LEN(len) - len): each group is read before it is written,
+ * so a value sealed at the end of an output buffer encodes in place. */
+int veil_b64url_encode(const void *in, size_t len, char *out, size_t cap,
+                       size_t *outlen);
+/* Decodes canonical unpadded base64url (cap ≥ len * 3 / 4 is enough).
+ * Returns 0 or VEIL_EINVAL on a character outside the alphabet, '=', an
+ * impossible length, non-zero unused trailing bits, or a short cap. */
+int veil_b64url_decode(const char *in, size_t len, unsigned char *out,
+                       size_t cap, size_t *outlen);
+
+/* Wipes secrets (OPENSSL_cleanse: not optimised away). */
+void veil_cleanse(void *p, size_t len);
+
+#endif

@@ -1,0 +1,653 @@
+#!/usr/bin/env python3
+"""gen_corpus.py - Veil's labeled PII corpus (and bulk benchmark text), seeded.
+
+Writes tests/corpus/corpus.txt (mixed free text, one document per line) and
+tests/corpus/labels.tsv (`start<TAB>end<TAB>detector`, byte offsets into
+corpus.txt, end exclusive). Ground truth comes from construction: every
+positive is generated valid (Luhn, mod-97, SSN ranges, octets), every hard
+negative is generated to look like PII and not be (ids, UUIDs, digests,
+timestamps, prices, ISBNs, invalid Luhn, invalid SSN ranges, versions).
+
+    gen_corpus.py                       # regenerate tests/corpus/ (seed 4)
+    gen_corpus.py --bulk 100 --out F    # ~100 MB of unlabeled mixed text
+
+Only the standard library; run with the project venv or /usr/bin/python3.
+"""
+import argparse
+import os
+import random
+import sys
+
+# ---------------------------------------------------------------- fillers
+WORDS = (
+    "the customer asked about an order that arrived late and the box was "
+    "damaged so we offered a refund after checking the warehouse notes "
+    "shipment tracking shows two attempts delivery driver left a message "
+    "escalated to tier two agent will follow up tomorrow morning with the "
+    "replacement status ticket closed pending confirmation from logistics "
+    "invoice reissued with corrected totals the user reported login issues "
+    "after the update cleared cache and cookies resolved problem persists "
+    "on tablet app version upgrade recommended subscription renewed weekly "
+    "plan changed to monthly discount applied loyalty points credited "
+    "feedback positive overall rating five stars would recommend service "
+    "warehouse team restocked items backorder expected next week note "
+    "internal only do not share outside the team meeting scheduled review"
+).split()
+UNICODE_WORDS = ["José", "Zoë", "Müller", "façade", "naïve", "Łódź",
+                 "São Paulo", "北京", "東京", "Αθήνα", "Ærø", "crème brûlée",
+                 "résumé", "Straße", "Москва", "emoji 🙂 ok"]
+NAMES = ["alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi",
+         "ivan", "judy", "mallory", "niaj", "olivia", "peggy", "rupert",
+         "sybil", "trent", "victor", "walter", "yasmin", "zoe", "jose",
+         "li", "mohammed", "anna", "lukas", "emma", "noah", "sofia", "liam"]
+DOMAINS = ["example.com", "example.org", "mail.example.net", "corp.example.co.uk",
+           "test.example.de", "example.io", "sub.mail.example.fr",
+           "example-shop.nl", "uni.example.edu", "example.museum"]
+SERVICES = ["orders", "billing", "auth", "search", "gateway", "notify",
+            "ledger", "profile"]
+
+
+def filler(rng, lo=3, hi=10):
+    words = [rng.choice(WORDS) for _ in range(rng.randint(lo, hi))]
+    if rng.random() < 0.15:
+        words.insert(rng.randrange(len(words) + 1), rng.choice(UNICODE_WORDS))
+    return " ".join(words)
+
+
+# ---------------------------------------------------------------- positives
+def gen_email(rng):
+    name = rng.choice(NAMES)
+    style = rng.randrange(7)
+    if style == 0:
+        local = name
+    elif style == 1:
+        local = name + "." + rng.choice(NAMES)
+    elif style == 2:
+        local = name + str(rng.randint(1, 9999))
+    elif style == 3:
+        local = name + "+" + rng.choice(["news", "shop", "tag", "x"])
+    elif style == 4:
+        local = name + "_" + rng.choice(NAMES)
+    elif style == 5:
+        local = name + "-" + rng.choice(NAMES)
+    else:
+        local = name.capitalize() + "." + rng.choice(NAMES).capitalize()
+    dom = rng.choice(DOMAINS)
+    if rng.random() < 0.1:
+        dom = dom.upper()
+    return local + "@" + dom
+
+
+def nanp_parts(rng):
+    area = "%d%d%d" % (rng.randint(2, 9), rng.randint(0, 8), rng.randint(0, 9))
+    exch = "%d%02d" % (rng.randint(2, 9), rng.randint(0, 99))
+    line = "%04d" % rng.randint(0, 9999)
+    return area, exch, line
+
+
+def digits(rng, n):
+    return "".join(str(rng.randint(0, 9)) for _ in range(n))
+
+
+def gen_phone(rng):
+    """Phone numbers in E.164 and common national formats."""
+    kind = rng.randrange(22)
+    a, e, l = nanp_parts(rng)
+    if kind == 0:
+        return "+1%s%s%s" % (a, e, l)
+    if kind == 1:
+        return "+1 %s-%s-%s" % (a, e, l)
+    if kind == 2:
+        return "+1 (%s) %s-%s" % (a, e, l)
+    if kind == 3:
+        return "(%s) %s-%s" % (a, e, l)
+    if kind == 4:
+        return "%s-%s-%s" % (a, e, l)
+    if kind == 5:
+        return "%s.%s.%s" % (a, e, l)
+    if kind == 6:
+        return "%s %s %s" % (a, e, l)
+    if kind == 7:
+        return "1-%s-%s-%s" % (a, e, l)
+    if kind == 8:   # UK London, E.164 and national
+        n = "7946 0%s" % digits(rng, 3)
+        return rng.choice(["+44 20 %s" % n, "020 %s" % n, "+44 (0)20 %s" % n])
+    if kind == 9:   # UK mobile
+        n = "900%s" % digits(rng, 3)
+        return rng.choice(["+44 7700 %s" % n, "07700 %s" % n])
+    if kind == 10:  # DE Berlin
+        n = digits(rng, rng.choice([7, 8]))
+        return rng.choice(["+49 30 %s" % n, "030 %s" % n, "030/%s" % n,
+                           "(030) %s" % n])
+    if kind == 11:  # DE mobile
+        n = str(rng.randint(1, 9)) + digits(rng, 7)
+        return rng.choice(["+49 151 %s" % n, "0151 %s" % n, "+49 1512 %s" % n[:7]])
+    if kind == 12:  # FR
+        d = "%d" % rng.randint(1, 7)
+        g = [digits(rng, 2) for _ in range(4)]
+        return rng.choice(["0%s %s" % (d, " ".join(g)),
+                           "0%s.%s" % (d, ".".join(g)),
+                           "+33 %s %s" % (d, " ".join(g))])
+    if kind == 13:  # NL landline
+        n = str(rng.randint(1, 9)) + digits(rng, 6)
+        return rng.choice(["020-%s" % n, "020 %s %s" % (n[:3], n[3:]),
+                           "+31 20 %s %s" % (n[:3], n[3:])])
+    if kind == 14:  # NL mobile
+        n = str(rng.randint(1, 9)) + digits(rng, 7)
+        return rng.choice(["06-%s" % n, "+31 6 %s" % n, "06 %s" % n])
+    if kind == 15:  # other E.164, compact
+        cc = rng.choice(["34", "39", "41", "43", "45", "46", "47", "48", "61",
+                         "81", "86", "91"])
+        return "+" + cc + str(rng.randint(1, 9)) + digits(rng, rng.randint(7, 9))
+    if kind == 16:
+        cc = rng.choice(["34", "39", "41", "46", "61"])
+        return "+%s %d%s %s %s" % (cc, rng.randint(1, 9), digits(rng, 2),
+                                   digits(rng, 3), digits(rng, 3))
+    if kind == 17:  # US 800 dotted
+        return "1.%s.%s.%s" % (a, e, l)
+    if kind == 18:
+        return "(%s)%s-%s" % (a, e, l)
+    if kind == 19:
+        return "+1-%s-%s-%s" % (a, e, l)
+    if kind == 20:  # UK mobile bare with spaces 5-3-3
+        return "07%s %s %s" % (digits(rng, 3), digits(rng, 3), digits(rng, 3))
+    return "+44 7%s %s" % (digits(rng, 3), digits(rng, 6))
+
+
+def gen_phone_bare(rng):
+    """A bare 10-digit phone: only a finding next to a context word."""
+    a, e, l = nanp_parts(rng)
+    return a + e + l
+
+
+def ssn_parts(rng):
+    while True:
+        area = rng.randint(1, 899)
+        if area != 666:
+            break
+    return "%03d" % area, "%02d" % rng.randint(1, 99), "%04d" % rng.randint(1, 9999)
+
+
+def gen_ssn(rng):
+    a, g, s = ssn_parts(rng)
+    return rng.choice(["%s-%s-%s", "%s-%s-%s", "%s %s %s"]) % (a, g, s)
+
+
+def luhn_digit(body):
+    total = 0
+    for i, ch in enumerate(reversed(body)):
+        d = int(ch)
+        if i % 2 == 0:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return str((10 - total % 10) % 10)
+
+
+CARD_PREFIXES = [("4", 16), ("4", 16), ("4", 13), ("4", 19), ("51", 16),
+                 ("53", 16), ("55", 16), ("2221", 16), ("2720", 16),
+                 ("34", 15), ("37", 15), ("6011", 16), ("65", 16),
+                 ("644", 16), ("3528", 16), ("3589", 16), ("36", 14),
+                 ("300", 14), ("62", 16), ("62", 19)]
+
+
+def card_number(rng, valid=True):
+    prefix, length = rng.choice(CARD_PREFIXES)
+    body = prefix + digits(rng, length - len(prefix) - 1)
+    check = luhn_digit(body)
+    if not valid:
+        check = str((int(check) + rng.randint(1, 9)) % 10)
+    return body + check
+
+
+def group_card(rng, num):
+    sep = rng.choice([" ", "-", ""])
+    n = len(num)
+    if n == 15:
+        groups = [num[:4], num[4:10], num[10:]]
+    elif n == 14 and rng.random() < 0.5:
+        groups = [num[:4], num[4:10], num[10:]]
+    else:
+        groups = [num[i:i + 4] for i in range(0, n, 4)]
+    return sep.join(groups)
+
+
+def gen_card(rng):
+    return group_card(rng, card_number(rng, True))
+
+
+IBAN_SPECS = {  # country: (length, BBAN builder)
+    "DE": (22, lambda r: digits(r, 18)),
+    "GB": (22, lambda r: "".join(r.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ") for _ in range(4)) + digits(r, 14)),
+    "FR": (27, lambda r: digits(r, 10) + "".join(r.choice("0123456789ABCDEFGHJK") for _ in range(11)) + digits(r, 2)),
+    "NL": (18, lambda r: "".join(r.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ") for _ in range(4)) + digits(r, 10)),
+    "ES": (24, lambda r: digits(r, 20)),
+    "IT": (27, lambda r: r.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ") + digits(r, 10) + digits(r, 12)),
+    "BE": (16, lambda r: digits(r, 12)),
+    "CH": (21, lambda r: digits(r, 17)),
+    "AT": (20, lambda r: digits(r, 16)),
+    "PL": (28, lambda r: digits(r, 24)),
+    "NO": (15, lambda r: digits(r, 11)),
+    "SE": (24, lambda r: digits(r, 20)),
+    "IE": (22, lambda r: "".join(r.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ") for _ in range(4)) + digits(r, 14)),
+    "MT": (31, lambda r: "".join(r.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ") for _ in range(4)) + digits(r, 5) + "".join(r.choice("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ") for _ in range(18))),
+}
+
+
+def iban_check(country, bban):
+    s = bban + country + "00"
+    num = "".join(str(int(c, 36)) for c in s)
+    return "%02d" % (98 - int(num) % 97)
+
+
+def iban_number(rng, valid=True):
+    country = rng.choice(sorted(IBAN_SPECS))
+    length, build = IBAN_SPECS[country]
+    bban = build(rng)
+    assert len(bban) == length - 4, country
+    check = iban_check(country, bban)
+    if not valid:
+        check = "%02d" % ((int(check) + rng.randint(1, 90)) % 97 + 2)
+        if check == iban_check(country, bban):
+            check = "%02d" % ((int(check) + 1) % 97 + 2)
+    return country + check + bban
+
+
+def gen_iban(rng):
+    iban = iban_number(rng, True)
+    if rng.random() < 0.5:
+        return " ".join(iban[i:i + 4] for i in range(0, len(iban), 4))
+    return iban
+
+
+def gen_ipv4(rng):
+    kind = rng.randrange(4)
+    if kind == 0:
+        return "192.168.%d.%d" % (rng.randint(0, 255), rng.randint(1, 254))
+    if kind == 1:
+        return "10.%d.%d.%d" % (rng.randint(0, 255), rng.randint(0, 255), rng.randint(1, 254))
+    if kind == 2:
+        return "203.0.113.%d" % rng.randint(1, 254)
+    return "%d.%d.%d.%d" % (rng.randint(1, 223), rng.randint(0, 255),
+                            rng.randint(0, 255), rng.randint(1, 254))
+
+
+def hexgroup(rng, full=False):
+    v = rng.randint(0, 0xFFFF)
+    return "%04x" % v if full else "%x" % v
+
+
+def gen_ipv6(rng):
+    kind = rng.randrange(7)
+    if kind == 0:
+        return ":".join(hexgroup(rng, True) for _ in range(8))
+    if kind == 1:
+        return "2001:db8::%s:%s" % (hexgroup(rng), hexgroup(rng))
+    if kind == 2:
+        return "fe80::%s:%s:%s:%s" % tuple(hexgroup(rng) for _ in range(4))
+    if kind == 3:
+        return rng.choice(["::1", "fe80::1", "2001:db8::1", "::"])
+    if kind == 4:
+        return "::ffff:%d.%d.%d.%d" % (rng.randint(1, 223), rng.randint(0, 255),
+                                       rng.randint(0, 255), rng.randint(1, 254))
+    if kind == 5:
+        g = [hexgroup(rng) for _ in range(8)]
+        return ":".join(g).upper() if rng.random() < 0.5 else ":".join(g)
+    return "2001:db8:%s:%s::%s" % (hexgroup(rng), hexgroup(rng), hexgroup(rng))
+
+
+# ---------------------------------------------------------------- negatives
+def neg_uuid(rng):
+    h = "%032x" % rng.getrandbits(128)
+    return "%s-%s-4%s-a%s-%s" % (h[:8], h[8:12], h[13:16], h[17:20], h[20:])
+
+
+def neg_digest(rng):
+    return ("%064x" % rng.getrandbits(256))[:rng.choice([7, 12, 32, 40, 64])]
+
+
+def neg_timestamp(rng):
+    y, mo, d = rng.randint(2015, 2030), rng.randint(1, 12), rng.randint(1, 28)
+    h, mi, s = rng.randint(0, 23), rng.randint(0, 59), rng.randint(0, 59)
+    kind = rng.randrange(7)
+    if kind == 0:
+        return "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ" % (y, mo, d, h, mi, s, rng.randint(0, 999))
+    if kind == 1:
+        return "%04d-%02d-%02d %02d:%02d:%02d" % (y, mo, d, h, mi, s)
+    if kind == 2:
+        return "%04d-%02d-%02dT%02d:%02d:%02d+01:00" % (y, mo, d, h, mi, s)
+    if kind == 3:
+        return "%02d/%02d/%04d %02d:%02d" % (d, mo, y, h, mi)
+    if kind == 4:
+        return str(rng.randint(1500000000, 1900000000))   # epoch seconds
+    if kind == 5:
+        return str(rng.randint(1500000000000, 1900000000000))  # epoch ms
+    return "%02d.%02d.%04d" % (d, mo, y)
+
+
+def neg_price(rng):
+    kind = rng.randrange(6)
+    if kind == 0:
+        return "$%d,%03d.%02d" % (rng.randint(1, 999), rng.randint(0, 999), rng.randint(0, 99))
+    if kind == 1:
+        return "EUR %d.%02d" % (rng.randint(1, 9999), rng.randint(0, 99))
+    if kind == 2:
+        return "%d %03d,%02d €" % (rng.randint(1, 999), rng.randint(0, 999), rng.randint(0, 99))
+    if kind == 3:
+        return "USD %d %03d %03d.00" % (rng.randint(1, 999), rng.randint(0, 999), rng.randint(0, 999))
+    if kind == 4:
+        return "£%d.%02d" % (rng.randint(1, 500), rng.randint(0, 99))
+    return "%d.%03d.%03d,%02d EUR" % (rng.randint(1, 99), rng.randint(0, 999), rng.randint(0, 999), rng.randint(0, 99))
+
+
+def isbn13(rng):
+    body = "978" + digits(rng, 9)
+    total = sum(int(c) * (1 if i % 2 == 0 else 3) for i, c in enumerate(body))
+    return body + str((10 - total % 10) % 10)
+
+
+def neg_isbn(rng):
+    b = isbn13(rng)
+    kind = rng.randrange(3)
+    if kind == 0:
+        return "ISBN %s-%s-%s-%s-%s" % (b[:3], b[3], b[4:6], b[6:12], b[12])
+    if kind == 1:
+        return "ISBN " + b
+    body = "0" + digits(rng, 8)
+    total = sum(int(c) * (10 - i) for i, c in enumerate(body))
+    check = (11 - total % 11) % 11
+    return "ISBN %s-%s-%s-%s" % (body[0], body[1:4], body[4:9], "X" if check == 10 else str(check))
+
+
+def neg_invalid_card(rng):
+    return group_card(rng, card_number(rng, False))
+
+
+def neg_invalid_ssn(rng):
+    kind = rng.randrange(5)
+    a, g, s = ssn_parts(rng)
+    if kind == 0:
+        a = "000"
+    elif kind == 1:
+        a = "666"
+    elif kind == 2:
+        a = "%d" % rng.randint(900, 999)
+    elif kind == 3:
+        g = "00"
+    else:
+        s = "0000"
+    return "%s-%s-%s" % (a, g, s)
+
+
+def neg_version(rng):
+    kind = rng.randrange(6)
+    if kind == 0:
+        return "v%d.%d.%d" % (rng.randint(0, 20), rng.randint(0, 40), rng.randint(0, 99))
+    if kind == 1:
+        return "%d.%d.%d" % (rng.randint(0, 20), rng.randint(0, 40), rng.randint(0, 99))
+    if kind == 2:
+        return "%d.%d.%d-%d-amd64" % (rng.randint(3, 6), rng.randint(0, 19), rng.randint(0, 200), rng.randint(1, 30))
+    if kind == 3:
+        return "v%d.%d.%d.%d" % (rng.randint(1, 9), rng.randint(0, 9), rng.randint(0, 9), rng.randint(0, 999))
+    if kind == 4:
+        return "10.0.%d.%d" % (rng.randint(10000, 22000), rng.randint(256, 3000))  # windows build
+    return "%d.%d.%d.post%d" % (rng.randint(0, 9), rng.randint(0, 9), rng.randint(0, 9), rng.randint(1, 9))
+
+
+def neg_id(rng):
+    kind = rng.randrange(8)
+    if kind == 0:
+        return "ORD-%d-%06d" % (rng.randint(2015, 2030), rng.randint(0, 999999))
+    if kind == 1:
+        return "INV%08d" % rng.randint(0, 99999999)
+    if kind == 2:
+        return str(rng.randint(100000000, 999999999))           # bare 9 digits
+    if kind == 3:
+        return str(rng.randint(2000000000, 9999999999))         # bare 10 digits
+    if kind == 4:
+        return "cust_%d" % rng.randint(1, 10 ** 7)
+    if kind == 5:
+        return "#%d" % rng.randint(1, 10 ** 6)
+    if kind == 6:
+        return "TRK%s" % digits(rng, 12)
+    return "PO-%s-%s" % (digits(rng, 4), digits(rng, 4))
+
+
+def neg_misc(rng):
+    kind = rng.randrange(9)
+    if kind == 0:   # invalid octets
+        return "%d.%d.%d.%d" % (rng.randint(256, 999), rng.randint(0, 255), rng.randint(0, 255), rng.randint(0, 255))
+    if kind == 1:
+        return "192.168.1.%d" % rng.randint(256, 999)
+    if kind == 2:   # invalid IBAN checksum
+        return iban_number(rng, False)
+    if kind == 3:   # MAC address
+        return ":".join("%02x" % rng.randint(0, 255) for _ in range(6))
+    if kind == 4:   # clock times
+        return "%02d:%02d:%02d" % (rng.randint(0, 23), rng.randint(0, 59), rng.randint(0, 59))
+    if kind == 5:   # C++ scope
+        return rng.choice(["std::vector", "Foo::bar()", "a::b::c", "ns::Type"])
+    if kind == 6:   # dotted quad with 5 parts
+        return "1.%d.%d.%d.%d" % tuple(rng.randint(0, 255) for _ in range(4))
+    if kind == 7:   # hex colour / email-ish but not an email
+        return rng.choice(["#ff00aa", "user at example dot com", "@handle",
+                           "foo@bar", "name@localhost"])
+    return "%d%%" % rng.randint(1, 100)
+
+
+NEGATIVES = [neg_uuid, neg_digest, neg_timestamp, neg_price, neg_isbn,
+             neg_invalid_card, neg_invalid_ssn, neg_version, neg_id, neg_misc]
+
+# context words a positive may carry (weak shapes need one)
+CONTEXT = {
+    "email": ["email", "e-mail", "contact", "reach"],
+    "phone": ["phone", "tel", "call", "mobile", "cell"],
+    "us_ssn": ["SSN", "ssn", "social security number"],
+    "credit_card": ["card", "credit card", "visa", "payment card"],
+    "iban": ["IBAN", "iban", "bank account", "account"],
+    "ipv4": ["ip", "host", "from", "client"],
+    "ipv6": ["ip", "address", "from", "peer"],
+}
+GENERATORS = {
+    "email": gen_email, "phone": gen_phone, "us_ssn": gen_ssn,
+    "credit_card": gen_card, "iban": gen_iban, "ipv4": gen_ipv4,
+    "ipv6": gen_ipv6,
+}
+
+
+# ---------------------------------------------------------------- documents
+class Doc:
+    """One line of text under construction with its labels."""
+
+    def __init__(self):
+        self.parts = []
+        self.labels = []   # (start, end, detector) in bytes, line-relative
+        self.size = 0
+
+    def add(self, text, detector=None):
+        b = text.encode("utf-8")
+        if detector:
+            self.labels.append((self.size, self.size + len(b), detector))
+        self.parts.append(b)
+        self.size += len(b)
+
+    def text(self):
+        return b"".join(self.parts)
+
+
+def positive_doc(rng, det):
+    doc = Doc()
+    value_gen = GENERATORS[det]
+    shape = rng.randrange(6)
+    ctx = rng.choice(CONTEXT[det])
+    # weak shapes: bare 9-digit SSNs and bare 10-digit phones, always with
+    # a context word right before them
+    if det == "us_ssn" and rng.random() < 0.15:
+        a, g, s = ssn_parts(rng)
+        doc.add(filler(rng, 1, 4) + " " + rng.choice(["SSN", "ssn:", "social security no."]) + " ")
+        doc.add(a + g + s, det)
+        doc.add(" " + filler(rng, 1, 4))
+        return doc
+    if det == "phone" and rng.random() < 0.1:
+        doc.add(filler(rng, 1, 4) + " " + rng.choice(["phone", "tel:", "call", "mobile"]) + " ")
+        doc.add(gen_phone_bare(rng), det)
+        doc.add(" " + filler(rng, 1, 4))
+        return doc
+    value = value_gen(rng)
+    if shape == 0:
+        doc.add(filler(rng) + " " + ctx + " ")
+        doc.add(value, det)
+        doc.add(" " + filler(rng))
+    elif shape == 1:
+        doc.add(filler(rng) + " (")
+        doc.add(value, det)
+        doc.add(") " + filler(rng) + ".")
+    elif shape == 2:
+        doc.add(ctx + ": ")
+        doc.add(value, det)
+        doc.add(", " + filler(rng))
+    elif shape == 3:
+        doc.add(filler(rng) + " ")
+        doc.add(value, det)
+        doc.add(".")
+    elif shape == 4:   # key=value log line
+        doc.add("%s INFO [svc-%s] %s=" % (neg_timestamp(rng), rng.choice(SERVICES),
+                                          {"email": "email", "phone": "phone", "us_ssn": "ssn",
+                                           "credit_card": "card", "iban": "iban", "ipv4": "client_ip",
+                                           "ipv6": "peer"}[det]))
+        doc.add(value, det)
+        doc.add(" request_id=%s status=%d" % (neg_uuid(rng), rng.choice([200, 201, 404, 500])))
+    else:              # CSV row
+        doc.add("%d,%s," % (rng.randint(1, 99999), rng.choice(NAMES)))
+        doc.add(value, det)
+        doc.add(",%s,%s" % (neg_timestamp(rng), neg_price(rng).replace(",", "")))
+    # decorations around addresses
+    if det == "ipv4" and rng.random() < 0.2:
+        doc = Doc()
+        ip = gen_ipv4(rng)
+        form = rng.randrange(3)
+        doc.add(filler(rng) + " ")
+        doc.add(ip, det)
+        doc.add([":%d" % rng.randint(1, 65535), "/%d" % rng.randint(8, 32), ""][form] + " " + filler(rng))
+    if det == "ipv6" and rng.random() < 0.2:
+        doc = Doc()
+        ip = gen_ipv6(rng)
+        doc.add(filler(rng) + " [")
+        doc.add(ip, det)
+        doc.add("]:%d %s" % (rng.randint(1, 65535), filler(rng)))
+    if det == "email" and rng.random() < 0.2:
+        doc = Doc()
+        doc.add(filler(rng) + rng.choice([" <", " mailto:", " "]))
+        doc.add(gen_email(rng), det)
+        doc.add(rng.choice(["> ", " ", "; "]) + filler(rng))
+    return doc
+
+
+def negative_doc(rng):
+    doc = Doc()
+    n = rng.randint(1, 3)
+    for _ in range(n):
+        neg = rng.choice(NEGATIVES)(rng)
+        doc.add(filler(rng, 2, 6) + " " + neg + " ")
+    doc.add(filler(rng, 1, 4))
+    return doc
+
+
+def mixed_doc(rng):
+    """A support note with two to four PII values and some negatives."""
+    doc = Doc()
+    dets = rng.sample(sorted(GENERATORS), rng.randint(2, 4))
+    # a negative never sits within a few words after a context word: a
+    # bare number right after "phone" is a phone by design
+    for det in dets:
+        doc.add(filler(rng, 4, 6) + " " + rng.choice(NEGATIVES)(rng) + " ")
+        doc.add(filler(rng, 2, 4) + " " + rng.choice(CONTEXT[det]) + " ")
+        doc.add(GENERATORS[det](rng), det)
+        doc.add(" ")
+    doc.add(filler(rng, 1, 3))
+    return doc
+
+
+def generate(rng, n_docs):
+    per_det = {}
+    docs = []
+    dets = sorted(GENERATORS)
+    for i in range(n_docs):
+        r = rng.random()
+        if r < 0.45:
+            docs.append(positive_doc(rng, dets[i % len(dets)]))
+        elif r < 0.65:
+            docs.append(mixed_doc(rng))
+        elif r < 0.95:
+            docs.append(negative_doc(rng))
+        else:
+            d = Doc()
+            d.add(filler(rng, 5, 15))
+            docs.append(d)
+    for d in docs:
+        for _, _, det in d.labels:
+            per_det[det] = per_det.get(det, 0) + 1
+    return docs, per_det
+
+
+def write_corpus(outdir, seed, n_docs):
+    rng = random.Random(seed)
+    docs, per_det = generate(rng, n_docs)
+    os.makedirs(outdir, exist_ok=True)
+    off = 0
+    with open(os.path.join(outdir, "corpus.txt"), "wb") as ft, \
+            open(os.path.join(outdir, "labels.tsv"), "w") as fl:
+        fl.write("# start\tend\tdetector (byte offsets into corpus.txt; "
+                 "generated by scripts/gen_corpus.py --seed %d)\n" % seed)
+        for d in docs:
+            text = d.text()
+            assert b"\n" not in text
+            for s, e, det in d.labels:
+                fl.write("%d\t%d\t%s\n" % (off + s, off + e, det))
+            ft.write(text + b"\n")
+            off += len(text) + 1
+    print("corpus: %d docs, %d bytes; positives %s" %
+          (len(docs), off, " ".join("%s=%d" % kv for kv in sorted(per_det.items()))))
+
+
+def write_bulk(path, seed, megabytes):
+    """Mixed text for the benchmark: ~4 MB of unique documents, repeated
+    with a rotating start until the size is reached (throughput does not
+    depend on the text being unique, only on its mix)."""
+    rng = random.Random(seed)
+    docs, _ = generate(rng, 40000)
+    lines = [d.text() + b"\n" for d in docs]
+    target = megabytes * 1024 * 1024
+    written = 0
+    with open(path, "wb") as f:
+        rot = 0
+        while written < target:
+            chunk = b"".join(lines[rot:] + lines[:rot])
+            f.write(chunk)
+            written += len(chunk)
+            rot = (rot + 7919) % len(lines)
+    print("bulk: %s %d bytes" % (path, written))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seed", type=int, default=4)
+    ap.add_argument("--docs", type=int, default=6000)
+    ap.add_argument("--outdir", default=os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "..", "tests", "corpus"))
+    ap.add_argument("--bulk", type=int, metavar="MB",
+                    help="write MB of unlabeled mixed text to --out instead")
+    ap.add_argument("--out")
+    args = ap.parse_args()
+    if args.bulk:
+        if not args.out:
+            ap.error("--bulk needs --out FILE")
+        write_bulk(args.out, args.seed, args.bulk)
+    else:
+        write_corpus(os.path.normpath(args.outdir), args.seed, args.docs)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
