@@ -22,11 +22,11 @@
 #include <unistd.h>
 #include <yaml.h>
 
-#define KEY_MIN_LEN       32
-#define KEY_FILE_MAX_LEN  (1 << 20)
-#define MAX_TOPIC_LEN     249
-#define MAX_KEY_ID_LEN    32
-#define MASK_MAX_KEEP     1024
+#define KEY_MIN_LEN 32
+#define KEY_FILE_MAX_LEN (1 << 20)
+#define MAX_TOPIC_LEN 249
+#define MAX_KEY_ID_LEN 32
+#define MASK_MAX_KEEP 1024
 #define MAX_BATCH_RECORDS 10000000
 
 /* State of one load: the document, where we are in it (for messages) and
@@ -57,8 +57,8 @@ struct key_spec {
 };
 
 /* A user-named entry of a map (a class, a purpose, a kafka property…). */
-typedef int (*entry_fn)(struct loader *ld, yaml_node_t *key,
-                        yaml_node_t *value, void *obj);
+typedef int (*entry_fn)(struct loader *ld, yaml_node_t *key, yaml_node_t *value,
+                        void *obj);
 
 /* ---------------------------------------------------------------------- */
 /* Messages                                                                */
@@ -67,7 +67,7 @@ static size_t path_push(struct loader *ld, const char *key)
 {
         size_t old = ld->path_len;
         int n      = snprintf(ld->path + old, sizeof(ld->path) - old, "%s%s",
-                              old ? "." : "", key);
+                         old ? "." : "", key);
 
         if (n > 0)
                 ld->path_len = old + (size_t)n < sizeof(ld->path)
@@ -90,15 +90,15 @@ static size_t path_push_index(struct loader *ld, size_t i)
 
 static void path_pop(struct loader *ld, size_t old)
 {
-        ld->path_len      = old;
-        ld->path[old]     = '\0';
+        ld->path_len  = old;
+        ld->path[old] = '\0';
 }
 
-static int fail_at(struct loader *ld, size_t line, size_t col,
-                   const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static int fail_at(struct loader *ld, size_t line, size_t col, const char *fmt,
+                   ...) __attribute__((format(printf, 4, 5)));
 
-static int fail_at(struct loader *ld, size_t line, size_t col,
-                   const char *fmt, ...)
+static int fail_at(struct loader *ld, size_t line, size_t col, const char *fmt,
+                   ...)
 {
         char msg[768];
         va_list ap;
@@ -160,8 +160,8 @@ static void suggest_try(struct suggest *sg, const char *cand)
 static const char *suggest_text(struct suggest *sg)
 {
         if (sg->best)
-                snprintf(sg->text, sizeof(sg->text),
-                         " (did you mean '%s'?)", sg->best);
+                snprintf(sg->text, sizeof(sg->text), " (did you mean '%s'?)",
+                         sg->best);
         return sg->text;
 }
 
@@ -317,8 +317,8 @@ static int get_enum(struct loader *ld, yaml_node_t *node,
                         return 0;
                 }
                 suggest_try(&sg, names[i]);
-                len += (size_t)snprintf(list + len, sizeof(list) - len,
-                                        "%s%s", i ? ", " : "", names[i]);
+                len += (size_t)snprintf(list + len, sizeof(list) - len, "%s%s",
+                                        i ? ", " : "", names[i]);
                 if (len >= sizeof(list))
                         len = sizeof(list) - 1;
         }
@@ -471,8 +471,7 @@ static int walk_map(struct loader *ld, yaml_node_t *map,
 
                 for (pair = map->data.mapping.pairs.start;
                      pair < map->data.mapping.pairs.top; pair++)
-                        if (!strcmp(scalar(node_at(ld, pair->key)),
-                                    spec->name))
+                        if (!strcmp(scalar(node_at(ld, pair->key)), spec->name))
                                 value = node_at(ld, pair->value);
                 if (!value) {
                         if (spec->required)
@@ -575,10 +574,12 @@ static int parse_detector_pattern(struct loader *ld, yaml_node_t *node,
 
         if ((r = set_string(ld, node, &def->pattern, false)))
                 return r;
-        /* Compile once here so a bad pattern is reported at its line, with
-         * the flags the scanner needs (start of match, for redaction). */
-        if (hs_compile(def->pattern, HS_FLAG_SOM_LEFTMOST, HS_MODE_BLOCK,
-                       NULL, &db, &cerr) != HS_SUCCESS) {
+        /* Compile once here so that a syntax error (or a pattern matching
+         * the empty string) is reported at its line. No extra flags: this
+         * must never refuse what the detection engine (detect.c) accepts;
+         * it reports anything flag-specific itself, naming the detector. */
+        if (hs_compile(def->pattern, 0, HS_MODE_BLOCK, NULL, &db, &cerr) !=
+            HS_SUCCESS) {
                 r = fail(ld, node, "invalid pattern: %s",
                          cerr && cerr->message ? cerr->message
                                                : "Hyperscan refused it");
@@ -643,8 +644,7 @@ static int parse_class_tier(struct loader *ld, yaml_node_t *node, void *obj)
                     s, suggest_text(&sg));
 }
 
-static int parse_class_detector(struct loader *ld, yaml_node_t *node,
-                                void *obj)
+static int parse_class_detector(struct loader *ld, yaml_node_t *node, void *obj)
 {
         struct veil_class *cls = obj;
         const char *s;
@@ -722,8 +722,7 @@ static int parse_tag_classes(struct loader *ld, yaml_node_t *node, void *obj)
 /* ---------------------------------------------------------------------- */
 /* Transforms                                                              */
 
-static int parse_mask_keep_last(struct loader *ld, yaml_node_t *node,
-                                void *obj)
+static int parse_mask_keep_last(struct loader *ld, yaml_node_t *node, void *obj)
 {
         struct veil_transform *tx = obj;
         int64_t v;
@@ -759,8 +758,7 @@ static int parse_mask_char(struct loader *ld, yaml_node_t *node, void *obj)
         /* One printable ASCII byte: a multi-byte character would change the
          * length of masked strings and could split UTF-8 sequences. */
         if (strlen(s) != 1 || !isprint((unsigned char)s[0]))
-                return fail(ld, node,
-                            "expected one printable ASCII character");
+                return fail(ld, node, "expected one printable ASCII character");
         tx->mask.mask_char = s[0];
         return 0;
 }
@@ -836,8 +834,7 @@ static const struct key_spec encrypt_specs[] = {
         {NULL, NULL, false},
 };
 
-static int parse_redact_replace(struct loader *ld, yaml_node_t *node,
-                                void *obj)
+static int parse_redact_replace(struct loader *ld, yaml_node_t *node, void *obj)
 {
         struct veil_transform *tx = obj;
         const char *s;
@@ -863,7 +860,8 @@ static int parse_redact_detectors(struct loader *ld, yaml_node_t *node,
         int r;
 
         if (node->type != YAML_SEQUENCE_NODE)
-                return fail(ld, node, "expected a list of detector names, got %s",
+                return fail(ld, node,
+                            "expected a list of detector names, got %s",
                             kind_name(node));
         n = (size_t)(node->data.sequence.items.top -
                      node->data.sequence.items.start);
@@ -887,8 +885,7 @@ static int parse_redact_detectors(struct loader *ld, yaml_node_t *node,
                 path_pop(ld, old);
                 if (r)
                         return r;
-                tx->redact.detectors[tx->redact.n_detectors++] =
-                        veil_strdup(s);
+                tx->redact.detectors[tx->redact.n_detectors++] = veil_strdup(s);
         }
         return 0;
 }
@@ -961,14 +958,14 @@ static int parse_transform(struct loader *ld, yaml_node_t *node,
         if ((kind = tx_kind(ld, knode, name)) < 0)
                 return kind;
 
-        tx->kind               = (enum veil_tx_kind)kind;
-        tx->mask.keep_last     = -1;
-        tx->mask.keep_first    = -1;
-        tx->mask.mask_char     = '*';
-        tx->generalize.width   = 10;
-        tx->generalize.prefix  = 1;
-        tx->encrypt.mode       = VEIL_ENCRYPT_SIV;
-        tx->encrypt.output     = VEIL_ENCRYPT_OUT_STRING;
+        tx->kind              = (enum veil_tx_kind)kind;
+        tx->mask.keep_last    = -1;
+        tx->mask.keep_first   = -1;
+        tx->mask.mask_char    = '*';
+        tx->generalize.width  = 10;
+        tx->generalize.prefix = 1;
+        tx->encrypt.mode      = VEIL_ENCRYPT_SIV;
+        tx->encrypt.output    = VEIL_ENCRYPT_OUT_STRING;
         if (kind == VEIL_TX_REDACT_TEXT)
                 tx->redact.replace = veil_strdup("[{detector}]");
         if (params) {
@@ -1028,8 +1025,9 @@ static int parse_purpose_license(struct loader *ld, yaml_node_t *node,
                                  void *obj)
 {
         if (is_null(node))
-                return fail(ld, node, "expected a map with 'id' and "
-                                      "'valid_until', got nothing");
+                return fail(ld, node,
+                            "expected a map with 'id' and "
+                            "'valid_until', got nothing");
         return walk_map(ld, node, license_specs, obj);
 }
 
@@ -1118,8 +1116,7 @@ static int parse_topic_audit(struct loader *ld, yaml_node_t *node, void *obj)
 
 static int parse_topic_ledger(struct loader *ld, yaml_node_t *node, void *obj)
 {
-        return set_topic(ld, node,
-                         &((struct veil_config *)obj)->topics.ledger);
+        return set_topic(ld, node, &((struct veil_config *)obj)->topics.ledger);
 }
 
 static int parse_topic_erasure(struct loader *ld, yaml_node_t *node, void *obj)
@@ -1179,15 +1176,14 @@ static int parse_route_key_class(struct loader *ld, yaml_node_t *node,
 
 /* Where else a purpose topic is already in use, or NULL. Two writers on
  * one topic would mix licences; writing to the source would loop. */
-static const char *topic_taken(struct loader *ld, const struct veil_route *route,
+static const char *topic_taken(struct loader *ld,
+                               const struct veil_route *route,
                                const char *topic, char *buf, size_t size)
 {
         const struct veil_config *config = ld->config;
         const struct veil_policy *policy = &config->policy;
-        const char *sys[]                = {config->topics.dlq,
-                                            config->topics.audit,
-                                            config->topics.ledger,
-                                            config->topics.erasure};
+        const char *sys[] = {config->topics.dlq, config->topics.audit,
+                             config->topics.ledger, config->topics.erasure};
         size_t i, j;
 
         if (!strcmp(topic, route->source))
@@ -1237,8 +1233,7 @@ static int route_purpose_entry(struct loader *ld, yaml_node_t *key,
         taken = topic_taken(ld, route, topic, buf, sizeof(buf));
         if (taken)
                 return fail(ld, value, "topic '%s' is already %s%s", topic,
-                            taken == buf ? "written by " : "",
-                            taken);
+                            taken == buf ? "written by " : "", taken);
         rp          = &route->purposes[route->n_purposes++];
         rp->purpose = veil_strdup(purpose->name);
         rp->topic   = veil_strdup(topic);
@@ -1246,8 +1241,7 @@ static int route_purpose_entry(struct loader *ld, yaml_node_t *key,
         return 0;
 }
 
-static int parse_route_purposes(struct loader *ld, yaml_node_t *node,
-                                void *obj)
+static int parse_route_purposes(struct loader *ld, yaml_node_t *node, void *obj)
 {
         struct veil_route *route = obj;
 
@@ -1272,8 +1266,7 @@ static int classify_entry(struct loader *ld, yaml_node_t *key,
         return 0;
 }
 
-static int parse_route_classify(struct loader *ld, yaml_node_t *node,
-                                void *obj)
+static int parse_route_classify(struct loader *ld, yaml_node_t *node, void *obj)
 {
         struct veil_route *route = obj;
 
@@ -1302,7 +1295,7 @@ static int parse_routes(struct loader *ld, yaml_node_t *node, void *obj)
         if (node->type != YAML_SEQUENCE_NODE)
                 return fail(ld, node, "expected a list of routes, got %s",
                             kind_name(node));
-        n = (size_t)(node->data.sequence.items.top -
+        n              = (size_t)(node->data.sequence.items.top -
                      node->data.sequence.items.start);
         policy->routes = veil_calloc(n, sizeof(*policy->routes));
         for (item = node->data.sequence.items.start, i = 0;
@@ -1333,8 +1326,9 @@ static int kafka_entry(struct loader *ld, yaml_node_t *key, yaml_node_t *value,
         const char *v;
         int r;
 
-        if ((r = get_scalar(ld, value, "a value (librdkafka properties are "
-                                       "scalars)",
+        if ((r = get_scalar(ld, value,
+                            "a value (librdkafka properties are "
+                            "scalars)",
                             &v)))
                 return r;
         kv        = &config->kafka[config->n_kafka++];
@@ -1368,8 +1362,7 @@ static int parse_kafka(struct loader *ld, yaml_node_t *node, void *obj)
 
 static int parse_group(struct loader *ld, yaml_node_t *node, void *obj)
 {
-        return set_string(ld, node, &((struct veil_config *)obj)->group,
-                          false);
+        return set_string(ld, node, &((struct veil_config *)obj)->group, false);
 }
 
 static int parse_instance(struct loader *ld, yaml_node_t *node, void *obj)
@@ -1516,8 +1509,7 @@ static int parse_keys_id(struct loader *ld, yaml_node_t *node, void *obj)
                 if (!isalnum((unsigned char)*p) && *p != '_' && *p != '-')
                         break;
         if (*p || strlen(s) > MAX_KEY_ID_LEN)
-                return fail(ld, node,
-                            "a key id is 1-%d of a-z A-Z 0-9 _ -",
+                return fail(ld, node, "a key id is 1-%d of a-z A-Z 0-9 _ -",
                             MAX_KEY_ID_LEN);
         free(config->keys.key_id);
         config->keys.key_id = veil_strdup(s);
@@ -1526,8 +1518,9 @@ static int parse_keys_id(struct loader *ld, yaml_node_t *node, void *obj)
 
 static int parse_keys_shared(struct loader *ld, yaml_node_t *node, void *obj)
 {
-        return get_bool(ld, node,
-                        &((struct veil_config *)obj)->keys.shared_across_purposes);
+        return get_bool(
+                ld, node,
+                &((struct veil_config *)obj)->keys.shared_across_purposes);
 }
 
 static const struct key_spec keys_specs[] = {
@@ -1588,8 +1581,7 @@ static int parse_audit(struct loader *ld, yaml_node_t *node, void *obj)
         return walk_map(ld, node, audit_specs, obj);
 }
 
-static int parse_metrics_listen(struct loader *ld, yaml_node_t *node,
-                                void *obj)
+static int parse_metrics_listen(struct loader *ld, yaml_node_t *node, void *obj)
 {
         struct veil_config *config = obj;
         const char *colon;
@@ -1669,7 +1661,7 @@ static int parse_plugins(struct loader *ld, yaml_node_t *node, void *obj)
         if (node->type != YAML_SEQUENCE_NODE)
                 return fail(ld, node, "expected a list of paths, got %s",
                             kind_name(node));
-        n = (size_t)(node->data.sequence.items.top -
+        n               = (size_t)(node->data.sequence.items.top -
                      node->data.sequence.items.start);
         config->plugins = veil_calloc(n, sizeof(char *));
         for (item = node->data.sequence.items.start, i = 0;
@@ -1762,11 +1754,11 @@ static int load_key(struct loader *ld)
         yaml_node_t *at;
         unsigned char *key;
         size_t len = 0, old;
-        int err = 0, r;
+        int err    = 0, r;
 
-        at  = ld->key_file_node    ? ld->key_file_node
-              : ld->keys_node      ? ld->keys_node
-                                   : yaml_document_get_root_node(&ld->doc);
+        at  = ld->key_file_node ? ld->key_file_node
+              : ld->keys_node   ? ld->keys_node
+                                : yaml_document_get_root_node(&ld->doc);
         old = path_push(ld, ld->key_file_node ? "keys.hmac_key_file" : "keys");
         if (env && *env) {
                 len = strlen(env);
@@ -1856,8 +1848,7 @@ static int syntax_error(struct loader *ld, yaml_parser_t *parser)
                 return fail_at(ld, line, col,
                                "syntax error: %s (%s at line %zu, column %zu)",
                                parser->problem ? parser->problem : "invalid",
-                               parser->context,
-                               parser->context_mark.line + 1,
+                               parser->context, parser->context_mark.line + 1,
                                parser->context_mark.column + 1);
         return fail_at(ld, line, col, "syntax error: %s",
                        parser->problem ? parser->problem : "invalid YAML");
@@ -1872,8 +1863,7 @@ static int parse_document(struct loader *ld)
 
         if (!yaml_parser_initialize(&parser))
                 return fail_at(ld, 1, 1, "cannot initialize the YAML parser");
-        yaml_parser_set_input_string(&parser,
-                                     (const unsigned char *)ld->text,
+        yaml_parser_set_input_string(&parser, (const unsigned char *)ld->text,
                                      ld->text_len);
         if (!yaml_parser_load(&parser, &ld->doc)) {
                 r = syntax_error(ld, &parser);
@@ -1924,19 +1914,19 @@ static char *config_dir(const char *path)
 
 static void set_defaults(struct veil_config *config)
 {
-        config->group                = veil_strdup("veil");
-        config->keys.key_id          = veil_strdup("k1");
-        config->registry.timeout_ms  = 5000;
-        config->registry.retries     = 3;
-        config->topics.dlq           = veil_strdup("veil.dlq");
-        config->topics.audit         = veil_strdup("veil.audit");
-        config->topics.ledger        = veil_strdup("veil.retention");
-        config->topics.erasure       = veil_strdup("veil.erasure");
-        config->dlq_payload          = VEIL_DLQ_ENCRYPTED;
-        config->audit_level          = VEIL_AUDIT_RECORD;
-        config->log_level            = veil_strdup("info");
-        config->commit_interval_ms   = 100;
-        config->max_batch_records    = 10000;
+        config->group               = veil_strdup("veil");
+        config->keys.key_id         = veil_strdup("k1");
+        config->registry.timeout_ms = 5000;
+        config->registry.retries    = 3;
+        config->topics.dlq          = veil_strdup("veil.dlq");
+        config->topics.audit        = veil_strdup("veil.audit");
+        config->topics.ledger       = veil_strdup("veil.retention");
+        config->topics.erasure      = veil_strdup("veil.erasure");
+        config->dlq_payload         = VEIL_DLQ_ENCRYPTED;
+        config->audit_level         = VEIL_AUDIT_RECORD;
+        config->log_level           = veil_strdup("info");
+        config->commit_interval_ms  = 100;
+        config->max_batch_records   = 10000;
 }
 
 static void default_instance(struct veil_config *config)
@@ -1955,7 +1945,7 @@ struct veil_config *veil_config_load(const char *path,
                                      const struct veil_config_opts *opts,
                                      char *errstr, size_t errstr_size)
 {
-        struct loader ld       = {0};
+        struct loader ld = {0};
         struct veil_config *config;
         char *text;
         size_t len = 0;
@@ -2065,9 +2055,9 @@ int veil_duration_parse(const char *s, int64_t *msp)
                 {"m", 60000},    {"s", 1000},
         };
         static const int rank[] = {0, 1, 4, 2, 3}; /* d h ms m s */
-        int64_t total = 0, n, v;
-        int last = -1, i;
-        const char *p = s;
+        int64_t total           = 0, n, v;
+        int last                = -1, i;
+        const char *p           = s;
 
         if (!s || !*s)
                 return VEIL_EINVAL;
@@ -2101,7 +2091,7 @@ int veil_date_parse(const char *s, int64_t *secp)
 {
         static const int mdays[] = {31, 28, 31, 30, 31, 30,
                                     31, 31, 30, 31, 30, 31};
-        struct tm tm = {0};
+        struct tm tm             = {0};
         int y, m, d, i, days;
         time_t t;
 

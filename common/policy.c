@@ -18,14 +18,10 @@ static const char *const tier_names[VEIL_TIER__COUNT] = {
 };
 
 static const char *const tx_names[VEIL_TX__COUNT] = {
-        [VEIL_TX_KEEP]        = "keep",
-        [VEIL_TX_DROP]        = "drop",
-        [VEIL_TX_NULL]        = "null",
-        [VEIL_TX_HASH]        = "hash",
-        [VEIL_TX_MASK]        = "mask",
-        [VEIL_TX_GENERALIZE]  = "generalize",
-        [VEIL_TX_ENCRYPT]     = "encrypt",
-        [VEIL_TX_REDACT_TEXT] = "redact_text",
+        [VEIL_TX_KEEP] = "keep",       [VEIL_TX_DROP] = "drop",
+        [VEIL_TX_NULL] = "null",       [VEIL_TX_HASH] = "hash",
+        [VEIL_TX_MASK] = "mask",       [VEIL_TX_GENERALIZE] = "generalize",
+        [VEIL_TX_ENCRYPT] = "encrypt", [VEIL_TX_REDACT_TEXT] = "redact_text",
 };
 
 const char *const veil_builtin_detectors[] = {
@@ -162,8 +158,8 @@ const struct veil_class *veil_policy_class(const struct veil_policy *policy,
         return NULL;
 }
 
-const struct veil_purpose *
-veil_policy_purpose(const struct veil_policy *policy, const char *name)
+const struct veil_purpose *veil_policy_purpose(const struct veil_policy *policy,
+                                               const char *name)
 {
         size_t i;
 
@@ -407,8 +403,7 @@ static void put_transform(struct digest *d, const struct veil_transform *tx)
                 dets = veil_calloc(tx->redact.n_detectors, sizeof(*dets));
                 for (i = 0; i < tx->redact.n_detectors; i++)
                         dets[i] = tx->redact.detectors[i];
-                qsort(dets, tx->redact.n_detectors, sizeof(*dets),
-                      cmp_str_ptr);
+                qsort(dets, tx->redact.n_detectors, sizeof(*dets), cmp_str_ptr);
                 put_int(d, (int64_t)tx->redact.n_detectors);
                 for (i = 0; i < tx->redact.n_detectors; i++)
                         put_str(d, dets[i]);

@@ -113,6 +113,17 @@ static const char *broker_opt(int argc, char **argv, int *i, const char *name,
         return argv[++*i];
 }
 
+/* Whether topics[cnt] repeats the name of an earlier one. */
+static int broker_topic_dup(const struct broker_topic *topics, int cnt)
+{
+        int i;
+
+        for (i = 0; i < cnt; i++)
+                if (!strcmp(topics[i].name, topics[cnt].name))
+                        return 1;
+        return 0;
+}
+
 static void broker_topics_free(struct broker_topic *topics, int cnt)
 {
         int i;
@@ -174,7 +185,8 @@ static int broker_serve(int broker_cnt, const struct broker_topic *topics,
         }
 
         /* Handlers go in before the bootstrap line: whoever reads that line
-         * may signal us at once. No SA_RESTART, so sleeps end early. */
+         * may signal us at once. The loop below looks at the flag every
+         * 100 ms, so a stop takes at most that long to notice. */
         memset(&sa, 0, sizeof(sa));
         sa.sa_handler = broker_on_signal;
         sigemptyset(&sa.sa_mask);
@@ -187,7 +199,11 @@ static int broker_serve(int broker_cnt, const struct broker_topic *topics,
         /* The first line of stdout is the contract: flush it now, as stdout
          * is a pipe (fully buffered) when a script or test reads it. */
         printf("%s\n", rd_kafka_mock_cluster_bootstraps(mcluster));
-        fflush(stdout);
+        if (fflush(stdout)) {
+                fprintf(stderr, "veil broker: cannot write stdout: %s\n",
+                        strerror(errno));
+                goto done;
+        }
         fprintf(stderr,
                 "veil broker: %d mock broker%s, %d topic%s created; "
                 "SIGINT/SIGTERM stops\n",
@@ -260,6 +276,13 @@ int veil_cmd_broker(int argc, char **argv)
                                         "--topic wants NAME:PARTITIONS with "
                                         "1 to %d partitions, not '%s'",
                                         BROKER_MAX_PARTITIONS, v);
+                                goto out;
+                        }
+                        if (broker_topic_dup(topics, topic_cnt)) {
+                                rc = veil_cmd_usage_error(
+                                        &broker_help, "topic '%s' given twice",
+                                        topics[topic_cnt].name);
+                                free(topics[topic_cnt].name);
                                 goto out;
                         }
                         topic_cnt++;

@@ -3,7 +3,7 @@
 #
 # Env: VEIL (absolute path of the veil binary, set by make; required).
 # VEIL_KAFKA_BOOTSTRAP, when set, names a Kafka to use instead of starting one.
-# Extra arguments go to pytest (e.g. -k broker, -x).
+# Extra arguments go to pytest (-k broker, -x, or test files instead of the suite).
 set -uo pipefail
 
 here="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -51,7 +51,18 @@ if [ -z "${VEIL_KAFKA_BOOTSTRAP:-}" ]; then
 fi
 echo "integration: Kafka at $VEIL_KAFKA_BOOTSTRAP, veil at $VEIL" >&2
 
-"$py" -m pytest -q -p no:cacheprovider tests/integration "$@"
+# Arguments that name files or tests replace the default of the whole suite.
+paths=(tests/integration)
+skip=0
+for a in "$@"; do
+  if [ "$skip" = 1 ]; then skip=0; continue; fi
+  case "$a" in
+    -k | -m | -p | -o | --deselect) skip=1 ;;
+    -*) ;;
+    *) paths=() ;;
+  esac
+done
+"$py" -m pytest -q -p no:cacheprovider "$@" "${paths[@]}"
 status=$?
 # pytest exits 5 when it collected nothing: that is a broken suite, not a pass.
 if [ "$status" -eq 5 ]; then

@@ -32,6 +32,7 @@ def test_help_exits_zero(veil):
     ["--topic", ":4"],
     ["--bogus"],
     ["stray"],
+    ["--topic", "a:4", "--topic", "a:2"],
 ], ids=lambda a: " ".join(a))
 def test_bad_arguments_exit_2_with_usage(veil, args):
     # A broker that started anyway would serve forever: the timeout fails it.

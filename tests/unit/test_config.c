@@ -24,8 +24,8 @@ static struct veil_config *load_ok(const char *path,
                                    const struct veil_config_opts *opts)
 {
         char err[1024] = "";
-        struct veil_config *config = veil_config_load(path, opts, err,
-                                                      sizeof(err));
+        struct veil_config *config =
+                veil_config_load(path, opts, err, sizeof(err));
 
         cr_assert_not_null(config, "%s: %s", path, err);
         return config;
@@ -80,9 +80,11 @@ static const char *tmp_write(const char *name, const char *text)
 
 /* ---- every kind of bad file ------------------------------------------ */
 
+/* Parameters are copied into each test's own process (Criterion may start
+ * it afresh), so they hold their strings inline, never pointers. */
 struct bad_case {
-        const char *file;
-        const char *msg; /* after "FILE:" */
+        char file[48];
+        char msg[208]; /* after "FILE:" */
 };
 
 ParameterizedTestParameters(config, bad_file)
@@ -226,8 +228,7 @@ Test(config, kafka_unknown_property_uses_librdkafka_message)
         char lib[512], want[1024];
         const char *err;
 
-        rdkafka_message("bootstrap.servrs", "127.0.0.1:9092", lib,
-                        sizeof(lib));
+        rdkafka_message("bootstrap.servrs", "127.0.0.1:9092", lib, sizeof(lib));
         snprintf(want, sizeof(want),
                  DATA "bad-kafka-key.yaml:3:3: kafka.bootstrap.servrs: %s",
                  lib);
@@ -252,10 +253,9 @@ Test(config, kafka_bad_value_points_at_value)
 
 Test(config, kafka_check_can_be_skipped)
 {
-        struct veil_config_opts opts = {.skip_key = true,
+        struct veil_config_opts opts = {.skip_key         = true,
                                         .skip_kafka_check = true};
-        struct veil_config *config =
-                load_ok(DATA "bad-kafka-key.yaml", &opts);
+        struct veil_config *config = load_ok(DATA "bad-kafka-key.yaml", &opts);
 
         cr_assert_eq(config->n_kafka, 2);
         cr_assert_str_eq(config->kafka[1].key, "bootstrap.servrs");
@@ -265,12 +265,18 @@ Test(config, kafka_check_can_be_skipped)
 
 Test(config, bad_pattern_reports_hyperscan_reason)
 {
-        const char *err = load_err(DATA "bad-pattern.yaml", &no_key);
+        const char *err  = load_err(DATA "bad-pattern.yaml", &no_key);
         const char *want = DATA "bad-pattern.yaml:2:22: detectors.broken."
                                 "pattern: invalid pattern: ";
 
         cr_assert_eq(strncmp(err, want, strlen(want)), 0, "%s", err);
         cr_assert_gt(strlen(err), strlen(want));
+        /* A pattern that matches the empty string would match everywhere. */
+        err  = load_err(DATA "bad-pattern-empty.yaml", &no_key);
+        want = DATA "bad-pattern-empty.yaml:2:24: detectors.anything.pattern: "
+                    "invalid pattern: ";
+        cr_assert_eq(strncmp(err, want, strlen(want)), 0, "%s", err);
+        cr_assert(strstr(err, "empty"), "%s", err);
 }
 
 Test(config, missing_file)
@@ -318,11 +324,11 @@ Test(config, full_file_values)
         cr_assert_str_eq(config->keys.key_id, "k2");
         cr_assert(config->keys.shared_across_purposes);
         /* The file's content without its final newline. */
-        cr_assert_eq(config->keys.key_len, 49);
+        cr_assert_eq(config->keys.key_len, 50);
         cr_assert_eq(memcmp(config->keys.key,
                             "test-only-hmac-key-for-unit-tests-0123456789"
                             "abcdef",
-                            49),
+                            50),
                      0);
 
         cr_assert_eq(policy->n_detectors, 1);
@@ -427,8 +433,8 @@ Test(config, full_file_values)
 Test(config, defaults)
 {
         struct veil_config *config = load_ok(DATA "good-minimal.yaml", &no_key);
-        char host[256] = "", want[PATH_MAX + 64];
-        char *dir = realpath(DATA, NULL);
+        char host[256]             = "", want[PATH_MAX + 64];
+        char *dir                  = realpath(DATA, NULL);
 
         cr_assert_str_eq(config->group, "veil");
         cr_assert_eq(gethostname(host, sizeof(host)), 0);
@@ -502,20 +508,66 @@ Test(config, example_config_loads)
 Test(config, example_mentions_every_key)
 {
         static const char *const keys[] = {
-                "kafka:", "group:", "instance:", "registry:", "url:",
-                "basic_auth:", "ca_file:", "timeout:", "retries:", "keys:",
-                "hmac_key_file:", "key_id:", "shared_across_purposes:",
-                "detectors:", "pattern:", "classes:", "tier:", "detector:",
-                "tag_classes:", "purposes:", "license:", "id:",
-                "valid_until:", "retention:", "transforms:", "routes:",
-                "source:", "key_class:", "classify:", "topics:", "dlq:",
-                "audit:", "ledger:", "erasure:", "payload:", "level:",
-                "metrics:", "listen:", "log:", "commit_interval:",
-                "max_batch_records:", "plugins:", "keep_last:",
-                "keep_first:", "char:", "digits_only:", "width:",
-                "prefix:", "mode:", "output:", "replace:", "detectors:",
-                "hash", "keep", "drop", "null", "mask:", "generalize:",
-                "encrypt:", "redact_text:",
+                "kafka:",
+                "group:",
+                "instance:",
+                "registry:",
+                "url:",
+                "basic_auth:",
+                "ca_file:",
+                "timeout:",
+                "retries:",
+                "keys:",
+                "hmac_key_file:",
+                "key_id:",
+                "shared_across_purposes:",
+                "detectors:",
+                "pattern:",
+                "classes:",
+                "tier:",
+                "detector:",
+                "tag_classes:",
+                "purposes:",
+                "license:",
+                "id:",
+                "valid_until:",
+                "retention:",
+                "transforms:",
+                "routes:",
+                "source:",
+                "key_class:",
+                "classify:",
+                "topics:",
+                "dlq:",
+                "audit:",
+                "ledger:",
+                "erasure:",
+                "payload:",
+                "level:",
+                "metrics:",
+                "listen:",
+                "log:",
+                "commit_interval:",
+                "max_batch_records:",
+                "plugins:",
+                "keep_last:",
+                "keep_first:",
+                "char:",
+                "digits_only:",
+                "width:",
+                "prefix:",
+                "mode:",
+                "output:",
+                "replace:",
+                "detectors:",
+                "hash",
+                "keep",
+                "drop",
+                "null",
+                "mask:",
+                "generalize:",
+                "encrypt:",
+                "redact_text:",
         };
         char err[256];
         char *text = veil_file_read("config/veil.example.yaml", NULL, err,
@@ -545,7 +597,7 @@ Test(config, env_key_overrides_file)
 Test(config, env_key_works_without_a_key_file, .init = tmp_setup,
      .fini = tmp_teardown)
 {
-        const char *key = "env-key-0123456789-0123456789-0123456789";
+        const char *key  = "env-key-0123456789-0123456789-0123456789";
         const char *path = tmp_write("c.yaml", "group: g\n");
         struct veil_config *config;
 
@@ -636,18 +688,23 @@ Test(config, key_file_keeps_inner_newlines_strips_one, .init = tmp_setup,
 /* ---- durations ------------------------------------------------------- */
 
 struct duration_case {
-        const char *text;
+        char text[32];
         int64_t ms;
 };
 
 ParameterizedTestParameters(config, duration_valid)
 {
         static struct duration_case cases[] = {
-                {"90d", 90LL * 86400000},  {"12h", 12LL * 3600000},
-                {"30m", 30LL * 60000},     {"90s", 90000},
-                {"500ms", 500},            {"1h30m", 5400000},
-                {"2d12h", 216000000},      {"1m1s1ms", 61001},
-                {"0s", 0},                 {"1d2h3m4s5ms", 93784005},
+                {"90d", 90LL * 86400000},
+                {"12h", 12LL * 3600000},
+                {"30m", 30LL * 60000},
+                {"90s", 90000},
+                {"500ms", 500},
+                {"1h30m", 5400000},
+                {"2d12h", 216000000},
+                {"1m1s1ms", 61001},
+                {"0s", 0},
+                {"1d2h3m4s5ms", 93784005},
                 {"106751991167d", 106751991167LL * 86400000},
                 {"9223372036854775807ms", INT64_MAX},
         };
@@ -665,20 +722,34 @@ ParameterizedTest(struct duration_case *c, config, duration_valid)
 }
 
 struct bad_text {
-        const char *text;
+        char text[32];
 };
 
 ParameterizedTestParameters(config, duration_invalid)
 {
         static struct bad_text cases[] = {
-                {""},       {"90"},      {"-5s"},   {"5"},     {"d"},
-                {"5x"},     {"5 s"},     {" 5s"},   {"5s "},   {"1.5h"},
-                {"5S"},     {"30m1h"},   {"1h1h"},  {"5sms"},  {"1msms"},
-                {"+5s"},    {"5mss"},    {"1w"},
-                {"106751991168d"},          /* > INT64_MAX ms */
-                {"9223372036854775808ms"},  /* INT64_MAX + 1 */
-                {"99999999999999999999s"},  /* digits overflow */
-                {"106751991167d8h"},        /* sum overflows */
+                {""},
+                {"90"},
+                {"-5s"},
+                {"5"},
+                {"d"},
+                {"5x"},
+                {"5 s"},
+                {" 5s"},
+                {"5s "},
+                {"1.5h"},
+                {"5S"},
+                {"30m1h"},
+                {"1h1h"},
+                {"5sms"},
+                {"1msms"},
+                {"+5s"},
+                {"5mss"},
+                {"1w"},
+                {"106751991168d"},         /* > INT64_MAX ms */
+                {"9223372036854775808ms"}, /* INT64_MAX + 1 */
+                {"99999999999999999999s"}, /* digits overflow */
+                {"106751991167d8h"},       /* sum overflows */
         };
 
         return cr_make_param_array(struct bad_text, cases,
@@ -710,8 +781,7 @@ TheoryDataPoints(config, duration_units) = {
 Theory((int n, int unit), config, duration_units)
 {
         static const char *const names[] = {"d", "h", "m", "s", "ms"};
-        static const int64_t ms[]        = {86400000, 3600000, 60000, 1000,
-                                            1};
+        static const int64_t ms[]        = {86400000, 3600000, 60000, 1000, 1};
         char text[64];
         int64_t got = -1;
 
@@ -723,17 +793,17 @@ Theory((int n, int unit), config, duration_units)
 /* ---- dates ------------------------------------------------------------- */
 
 struct date_case {
-        const char *text;
+        char text[16];
         int64_t sec;
 };
 
 ParameterizedTestParameters(config, date_valid)
 {
         static struct date_case cases[] = {
-                {"1970-01-01", 0},           {"2000-02-29", 951782400},
-                {"2024-02-29", 1709164800},  {"2027-12-31", 1830211200},
-                {"2023-02-28", 1677542400},  {"1999-12-31", 946598400},
-                {"2024-04-30", 1714435200},  {"9999-12-31", 253402214400},
+                {"1970-01-01", 0},          {"2000-02-29", 951782400},
+                {"2024-02-29", 1709164800}, {"2027-12-31", 1830211200},
+                {"2023-02-28", 1677542400}, {"1999-12-31", 946598400},
+                {"2024-04-30", 1714435200}, {"9999-12-31", 253402214400},
         };
 
         return cr_make_param_array(struct date_case, cases,
@@ -751,12 +821,23 @@ ParameterizedTest(struct date_case *c, config, date_valid)
 ParameterizedTestParameters(config, date_invalid)
 {
         static struct bad_text cases[] = {
-                {"2023-02-29"}, {"1900-02-29"}, {"2100-02-29"},
-                {"2024-02-30"}, {"2024-04-31"}, {"2024-13-01"},
-                {"2024-00-10"}, {"2024-01-00"}, {"2024-01-32"},
-                {"2024-1-01"},  {"24-01-01"},   {"2024/01/01"},
-                {"2024-01-01T00:00:00"},        {""},
-                {"2024-01-0a"}, {"1969-12-31"}, {" 2024-01-01"},
+                {"2023-02-29"},
+                {"1900-02-29"},
+                {"2100-02-29"},
+                {"2024-02-30"},
+                {"2024-04-31"},
+                {"2024-13-01"},
+                {"2024-00-10"},
+                {"2024-01-00"},
+                {"2024-01-32"},
+                {"2024-1-01"},
+                {"24-01-01"},
+                {"2024/01/01"},
+                {"2024-01-01T00:00:00"},
+                {""},
+                {"2024-01-0a"},
+                {"1969-12-31"},
+                {" 2024-01-01"},
                 {"+024-01-01"},
         };
 

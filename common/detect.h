@@ -1,0 +1,123 @@
+/* detect.h - PII detection in free text: one Hyperscan database per policy
+ * (built-in detectors plus the policy's custom ones), a scratch per thread,
+ * findings as byte spans, and the `redact_text` transform built on them. */
+#ifndef VEIL_COMMON_DETECT_H
+#define VEIL_COMMON_DETECT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "policy.h"
+
+/* Built-in detector ids; custom detectors follow from VEIL_DET__BUILTIN in
+ * the order they were given to veil_detect_engine_new(). */
+enum veil_detector_id {
+        VEIL_DET_EMAIL = 0,
+        VEIL_DET_PHONE,
+        VEIL_DET_US_SSN,
+        VEIL_DET_CREDIT_CARD,
+        VEIL_DET_IBAN,
+        VEIL_DET_IPV4,
+        VEIL_DET_IPV6,
+        VEIL_DET__BUILTIN,
+};
+
+/* Findings below this confidence are not reported: weak shapes (a bare
+ * 9-digit or 10-digit number) only reach it with a context word nearby. */
+#define VEIL_DETECT_MIN_CONFIDENCE 0.5f
+
+/* One finding: [start, end) byte offsets into the scanned text. */
+struct veil_finding {
+        size_t start;
+        size_t end;
+        int detector;     /* enum veil_detector_id or a custom id */
+        float confidence; /* 0..1, raised by context words */
+};
+
+struct veil_detect_engine;
+struct veil_detect_scratch;
+
+/* Engine options (benchmarks and tests; NULL means the defaults). */
+struct veil_detect_opts {
+        /* Compile the built-in patterns with HS_FLAG_SOM_LEFTMOST and take
+         * the span start from Hyperscan instead of recovering it by hand
+         * from the end offset. Slower; kept to measure the difference. */
+        bool som;
+};
+
+/* True when `name` is a built-in detector (email, phone, us_ssn,
+ * credit_card, iban, ipv4, ipv6). */
+bool veil_detect_known(const char *name);
+
+/* Compiles one block-mode database from the built-ins and `custom`
+ * (name + Hyperscan pattern each; names must differ from the built-ins and
+ * from each other). The engine copies what it needs; `custom` stays the
+ * caller's. Returns NULL with a message naming the bad detector on error.
+ * An engine is read-only after creation and may be shared by threads. */
+struct veil_detect_engine *
+veil_detect_engine_new(const struct veil_detector_def *custom, size_t n_custom,
+                       char *errstr, size_t errstr_size);
+struct veil_detect_engine *
+veil_detect_engine_new_opts(const struct veil_detector_def *custom,
+                            size_t n_custom,
+                            const struct veil_detect_opts *opts, char *errstr,
+                            size_t errstr_size);
+void veil_detect_engine_destroy(struct veil_detect_engine *engine);
+
+/* Number of detectors (built-ins + custom); ids are 0 .. count-1. */
+int veil_detect_count(const struct veil_detect_engine *engine);
+/* Id of a detector name, or -1. */
+int veil_detect_id(const struct veil_detect_engine *engine, const char *name);
+/* Name of an id (owned by the engine), or NULL. */
+const char *veil_detect_name(const struct veil_detect_engine *engine, int id);
+
+/* Per-thread working memory for one engine: Hyperscan scratch plus the
+ * finding list that scans reuse, so that steady state allocates nothing. */
+struct veil_detect_scratch *
+veil_detect_scratch_new(const struct veil_detect_engine *engine, char *errstr,
+                        size_t errstr_size);
+void veil_detect_scratch_destroy(struct veil_detect_scratch *scratch);
+
+/* Scans `buf` (any bytes, need not be NUL-terminated, at most 4 GiB - 1)
+ * and sets *findings to the reported findings: sorted by start, not
+ * overlapping, confidence >= VEIL_DETECT_MIN_CONFIDENCE. The array belongs
+ * to `scratch` and stays valid until its next use. Returns 0, VEIL_EINVAL
+ * (text too large) or VEIL_EIO (Hyperscan failed). */
+int veil_detect_scan(const struct veil_detect_engine *engine,
+                     struct veil_detect_scratch *scratch, const char *buf,
+                     size_t len, const struct veil_finding **findings,
+                     size_t *n_findings, char *errstr, size_t errstr_size);
+
+/* Runs the same database over `buf` with a callback that only counts
+ * Hyperscan matches (no span recovery, no validation): the ceiling the
+ * benchmark compares veil_detect_scan() against. */
+int veil_detect_scan_raw(const struct veil_detect_engine *engine,
+                         struct veil_detect_scratch *scratch, const char *buf,
+                         size_t len, uint64_t *n_matches, char *errstr,
+                         size_t errstr_size);
+
+/* A growable byte buffer owned by the caller and reused across calls.
+ * `data` is NUL-terminated after a successful call (not counted in len). */
+struct veil_text_buf {
+        char *data;
+        size_t len;
+        size_t cap;
+};
+
+void veil_text_buf_free(struct veil_text_buf *tb);
+
+/* The redact_text transform: copies `in` to `out` (replacing its previous
+ * contents) with every finding replaced by tx->redact.replace, where
+ * "{detector}" stands for the detector's name (default "[{detector}]"),
+ * limited to tx->redact.detectors when that list is set. Everything else
+ * is copied byte for byte; spans never split a UTF-8 sequence. `tx` may be
+ * NULL (defaults). *n_redacted (may be NULL) gets the number of spans
+ * replaced. Returns 0 or the error of veil_detect_scan(). */
+int veil_redact_text(const struct veil_detect_engine *engine,
+                     struct veil_detect_scratch *scratch,
+                     const struct veil_transform *tx, const char *in,
+                     size_t len, struct veil_text_buf *out,
+                     size_t *n_redacted, char *errstr, size_t errstr_size);
+
+#endif
