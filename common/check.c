@@ -35,7 +35,7 @@ static avro_schema_t non_null(avro_schema_t type)
         if (!only)
                 return type;
         return avro_typeof(only) == AVRO_LINK ? avro_schema_link_target(only)
-                                               : only;
+                                              : only;
 }
 
 static const char *type_label(avro_schema_t t, const char *logical)
@@ -67,8 +67,8 @@ int veil_tx_check_type(const struct veil_transform *tx, avro_schema_t type,
                 /* The token is a string; hashing needs a well-defined byte
                  * form of the value. */
                 ok = at == AVRO_STRING || at == AVRO_BYTES ||
-                     at == AVRO_FIXED || at == AVRO_INT32 ||
-                     at == AVRO_INT64 || at == AVRO_ENUM;
+                     at == AVRO_FIXED || at == AVRO_INT32 || at == AVRO_INT64 ||
+                     at == AVRO_ENUM;
                 break;
         case VEIL_TX_MASK:
         case VEIL_TX_REDACT_TEXT:
@@ -78,9 +78,9 @@ int veil_tx_check_type(const struct veil_transform *tx, avro_schema_t type,
                 ok = at == AVRO_STRING || at == AVRO_BYTES;
                 break;
         case VEIL_TX_GENERALIZE:
-                if (logical && (!strcmp(logical, "uuid") ||
-                                !strcmp(logical, "decimal") ||
-                                !strncmp(logical, "time-", 5)))
+                if (logical &&
+                    (!strcmp(logical, "uuid") || !strcmp(logical, "decimal") ||
+                     !strncmp(logical, "time-", 5)))
                         ok = 0;
                 else
                         ok = at == AVRO_INT32 || at == AVRO_INT64 ||
@@ -119,9 +119,9 @@ static void finding(struct ctx *c, enum veil_check_severity sev,
         va_start(ap, fmt);
         vsnprintf(msg, sizeof(msg), fmt, ap);
         va_end(ap);
-        json_object_set_new(f, "severity",
-                            json_string(sev == VEIL_CHECK_ERROR ? "error"
-                                                                : "warning"));
+        json_object_set_new(
+                f, "severity",
+                json_string(sev == VEIL_CHECK_ERROR ? "error" : "warning"));
         json_object_set_new(f, "kind", json_string(kind));
         if (route)
                 json_object_set_new(f, "route", json_string(route));
@@ -158,8 +158,8 @@ static void check_purposes(struct ctx *c, int64_t now)
                                 pu->license_id ? pu->license_id : "(no id)");
                 else if (pu->valid_until - now <= 30 * 86400)
                         finding(c, VEIL_CHECK_WARNING,
-                                VEIL_GAP_LICENSE_EXPIRING, NULL, pu->name,
-                                NULL, NULL,
+                                VEIL_GAP_LICENSE_EXPIRING, NULL, pu->name, NULL,
+                                NULL,
                                 "licence %s expires within 30 days (%lld "
                                 "days left)",
                                 pu->license_id ? pu->license_id : "(no id)",
@@ -195,8 +195,8 @@ static void check_label(struct ctx *c, const struct veil_route *route,
                 if (veil_tx_check_type(tx, f->type, f->logical, err,
                                        sizeof(err)))
                         finding(c, VEIL_CHECK_ERROR, VEIL_GAP_TYPE_MISMATCH,
-                                route->source, pu->name, f->path, label,
-                                "%s", err);
+                                route->source, pu->name, f->path, label, "%s",
+                                err);
         }
 }
 
@@ -226,9 +226,8 @@ static int check_route(struct ctx *c, struct veil_registry *reg,
                         if (pu && !veil_policy_transform(pu, policy,
                                                          route->key_class))
                                 finding(c, VEIL_CHECK_ERROR,
-                                        VEIL_GAP_KEY_UNLICENSED,
-                                        route->source, pu->name, NULL,
-                                        route->key_class,
+                                        VEIL_GAP_KEY_UNLICENSED, route->source,
+                                        pu->name, NULL, route->key_class,
                                         "the key's class '%s' is not "
                                         "licensed for this purpose: its "
                                         "records cannot be keyed",
@@ -240,8 +239,8 @@ static int check_route(struct ctx *c, struct veil_registry *reg,
         rc = veil_registry_latest_meta(reg, subject, &id, &text, &meta_text,
                                        err, sizeof(err));
         if (rc == VEIL_ENOTFOUND) {
-                finding(c, VEIL_CHECK_ERROR, VEIL_GAP_NO_SCHEMA,
-                        route->source, NULL, NULL, NULL,
+                finding(c, VEIL_CHECK_ERROR, VEIL_GAP_NO_SCHEMA, route->source,
+                        NULL, NULL, NULL,
                         "no schema registered under subject '%s'", subject);
                 free(subject);
                 return 0;
@@ -257,9 +256,9 @@ static int check_route(struct ctx *c, struct veil_registry *reg,
                                    sizeof(err));
         json_decref(meta);
         if (!schema) {
-                finding(c, VEIL_CHECK_ERROR, VEIL_GAP_BAD_SCHEMA,
-                        route->source, NULL, NULL, NULL,
-                        "schema %d of subject '%s': %s", id, subject, err);
+                finding(c, VEIL_CHECK_ERROR, VEIL_GAP_BAD_SCHEMA, route->source,
+                        NULL, NULL, NULL, "schema %d of subject '%s': %s", id,
+                        subject, err);
                 free(subject);
                 return 0;
         }
@@ -300,17 +299,16 @@ static int check_route(struct ctx *c, struct veil_registry *reg,
                                 "(from %s)",
                                 label,
                                 src == VEIL_LABEL_OVERRIDE ? "classify:"
-                                : src == VEIL_LABEL_PII    ? "the pii annotation"
-                                                           : "tag_classes:");
+                                : src == VEIL_LABEL_PII ? "the pii annotation"
+                                                        : "tag_classes:");
                         continue;
                 }
                 check_label(c, route, f, label, now);
         }
         for (i = 0; i < route->n_classify; i++)
                 if (!veil_schema_field(schema, route->classify[i].path))
-                        finding(c, VEIL_CHECK_WARNING,
-                                VEIL_GAP_UNUSED_OVERRIDE, route->source, NULL,
-                                route->classify[i].path,
+                        finding(c, VEIL_CHECK_WARNING, VEIL_GAP_UNUSED_OVERRIDE,
+                                route->source, NULL, route->classify[i].path,
                                 route->classify[i].label,
                                 "classify: names a path that schema %d does "
                                 "not have",
@@ -320,9 +318,9 @@ static int check_route(struct ctx *c, struct veil_registry *reg,
         return 0;
 }
 
-int veil_check_run(const struct veil_config *config,
-                   struct veil_registry *reg, int64_t now, json_t *report,
-                   char *errstr, size_t errstr_size)
+int veil_check_run(const struct veil_config *config, struct veil_registry *reg,
+                   int64_t now, json_t *report, char *errstr,
+                   size_t errstr_size)
 {
         struct ctx c = {config, &config->policy, report};
         size_t i;

@@ -14,18 +14,18 @@ struct veil_registry;
 enum veil_check_severity { VEIL_CHECK_WARNING = 0, VEIL_CHECK_ERROR };
 
 /* Stable finding kinds (the JSON report's "kind"). */
-#define VEIL_GAP_UNCLASSIFIED     "unclassified"
-#define VEIL_GAP_UNDEFINED_CLASS  "undefined-class"
-#define VEIL_GAP_TYPE_MISMATCH    "transform-type"
-#define VEIL_GAP_UNLICENSED       "unlicensed"
-#define VEIL_GAP_LICENSE_EXPIRED  "license-expired"
+#define VEIL_GAP_UNCLASSIFIED "unclassified"
+#define VEIL_GAP_UNDEFINED_CLASS "undefined-class"
+#define VEIL_GAP_TYPE_MISMATCH "transform-type"
+#define VEIL_GAP_UNLICENSED "unlicensed"
+#define VEIL_GAP_LICENSE_EXPIRED "license-expired"
 #define VEIL_GAP_LICENSE_EXPIRING "license-expiring"
-#define VEIL_GAP_NO_RETENTION     "no-retention"
-#define VEIL_GAP_NO_KEY_CLASS     "no-key-class"
-#define VEIL_GAP_KEY_UNLICENSED   "key-unlicensed"
-#define VEIL_GAP_NO_SCHEMA        "no-schema"
-#define VEIL_GAP_BAD_SCHEMA       "bad-schema"
-#define VEIL_GAP_UNUSED_OVERRIDE  "unused-override"
+#define VEIL_GAP_NO_RETENTION "no-retention"
+#define VEIL_GAP_NO_KEY_CLASS "no-key-class"
+#define VEIL_GAP_KEY_UNLICENSED "key-unlicensed"
+#define VEIL_GAP_NO_SCHEMA "no-schema"
+#define VEIL_GAP_BAD_SCHEMA "bad-schema"
+#define VEIL_GAP_UNUSED_OVERRIDE "unused-override"
 
 /* Can transform `tx` apply to a value of Avro type `type` (unions looked
  * through when they have one non-null branch) with logicalType `logical`?
@@ -39,8 +39,8 @@ int veil_tx_check_type(const struct veil_transform *tx, avro_schema_t type,
  * message}; values never appear, only names. `now` is epoch seconds.
  * Returns 0, or VEIL_ENET/VEIL_EAUTH… when the registry cannot be asked
  * (a connection error, not a gap). */
-int veil_check_run(const struct veil_config *config,
-                   struct veil_registry *reg, int64_t now, json_t *report,
-                   char *errstr, size_t errstr_size);
+int veil_check_run(const struct veil_config *config, struct veil_registry *reg,
+                   int64_t now, json_t *report, char *errstr,
+                   size_t errstr_size);
 
 #endif

@@ -14,11 +14,11 @@ struct veil_kv {
 };
 
 struct veil_registry_opts {
-        char *url;        /* http(s)://… or file://DIR */
-        char *basic_auth; /* "user:pass" or NULL */
-        char *ca_file;    /* NULL: system store */
-        int64_t timeout_ms;   /* default 5000 */
-        int retries;          /* default 3 */
+        char *url;          /* http(s)://… or file://DIR */
+        char *basic_auth;   /* "user:pass" or NULL */
+        char *ca_file;      /* NULL: system store */
+        int64_t timeout_ms; /* default 5000 */
+        int retries;        /* default 3 */
 };
 
 enum veil_dlq_payload { VEIL_DLQ_ENCRYPTED = 0, VEIL_DLQ_RAW };
@@ -52,8 +52,8 @@ struct veil_config {
 
         enum veil_dlq_payload dlq_payload;
         enum veil_audit_level audit_level;
-        char *metrics_listen; /* NULL: no metrics endpoint */
-        char *log_level;      /* default "info" */
+        char *metrics_listen;       /* NULL: no metrics endpoint */
+        char *log_level;            /* default "info" */
         int64_t commit_interval_ms; /* default 100 */
         int64_t max_batch_records;  /* default 10000 */
         char **plugins;
@@ -62,7 +62,7 @@ struct veil_config {
 
 /* Options for loading. */
 struct veil_config_opts {
-        bool skip_key;   /* do not read keys (e.g. `veil check`, `veil topics`) */
+        bool skip_key; /* do not read keys (e.g. `veil check`, `veil topics`) */
         bool skip_kafka_check; /* do not validate kafka: through librdkafka */
 };
 

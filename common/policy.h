@@ -37,7 +37,10 @@ int veil_tx_parse(const char *name);
 const char *veil_tx_name(enum veil_tx_kind kind);
 
 enum veil_encrypt_mode { VEIL_ENCRYPT_SIV = 0, VEIL_ENCRYPT_GCM };
-enum veil_encrypt_output { VEIL_ENCRYPT_OUT_STRING = 0, VEIL_ENCRYPT_OUT_BYTES };
+enum veil_encrypt_output {
+        VEIL_ENCRYPT_OUT_STRING = 0,
+        VEIL_ENCRYPT_OUT_BYTES
+};
 
 /* A transform with its parameters. Written in YAML either as a plain name
  * (`hash`) or as a one-key map (`{ mask: { keep_last: 4 } }`). */
@@ -58,8 +61,8 @@ struct veil_transform {
                 enum veil_encrypt_output output; /* default string */
         } encrypt;
         struct {
-                char *replace;     /* default "[{detector}]" */
-                char **detectors;  /* NULL: all detectors */
+                char *replace;    /* default "[{detector}]" */
+                char **detectors; /* NULL: all detectors */
                 size_t n_detectors;
         } redact;
 };
@@ -81,18 +84,18 @@ struct veil_tx_rule {
 struct veil_purpose {
         char *name;
         char *license_id;
-        int64_t valid_until; /* epoch seconds of the end of that UTC day
-                              * (the licence is valid through the date);
-                              * 0 when not set */
+        int64_t valid_until;  /* epoch seconds of the end of that UTC day
+                               * (the licence is valid through the date);
+                               * 0 when not set */
         int64_t retention_ms; /* 0 when not set */
         struct veil_tx_rule *rules;
         size_t n_rules;
 };
 
 struct veil_route_purpose {
-        char *purpose;                   /* purpose name */
-        char *topic;                     /* purpose topic */
-        const struct veil_purpose *ref;  /* resolved at load time */
+        char *purpose;                  /* purpose name */
+        char *topic;                    /* purpose topic */
+        const struct veil_purpose *ref; /* resolved at load time */
 };
 
 struct veil_classify_override {
@@ -160,8 +163,8 @@ int veil_policy_digest(struct veil_policy *policy, char *errstr,
 
 const struct veil_class *veil_policy_class(const struct veil_policy *policy,
                                            const char *name);
-const struct veil_purpose *
-veil_policy_purpose(const struct veil_policy *policy, const char *name);
+const struct veil_purpose *veil_policy_purpose(const struct veil_policy *policy,
+                                               const char *name);
 const struct veil_route *veil_policy_route(const struct veil_policy *policy,
                                            const char *source);
 /* The custom detector of that name from `detectors:`, or NULL. */
@@ -170,16 +173,16 @@ veil_policy_detector(const struct veil_policy *policy, const char *name);
 
 /* Where a classification came from, most precedent first. */
 enum veil_label_source {
-        VEIL_LABEL_NONE = 0,  /* unclassified */
-        VEIL_LABEL_OVERRIDE,  /* the route's classify: */
-        VEIL_LABEL_PII,       /* the field's "pii" annotation */
-        VEIL_LABEL_TAG,       /* confluent:tags / metadata.tags via tag_classes */
+        VEIL_LABEL_NONE = 0, /* unclassified */
+        VEIL_LABEL_OVERRIDE, /* the route's classify: */
+        VEIL_LABEL_PII,      /* the field's "pii" annotation */
+        VEIL_LABEL_TAG, /* confluent:tags / metadata.tags via tag_classes */
 };
 
 /* What the schema says about one field (gathered by the schema reader). */
 struct veil_field_annotations {
-        const char *pii;          /* "pii" attribute, or NULL */
-        const char *const *tags;  /* field confluent:tags + metadata.tags */
+        const char *pii;         /* "pii" attribute, or NULL */
+        const char *const *tags; /* field confluent:tags + metadata.tags */
         size_t n_tags;
 };
 

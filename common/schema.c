@@ -46,8 +46,8 @@ static void collect_named(json_t *node, const char *ns, json_t *named,
         if (depth > VEIL_SCHEMA_MAX_DEPTH * 4 || !node)
                 return;
         if (json_is_array(node)) {
-                json_array_foreach(node, i, v) collect_named(v, ns, named,
-                                                             depth + 1);
+                json_array_foreach(node, i, v)
+                        collect_named(v, ns, named, depth + 1);
                 return;
         }
         if (!json_is_object(node))
@@ -70,8 +70,8 @@ static void collect_named(json_t *node, const char *ns, json_t *named,
 
                         json_array_foreach(json_object_get(node, "fields"), i,
                                            v)
-                                collect_named(json_object_get(v, "type"),
-                                              inner, named, depth + 1);
+                                collect_named(json_object_get(v, "type"), inner,
+                                              named, depth + 1);
                         free(inner);
                 } else {
                         json_array_foreach(json_object_get(node, "fields"), i,
@@ -149,18 +149,16 @@ static void metadata_tags(struct walk *w, const char *path,
 
         json_object_foreach(tags, key, list)
         {
-                int match = !strcmp(key, path);
+                int match   = !strcmp(key, path);
                 size_t klen = strlen(key);
 
                 if (!match && klen > plen && key[klen - plen - 1] == '.' &&
                     !strcmp(key + klen - plen, path)) {
                         size_t pre = klen - plen - 1;
 
-                        match = (w->root_name &&
-                                 strlen(w->root_name) == pre &&
+                        match = (w->root_name && strlen(w->root_name) == pre &&
                                  !strncmp(key, w->root_name, pre)) ||
-                                (w->root_full &&
-                                 strlen(w->root_full) == pre &&
+                                (w->root_full && strlen(w->root_full) == pre &&
                                  !strncmp(key, w->root_full, pre));
                 }
                 if (!match && !strncmp(key, "**.", 3) &&
@@ -176,8 +174,8 @@ static void metadata_tags(struct walk *w, const char *path,
                 {
                         if (!json_is_string(t))
                                 continue;
-                        *tagsp = veil_realloc(*tagsp,
-                                              (*np + 1) * sizeof(**tagsp));
+                        *tagsp            = veil_realloc(*tagsp,
+                                                         (*np + 1) * sizeof(**tagsp));
                         (*tagsp)[(*np)++] = json_string_value(t);
                 }
         }
@@ -187,8 +185,7 @@ static int walk_type(struct walk *w, avro_schema_t type, const char *prefix,
                      int depth, int parent);
 
 static int add_field(struct walk *w, const char *path, const char *name,
-                     json_t *fjson, avro_schema_t ftype, int depth,
-                     int parent)
+                     json_t *fjson, avro_schema_t ftype, int depth, int parent)
 {
         struct veil_schema *s = w->schema;
         struct veil_schema_field *f;
@@ -215,8 +212,8 @@ static int add_field(struct walk *w, const char *path, const char *name,
         {
                 if (!json_is_string(t))
                         continue;
-                f->tags = veil_realloc(f->tags, (f->n_tags + 1) *
-                                                        sizeof(*f->tags));
+                f->tags              = veil_realloc(f->tags,
+                                                    (f->n_tags + 1) * sizeof(*f->tags));
                 f->tags[f->n_tags++] = json_string_value(t);
         }
         metadata_tags(w, path, name, &f->tags, &f->n_tags);
@@ -252,10 +249,11 @@ static int walk_record(struct walk *w, avro_schema_t rec, const char *prefix,
                 } else {
                         path = veil_strdup(name);
                 }
-                idx = add_field(w, path, fj ? json_string_value(json_object_get(
-                                                      fj, "name"))
-                                            : name,
-                                fj, ft, depth, parent);
+                idx = add_field(
+                        w, path,
+                        fj ? json_string_value(json_object_get(fj, "name"))
+                           : name,
+                        fj, ft, depth, parent);
                 rc = walk_type(w, ft, path, depth + 1, idx);
                 free(path);
                 if (rc)
@@ -279,8 +277,7 @@ static int walk_type(struct walk *w, avro_schema_t type, const char *prefix,
         switch (avro_typeof(type)) {
         case AVRO_RECORD:
                 if (w->n_stack >= (int)VEIL_ARRAY_SIZE(w->stack))
-                        return veil_errf(w->errstr, w->errstr_size,
-                                         VEIL_EINVAL,
+                        return veil_errf(w->errstr, w->errstr_size, VEIL_EINVAL,
                                          "schema nests too deep at '%s'",
                                          prefix);
                 w->stack[w->n_stack++] = type;
@@ -314,7 +311,8 @@ static int walk_type(struct walk *w, avro_schema_t type, const char *prefix,
                 return rc;
         case AVRO_UNION:
                 for (i = 0; i < avro_schema_union_size(type) && !rc; i++)
-                        rc = walk_type(w, avro_schema_union_branch(type, (int)i),
+                        rc = walk_type(w,
+                                       avro_schema_union_branch(type, (int)i),
                                        prefix, depth, parent);
                 return rc;
         default:
@@ -357,16 +355,17 @@ struct veil_schema *veil_schema_parse(const char *text, size_t len,
         w.errstr_size = errstr_size;
         if (avro_typeof(schema->avro) == AVRO_RECORD) {
                 w.root_name = avro_schema_name(schema->avro);
-                w.root_full = json_string_value(
-                        json_object_get(schema->json, "namespace"))
+                w.root_full = json_string_value(json_object_get(schema->json,
+                                                                "namespace"))
                                       ? NULL
                                       : w.root_name;
                 {
                         json_t *v;
                         const char *k;
 
-                        json_object_foreach(schema->named, k, v) if (
-                                v == schema->json) w.root_full = k;
+                        json_object_foreach(schema->named, k,
+                                            v) if (v == schema->json)
+                                w.root_full = k;
                 }
         }
         if (walk_type(&w, schema->avro, "", 1, -1))

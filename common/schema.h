@@ -15,29 +15,29 @@
  * Unions are transparent (a nullable `email` is just `email`). */
 struct veil_schema_field {
         char *path;
-        const char *name;      /* last field name (owned by json) */
-        json_t *json;          /* the field's JSON object (borrowed) */
-        avro_schema_t type;    /* the field's type as avro-c parsed it
-                                * (borrowed from the schema) */
-        const char *pii;       /* "pii" attribute or NULL */
-        const char **tags;     /* confluent:tags + metadata tags */
+        const char *name;   /* last field name (owned by json) */
+        json_t *json;       /* the field's JSON object (borrowed) */
+        avro_schema_t type; /* the field's type as avro-c parsed it
+                             * (borrowed from the schema) */
+        const char *pii;    /* "pii" attribute or NULL */
+        const char **tags;  /* confluent:tags + metadata tags */
         size_t n_tags;
-        json_t *type_json;     /* the field's "type" JSON as written (a
-                                * name string for a reference; borrowed) */
-        const char *logical;   /* logicalType of the type, or of the only
-                                * non-null union branch; NULL if none */
-        int depth;             /* 1 for top-level fields */
-        int parent;            /* index of the enclosing field or -1 */
+        json_t *type_json;   /* the field's "type" JSON as written (a
+                              * name string for a reference; borrowed) */
+        const char *logical; /* logicalType of the type, or of the only
+                              * non-null union branch; NULL if none */
+        int depth;           /* 1 for top-level fields */
+        int parent;          /* index of the enclosing field or -1 */
 };
 
 struct veil_schema {
-        int id;              /* registry id, -1 when unknown */
-        avro_schema_t avro;  /* owned */
-        json_t *json;        /* owned */
-        json_t *metadata;    /* owned, may be NULL: Confluent schema
-                              * metadata ({"tags": {"path": ["TAG"]}}) */
+        int id;             /* registry id, -1 when unknown */
+        avro_schema_t avro; /* owned */
+        json_t *json;       /* owned */
+        json_t *metadata;   /* owned, may be NULL: Confluent schema
+                             * metadata ({"tags": {"path": ["TAG"]}}) */
         struct veil_schema_field *fields; /* DFS order, parents first */
-        json_t *named;       /* owned: full name → JSON definition */
+        json_t *named; /* owned: full name → JSON definition */
         size_t n_fields;
 };
 

@@ -72,8 +72,8 @@ char *veil_strndup(const char *s, size_t n)
 char *veil_file_read(const char *path, size_t *lenp, char *errstr,
                      size_t errstr_size)
 {
-        FILE *fp = fopen(path, "rb");
-        char *buf = NULL;
+        FILE *fp   = fopen(path, "rb");
+        char *buf  = NULL;
         size_t len = 0, cap = 0, n;
 
         if (!fp) {

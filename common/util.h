@@ -1,4 +1,5 @@
-/* util.h - small helpers shared by every module (allocation, strings, files). */
+/* util.h - small helpers shared by every module (allocation, strings, files).
+ */
 #ifndef VEIL_COMMON_UTIL_H
 #define VEIL_COMMON_UTIL_H
 

@@ -23,9 +23,9 @@ enum veil_err {
 };
 
 /* Exit codes shared by the subcommands (DESIGN.md §5). */
-#define VEIL_EXIT_OK     0
-#define VEIL_EXIT_GAPS   1
-#define VEIL_EXIT_USAGE  2
+#define VEIL_EXIT_OK 0
+#define VEIL_EXIT_GAPS 1
+#define VEIL_EXIT_USAGE 2
 
 #define VEIL_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 

@@ -35,11 +35,15 @@ static void print_text(const char *path, const char *digest, json_t *report,
         printf("veil check: %s (policy %.12s)\n", path, digest);
         json_array_foreach(report, i, f)
         {
-                const char *route   = json_string_value(json_object_get(f, "route"));
-                const char *purpose = json_string_value(json_object_get(f, "purpose"));
-                const char *fpath   = json_string_value(json_object_get(f, "path"));
+                const char *route =
+                        json_string_value(json_object_get(f, "route"));
+                const char *purpose =
+                        json_string_value(json_object_get(f, "purpose"));
+                const char *fpath =
+                        json_string_value(json_object_get(f, "path"));
 
-                printf("%s: ", json_string_value(json_object_get(f, "severity")));
+                printf("%s: ",
+                       json_string_value(json_object_get(f, "severity")));
                 if (route)
                         printf("route %s: ", route);
                 if (purpose)
@@ -65,7 +69,7 @@ int veil_cmd_check(int argc, char **argv)
         const char *path = NULL, *format = "text";
         struct veil_config *config = NULL;
         struct veil_registry *reg  = NULL;
-        json_t *report = NULL, *f;
+        json_t *report             = NULL, *f;
         size_t errors = 0, warnings = 0, i;
         char errstr[1024];
         int c, rc = VEIL_EXIT_USAGE;
@@ -84,9 +88,10 @@ int veil_cmd_check(int argc, char **argv)
                         veil_cmd_print_help(&help);
                         return VEIL_EXIT_OK;
                 default:
-                        return veil_cmd_usage_error(&help, "unknown or "
-                                                           "incomplete option "
-                                                           "'%s'",
+                        return veil_cmd_usage_error(&help,
+                                                    "unknown or "
+                                                    "incomplete option "
+                                                    "'%s'",
                                                     argv[optind - 1]);
                 }
         }
@@ -124,12 +129,11 @@ int veil_cmd_check(int argc, char **argv)
                         warnings++;
         }
         if (!strcmp(format, "json")) {
-                json_t *doc = json_pack("{s:s, s:s, s:O, s:{s:i, s:i}}",
-                                        "config", path, "policy",
-                                        config->policy.digest, "findings",
-                                        report, "summary", "errors",
-                                        (int)errors, "warnings",
-                                        (int)warnings);
+                json_t *doc =
+                        json_pack("{s:s, s:s, s:O, s:{s:i, s:i}}", "config",
+                                  path, "policy", config->policy.digest,
+                                  "findings", report, "summary", "errors",
+                                  (int)errors, "warnings", (int)warnings);
 
                 json_dumpf(doc, stdout, JSON_INDENT(2));
                 putchar('\n');

@@ -1,4 +1,5 @@
-/* commands.h - the `veil` subcommands, one function each, dispatched by main. */
+/* commands.h - the `veil` subcommands, one function each, dispatched by main.
+ */
 #ifndef VEIL_CONNECTORS_COMMANDS_H
 #define VEIL_CONNECTORS_COMMANDS_H
 

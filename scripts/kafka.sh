@@ -109,7 +109,7 @@ java_opts() {
 }
 
 cmd_up() {
-  local pid t0 deadline
+  local pid t0 t1 t2 deadline
   if pid="$(running_pid)"; then
     say "already running (pid $pid)"
     echo "$bootstrap"
@@ -133,6 +133,7 @@ cmd_up() {
     cat "$state/format.log" >&2
     die "formatting the storage failed"
   fi
+  t1="$(now_ms)"
   # setsid: a Ctrl-C meant for the caller reaches the caller, whose trap
   # stops the broker in order; the broker itself never sees the terminal.
   # shellcheck disable=SC2046
@@ -153,8 +154,9 @@ cmd_up() {
     fi
     sleep 0.2
   done
-  say "up on $bootstrap (pid $(cat "$pidfile")), started in $(secs "$t0" "$(now_ms)") s" \
-    "(format + start); log: $logfile"
+  t2="$(now_ms)"
+  say "up on $bootstrap (pid $(cat "$pidfile")) in $(secs "$t0" "$t2") s:" \
+    "format $(secs "$t0" "$t1") s, start $(secs "$t1" "$t2") s; log: $logfile"
   echo "$bootstrap"
 }
 

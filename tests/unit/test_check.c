@@ -66,7 +66,6 @@ static const char *base_schema =
         "{\"name\":\"city\",\"type\":\"string\",\"pii\":\"internal\"}]}}"
         "]}";
 
-
 static void teardown(void)
 {
         char cmd[128];
@@ -78,7 +77,7 @@ static void teardown(void)
 /* Run check on (yaml, schema) and return the findings (caller decrefs). */
 static json_t *run(const char *yaml, const char *schema, int *rcp)
 {
-        struct veil_config_opts opts = {.skip_key = true,
+        struct veil_config_opts opts = {.skip_key         = true,
                                         .skip_kafka_check = true};
         struct veil_config *config;
         struct veil_registry *reg;
@@ -112,8 +111,7 @@ static int count(json_t *report, const char *kind, const char *path)
         {
                 const char *p = json_string_value(json_object_get(f, "path"));
 
-                if (strcmp(json_string_value(json_object_get(f, "kind")),
-                           kind))
+                if (strcmp(json_string_value(json_object_get(f, "kind")), kind))
                         continue;
                 if (path && (!p || strcmp(p, path)))
                         continue;
@@ -130,8 +128,7 @@ Test(check, clean_policy_has_no_findings)
         json_t *r = run(base_yaml, base_schema, &rc);
 
         cr_assert_eq(rc, 0);
-        cr_assert_eq(json_array_size(r), 0, "%s",
-                     json_dumps(r, JSON_COMPACT));
+        cr_assert_eq(json_array_size(r), 0, "%s", json_dumps(r, JSON_COMPACT));
         json_decref(r);
 }
 
@@ -287,8 +284,8 @@ ParameterizedTestParameters(check, tx_types)
                 {VEIL_TX_ENCRYPT, "\"bytes\"", 1},
                 {VEIL_TX_ENCRYPT, "\"float\"", 0},
                 {VEIL_TX_REDACT_TEXT, "\"string\"", 1},
-                {VEIL_TX_REDACT_TEXT, "{\"type\":\"map\",\"values\":\"string\"}",
-                 0},
+                {VEIL_TX_REDACT_TEXT,
+                 "{\"type\":\"map\",\"values\":\"string\"}", 0},
                 {VEIL_TX_DROP, "{\"type\":\"array\",\"items\":\"int\"}", 1},
                 {VEIL_TX_NULL, "\"boolean\"", 1},
         };
@@ -303,9 +300,9 @@ ParameterizedTest(struct tx_case *tc, check, tx_types)
         char err[256] = "";
         int rc;
 
-        cr_assert_eq(avro_schema_from_json_length(tc->type, strlen(tc->type),
-                                                  &s),
-                     0);
+        cr_assert_eq(
+                avro_schema_from_json_length(tc->type, strlen(tc->type), &s),
+                0);
         rc = veil_tx_check_type(&tx, s, NULL, err, sizeof(err));
         cr_assert_eq(rc == 0, tc->ok, "%s on %s: %s", veil_tx_name(tc->kind),
                      tc->type, err);

@@ -61,12 +61,10 @@ Test(schema, confluent_tags_and_metadata)
                 "{\"name\":\"m\",\"type\":{\"type\":\"map\",\"values\":\"B\"}}"
                 "]}";
         json_t *meta = json_pack("{s:{s:[s],s:[s],s:[s]}}", "tags", "U.b.c",
-                                 "PRIVATE", "**.c", "WILD", "a",
-                                 "DIRECT");
+                                 "PRIVATE", "**.c", "WILD", "a", "DIRECT");
         char err[256];
-        struct veil_schema *s =
-                veil_schema_parse(text, strlen(text), meta, -1, err,
-                                  sizeof(err));
+        struct veil_schema *s = veil_schema_parse(text, strlen(text), meta, -1,
+                                                  err, sizeof(err));
         const struct veil_schema_field *f;
 
         json_decref(meta);
@@ -90,12 +88,12 @@ Test(schema, confluent_tags_and_metadata)
 
 Test(schema, rejects_bad_schemas)
 {
-        char err[256] = "";
+        char err[256]   = "";
         const char *bad = "{\"type\":\"record\",\"name\":\"R\",\"fields\":"
                           "[{\"name\":\"x\",\"type\":\"nosuch\"}]}";
 
-        cr_assert_null(veil_schema_parse(bad, strlen(bad), NULL, 1, err,
-                                         sizeof(err)));
+        cr_assert_null(
+                veil_schema_parse(bad, strlen(bad), NULL, 1, err, sizeof(err)));
         cr_assert(strstr(err, "invalid Avro schema") != NULL, "%s", err);
         cr_assert_null(veil_schema_parse("{", 1, NULL, 1, err, sizeof(err)));
 }
@@ -105,12 +103,13 @@ Test(schema, depth_limit)
         char *text = NULL;
         size_t i, n = VEIL_SCHEMA_MAX_DEPTH + 4, len = 0, cap = 0;
         char err[256] = "";
-        FILE *fp = open_memstream(&text, &len);
+        FILE *fp      = open_memstream(&text, &len);
 
         (void)cap;
         for (i = 0; i < n; i++)
-                fprintf(fp, "{\"type\":\"record\",\"name\":\"R%zu\",\"fields\":"
-                            "[{\"name\":\"f\",\"type\":",
+                fprintf(fp,
+                        "{\"type\":\"record\",\"name\":\"R%zu\",\"fields\":"
+                        "[{\"name\":\"f\",\"type\":",
                         i);
         fprintf(fp, "\"int\"");
         for (i = 0; i < n; i++)
