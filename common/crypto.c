@@ -25,18 +25,16 @@
 /* FIPS 180-4 §4.2.2: the first 32 bits of the fractional parts of the cube
  * roots of the first 64 primes. */
 static const uint32_t sha256_k[64] = {
-        0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b,
-        0x59f111f1, 0x923f82a4, 0xab1c5ed5, 0xd807aa98, 0x12835b01,
-        0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7,
-        0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc,
-        0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152,
-        0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147,
-        0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc,
-        0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
-        0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819,
-        0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116, 0x1e376c08,
-        0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f,
-        0x682e6ff3, 0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208,
+        0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1,
+        0x923f82a4, 0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3,
+        0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786,
+        0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+        0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147,
+        0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13,
+        0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b,
+        0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+        0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a,
+        0x5b9cca4f, 0x682e6ff3, 0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208,
         0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
 };
 
@@ -131,7 +129,8 @@ static void sha256_blocks_portable(uint32_t state[8], const unsigned char *p,
  * with the low two lanes of a W+K vector. SHA256MSG1/MSG2 compute the
  * message schedule four words at a time. */
 
-/* Four rounds on W+K of group j, then the register roles swap back. */
+/* Four rounds from one W+K vector: RNDS2 does two (low lanes), and the
+ * old ABEF becomes the CDGH of the next two. */
 #define SHANI_ROUNDS(wk)                                                       \
         do {                                                                   \
                 st1 = _mm_sha256rnds2_epu32(st1, st0, (wk));                   \
@@ -154,23 +153,23 @@ static void sha256_blocks_portable(uint32_t state[8], const unsigned char *p,
 __attribute__((target("sha,sse4.1,ssse3"))) static void
 sha256_blocks_shani(uint32_t state[8], const unsigned char *p, size_t nblocks)
 {
-        const __m128i bswap = _mm_set_epi64x(0x0c0d0e0f08090a0bULL,
-                                             0x0405060700010203ULL);
+        const __m128i bswap =
+                _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL);
         __m128i st0, st1, tmp, save0, save1, m0, m1, m2, m3;
 
         /* state[] is A..H in lanes 0..7: reorder into ABEF / CDGH. */
         tmp = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)&state[0]),
                                 0xb1); /* B A D C */
         st1 = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)&state[4]),
-                                0x1b);                  /* H G F E */
-        st0 = _mm_alignr_epi8(tmp, st1, 8);             /* F E B A */
-        st1 = _mm_blend_epi16(st1, tmp, 0xf0);          /* H G D C */
+                                0x1b);         /* H G F E */
+        st0 = _mm_alignr_epi8(tmp, st1, 8);    /* F E B A */
+        st1 = _mm_blend_epi16(st1, tmp, 0xf0); /* H G D C */
 
         while (nblocks--) {
                 save0 = st0;
                 save1 = st1;
-                m0 = _mm_shuffle_epi8(
-                        _mm_loadu_si128((const __m128i *)(p + 0)), bswap);
+                m0 = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(p + 0)),
+                                      bswap);
                 m1 = _mm_shuffle_epi8(
                         _mm_loadu_si128((const __m128i *)(p + 16)), bswap);
                 m2 = _mm_shuffle_epi8(
@@ -212,8 +211,8 @@ sha256_blocks_shani(uint32_t state[8], const unsigned char *p, size_t nblocks)
                 p += VEIL_SHA256_BLOCK_LEN;
         }
 
-        tmp = _mm_shuffle_epi32(st0, 0x1b);             /* A B E F */
-        st1 = _mm_shuffle_epi32(st1, 0xb1);             /* G H C D */
+        tmp = _mm_shuffle_epi32(st0, 0x1b); /* A B E F */
+        st1 = _mm_shuffle_epi32(st1, 0xb1); /* G H C D */
         _mm_storeu_si128((__m128i *)&state[0],
                          _mm_blend_epi16(tmp, st1, 0xf0)); /* A B C D */
         _mm_storeu_si128((__m128i *)&state[4],
@@ -235,7 +234,7 @@ static int cpu_has_shani(void)
 }
 #endif
 
-static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+static pthread_once_t sha256_once        = PTHREAD_ONCE_INIT;
 static enum veil_sha256_impl sha256_best = VEIL_SHA256_PORTABLE;
 
 static void sha256_pick(void)
@@ -289,9 +288,9 @@ static void sha256_finish(sha256_blocks_fn blocks, uint32_t state[8],
         unsigned char last[2 * VEIL_SHA256_BLOCK_LEN];
         size_t full = len / VEIL_SHA256_BLOCK_LEN;
         size_t rest = len % VEIL_SHA256_BLOCK_LEN;
-        size_t n = rest + 9 <= VEIL_SHA256_BLOCK_LEN
-                           ? VEIL_SHA256_BLOCK_LEN
-                           : 2 * VEIL_SHA256_BLOCK_LEN;
+        size_t n    = rest + 9 <= VEIL_SHA256_BLOCK_LEN
+                              ? VEIL_SHA256_BLOCK_LEN
+                              : 2 * VEIL_SHA256_BLOCK_LEN;
         int i;
 
         if (full)
@@ -385,8 +384,8 @@ int veil_hkdf_sha256(const void *key, size_t key_len, const void *salt,
 {
         OSSL_PARAM params[5], *p = params;
         EVP_KDF_CTX *kctx = NULL;
-        EVP_KDF *kdf = NULL;
-        int rc = 0;
+        EVP_KDF *kdf      = NULL;
+        int rc            = 0;
 
         if (!key || !key_len || !out || !out_len ||
             out_len > 255 * VEIL_SHA256_LEN)
@@ -413,7 +412,7 @@ int veil_hkdf_sha256(const void *key, size_t key_len, const void *salt,
                         OSSL_KDF_PARAM_SALT, (void *)salt, salt_len);
         *p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO,
                                                  (void *)info, info_len);
-        *p = OSSL_PARAM_construct_end();
+        *p   = OSSL_PARAM_construct_end();
         if (EVP_KDF_derive(kctx, out, out_len, params) != 1)
                 rc = veil_errf(errstr, errstr_size, VEIL_EIO,
                                "hkdf: EVP_KDF_derive failed");
@@ -425,178 +424,322 @@ out:
 
 /* ---- AEAD ---------------------------------------------------------------- */
 
-static EVP_CIPHER_CTX *aead_ctx_new(EVP_CIPHER *cipher,
-                                    const unsigned char *key, int enc)
-{
-        EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+/* Bumped in every forked child, so a GCM nonce pool filled before a fork
+ * is never used by both processes. */
+static pthread_once_t aead_fork_once = PTHREAD_ONCE_INIT;
+static volatile unsigned aead_fork_gen;
 
-        if (!ctx)
-                return NULL;
-        if (EVP_CipherInit_ex2(ctx, cipher, key, NULL, enc, NULL) != 1) {
-                EVP_CIPHER_CTX_free(ctx);
-                return NULL;
+static void aead_on_fork_child(void)
+{
+        aead_fork_gen++;
+}
+
+static void aead_fork_setup(void)
+{
+        (void)pthread_atfork(NULL, NULL, aead_on_fork_child);
+}
+
+/* RFC 5297 §2.3: multiplication by x in GF(2^128). */
+static void siv_dbl(const unsigned char in[16], unsigned char out[16])
+{
+        unsigned char carry = in[0] >> 7;
+        int i;
+
+        for (i = 0; i < 15; i++)
+                out[i] = (unsigned char)(in[i] << 1 | in[i + 1] >> 7);
+        out[15] = (unsigned char)(in[15] << 1) ^ (unsigned char)(carry * 0x87);
+}
+
+static int siv_cmac(struct veil_aead *a, const unsigned char *p1, size_t n1,
+                    const unsigned char *p2, size_t n2, unsigned char v[16])
+{
+        size_t outl = 0;
+
+        /* No key: restart the keyed CMAC (no allocation). */
+        if (EVP_MAC_init(a->cmac, NULL, 0, NULL) != 1)
+                return -1;
+        if (n1 && EVP_MAC_update(a->cmac, p1, n1) != 1)
+                return -1;
+        if (n2 && EVP_MAC_update(a->cmac, p2, n2) != 1)
+                return -1;
+        if (EVP_MAC_final(a->cmac, v, &outl, 16) != 1 || outl != 16)
+                return -1;
+        return 0;
+}
+
+/* S2V(K1, P) with the plaintext as the only string (RFC 5297 §2.4). */
+static int siv_s2v(struct veil_aead *a, const unsigned char *p, size_t len,
+                   unsigned char v[16])
+{
+        unsigned char t[16];
+        size_t i;
+        int rc;
+
+        if (len >= 16) {
+                /* T = P xorend D: only the last block changes. */
+                for (i = 0; i < 16; i++)
+                        t[i] = p[len - 16 + i] ^ a->d[i];
+                rc = siv_cmac(a, p, len - 16, t, 16, v);
+        } else {
+                /* T = dbl(D) xor pad(P). */
+                memcpy(t, a->d2, 16);
+                for (i = 0; i < len; i++)
+                        t[i] ^= p[i];
+                t[len] ^= 0x80;
+                rc = siv_cmac(a, t, 16, NULL, 0, v);
         }
-        return ctx;
+        veil_cleanse(t, sizeof(t));
+        return rc;
+}
+
+/* AES-CTR under K2 with the counter Q = V with bits 63 and 31 cleared. */
+static int siv_ctr(struct veil_aead *a, const unsigned char v[16],
+                   const unsigned char *in, size_t len, unsigned char *out)
+{
+        unsigned char q[16];
+        int n = 0;
+
+        if (!len)
+                return 0;
+        memcpy(q, v, 16);
+        q[8] &= 0x7f;
+        q[12] &= 0x7f;
+        if (EVP_EncryptInit_ex2(a->enc, NULL, NULL, q, NULL) != 1 ||
+            EVP_EncryptUpdate(a->enc, out, &n, in, (int)len) != 1 ||
+            (size_t)n != len)
+                return -1;
+        return 0;
+}
+
+static int aead_init_siv(struct veil_aead *a, const unsigned char *key,
+                         char *errstr, size_t errstr_size)
+{
+        static const unsigned char zero[16];
+        OSSL_PARAM params[2];
+
+        a->mac    = EVP_MAC_fetch(NULL, OSSL_MAC_NAME_CMAC, NULL);
+        a->cipher = EVP_CIPHER_fetch(NULL, "AES-256-CTR", NULL);
+        if (!a->mac || !a->cipher)
+                return veil_errf(errstr, errstr_size, VEIL_EIO,
+                                 "AES-SIV: OpenSSL lacks CMAC or AES-256-CTR");
+        a->cmac = EVP_MAC_CTX_new(a->mac);
+        a->enc  = EVP_CIPHER_CTX_new();
+        if (!a->cmac || !a->enc)
+                return veil_errf(errstr, errstr_size, VEIL_ENOMEM,
+                                 "AES-SIV: cannot allocate contexts");
+        params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_CIPHER,
+                                                     (char *)"AES-256-CBC", 0);
+        params[1] = OSSL_PARAM_construct_end();
+        if (EVP_MAC_init(a->cmac, key, 32, params) != 1 ||
+            EVP_EncryptInit_ex2(a->enc, a->cipher, key + 32, NULL, NULL) != 1)
+                return veil_errf(errstr, errstr_size, VEIL_EIO,
+                                 "AES-SIV: cannot key CMAC or AES-256-CTR");
+        if (siv_cmac(a, zero, sizeof(zero), NULL, 0, a->d))
+                return veil_errf(errstr, errstr_size, VEIL_EIO,
+                                 "AES-SIV: CMAC failed");
+        siv_dbl(a->d, a->d2);
+        return 0;
+}
+
+static int aead_init_gcm(struct veil_aead *a, const unsigned char *key,
+                         char *errstr, size_t errstr_size)
+{
+        a->cipher = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
+        if (!a->cipher)
+                return veil_errf(errstr, errstr_size, VEIL_EIO,
+                                 "AES-256-GCM: not available in OpenSSL");
+        a->enc = EVP_CIPHER_CTX_new();
+        a->dec = EVP_CIPHER_CTX_new();
+        if (!a->enc || !a->dec)
+                return veil_errf(errstr, errstr_size, VEIL_ENOMEM,
+                                 "AES-256-GCM: cannot allocate contexts");
+        if (EVP_EncryptInit_ex2(a->enc, a->cipher, key, NULL, NULL) != 1 ||
+            EVP_DecryptInit_ex2(a->dec, a->cipher, key, NULL, NULL) != 1)
+                return veil_errf(errstr, errstr_size, VEIL_EIO,
+                                 "AES-256-GCM: cannot key the contexts");
+        pthread_once(&aead_fork_once, aead_fork_setup);
+        a->nonce_next = VEIL_AEAD_NONCE_POOL; /* empty: fill on first use */
+        return 0;
 }
 
 int veil_aead_init(struct veil_aead *a, enum veil_aead_mode mode,
                    const unsigned char *key, size_t key_len, char *errstr,
                    size_t errstr_size)
 {
-        const char *name = mode == VEIL_AEAD_SIV ? "AES-256-SIV" : "AES-256-GCM";
         size_t want = mode == VEIL_AEAD_SIV ? VEIL_AEAD_SIV_KEY_LEN
                                             : VEIL_AEAD_GCM_KEY_LEN;
+        int rc;
 
         memset(a, 0, sizeof(*a));
         if ((mode != VEIL_AEAD_SIV && mode != VEIL_AEAD_GCM) || !key ||
             key_len != want)
                 return veil_errf(errstr, errstr_size, VEIL_EINVAL,
-                                 "%s: key must be %zu bytes", name, want);
+                                 "%s: key must be %zu bytes",
+                                 mode == VEIL_AEAD_SIV ? "AES-SIV"
+                                                       : "AES-256-GCM",
+                                 want);
         a->mode = mode;
-        a->cipher = EVP_CIPHER_fetch(NULL, name, NULL);
-        if (!a->cipher) {
-                veil_errf(errstr, errstr_size, VEIL_EIO,
-                          "%s: not available in this OpenSSL", name);
-                goto err;
-        }
-        if ((size_t)EVP_CIPHER_get_key_length(a->cipher) != key_len) {
-                veil_errf(errstr, errstr_size, VEIL_EIO,
-                          "%s: OpenSSL reports an unexpected key length",
-                          name);
-                goto err;
-        }
-        memcpy(a->key, key, key_len);
-        a->key_len = key_len;
-        a->enc = aead_ctx_new(a->cipher, key, 1);
-        a->dec = aead_ctx_new(a->cipher, key, 0);
-        if (!a->enc || !a->dec) {
-                veil_errf(errstr, errstr_size, VEIL_EIO,
-                          "%s: cannot set up the cipher contexts", name);
-                goto err;
-        }
-        return 0;
-err:
-        veil_aead_destroy(a);
-        return VEIL_EIO;
+        rc = mode == VEIL_AEAD_SIV ? aead_init_siv(a, key, errstr, errstr_size)
+                                   : aead_init_gcm(a, key, errstr, errstr_size);
+        if (rc)
+                veil_aead_destroy(a);
+        return rc;
 }
 
 void veil_aead_destroy(struct veil_aead *a)
 {
         if (!a)
                 return;
+        EVP_MAC_CTX_free(a->cmac);
+        EVP_MAC_free(a->mac);
         EVP_CIPHER_CTX_free(a->enc);
         EVP_CIPHER_CTX_free(a->dec);
         EVP_CIPHER_free(a->cipher);
-        a->enc = a->dec = NULL;
-        a->cipher = NULL;
-        veil_cleanse(a->key, sizeof(a->key));
-        a->key_len = 0;
+        veil_cleanse(a, sizeof(*a));
 }
 
-/* Both modes: set up `ctx` for one message. SIV must be re-keyed per
- * message (OpenSSL allows one operation per keying); GCM keeps its key
- * schedule and only takes the nonce. */
-static int aead_begin(struct veil_aead *a, EVP_CIPHER_CTX *ctx, int enc,
-                      const unsigned char *nonce)
+static int gcm_nonce(struct veil_aead *a, unsigned char *nonce)
 {
-        if (a->mode == VEIL_AEAD_SIV)
-                return EVP_CipherInit_ex2(ctx, NULL, a->key, NULL, enc, NULL);
-        return EVP_CipherInit_ex2(ctx, NULL, NULL, nonce, enc, NULL);
+        unsigned gen = aead_fork_gen;
+
+        if (a->nonce_next >= VEIL_AEAD_NONCE_POOL || a->fork_gen != gen) {
+                if (RAND_bytes(a->nonces, sizeof(a->nonces)) != 1)
+                        return -1;
+                a->nonce_next = 0;
+                a->fork_gen   = gen;
+        }
+        memcpy(nonce, a->nonces + a->nonce_next * VEIL_AEAD_GCM_NONCE_LEN,
+               VEIL_AEAD_GCM_NONCE_LEN);
+        /* Wipe the slot: a used nonce must never come back. */
+        memset(a->nonces + a->nonce_next * VEIL_AEAD_GCM_NONCE_LEN, 0,
+               VEIL_AEAD_GCM_NONCE_LEN);
+        a->nonce_next++;
+        return 0;
+}
+
+static int siv_seal(struct veil_aead *a, const unsigned char *in, size_t len,
+                    unsigned char *out)
+{
+        if (siv_s2v(a, in, len, out))
+                return VEIL_EIO;
+        if (siv_ctr(a, out, in, len, out + VEIL_AEAD_TAG_LEN))
+                return VEIL_EIO;
+        return 0;
+}
+
+static int gcm_seal(struct veil_aead *a, const unsigned char *in, size_t len,
+                    unsigned char *out)
+{
+        unsigned char *nonce = out, *ct = out + VEIL_AEAD_GCM_NONCE_LEN;
+        int n = 0, fin = 0;
+
+        if (gcm_nonce(a, nonce))
+                return VEIL_EIO;
+        if (EVP_EncryptInit_ex2(a->enc, NULL, NULL, nonce, NULL) != 1)
+                return VEIL_EIO;
+        if (len && (EVP_EncryptUpdate(a->enc, ct, &n, in, (int)len) != 1 ||
+                    (size_t)n != len))
+                return VEIL_EIO;
+        if (EVP_EncryptFinal_ex(a->enc, ct + len, &fin) != 1 || fin != 0)
+                return VEIL_EIO;
+        if (EVP_CIPHER_CTX_ctrl(a->enc, EVP_CTRL_AEAD_GET_TAG,
+                                VEIL_AEAD_TAG_LEN, ct + len) != 1)
+                return VEIL_EIO;
+        return 0;
 }
 
 int veil_aead_seal(struct veil_aead *a, const void *in, size_t len,
                    unsigned char *out, size_t cap, size_t *outlen)
 {
-        unsigned char *nonce = NULL, *ct, *tag;
+        size_t total = len + (a->mode == VEIL_AEAD_SIV ? VEIL_AEAD_TAG_LEN
+                                                       : VEIL_AEAD_OVERHEAD);
+        int rc;
+
+        if (len > VEIL_AEAD_MAX_LEN || cap < total)
+                return VEIL_EINVAL;
+        rc = a->mode == VEIL_AEAD_SIV ? siv_seal(a, in, len, out)
+                                      : gcm_seal(a, in, len, out);
+        if (rc) {
+                veil_cleanse(out, total);
+                return rc;
+        }
+        *outlen = total;
+        return 0;
+}
+
+/* ct (ctlen bytes) is already at the start of out. */
+static int siv_open(struct veil_aead *a, const unsigned char v[16],
+                    unsigned char *out, size_t ctlen)
+{
+        unsigned char check[16];
+
+        if (siv_ctr(a, v, out, ctlen, out) || siv_s2v(a, out, ctlen, check))
+                return VEIL_EIO;
+        return CRYPTO_memcmp(check, v, 16) ? VEIL_EDATA : 0;
+}
+
+static int gcm_open(struct veil_aead *a, const unsigned char *nonce,
+                    unsigned char tag[16], unsigned char *out, size_t ctlen)
+{
+        unsigned char scratch[16];
         int n = 0, fin = 0;
 
-        if (len > VEIL_AEAD_MAX_LEN)
-                return VEIL_EINVAL;
-        if (a->mode == VEIL_AEAD_SIV) {
-                if (cap < len + VEIL_AEAD_TAG_LEN)
-                        return VEIL_EINVAL;
-                tag = out;
-                ct = out + VEIL_AEAD_TAG_LEN;
-        } else {
-                if (cap < len + VEIL_AEAD_OVERHEAD)
-                        return VEIL_EINVAL;
-                nonce = out;
-                ct = out + VEIL_AEAD_GCM_NONCE_LEN;
-                tag = ct + len;
-                if (RAND_bytes(nonce, VEIL_AEAD_GCM_NONCE_LEN) != 1)
-                        return VEIL_EIO;
-        }
-        if (aead_begin(a, a->enc, 1, nonce) != 1)
-                return VEIL_EIO;
-        /* SIV takes exactly one plaintext update, even an empty one: it
-         * computes the synthetic IV there. */
-        if (EVP_EncryptUpdate(a->enc, ct, &n, in ? in : (const void *)"",
-                              (int)len) != 1 ||
-            (size_t)n != len)
-                return VEIL_EIO;
-        if (EVP_EncryptFinal_ex(a->enc, ct + n, &fin) != 1 || fin != 0)
-                return VEIL_EIO;
-        if (EVP_CIPHER_CTX_ctrl(a->enc, EVP_CTRL_AEAD_GET_TAG,
+        if (EVP_DecryptInit_ex2(a->dec, NULL, NULL, nonce, NULL) != 1 ||
+            EVP_CIPHER_CTX_ctrl(a->dec, EVP_CTRL_AEAD_SET_TAG,
                                 VEIL_AEAD_TAG_LEN, tag) != 1)
                 return VEIL_EIO;
-        *outlen = len + (a->mode == VEIL_AEAD_SIV ? VEIL_AEAD_TAG_LEN
-                                                  : VEIL_AEAD_OVERHEAD);
+        if (ctlen &&
+            (EVP_DecryptUpdate(a->dec, out, &n, out, (int)ctlen) != 1 ||
+             (size_t)n != ctlen))
+                return VEIL_EIO;
+        /* GCM checks the tag here. */
+        if (EVP_DecryptFinal_ex(a->dec, scratch, &fin) != 1 || fin != 0)
+                return VEIL_EDATA;
         return 0;
 }
 
 int veil_aead_open(struct veil_aead *a, const unsigned char *in, size_t len,
                    unsigned char *out, size_t cap, size_t *outlen)
 {
-        unsigned char nonce[VEIL_AEAD_GCM_NONCE_LEN], tag[VEIL_AEAD_TAG_LEN];
-        const unsigned char *ct;
-        unsigned char *dst;
+        unsigned char head[VEIL_AEAD_GCM_NONCE_LEN], tag[VEIL_AEAD_TAG_LEN];
         size_t ctlen;
-        int n = 0, fin = 0, ok;
+        int rc;
 
         if (a->mode == VEIL_AEAD_SIV) {
                 if (len < VEIL_AEAD_TAG_LEN)
                         return VEIL_EINVAL;
-                memcpy(tag, in, sizeof(tag));
-                ct = in + VEIL_AEAD_TAG_LEN;
                 ctlen = len - VEIL_AEAD_TAG_LEN;
+                memcpy(tag, in, VEIL_AEAD_TAG_LEN); /* V */
         } else {
                 if (len < VEIL_AEAD_OVERHEAD)
                         return VEIL_EINVAL;
-                memcpy(nonce, in, sizeof(nonce));
-                ct = in + VEIL_AEAD_GCM_NONCE_LEN;
                 ctlen = len - VEIL_AEAD_OVERHEAD;
-                memcpy(tag, ct + ctlen, sizeof(tag));
+                memcpy(head, in, VEIL_AEAD_GCM_NONCE_LEN);
+                memcpy(tag, in + VEIL_AEAD_GCM_NONCE_LEN + ctlen,
+                       VEIL_AEAD_TAG_LEN);
         }
         if (ctlen > VEIL_AEAD_MAX_LEN || cap < ctlen)
                 return VEIL_EINVAL;
         /* Decrypt in place at the start of out: OpenSSL allows in == out
          * but not a partial overlap, which out == in would otherwise be. */
         if (ctlen)
-                memmove(out, ct, ctlen);
-        if (aead_begin(a, a->dec, 0, a->mode == VEIL_AEAD_GCM ? nonce : NULL) !=
-                    1 ||
-            EVP_CIPHER_CTX_ctrl(a->dec, EVP_CTRL_AEAD_SET_TAG,
-                                VEIL_AEAD_TAG_LEN, tag) != 1) {
+                memmove(out,
+                        in + len - ctlen -
+                                (a->mode == VEIL_AEAD_GCM ? VEIL_AEAD_TAG_LEN
+                                                          : 0),
+                        ctlen);
+        rc = a->mode == VEIL_AEAD_SIV ? siv_open(a, tag, out, ctlen)
+                                      : gcm_open(a, head, tag, out, ctlen);
+        if (rc) {
                 veil_cleanse(out, ctlen);
-                return VEIL_EIO;
-        }
-        /* SIV checks the tag in the update, GCM in the final: either one
-         * failing means the message does not authenticate. An empty
-         * message still goes through the update (SIV computes there). */
-        dst = ctlen ? out : tag; /* out may be NULL when empty */
-        ok = EVP_DecryptUpdate(a->dec, dst, &n, dst, (int)ctlen) == 1 &&
-             (size_t)n == ctlen;
-        ok = ok && EVP_DecryptFinal_ex(a->dec, dst + n, &fin) == 1 &&
-             fin == 0;
-        if (!ok) {
-                veil_cleanse(out, ctlen);
-                return VEIL_EDATA;
+                return rc;
         }
         *outlen = ctlen;
         return 0;
 }
 
-/* ---- base64url ------------------------------------------------------------ */
+/* ---- base64url ------------------------------------------------------------
+ */
 
 static const char b64url_alphabet[64] =
         "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -620,12 +763,12 @@ int veil_b64url_encode(const void *in, size_t len, char *out, size_t cap,
                 o += 4;
         }
         if (len - i == 1) {
-                v = (uint32_t)p[i] << 16;
+                v    = (uint32_t)p[i] << 16;
                 o[0] = b64url_alphabet[v >> 18];
                 o[1] = b64url_alphabet[(v >> 12) & 63];
                 o += 2;
         } else if (len - i == 2) {
-                v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8;
+                v    = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8;
                 o[0] = b64url_alphabet[v >> 18];
                 o[1] = b64url_alphabet[(v >> 12) & 63];
                 o[2] = b64url_alphabet[(v >> 6) & 63];
@@ -655,9 +798,9 @@ int veil_b64url_decode(const char *in, size_t len, unsigned char *out,
                        size_t cap, size_t *outlen)
 {
         size_t rest = len % 4, need = len / 4 * 3 + (rest ? rest - 1 : 0);
-        size_t i, o = 0;
+        size_t i, o                 = 0;
         uint32_t acc = 0;
-        int bits = 0, v;
+        int bits     = 0, v;
 
         if (rest == 1 || cap < need)
                 return VEIL_EINVAL;

@@ -8,9 +8,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#define TX_HASH_KEY_LEN    32
+#define TX_HASH_KEY_LEN 32
 #define TX_ENCRYPT_KEY_LEN (VEIL_AEAD_SIV_KEY_LEN + VEIL_AEAD_GCM_KEY_LEN)
-#define TX_MASTER_MIN      32
+#define TX_MASTER_MIN 32
 
 static int tx_key_id_char(unsigned char c)
 {
@@ -134,9 +134,9 @@ int veil_tx_check(const struct veil_transform *tx, char *errstr,
                 if (tx->generalize.width <= 0)
                         return veil_errf(errstr, errstr_size, VEIL_EINVAL,
                                          "generalize: width must be > 0");
-                if (tx->generalize.prefix < 1)
+                if (tx->generalize.prefix < 0)
                         return veil_errf(errstr, errstr_size, VEIL_EINVAL,
-                                         "generalize: prefix must be >= 1");
+                                         "generalize: prefix must be >= 0");
                 return 0;
         case VEIL_TX_ENCRYPT:
                 if (tx->encrypt.mode != VEIL_ENCRYPT_SIV &&
@@ -178,7 +178,8 @@ int veil_tx_hash(const struct veil_tx_keys *keys, const void *in, size_t len,
         return 0;
 }
 
-/* ---- UTF-8 ---------------------------------------------------------------- */
+/* ---- UTF-8 ----------------------------------------------------------------
+ */
 
 /* Bytes in the character starting at s[0] (len ≥ 1): the length of a
  * well-formed-looking sequence (lead byte plus the continuation bytes it
@@ -251,7 +252,7 @@ int veil_tx_mask(const struct veil_transform *tx, const char *in, size_t len,
             mc > 0x7e || cap < len)
                 return VEIL_EINVAL;
         first = (size_t)tx->mask.keep_first;
-        last = (size_t)tx->mask.keep_last;
+        last  = (size_t)tx->mask.keep_last;
         if (tx->mask.digits_only) {
                 mask_digits(s, len, first, last, mc, out);
                 *outlen = len;
@@ -352,12 +353,12 @@ int veil_tx_bucket_float(float v, int64_t width, float *out)
  * each shifted year. Exact for any |days| < 2^62 / 5. */
 static int64_t year_from_days64(int64_t days)
 {
-        int64_t z = days + 719468; /* days since 0000-03-01 */
+        int64_t z   = days + 719468; /* days since 0000-03-01 */
         int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-        int64_t doe = z - era * 146097;                       /* [0, 146096] */
+        int64_t doe = z - era * 146097; /* [0, 146096] */
         int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
         int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100); /* [0, 365] */
-        int64_t mp = (5 * doy + 2) / 153; /* 0 = March … 11 = February */
+        int64_t mp  = (5 * doy + 2) / 153; /* 0 = March … 11 = February */
 
         return yoe + era * 400 + (mp >= 10); /* Jan, Feb: next year */
 }
@@ -382,7 +383,7 @@ int32_t veil_tx_year_from_timestamp(int64_t v, int64_t units_per_day)
 size_t veil_tx_prefix_len(const char *in, size_t len, int prefix)
 {
         const unsigned char *s = (const unsigned char *)in;
-        size_t i = 0;
+        size_t i               = 0;
         int c;
 
         for (c = 0; c < prefix && i < len; c++)
@@ -406,7 +407,8 @@ int veil_tx_prefix(const char *in, size_t len, int prefix, char *out,
         return 0;
 }
 
-/* ---- encrypt / reveal ----------------------------------------------------- */
+/* ---- encrypt / reveal -----------------------------------------------------
+ */
 
 static size_t tx_sealed_len(enum veil_encrypt_mode mode, size_t len)
 {
@@ -426,8 +428,8 @@ size_t veil_tx_encrypt_len(const struct veil_tx_keys *keys,
 }
 
 int veil_tx_encrypt(struct veil_tx_keys *keys, enum veil_encrypt_mode mode,
-                    enum veil_encrypt_output output, const void *in,
-                    size_t len, void *out, size_t cap, size_t *outlen)
+                    enum veil_encrypt_output output, const void *in, size_t len,
+                    void *out, size_t cap, size_t *outlen)
 {
         struct veil_aead *aead =
                 mode == VEIL_ENCRYPT_SIV ? &keys->siv : &keys->gcm;
@@ -449,7 +451,7 @@ int veil_tx_encrypt(struct veil_tx_keys *keys, enum veil_encrypt_mode mode,
                 o[1] = (unsigned char)keys->key_id_len;
                 memcpy(o + 2, keys->key_id, keys->key_id_len);
                 head = 2 + keys->key_id_len;
-                rc = veil_aead_seal(aead, in, len, o + head, cap - head, &n);
+                rc   = veil_aead_seal(aead, in, len, o + head, cap - head, &n);
                 if (rc)
                         return rc;
                 *outlen = head + n;
@@ -458,7 +460,7 @@ int veil_tx_encrypt(struct veil_tx_keys *keys, enum veil_encrypt_mode mode,
 
         head = keys->key_id_len + 3;
         memcpy(o, keys->key_id, keys->key_id_len);
-        o[keys->key_id_len] = ':';
+        o[keys->key_id_len]     = ':';
         o[keys->key_id_len + 1] = mode == VEIL_ENCRYPT_SIV ? 's' : 'g';
         o[keys->key_id_len + 2] = ':';
         /* Seal at the very end of the token and base64 it in place, so no
@@ -478,22 +480,21 @@ int veil_tx_encrypt(struct veil_tx_keys *keys, enum veil_encrypt_mode mode,
 static int tx_token_parse(const unsigned char *t, size_t len,
                           enum veil_encrypt_mode *mode, const char **kid,
                           size_t *kid_len, unsigned char *out, size_t cap,
-                          size_t *sealed_len, char *errstr,
-                          size_t errstr_size)
+                          size_t *sealed_len, char *errstr, size_t errstr_size)
 {
         size_t n;
 
-        if (len >= 2 && (t[0] == VEIL_TX_ENC_BYTES_SIV ||
-                         t[0] == VEIL_TX_ENC_BYTES_GCM)) {
+        if (len >= 2 &&
+            (t[0] == VEIL_TX_ENC_BYTES_SIV || t[0] == VEIL_TX_ENC_BYTES_GCM)) {
                 *mode = t[0] == VEIL_TX_ENC_BYTES_SIV ? VEIL_ENCRYPT_SIV
                                                       : VEIL_ENCRYPT_GCM;
-                n = t[1];
+                n     = t[1];
                 if (n == 0 || 2 + n > len ||
                     tx_key_id_span((const char *)t + 2, n) != n)
                         goto bad;
-                *kid = (const char *)t + 2;
+                *kid     = (const char *)t + 2;
                 *kid_len = n;
-                n = len - 2 - n;
+                n        = len - 2 - n;
                 if (cap < n)
                         return veil_errf(errstr, errstr_size, VEIL_EINVAL,
                                          "reveal: output buffer too small");
@@ -506,9 +507,9 @@ static int tx_token_parse(const unsigned char *t, size_t len,
         if (n == 0 || n + 3 > len || t[n] != ':' || t[n + 2] != ':' ||
             (t[n + 1] != 's' && t[n + 1] != 'g'))
                 goto bad;
-        *kid = (const char *)t;
+        *kid     = (const char *)t;
         *kid_len = n;
-        *mode = t[n + 1] == 's' ? VEIL_ENCRYPT_SIV : VEIL_ENCRYPT_GCM;
+        *mode    = t[n + 1] == 's' ? VEIL_ENCRYPT_SIV : VEIL_ENCRYPT_GCM;
         if (veil_b64url_decode((const char *)t + n + 3, len - n - 3, out, cap,
                                sealed_len))
                 goto bad;
@@ -524,13 +525,13 @@ int veil_tx_reveal(struct veil_tx_keys *keys, const void *token, size_t len,
                    size_t errstr_size)
 {
         enum veil_encrypt_mode mode = VEIL_ENCRYPT_SIV;
-        const char *kid = NULL;
+        const char *kid             = NULL;
         size_t kid_len = 0, sealed = 0, n;
         unsigned char *o = out;
         int rc;
 
-        rc = tx_token_parse(token, len, &mode, &kid, &kid_len, o, cap,
-                            &sealed, errstr, errstr_size);
+        rc = tx_token_parse(token, len, &mode, &kid, &kid_len, o, cap, &sealed,
+                            errstr, errstr_size);
         if (rc)
                 return rc;
         if (kid_len != keys->key_id_len ||
@@ -559,7 +560,8 @@ int veil_tx_reveal(struct veil_tx_keys *keys, const void *token, size_t len,
         return 0;
 }
 
-/* ---- string/bytes dispatch ------------------------------------------------ */
+/* ---- string/bytes dispatch ------------------------------------------------
+ */
 
 size_t veil_tx_string_max(const struct veil_tx_keys *keys,
                           const struct veil_transform *tx, size_t len)

@@ -48,7 +48,7 @@ int veil_tx_keys_init(struct veil_tx_keys *keys, const unsigned char *master,
 void veil_tx_keys_destroy(struct veil_tx_keys *keys);
 
 /* Checks a transform's parameters (mask counts ≥ 0 and a printable ASCII
- * mask character, generalize width > 0 and prefix ≥ 1, known encrypt
+ * mask character, generalize width > 0 and prefix ≥ 0, known encrypt
  * mode/output). For plan compilation and `veil check`. */
 int veil_tx_check(const struct veil_transform *tx, char *errstr,
                   size_t errstr_size);
@@ -57,7 +57,7 @@ int veil_tx_check(const struct veil_transform *tx, char *errstr,
 
 /* Token: "<key_id>:" + base64url(HMAC-SHA256(hash key, value)), 43
  * characters after the colon. Same value and key → same token. */
-#define VEIL_TX_HASH_B64_LEN   43
+#define VEIL_TX_HASH_B64_LEN 43
 #define VEIL_TX_HASH_TOKEN_MAX (VEIL_TX_KEY_ID_MAX + 1 + VEIL_TX_HASH_B64_LEN)
 
 /* The exact length of this purpose's hash tokens. */
@@ -99,7 +99,7 @@ int veil_tx_bucket_float(float v, int64_t width, float *out);
  * (also local-timestamp-*), negatives before 1970: -1 → 1969. */
 #define VEIL_TX_MILLIS_PER_DAY INT64_C(86400000)
 #define VEIL_TX_MICROS_PER_DAY INT64_C(86400000000)
-#define VEIL_TX_NANOS_PER_DAY  INT64_C(86400000000000)
+#define VEIL_TX_NANOS_PER_DAY INT64_C(86400000000000)
 int32_t veil_tx_year_from_days(int32_t days);
 /* units_per_day: one of the VEIL_TX_*_PER_DAY above. Every int64 value
  * has a year that fits int32 for those units. */
@@ -112,7 +112,8 @@ size_t veil_tx_prefix_len(const char *in, size_t len, int prefix);
 int veil_tx_prefix(const char *in, size_t len, int prefix, char *out,
                    size_t cap, size_t *outlen);
 
-/* ---- encrypt / reveal ----------------------------------------------------- */
+/* ---- encrypt / reveal -----------------------------------------------------
+ */
 
 /* String tokens:
  *   SIV: "<key_id>:s:" + base64url(tag(16) | ciphertext), deterministic
@@ -133,11 +134,11 @@ size_t veil_tx_encrypt_len(const struct veil_tx_keys *keys,
                            enum veil_encrypt_mode mode,
                            enum veil_encrypt_output output, size_t len);
 /* Returns 0, VEIL_EINVAL (cap too small, len > VEIL_AEAD_MAX_LEN) or
- * VEIL_EIO (OpenSSL failure). No allocation by Veil; OpenSSL's SIV
- * allocates inside each re-keying (see struct veil_aead). */
+ * VEIL_EIO (OpenSSL failure). Allocation-free: the cipher contexts
+ * inside `keys` are keyed once (see struct veil_aead). */
 int veil_tx_encrypt(struct veil_tx_keys *keys, enum veil_encrypt_mode mode,
-                    enum veil_encrypt_output output, const void *in,
-                    size_t len, void *out, size_t cap, size_t *outlen);
+                    enum veil_encrypt_output output, const void *in, size_t len,
+                    void *out, size_t cap, size_t *outlen);
 
 /* Decrypts a token in either form into out (cap ≥ len is always
  * enough). Errors, with a message that never contains plaintext:

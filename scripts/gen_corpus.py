@@ -287,7 +287,7 @@ def gen_ipv6(rng):
     if kind == 2:
         return "fe80::%s:%s:%s:%s" % tuple(hexgroup(rng) for _ in range(4))
     if kind == 3:
-        return rng.choice(["::1", "fe80::1", "2001:db8::1", "::"])
+        return rng.choice(["::1", "fe80::1", "2001:db8::1", "fe80::%s" % hexgroup(rng)])
     if kind == 4:
         return "::ffff:%d.%d.%d.%d" % (rng.randint(1, 223), rng.randint(0, 255),
                                        rng.randint(0, 255), rng.randint(1, 254))
@@ -436,7 +436,42 @@ def neg_misc(rng):
     return "%d%%" % rng.randint(1, 100)
 
 
-NEGATIVES = [neg_uuid, neg_digest, neg_timestamp, neg_price, neg_isbn,
+def neg_lookalike(rng):
+    """Shapes one step away from a detector's: wrong ranges, lengths,
+    issuers or forms."""
+    kind = rng.randrange(12)
+    if kind == 0:   # NANP area code cannot start with 1
+        return "(1%02d) %d%02d-%04d" % (rng.randint(0, 99),
+                                         rng.randint(2, 9), rng.randint(0, 99), rng.randint(0, 9999))
+    if kind == 1:   # 3-3-3 is not an SSN
+        return "%03d-%03d-%03d" % (rng.randint(1, 899), rng.randint(0, 999), rng.randint(0, 999))
+    if kind == 2:   # Luhn-valid but no card network starts with 1, 7, 8 or 9
+        body = rng.choice("1789") + digits(rng, 14)
+        return body + luhn_digit(body)
+    if kind == 3:   # 20-digit reference
+        return rng.choice("123456789") + digits(rng, 19)
+    if kind == 4:   # unknown IBAN country
+        return "XX%02d %s %s %s %s" % (rng.randint(2, 98), digits(rng, 4), digits(rng, 4),
+                                       digits(rng, 4), digits(rng, 4))
+    if kind == 5:
+        return rng.choice(["john@example", "a@b.c", "x@@y.com", "name@.com"])
+    if kind == 6:   # coordinates
+        return "%d.%04d, %d.%04d" % (rng.randint(-80, 80), rng.randint(0, 9999),
+                                     rng.randint(-170, 170), rng.randint(0, 9999))
+    if kind == 7:   # dotted dates and semver ranges
+        return rng.choice(["%04d.%02d.%02d" % (rng.randint(2000, 2030), rng.randint(1, 12), rng.randint(1, 28)),
+                           "%d.%d.%d-%d.%d.%d" % tuple(rng.randint(0, 20) for _ in range(6))])
+    if kind == 8:   # thousands separators
+        return "%d,%03d,%03d,%03d" % (rng.randint(1, 999), rng.randint(0, 999),
+                                      rng.randint(0, 999), rng.randint(0, 999))
+    if kind == 9:   # digits glued to hex
+        return digits(rng, 10) + ("%x" % rng.getrandbits(40))
+    if kind == 10:  # phone-like with too few digits
+        return "%d%02d-%04d" % (rng.randint(2, 9), rng.randint(0, 99), rng.randint(0, 9999))
+    return "ext. %d" % rng.randint(100, 99999)
+
+
+NEGATIVES = [neg_lookalike, neg_uuid, neg_digest, neg_timestamp, neg_price, neg_isbn,
              neg_invalid_card, neg_invalid_ssn, neg_version, neg_id, neg_misc]
 
 # context words a positive may carry (weak shapes need one)

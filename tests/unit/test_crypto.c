@@ -8,6 +8,8 @@
 
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "crypto.h"
 #include "veil.h"
@@ -67,7 +69,8 @@ static int impls(enum veil_sha256_impl out[2])
         return n;
 }
 
-/* ---- SHA-256 / HMAC --------------------------------------------------------- */
+/* ---- SHA-256 / HMAC ---------------------------------------------------------
+ */
 
 Test(crypto, sha256_fips_vectors)
 {
@@ -101,22 +104,31 @@ Test(crypto, sha256_matches_openssl_at_block_boundaries)
         rng_fill(data, sizeof(data));
         for (len = 0; len <= sizeof(data); len++) {
                 veil_sha256(data, len, a);
-                cr_assert_eq(EVP_Digest(data, len, b, NULL, EVP_sha256(),
-                                        NULL),
+                cr_assert_eq(EVP_Digest(data, len, b, NULL, EVP_sha256(), NULL),
                              1);
                 cr_assert_arr_eq(a, b, sizeof(a), "length %zu", len);
         }
 }
 
+/* Hex, inline: Criterion runs each case in a fresh process image, where a
+ * pointer into the parent's data would dangle. mac may be truncated
+ * (case 5). */
 struct rfc4231_case {
-        const char *key, *data, *mac; /* hex; mac may be truncated (tc 5) */
+        char key[300];
+        char data[320];
+        char mac[65];
 };
+
+/* 131 bytes of 0xaa (cases 6 and 7: a key longer than the block). */
+#define AA_8B "aaaaaaaaaaaaaaaa"
+#define KEY_AA_131                                                             \
+        AA_8B AA_8B AA_8B AA_8B AA_8B AA_8B AA_8B AA_8B AA_8B AA_8B AA_8B      \
+                AA_8B AA_8B AA_8B AA_8B AA_8B "aaaaaa"
 
 ParameterizedTestParameters(crypto, hmac_rfc4231)
 {
         static struct rfc4231_case cases[] = {
-                {"0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b",
-                 "4869205468657265",
+                {"0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b", "4869205468657265",
                  "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e"
                  "32cff7"},
                 {"4a656665",
@@ -136,20 +148,12 @@ ParameterizedTestParameters(crypto, hmac_rfc4231)
                 {"0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c",
                  "546573742057697468205472756e636174696f6e",
                  "a3b6167473100ee06e0c796c2955552b"},
-                {"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
-                 "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
-                 "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
-                 "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
-                 "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+                {KEY_AA_131,
                  "54657374205573696e67204c6172676572205468616e20426c6f636b2d"
                  "53697a65204b6579202d2048617368204b6579204669727374",
                  "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0e"
                  "e37f54"},
-                {"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
-                 "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
-                 "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
-                 "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
-                 "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+                {KEY_AA_131,
                  "5468697320697320612074657374207573696e672061206c61726765"
                  "72207468616e20626c6f636b2d73697a65206b657920616e642061206c"
                  "6172676572207468616e20626c6f636b2d73697a6520646174612e2054"
@@ -204,9 +208,8 @@ Test(crypto, hmac_matches_openssl_on_random_inputs)
                 cr_assert_not_null(HMAC(EVP_sha256(), key, (int)klen, data,
                                         dlen, want, &wlen));
                 for (i = 0; i < n; i++) {
-                        cr_assert_eq(veil_hmac_init_impl(&h, key, klen,
-                                                         impl[i]),
-                                     0);
+                        cr_assert_eq(
+                                veil_hmac_init_impl(&h, key, klen, impl[i]), 0);
                         veil_hmac_sha256(&h, data, dlen, got);
                         cr_assert_arr_eq(got, want, sizeof(got),
                                          "impl %s key %zu data %zu",
@@ -270,8 +273,8 @@ Test(crypto, hkdf_rfc5869_case1)
               "bf34007208d5b887185865",
               want, sizeof(want));
         cr_assert_eq(veil_hkdf_sha256(ikm, sizeof(ikm), salt, sizeof(salt),
-                                      info, sizeof(info), okm, sizeof(okm),
-                                      err, sizeof(err)),
+                                      info, sizeof(info), okm, sizeof(okm), err,
+                                      sizeof(err)),
                      0, "%s", err);
         cr_assert_arr_eq(okm, want, sizeof(okm));
 }
@@ -297,8 +300,8 @@ Test(crypto, hkdf_rejects_bad_lengths)
         unsigned char okm[32];
         char err[128] = "";
 
-        cr_assert_eq(veil_hkdf_sha256("k", 0, NULL, 0, "i", 1, okm,
-                                      sizeof(okm), err, sizeof(err)),
+        cr_assert_eq(veil_hkdf_sha256("k", 0, NULL, 0, "i", 1, okm, sizeof(okm),
+                                      err, sizeof(err)),
                      VEIL_EINVAL);
         cr_assert_neq(err[0], '\0');
         cr_assert_eq(veil_hkdf_sha256("k", 1, NULL, 0, "i", 1, okm,
@@ -312,8 +315,8 @@ static void aead_setup(struct veil_aead *a, enum veil_aead_mode mode,
                        unsigned char fill)
 {
         unsigned char key[VEIL_AEAD_SIV_KEY_LEN];
-        size_t klen = mode == VEIL_AEAD_SIV ? VEIL_AEAD_SIV_KEY_LEN
-                                            : VEIL_AEAD_GCM_KEY_LEN;
+        size_t klen   = mode == VEIL_AEAD_SIV ? VEIL_AEAD_SIV_KEY_LEN
+                                              : VEIL_AEAD_GCM_KEY_LEN;
         char err[256] = "";
 
         memset(key, fill, sizeof(key));
@@ -326,15 +329,15 @@ Test(crypto, aead_rejects_wrong_key_length)
 {
         struct veil_aead a;
         unsigned char key[64] = {0};
-        char err[256] = "";
+        char err[256]         = "";
 
-        cr_assert_eq(veil_aead_init(&a, VEIL_AEAD_SIV, key, 32, err,
-                                    sizeof(err)),
-                     VEIL_EINVAL);
+        cr_assert_eq(
+                veil_aead_init(&a, VEIL_AEAD_SIV, key, 32, err, sizeof(err)),
+                VEIL_EINVAL);
         cr_assert(strstr(err, "64") != NULL, "%s", err);
-        cr_assert_eq(veil_aead_init(&a, VEIL_AEAD_GCM, key, 64, err,
-                                    sizeof(err)),
-                     VEIL_EINVAL);
+        cr_assert_eq(
+                veil_aead_init(&a, VEIL_AEAD_GCM, key, 64, err, sizeof(err)),
+                VEIL_EINVAL);
         veil_aead_destroy(&a); /* zeroed by the failed init: a no-op */
 }
 
@@ -347,17 +350,15 @@ Test(crypto, siv_is_deterministic_and_round_trips)
         aead_setup(&a, VEIL_AEAD_SIV, 7);
         rng_fill(pt, sizeof(pt));
         for (len = 0; len <= sizeof(pt); len += (len < 40 ? 1 : 13)) {
-                cr_assert_eq(veil_aead_seal(&a, pt, len, ct1, sizeof(ct1),
-                                            &n1),
+                cr_assert_eq(veil_aead_seal(&a, pt, len, ct1, sizeof(ct1), &n1),
                              0);
-                cr_assert_eq(veil_aead_seal(&a, pt, len, ct2, sizeof(ct2),
-                                            &n2),
+                cr_assert_eq(veil_aead_seal(&a, pt, len, ct2, sizeof(ct2), &n2),
                              0);
                 cr_assert_eq(n1, len + VEIL_AEAD_TAG_LEN);
                 cr_assert_arr_eq(ct1, ct2, n1, "length %zu", len);
-                cr_assert_eq(veil_aead_open(&a, ct1, n1, back, sizeof(back),
-                                            &nb),
-                             0, "length %zu", len);
+                cr_assert_eq(
+                        veil_aead_open(&a, ct1, n1, back, sizeof(back), &nb), 0,
+                        "length %zu", len);
                 cr_assert_eq(nb, len);
                 cr_assert_arr_eq(back, pt, len);
         }
@@ -368,38 +369,89 @@ Test(crypto, siv_is_deterministic_and_round_trips)
         veil_aead_destroy(&a);
 }
 
-/* Our wrapper produces what a fresh OpenSSL context makes: tag | ct. */
-Test(crypto, siv_matches_a_fresh_openssl_context)
+/* Veil's SIV (S2V + CTR over OpenSSL's CMAC and AES-CTR) against
+ * OpenSSL's own "AES-256-SIV" on random keys and every length from 1 to
+ * 300 (OpenSSL 3.0 refuses empty plaintexts, see siv_seals_empty_values).
+ * Sealed layout V | C, as RFC 5297 writes it. */
+Test(crypto, siv_matches_openssl_aes_256_siv)
 {
-        unsigned char key[64], pt[77], mine[128], ref[128], tag[16];
+        unsigned char key[64], pt[300], mine[316], ref[300], tag[16];
+        EVP_CIPHER *cipher  = EVP_CIPHER_fetch(NULL, "AES-256-SIV", NULL);
+        EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
         struct veil_aead a;
-        EVP_CIPHER_CTX *ctx;
-        EVP_CIPHER *cipher;
-        size_t n;
-        int l1 = 0, l2 = 0;
+        size_t len, n;
+        int l1, l2;
 
-        rng_fill(key, sizeof(key));
-        rng_fill(pt, sizeof(pt));
-        cr_assert_eq(veil_aead_init(&a, VEIL_AEAD_SIV, key, sizeof(key), NULL,
-                                    0),
-                     0);
-        cr_assert_eq(veil_aead_seal(&a, pt, sizeof(pt), mine, sizeof(mine),
-                                    &n),
-                     0);
-
-        cipher = EVP_CIPHER_fetch(NULL, "AES-256-SIV", NULL);
-        ctx = EVP_CIPHER_CTX_new();
         cr_assert(cipher && ctx);
-        cr_assert_eq(EVP_EncryptInit_ex2(ctx, cipher, key, NULL, NULL), 1);
-        cr_assert_eq(EVP_EncryptUpdate(ctx, ref, &l1, pt, sizeof(pt)), 1);
-        cr_assert_eq(EVP_EncryptFinal_ex(ctx, ref + l1, &l2), 1);
-        cr_assert_eq(EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, 16, tag),
-                     1);
-        cr_assert_eq(n, 16 + sizeof(pt));
-        cr_assert_arr_eq(mine, tag, 16);
-        cr_assert_arr_eq(mine + 16, ref, sizeof(pt));
+        for (len = 1; len <= sizeof(pt); len++) {
+                rng_fill(key, sizeof(key));
+                rng_fill(pt, len);
+                cr_assert_eq(veil_aead_init(&a, VEIL_AEAD_SIV, key, sizeof(key),
+                                            NULL, 0),
+                             0);
+                cr_assert_eq(
+                        veil_aead_seal(&a, pt, len, mine, sizeof(mine), &n), 0);
+                veil_aead_destroy(&a);
+
+                l1 = l2 = 0;
+                cr_assert_eq(EVP_EncryptInit_ex2(ctx, cipher, key, NULL, NULL),
+                             1);
+                cr_assert_eq(EVP_EncryptUpdate(ctx, ref, &l1, pt, (int)len), 1);
+                cr_assert_eq(EVP_EncryptFinal_ex(ctx, ref + l1, &l2), 1);
+                cr_assert_eq(EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, 16,
+                                                 tag),
+                             1);
+                cr_assert_eq(n, 16 + len);
+                cr_assert_arr_eq(mine, tag, 16, "V, length %zu", len);
+                cr_assert_arr_eq(mine + 16, ref, len, "C, length %zu", len);
+        }
         EVP_CIPHER_CTX_free(ctx);
         EVP_CIPHER_free(cipher);
+}
+
+/* The empty plaintext (RFC 5297: S2V of one empty string, V = CMAC(K1,
+ * dbl(CMAC(K1, 0^128)) xor 10^127)) computed here with OpenSSL's CMAC
+ * directly. */
+Test(crypto, siv_seals_empty_values)
+{
+        unsigned char key[64], v[16], d[16], t[16], out[16], back[4];
+        EVP_MAC *mac = EVP_MAC_fetch(NULL, "CMAC", NULL);
+        OSSL_PARAM params[2];
+        struct veil_aead a;
+        EVP_MAC_CTX *m;
+        size_t n, i;
+
+        rng_fill(key, sizeof(key));
+        cr_assert_eq(veil_aead_init(&a, VEIL_AEAD_SIV, key, 64, NULL, 0), 0);
+        cr_assert_eq(veil_aead_seal(&a, NULL, 0, out, sizeof(out), &n), 0);
+        cr_assert_eq(n, 16);
+
+        params[0] = OSSL_PARAM_construct_utf8_string("cipher",
+                                                     (char *)"AES-256-CBC", 0);
+        params[1] = OSSL_PARAM_construct_end();
+        cr_assert_not_null(mac);
+        m = EVP_MAC_CTX_new(mac);
+        memset(t, 0, sizeof(t));
+        cr_assert_eq(EVP_MAC_init(m, key, 32, params), 1);
+        cr_assert_eq(EVP_MAC_update(m, t, 16), 1);
+        cr_assert_eq(EVP_MAC_final(m, d, &n, 16), 1);
+        for (i = 0; i < 16; i++) /* dbl(d) */
+                t[i] = (unsigned char)(d[i] << 1 |
+                                       (i < 15 ? d[i + 1] >> 7 : 0));
+        if (d[0] & 0x80)
+                t[15] ^= 0x87;
+        t[0] ^= 0x80;
+        cr_assert_eq(EVP_MAC_init(m, key, 32, params), 1);
+        cr_assert_eq(EVP_MAC_update(m, t, 16), 1);
+        cr_assert_eq(EVP_MAC_final(m, v, &n, 16), 1);
+        cr_assert_arr_eq(out, v, 16);
+
+        cr_assert_eq(veil_aead_open(&a, out, 16, back, 0, &n), 0);
+        cr_assert_eq(n, 0);
+        out[5] ^= 1;
+        cr_assert_eq(veil_aead_open(&a, out, 16, back, 0, &n), VEIL_EDATA);
+        EVP_MAC_CTX_free(m);
+        EVP_MAC_free(mac);
         veil_aead_destroy(&a);
 }
 
@@ -458,25 +510,77 @@ Test(crypto, gcm_round_trips_with_fresh_nonces)
         aead_setup(&a, VEIL_AEAD_GCM, 9);
         rng_fill(pt, sizeof(pt));
         for (len = 0; len <= sizeof(pt); len += 7) {
-                cr_assert_eq(veil_aead_seal(&a, pt, len, ct1, sizeof(ct1),
-                                            &n1),
+                cr_assert_eq(veil_aead_seal(&a, pt, len, ct1, sizeof(ct1), &n1),
                              0);
-                cr_assert_eq(veil_aead_seal(&a, pt, len, ct2, sizeof(ct2),
-                                            &n2),
+                cr_assert_eq(veil_aead_seal(&a, pt, len, ct2, sizeof(ct2), &n2),
                              0);
                 cr_assert_eq(n1, len + VEIL_AEAD_OVERHEAD);
                 cr_assert(memcmp(ct1, ct2, VEIL_AEAD_GCM_NONCE_LEN) != 0,
                           "nonce repeated");
                 cr_assert(memcmp(ct1, ct2, n1) != 0);
-                cr_assert_eq(veil_aead_open(&a, ct1, n1, back, sizeof(back),
-                                            &nb),
-                             0);
+                cr_assert_eq(
+                        veil_aead_open(&a, ct1, n1, back, sizeof(back), &nb),
+                        0);
                 cr_assert_eq(nb, len);
                 cr_assert_arr_eq(back, pt, len);
-                cr_assert_eq(veil_aead_open(&a, ct2, n2, back, sizeof(back),
-                                            &nb),
-                             0);
+                cr_assert_eq(
+                        veil_aead_open(&a, ct2, n2, back, sizeof(back), &nb),
+                        0);
                 cr_assert_arr_eq(back, pt, len);
+        }
+        veil_aead_destroy(&a);
+}
+
+/* A forked child must not reuse nonces from the parent's pool. */
+Test(crypto, gcm_nonces_differ_across_fork)
+{
+        unsigned char parent[64], child[64];
+        struct veil_aead a;
+        int fds[2], status;
+        size_t n;
+        pid_t pid;
+
+        aead_setup(&a, VEIL_AEAD_GCM, 4);
+        cr_assert_eq(veil_aead_seal(&a, "x", 1, parent, sizeof(parent), &n),
+                     0); /* fills the pool */
+        cr_assert_eq(pipe(fds), 0);
+        pid = fork();
+        cr_assert_neq(pid, -1);
+        if (pid == 0) {
+                veil_aead_seal(&a, "x", 1, child, sizeof(child), &n);
+                _exit(write(fds[1], child, VEIL_AEAD_GCM_NONCE_LEN) ==
+                                      VEIL_AEAD_GCM_NONCE_LEN
+                              ? 0
+                              : 1);
+        }
+        cr_assert_eq(read(fds[0], child, VEIL_AEAD_GCM_NONCE_LEN),
+                     VEIL_AEAD_GCM_NONCE_LEN);
+        cr_assert_eq(waitpid(pid, &status, 0), pid);
+        cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        cr_assert_eq(veil_aead_seal(&a, "x", 1, parent, sizeof(parent), &n), 0);
+        cr_assert(memcmp(parent, child, VEIL_AEAD_GCM_NONCE_LEN) != 0,
+                  "child reused the parent's next nonce");
+        close(fds[0]);
+        close(fds[1]);
+        veil_aead_destroy(&a);
+}
+
+Test(crypto, gcm_nonces_do_not_repeat)
+{
+        enum { N = 1000 };
+        static unsigned char seen[N][VEIL_AEAD_GCM_NONCE_LEN];
+        unsigned char ct[64];
+        struct veil_aead a;
+        size_t n;
+        int i, j;
+
+        aead_setup(&a, VEIL_AEAD_GCM, 5);
+        for (i = 0; i < N; i++) {
+                cr_assert_eq(veil_aead_seal(&a, "v", 1, ct, sizeof(ct), &n), 0);
+                memcpy(seen[i], ct, VEIL_AEAD_GCM_NONCE_LEN);
+                for (j = 0; j < i; j++)
+                        cr_assert(memcmp(seen[i], seen[j],
+                                         VEIL_AEAD_GCM_NONCE_LEN) != 0);
         }
         veil_aead_destroy(&a);
 }
@@ -492,14 +596,14 @@ Test(crypto, aead_opens_in_place_and_checks_sizes)
                 aead_setup(&a, modes[i], 3);
                 cr_assert_eq(veil_aead_seal(&a, "secret", 6, buf, 6, &n),
                              VEIL_EINVAL); /* cap too small */
-                cr_assert_eq(veil_aead_seal(&a, "secret", 6, buf, sizeof(buf),
-                                            &n),
-                             0);
+                cr_assert_eq(
+                        veil_aead_seal(&a, "secret", 6, buf, sizeof(buf), &n),
+                        0);
                 cr_assert_eq(veil_aead_open(&a, buf, n, buf, n, &nb), 0);
                 cr_assert_eq(nb, 6);
                 cr_assert_arr_eq(buf, "secret", 6);
-                cr_assert_eq(veil_aead_open(&a, buf, VEIL_AEAD_TAG_LEN - 1,
-                                            buf, sizeof(buf), &nb),
+                cr_assert_eq(veil_aead_open(&a, buf, VEIL_AEAD_TAG_LEN - 1, buf,
+                                            sizeof(buf), &nb),
                              VEIL_EINVAL);
                 cr_assert_eq(veil_aead_seal(&a, "", VEIL_AEAD_MAX_LEN + 1, buf,
                                             sizeof(buf), &n),
@@ -508,29 +612,29 @@ Test(crypto, aead_opens_in_place_and_checks_sizes)
         }
 }
 
-/* ---- base64url ------------------------------------------------------------ */
+/* ---- base64url ------------------------------------------------------------
+ */
 
 Test(crypto, b64url_rfc4648_vectors)
 {
         static const char *const plain[] = {"",     "f",     "fo",    "foo",
                                             "foob", "fooba", "foobar"};
-        static const char *const enc[] = {"",       "Zg",      "Zm8",
-                                          "Zm9v",   "Zm9vYg",  "Zm9vYmE",
-                                          "Zm9vYmFy"};
+        static const char *const enc[]   = {
+                  "", "Zg", "Zm8", "Zm9v", "Zm9vYg", "Zm9vYmE", "Zm9vYmFy"};
         char out[16];
         unsigned char back[16];
         size_t i, n;
 
         for (i = 0; i < VEIL_ARRAY_SIZE(plain); i++) {
-                cr_assert_eq(veil_b64url_encode(plain[i], strlen(plain[i]),
-                                                out, sizeof(out), &n),
+                cr_assert_eq(veil_b64url_encode(plain[i], strlen(plain[i]), out,
+                                                sizeof(out), &n),
                              0);
                 cr_assert_eq(n, strlen(enc[i]));
                 cr_assert_eq(n, VEIL_B64URL_LEN(strlen(plain[i])));
                 cr_assert_arr_eq(out, enc[i], n);
-                cr_assert_eq(veil_b64url_decode(enc[i], n, back, sizeof(back),
-                                                &n),
-                             0);
+                cr_assert_eq(
+                        veil_b64url_decode(enc[i], n, back, sizeof(back), &n),
+                        0);
                 cr_assert_eq(n, strlen(plain[i]));
                 cr_assert_arr_eq(back, plain[i], n);
         }
@@ -560,8 +664,7 @@ Test(crypto, b64url_round_trips_random_bytes)
                 cr_assert_eq(veil_b64url_encode(in, len, enc, sizeof(enc), &n),
                              0);
                 cr_assert_eq(n, VEIL_B64URL_LEN(len));
-                cr_assert_eq(veil_b64url_decode(enc, n, back, sizeof(back),
-                                                &m),
+                cr_assert_eq(veil_b64url_decode(enc, n, back, sizeof(back), &m),
                              0);
                 cr_assert_eq(m, len);
                 cr_assert_arr_eq(back, in, len);
@@ -580,8 +683,8 @@ Test(crypto, b64url_encodes_in_place_from_the_end)
                 cr_assert_eq(veil_b64url_encode(in, len, ref, sizeof(ref), &n),
                              0);
                 memcpy(buf + e - len, in, len);
-                cr_assert_eq(veil_b64url_encode(buf + e - len, len,
-                                                (char *)buf, e, &n),
+                cr_assert_eq(veil_b64url_encode(buf + e - len, len, (char *)buf,
+                                                e, &n),
                              0);
                 cr_assert_eq(n, e);
                 cr_assert_arr_eq(buf, ref, e, "length %zu", len);
@@ -591,11 +694,11 @@ Test(crypto, b64url_encodes_in_place_from_the_end)
 Test(crypto, b64url_rejects_non_canonical_input)
 {
         static const char *const bad[] = {
-                "Zg==", /* padding */
-                "Zm9v+A", "Zm9v/A", /* standard alphabet */
-                "Z",     "Zm9vY", /* impossible lengths */
-                "Zh",    "Zm9",   "Zm9vYh", /* non-zero unused bits */
-                "Zm 9",  "Zm\n9",
+                "Zg==",                       /* padding */
+                "Zm9v+A", "Zm9v/A",           /* standard alphabet */
+                "Z",      "Zm9vY",            /* impossible lengths */
+                "Zh",     "Zm9",    "Zm9vYh", /* non-zero unused bits */
+                "Zm 9",   "Zm\n9",
         };
         unsigned char out[16];
         size_t i, n;

@@ -1,0 +1,1583 @@
+/* detect.c - the PII detection engine: Hyperscan finds shapes without
+ * start-of-match, the match callback recovers each span by hand from the
+ * reported end offset and validates it (Luhn, mod-97, SSN ranges, octets,
+ * IPv6 forms, boundaries, context words); redact_text is built on top. */
+#define _GNU_SOURCE
+#include "detect.h"
+#include "util.h"
+#include "veil.h"
+
+#include <arpa/inet.h>
+#include <hs.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------ shapes
+ *
+ * Hyperscan does the scanning; the patterns below are the shapes it looks
+ * for. None asks for start of match: with HS_FLAG_SOM_LEFTMOST the same set
+ * scans several times slower (the email pattern alone drops from ~10 GB/s
+ * to ~250 MB/s: an unbounded prefix makes SOM track every candidate start),
+ * see bench/README.md. The start is found by hand instead, walking back
+ * from the end over a bounded window; this is also where the validators
+ * live, since Hyperscan has no look-around or back-references.
+ *
+ * phone, us_ssn and credit_card share one "digits with separators" shape:
+ * their digit counts barely overlap (9 / 10-15 / 13-19) and one NFA scans
+ * much faster than three (measured 360 vs 210 MB/s raw on mixed text). The
+ * validators decide which detector a span belongs to. */
+enum shape {
+        SHAPE_EMAIL = 0,
+        SHAPE_NUMERIC,
+        SHAPE_IBAN,
+        SHAPE_IPV4,
+        SHAPE_IPV6,
+        SHAPE_CUSTOM,
+        SHAPE__COUNT,
+};
+
+struct builtin_pattern {
+        const char *re;
+        enum shape shape;
+};
+
+#define HEX "[0-9A-Fa-f]"
+static const struct builtin_pattern builtin_patterns[] = {
+        {"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\\.[A-Za-z0-9-]+)*"
+         "\\.[A-Za-z]{2,24}\\b",
+         SHAPE_EMAIL},
+        {"(?:\\+|\\(|\\b)[0-9](?:[ .\\-/()]{0,2}[0-9]){8,18}\\b",
+         SHAPE_NUMERIC},
+        {"\\b[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,30}\\b", SHAPE_IBAN},
+        {"\\b(?:[0-9]{1,3}\\.){3}[0-9]{1,3}\\b", SHAPE_IPV4},
+        {"(?:" HEX "{1,4}:){7}" HEX "{1,4}\\b", SHAPE_IPV6},
+        {"(?:" HEX "{1,4}(?::" HEX "{1,4}){0,6})?::(?:" HEX "{1,4}(?::" HEX
+         "{1,4}){0,6}\\b)?",
+         SHAPE_IPV6},
+        {":(?:[0-9]{1,3}\\.){3}[0-9]{1,3}\\b", SHAPE_IPV6},
+};
+#undef HEX
+#define N_BUILTIN_PATTERNS VEIL_ARRAY_SIZE(builtin_patterns)
+
+static const char *const builtin_names[VEIL_DET__BUILTIN] = {
+        [VEIL_DET_EMAIL] = "email",         [VEIL_DET_PHONE] = "phone",
+        [VEIL_DET_US_SSN] = "us_ssn",       [VEIL_DET_CREDIT_CARD] = "credit_card",
+        [VEIL_DET_IBAN] = "iban",           [VEIL_DET_IPV4] = "ipv4",
+        [VEIL_DET_IPV6] = "ipv6",
+};
+
+/* Context words that raise a finding's confidence when they occur within
+ * a few words before it (lower case, whole words). */
+static const char *const ctx_email[] = {"email", "mail", "contact", "reach",
+                                        NULL};
+static const char *const ctx_phone[] = {
+        "phone", "telephone", "tel", "call", "mobile", "cell", "fax",
+        "contact", "whatsapp", "sms", "ph", NULL};
+static const char *const ctx_ssn[] = {"ssn", "ssns", "social", "security",
+                                      "taxpayer", NULL};
+static const char *const ctx_card[] = {"card", "credit", "debit", "visa",
+                                       "mastercard", "amex", "cc", "payment",
+                                       NULL};
+static const char *const ctx_iban[] = {"iban", "account", "bank", "sepa",
+                                       NULL};
+static const char *const ctx_ip[] = {"ip", "ipv4", "ipv6", "host", "address",
+                                     "addr", "client", "server", "peer",
+                                     "from", NULL};
+static const char *const *const ctx_words[VEIL_DET__BUILTIN] = {
+        [VEIL_DET_EMAIL] = ctx_email, [VEIL_DET_PHONE] = ctx_phone,
+        [VEIL_DET_US_SSN] = ctx_ssn,  [VEIL_DET_CREDIT_CARD] = ctx_card,
+        [VEIL_DET_IBAN] = ctx_iban,   [VEIL_DET_IPV4] = ctx_ip,
+        [VEIL_DET_IPV6] = ctx_ip,
+};
+#define CTX_BOOST 0.3f
+#define CTX_WINDOW 48 /* bytes looked at before a finding */
+#define CTX_TOKENS 4  /* words looked at before a finding */
+
+/* Base confidences: what the shape alone says. */
+#define CONF_EMAIL 0.9f
+#define CONF_PHONE_INTL 0.9f
+#define CONF_PHONE_NANP 0.75f
+#define CONF_PHONE_NATIONAL 0.7f
+#define CONF_WEAK 0.3f /* bare 9/10-digit numbers: need context */
+#define CONF_SSN_DASHED 0.85f
+#define CONF_SSN_SPACED 0.6f
+#define CONF_CARD_GROUPED 0.9f
+#define CONF_CARD_BARE 0.7f
+#define CONF_IBAN 0.95f
+#define CONF_IPV4 0.7f
+#define CONF_IPV6 0.8f
+#define CONF_CUSTOM 0.9f
+
+struct veil_detect_engine {
+        hs_database_t *db;
+        bool som;
+        size_t n_patterns;
+        enum shape *pattern_shape; /* by Hyperscan id */
+        int *pattern_detector;     /* custom detector id, else -1 */
+        int n_detectors;
+        char **names; /* by detector id */
+};
+
+struct veil_detect_scratch {
+        hs_scratch_t *hs;
+        struct veil_finding *f;
+        size_t n, cap;
+};
+
+/* ---------------------------------------------------------- byte classes
+ * ASCII only and locale-free: bytes >= 0x80 (UTF-8) are never word
+ * characters, as for Hyperscan's \b. */
+static inline bool is_digit(unsigned char c)
+{
+        return (unsigned)(c - '0') < 10u;
+}
+static inline bool is_upper(unsigned char c)
+{
+        return (unsigned)(c - 'A') < 26u;
+}
+static inline bool is_lower(unsigned char c)
+{
+        return (unsigned)(c - 'a') < 26u;
+}
+static inline bool is_alpha(unsigned char c)
+{
+        return is_upper(c) || is_lower(c);
+}
+static inline bool is_alnum(unsigned char c)
+{
+        return is_digit(c) || is_alpha(c);
+}
+static inline bool is_word(unsigned char c)
+{
+        return is_alnum(c) || c == '_';
+}
+static inline bool is_hex(unsigned char c)
+{
+        return is_digit(c) || (unsigned)((c | 0x20) - 'a') < 6u;
+}
+static inline unsigned char to_lower(unsigned char c)
+{
+        return is_upper(c) ? (unsigned char)(c | 0x20) : c;
+}
+
+/* Characters that join two tokens into one (`ORD-2024`, `1.2.3.4.5`,
+ * `a_b`, `x@y`): a span glued to a word through one of them is part of
+ * something larger, not a finding. */
+static inline bool is_glue(unsigned char c)
+{
+        return c == '-' || c == '.' || c == '/' || c == '_' || c == '@';
+}
+
+/* The byte before `start` does not continue the token. */
+static bool left_free(const unsigned char *b, size_t start)
+{
+        if (start == 0)
+                return true;
+        if (is_word(b[start - 1]))
+                return false;
+        if (is_glue(b[start - 1]) && start >= 2 && is_alnum(b[start - 2]))
+                return false;
+        return true;
+}
+
+/* The byte at `end` does not continue the token; `colon_ok` lets `:` and
+ * `/` follow (ports and prefix lengths after addresses). */
+static bool right_free(const unsigned char *b, size_t len, size_t end,
+                       bool addr)
+{
+        unsigned char c;
+
+        if (end >= len)
+                return true;
+        c = b[end];
+        if (is_word(c))
+                return false;
+        if (end + 1 < len && is_alnum(b[end + 1])) {
+                if (addr)
+                        return !(c == '.' || c == '-' || c == '@');
+                return !(is_glue(c) || c == ':');
+        }
+        return true;
+}
+
+/* ------------------------------------------------------------- findings */
+struct scan_ctx {
+        const struct veil_detect_engine *engine;
+        struct veil_detect_scratch *scratch;
+        const unsigned char *buf;
+        size_t len;
+        size_t last_end[SHAPE__COUNT];
+        uint64_t n_matches;
+};
+
+static bool has_context(const unsigned char *b, size_t start, int det)
+{
+        const char *const *words = ctx_words[det];
+        size_t lo = start > CTX_WINDOW ? start - CTX_WINDOW : 0;
+        size_t p = start;
+        int tokens = 0;
+
+        while (p > lo && tokens < CTX_TOKENS) {
+                size_t e, s, n, i;
+
+                while (p > lo && !is_alnum(b[p - 1]))
+                        p--;
+                e = p;
+                while (p > lo && is_alnum(b[p - 1]))
+                        p--;
+                s = p;
+                if (s == e)
+                        break;
+                tokens++;
+                if (s == lo && lo > 0 && is_alnum(b[lo - 1]))
+                        break; /* cut by the window: not a whole word */
+                n = e - s;
+                for (i = 0; words[i]; i++) {
+                        const char *w = words[i];
+                        size_t k;
+
+                        for (k = 0; k < n && w[k]; k++)
+                                if (to_lower(b[s + k]) != (unsigned char)w[k])
+                                        break;
+                        if (k == n && !w[k])
+                                return true;
+                }
+        }
+        return false;
+}
+
+static void push(struct scan_ctx *ctx, int det, size_t start, size_t end,
+                 float conf)
+{
+        struct veil_detect_scratch *scratch = ctx->scratch;
+        struct veil_finding *f;
+
+        if (det < VEIL_DET__BUILTIN && has_context(ctx->buf, start, det))
+                conf += CTX_BOOST;
+        if (conf > 0.99f)
+                conf = 0.99f;
+        if (conf < VEIL_DETECT_MIN_CONFIDENCE)
+                return;
+        if (scratch->n == scratch->cap) {
+                scratch->cap = scratch->cap ? scratch->cap * 2 : 64;
+                scratch->f = veil_realloc(scratch->f,
+                                          scratch->cap * sizeof(*scratch->f));
+        }
+        f = &scratch->f[scratch->n++];
+        f->start = start;
+        f->end = end;
+        f->detector = det;
+        f->confidence = conf;
+}
+
+/* ---------------------------------------------------------------- email */
+#define EMAIL_LOCAL_MAX 64
+#define EMAIL_MAX 254
+
+static inline bool is_email_local(unsigned char c)
+{
+        return is_alnum(c) || c == '.' || c == '_' || c == '%' || c == '+' ||
+               c == '-';
+}
+
+static void match_email(struct scan_ctx *ctx, size_t som, size_t end)
+{
+        const unsigned char *b = ctx->buf;
+        size_t lo = end > EMAIL_MAX ? end - EMAIL_MAX : 0;
+        size_t at, p, start, label_end;
+        bool tld = true;
+
+        if (!right_free(b, ctx->len, end, false))
+                return;
+        /* domain, backwards: labels of [A-Za-z0-9-], not starting or
+         * ending with '-'; the last one (the TLD) letters only */
+        p = end;
+        label_end = end;
+        for (;;) {
+                if (p == lo)
+                        return;
+                if (b[p - 1] == '.' || b[p - 1] == '@') {
+                        if (p == label_end || b[p] == '-' ||
+                            b[label_end - 1] == '-')
+                                return;
+                        if (b[p - 1] == '@')
+                                break;
+                        tld = false;
+                        label_end = --p;
+                        continue;
+                }
+                if (!(is_alnum(b[p - 1]) || b[p - 1] == '-'))
+                        return;
+                if (tld && !is_alpha(b[p - 1]))
+                        return;
+                p--;
+        }
+        if (tld) /* no dot in the domain */
+                return;
+        at = p - 1;
+        /* local part, backwards */
+        p = at;
+        while (p > lo && at - p < EMAIL_LOCAL_MAX && is_email_local(b[p - 1]))
+                p--;
+        if (p > 0 && is_email_local(b[p - 1]))
+                return; /* longer than a local part may be */
+        while (p < at && b[p] == '.')
+                p++;
+        start = p;
+        if (som != SIZE_MAX) {
+                if (som > start)
+                        return;
+                start = som;
+        }
+        if (start == at || b[at - 1] == '.')
+                return;
+        push(ctx, VEIL_DET_EMAIL, start, end, CONF_EMAIL);
+}
+
+/* ---------------------------------------------- digits with separators */
+#define NUM_MAX_GROUPS 12
+#define NUM_MAX_DIGITS 24
+#define NUM_WINDOW 64
+
+static inline bool is_numsep(unsigned char c)
+{
+        return c == ' ' || c == '-' || c == '.' || c == '/' || c == '(' ||
+               c == ')';
+}
+
+/* One candidate span: groups left to right, with what lies between. */
+struct numcand {
+        size_t start; /* includes a leading '+' or '(' */
+        int ng;
+        int nd;
+        bool plus;
+        bool parens;    /* any parenthesis */
+        int paren_group; /* group wrapped in parentheses, -1 none */
+        bool bad;       /* separators malformed */
+        bool consistent; /* phone: one separator char throughout */
+        unsigned char sepc[NUM_MAX_GROUPS]; /* plain separator before group
+                                               i (0: none/paren only) */
+        unsigned char glen[NUM_MAX_GROUPS];
+        unsigned char d[NUM_MAX_DIGITS + 1];
+};
+
+/* Groups found walking back from the end: gs/ge right to left. */
+struct numtok {
+        int ng;
+        size_t gs[NUM_MAX_GROUPS], ge[NUM_MAX_GROUPS];
+        int nd_suffix[NUM_MAX_GROUPS]; /* digits in groups 0..i */
+};
+
+static void num_tokenize(const unsigned char *b, size_t lo, size_t end,
+                         struct numtok *tok)
+{
+        size_t pos = end;
+        int nd = 0;
+
+        tok->ng = 0;
+        for (;;) {
+                size_t e = pos, p;
+                int nsep = 0;
+
+                while (pos > lo && is_digit(b[pos - 1]))
+                        pos--;
+                if (pos == e)
+                        break;
+                nd += (int)(e - pos);
+                tok->gs[tok->ng] = pos;
+                tok->ge[tok->ng] = e;
+                tok->nd_suffix[tok->ng] = nd;
+                tok->ng++;
+                if (tok->ng == NUM_MAX_GROUPS || nd > NUM_MAX_DIGITS)
+                        break;
+                p = pos;
+                while (p > lo && nsep < 2 && is_numsep(b[p - 1])) {
+                        p--;
+                        nsep++;
+                }
+                if (nsep == 0 || p == lo || !is_digit(b[p - 1]))
+                        break;
+                pos = p;
+        }
+}
+
+/* Splits the separator between two groups: [')'] [one of " -./"] ['('] */
+static bool split_sep(const unsigned char *s, size_t n, bool *close,
+                      unsigned char *c, bool *open)
+{
+        size_t i = 0;
+
+        *close = *open = false;
+        *c = 0;
+        if (i < n && s[i] == ')') {
+                *close = true;
+                i++;
+        }
+        if (i < n && (s[i] == ' ' || s[i] == '-' || s[i] == '.' ||
+                      s[i] == '/')) {
+                *c = s[i];
+                i++;
+        }
+        if (i < n && s[i] == '(') {
+                *open = true;
+                i++;
+        }
+        return i == n;
+}
+
+/* Builds candidate k (groups k..0 of tok) from buffer b. */
+static void num_candidate(const unsigned char *b, const struct numtok *tok,
+                          int k, struct numcand *c)
+{
+        int i, gi;
+        bool open_cur = false;
+        unsigned char common = 0;
+
+        c->start = tok->gs[k];
+        c->plus = false;
+        c->parens = false;
+        c->paren_group = -1;
+        c->bad = false;
+        c->consistent = true;
+        c->ng = k + 1;
+        c->nd = 0;
+        /* a '(' before the first group belongs to the span only when it
+         * closes right after that group: "(415) 555-2671", not
+         * "(078-05-1120)" */
+        if (c->start > 0 && b[c->start - 1] == '(' && k > 0 &&
+            b[tok->ge[k]] == ')') {
+                c->start--;
+                open_cur = true;
+                c->parens = true;
+        } else if (c->start > 0 && b[c->start - 1] == '+') {
+                c->start--;
+                c->plus = true;
+        }
+        for (gi = 0, i = k; i >= 0; i--, gi++) {
+                size_t n = tok->ge[i] - tok->gs[i], j;
+
+                c->glen[gi] = (unsigned char)n;
+                for (j = 0; j < n && c->nd < NUM_MAX_DIGITS; j++)
+                        c->d[c->nd++] = b[tok->gs[i] + j];
+                c->sepc[gi] = 0;
+                if (gi > 0) {
+                        bool close, open;
+                        unsigned char sc;
+
+                        if (!split_sep(b + tok->ge[i + 1],
+                                       tok->gs[i] - tok->ge[i + 1], &close,
+                                       &sc, &open)) {
+                                c->bad = true;
+                                return;
+                        }
+                        if (close != open_cur) {
+                                c->bad = true;
+                                return;
+                        }
+                        if (close) {
+                                if (c->paren_group >= 0) {
+                                        c->bad = true; /* two paren groups */
+                                        return;
+                                }
+                                c->paren_group = gi - 1;
+                        }
+                        open_cur = open;
+                        if (open)
+                                c->parens = true;
+                        c->sepc[gi] = sc;
+                        /* the separator after a country code or next to a
+                         * parenthesis may differ from the others */
+                        if (sc && !close && !open &&
+                            !(c->plus && gi == 1)) {
+                                if (!common)
+                                        common = sc;
+                                else if (common != sc)
+                                        c->consistent = false;
+                        }
+                }
+        }
+        if (open_cur)
+                c->bad = true; /* '(' never closed */
+        c->d[c->nd] = 0;
+}
+
+static bool luhn_ok(const unsigned char *d, int n)
+{
+        int sum = 0, i;
+        bool dbl = false;
+
+        for (i = n - 1; i >= 0; i--) {
+                int v = d[i] - '0';
+
+                if (dbl) {
+                        v *= 2;
+                        if (v > 9)
+                                v -= 9;
+                }
+                sum += v;
+                dbl = !dbl;
+        }
+        return sum % 10 == 0;
+}
+
+static int prefix_num(const unsigned char *d, int n)
+{
+        int v = 0, i;
+
+        for (i = 0; i < n; i++)
+                v = v * 10 + (d[i] - '0');
+        return v;
+}
+
+/* Issuer ranges of the major networks with their lengths. */
+static bool card_iin_ok(const unsigned char *d, int nd)
+{
+        int p1 = d[0] - '0', p2 = prefix_num(d, 2), p3 = prefix_num(d, 3),
+            p4 = prefix_num(d, 4);
+
+        if (p1 == 4) /* Visa */
+                return nd == 13 || nd == 16 || nd == 19;
+        if ((p2 >= 51 && p2 <= 55) || (p4 >= 2221 && p4 <= 2720))
+                return nd == 16; /* Mastercard */
+        if (p2 == 34 || p2 == 37)
+                return nd == 15; /* American Express */
+        if (p4 == 6011 || (p3 >= 644 && p3 <= 649) || p2 == 65)
+                return nd >= 16 && nd <= 19; /* Discover */
+        if (p4 >= 3528 && p4 <= 3589)
+                return nd >= 16 && nd <= 19; /* JCB */
+        if ((p3 >= 300 && p3 <= 305) || p4 == 3095 || p2 == 36 || p2 == 38 ||
+            p2 == 39)
+                return nd >= 14 && nd <= 19; /* Diners Club */
+        if (p2 == 62)
+                return nd >= 16 && nd <= 19; /* UnionPay */
+        if (p4 >= 2200 && p4 <= 2204)
+                return nd >= 16 && nd <= 19; /* Mir */
+        if (p4 == 5018 || p4 == 5020 || p4 == 5038 || p4 == 5893 ||
+            p4 == 6304 || p4 == 6759 || (p4 >= 6761 && p4 <= 6763))
+                return nd >= 13 && nd <= 19; /* Maestro */
+        return false;
+}
+
+static float card_check(const struct numcand *c)
+{
+        int i;
+
+        if (c->plus || c->parens || c->nd < 13 || c->nd > 19)
+                return 0;
+        if (c->ng > 1) {
+                bool fours = true;
+
+                for (i = 1; i < c->ng; i++)
+                        if (c->sepc[i] != c->sepc[1] ||
+                            (c->sepc[1] != ' ' && c->sepc[1] != '-'))
+                                return 0;
+                for (i = 0; i < c->ng - 1; i++)
+                        if (c->glen[i] != 4)
+                                fours = false;
+                if (!(fours && c->glen[c->ng - 1] <= 4) &&
+                    !(c->ng == 3 && c->glen[0] == 4 && c->glen[1] == 6 &&
+                      (c->glen[2] == 4 || c->glen[2] == 5)))
+                        return 0;
+        }
+        if (!card_iin_ok(c->d, c->nd) || !luhn_ok(c->d, c->nd))
+                return 0;
+        return c->ng > 1 ? CONF_CARD_GROUPED : CONF_CARD_BARE;
+}
+
+static float ssn_check(const struct numcand *c)
+{
+        int area, group, serial;
+
+        if (c->plus || c->parens || c->nd != 9)
+                return 0;
+        if (c->ng == 3) {
+                if (c->glen[0] != 3 || c->glen[1] != 2 || c->glen[2] != 4 ||
+                    c->sepc[1] != c->sepc[2] ||
+                    (c->sepc[1] != '-' && c->sepc[1] != ' '))
+                        return 0;
+        } else if (c->ng != 1) {
+                return 0;
+        }
+        area = prefix_num(c->d, 3);
+        group = prefix_num(c->d + 3, 2);
+        serial = prefix_num(c->d + 5, 4);
+        if (area == 0 || area == 666 || area >= 900 || group == 0 ||
+            serial == 0)
+                return 0;
+        if (c->ng == 1)
+                return CONF_WEAK;
+        return c->sepc[1] == '-' ? CONF_SSN_DASHED : CONF_SSN_SPACED;
+}
+
+static float phone_check(const struct numcand *c)
+{
+        const unsigned char *d = c->d;
+        int i;
+
+        if (c->bad || !c->consistent)
+                return 0;
+        if (c->plus) {
+                if (c->nd < 9 || c->nd > 15 || d[0] == '0')
+                        return 0;
+                /* a parenthesised group only right after the country code */
+                if (c->paren_group >= 0 && c->paren_group != 1)
+                        return 0;
+                if (d[0] == '1' && (c->nd != 11 || d[1] < '2' || d[4] < '2'))
+                        return 0; /* NANP: +1 NPA NXX XXXX */
+                return CONF_PHONE_INTL;
+        }
+        if (c->paren_group > 0 &&
+            !(c->nd == 11 && d[0] == '1' && c->paren_group == 1))
+                return 0;
+        /* NANP: (NPA) NXX-XXXX, optionally after a 1 */
+        if (c->nd == 10 && d[0] >= '2' && d[3] >= '2') {
+                if (c->ng == 1)
+                        return c->parens ? 0 : CONF_WEAK;
+                if (c->ng == 3 && c->glen[0] == 3 && c->glen[1] == 3)
+                        return CONF_PHONE_NANP;
+                return 0;
+        }
+        if (c->nd == 11 && d[0] == '1' && d[1] >= '2' && d[4] >= '2') {
+                if (c->ng == 1)
+                        return c->parens ? 0 : CONF_WEAK;
+                if (c->ng == 4 && c->glen[0] == 1 && c->glen[1] == 3 &&
+                    c->glen[2] == 3 && c->paren_group != 0 &&
+                    c->paren_group != 2 && c->paren_group != 3)
+                        return CONF_PHONE_NANP;
+                return 0;
+        }
+        /* national numbers with a trunk 0 (UK, DE, FR, NL, ...) */
+        if (d[0] == '0' && d[1] != '0' && c->nd >= 10 && c->nd <= 12) {
+                if (c->ng == 1)
+                        return c->parens ? 0 : CONF_WEAK;
+                if (c->glen[0] < 2 || c->glen[0] > 5 || c->ng > 5)
+                        return 0;
+                for (i = 1; i < c->ng; i++)
+                        if (c->glen[i] < 2)
+                                return 0;
+                return CONF_PHONE_NATIONAL;
+        }
+        return 0;
+}
+
+/* The left edge of a candidate: an inner candidate (more digit groups to
+ * its left) may only be set apart by a space. */
+/* Length of the alphanumeric token that ends at `end` (walking back) or
+ * starts at `start` (walking forward), if it holds a digit; else 0. */
+static size_t token_before(const unsigned char *b, size_t end)
+{
+        size_t p = end;
+        bool digit = false;
+
+        while (p > 0 && is_alnum(b[p - 1]) && end - p <= 8) {
+                digit |= is_digit(b[p - 1]);
+                p--;
+        }
+        return digit ? end - p : 0;
+}
+
+static size_t token_after(const unsigned char *b, size_t len, size_t start)
+{
+        size_t p = start;
+        bool digit = false;
+
+        while (p < len && is_alnum(b[p]) && p - start <= 8) {
+                digit |= is_digit(b[p]);
+                p++;
+        }
+        return digit ? p - start : 0;
+}
+
+/* The left edge of a candidate: an inner candidate (more digit groups to
+ * its left) may only be set apart by a space. A space-grouped number
+ * whose neighbour token looks like one more of its groups is a piece of
+ * something longer ("6225 3753 [0108 7642 0779]", "XX88 [4082 2856 ...]"). */
+static bool num_left_ok(const unsigned char *b, const struct numtok *tok,
+                        int k, const struct numcand *c)
+{
+        if (k == tok->ng - 1 && !left_free(b, c->start))
+                return false;
+        if (k < tok->ng - 1 && (c->start == 0 || b[c->start - 1] != ' '))
+                return false;
+        if (c->ng > 1 && c->sepc[1] == ' ' && c->start >= 2 &&
+            b[c->start - 1] == ' ' &&
+            token_before(b, c->start - 1) == c->glen[0])
+                return false;
+        return true;
+}
+
+static bool num_right_ok(const unsigned char *b, size_t len,
+                         const struct numcand *c, size_t end)
+{
+        if (c->ng > 1 && c->sepc[c->ng - 1] == ' ' && end + 1 < len &&
+            b[end] == ' ' &&
+            token_after(b, len, end + 1) == c->glen[c->ng - 1])
+                return false;
+        return true;
+}
+
+/* A card printed in fours followed by a short digit group is the front of
+ * a longer number ("6212 1810 4735 4294 671" has 19 digits). */
+static bool card_right_ok(const unsigned char *b, size_t len,
+                          const struct numcand *c, size_t end)
+{
+        size_t n = 0;
+
+        if (c->ng < 2 || end + 1 >= len || b[end] != c->sepc[1])
+                return true;
+        while (end + 1 + n < len && is_digit(b[end + 1 + n]) && n < 5)
+                n++;
+        return !(n >= 1 && n <= 4 &&
+                 (end + 1 + n == len || !is_alnum(b[end + 1 + n])));
+}
+
+static void match_numeric(struct scan_ctx *ctx, size_t som, size_t end)
+{
+        const unsigned char *b = ctx->buf;
+        struct numtok tok;
+        struct numcand c;
+        float best[3] = {0, 0, 0};
+        size_t best_start[3] = {0, 0, 0};
+        size_t lo;
+        int k, kmin;
+
+        if (!right_free(b, ctx->len, end, false))
+                return;
+        lo = end > NUM_WINDOW ? end - NUM_WINDOW : 0;
+        if (som != SIZE_MAX) {
+                lo = som;
+                if (b[som] == '+' || b[som] == '(')
+                        lo++;
+        }
+        num_tokenize(b, lo, end, &tok);
+        if (tok.ng == 0)
+                return;
+        /* longest first: each detector keeps its longest valid span */
+        kmin = som != SIZE_MAX ? tok.ng - 1 : 0;
+        for (k = tok.ng - 1; k >= kmin; k--) {
+                int nd = tok.nd_suffix[k];
+                bool want_ssn = nd == 9 && best[1] == 0;
+                bool want_card = nd >= 13 && nd <= 19 && best[2] == 0;
+                bool want_phone = nd >= 9 && nd <= 15 && best[0] == 0;
+                float conf;
+
+                if (!want_ssn && !want_card && !want_phone)
+                        continue;
+                num_candidate(b, &tok, k, &c);
+                if (c.bad)
+                        continue;
+                if (som != SIZE_MAX && c.start != som)
+                        continue;
+                if (!num_left_ok(b, &tok, k, &c) ||
+                    !num_right_ok(b, ctx->len, &c, end))
+                        continue;
+                if (want_phone && (conf = phone_check(&c)) > 0) {
+                        best[0] = conf;
+                        best_start[0] = c.start;
+                }
+                if (want_ssn && (conf = ssn_check(&c)) > 0) {
+                        best[1] = conf;
+                        best_start[1] = c.start;
+                }
+                if (want_card && (conf = card_check(&c)) > 0 &&
+                    card_right_ok(b, ctx->len, &c, end)) {
+                        best[2] = conf;
+                        best_start[2] = c.start;
+                }
+        }
+        if (best[0] > 0)
+                push(ctx, VEIL_DET_PHONE, best_start[0], end, best[0]);
+        if (best[1] > 0)
+                push(ctx, VEIL_DET_US_SSN, best_start[1], end, best[1]);
+        if (best[2] > 0)
+                push(ctx, VEIL_DET_CREDIT_CARD, best_start[2], end, best[2]);
+}
+
+/* ----------------------------------------------------------------- IBAN */
+/* ISO 13616 registry: country code and total IBAN length. */
+static const struct {
+        char cc[3];
+        unsigned char len;
+} iban_lengths[] = {
+        {"AD", 24}, {"AE", 23}, {"AL", 28}, {"AT", 20}, {"AZ", 28},
+        {"BA", 20}, {"BE", 16}, {"BG", 22}, {"BH", 22}, {"BI", 27},
+        {"BR", 29}, {"BY", 28}, {"CH", 21}, {"CR", 22}, {"CY", 28},
+        {"CZ", 24}, {"DE", 22}, {"DJ", 27}, {"DK", 18}, {"DO", 28},
+        {"EE", 20}, {"EG", 29}, {"ES", 24}, {"FI", 18}, {"FK", 18},
+        {"FO", 18}, {"FR", 27}, {"GB", 22}, {"GE", 22}, {"GI", 23},
+        {"GL", 18}, {"GR", 27}, {"GT", 28}, {"HR", 21}, {"HU", 28},
+        {"IE", 22}, {"IL", 23}, {"IQ", 23}, {"IS", 26}, {"IT", 27},
+        {"JO", 30}, {"KW", 30}, {"KZ", 20}, {"LB", 28}, {"LC", 32},
+        {"LI", 21}, {"LT", 20}, {"LU", 20}, {"LV", 21}, {"LY", 25},
+        {"MC", 27}, {"MD", 24}, {"ME", 22}, {"MK", 19}, {"MN", 20},
+        {"MR", 27}, {"MT", 31}, {"MU", 30}, {"NI", 28}, {"NL", 18},
+        {"NO", 15}, {"OM", 23}, {"PK", 24}, {"PL", 28}, {"PS", 29},
+        {"PT", 25}, {"QA", 29}, {"RO", 24}, {"RS", 22}, {"RU", 33},
+        {"SA", 24}, {"SC", 31}, {"SD", 18}, {"SE", 24}, {"SI", 19},
+        {"SK", 24}, {"SM", 27}, {"SO", 23}, {"ST", 25}, {"SV", 28},
+        {"TL", 23}, {"TN", 24}, {"TR", 26}, {"UA", 29}, {"VA", 22},
+        {"VG", 24}, {"XK", 20}, {"YE", 30},
+};
+
+static int iban_length(unsigned char c0, unsigned char c1)
+{
+        size_t lo = 0, hi = VEIL_ARRAY_SIZE(iban_lengths);
+
+        while (lo < hi) {
+                size_t mid = (lo + hi) / 2;
+                int cmp = (int)c0 - (unsigned char)iban_lengths[mid].cc[0];
+
+                if (!cmp)
+                        cmp = (int)c1 - (unsigned char)iban_lengths[mid].cc[1];
+                if (!cmp)
+                        return iban_lengths[mid].len;
+                if (cmp < 0)
+                        hi = mid;
+                else
+                        lo = mid + 1;
+        }
+        return 0;
+}
+
+/* ISO 7064 mod 97-10 over the rearranged IBAN (first four chars last). */
+static bool iban_mod97_ok(const unsigned char *s, int n)
+{
+        unsigned rem = 0;
+        int i;
+
+        for (i = 0; i < n; i++) {
+                unsigned char c = s[(i + 4) % n];
+
+                if (is_digit(c))
+                        rem = (rem * 10 + (unsigned)(c - '0')) % 97;
+                else
+                        rem = (rem * 100 + (unsigned)(c - 'A' + 10)) % 97;
+        }
+        return rem == 1;
+}
+
+#define IBAN_MAX 34
+#define IBAN_MAX_GROUPS 10
+
+static void match_iban(struct scan_ctx *ctx, size_t som, size_t end)
+{
+        const unsigned char *b = ctx->buf;
+        size_t gs[IBAN_MAX_GROUPS], ge[IBAN_MAX_GROUPS];
+        size_t pos = end, lo = end > 48 ? end - 48 : 0;
+        int ng = 0, k;
+
+        if (som != SIZE_MAX)
+                lo = som;
+        if (!right_free(b, ctx->len, end, false))
+                return;
+        while (ng < IBAN_MAX_GROUPS) {
+                size_t e = pos;
+
+                while (pos > lo && (is_upper(b[pos - 1]) || is_digit(b[pos - 1])))
+                        pos--;
+                if (pos == e)
+                        break;
+                gs[ng] = pos;
+                ge[ng] = e;
+                ng++;
+                if (pos < lo + 2 || b[pos - 1] != ' ' ||
+                    !(is_upper(b[pos - 2]) || is_digit(b[pos - 2])))
+                        break;
+                pos--;
+        }
+        for (k = ng - 1; k >= 0; k--) {
+                unsigned char s[IBAN_MAX];
+                size_t st = gs[k];
+                int n = 0, i, want;
+
+                if (ge[k] - st < 4 || !is_upper(b[st]) || !is_upper(b[st + 1]) ||
+                    !is_digit(b[st + 2]) || !is_digit(b[st + 3]))
+                        continue;
+                if (som != SIZE_MAX && st != som)
+                        continue;
+                want = iban_length(b[st], b[st + 1]);
+                if (!want)
+                        continue;
+                for (i = k; i >= 0 && n <= IBAN_MAX; i--) {
+                        size_t j, glen = ge[i] - gs[i];
+
+                        /* printed form: groups of four, the last shorter */
+                        if (k > 0 && (i > 0 ? glen != 4 : glen > 4))
+                                break;
+                        for (j = gs[i]; j < ge[i] && n < IBAN_MAX; j++)
+                                s[n++] = b[j];
+                        if (glen > IBAN_MAX)
+                                n = IBAN_MAX + 1;
+                }
+                if (i >= 0 || n != want || !iban_mod97_ok(s, n))
+                        continue;
+                if (k < ng - 1 ? b[st - 1] != ' ' : !left_free(b, st))
+                        continue;
+                push(ctx, VEIL_DET_IBAN, st, end, CONF_IBAN);
+                return;
+        }
+}
+
+/* ----------------------------------------------------------------- IPv4 */
+/* Words right before a dotted quad that make it a version, not an address. */
+static bool after_version_word(const unsigned char *b, size_t start)
+{
+        static const char *const words[] = {"version", "ver", "v", "release",
+                                            "build", "firmware", NULL};
+        size_t p = start, e, s, i;
+
+        while (p > 0 && start - p < 3 && !is_alnum(b[p - 1]))
+                p--;
+        e = p;
+        while (p > 0 && e - p < 10 && is_alpha(b[p - 1]))
+                p--;
+        s = p;
+        if (s == e || (s > 0 && is_alnum(b[s - 1])))
+                return false;
+        for (i = 0; words[i]; i++) {
+                size_t k, n = strlen(words[i]);
+
+                if (n != e - s)
+                        continue;
+                for (k = 0; k < n && to_lower(b[s + k]) == words[i][k]; k++)
+                        ;
+                if (k == n)
+                        return true;
+        }
+        return false;
+}
+
+static void match_ipv4(struct scan_ctx *ctx, size_t som, size_t end)
+{
+        const unsigned char *b = ctx->buf;
+        size_t p = end, q = end;
+        bool small = true;
+        int i;
+
+        if (!right_free(b, ctx->len, end, true))
+                return;
+        for (i = 0; i < 4; i++) {
+                unsigned v = 0;
+                size_t j;
+
+                q = p;
+                while (q > 0 && p - q < 3 && is_digit(b[q - 1]))
+                        q--;
+                if (q == p || (p - q > 1 && b[q] == '0'))
+                        return; /* empty or leading zero */
+                for (j = q; j < p; j++)
+                        v = v * 10 + (unsigned)(b[j] - '0');
+                if (v > 255)
+                        return;
+                small &= v < 100;
+                if (i < 3) {
+                        if (q == 0 || b[q - 1] != '.')
+                                return;
+                        p = q - 1;
+                }
+        }
+        if (som != SIZE_MAX && q != som)
+                return;
+        if (!left_free(b, q))
+                return;
+        if (small && after_version_word(b, q))
+                return; /* "version 1.2.3.4" */
+        push(ctx, VEIL_DET_IPV4, q, end, CONF_IPV4);
+}
+
+/* ----------------------------------------------------------------- IPv6 */
+#define IPV6_MAX 45
+
+static inline bool is_ipv6_char(unsigned char c)
+{
+        return is_hex(c) || c == ':' || c == '.';
+}
+
+static bool ipv6_left_ok(const unsigned char *b, size_t start)
+{
+        unsigned char c;
+
+        if (start == 0)
+                return true;
+        c = b[start - 1];
+        if (is_word(c) || c == '.')
+                return false;
+        /* `host:fe80::1` yes, `a::b::c` or `12:fe80::1` no */
+        if (c == ':' && start >= 2 && (is_hex(b[start - 2]) || b[start - 2] == ':'))
+                return false;
+        return true;
+}
+
+static void match_ipv6(struct scan_ctx *ctx, size_t som, size_t end)
+{
+        const unsigned char *b = ctx->buf;
+        size_t len = ctx->len, s0, st;
+        unsigned char addr[16];
+        char tmp[IPV6_MAX + 1];
+
+        if (end < len) {
+                unsigned char c = b[end];
+
+                if (is_word(c) || (c == ':' && end + 1 < len &&
+                                   (is_hex(b[end + 1]) || b[end + 1] == ':')))
+                        return;
+                if (c == '.' && end + 1 < len && is_digit(b[end + 1]))
+                        return;
+        }
+        s0 = end;
+        while (s0 > 0 && end - s0 <= IPV6_MAX && is_ipv6_char(b[s0 - 1]))
+                s0--;
+        if (som != SIZE_MAX)
+                s0 = som;
+        /* candidate starts: the run's start, each byte after a ':', and the
+         * first ':' of each "::"; longest first */
+        for (st = s0; st + 2 <= end; st++) {
+                size_t n = end - st;
+
+                if (st != s0 && b[st - 1] != ':' &&
+                    !(b[st] == ':' && b[st + 1] == ':'))
+                        continue;
+                if (n > IPV6_MAX)
+                        continue;
+                if (som != SIZE_MAX && st != som)
+                        break;
+                memcpy(tmp, b + st, n);
+                tmp[n] = 0;
+                if (!strcmp(tmp, "::"))
+                        continue; /* C++ scopes, Haskell types: not an address */
+                if (inet_pton(AF_INET6, tmp, addr) != 1)
+                        continue;
+                if (!ipv6_left_ok(b, st))
+                        continue;
+                push(ctx, VEIL_DET_IPV6, st, end, CONF_IPV6);
+                return;
+        }
+}
+
+/* --------------------------------------------------------------- custom */
+static void match_custom(struct scan_ctx *ctx, int det, size_t from,
+                         size_t end)
+{
+        const unsigned char *b = ctx->buf;
+        size_t len = ctx->len;
+
+        if (from >= end)
+                return;
+        /* whole words only, like \b on both sides */
+        if (is_word(b[from]) && from > 0 && is_word(b[from - 1]))
+                return;
+        if (is_word(b[end - 1]) && end < len && is_word(b[end]))
+                return;
+        /* never split a UTF-8 sequence */
+        while (from > 0 && (b[from] & 0xC0) == 0x80)
+                from--;
+        while (end < len && (b[end] & 0xC0) == 0x80)
+                end++;
+        push(ctx, det, from, end, CONF_CUSTOM);
+}
+
+static int on_match(unsigned int id, unsigned long long from,
+                    unsigned long long to, unsigned int flags, void *opaque)
+{
+        struct scan_ctx *ctx = opaque;
+        const struct veil_detect_engine *engine = ctx->engine;
+        enum shape shape = engine->pattern_shape[id];
+        size_t end = (size_t)to;
+        size_t som = engine->som ? (size_t)from : SIZE_MAX;
+
+        (void)flags;
+        if (shape == SHAPE_CUSTOM) {
+                match_custom(ctx, engine->pattern_detector[id], (size_t)from,
+                             end);
+                return 0;
+        }
+        /* the IPv6 patterns can end at the same offset */
+        if (ctx->last_end[shape] == end)
+                return 0;
+        ctx->last_end[shape] = end;
+        switch (shape) {
+        case SHAPE_EMAIL:
+                match_email(ctx, som, end);
+                break;
+        case SHAPE_NUMERIC:
+                match_numeric(ctx, som, end);
+                break;
+        case SHAPE_IBAN:
+                match_iban(ctx, som, end);
+                break;
+        case SHAPE_IPV4:
+                match_ipv4(ctx, som, end);
+                break;
+        case SHAPE_IPV6:
+                match_ipv6(ctx, som, end);
+                break;
+        default:
+                break;
+        }
+        return 0;
+}
+
+static int on_match_count(unsigned int id, unsigned long long from,
+                          unsigned long long to, unsigned int flags,
+                          void *opaque)
+{
+        (void)id;
+        (void)from;
+        (void)to;
+        (void)flags;
+        ((struct scan_ctx *)opaque)->n_matches++;
+        return 0;
+}
+
+/* Sort by start, longer first, so a span's rivals follow it. */
+static int finding_cmp(const void *a, const void *b)
+{
+        const struct veil_finding *x = a, *y = b;
+
+        if (x->start != y->start)
+                return x->start < y->start ? -1 : 1;
+        if (x->end != y->end)
+                return x->end > y->end ? -1 : 1;
+        return x->detector - y->detector;
+}
+
+/* One span per finding: the same detector's overlapping spans (repeated
+ * end offsets of one value) merge; between detectors the longer span
+ * wins, then the more confident one. */
+static void resolve_overlaps(struct veil_detect_scratch *scratch)
+{
+        struct veil_finding *f = scratch->f;
+        size_t n = scratch->n, i, out = 0;
+
+        if (n < 2)
+                return;
+        /* Hyperscan reports in end order and spans are short, so the list
+         * is nearly sorted by start: insertion sort moves each finding a
+         * few places at most and needs no memory. */
+        for (i = 1; i < n; i++) {
+                struct veil_finding cur = f[i];
+                size_t j = i;
+
+                while (j > 0 && finding_cmp(&f[j - 1], &cur) > 0) {
+                        f[j] = f[j - 1];
+                        j--;
+                }
+                f[j] = cur;
+        }
+        for (i = 0; i < n; i++) {
+                struct veil_finding *last = out ? &f[out - 1] : NULL;
+
+                if (!last || f[i].start >= last->end) {
+                        f[out++] = f[i];
+                        continue;
+                }
+                if (f[i].detector == last->detector) {
+                        if (f[i].end > last->end)
+                                last->end = f[i].end;
+                        if (f[i].confidence > last->confidence)
+                                last->confidence = f[i].confidence;
+                        continue;
+                }
+                {
+                        size_t ln = last->end - last->start;
+                        size_t cn = f[i].end - f[i].start;
+
+                        if (cn > ln ||
+                            (cn == ln && f[i].confidence > last->confidence))
+                                *last = f[i];
+                }
+        }
+        scratch->n = out;
+}
+
+/* --------------------------------------------------------------- public */
+bool veil_detect_known(const char *name)
+{
+        int i;
+
+        if (!name)
+                return false;
+        for (i = 0; i < VEIL_DET__BUILTIN; i++)
+                if (!strcmp(name, builtin_names[i]))
+                        return true;
+        return false;
+}
+
+struct veil_detect_engine *
+veil_detect_engine_new(const struct veil_detector_def *custom, size_t n_custom,
+                       char *errstr, size_t errstr_size)
+{
+        return veil_detect_engine_new_opts(custom, n_custom, NULL, errstr,
+                                           errstr_size);
+}
+
+struct veil_detect_engine *
+veil_detect_engine_new_opts(const struct veil_detector_def *custom,
+                            size_t n_custom,
+                            const struct veil_detect_opts *opts, char *errstr,
+                            size_t errstr_size)
+{
+        struct veil_detect_engine *engine;
+        const char **exprs = NULL;
+        unsigned *flags = NULL, *ids = NULL;
+        hs_compile_error_t *cerr = NULL;
+        size_t i, j, n;
+
+        if (n_custom > (size_t)(INT_MAX - VEIL_DET__BUILTIN)) {
+                veil_errf(errstr, errstr_size, VEIL_EINVAL,
+                          "too many detectors");
+                return NULL;
+        }
+        for (i = 0; i < n_custom; i++) {
+                if (!custom[i].name || !*custom[i].name || !custom[i].pattern ||
+                    !*custom[i].pattern) {
+                        veil_errf(errstr, errstr_size, VEIL_ECONFIG,
+                                  "detectors[%zu]: needs a name and a pattern",
+                                  i);
+                        return NULL;
+                }
+                if (veil_detect_known(custom[i].name)) {
+                        veil_errf(errstr, errstr_size, VEIL_ECONFIG,
+                                  "detector '%s': a built-in detector has "
+                                  "this name",
+                                  custom[i].name);
+                        return NULL;
+                }
+                for (j = 0; j < i; j++)
+                        if (!strcmp(custom[i].name, custom[j].name)) {
+                                veil_errf(errstr, errstr_size, VEIL_ECONFIG,
+                                          "detector '%s': defined twice",
+                                          custom[i].name);
+                                return NULL;
+                        }
+        }
+
+        engine = veil_calloc(1, sizeof(*engine));
+        engine->som = opts && opts->som;
+        n = N_BUILTIN_PATTERNS + n_custom;
+        engine->n_patterns = n;
+        engine->pattern_shape = veil_calloc(n, sizeof(*engine->pattern_shape));
+        engine->pattern_detector =
+                veil_calloc(n, sizeof(*engine->pattern_detector));
+        engine->n_detectors = VEIL_DET__BUILTIN + (int)n_custom;
+        engine->names = veil_calloc((size_t)engine->n_detectors,
+                                    sizeof(*engine->names));
+        for (i = 0; i < VEIL_DET__BUILTIN; i++)
+                engine->names[i] = veil_strdup(builtin_names[i]);
+        for (i = 0; i < n_custom; i++)
+                engine->names[VEIL_DET__BUILTIN + i] =
+                        veil_strdup(custom[i].name);
+
+        exprs = veil_calloc(n, sizeof(*exprs));
+        flags = veil_calloc(n, sizeof(*flags));
+        ids = veil_calloc(n, sizeof(*ids));
+        for (i = 0; i < N_BUILTIN_PATTERNS; i++) {
+                exprs[i] = builtin_patterns[i].re;
+                flags[i] = engine->som ? HS_FLAG_SOM_LEFTMOST : 0;
+                ids[i] = (unsigned)i;
+                engine->pattern_shape[i] = builtin_patterns[i].shape;
+                engine->pattern_detector[i] = -1;
+        }
+        /* A user's pattern has no hand-written span recovery, so it asks
+         * Hyperscan for the start of match. */
+        for (i = 0; i < n_custom; i++) {
+                size_t k = N_BUILTIN_PATTERNS + i;
+
+                exprs[k] = custom[i].pattern;
+                flags[k] = HS_FLAG_SOM_LEFTMOST;
+                ids[k] = (unsigned)k;
+                engine->pattern_shape[k] = SHAPE_CUSTOM;
+                engine->pattern_detector[k] = VEIL_DET__BUILTIN + (int)i;
+        }
+        if (hs_compile_multi(exprs, flags, ids, (unsigned)n, HS_MODE_BLOCK,
+                             NULL, &engine->db, &cerr) != HS_SUCCESS) {
+                if (cerr->expression < 0)
+                        veil_errf(errstr, errstr_size, VEIL_ECONFIG,
+                                  "detector database rejected by "
+                                  "Hyperscan: %s",
+                                  cerr->message);
+                else if (cerr->expression >= (int)N_BUILTIN_PATTERNS)
+                        veil_errf(errstr, errstr_size, VEIL_ECONFIG,
+                                  "detector '%s': pattern rejected by "
+                                  "Hyperscan: %s",
+                                  custom[cerr->expression -
+                                         (int)N_BUILTIN_PATTERNS]
+                                          .name,
+                                  cerr->message);
+                else
+                        veil_errf(errstr, errstr_size, VEIL_EINVAL,
+                                  "built-in pattern %d rejected by "
+                                  "Hyperscan: %s",
+                                  cerr->expression, cerr->message);
+                hs_free_compile_error(cerr);
+                engine->db = NULL;
+                goto err;
+        }
+        free(exprs);
+        free(flags);
+        free(ids);
+        return engine;
+
+err:
+        free(exprs);
+        free(flags);
+        free(ids);
+        veil_detect_engine_destroy(engine);
+        return NULL;
+}
+
+void veil_detect_engine_destroy(struct veil_detect_engine *engine)
+{
+        int i;
+
+        if (!engine)
+                return;
+        hs_free_database(engine->db);
+        for (i = 0; i < engine->n_detectors; i++)
+                free(engine->names[i]);
+        free(engine->names);
+        free(engine->pattern_detector);
+        free(engine->pattern_shape);
+        free(engine);
+}
+
+int veil_detect_count(const struct veil_detect_engine *engine)
+{
+        return engine->n_detectors;
+}
+
+int veil_detect_id(const struct veil_detect_engine *engine, const char *name)
+{
+        int i;
+
+        if (!name)
+                return -1;
+        for (i = 0; i < engine->n_detectors; i++)
+                if (!strcmp(engine->names[i], name))
+                        return i;
+        return -1;
+}
+
+const char *veil_detect_name(const struct veil_detect_engine *engine, int id)
+{
+        if (id < 0 || id >= engine->n_detectors)
+                return NULL;
+        return engine->names[id];
+}
+
+struct veil_detect_scratch *
+veil_detect_scratch_new(const struct veil_detect_engine *engine, char *errstr,
+                        size_t errstr_size)
+{
+        struct veil_detect_scratch *scratch = veil_calloc(1, sizeof(*scratch));
+        hs_error_t rc = hs_alloc_scratch(engine->db, &scratch->hs);
+
+        if (rc != HS_SUCCESS) {
+                veil_errf(errstr, errstr_size, VEIL_ENOMEM,
+                          "Hyperscan scratch allocation failed (%d)", rc);
+                free(scratch);
+                return NULL;
+        }
+        return scratch;
+}
+
+void veil_detect_scratch_destroy(struct veil_detect_scratch *scratch)
+{
+        if (!scratch)
+                return;
+        hs_free_scratch(scratch->hs);
+        free(scratch->f);
+        free(scratch);
+}
+
+static void ctx_init(struct scan_ctx *ctx,
+                     const struct veil_detect_engine *engine,
+                     struct veil_detect_scratch *scratch, const char *buf,
+                     size_t len)
+{
+        size_t i;
+
+        ctx->engine = engine;
+        ctx->scratch = scratch;
+        ctx->buf = (const unsigned char *)buf;
+        ctx->len = len;
+        ctx->n_matches = 0;
+        for (i = 0; i < SHAPE__COUNT; i++)
+                ctx->last_end[i] = SIZE_MAX;
+}
+
+int veil_detect_scan(const struct veil_detect_engine *engine,
+                     struct veil_detect_scratch *scratch, const char *buf,
+                     size_t len, const struct veil_finding **findings,
+                     size_t *n_findings, char *errstr, size_t errstr_size)
+{
+        struct scan_ctx ctx;
+        hs_error_t rc;
+
+        scratch->n = 0;
+        *findings = scratch->f;
+        *n_findings = 0;
+        if (len > UINT_MAX)
+                return veil_errf(errstr, errstr_size, VEIL_EINVAL,
+                                 "text of %zu bytes is too large for one "
+                                 "scan",
+                                 len);
+        if (len == 0)
+                return 0;
+        ctx_init(&ctx, engine, scratch, buf, len);
+        rc = hs_scan(engine->db, buf, (unsigned)len, 0, scratch->hs, on_match,
+                     &ctx);
+        if (rc != HS_SUCCESS)
+                return veil_errf(errstr, errstr_size, VEIL_EIO,
+                                 "Hyperscan scan failed (%d)", rc);
+        resolve_overlaps(scratch);
+        *findings = scratch->f;
+        *n_findings = scratch->n;
+        return 0;
+}
+
+int veil_detect_scan_raw(const struct veil_detect_engine *engine,
+                         struct veil_detect_scratch *scratch, const char *buf,
+                         size_t len, uint64_t *n_matches, char *errstr,
+                         size_t errstr_size)
+{
+        struct scan_ctx ctx;
+        hs_error_t rc;
+
+        *n_matches = 0;
+        if (len > UINT_MAX)
+                return veil_errf(errstr, errstr_size, VEIL_EINVAL,
+                                 "text of %zu bytes is too large for one "
+                                 "scan",
+                                 len);
+        ctx_init(&ctx, engine, scratch, buf, len);
+        rc = hs_scan(engine->db, buf, (unsigned)len, 0, scratch->hs,
+                     on_match_count, &ctx);
+        if (rc != HS_SUCCESS)
+                return veil_errf(errstr, errstr_size, VEIL_EIO,
+                                 "Hyperscan scan failed (%d)", rc);
+        *n_matches = ctx.n_matches;
+        return 0;
+}
+
+/* ---------------------------------------------------------- redact_text */
+void veil_text_buf_free(struct veil_text_buf *tb)
+{
+        if (!tb)
+                return;
+        free(tb->data);
+        tb->data = NULL;
+        tb->len = tb->cap = 0;
+}
+
+static void tb_reserve(struct veil_text_buf *tb, size_t need)
+{
+        size_t cap;
+
+        if (need <= tb->cap)
+                return;
+        cap = tb->cap ? tb->cap : 256;
+        while (cap < need)
+                cap *= 2;
+        tb->data = veil_realloc(tb->data, cap);
+        tb->cap = cap;
+}
+
+static const char placeholder[] = "{detector}";
+#define PLACEHOLDER_LEN (sizeof(placeholder) - 1)
+
+/* Length of the replacement for a detector name of length name_len. */
+static size_t repl_len(const char *tmpl, size_t name_len)
+{
+        size_t n = 0;
+        const char *p = tmpl, *q;
+
+        while ((q = strstr(p, placeholder))) {
+                n += (size_t)(q - p) + name_len;
+                p = q + PLACEHOLDER_LEN;
+        }
+        return n + strlen(p);
+}
+
+static char *repl_write(char *out, const char *tmpl, const char *name,
+                        size_t name_len)
+{
+        const char *p = tmpl, *q;
+        size_t n;
+
+        while ((q = strstr(p, placeholder))) {
+                memcpy(out, p, (size_t)(q - p));
+                out += q - p;
+                memcpy(out, name, name_len);
+                out += name_len;
+                p = q + PLACEHOLDER_LEN;
+        }
+        n = strlen(p);
+        memcpy(out, p, n);
+        return out + n;
+}
+
+static bool redact_wanted(const struct veil_transform *tx, const char *name)
+{
+        size_t i;
+
+        if (!tx || !tx->redact.detectors)
+                return true;
+        for (i = 0; i < tx->redact.n_detectors; i++)
+                if (tx->redact.detectors[i] &&
+                    !strcmp(tx->redact.detectors[i], name))
+                        return true;
+        return false;
+}
+
+int veil_redact_text(const struct veil_detect_engine *engine,
+                     struct veil_detect_scratch *scratch,
+                     const struct veil_transform *tx, const char *in,
+                     size_t len, struct veil_text_buf *out,
+                     size_t *n_redacted, char *errstr, size_t errstr_size)
+{
+        const char *tmpl =
+                tx && tx->redact.replace ? tx->redact.replace : "[{detector}]";
+        const struct veil_finding *f;
+        size_t n, i, need = len + 1, pos = 0, done = 0;
+        char *w;
+        int rc;
+
+        if (n_redacted)
+                *n_redacted = 0;
+        out->len = 0;
+        rc = veil_detect_scan(engine, scratch, in, len, &f, &n, errstr,
+                              errstr_size);
+        if (rc)
+                return rc;
+        /* size first, so that the copy below never reallocates */
+        for (i = 0; i < n; i++) {
+                const char *name = engine->names[f[i].detector];
+
+                if (!redact_wanted(tx, name))
+                        continue;
+                need = need - (f[i].end - f[i].start) +
+                       repl_len(tmpl, strlen(name));
+        }
+        tb_reserve(out, need);
+        w = out->data;
+        for (i = 0; i < n; i++) {
+                const char *name = engine->names[f[i].detector];
+
+                if (!redact_wanted(tx, name))
+                        continue;
+                memcpy(w, in + pos, f[i].start - pos);
+                w += f[i].start - pos;
+                w = repl_write(w, tmpl, name, strlen(name));
+                pos = f[i].end;
+                done++;
+        }
+        memcpy(w, in + pos, len - pos);
+        w += len - pos;
+        *w = 0;
+        out->len = (size_t)(w - out->data);
+        if (n_redacted)
+                *n_redacted = done;
+        return 0;
+}

@@ -1,0 +1,265 @@
+/* cmd_reveal.c - `veil reveal -c FILE TOKEN`: decrypt an encrypt token for
+ * an operator who holds the key. */
+#define _GNU_SOURCE
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "commands.h"
+#include "config.h"
+#include "crypto.h"
+#include "transform.h"
+#include "util.h"
+#include "veil.h"
+
+/* Tokens are short (a field value); this bounds what stdin may hand us. */
+#define REVEAL_TOKEN_MAX (16u << 20)
+
+static const struct veil_cmd_help help = {
+        "reveal", "reveal -c FILE [-p PURPOSE] [--hex] TOKEN",
+        "Decrypt a token written by the `encrypt` transform and print the "
+        "original value.\nOnly for operators who hold the key: the master key "
+        "of FILE (keys.hmac_key_file or\nVEIL_HMAC_KEY) must be the one the "
+        "token was made with.",
+        "options:\n"
+        "  -c, --config FILE    the pipeline whose keys made the token "
+        "(required)\n"
+        "  -p, --purpose NAME   the purpose whose topic holds the token; by "
+        "default every\n"
+        "                       purpose of FILE is tried (keys are derived "
+        "per purpose)\n"
+        "  --hex                TOKEN is the bytes form (`output: bytes`) "
+        "written in hex\n"
+        "  -h, --help           this help\n"
+        "TOKEN is KEYID:s:… (deterministic) or KEYID:g:… (random nonce); "
+        "'-' reads it\nfrom standard input.\n"
+        "exit: 0 revealed, 1 the token does not open with these keys or is "
+        "malformed,\n      2 usage or config error\n"};
+
+/* Reads one token from stdin, without the final newline. */
+static char *reveal_read_stdin(size_t *lenp)
+{
+        size_t cap = 256, len = 0, n;
+        char *buf = veil_malloc(cap);
+
+        while ((n = fread(buf + len, 1, cap - len, stdin)) > 0) {
+                len += n;
+                if (len == cap) {
+                        if (cap >= REVEAL_TOKEN_MAX) {
+                                free(buf);
+                                return NULL;
+                        }
+                        cap *= 2;
+                        buf = veil_realloc(buf, cap);
+                }
+        }
+        if (ferror(stdin)) {
+                free(buf);
+                return NULL;
+        }
+        while (len && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
+                len--;
+        *lenp = len;
+        return buf;
+}
+
+static int hex_digit(char c)
+{
+        if (c >= '0' && c <= '9')
+                return c - '0';
+        if (c >= 'a' && c <= 'f')
+                return c - 'a' + 10;
+        if (c >= 'A' && c <= 'F')
+                return c - 'A' + 10;
+        return -1;
+}
+
+/* Hex → bytes in place; -1 on an odd length or a non-hex character. */
+static int reveal_unhex(char *s, size_t *lenp)
+{
+        size_t i, n = *lenp;
+        int hi, lo;
+
+        if (n % 2)
+                return -1;
+        for (i = 0; i < n / 2; i++) {
+                hi = hex_digit(s[2 * i]);
+                lo = hex_digit(s[2 * i + 1]);
+                if (hi < 0 || lo < 0)
+                        return -1;
+                s[i] = (char)(hi << 4 | lo);
+        }
+        *lenp = n / 2;
+        return 0;
+}
+
+/* Tries one purpose's keys (NULL: the shared keys). Returns the
+ * veil_tx_reveal code; on 0 the plaintext is in out. */
+static int reveal_with(const struct veil_config *config, const char *purpose,
+                       const char *token, size_t len, unsigned char *out,
+                       size_t *outlen, char *errstr, size_t errstr_size)
+{
+        struct veil_tx_keys keys;
+        int rc;
+
+        rc = veil_tx_keys_init(&keys, config->keys.key, config->keys.key_len,
+                               config->keys.key_id, purpose,
+                               config->keys.shared_across_purposes, errstr,
+                               errstr_size);
+        if (rc)
+                return rc;
+        rc = veil_tx_reveal(&keys, token, len, out, len, outlen, errstr,
+                            errstr_size);
+        veil_tx_keys_destroy(&keys);
+        return rc;
+}
+
+/* The closest purpose name, for "did you mean". */
+static const char *reveal_suggest(const struct veil_policy *policy,
+                                  const char *name)
+{
+        const char *best = NULL;
+        unsigned d, best_d = 3;
+        size_t i;
+
+        for (i = 0; i < policy->n_purposes; i++) {
+                d = veil_edit_distance(name, policy->purposes[i].name, 2);
+                if (d < best_d) {
+                        best_d = d;
+                        best   = policy->purposes[i].name;
+                }
+        }
+        return best;
+}
+
+int veil_cmd_reveal(int argc, char **argv)
+{
+        static const struct option longopts[] = {
+                {"config", required_argument, NULL, 'c'},
+                {"purpose", required_argument, NULL, 'p'},
+                {"hex", no_argument, NULL, 'x'},
+                {"help", no_argument, NULL, 'h'},
+                {NULL, 0, NULL, 0}};
+        struct veil_config_opts opts = {.skip_kafka_check = true};
+        const char *path = NULL, *purpose = NULL, *arg, *sug;
+        struct veil_config *config = NULL;
+        unsigned char *plain       = NULL;
+        char *token = NULL, errstr[1024] = "";
+        size_t len = 0, plen = 0, i;
+        int c, hex = 0, rc, exit_code = VEIL_EXIT_GAPS;
+
+        optind = 1;
+        opterr = 0;
+        while ((c = getopt_long(argc, argv, "c:p:h", longopts, NULL)) != -1) {
+                switch (c) {
+                case 'c':
+                        path = optarg;
+                        break;
+                case 'p':
+                        purpose = optarg;
+                        break;
+                case 'x':
+                        hex = 1;
+                        break;
+                case 'h':
+                        veil_cmd_print_help(&help);
+                        return VEIL_EXIT_OK;
+                default:
+                        return veil_cmd_usage_error(&help,
+                                                    "unknown or incomplete "
+                                                    "option '%s'",
+                                                    argv[optind - 1]);
+                }
+        }
+        if (!path)
+                return veil_cmd_usage_error(&help, "-c FILE is required");
+        if (optind >= argc)
+                return veil_cmd_usage_error(&help, "a TOKEN is required");
+        if (argc - optind > 1)
+                return veil_cmd_usage_error(&help, "unexpected argument '%s'",
+                                            argv[optind + 1]);
+        arg = argv[optind];
+
+        if (!strcmp(arg, "-")) {
+                token = reveal_read_stdin(&len);
+                if (!token) {
+                        fprintf(stderr, "veil reveal: cannot read the token "
+                                        "from standard input\n");
+                        return VEIL_EXIT_USAGE;
+                }
+        } else {
+                len   = strlen(arg);
+                token = veil_strndup(arg, len);
+        }
+        if (hex && reveal_unhex(token, &len)) {
+                fprintf(stderr, "veil reveal: --hex: TOKEN is not an even "
+                                "number of hex digits\n");
+                exit_code = VEIL_EXIT_USAGE;
+                goto out;
+        }
+        if (!len) {
+                exit_code = veil_cmd_usage_error(&help, "the TOKEN is empty");
+                goto out;
+        }
+
+        config = veil_config_load(path, &opts, errstr, sizeof(errstr));
+        if (!config) {
+                fprintf(stderr, "veil reveal: %s\n", errstr);
+                exit_code = VEIL_EXIT_USAGE;
+                goto out;
+        }
+        if (purpose && !veil_policy_purpose(&config->policy, purpose)) {
+                sug = reveal_suggest(&config->policy, purpose);
+                fprintf(stderr, "veil reveal: %s has no purpose '%s'%s%s%s\n",
+                        path, purpose, sug ? " (did you mean '" : "",
+                        sug ? sug : "", sug ? "'?)" : "");
+                exit_code = VEIL_EXIT_USAGE;
+                goto out;
+        }
+
+        /* A plaintext is never longer than its token. */
+        plain = veil_malloc(len);
+        if (config->keys.shared_across_purposes || purpose) {
+                rc = reveal_with(config, purpose, token, len, plain, &plen,
+                                 errstr, sizeof(errstr));
+        } else {
+                /* Keys differ per purpose and the token does not say which:
+                 * authenticated decryption makes trying each one safe. */
+                rc = VEIL_EDATA;
+                for (i = 0; i < config->policy.n_purposes && rc == VEIL_EDATA;
+                     i++)
+                        rc = reveal_with(
+                                config, config->policy.purposes[i].name, token,
+                                len, plain, &plen, errstr, sizeof(errstr));
+                if (rc == VEIL_EDATA)
+                        snprintf(errstr, sizeof(errstr),
+                                 "the token does not authenticate with the "
+                                 "key of any of the %zu purposes in %s "
+                                 "(tampered, or made with another key under "
+                                 "id '%s')",
+                                 config->policy.n_purposes, path,
+                                 config->keys.key_id);
+        }
+        if (rc) {
+                /* veil_tx_reveal's messages start with "reveal: ". */
+                fprintf(stderr, "veil %s%s\n",
+                        strncmp(errstr, "reveal: ", 8) ? "reveal: " : "",
+                        errstr);
+                goto out;
+        }
+        if (fwrite(plain, 1, plen, stdout) != plen ||
+            fputc('\n', stdout) == EOF || fflush(stdout)) {
+                fprintf(stderr, "veil reveal: cannot write to standard "
+                                "output\n");
+                goto out;
+        }
+        exit_code = VEIL_EXIT_OK;
+out:
+        if (plain)
+                veil_cleanse(plain, len);
+        free(plain);
+        free(token);
+        veil_config_destroy(config);
+        return exit_code;
+}
