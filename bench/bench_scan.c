@@ -41,9 +41,9 @@ static int measure(const struct veil_detect_opts *opts, const char *buf,
         double t0, t1, compile_s;
         int r;
 
-        t0 = now_s();
-        engine = veil_detect_engine_new_opts(NULL, 0, opts, errstr,
-                                             sizeof(errstr));
+        t0        = now_s();
+        engine    = veil_detect_engine_new_opts(NULL, 0, opts, errstr,
+                                                sizeof(errstr));
         compile_s = now_s() - t0;
         if (!engine) {
                 fprintf(stderr, "bench_scan: %s\n", errstr);
@@ -62,8 +62,8 @@ static int measure(const struct veil_detect_opts *opts, const char *buf,
                 uint64_t m = 0;
 
                 t0 = now_s();
-                if (veil_detect_scan_raw(engine, scratch, buf, len, &m,
-                                         errstr, sizeof(errstr)))
+                if (veil_detect_scan_raw(engine, scratch, buf, len, &m, errstr,
+                                         sizeof(errstr)))
                         goto fail;
                 t1 = now_s();
                 if (t1 - t0 < run->raw_s)
@@ -97,14 +97,14 @@ static int measure_redact(const char *buf, size_t len, size_t rec,
         struct veil_detect_scratch *scratch;
         struct veil_text_buf out = {0};
         char errstr[256];
-        double best = 1e9;
+        double best  = 1e9;
         size_t bytes = 0, calls = 0, redacted = 0;
         int r;
 
         engine = veil_detect_engine_new(NULL, 0, errstr, sizeof(errstr));
-        scratch = engine ? veil_detect_scratch_new(engine, errstr,
-                                                   sizeof(errstr))
-                         : NULL;
+        scratch =
+                engine ? veil_detect_scratch_new(engine, errstr, sizeof(errstr))
+                       : NULL;
         if (!scratch) {
                 fprintf(stderr, "bench_scan: %s\n", errstr);
                 veil_detect_engine_destroy(engine);
@@ -114,7 +114,7 @@ static int measure_redact(const char *buf, size_t len, size_t rec,
                 budget = len;
         for (r = 0; r < REPEAT; r++) {
                 size_t pos = 0;
-                double t0 = now_s(), t;
+                double t0  = now_s(), t;
 
                 bytes = calls = redacted = 0;
                 while (pos < budget) {

@@ -10,35 +10,6 @@
 #include "util.h"
 #include "veil.h"
 
-struct veil_derive_names {
-        json_t *defs; /* full name → canonical form of its definition */
-        json_t *open; /* full names being defined (recursive records) */
-};
-
-struct veil_derive_names *veil_derive_names_new(void)
-{
-        struct veil_derive_names *names = veil_calloc(1, sizeof(*names));
-
-        names->defs = json_object();
-        names->open = json_object();
-        return names;
-}
-
-void veil_derive_names_destroy(struct veil_derive_names *names)
-{
-        if (!names)
-                return;
-        json_decref(names->defs);
-        json_decref(names->open);
-        free(names);
-}
-
-void veil_derive_names_open(struct veil_derive_names *names,
-                            const char *fullname)
-{
-        json_object_set_new(names->open, fullname, json_true());
-}
-
 static bool is_named_def(json_t *j)
 {
         const char *t = json_string_value(json_object_get(j, "type"));
@@ -52,7 +23,7 @@ static bool is_named_def(json_t *j)
 static char *def_fullname(json_t *def)
 {
         const char *name = json_string_value(json_object_get(def, "name"));
-        const char *ns = json_string_value(json_object_get(def, "namespace"));
+        const char *ns   = json_string_value(json_object_get(def, "namespace"));
         char *fn;
 
         if (!name)
@@ -94,7 +65,55 @@ static json_t *canon(json_t *j, bool top)
         return out;
 }
 
-json_t *veil_derive_named(struct veil_derive_names *names, json_t *def)
+/* Replace every string equal to `from` in the type positions under `j`
+ * (a renamed recursive record's references to itself). */
+static void rename_refs(json_t *j, const char *from, const char *to, bool top)
+{
+        json_t *v;
+        size_t i;
+
+        if (json_is_array(j)) {
+                json_array_foreach(j, i, v)
+                {
+                        if (json_is_string(v) &&
+                            !strcmp(json_string_value(v), from))
+                                json_array_set_new(j, i, json_string(to));
+                        else
+                                rename_refs(v, from, to, false);
+                }
+                return;
+        }
+        if (!json_is_object(j))
+                return;
+        if (!top && is_named_def(j)) {
+                char *fn = def_fullname(j);
+                int own  = !strcmp(fn, from);
+
+                free(fn);
+                if (own)
+                        return; /* a nested definition of its own */
+        }
+        {
+                static const char *const keys[] = {"type", "items", "values"};
+                size_t k;
+
+                for (k = 0; k < VEIL_ARRAY_SIZE(keys); k++) {
+                        v = json_object_get(j, keys[k]);
+                        if (json_is_string(v) &&
+                            !strcmp(json_string_value(v), from))
+                                json_object_set_new(j, keys[k],
+                                                    json_string(to));
+                        else
+                                rename_refs(v, from, to, false);
+                }
+                json_array_foreach(json_object_get(j, "fields"), i, v)
+                        rename_refs(v, from, to, false);
+        }
+}
+
+/* Register (or dedupe, or rename) the named definition `def`. Returns what
+ * to put in its place (a new reference). */
+static json_t *settle_named(json_t *defs, json_t *def)
 {
         char *fn = def_fullname(def), *cand = NULL;
         const char *dot;
@@ -102,15 +121,14 @@ json_t *veil_derive_named(struct veil_derive_names *names, json_t *def)
         int n;
 
         c    = canon(def, true);
-        have = json_object_get(names->defs, fn);
+        have = json_object_get(defs, fn);
         if (!have) {
-                json_object_set_new(names->defs, fn, c);
+                json_object_set_new(defs, fn, c);
                 free(fn);
-                return def;
+                return json_incref(def);
         }
         if (json_equal(have, c)) {
                 json_decref(c);
-                json_decref(def);
                 c = json_string(fn);
                 free(fn);
                 return c;
@@ -129,24 +147,70 @@ json_t *veil_derive_named(struct veil_derive_names *names, json_t *def)
                         abort();
                 json_object_set_new(def, "name", json_string(shortname));
                 free(shortname);
+                rename_refs(def, fn, cand, true);
                 c    = canon(def, true);
-                have = json_object_get(names->defs, cand);
+                have = json_object_get(defs, cand);
                 if (!have) {
-                        json_object_set_new(names->defs, cand, c);
+                        json_object_set_new(defs, cand, c);
                         free(cand);
                         free(fn);
-                        return def;
+                        return json_incref(def);
                 }
                 if (json_equal(have, c)) {
                         json_decref(c);
-                        json_decref(def);
                         c = json_string(cand);
                         free(cand);
                         free(fn);
                         return c;
                 }
                 json_decref(c);
+                rename_refs(def, cand, fn, true);
         }
+}
+
+/* Post-order over type positions: inner named types settle first, so that
+ * an outer definition compares with its inner names final. */
+static json_t *settle(json_t *defs, json_t *t)
+{
+        json_t *v;
+        size_t i;
+
+        if (json_is_array(t)) {
+                json_array_foreach(t, i, v)
+                        json_array_set_new(t, i, settle(defs, v));
+                return json_incref(t);
+        }
+        if (!json_is_object(t))
+                return json_incref(t);
+        v = json_object_get(t, "type");
+        if (json_is_object(v) || json_is_array(v)) {
+                json_object_set_new(t, "type", settle(defs, v));
+                return json_incref(t);
+        }
+        json_array_foreach(json_object_get(t, "fields"), i, v)
+        {
+                json_t *ft = json_object_get(v, "type");
+
+                if (ft)
+                        json_object_set_new(v, "type", settle(defs, ft));
+        }
+        if ((v = json_object_get(t, "items")))
+                json_object_set_new(t, "items", settle(defs, v));
+        if ((v = json_object_get(t, "values")))
+                json_object_set_new(t, "values", settle(defs, v));
+        if (is_named_def(t))
+                return settle_named(defs, t);
+        return json_incref(t);
+}
+
+json_t *veil_derive_finish(json_t *type)
+{
+        json_t *defs = json_object();
+        json_t *out  = settle(defs, type);
+
+        json_decref(type);
+        json_decref(defs);
+        return out;
 }
 
 static bool is_time_logical(const char *logical)
@@ -156,8 +220,8 @@ static bool is_time_logical(const char *logical)
                            !strncmp(logical, "local-timestamp-", 16));
 }
 
-json_t *veil_derive_leaf_type(const struct veil_transform *tx,
-                              const char *prim, const char *logical)
+json_t *veil_derive_leaf_type(const struct veil_transform *tx, const char *prim,
+                              const char *logical)
 {
         switch (tx->kind) {
         case VEIL_TX_HASH:
@@ -165,8 +229,7 @@ json_t *veil_derive_leaf_type(const struct veil_transform *tx,
         case VEIL_TX_REDACT_TEXT:
                 return json_string("string");
         case VEIL_TX_ENCRYPT:
-                return json_string(tx->encrypt.output ==
-                                                   VEIL_ENCRYPT_OUT_BYTES
+                return json_string(tx->encrypt.output == VEIL_ENCRYPT_OUT_BYTES
                                            ? "bytes"
                                            : "string");
         case VEIL_TX_GENERALIZE:
@@ -277,7 +340,8 @@ json_t *veil_derive_field(json_t *src_field, const char *name, json_t *type,
         return out;
 }
 
-/* ---- record keys ------------------------------------------------------------ */
+/* ---- record keys ------------------------------------------------------------
+ */
 
 bool veil_key_is_framed(const void *key, size_t len)
 {
@@ -338,9 +402,8 @@ enum veil_wire_err veil_key_transform(const struct veil_transform *tx,
         case VEIL_TX_REDACT_TEXT:
                 if (!env->detect || !env->detect_scratch)
                         return VEIL_WIRE_TRANSFORM_FAILED;
-                if (veil_redact_text(env->detect, env->detect_scratch, tx,
-                                     key, len, &env->text, NULL, err,
-                                     sizeof(err)))
+                if (veil_redact_text(env->detect, env->detect_scratch, tx, key,
+                                     len, &env->text, NULL, err, sizeof(err)))
                         return VEIL_WIRE_TRANSFORM_FAILED;
                 return veil_buf_append(out, env->text.data, env->text.len)
                                ? VEIL_WIRE_OK
@@ -355,8 +418,7 @@ enum veil_wire_err veil_key_transform(const struct veil_transform *tx,
                 cap = veil_tx_string_max(env->keys, tx, len);
                 if (!veil_buf_reserve(out, cap))
                         return VEIL_WIRE_TOO_LARGE;
-                if (veil_tx_string(env->keys, tx, key, len, out->data, cap,
-                                   &n))
+                if (veil_tx_string(env->keys, tx, key, len, out->data, cap, &n))
                         return VEIL_WIRE_TRANSFORM_FAILED;
                 out->len = n;
                 return VEIL_WIRE_OK;

@@ -29,31 +29,19 @@ char *veil_derive_schema(const struct veil_schema *schema,
 
 /* ---- building blocks for the plan compiler ------------------------------ */
 
-/* The named types (record, enum, fixed) of one derived schema. Avro allows
- * one definition per full name: the first emission defines it, an equal
- * later one becomes a reference, a different one (the same type derived
- * differently at another path) is renamed "<name>_<n>". */
-struct veil_derive_names;
-
-struct veil_derive_names *veil_derive_names_new(void);
-void veil_derive_names_destroy(struct veil_derive_names *names);
-
-/* `def` (stolen) is a named definition whose "name" is the short name and
- * whose "namespace" is set when the full name has one. Returns what to put
- * in the derived schema: def itself, a full-name reference, or def
- * renamed. Never NULL. */
-json_t *veil_derive_named(struct veil_derive_names *names, json_t *def);
-
-/* Announce that full name `fullname` is being defined (an open recursive
- * record); a later equal name is then a reference. */
-void veil_derive_names_open(struct veil_derive_names *names,
-                            const char *fullname);
+/* Settle the named types (record, enum, fixed) of a derived schema built
+ * with every named type written out in full. Avro allows one definition
+ * per full name: in document order the first keeps its definition, an
+ * equal later one becomes a reference, a different one (the same type
+ * derived differently at another path) is renamed "<name>_<n>". Steals
+ * `type`, returns the result. */
+json_t *veil_derive_finish(json_t *type);
 
 /* The derived type of a leaf (primitive, enum, fixed) of Avro type name
  * `prim` ("string", "long", …) with logicalType `logical` (may be NULL)
  * under tx (not keep, drop or null). New reference. */
-json_t *veil_derive_leaf_type(const struct veil_transform *tx,
-                              const char *prim, const char *logical);
+json_t *veil_derive_leaf_type(const struct veil_transform *tx, const char *prim,
+                              const char *logical);
 
 /* ["null", T] for the null transform: T stolen; a union T gets "null"
  * moved first (or added). New reference. */

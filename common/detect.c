@@ -40,30 +40,34 @@ enum shape {
 struct builtin_pattern {
         const char *re;
         enum shape shape;
+        const char *re_som; /* the full shape, when `re` is only an anchor */
 };
 
 #define HEX "[0-9A-Fa-f]"
 static const struct builtin_pattern builtin_patterns[] = {
-        {"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\\.[A-Za-z0-9-]+)*"
-         "\\.[A-Za-z]{2,24}\\b",
-         SHAPE_EMAIL},
-        {"(?:\\+|\\(|\\b)[0-9](?:[ .\\-/()]{0,2}[0-9]){8,18}\\b",
-         SHAPE_NUMERIC},
-        {"\\b[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,30}\\b", SHAPE_IBAN},
-        {"\\b(?:[0-9]{1,3}\\.){3}[0-9]{1,3}\\b", SHAPE_IPV4},
-        {"(?:" HEX "{1,4}:){7}" HEX "{1,4}\\b", SHAPE_IPV6},
+        {"[A-Za-z0-9._%+-]@[A-Za-z0-9]", SHAPE_EMAIL,
+         "[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\\.[A-Za-z0-9-]+)*"
+         "\\.[A-Za-z]{2,24}\\b"},
+        /* unbounded: a longer run only adds an end the validators reject,
+         * and the database compiles four times faster than with {8,18} */
+        {"(?:\\+|\\(|\\b)[0-9](?:[ .\\-/()]{0,2}[0-9]){8,}\\b", SHAPE_NUMERIC,
+         NULL},
+        {"\\b[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\\b",
+         SHAPE_IBAN, NULL},
+        {"\\b(?:[0-9]{1,3}\\.){3}[0-9]{1,3}\\b", SHAPE_IPV4, NULL},
+        {"(?:" HEX "{1,4}:){7}" HEX "{1,4}\\b", SHAPE_IPV6, NULL},
         {"(?:" HEX "{1,4}(?::" HEX "{1,4}){0,6})?::(?:" HEX "{1,4}(?::" HEX
          "{1,4}){0,6}\\b)?",
-         SHAPE_IPV6},
-        {":(?:[0-9]{1,3}\\.){3}[0-9]{1,3}\\b", SHAPE_IPV6},
+         SHAPE_IPV6, NULL},
+        {":(?:[0-9]{1,3}\\.){3}[0-9]{1,3}\\b", SHAPE_IPV6, NULL},
 };
 #undef HEX
 #define N_BUILTIN_PATTERNS VEIL_ARRAY_SIZE(builtin_patterns)
 
 static const char *const builtin_names[VEIL_DET__BUILTIN] = {
-        [VEIL_DET_EMAIL] = "email",         [VEIL_DET_PHONE] = "phone",
-        [VEIL_DET_US_SSN] = "us_ssn",       [VEIL_DET_CREDIT_CARD] = "credit_card",
-        [VEIL_DET_IBAN] = "iban",           [VEIL_DET_IPV4] = "ipv4",
+        [VEIL_DET_EMAIL] = "email",   [VEIL_DET_PHONE] = "phone",
+        [VEIL_DET_US_SSN] = "us_ssn", [VEIL_DET_CREDIT_CARD] = "credit_card",
+        [VEIL_DET_IBAN] = "iban",     [VEIL_DET_IPV4] = "ipv4",
         [VEIL_DET_IPV6] = "ipv6",
 };
 
@@ -72,18 +76,17 @@ static const char *const builtin_names[VEIL_DET__BUILTIN] = {
 static const char *const ctx_email[] = {"email", "mail", "contact", "reach",
                                         NULL};
 static const char *const ctx_phone[] = {
-        "phone", "telephone", "tel", "call", "mobile", "cell", "fax",
-        "contact", "whatsapp", "sms", "ph", NULL};
-static const char *const ctx_ssn[] = {"ssn", "ssns", "social", "security",
-                                      "taxpayer", NULL};
-static const char *const ctx_card[] = {"card", "credit", "debit", "visa",
-                                       "mastercard", "amex", "cc", "payment",
-                                       NULL};
-static const char *const ctx_iban[] = {"iban", "account", "bank", "sepa",
-                                       NULL};
-static const char *const ctx_ip[] = {"ip", "ipv4", "ipv6", "host", "address",
-                                     "addr", "client", "server", "peer",
-                                     "from", NULL};
+        "phone", "telephone", "tel",      "call", "mobile", "cell",
+        "fax",   "contact",   "whatsapp", "sms",  "ph",     NULL};
+static const char *const ctx_ssn[]  = {"ssn",      "ssns",     "social",
+                                       "security", "taxpayer", NULL};
+static const char *const ctx_card[] = {"card", "credit",     "debit",
+                                       "visa", "mastercard", "amex",
+                                       "cc",   "payment",    NULL};
+static const char *const ctx_iban[] = {"iban", "account", "bank", "sepa", NULL};
+static const char *const ctx_ip[]   = {"ip",      "ipv4", "ipv6",   "host",
+                                       "address", "addr", "client", "server",
+                                       "peer",    "from", NULL};
 static const char *const *const ctx_words[VEIL_DET__BUILTIN] = {
         [VEIL_DET_EMAIL] = ctx_email, [VEIL_DET_PHONE] = ctx_phone,
         [VEIL_DET_US_SSN] = ctx_ssn,  [VEIL_DET_CREDIT_CARD] = ctx_card,
@@ -116,7 +119,9 @@ struct veil_detect_engine {
         enum shape *pattern_shape; /* by Hyperscan id */
         int *pattern_detector;     /* custom detector id, else -1 */
         int n_detectors;
-        char **names; /* by detector id */
+        char **names;           /* by detector id */
+        uint8_t ctx_first[256]; /* bit d: a context word of built-in d
+                                   starts with this byte */
 };
 
 struct veil_detect_scratch {
@@ -127,26 +132,53 @@ struct veil_detect_scratch {
 
 /* ---------------------------------------------------------- byte classes
  * ASCII only and locale-free: bytes >= 0x80 (UTF-8) are never word
- * characters, as for Hyperscan's \b. */
+ * characters, as for Hyperscan's \b. One table lookup per byte: the
+ * backward walks in the match callback are the engine's hot loops. */
+enum {
+        CL_DIGIT = 1,
+        CL_UPPER = 2,
+        CL_LOWER = 4,
+        CL_HEXA  = 8,  /* a-f, A-F */
+        CL_EMAIL = 16, /* ._%+- (with alphanumerics: an email local part) */
+};
+#define CL_(c)                                                                 \
+        (((c) >= '0' && (c) <= '9' ? CL_DIGIT : 0) |                           \
+         ((c) >= 'A' && (c) <= 'Z' ? CL_UPPER : 0) |                           \
+         ((c) >= 'a' && (c) <= 'z' ? CL_LOWER : 0) |                           \
+         (((c) >= 'a' && (c) <= 'f') || ((c) >= 'A' && (c) <= 'F') ? CL_HEXA   \
+                                                                   : 0) |      \
+         ((c) == '.' || (c) == '_' || (c) == '%' || (c) == '+' || (c) == '-'   \
+                  ? CL_EMAIL                                                   \
+                  : 0))
+#define CL4_(c) CL_(c), CL_((c) + 1), CL_((c) + 2), CL_((c) + 3)
+#define CL16_(c) CL4_(c), CL4_((c) + 4), CL4_((c) + 8), CL4_((c) + 12)
+#define CL64_(c) CL16_(c), CL16_((c) + 16), CL16_((c) + 32), CL16_((c) + 48)
+static const unsigned char byte_class[256] = {
+        CL64_(0),
+        CL64_(64),
+        CL64_(128),
+        CL64_(192),
+};
+#undef CL64_
+#undef CL16_
+#undef CL4_
+#undef CL_
+
 static inline bool is_digit(unsigned char c)
 {
         return (unsigned)(c - '0') < 10u;
 }
 static inline bool is_upper(unsigned char c)
 {
-        return (unsigned)(c - 'A') < 26u;
-}
-static inline bool is_lower(unsigned char c)
-{
-        return (unsigned)(c - 'a') < 26u;
+        return byte_class[c] & CL_UPPER;
 }
 static inline bool is_alpha(unsigned char c)
 {
-        return is_upper(c) || is_lower(c);
+        return byte_class[c] & (CL_UPPER | CL_LOWER);
 }
 static inline bool is_alnum(unsigned char c)
 {
-        return is_digit(c) || is_alpha(c);
+        return byte_class[c] & (CL_DIGIT | CL_UPPER | CL_LOWER);
 }
 static inline bool is_word(unsigned char c)
 {
@@ -154,7 +186,7 @@ static inline bool is_word(unsigned char c)
 }
 static inline bool is_hex(unsigned char c)
 {
-        return is_digit(c) || (unsigned)((c | 0x20) - 'a') < 6u;
+        return byte_class[c] & (CL_DIGIT | CL_HEXA);
 }
 static inline unsigned char to_lower(unsigned char c)
 {
@@ -181,8 +213,8 @@ static bool left_free(const unsigned char *b, size_t start)
         return true;
 }
 
-/* The byte at `end` does not continue the token; `colon_ok` lets `:` and
- * `/` follow (ports and prefix lengths after addresses). */
+/* The byte at `end` does not continue the token; for an address (`addr`)
+ * `:` and `/` may follow (a port, a prefix length). */
 static bool right_free(const unsigned char *b, size_t len, size_t end,
                        bool addr)
 {
@@ -211,12 +243,13 @@ struct scan_ctx {
         uint64_t n_matches;
 };
 
-static bool has_context(const unsigned char *b, size_t start, int det)
+static bool has_context(const struct veil_detect_engine *engine,
+                        const unsigned char *b, size_t start, int det)
 {
         const char *const *words = ctx_words[det];
-        size_t lo = start > CTX_WINDOW ? start - CTX_WINDOW : 0;
-        size_t p = start;
-        int tokens = 0;
+        size_t lo                = start > CTX_WINDOW ? start - CTX_WINDOW : 0;
+        size_t p                 = start;
+        int tokens               = 0;
 
         while (p > lo && tokens < CTX_TOKENS) {
                 size_t e, s, n, i;
@@ -233,6 +266,11 @@ static bool has_context(const unsigned char *b, size_t start, int det)
                 if (s == lo && lo > 0 && is_alnum(b[lo - 1]))
                         break; /* cut by the window: not a whole word */
                 n = e - s;
+                /* most tokens start with a letter no context word of this
+                 * detector starts with */
+                if (n > 10 ||
+                    !(engine->ctx_first[to_lower(b[s])] & (1u << det)))
+                        continue;
                 for (i = 0; words[i]; i++) {
                         const char *w = words[i];
                         size_t k;
@@ -253,7 +291,8 @@ static void push(struct scan_ctx *ctx, int det, size_t start, size_t end,
         struct veil_detect_scratch *scratch = ctx->scratch;
         struct veil_finding *f;
 
-        if (det < VEIL_DET__BUILTIN && has_context(ctx->buf, start, det))
+        if (det < VEIL_DET__BUILTIN &&
+            has_context(ctx->engine, ctx->buf, start, det))
                 conf += CTX_BOOST;
         if (conf > 0.99f)
                 conf = 0.99f;
@@ -261,13 +300,13 @@ static void push(struct scan_ctx *ctx, int det, size_t start, size_t end,
                 return;
         if (scratch->n == scratch->cap) {
                 scratch->cap = scratch->cap ? scratch->cap * 2 : 64;
-                scratch->f = veil_realloc(scratch->f,
-                                          scratch->cap * sizeof(*scratch->f));
+                scratch->f   = veil_realloc(scratch->f,
+                                            scratch->cap * sizeof(*scratch->f));
         }
-        f = &scratch->f[scratch->n++];
-        f->start = start;
-        f->end = end;
-        f->detector = det;
+        f             = &scratch->f[scratch->n++];
+        f->start      = start;
+        f->end        = end;
+        f->detector   = det;
         f->confidence = conf;
 }
 
@@ -277,48 +316,69 @@ static void push(struct scan_ctx *ctx, int det, size_t start, size_t end,
 
 static inline bool is_email_local(unsigned char c)
 {
-        return is_alnum(c) || c == '.' || c == '_' || c == '%' || c == '+' ||
-               c == '-';
+        return byte_class[c] & (CL_DIGIT | CL_UPPER | CL_LOWER | CL_EMAIL);
 }
 
+/* The domain after the '@' at `at`, forwards: labels of [A-Za-z0-9-] not
+ * starting or ending with '-', the last one (the TLD) 2-24 letters.
+ * Returns the end offset, or 0 when there is no such domain. */
+static size_t email_domain_end(const unsigned char *b, size_t len, size_t at)
+{
+        size_t p = at + 1, hi = len - p > EMAIL_MAX ? p + EMAIL_MAX : len;
+        size_t label = 0, tld_len = 0;
+        int labels = 0;
+        bool alpha = true;
+
+        for (;;) {
+                size_t ls = p;
+
+                alpha = true;
+                while (p < hi && (is_alnum(b[p]) || b[p] == '-')) {
+                        alpha &= is_alpha(b[p]);
+                        p++;
+                }
+                if (p == ls || b[ls] == '-' || b[p - 1] == '-')
+                        return 0;
+                labels++;
+                label   = p;
+                tld_len = p - ls;
+                if (p + 1 < hi && b[p] == '.' && is_alnum(b[p + 1]))
+                        p++;
+                else
+                        break;
+        }
+        if (labels < 2 || !alpha || tld_len < 2 || tld_len > 24)
+                return 0;
+        return label;
+}
+
+/* Without SOM Hyperscan reports the '@' with one character either side
+ * (the cheapest anchor: a full email pattern makes the whole database a
+ * third slower); the span is walked out by hand, bounded both ways. With
+ * SOM the full pattern gives both ends. */
 static void match_email(struct scan_ctx *ctx, size_t som, size_t end)
 {
         const unsigned char *b = ctx->buf;
-        size_t lo = end > EMAIL_MAX ? end - EMAIL_MAX : 0;
-        size_t at, p, start, label_end;
-        bool tld = true;
+        size_t at, p, start, lo;
 
+        if (som == SIZE_MAX) {
+                at  = end - 2;
+                end = email_domain_end(b, ctx->len, at);
+                if (!end)
+                        return;
+        } else {
+                at = (size_t)((const unsigned char *)memchr(b + som, '@',
+                                                            end - som) -
+                              b);
+                if (email_domain_end(b, ctx->len, at) != end)
+                        return;
+        }
         if (!right_free(b, ctx->len, end, false))
                 return;
-        /* domain, backwards: labels of [A-Za-z0-9-], not starting or
-         * ending with '-'; the last one (the TLD) letters only */
-        p = end;
-        label_end = end;
-        for (;;) {
-                if (p == lo)
-                        return;
-                if (b[p - 1] == '.' || b[p - 1] == '@') {
-                        if (p == label_end || b[p] == '-' ||
-                            b[label_end - 1] == '-')
-                                return;
-                        if (b[p - 1] == '@')
-                                break;
-                        tld = false;
-                        label_end = --p;
-                        continue;
-                }
-                if (!(is_alnum(b[p - 1]) || b[p - 1] == '-'))
-                        return;
-                if (tld && !is_alpha(b[p - 1]))
-                        return;
-                p--;
-        }
-        if (tld) /* no dot in the domain */
-                return;
-        at = p - 1;
         /* local part, backwards */
-        p = at;
-        while (p > lo && at - p < EMAIL_LOCAL_MAX && is_email_local(b[p - 1]))
+        lo = at > EMAIL_LOCAL_MAX ? at - EMAIL_LOCAL_MAX : 0;
+        p  = at;
+        while (p > lo && is_email_local(b[p - 1]))
                 p--;
         if (p > 0 && is_email_local(b[p - 1]))
                 return; /* longer than a local part may be */
@@ -346,61 +406,36 @@ static inline bool is_numsep(unsigned char c)
                c == ')';
 }
 
-/* One candidate span: groups left to right, with what lies between. */
+/* The digit groups that end at a reported end offset, left to right, and
+ * what separates them; analysed once, then every candidate span (each
+ * suffix of groups) is a view into it. */
+struct numtok {
+        int ng;
+        int nd;
+        size_t gs[NUM_MAX_GROUPS], ge[NUM_MAX_GROUPS];
+        unsigned char glen[NUM_MAX_GROUPS];
+        int dstart[NUM_MAX_GROUPS]; /* first digit of group i in d */
+        unsigned char d[NUM_WINDOW];
+        /* the separator before group i (i >= 1): [')'] [plain] ['('] */
+        unsigned char sc[NUM_MAX_GROUPS]; /* plain char, 0 if none */
+        bool sclose[NUM_MAX_GROUPS], sopen[NUM_MAX_GROUPS];
+        bool sbad[NUM_MAX_GROUPS];
+};
+
+/* One candidate: groups first .. ng-1 of a token. */
 struct numcand {
         size_t start; /* includes a leading '+' or '(' */
         int ng;
         int nd;
         bool plus;
-        bool parens;    /* any parenthesis */
-        int paren_group; /* group wrapped in parentheses, -1 none */
-        bool bad;       /* separators malformed */
-        bool consistent; /* phone: one separator char throughout */
-        unsigned char sepc[NUM_MAX_GROUPS]; /* plain separator before group
-                                               i (0: none/paren only) */
-        unsigned char glen[NUM_MAX_GROUPS];
-        unsigned char d[NUM_MAX_DIGITS + 1];
+        bool parens;               /* any parenthesis */
+        int paren_group;           /* group wrapped in parentheses, -1 none */
+        bool bad;                  /* separators malformed */
+        bool consistent;           /* phone: one separator char throughout */
+        const unsigned char *glen; /* glen[i]: digits in group i */
+        const unsigned char *sepc; /* sepc[i]: plain separator before i */
+        const unsigned char *d;    /* nd digits */
 };
-
-/* Groups found walking back from the end: gs/ge right to left. */
-struct numtok {
-        int ng;
-        size_t gs[NUM_MAX_GROUPS], ge[NUM_MAX_GROUPS];
-        int nd_suffix[NUM_MAX_GROUPS]; /* digits in groups 0..i */
-};
-
-static void num_tokenize(const unsigned char *b, size_t lo, size_t end,
-                         struct numtok *tok)
-{
-        size_t pos = end;
-        int nd = 0;
-
-        tok->ng = 0;
-        for (;;) {
-                size_t e = pos, p;
-                int nsep = 0;
-
-                while (pos > lo && is_digit(b[pos - 1]))
-                        pos--;
-                if (pos == e)
-                        break;
-                nd += (int)(e - pos);
-                tok->gs[tok->ng] = pos;
-                tok->ge[tok->ng] = e;
-                tok->nd_suffix[tok->ng] = nd;
-                tok->ng++;
-                if (tok->ng == NUM_MAX_GROUPS || nd > NUM_MAX_DIGITS)
-                        break;
-                p = pos;
-                while (p > lo && nsep < 2 && is_numsep(b[p - 1])) {
-                        p--;
-                        nsep++;
-                }
-                if (nsep == 0 || p == lo || !is_digit(b[p - 1]))
-                        break;
-                pos = p;
-        }
-}
 
 /* Splits the separator between two groups: [')'] [one of " -./"] ['('] */
 static bool split_sep(const unsigned char *s, size_t n, bool *close,
@@ -409,13 +444,13 @@ static bool split_sep(const unsigned char *s, size_t n, bool *close,
         size_t i = 0;
 
         *close = *open = false;
-        *c = 0;
+        *c             = 0;
         if (i < n && s[i] == ')') {
                 *close = true;
                 i++;
         }
-        if (i < n && (s[i] == ' ' || s[i] == '-' || s[i] == '.' ||
-                      s[i] == '/')) {
+        if (i < n &&
+            (s[i] == ' ' || s[i] == '-' || s[i] == '.' || s[i] == '/')) {
                 *c = s[i];
                 i++;
         }
@@ -426,85 +461,124 @@ static bool split_sep(const unsigned char *s, size_t n, bool *close,
         return i == n;
 }
 
-/* Builds candidate k (groups k..0 of tok) from buffer b. */
-static void num_candidate(const unsigned char *b, const struct numtok *tok,
-                          int k, struct numcand *c)
+static void num_tokenize(const unsigned char *b, size_t lo, size_t end,
+                         struct numtok *tok)
 {
-        int i, gi;
-        bool open_cur = false;
+        size_t rs[NUM_MAX_GROUPS], re[NUM_MAX_GROUPS];
+        size_t pos = end;
+        int n = 0, nd = 0, i;
+
+        /* walk back: groups right to left */
+        for (;;) {
+                size_t e = pos, p;
+                int nsep = 0;
+
+                while (pos > lo && is_digit(b[pos - 1]))
+                        pos--;
+                if (pos == e)
+                        break;
+                nd += (int)(e - pos);
+                rs[n] = pos;
+                re[n] = e;
+                n++;
+                if (n == NUM_MAX_GROUPS || nd > NUM_MAX_DIGITS)
+                        break;
+                p = pos;
+                while (p > lo && nsep < 2 && is_numsep(b[p - 1])) {
+                        p--;
+                        nsep++;
+                }
+                if (nsep == 0 || p == lo || !is_digit(b[p - 1]))
+                        break;
+                pos = p;
+        }
+        /* then left to right, with the separators analysed */
+        tok->ng = n;
+        tok->nd = 0;
+        for (i = 0; i < n; i++) {
+                size_t gs = rs[n - 1 - i], ge = re[n - 1 - i];
+
+                tok->gs[i]     = gs;
+                tok->ge[i]     = ge;
+                tok->glen[i]   = (unsigned char)(ge - gs);
+                tok->dstart[i] = tok->nd;
+                memcpy(tok->d + tok->nd, b + gs, ge - gs);
+                tok->nd += (int)(ge - gs);
+                tok->sc[i]     = 0;
+                tok->sclose[i] = tok->sopen[i] = tok->sbad[i] = false;
+                if (i > 0)
+                        tok->sbad[i] = !split_sep(
+                                b + tok->ge[i - 1], gs - tok->ge[i - 1],
+                                &tok->sclose[i], &tok->sc[i], &tok->sopen[i]);
+        }
+}
+
+/* Candidate `first`: groups first .. ng-1. */
+static void num_candidate(const unsigned char *b, const struct numtok *tok,
+                          int first, struct numcand *c)
+{
+        int gi;
+        bool open_cur        = false;
         unsigned char common = 0;
 
-        c->start = tok->gs[k];
-        c->plus = false;
-        c->parens = false;
+        c->start       = tok->gs[first];
+        c->ng          = tok->ng - first;
+        c->nd          = tok->nd - tok->dstart[first];
+        c->d           = tok->d + tok->dstart[first];
+        c->glen        = tok->glen + first;
+        c->sepc        = tok->sc + first;
+        c->plus        = false;
+        c->parens      = false;
         c->paren_group = -1;
-        c->bad = false;
-        c->consistent = true;
-        c->ng = k + 1;
-        c->nd = 0;
+        c->bad         = false;
+        c->consistent  = true;
         /* a '(' before the first group belongs to the span only when it
          * closes right after that group: "(415) 555-2671", not
          * "(078-05-1120)" */
-        if (c->start > 0 && b[c->start - 1] == '(' && k > 0 &&
-            b[tok->ge[k]] == ')') {
+        if (c->start > 0 && b[c->start - 1] == '(' && c->ng > 1 &&
+            b[tok->ge[first]] == ')') {
                 c->start--;
-                open_cur = true;
+                open_cur  = true;
                 c->parens = true;
         } else if (c->start > 0 && b[c->start - 1] == '+') {
                 c->start--;
                 c->plus = true;
         }
-        for (gi = 0, i = k; i >= 0; i--, gi++) {
-                size_t n = tok->ge[i] - tok->gs[i], j;
+        for (gi = 1; gi < c->ng; gi++) {
+                int i            = first + gi;
+                unsigned char sc = tok->sc[i];
 
-                c->glen[gi] = (unsigned char)n;
-                for (j = 0; j < n && c->nd < NUM_MAX_DIGITS; j++)
-                        c->d[c->nd++] = b[tok->gs[i] + j];
-                c->sepc[gi] = 0;
-                if (gi > 0) {
-                        bool close, open;
-                        unsigned char sc;
-
-                        if (!split_sep(b + tok->ge[i + 1],
-                                       tok->gs[i] - tok->ge[i + 1], &close,
-                                       &sc, &open)) {
-                                c->bad = true;
+                if (tok->sbad[i] || tok->sclose[i] != open_cur) {
+                        c->bad = true;
+                        return;
+                }
+                if (tok->sclose[i]) {
+                        if (c->paren_group >= 0) {
+                                c->bad = true; /* two paren groups */
                                 return;
                         }
-                        if (close != open_cur) {
-                                c->bad = true;
-                                return;
-                        }
-                        if (close) {
-                                if (c->paren_group >= 0) {
-                                        c->bad = true; /* two paren groups */
-                                        return;
-                                }
-                                c->paren_group = gi - 1;
-                        }
-                        open_cur = open;
-                        if (open)
-                                c->parens = true;
-                        c->sepc[gi] = sc;
-                        /* the separator after a country code or next to a
-                         * parenthesis may differ from the others */
-                        if (sc && !close && !open &&
-                            !(c->plus && gi == 1)) {
-                                if (!common)
-                                        common = sc;
-                                else if (common != sc)
-                                        c->consistent = false;
-                        }
+                        c->paren_group = gi - 1;
+                }
+                open_cur = tok->sopen[i];
+                if (open_cur)
+                        c->parens = true;
+                /* the separator after a country code or next to a
+                 * parenthesis may differ from the others */
+                if (sc && !tok->sclose[i] && !tok->sopen[i] &&
+                    !(c->plus && gi == 1)) {
+                        if (!common)
+                                common = sc;
+                        else if (common != sc)
+                                c->consistent = false;
                 }
         }
         if (open_cur)
                 c->bad = true; /* '(' never closed */
-        c->d[c->nd] = 0;
 }
 
 static bool luhn_ok(const unsigned char *d, int n)
 {
-        int sum = 0, i;
+        int sum  = 0, i;
         bool dbl = false;
 
         for (i = n - 1; i >= 0; i--) {
@@ -599,8 +673,8 @@ static float ssn_check(const struct numcand *c)
         } else if (c->ng != 1) {
                 return 0;
         }
-        area = prefix_num(c->d, 3);
-        group = prefix_num(c->d + 3, 2);
+        area   = prefix_num(c->d, 3);
+        group  = prefix_num(c->d + 3, 2);
         serial = prefix_num(c->d + 5, 4);
         if (area == 0 || area == 666 || area >= 900 || group == 0 ||
             serial == 0)
@@ -667,7 +741,7 @@ static float phone_check(const struct numcand *c)
  * starts at `start` (walking forward), if it holds a digit; else 0. */
 static size_t token_before(const unsigned char *b, size_t end)
 {
-        size_t p = end;
+        size_t p   = end;
         bool digit = false;
 
         while (p > 0 && is_alnum(b[p - 1]) && end - p <= 8) {
@@ -679,7 +753,7 @@ static size_t token_before(const unsigned char *b, size_t end)
 
 static size_t token_after(const unsigned char *b, size_t len, size_t start)
 {
-        size_t p = start;
+        size_t p   = start;
         bool digit = false;
 
         while (p < len && is_alnum(b[p]) && p - start <= 8) {
@@ -694,11 +768,12 @@ static size_t token_after(const unsigned char *b, size_t len, size_t start)
  * whose neighbour token looks like one more of its groups is a piece of
  * something longer ("6225 3753 [0108 7642 0779]", "XX88 [4082 2856 ...]"). */
 static bool num_left_ok(const unsigned char *b, const struct numtok *tok,
-                        int k, const struct numcand *c)
+                        int first, const struct numcand *c)
 {
-        if (k == tok->ng - 1 && !left_free(b, c->start))
+        (void)tok;
+        if (first == 0 && !left_free(b, c->start))
                 return false;
-        if (k < tok->ng - 1 && (c->start == 0 || b[c->start - 1] != ' '))
+        if (first > 0 && (c->start == 0 || b[c->start - 1] != ' '))
                 return false;
         if (c->ng > 1 && c->sepc[1] == ' ' && c->start >= 2 &&
             b[c->start - 1] == ' ' &&
@@ -711,8 +786,7 @@ static bool num_right_ok(const unsigned char *b, size_t len,
                          const struct numcand *c, size_t end)
 {
         if (c->ng > 1 && c->sepc[c->ng - 1] == ' ' && end + 1 < len &&
-            b[end] == ' ' &&
-            token_after(b, len, end + 1) == c->glen[c->ng - 1])
+            b[end] == ' ' && token_after(b, len, end + 1) == c->glen[c->ng - 1])
                 return false;
         return true;
 }
@@ -737,15 +811,17 @@ static void match_numeric(struct scan_ctx *ctx, size_t som, size_t end)
         const unsigned char *b = ctx->buf;
         struct numtok tok;
         struct numcand c;
-        float best[3] = {0, 0, 0};
+        float best[3]        = {0, 0, 0};
         size_t best_start[3] = {0, 0, 0};
         size_t lo;
-        int k, kmin;
+        int first, last;
 
         if (!right_free(b, ctx->len, end, false))
                 return;
         lo = end > NUM_WINDOW ? end - NUM_WINDOW : 0;
         if (som != SIZE_MAX) {
+                if (end - som > NUM_WINDOW)
+                        return; /* longer than any number we validate */
                 lo = som;
                 if (b[som] == '+' || b[som] == '(')
                         lo++;
@@ -753,36 +829,39 @@ static void match_numeric(struct scan_ctx *ctx, size_t som, size_t end)
         num_tokenize(b, lo, end, &tok);
         if (tok.ng == 0)
                 return;
-        /* longest first: each detector keeps its longest valid span */
-        kmin = som != SIZE_MAX ? tok.ng - 1 : 0;
-        for (k = tok.ng - 1; k >= kmin; k--) {
-                int nd = tok.nd_suffix[k];
-                bool want_ssn = nd == 9 && best[1] == 0;
-                bool want_card = nd >= 13 && nd <= 19 && best[2] == 0;
+        /* longest first: each detector keeps its longest valid span; with
+         * SOM the span starts where Hyperscan says */
+        last = som != SIZE_MAX ? 0 : tok.ng - 1;
+        for (first = 0; first <= last; first++) {
+                int nd          = tok.nd - tok.dstart[first];
+                bool want_ssn   = nd == 9 && best[1] == 0;
+                bool want_card  = nd >= 13 && nd <= 19 && best[2] == 0;
                 bool want_phone = nd >= 9 && nd <= 15 && best[0] == 0;
                 float conf;
 
+                if (nd < 9)
+                        break; /* shorter candidates only get shorter */
                 if (!want_ssn && !want_card && !want_phone)
                         continue;
-                num_candidate(b, &tok, k, &c);
+                num_candidate(b, &tok, first, &c);
                 if (c.bad)
                         continue;
                 if (som != SIZE_MAX && c.start != som)
                         continue;
-                if (!num_left_ok(b, &tok, k, &c) ||
+                if (!num_left_ok(b, &tok, first, &c) ||
                     !num_right_ok(b, ctx->len, &c, end))
                         continue;
                 if (want_phone && (conf = phone_check(&c)) > 0) {
-                        best[0] = conf;
+                        best[0]       = conf;
                         best_start[0] = c.start;
                 }
                 if (want_ssn && (conf = ssn_check(&c)) > 0) {
-                        best[1] = conf;
+                        best[1]       = conf;
                         best_start[1] = c.start;
                 }
                 if (want_card && (conf = card_check(&c)) > 0 &&
                     card_right_ok(b, ctx->len, &c, end)) {
-                        best[2] = conf;
+                        best[2]       = conf;
                         best_start[2] = c.start;
                 }
         }
@@ -800,24 +879,21 @@ static const struct {
         char cc[3];
         unsigned char len;
 } iban_lengths[] = {
-        {"AD", 24}, {"AE", 23}, {"AL", 28}, {"AT", 20}, {"AZ", 28},
-        {"BA", 20}, {"BE", 16}, {"BG", 22}, {"BH", 22}, {"BI", 27},
-        {"BR", 29}, {"BY", 28}, {"CH", 21}, {"CR", 22}, {"CY", 28},
-        {"CZ", 24}, {"DE", 22}, {"DJ", 27}, {"DK", 18}, {"DO", 28},
-        {"EE", 20}, {"EG", 29}, {"ES", 24}, {"FI", 18}, {"FK", 18},
-        {"FO", 18}, {"FR", 27}, {"GB", 22}, {"GE", 22}, {"GI", 23},
-        {"GL", 18}, {"GR", 27}, {"GT", 28}, {"HR", 21}, {"HU", 28},
-        {"IE", 22}, {"IL", 23}, {"IQ", 23}, {"IS", 26}, {"IT", 27},
-        {"JO", 30}, {"KW", 30}, {"KZ", 20}, {"LB", 28}, {"LC", 32},
-        {"LI", 21}, {"LT", 20}, {"LU", 20}, {"LV", 21}, {"LY", 25},
-        {"MC", 27}, {"MD", 24}, {"ME", 22}, {"MK", 19}, {"MN", 20},
-        {"MR", 27}, {"MT", 31}, {"MU", 30}, {"NI", 28}, {"NL", 18},
-        {"NO", 15}, {"OM", 23}, {"PK", 24}, {"PL", 28}, {"PS", 29},
-        {"PT", 25}, {"QA", 29}, {"RO", 24}, {"RS", 22}, {"RU", 33},
-        {"SA", 24}, {"SC", 31}, {"SD", 18}, {"SE", 24}, {"SI", 19},
-        {"SK", 24}, {"SM", 27}, {"SO", 23}, {"ST", 25}, {"SV", 28},
-        {"TL", 23}, {"TN", 24}, {"TR", 26}, {"UA", 29}, {"VA", 22},
-        {"VG", 24}, {"XK", 20}, {"YE", 30},
+        {"AD", 24}, {"AE", 23}, {"AL", 28}, {"AT", 20}, {"AZ", 28}, {"BA", 20},
+        {"BE", 16}, {"BG", 22}, {"BH", 22}, {"BI", 27}, {"BR", 29}, {"BY", 28},
+        {"CH", 21}, {"CR", 22}, {"CY", 28}, {"CZ", 24}, {"DE", 22}, {"DJ", 27},
+        {"DK", 18}, {"DO", 28}, {"EE", 20}, {"EG", 29}, {"ES", 24}, {"FI", 18},
+        {"FK", 18}, {"FO", 18}, {"FR", 27}, {"GB", 22}, {"GE", 22}, {"GI", 23},
+        {"GL", 18}, {"GR", 27}, {"GT", 28}, {"HR", 21}, {"HU", 28}, {"IE", 22},
+        {"IL", 23}, {"IQ", 23}, {"IS", 26}, {"IT", 27}, {"JO", 30}, {"KW", 30},
+        {"KZ", 20}, {"LB", 28}, {"LC", 32}, {"LI", 21}, {"LT", 20}, {"LU", 20},
+        {"LV", 21}, {"LY", 25}, {"MC", 27}, {"MD", 24}, {"ME", 22}, {"MK", 19},
+        {"MN", 20}, {"MR", 27}, {"MT", 31}, {"MU", 30}, {"NI", 28}, {"NL", 18},
+        {"NO", 15}, {"OM", 23}, {"PK", 24}, {"PL", 28}, {"PS", 29}, {"PT", 25},
+        {"QA", 29}, {"RO", 24}, {"RS", 22}, {"RU", 33}, {"SA", 24}, {"SC", 31},
+        {"SD", 18}, {"SE", 24}, {"SI", 19}, {"SK", 24}, {"SM", 27}, {"SO", 23},
+        {"ST", 25}, {"SV", 28}, {"TL", 23}, {"TN", 24}, {"TR", 26}, {"UA", 29},
+        {"VA", 22}, {"VG", 24}, {"XK", 20}, {"YE", 30},
 };
 
 static int iban_length(unsigned char c0, unsigned char c1)
@@ -826,7 +902,7 @@ static int iban_length(unsigned char c0, unsigned char c1)
 
         while (lo < hi) {
                 size_t mid = (lo + hi) / 2;
-                int cmp = (int)c0 - (unsigned char)iban_lengths[mid].cc[0];
+                int cmp    = (int)c0 - (unsigned char)iban_lengths[mid].cc[0];
 
                 if (!cmp)
                         cmp = (int)c1 - (unsigned char)iban_lengths[mid].cc[1];
@@ -843,18 +919,22 @@ static int iban_length(unsigned char c0, unsigned char c1)
 /* ISO 7064 mod 97-10 over the rearranged IBAN (first four chars last). */
 static bool iban_mod97_ok(const unsigned char *s, int n)
 {
-        unsigned rem = 0;
+        uint64_t acc = 0;
         int i;
 
+        /* reduce only when the accumulator could overflow on the next
+         * step: one division every seven characters or so */
         for (i = 0; i < n; i++) {
                 unsigned char c = s[(i + 4) % n];
 
+                if (acc >= UINT64_C(100000000000000000))
+                        acc %= 97;
                 if (is_digit(c))
-                        rem = (rem * 10 + (unsigned)(c - '0')) % 97;
+                        acc = acc * 10 + (unsigned)(c - '0');
                 else
-                        rem = (rem * 100 + (unsigned)(c - 'A' + 10)) % 97;
+                        acc = acc * 100 + (unsigned)(c - 'A' + 10);
         }
-        return rem == 1;
+        return acc % 97 == 1;
 }
 
 #define IBAN_MAX 34
@@ -874,7 +954,8 @@ static void match_iban(struct scan_ctx *ctx, size_t som, size_t end)
         while (ng < IBAN_MAX_GROUPS) {
                 size_t e = pos;
 
-                while (pos > lo && (is_upper(b[pos - 1]) || is_digit(b[pos - 1])))
+                while (pos > lo &&
+                       (is_upper(b[pos - 1]) || is_digit(b[pos - 1])))
                         pos--;
                 if (pos == e)
                         break;
@@ -889,10 +970,11 @@ static void match_iban(struct scan_ctx *ctx, size_t som, size_t end)
         for (k = ng - 1; k >= 0; k--) {
                 unsigned char s[IBAN_MAX];
                 size_t st = gs[k];
-                int n = 0, i, want;
+                int n     = 0, i, want;
 
-                if (ge[k] - st < 4 || !is_upper(b[st]) || !is_upper(b[st + 1]) ||
-                    !is_digit(b[st + 2]) || !is_digit(b[st + 3]))
+                if (ge[k] - st < 4 || !is_upper(b[st]) ||
+                    !is_upper(b[st + 1]) || !is_digit(b[st + 2]) ||
+                    !is_digit(b[st + 3]))
                         continue;
                 if (som != SIZE_MAX && st != som)
                         continue;
@@ -923,8 +1005,8 @@ static void match_iban(struct scan_ctx *ctx, size_t som, size_t end)
 /* Words right before a dotted quad that make it a version, not an address. */
 static bool after_version_word(const unsigned char *b, size_t start)
 {
-        static const char *const words[] = {"version", "ver", "v", "release",
-                                            "build", "firmware", NULL};
+        static const char *const words[] = {
+                "version", "ver", "v", "release", "build", "firmware", NULL};
         size_t p = start, e, s, i;
 
         while (p > 0 && start - p < 3 && !is_alnum(b[p - 1]))
@@ -1004,7 +1086,8 @@ static bool ipv6_left_ok(const unsigned char *b, size_t start)
         if (is_word(c) || c == '.')
                 return false;
         /* `host:fe80::1` yes, `a::b::c` or `12:fe80::1` no */
-        if (c == ':' && start >= 2 && (is_hex(b[start - 2]) || b[start - 2] == ':'))
+        if (c == ':' && start >= 2 &&
+            (is_hex(b[start - 2]) || b[start - 2] == ':'))
                 return false;
         return true;
 }
@@ -1012,7 +1095,7 @@ static bool ipv6_left_ok(const unsigned char *b, size_t start)
 static void match_ipv6(struct scan_ctx *ctx, size_t som, size_t end)
 {
         const unsigned char *b = ctx->buf;
-        size_t len = ctx->len, s0, st;
+        size_t len             = ctx->len, s0, st;
         unsigned char addr[16];
         char tmp[IPV6_MAX + 1];
 
@@ -1045,7 +1128,8 @@ static void match_ipv6(struct scan_ctx *ctx, size_t som, size_t end)
                 memcpy(tmp, b + st, n);
                 tmp[n] = 0;
                 if (!strcmp(tmp, "::"))
-                        continue; /* C++ scopes, Haskell types: not an address */
+                        continue; /* C++ scopes, Haskell types: not an address
+                                   */
                 if (inet_pton(AF_INET6, tmp, addr) != 1)
                         continue;
                 if (!ipv6_left_ok(b, st))
@@ -1056,11 +1140,10 @@ static void match_ipv6(struct scan_ctx *ctx, size_t som, size_t end)
 }
 
 /* --------------------------------------------------------------- custom */
-static void match_custom(struct scan_ctx *ctx, int det, size_t from,
-                         size_t end)
+static void match_custom(struct scan_ctx *ctx, int det, size_t from, size_t end)
 {
         const unsigned char *b = ctx->buf;
-        size_t len = ctx->len;
+        size_t len             = ctx->len;
 
         if (from >= end)
                 return;
@@ -1080,10 +1163,10 @@ static void match_custom(struct scan_ctx *ctx, int det, size_t from,
 static int on_match(unsigned int id, unsigned long long from,
                     unsigned long long to, unsigned int flags, void *opaque)
 {
-        struct scan_ctx *ctx = opaque;
+        struct scan_ctx *ctx                    = opaque;
         const struct veil_detect_engine *engine = ctx->engine;
-        enum shape shape = engine->pattern_shape[id];
-        size_t end = (size_t)to;
+        enum shape shape                        = engine->pattern_shape[id];
+        size_t end                              = (size_t)to;
         size_t som = engine->som ? (size_t)from : SIZE_MAX;
 
         (void)flags;
@@ -1157,7 +1240,7 @@ static void resolve_overlaps(struct veil_detect_scratch *scratch)
          * few places at most and needs no memory. */
         for (i = 1; i < n; i++) {
                 struct veil_finding cur = f[i];
-                size_t j = i;
+                size_t j                = i;
 
                 while (j > 0 && finding_cmp(&f[j - 1], &cur) > 0) {
                         f[j] = f[j - 1];
@@ -1212,11 +1295,9 @@ veil_detect_engine_new(const struct veil_detector_def *custom, size_t n_custom,
                                            errstr_size);
 }
 
-struct veil_detect_engine *
-veil_detect_engine_new_opts(const struct veil_detector_def *custom,
-                            size_t n_custom,
-                            const struct veil_detect_opts *opts, char *errstr,
-                            size_t errstr_size)
+struct veil_detect_engine *veil_detect_engine_new_opts(
+        const struct veil_detector_def *custom, size_t n_custom,
+        const struct veil_detect_opts *opts, char *errstr, size_t errstr_size)
 {
         struct veil_detect_engine *engine;
         const char **exprs = NULL;
@@ -1253,30 +1334,38 @@ veil_detect_engine_new_opts(const struct veil_detector_def *custom,
                         }
         }
 
-        engine = veil_calloc(1, sizeof(*engine));
-        engine->som = opts && opts->som;
-        n = N_BUILTIN_PATTERNS + n_custom;
-        engine->n_patterns = n;
+        engine                = veil_calloc(1, sizeof(*engine));
+        engine->som           = opts && opts->som;
+        n                     = N_BUILTIN_PATTERNS + n_custom;
+        engine->n_patterns    = n;
         engine->pattern_shape = veil_calloc(n, sizeof(*engine->pattern_shape));
         engine->pattern_detector =
                 veil_calloc(n, sizeof(*engine->pattern_detector));
         engine->n_detectors = VEIL_DET__BUILTIN + (int)n_custom;
-        engine->names = veil_calloc((size_t)engine->n_detectors,
-                                    sizeof(*engine->names));
-        for (i = 0; i < VEIL_DET__BUILTIN; i++)
+        engine->names       = veil_calloc((size_t)engine->n_detectors,
+                                          sizeof(*engine->names));
+        for (i = 0; i < VEIL_DET__BUILTIN; i++) {
+                const char *const *w;
+
                 engine->names[i] = veil_strdup(builtin_names[i]);
+                for (w = ctx_words[i]; *w; w++)
+                        engine->ctx_first[(unsigned char)(*w)[0]] |=
+                                (uint8_t)(1u << i);
+        }
         for (i = 0; i < n_custom; i++)
                 engine->names[VEIL_DET__BUILTIN + i] =
                         veil_strdup(custom[i].name);
 
         exprs = veil_calloc(n, sizeof(*exprs));
         flags = veil_calloc(n, sizeof(*flags));
-        ids = veil_calloc(n, sizeof(*ids));
+        ids   = veil_calloc(n, sizeof(*ids));
         for (i = 0; i < N_BUILTIN_PATTERNS; i++) {
-                exprs[i] = builtin_patterns[i].re;
+                exprs[i] = engine->som && builtin_patterns[i].re_som
+                                   ? builtin_patterns[i].re_som
+                                   : builtin_patterns[i].re;
                 flags[i] = engine->som ? HS_FLAG_SOM_LEFTMOST : 0;
-                ids[i] = (unsigned)i;
-                engine->pattern_shape[i] = builtin_patterns[i].shape;
+                ids[i]   = (unsigned)i;
+                engine->pattern_shape[i]    = builtin_patterns[i].shape;
                 engine->pattern_detector[i] = -1;
         }
         /* A user's pattern has no hand-written span recovery, so it asks
@@ -1284,10 +1373,10 @@ veil_detect_engine_new_opts(const struct veil_detector_def *custom,
         for (i = 0; i < n_custom; i++) {
                 size_t k = N_BUILTIN_PATTERNS + i;
 
-                exprs[k] = custom[i].pattern;
-                flags[k] = HS_FLAG_SOM_LEFTMOST;
-                ids[k] = (unsigned)k;
-                engine->pattern_shape[k] = SHAPE_CUSTOM;
+                exprs[k]                    = custom[i].pattern;
+                flags[k]                    = HS_FLAG_SOM_LEFTMOST;
+                ids[k]                      = (unsigned)k;
+                engine->pattern_shape[k]    = SHAPE_CUSTOM;
                 engine->pattern_detector[k] = VEIL_DET__BUILTIN + (int)i;
         }
         if (hs_compile_multi(exprs, flags, ids, (unsigned)n, HS_MODE_BLOCK,
@@ -1398,10 +1487,10 @@ static void ctx_init(struct scan_ctx *ctx,
 {
         size_t i;
 
-        ctx->engine = engine;
-        ctx->scratch = scratch;
-        ctx->buf = (const unsigned char *)buf;
-        ctx->len = len;
+        ctx->engine    = engine;
+        ctx->scratch   = scratch;
+        ctx->buf       = (const unsigned char *)buf;
+        ctx->len       = len;
         ctx->n_matches = 0;
         for (i = 0; i < SHAPE__COUNT; i++)
                 ctx->last_end[i] = SIZE_MAX;
@@ -1415,8 +1504,8 @@ int veil_detect_scan(const struct veil_detect_engine *engine,
         struct scan_ctx ctx;
         hs_error_t rc;
 
-        scratch->n = 0;
-        *findings = scratch->f;
+        scratch->n  = 0;
+        *findings   = scratch->f;
         *n_findings = 0;
         if (len > UINT_MAX)
                 return veil_errf(errstr, errstr_size, VEIL_EINVAL,
@@ -1432,7 +1521,7 @@ int veil_detect_scan(const struct veil_detect_engine *engine,
                 return veil_errf(errstr, errstr_size, VEIL_EIO,
                                  "Hyperscan scan failed (%d)", rc);
         resolve_overlaps(scratch);
-        *findings = scratch->f;
+        *findings   = scratch->f;
         *n_findings = scratch->n;
         return 0;
 }
@@ -1481,7 +1570,7 @@ static void tb_reserve(struct veil_text_buf *tb, size_t need)
         while (cap < need)
                 cap *= 2;
         tb->data = veil_realloc(tb->data, cap);
-        tb->cap = cap;
+        tb->cap  = cap;
 }
 
 static const char placeholder[] = "{detector}";
@@ -1490,7 +1579,7 @@ static const char placeholder[] = "{detector}";
 /* Length of the replacement for a detector name of length name_len. */
 static size_t repl_len(const char *tmpl, size_t name_len)
 {
-        size_t n = 0;
+        size_t n      = 0;
         const char *p = tmpl, *q;
 
         while ((q = strstr(p, placeholder))) {
@@ -1534,8 +1623,8 @@ static bool redact_wanted(const struct veil_transform *tx, const char *name)
 int veil_redact_text(const struct veil_detect_engine *engine,
                      struct veil_detect_scratch *scratch,
                      const struct veil_transform *tx, const char *in,
-                     size_t len, struct veil_text_buf *out,
-                     size_t *n_redacted, char *errstr, size_t errstr_size)
+                     size_t len, struct veil_text_buf *out, size_t *n_redacted,
+                     char *errstr, size_t errstr_size)
 {
         const char *tmpl =
                 tx && tx->redact.replace ? tx->redact.replace : "[{detector}]";
@@ -1547,8 +1636,8 @@ int veil_redact_text(const struct veil_detect_engine *engine,
         if (n_redacted)
                 *n_redacted = 0;
         out->len = 0;
-        rc = veil_detect_scan(engine, scratch, in, len, &f, &n, errstr,
-                              errstr_size);
+        rc       = veil_detect_scan(engine, scratch, in, len, &f, &n, errstr,
+                                    errstr_size);
         if (rc)
                 return rc;
         /* size first, so that the copy below never reallocates */
@@ -1569,13 +1658,13 @@ int veil_redact_text(const struct veil_detect_engine *engine,
                         continue;
                 memcpy(w, in + pos, f[i].start - pos);
                 w += f[i].start - pos;
-                w = repl_write(w, tmpl, name, strlen(name));
+                w   = repl_write(w, tmpl, name, strlen(name));
                 pos = f[i].end;
                 done++;
         }
         memcpy(w, in + pos, len - pos);
         w += len - pos;
-        *w = 0;
+        *w       = 0;
         out->len = (size_t)(w - out->data);
         if (n_redacted)
                 *n_redacted = done;

@@ -58,11 +58,9 @@ bool veil_detect_known(const char *name);
 struct veil_detect_engine *
 veil_detect_engine_new(const struct veil_detector_def *custom, size_t n_custom,
                        char *errstr, size_t errstr_size);
-struct veil_detect_engine *
-veil_detect_engine_new_opts(const struct veil_detector_def *custom,
-                            size_t n_custom,
-                            const struct veil_detect_opts *opts, char *errstr,
-                            size_t errstr_size);
+struct veil_detect_engine *veil_detect_engine_new_opts(
+        const struct veil_detector_def *custom, size_t n_custom,
+        const struct veil_detect_opts *opts, char *errstr, size_t errstr_size);
 void veil_detect_engine_destroy(struct veil_detect_engine *engine);
 
 /* Number of detectors (built-ins + custom); ids are 0 .. count-1. */
@@ -117,7 +115,7 @@ void veil_text_buf_free(struct veil_text_buf *tb);
 int veil_redact_text(const struct veil_detect_engine *engine,
                      struct veil_detect_scratch *scratch,
                      const struct veil_transform *tx, const char *in,
-                     size_t len, struct veil_text_buf *out,
-                     size_t *n_redacted, char *errstr, size_t errstr_size);
+                     size_t len, struct veil_text_buf *out, size_t *n_redacted,
+                     char *errstr, size_t errstr_size);
 
 #endif

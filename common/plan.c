@@ -67,7 +67,7 @@ struct pnode {
         uint32_t min_size; /* fewest bytes a value of this type takes */
         uint32_t syms;     /* enum: first entry in plan->syms */
         const struct veil_transform *tx; /* TX: borrowed from the policy */
-        const char *path;  /* for error reports; NULL in skip trees */
+        const char *path; /* for error reports; NULL in skip trees */
 };
 
 struct pkid {
@@ -102,7 +102,8 @@ struct veil_plan {
         bool needs_detect;
 };
 
-/* ---- plan storage --------------------------------------------------------- */
+/* ---- plan storage ---------------------------------------------------------
+ */
 
 static void *grow(void *p, size_t *cap, size_t need, size_t size)
 {
@@ -119,7 +120,7 @@ static uint32_t node_new(struct veil_plan *plan, enum pk kind)
 
         plan->nodes = grow(plan->nodes, &plan->cap_nodes, plan->n_nodes + 1,
                            sizeof(*plan->nodes));
-        n = &plan->nodes[plan->n_nodes];
+        n           = &plan->nodes[plan->n_nodes];
         memset(n, 0, sizeof(*n));
         n->kind = (uint8_t)kind;
         return (uint32_t)plan->n_nodes++;
@@ -133,8 +134,7 @@ static const char *plan_str(struct veil_plan *plan, const char *s)
         return plan->strs[plan->n_strs++];
 }
 
-static uint32_t kids_add(struct veil_plan *plan, const struct pkid *k,
-                         size_t n)
+static uint32_t kids_add(struct veil_plan *plan, const struct pkid *k, size_t n)
 {
         uint32_t first = (uint32_t)plan->n_kids;
 
@@ -219,7 +219,8 @@ void veil_plan_env_free(struct veil_plan_env *env)
         veil_text_buf_free(&env->text);
 }
 
-/* ---- types ------------------------------------------------------------------ */
+/* ---- types ------------------------------------------------------------------
+ */
 
 static enum pk pk_of(avro_type_t t)
 {
@@ -257,11 +258,11 @@ static enum pk pk_of(avro_type_t t)
 }
 
 static const char *const pk_names[] = {
-        [PK_NULL] = "null",     [PK_BOOL] = "boolean", [PK_INT] = "int",
-        [PK_LONG] = "long",     [PK_FLOAT] = "float",  [PK_DOUBLE] = "double",
-        [PK_BYTES] = "bytes",   [PK_STRING] = "string", [PK_FIXED] = "fixed",
-        [PK_ENUM] = "enum",     [PK_RECORD] = "record", [PK_ARRAY] = "array",
-        [PK_MAP] = "map",       [PK_UNION] = "union",
+        [PK_NULL] = "null",   [PK_BOOL] = "boolean",  [PK_INT] = "int",
+        [PK_LONG] = "long",   [PK_FLOAT] = "float",   [PK_DOUBLE] = "double",
+        [PK_BYTES] = "bytes", [PK_STRING] = "string", [PK_FIXED] = "fixed",
+        [PK_ENUM] = "enum",   [PK_RECORD] = "record", [PK_ARRAY] = "array",
+        [PK_MAP] = "map",     [PK_UNION] = "union",
 };
 
 /* The logical type a JSON type node declares, when it fits its base type
@@ -301,15 +302,15 @@ static enum lt lt_of(enum pk kind, json_t *j, const char **namep)
 }
 
 static const char *const lt_names[] = {
-        [LT_NONE] = NULL,
-        [LT_DATE] = "date",
+        [LT_NONE]        = NULL,
+        [LT_DATE]        = "date",
         [LT_TIME_MILLIS] = "time-millis",
         [LT_TIME_MICROS] = "time-micros",
-        [LT_TS_MILLIS] = "timestamp-millis",
-        [LT_TS_MICROS] = "timestamp-micros",
-        [LT_TS_NANOS] = "timestamp-nanos",
-        [LT_DECIMAL] = "decimal",
-        [LT_UUID] = "uuid",
+        [LT_TS_MILLIS]   = "timestamp-millis",
+        [LT_TS_MICROS]   = "timestamp-micros",
+        [LT_TS_NANOS]    = "timestamp-nanos",
+        [LT_DECIMAL]     = "decimal",
+        [LT_UUID]        = "uuid",
 };
 
 /* Which leaf types each transform applies to (the one rule, shared with
@@ -328,20 +329,19 @@ static bool leaf_ok(enum veil_tx_kind tx, enum pk kind, enum lt lt)
                 /* Needs a well-defined byte form: raw bytes, the text of an
                  * integer, an enum symbol. */
                 return kind == PK_STRING || kind == PK_BYTES ||
-                       kind == PK_FIXED || kind == PK_INT ||
-                       kind == PK_LONG || kind == PK_ENUM;
+                       kind == PK_FIXED || kind == PK_INT || kind == PK_LONG ||
+                       kind == PK_ENUM;
         case VEIL_TX_MASK:
         case VEIL_TX_REDACT_TEXT:
                 return kind == PK_STRING;
         case VEIL_TX_ENCRYPT:
                 return kind == PK_STRING || kind == PK_BYTES;
         case VEIL_TX_GENERALIZE:
-                if (lt == LT_UUID || lt == LT_DECIMAL ||
-                    lt == LT_TIME_MILLIS || lt == LT_TIME_MICROS)
+                if (lt == LT_UUID || lt == LT_DECIMAL || lt == LT_TIME_MILLIS ||
+                    lt == LT_TIME_MICROS)
                         return false;
-                return kind == PK_INT || kind == PK_LONG ||
-                       kind == PK_FLOAT || kind == PK_DOUBLE ||
-                       kind == PK_STRING;
+                return kind == PK_INT || kind == PK_LONG || kind == PK_FLOAT ||
+                       kind == PK_DOUBLE || kind == PK_STRING;
         default:
                 return false;
         }
@@ -358,7 +358,8 @@ static void type_label(char *buf, size_t size, enum pk kind, enum lt lt,
                 snprintf(buf, size, "%s", pk_names[kind]);
 }
 
-/* ---- compiler ------------------------------------------------------------- */
+/* ---- compiler -------------------------------------------------------------
+ */
 
 enum mode {
         M_CLASSIFY = 0, /* classify every position through the policy */
@@ -382,7 +383,6 @@ struct comp {
         struct veil_plan *plan;
         const struct veil_schema *schema;
         const struct veil_plan_opts *opts;
-        struct veil_derive_names *names;
         struct open_rec open[VEIL_PLAN_MAX_DEPTH];
         int n_open;
         struct memo *memo;
@@ -400,9 +400,9 @@ struct cres {
 
 static bool is_primitive_name(const char *s)
 {
-        static const char *const prims[] = {"null",   "boolean", "int",
-                                            "long",   "float",   "double",
-                                            "bytes",  "string"};
+        static const char *const prims[] = {"null",  "boolean", "int",
+                                            "long",  "float",   "double",
+                                            "bytes", "string"};
         size_t i;
 
         for (i = 0; i < VEIL_ARRAY_SIZE(prims); i++)
@@ -444,20 +444,22 @@ static char *full_name(const char *name, const char *ns)
 static json_t *named_def(struct comp *c, avro_schema_t t, json_t *j,
                          const char *ns, char **fullp)
 {
-        json_t *def = NULL;
+        json_t *def     = NULL;
         const char *ref = NULL;
         char *fn        = NULL;
 
         *fullp = NULL;
         if (json_is_object(j)) {
-                const char *type = json_string_value(json_object_get(j, "type"));
-                const char *name = json_string_value(json_object_get(j, "name"));
+                const char *type =
+                        json_string_value(json_object_get(j, "type"));
+                const char *name =
+                        json_string_value(json_object_get(j, "name"));
 
                 if (name && type &&
                     (!strcmp(type, "record") || !strcmp(type, "error") ||
                      !strcmp(type, "enum") || !strcmp(type, "fixed"))) {
-                        const char *own =
-                                json_string_value(json_object_get(j, "namespace"));
+                        const char *own = json_string_value(
+                                json_object_get(j, "namespace"));
 
                         *fullp = full_name(name, own ? own : ns);
                         return j;
@@ -508,9 +510,9 @@ static json_t *named_shell(json_t *def, const char *fullname)
         json_object_set(out, "type", json_object_get(def, "type"));
         if (dot) {
                 json_object_set_new(out, "name", json_string(dot + 1));
-                json_object_set_new(out, "namespace",
-                                    json_stringn(fullname,
-                                                 (size_t)(dot - fullname)));
+                json_object_set_new(
+                        out, "namespace",
+                        json_stringn(fullname, (size_t)(dot - fullname)));
         } else {
                 json_object_set_new(out, "name", json_string(fullname));
         }
@@ -539,14 +541,14 @@ static void field_add(struct comp *c, const char *path, const char *label,
         struct veil_plan *plan = c->plan;
         struct veil_plan_field *f;
 
-        plan->fields = grow(plan->fields, &plan->cap_fields,
-                            plan->n_fields + 1, sizeof(*plan->fields));
-        f         = &plan->fields[plan->n_fields++];
-        f->path   = plan_str(plan, path);
-        f->label  = label;
-        f->source = src;
-        f->reason = why;
-        f->tx     = tx;
+        plan->fields = grow(plan->fields, &plan->cap_fields, plan->n_fields + 1,
+                            sizeof(*plan->fields));
+        f            = &plan->fields[plan->n_fields++];
+        f->path      = plan_str(plan, path);
+        f->label     = label;
+        f->source    = src;
+        f->reason    = why;
+        f->tx        = tx;
         if (why == VEIL_PLAN_UNCLASSIFIED || why == VEIL_PLAN_UNLICENSED ||
             why == VEIL_PLAN_UNDEFINED)
                 plan->n_failclosed++;
@@ -624,10 +626,10 @@ static int compile_skip(struct comp *c, avro_schema_t t, int depth,
                 n = avro_schema_record_size(t);
                 k = veil_calloc(n + 1, sizeof(*k));
                 for (i = 0; i < n; i++) {
-                        rc = compile_skip(
-                                c,
-                                avro_schema_record_field_get_by_index(t, (int)i),
-                                depth + 1, &k[i].node);
+                        rc = compile_skip(c,
+                                          avro_schema_record_field_get_by_index(
+                                                  t, (int)i),
+                                          depth + 1, &k[i].node);
                         if (rc) {
                                 free(k);
                                 return rc;
@@ -742,7 +744,7 @@ static int compile_position(struct comp *c, avro_schema_t t, json_t *j,
         const struct veil_policy *policy = c->opts->policy;
         const struct veil_transform *tx;
         enum veil_label_source src = VEIL_LABEL_NONE;
-        const char *own = NULL, *label;
+        const char *own            = NULL, *label;
         enum veil_plan_reason why;
         int rc;
 
@@ -789,24 +791,29 @@ static int compile_position(struct comp *c, avro_schema_t t, json_t *j,
 /* Annotations of record field `fj` at `path`: schema.c's entry (which adds
  * metadata tags) when there is one, else the field's own JSON (positions
  * schema.c does not walk, such as inside recursive types). */
-static void annotations(struct comp *c, const char *path, avro_schema_t ft,
-                        json_t *fj, struct veil_field_annotations *ann,
-                        const char **tagbuf, size_t tagcap)
+static void annotations(struct comp *c, const char *path, json_t *fj,
+                        struct veil_field_annotations *ann, const char **tagbuf,
+                        size_t tagcap)
 {
         const struct veil_schema_field *f = NULL;
         json_t *tags, *tv;
         size_t i;
 
         memset(ann, 0, sizeof(*ann));
+        /* Union branches share paths (two records in one union may both
+         * have a field `x`): the field's own JSON object tells them apart.
+         * Only when our JSON is missing does the path alone decide. */
         for (i = 0; i < c->schema->n_fields; i++) {
                 const struct veil_schema_field *cand = &c->schema->fields[i];
 
                 if (strcmp(cand->path, path))
                         continue;
-                if (!f || cand->type == ft)
+                if (fj && cand->json == fj) {
                         f = cand;
-                if (cand->type == ft)
                         break;
+                }
+                if (!fj && !f)
+                        f = cand;
         }
         if (f) {
                 veil_schema_field_annotations(f, ann);
@@ -841,8 +848,7 @@ static int refuse(struct comp *c, const char *path, const char *label,
 
 static int compile_record(struct comp *c, avro_schema_t t, json_t *j,
                           const char *ns, const char *path, const char *label,
-                          enum mode mode, int depth, bool root,
-                          struct cres *r)
+                          enum mode mode, int depth, bool root, struct cres *r)
 {
         struct veil_plan *plan = c->plan;
         json_t *def, *fields, *outfields = NULL, *shell;
@@ -852,7 +858,7 @@ static int compile_record(struct comp *c, avro_schema_t t, json_t *j,
         uint32_t idx, min = 0;
         size_t i, n;
         bool changed = false;
-        int rc = 0, slot;
+        int rc       = 0, slot;
 
         def = named_def(c, t, j, ns, &fullname);
         if (!def)
@@ -884,15 +890,14 @@ static int compile_record(struct comp *c, avro_schema_t t, json_t *j,
                 free(fullname);
                 return rc;
         }
-        idx                = node_new(plan, PK_RECORD);
+        idx                   = node_new(plan, PK_RECORD);
         plan->nodes[idx].path = plan_str(plan, *path ? path : "(value)");
-        o                  = &c->open[c->n_open++];
-        o->fullname        = fullname;
-        o->mode            = mode;
-        o->label           = label;
-        o->node            = idx;
-        o->recursed        = false;
-        veil_derive_names_open(c->names, fullname);
+        o                     = &c->open[c->n_open++];
+        o->fullname           = fullname;
+        o->mode               = mode;
+        o->label              = label;
+        o->node               = idx;
+        o->recursed           = false;
 
         ins       = inner_ns(fullname);
         fields    = json_object_get(def, "fields");
@@ -919,11 +924,10 @@ static int compile_record(struct comp *c, avro_schema_t t, json_t *j,
                 } else {
                         fpath = veil_strdup(fname);
                 }
-                annotations(c, fpath, ft, fj, &ann, tagbuf,
+                annotations(c, fpath, fj, &ann, tagbuf,
                             VEIL_ARRAY_SIZE(tagbuf));
                 rc = compile_position(c, ft, json_object_get(fj, "type"), ins,
-                                      fpath, label, &ann, mode, depth + 1,
-                                      &fr);
+                                      fpath, label, &ann, mode, depth + 1, &fr);
                 free(fpath);
                 if (rc)
                         goto out;
@@ -934,15 +938,14 @@ static int compile_record(struct comp *c, avro_schema_t t, json_t *j,
                         continue;
                 json_array_append_new(
                         outfields,
-                        veil_derive_field(
-                                fj, fname, fr.type, !fr.changed,
-                                plan->nodes[fr.node].act == PA_NULLIFY));
+                        veil_derive_field(fj, fname, fr.type, !fr.changed,
+                                          plan->nodes[fr.node].act ==
+                                                  PA_NULLIFY));
         }
         plan->nodes[idx].n        = (uint32_t)n;
         plan->nodes[idx].kids     = kids_add(plan, k, n);
         plan->nodes[idx].min_size = o->recursed ? 0 : min;
-        plan->nodes[idx].act      = changed || o->recursed ? PA_DESCEND
-                                                           : PA_PASS;
+        plan->nodes[idx].act = changed || o->recursed ? PA_DESCEND : PA_PASS;
         if (mode == M_CLASSIFY && !root && !o->recursed &&
             json_array_size(outfields) == 0) {
                 /* Nothing of it reaches the purpose: drop the field that
@@ -957,7 +960,7 @@ static int compile_record(struct comp *c, avro_schema_t t, json_t *j,
         json_object_set_new(shell, "fields", outfields);
         outfields  = NULL;
         r->node    = idx;
-        r->type    = veil_derive_named(c->names, shell);
+        r->type    = shell;
         r->dropped = false;
         r->changed = changed || o->recursed;
         c->n_open--;
@@ -1021,12 +1024,11 @@ static int compile_type(struct comp *c, avro_schema_t t, json_t *j,
                                       root, r);
         case PK_ARRAY:
         case PK_MAP: {
-                struct cres ir = {0};
-                avro_schema_t it = kind == PK_ARRAY
-                                           ? avro_schema_array_items(t)
-                                           : avro_schema_map_values(t);
-                json_t *ij = json_object_get(j, kind == PK_ARRAY ? "items"
-                                                                 : "values");
+                struct cres ir   = {0};
+                avro_schema_t it = kind == PK_ARRAY ? avro_schema_array_items(t)
+                                                    : avro_schema_map_values(t);
+                json_t *ij       = json_object_get(j, kind == PK_ARRAY ? "items"
+                                                                       : "values");
                 json_t *shell;
                 char *ipath;
 
@@ -1043,12 +1045,11 @@ static int compile_type(struct comp *c, avro_schema_t t, json_t *j,
                 idx                       = node_new(plan, kind);
                 plan->nodes[idx].kids     = ir.node;
                 plan->nodes[idx].min_size = 1;
-                plan->nodes[idx].act = ir.changed ? PA_DESCEND : PA_PASS;
+                plan->nodes[idx].act      = ir.changed ? PA_DESCEND : PA_PASS;
                 plan->nodes[idx].path     = plan_str(plan, path);
                 shell = container_shell(j, kind == PK_ARRAY ? "array" : "map");
-                json_object_set_new(shell,
-                                    kind == PK_ARRAY ? "items" : "values",
-                                    ir.type);
+                json_object_set_new(
+                        shell, kind == PK_ARRAY ? "items" : "values", ir.type);
                 r->node    = idx;
                 r->type    = shell;
                 r->changed = ir.changed;
@@ -1064,10 +1065,10 @@ static int compile_type(struct comp *c, avro_schema_t t, json_t *j,
 
                 rc = 0;
                 for (i = 0; i < n && !rc; i++) {
-                        rc = compile_type(c, avro_schema_union_branch(t, (int)i),
-                                          json_array_get(j, i), ns, path,
-                                          label, tx, mode, depth + 1, false,
-                                          &br[i]);
+                        rc = compile_type(c,
+                                          avro_schema_union_branch(t, (int)i),
+                                          json_array_get(j, i), ns, path, label,
+                                          tx, mode, depth + 1, false, &br[i]);
                         if (!rc && br[i].dropped)
                                 dropped = true;
                 }
@@ -1093,8 +1094,8 @@ static int compile_type(struct comp *c, avro_schema_t t, json_t *j,
                         plan->nodes[idx].act =
                                 changed || remap ? PA_DESCEND : PA_PASS;
                         plan->nodes[idx].path = plan_str(plan, path);
-                        r->node    = idx;
-                        r->changed = changed || remap;
+                        r->node               = idx;
+                        r->changed            = changed || remap;
                 }
                 for (i = 0; i < n; i++)
                         json_decref(br[i].type);
@@ -1117,13 +1118,13 @@ static int compile_type(struct comp *c, avro_schema_t t, json_t *j,
         }
         if (kind != PK_NULL && tx && tx->kind != VEIL_TX_KEEP &&
             !leaf_ok(tx->kind, kind, lt)) {
-                const char *name =
-                        kind == PK_ENUM || kind == PK_FIXED ? avro_schema_name(t)
-                                                            : NULL;
+                const char *name = kind == PK_ENUM || kind == PK_FIXED
+                                           ? avro_schema_name(t)
+                                           : NULL;
 
                 return refuse(c, path, label, tx, kind, lt, name, t, depth, r);
         }
-        idx = node_new(plan, kind);
+        idx                      = node_new(plan, kind);
         plan->nodes[idx].logical = (uint8_t)lt;
         plan->nodes[idx].path    = plan_str(plan, *path ? path : "(value)");
         switch (kind) {
@@ -1136,7 +1137,7 @@ static int compile_type(struct comp *c, avro_schema_t t, json_t *j,
         case PK_NULL:
                 break;
         case PK_FIXED:
-                plan->nodes[idx].n = (uint32_t)avro_schema_fixed_size(t);
+                plan->nodes[idx].n        = (uint32_t)avro_schema_fixed_size(t);
                 plan->nodes[idx].min_size = plan->nodes[idx].n;
                 break;
         default:
@@ -1146,13 +1147,13 @@ static int compile_type(struct comp *c, avro_schema_t t, json_t *j,
         if (kind == PK_ENUM) {
                 size_t i, n = (size_t)avro_schema_enum_number_of_symbols(t);
 
-                plan->syms = grow(plan->syms, &plan->cap_syms,
-                                  plan->n_syms + n + 1, sizeof(*plan->syms));
+                plan->syms            = grow(plan->syms, &plan->cap_syms,
+                                             plan->n_syms + n + 1, sizeof(*plan->syms));
                 plan->nodes[idx].n    = (uint32_t)n;
                 plan->nodes[idx].syms = (uint32_t)plan->n_syms;
                 for (i = 0; i < n; i++) {
-                        const char *s = plan_str(plan,
-                                                 avro_schema_enum_get(t, (int)i));
+                        const char *s =
+                                plan_str(plan, avro_schema_enum_get(t, (int)i));
 
                         plan->syms[plan->n_syms].s     = s;
                         plan->syms[plan->n_syms++].len = strlen(s);
@@ -1174,7 +1175,7 @@ static int compile_type(struct comp *c, avro_schema_t t, json_t *j,
                                         path, avro_schema_name(t));
                         shell = named_shell(def, fullname);
                         free(fullname);
-                        r->type = veil_derive_named(c->names, shell);
+                        r->type = shell;
                 } else if (json_is_object(j)) {
                         r->type = json_deep_copy(j);
                 } else {
@@ -1205,12 +1206,11 @@ struct veil_plan *veil_plan_compile(const struct veil_schema *schema,
         avro_schema_t root;
         int rc;
 
-        c.plan        = plan;
-        c.schema      = schema;
-        c.opts        = opts;
-        c.errstr      = errstr;
-        c.errstr_size = errstr_size;
-        c.names       = veil_derive_names_new();
+        c.plan           = plan;
+        c.schema         = schema;
+        c.opts           = opts;
+        c.errstr         = errstr;
+        c.errstr_size    = errstr_size;
         plan->source_id  = schema->id;
         plan->output_id  = -1;
         plan->max_output = opts->max_output ? opts->max_output
@@ -1263,20 +1263,18 @@ struct veil_plan *veil_plan_compile(const struct veil_schema *schema,
                           opts->purpose->name);
                 goto err;
         }
-        plan->root         = r.node;
-        plan->derived      = r.type;
-        r.type             = NULL;
-        plan->derived_text = json_dumps(plan->derived,
-                                        JSON_COMPACT | JSON_ENCODE_ANY |
-                                                JSON_PRESERVE_ORDER);
+        plan->root    = r.node;
+        plan->derived = veil_derive_finish(r.type);
+        r.type        = NULL;
+        plan->derived_text =
+                json_dumps(plan->derived, JSON_COMPACT | JSON_ENCODE_ANY |
+                                                  JSON_PRESERVE_ORDER);
         if (!plan->derived_text)
                 abort();
-        veil_derive_names_destroy(c.names);
         free(c.memo);
         return plan;
 err:
         json_decref(r.type);
-        veil_derive_names_destroy(c.names);
         free(c.memo);
         veil_plan_destroy(plan);
         return NULL;
@@ -1286,8 +1284,8 @@ char *veil_derive_schema(const struct veil_schema *schema,
                          const struct veil_plan_opts *opts, char *errstr,
                          size_t errstr_size)
 {
-        struct veil_plan *plan = veil_plan_compile(schema, opts, errstr,
-                                                   errstr_size);
+        struct veil_plan *plan =
+                veil_plan_compile(schema, opts, errstr, errstr_size);
         char *text;
 
         if (!plan)
@@ -1300,9 +1298,9 @@ char *veil_derive_schema(const struct veil_schema *schema,
 /* ---- veil check ---------------------------------------------------------- */
 
 static int check_walk(const struct veil_schema *schema, avro_schema_t t,
-                      json_t *j, const char *ns, const struct veil_transform *tx,
-                      const char *sub, int depth, char *errstr,
-                      size_t errstr_size)
+                      json_t *j, const char *ns,
+                      const struct veil_transform *tx, const char *sub,
+                      int depth, char *errstr, size_t errstr_size)
 {
         enum pk kind;
         enum lt lt;
@@ -1316,9 +1314,9 @@ static int check_walk(const struct veil_schema *schema, avro_schema_t t,
         kind = pk_of(avro_typeof(t));
         switch (kind) {
         case PK_RECORD: {
-                struct comp c = {.schema = schema};
-                char *fn      = NULL, *ins;
-                json_t *def   = named_def(&c, t, j, ns, &fn);
+                struct comp c  = {.schema = schema};
+                char *fn       = NULL, *ins;
+                json_t *def    = named_def(&c, t, j, ns, &fn);
                 json_t *fields = json_object_get(def, "fields");
 
                 ins = inner_ns(fn ? fn : "");
@@ -1331,11 +1329,11 @@ static int check_walk(const struct veil_schema *schema, avro_schema_t t,
                                      avro_schema_record_field_name(t, (int)i)) <
                             0)
                                 abort();
-                        rc = check_walk(
-                                schema,
-                                avro_schema_record_field_get_by_index(t, (int)i),
-                                json_object_get(fj, "type"), ins, tx, s,
-                                depth + 1, errstr, errstr_size);
+                        rc = check_walk(schema,
+                                        avro_schema_record_field_get_by_index(
+                                                t, (int)i),
+                                        json_object_get(fj, "type"), ins, tx, s,
+                                        depth + 1, errstr, errstr_size);
                         free(s);
                 }
                 free(ins);
@@ -1428,13 +1426,14 @@ int veil_plan_check_field(const struct veil_schema *schema,
                    avro_schema_namespace(schema->avro)) {
                 ns = veil_strdup(avro_schema_namespace(schema->avro));
         }
-        rc = check_walk(schema, field->type, field->type_json, ns ? ns : "",
-                        tx, "", 0, errstr, errstr_size);
+        rc = check_walk(schema, field->type, field->type_json, ns ? ns : "", tx,
+                        "", 0, errstr, errstr_size);
         free(ns);
         return rc;
 }
 
-/* ---- executor ------------------------------------------------------------- */
+/* ---- executor -------------------------------------------------------------
+ */
 
 struct ex {
         const uint8_t *p;
@@ -1456,8 +1455,8 @@ struct ex {
                         return try_rc_;                                        \
         } while (0)
 
-static inline enum veil_wire_err ex_varint(struct ex *e, int max_bytes,
-                                           int64_t *v)
+static inline __attribute__((always_inline)) enum veil_wire_err
+ex_varint(struct ex *e, int max_bytes, int64_t *v)
 {
         /* Most varints in real records are one byte. */
         if (e->p < e->end && !(*e->p & 0x80)) {
@@ -1465,6 +1464,28 @@ static inline enum veil_wire_err ex_varint(struct ex *e, int max_bytes,
 
                 *v = (int64_t)(b >> 1) ^ -(int64_t)(b & 1);
                 return VEIL_WIRE_OK;
+        }
+        /* Far from the end no byte needs a bounds check (timestamps take
+         * 6 to 8 bytes). */
+        if (e->end - e->p >= VEIL_VARINT_MAX) {
+                const uint8_t *q = e->p;
+                uint64_t u       = 0;
+                int i;
+
+                for (i = 0; i < max_bytes; i++) {
+                        uint8_t b = q[i];
+
+                        u |= (uint64_t)(b & 0x7f) << (7 * i);
+                        if (b & 0x80)
+                                continue;
+                        if ((i == 9 && b > 1) ||
+                            (max_bytes <= 5 && u > UINT32_MAX))
+                                return VEIL_WIRE_BAD_VARINT;
+                        e->p = q + i + 1;
+                        *v   = (int64_t)(u >> 1) ^ -(int64_t)(u & 1);
+                        return VEIL_WIRE_OK;
+                }
+                return VEIL_WIRE_BAD_VARINT;
         }
         return veil_varint_read(&e->p, e->end, max_bytes, v);
 }
@@ -1509,9 +1530,8 @@ static enum veil_wire_err ex_put_bytes(struct ex *e, const void *p, size_t n)
 }
 
 /* Read the length and bytes of a string/bytes value. */
-static inline enum veil_wire_err ex_lenbytes(struct ex *e,
-                                             const uint8_t **data,
-                                             size_t *len)
+static inline __attribute__((always_inline)) enum veil_wire_err
+ex_lenbytes(struct ex *e, const uint8_t **data, size_t *len)
 {
         int64_t n;
 
@@ -1528,9 +1548,9 @@ static inline enum veil_wire_err ex_lenbytes(struct ex *e,
 
 /* A block header of an array or map: the item count (negative counts are
  * followed by the block's size in bytes, which *sizep gets; else -1). */
-static inline enum veil_wire_err ex_block(struct ex *e, const struct pnode *item,
-                                          bool map, int64_t *countp,
-                                          int64_t *sizep)
+static inline enum veil_wire_err ex_block(struct ex *e,
+                                          const struct pnode *item, bool map,
+                                          int64_t *countp, int64_t *sizep)
 {
         int64_t count, size = -1;
         uint64_t min;
@@ -1561,30 +1581,24 @@ static inline enum veil_wire_err ex_block(struct ex *e, const struct pnode *item
         return VEIL_WIRE_OK;
 }
 
-static enum veil_wire_err ex_skip_node(struct ex *e, const struct pnode *node,
-                                       int depth);
-
-static enum veil_wire_err ex_skip(struct ex *e, const struct pnode *node,
-                                  int depth)
+/* Remember the innermost path an error passes through (cold path). */
+static enum veil_wire_err __attribute__((noinline, cold))
+ex_fail(struct ex *e, const struct pnode *node, enum veil_wire_err rc)
 {
-        enum veil_wire_err rc = ex_skip_node(e, node, depth);
-
-        if (rc && !e->err_path)
+        if (!e->err_path)
                 e->err_path = node->path;
         return rc;
 }
 
-static enum veil_wire_err ex_skip_node(struct ex *e, const struct pnode *node,
-                                       int depth)
+/* Validate and skip one leaf value (kinds below PK_RECORD). Inline: most
+ * of a record is leaves, and a call per leaf costs as much as the work. */
+static inline __attribute__((always_inline)) enum veil_wire_err
+ex_skip_leaf(struct ex *e, const struct pnode *node)
 {
-        const struct veil_plan *plan = e->plan;
         const uint8_t *data;
         size_t len;
         int64_t v;
-        uint32_t i;
 
-        if (node->act == PA_DROP || node->act == PA_NULLIFY)
-                node = &plan->nodes[node->kids];
         switch (node->kind) {
         case PK_NULL:
                 return VEIL_WIRE_OK;
@@ -1613,17 +1627,42 @@ static enum veil_wire_err ex_skip_node(struct ex *e, const struct pnode *node,
         case PK_STRING:
                 return ex_lenbytes(e, &data, &len);
         case PK_ENUM:
+        default:
                 TRY(ex_varint(e, 5, &v));
                 if (v < 0 || v >= (int64_t)node->n)
                         return VEIL_WIRE_BAD_VALUE;
                 return VEIL_WIRE_OK;
+        }
+}
+
+static enum veil_wire_err ex_skip(struct ex *e, const struct pnode *node,
+                                  int depth)
+{
+        const struct veil_plan *plan = e->plan;
+        enum veil_wire_err rc;
+        const uint8_t *data;
+        size_t len;
+        int64_t v;
+        uint32_t i;
+
+        if (node->act == PA_DROP || node->act == PA_NULLIFY)
+                node = &plan->nodes[node->kids];
+        if (node->kind < PK_RECORD)
+                return ex_skip_leaf(e, node);
+        if (depth >= VEIL_PLAN_MAX_DEPTH)
+                return VEIL_WIRE_TOO_DEEP;
+        switch (node->kind) {
         case PK_RECORD:
-                if (depth >= VEIL_PLAN_MAX_DEPTH)
-                        return VEIL_WIRE_TOO_DEEP;
-                for (i = 0; i < node->n; i++)
-                        TRY(ex_skip(e,
-                                    &plan->nodes[plan->kids[node->kids + i].node],
-                                    depth + 1));
+                for (i = 0; i < node->n; i++) {
+                        const struct pnode *k =
+                                &plan->nodes[plan->kids[node->kids + i].node];
+
+                        rc = k->kind < PK_RECORD && k->act == PA_PASS
+                                     ? ex_skip_leaf(e, k)
+                                     : ex_skip(e, k, depth + 1);
+                        if (rc)
+                                return ex_fail(e, k, rc);
+                }
                 return VEIL_WIRE_OK;
         case PK_ARRAY:
         case PK_MAP: {
@@ -1631,8 +1670,6 @@ static enum veil_wire_err ex_skip_node(struct ex *e, const struct pnode *node,
                 bool map                 = node->kind == PK_MAP;
                 int64_t count, size, k;
 
-                if (depth >= VEIL_PLAN_MAX_DEPTH)
-                        return VEIL_WIRE_TOO_DEEP;
                 for (;;) {
                         const uint8_t *block;
 
@@ -1643,23 +1680,30 @@ static enum veil_wire_err ex_skip_node(struct ex *e, const struct pnode *node,
                         for (k = 0; k < count; k++) {
                                 if (map)
                                         TRY(ex_lenbytes(e, &data, &len));
-                                TRY(ex_skip(e, item, depth + 1));
+                                rc = item->kind < PK_RECORD &&
+                                                     item->act == PA_PASS
+                                             ? ex_skip_leaf(e, item)
+                                             : ex_skip(e, item, depth + 1);
+                                if (rc)
+                                        return ex_fail(e, item, rc);
                         }
                         if (size >= 0 && e->p - block != size)
                                 return VEIL_WIRE_BAD_LENGTH;
                 }
         }
         case PK_UNION:
-                if (depth >= VEIL_PLAN_MAX_DEPTH)
-                        return VEIL_WIRE_TOO_DEEP;
+        default: {
+                const struct pnode *b;
+
                 TRY(ex_varint(e, 5, &v));
                 if (v < 0 || v >= (int64_t)node->n)
                         return VEIL_WIRE_BAD_UNION_INDEX;
-                return ex_skip(e,
-                               &plan->nodes[plan->kids[node->kids + v].node],
-                               depth + 1);
-        default:
-                return VEIL_WIRE_BAD_VALUE;
+                b  = &plan->nodes[plan->kids[node->kids + v].node];
+                rc = b->kind < PK_RECORD && b->act == PA_PASS
+                             ? ex_skip_leaf(e, b)
+                             : ex_skip(e, b, depth + 1);
+                return rc ? ex_fail(e, b, rc) : VEIL_WIRE_OK;
+        }
         }
 }
 
@@ -1729,8 +1773,8 @@ static enum veil_wire_err ex_generalize_num(struct ex *e,
 
                 if (node->logical == LT_DATE) {
                         r = veil_tx_year_from_days((int32_t)iv);
-                } else if (veil_tx_bucket_int((int32_t)iv,
-                                              tx->generalize.width, &r)) {
+                } else if (veil_tx_bucket_int((int32_t)iv, tx->generalize.width,
+                                              &r)) {
                         return VEIL_WIRE_BAD_VALUE;
                 }
                 ex_put_varint(e, r);
@@ -1787,7 +1831,7 @@ static enum veil_wire_err ex_tx(struct ex *e, const struct pnode *node)
 {
         const struct veil_transform *tx = node->tx;
         struct veil_plan_env *env       = e->env;
-        const uint8_t *vstart           = e->p, *data = NULL;
+        const uint8_t *vstart = e->p, *data = NULL;
         char numbuf[24];
         size_t len = 0, n;
         int64_t iv = 0;
@@ -1866,8 +1910,8 @@ static enum veil_wire_err ex_tx(struct ex *e, const struct pnode *node)
                 char err[128];
 
                 if (veil_redact_text(env->detect, env->detect_scratch, tx,
-                                     (const char *)data, len, &env->text,
-                                     NULL, err, sizeof(err)))
+                                     (const char *)data, len, &env->text, NULL,
+                                     err, sizeof(err)))
                         return VEIL_WIRE_TRANSFORM_FAILED;
                 return ex_put_bytes(e, env->text.data, env->text.len);
         }
@@ -1883,23 +1927,11 @@ static enum veil_wire_err ex_tx(struct ex *e, const struct pnode *node)
         }
 }
 
-static enum veil_wire_err ex_run_node(struct ex *e, const struct pnode *node,
-                                      int depth);
-
 static enum veil_wire_err ex_run(struct ex *e, const struct pnode *node,
                                  int depth)
 {
-        enum veil_wire_err rc = ex_run_node(e, node, depth);
-
-        if (rc && !e->err_path)
-                e->err_path = node->path;
-        return rc;
-}
-
-static enum veil_wire_err ex_run_node(struct ex *e, const struct pnode *node,
-                                      int depth)
-{
         const struct veil_plan *plan = e->plan;
+        enum veil_wire_err rc;
         uint32_t i;
 
         switch (node->act) {
@@ -1926,13 +1958,43 @@ static enum veil_wire_err ex_run_node(struct ex *e, const struct pnode *node,
                 return VEIL_WIRE_TOO_DEEP;
         switch (node->kind) {
         case PK_RECORD:
-                for (i = 0; i < node->n; i++)
-                        TRY(ex_run(e,
-                                   &plan->nodes[plan->kids[node->kids + i].node],
-                                   depth + 1));
+                for (i = 0; i < node->n; i++) {
+                        const struct pnode *k =
+                                &plan->nodes[plan->kids[node->kids + i].node];
+                        const struct pnode *sk;
+
+                        /* PASS and DROP fields dominate: no call for them
+                         * when they are leaves. */
+                        switch (k->act) {
+                        case PA_PASS:
+                                rc = k->kind < PK_RECORD
+                                             ? ex_skip_leaf(e, k)
+                                             : ex_skip(e, k, depth + 1);
+                                break;
+                        case PA_DROP:
+                                sk = &plan->nodes[k->kids];
+                                rc = ex_flush(e, e->p);
+                                if (!rc)
+                                        rc = sk->kind < PK_RECORD
+                                                     ? ex_skip_leaf(e, sk)
+                                                     : ex_skip(e, sk,
+                                                               depth + 1);
+                                e->copy = e->p;
+                                break;
+                        case PA_TX:
+                                rc = ex_tx(e, k);
+                                break;
+                        default:
+                                rc = ex_run(e, k, depth + 1);
+                                break;
+                        }
+                        if (rc)
+                                return ex_fail(e, k, rc);
+                }
                 return VEIL_WIRE_OK;
         case PK_UNION: {
                 const uint8_t *at = e->p;
+                const struct pnode *b;
                 const struct pkid *k;
                 int64_t v;
 
@@ -1946,7 +2008,14 @@ static enum veil_wire_err ex_run_node(struct ex *e, const struct pnode *node,
                         ex_put_varint(e, k->out);
                         e->copy = e->p;
                 }
-                return ex_run(e, &plan->nodes[k->node], depth + 1);
+                b = &plan->nodes[k->node];
+                if (b->act == PA_TX)
+                        rc = ex_tx(e, b);
+                else if (b->kind < PK_RECORD && b->act == PA_PASS)
+                        rc = ex_skip_leaf(e, b);
+                else
+                        rc = ex_run(e, b, depth + 1);
+                return rc ? ex_fail(e, b, rc) : VEIL_WIRE_OK;
         }
         case PK_ARRAY:
         case PK_MAP: {
@@ -1974,7 +2043,9 @@ static enum veil_wire_err ex_run_node(struct ex *e, const struct pnode *node,
                         for (k = 0; k < count; k++) {
                                 if (map)
                                         TRY(ex_lenbytes(e, &data, &len));
-                                TRY(ex_run(e, item, depth + 1));
+                                rc = ex_run(e, item, depth + 1);
+                                if (rc)
+                                        return ex_fail(e, item, rc);
                         }
                         if (size >= 0 && e->p - block != size)
                                 return VEIL_WIRE_BAD_LENGTH;
@@ -1991,29 +2062,36 @@ enum veil_wire_err veil_plan_exec(const struct veil_plan *plan,
                                   struct veil_buf *out,
                                   struct veil_plan_error *err)
 {
+        struct veil_plan_env local = {0};
         struct ex e;
         size_t start_len = out->len;
         enum veil_wire_err rc;
 
+        /* Without an env, masks still need a working buffer: a local one
+         * (allocated per record, so callers in a loop pass their own). */
+        if (!env)
+                env = &local;
         memset(&e, 0, sizeof(e));
         e.p = e.start = e.copy = body;
         e.end                  = body + len;
         e.out                  = out;
         e.plan                 = plan;
         e.env                  = env;
-        e.limit = plan->max_output > SIZE_MAX - start_len
-                          ? SIZE_MAX
-                          : start_len + plan->max_output;
-        if ((plan->needs_keys && (!env || !env->keys)) ||
-            (plan->needs_detect &&
-             (!env || !env->detect || !env->detect_scratch)))
+        e.limit                = plan->max_output > SIZE_MAX - start_len
+                                         ? SIZE_MAX
+                                         : start_len + plan->max_output;
+        if ((plan->needs_keys && !env->keys) ||
+            (plan->needs_detect && (!env->detect || !env->detect_scratch)))
                 rc = VEIL_WIRE_TRANSFORM_FAILED;
         else
                 rc = ex_run(&e, &plan->nodes[plan->root], 0);
+        if (rc)
+                ex_fail(&e, &plan->nodes[plan->root], rc);
         if (!rc && e.p != e.end)
                 rc = VEIL_WIRE_TRAILING_BYTES;
         if (!rc)
                 rc = ex_flush(&e, e.p);
+        veil_plan_env_free(&local);
         if (rc) {
                 out->len = start_len;
                 if (err) {
@@ -2040,6 +2118,7 @@ enum veil_wire_err veil_plan_exec_framed(const struct veil_plan *plan,
         struct veil_wire_frame frame;
         enum veil_wire_err rc = veil_wire_parse(msg, len, &frame);
 
+        out->len = 0;
         if (!rc && frame.tombstone)
                 rc = VEIL_WIRE_TOO_SHORT;
         if (rc) {
@@ -2050,7 +2129,6 @@ enum veil_wire_err veil_plan_exec_framed(const struct veil_plan *plan,
                 }
                 return rc;
         }
-        out->len = 0;
         if (!veil_buf_reserve(out, VEIL_WIRE_HEADER_SIZE)) {
                 if (err) {
                         err->code   = VEIL_WIRE_TOO_LARGE;
@@ -2061,14 +2139,14 @@ enum veil_wire_err veil_plan_exec_framed(const struct veil_plan *plan,
         }
         veil_wire_header_write(out->data, plan->output_id);
         out->len = VEIL_WIRE_HEADER_SIZE;
-        rc       = veil_plan_exec(plan, env, frame.body, frame.body_len, out,
-                                  err);
+        rc = veil_plan_exec(plan, env, frame.body, frame.body_len, out, err);
         if (rc)
                 out->len = 0;
         return rc;
 }
 
-/* ---- cache ------------------------------------------------------------------ */
+/* ---- cache ------------------------------------------------------------------
+ */
 
 struct cache_entry {
         int schema_id;
@@ -2091,7 +2169,7 @@ struct veil_plan_cache {
 static uint64_t cache_hash(int schema_id, const char *purpose,
                            const char *digest, bool key)
 {
-        uint64_t h = 1469598103934665603ULL;
+        uint64_t h  = 1469598103934665603ULL;
         uint32_t id = (uint32_t)schema_id;
         int i;
 
@@ -2175,9 +2253,9 @@ struct veil_plan *veil_plan_cache_get(struct veil_plan_cache *cache,
                                       const char *policy_digest, bool key)
 {
         uint64_t h = cache_hash(schema_id, purpose, policy_digest, key);
-        struct cache_entry **pp = cache_find(cache, h, schema_id, purpose,
-                                             policy_digest ? policy_digest : "",
-                                             key);
+        struct cache_entry **pp =
+                cache_find(cache, h, schema_id, purpose,
+                           policy_digest ? policy_digest : "", key);
 
         if (!*pp)
                 return NULL;
@@ -2212,7 +2290,7 @@ struct veil_plan *veil_plan_cache_put(struct veil_plan_cache *cache,
                                       struct veil_plan *plan)
 {
         const char *digest = policy_digest ? policy_digest : "";
-        uint64_t h = cache_hash(schema_id, purpose, policy_digest, key);
+        uint64_t h         = cache_hash(schema_id, purpose, policy_digest, key);
         struct cache_entry **pp, *ent;
 
         pp = cache_find(cache, h, schema_id, purpose, digest, key);

@@ -117,11 +117,11 @@ int veil_plan_check_field(const struct veil_schema *schema,
  * per purpose for `keys`, whose ciphers are not thread-safe). The buffers
  * grow on first use and are reused: steady state allocates nothing. */
 struct veil_plan_env {
-        struct veil_tx_keys *keys;                 /* hash/encrypt */
-        const struct veil_detect_engine *detect;   /* redact_text */
+        struct veil_tx_keys *keys;               /* hash/encrypt */
+        const struct veil_detect_engine *detect; /* redact_text */
         struct veil_detect_scratch *detect_scratch;
-        struct veil_buf tmp;                       /* owned */
-        struct veil_text_buf text;                 /* owned */
+        struct veil_buf tmp;       /* owned */
+        struct veil_text_buf text; /* owned */
 };
 
 /* Frees the env's own buffers (not keys, engine or scratch). */
@@ -136,17 +136,21 @@ struct veil_plan_error {
 };
 
 /* Rewrite one Avro body (no framing) and append the result to `out` (its
- * len is not reset). On error out->len is restored and `err` says why. */
+ * len is not reset). On error out->len is restored and `err` (may be NULL)
+ * says why. A plan is read-only here: threads may share it, each with its
+ * own env. `env` may be NULL for plans without hash, encrypt and
+ * redact_text. Steady state (same env and out reused) allocates nothing. */
 enum veil_wire_err veil_plan_exec(const struct veil_plan *plan,
                                   struct veil_plan_env *env,
                                   const uint8_t *body, size_t len,
                                   struct veil_buf *out,
                                   struct veil_plan_error *err);
 
-/* Rewrite a framed message: out is reset to the 5-byte header with the
- * plan's output id followed by the rewritten body. A tombstone (msg NULL)
- * is not handled here: the caller forwards it. bad-magic / too-short for
- * bad framing; the schema id is the caller's business (it chose the plan). */
+/* Rewrite a framed message: out is reset (also on error) to the 5-byte
+ * header with the plan's output id followed by the rewritten body.
+ * Tombstones (msg NULL) are the caller's to forward; here they are
+ * too-short. bad-magic / too-short for bad framing; the schema id is the
+ * caller's business (it chose the plan). */
 enum veil_wire_err veil_plan_exec_framed(const struct veil_plan *plan,
                                          struct veil_plan_env *env,
                                          const void *msg, size_t len,

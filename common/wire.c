@@ -45,11 +45,11 @@ enum veil_wire_err veil_wire_parse(const void *buf, size_t len,
                 return VEIL_WIRE_BAD_MAGIC;
         if (len < VEIL_WIRE_HEADER_SIZE)
                 return VEIL_WIRE_TOO_SHORT;
-        frame->schema_id = (int32_t)(((uint32_t)b[1] << 24) |
-                                     ((uint32_t)b[2] << 16) |
-                                     ((uint32_t)b[3] << 8) | (uint32_t)b[4]);
-        frame->body      = b + VEIL_WIRE_HEADER_SIZE;
-        frame->body_len  = len - VEIL_WIRE_HEADER_SIZE;
+        frame->schema_id =
+                (int32_t)(((uint32_t)b[1] << 24) | ((uint32_t)b[2] << 16) |
+                          ((uint32_t)b[3] << 8) | (uint32_t)b[4]);
+        frame->body     = b + VEIL_WIRE_HEADER_SIZE;
+        frame->body_len = len - VEIL_WIRE_HEADER_SIZE;
         return VEIL_WIRE_OK;
 }
 

@@ -14,18 +14,18 @@
  * rename one, only add. */
 enum veil_wire_err {
         VEIL_WIRE_OK = 0,
-        VEIL_WIRE_BAD_MAGIC,       /* first byte is not 0x00 */
-        VEIL_WIRE_TOO_SHORT,       /* fewer than 5 bytes of framing */
-        VEIL_WIRE_UNKNOWN_SCHEMA,  /* the registry does not know the id */
-        VEIL_WIRE_TRUNCATED,       /* the Avro body ends inside a value */
-        VEIL_WIRE_TRAILING_BYTES,  /* bytes left after the top value */
-        VEIL_WIRE_BAD_VARINT,      /* over-long or out-of-range varint */
-        VEIL_WIRE_BAD_UNION_INDEX, /* union branch index out of range */
-        VEIL_WIRE_BAD_LENGTH,      /* negative or impossible length/count */
-        VEIL_WIRE_TOO_DEEP,        /* nesting beyond the depth limit */
-        VEIL_WIRE_BAD_VALUE,       /* enum index out of range, boolean not
-                                    * 0/1, decimal wider than its type */
-        VEIL_WIRE_TOO_LARGE,       /* output would exceed the size limit */
+        VEIL_WIRE_BAD_MAGIC,        /* first byte is not 0x00 */
+        VEIL_WIRE_TOO_SHORT,        /* fewer than 5 bytes of framing */
+        VEIL_WIRE_UNKNOWN_SCHEMA,   /* the registry does not know the id */
+        VEIL_WIRE_TRUNCATED,        /* the Avro body ends inside a value */
+        VEIL_WIRE_TRAILING_BYTES,   /* bytes left after the top value */
+        VEIL_WIRE_BAD_VARINT,       /* over-long or out-of-range varint */
+        VEIL_WIRE_BAD_UNION_INDEX,  /* union branch index out of range */
+        VEIL_WIRE_BAD_LENGTH,       /* negative or impossible length/count */
+        VEIL_WIRE_TOO_DEEP,         /* nesting beyond the depth limit */
+        VEIL_WIRE_BAD_VALUE,        /* enum index out of range, boolean not
+                                     * 0/1, decimal wider than its type */
+        VEIL_WIRE_TOO_LARGE,        /* output would exceed the size limit */
         VEIL_WIRE_TRANSFORM_FAILED, /* a transform failed (crypto error) */
         VEIL_WIRE__COUNT,
 };
@@ -35,11 +35,11 @@ enum veil_wire_err {
 const char *veil_wire_error_code(enum veil_wire_err err);
 
 /* Confluent framing: 0x00, 4-byte big-endian schema id, Avro body. */
-#define VEIL_WIRE_MAGIC       0x00
+#define VEIL_WIRE_MAGIC 0x00
 #define VEIL_WIRE_HEADER_SIZE 5
 
 struct veil_wire_frame {
-        bool tombstone;      /* null value: not an error, nothing else set */
+        bool tombstone; /* null value: not an error, nothing else set */
         int32_t schema_id;
         const uint8_t *body; /* points into the message */
         size_t body_len;

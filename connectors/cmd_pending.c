@@ -7,13 +7,6 @@
 #include "commands.h"
 #include "veil.h"
 
-static const struct veil_cmd_help help_run = {
-        "run", "run -c FILE",
-        "The worker: consume the routes' source topics, license each record "
-        "for every purpose,\nproduce to the purpose topics exactly once, "
-        "retain and erase.",
-        "options:\n  -c, --config FILE   the pipeline (config/veil.yaml)\n"
-        "exit: 0 on clean shutdown (SIGINT/SIGTERM)\n"};
 static const struct veil_cmd_help help_erase = {
         "erase", "erase -c FILE [--file KEYS] KEY…",
         "Publish erasure requests: every purpose topic gets a tombstone for "
@@ -51,11 +44,6 @@ static int pending(const struct veil_cmd_help *h, int issue, int argc,
                 "%d)\n",
                 h->name, issue);
         return VEIL_EXIT_USAGE;
-}
-
-int veil_cmd_run(int argc, char **argv)
-{
-        return pending(&help_run, 5, argc, argv);
 }
 
 int veil_cmd_erase(int argc, char **argv)

@@ -1,9 +1,87 @@
 #!/usr/bin/env bash
-# demo.sh - `make demo`: arrives with the worker (issue 5). Until then,
-# show what Veil can already do on the demo pipeline: `veil check`.
-set -uo pipefail
+# demo.sh - `make demo`: a dev broker (`veil broker`), a file:// registry
+# copied from schemas/, ~20 generated customers plus malformed records and an
+# upstream delete, `veil run` over config/veil.yaml, and a side-by-side view
+# of what each purpose received. Finishes by itself and cleans up.
+set -euo pipefail
 cd "$(dirname "$0")/.."
-echo "The streaming demo arrives with the worker (veil run). Meanwhile:"
-echo "\$ build/veil check -c config/veil.yaml"
-build/veil check -c config/veil.yaml
-exit 0
+repo="$PWD"
+veil="${VEIL:-$repo/build/veil}"
+py="${VEIL_CACHE:-$HOME/.cache/veil}/venv/bin/python"
+[ -x "$veil" ] || { echo "demo: build/veil is missing (run make)" >&2; exit 2; }
+[ -x "$py" ] || { echo "demo: no venv at $py (run make deps)" >&2; exit 2; }
+
+tmp="$(mktemp -d /tmp/veil-demo.XXXXXX)"
+broker_pid=""
+worker_pid=""
+cleanup() {
+  [ -n "$worker_pid" ] && kill "$worker_pid" 2>/dev/null && wait "$worker_pid" 2>/dev/null
+  [ -n "$broker_pid" ] && kill "$broker_pid" 2>/dev/null && wait "$broker_pid" 2>/dev/null
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# 1. The dev broker, every topic of the pipeline created up front.
+topics=(customers customers.analytics customers.marketing customers.support
+        veil.dlq veil.audit)
+args=()
+for t in "${topics[@]}"; do args+=(--topic "$t:1"); done
+mkfifo "$tmp/broker.out"
+"$veil" broker "${args[@]}" >"$tmp/broker.out" 2>"$tmp/broker.err" &
+broker_pid=$!
+exec 3<"$tmp/broker.out"
+if ! read -r -t 20 bootstrap <&3; then
+  echo "demo: veil broker did not start:" >&2
+  cat "$tmp/broker.err" >&2
+  exit 1
+fi
+# Keep draining the broker's stdout so it never blocks on a full pipe.
+cat <&3 >/dev/null &
+echo "demo: veil broker at $bootstrap"
+
+# 2. The registry: a private copy of schemas/ (registrations of the derived
+# schemas land there, not in the repository).
+cp -r schemas "$tmp/registry"
+# 3. The pipeline: config/veil.yaml pointed at the broker and the copy.
+sed -e "s#^  bootstrap.servers: .*#  bootstrap.servers: $bootstrap#" \
+    -e "s#url: file://../schemas#url: file://$tmp/registry#" \
+    -e "s#hmac_key_file: dev-hmac.key#hmac_key_file: $repo/config/dev-hmac.key#" \
+    -e "/^metrics:/d" config/veil.yaml >"$tmp/veil.yaml"
+
+# 4. Sample customers in Confluent framing (the schema id comes from the
+# registry's manifest), plus two malformed records and one upstream delete.
+echo "demo: producing 20 customers, 2 malformed records, 1 tombstone"
+"$py" scripts/demo_produce.py --bootstrap "$bootstrap" --registry "$tmp/registry" \
+  --count 20 --malformed --tombstone >/dev/null
+
+# 5. The worker, until it has read everything (--once), with a deadline.
+echo "demo: \$ veil run -c config/veil.yaml --once   (logs: JSON lines, never values)"
+"$veil" run -c "$tmp/veil.yaml" --once 2>"$tmp/worker.log" &
+worker_pid=$!
+for _ in $(seq 1 450); do
+  kill -0 "$worker_pid" 2>/dev/null || break
+  sleep 0.1
+done
+if kill -0 "$worker_pid" 2>/dev/null; then
+  echo "demo: the worker did not finish in 45 s" >&2
+  tail -20 "$tmp/worker.log" >&2
+  exit 1
+fi
+status=0
+wait "$worker_pid" || status=$?
+worker_pid=""
+grep -E '"event":"(start|dlq|stop)"' "$tmp/worker.log" | sed 's/^/  /' || true
+if [ "$status" != 0 ]; then
+  echo "demo: veil run exited $status" >&2
+  tail -20 "$tmp/worker.log" >&2
+  exit 1
+fi
+
+# 6. The view.
+"$py" scripts/demo_produce.py show --bootstrap "$bootstrap" --registry "$tmp/registry" \
+  --purpose analytics=customers.analytics --purpose marketing=customers.marketing \
+  --purpose support=customers.support
+echo
+echo "demo: done (the dev broker keeps aborted transactions visible; see DESIGN.md §6)"

@@ -44,8 +44,8 @@ struct avro_ref;
  * not follow recursive types). Refused transforms drop the position, as a
  * plan compiled with on_refuse does. */
 struct avro_ref *avro_ref_new(const struct veil_schema *schema,
-                              const struct veil_plan_opts *opts,
-                              char *errstr, size_t errstr_size);
+                              const struct veil_plan_opts *opts, char *errstr,
+                              size_t errstr_size);
 void avro_ref_destroy(struct avro_ref *ref);
 
 /* Transform `src` (a value of schema->avro) into `dst` (a fresh value of the
@@ -62,8 +62,7 @@ uint64_t avro_ref_below(uint64_t *state, uint64_t n);
 
 /* Fill `value` with random data of its schema. `json` is the schema JSON
  * node for the value's type (for logical types); may be NULL. */
-void avro_ref_random_value(uint64_t *state, avro_value_t *value,
-                           json_t *json, const struct veil_schema *schema,
-                           int depth);
+void avro_ref_random_value(uint64_t *state, avro_value_t *value, json_t *json,
+                           const struct veil_schema *schema, int depth);
 
 #endif

@@ -15,16 +15,17 @@
 #include "util.h"
 #include "veil.h"
 
-/* ---- policy builder -------------------------------------------------------- */
+/* ---- policy builder --------------------------------------------------------
+ */
 
 void avro_ref_class(struct veil_policy *policy, const char *name,
                     enum veil_tier tier)
 {
         struct veil_class *c;
 
-        policy->classes = veil_realloc(policy->classes,
-                                       (policy->n_classes + 1) *
-                                               sizeof(*policy->classes));
+        policy->classes =
+                veil_realloc(policy->classes, (policy->n_classes + 1) *
+                                                      sizeof(*policy->classes));
         c = &policy->classes[policy->n_classes++];
         memset(c, 0, sizeof(*c));
         c->name = veil_strdup(name);
@@ -39,7 +40,7 @@ struct veil_purpose *avro_ref_purpose(struct veil_policy *policy,
         policy->purposes = veil_realloc(policy->purposes,
                                         (policy->n_purposes + 1) *
                                                 sizeof(*policy->purposes));
-        p = &policy->purposes[policy->n_purposes++];
+        p                = &policy->purposes[policy->n_purposes++];
         memset(p, 0, sizeof(*p));
         p->name       = veil_strdup(name);
         p->license_id = veil_strdup("LIC-TEST");
@@ -47,23 +48,22 @@ struct veil_purpose *avro_ref_purpose(struct veil_policy *policy,
 }
 
 struct veil_transform *avro_ref_rule(struct veil_purpose *purpose,
-                                     const char *target,
-                                     enum veil_tx_kind kind)
+                                     const char *target, enum veil_tx_kind kind)
 {
         struct veil_tx_rule *r;
 
-        purpose->rules = veil_realloc(purpose->rules, (purpose->n_rules + 1) *
-                                                              sizeof(*r));
-        r = &purpose->rules[purpose->n_rules++];
+        purpose->rules = veil_realloc(purpose->rules,
+                                      (purpose->n_rules + 1) * sizeof(*r));
+        r              = &purpose->rules[purpose->n_rules++];
         memset(r, 0, sizeof(*r));
-        r->target                = veil_strdup(target);
-        r->tx.kind               = kind;
-        r->tx.mask.keep_last     = 4;
-        r->tx.mask.mask_char     = '*';
-        r->tx.generalize.width   = 10;
-        r->tx.generalize.prefix  = 1;
-        r->tx.encrypt.mode       = VEIL_ENCRYPT_SIV;
-        r->tx.encrypt.output     = VEIL_ENCRYPT_OUT_STRING;
+        r->target               = veil_strdup(target);
+        r->tx.kind              = kind;
+        r->tx.mask.keep_last    = 4;
+        r->tx.mask.mask_char    = '*';
+        r->tx.generalize.width  = 10;
+        r->tx.generalize.prefix = 1;
+        r->tx.encrypt.mode      = VEIL_ENCRYPT_SIV;
+        r->tx.encrypt.output    = VEIL_ENCRYPT_OUT_STRING;
         return &r->tx;
 }
 
@@ -72,9 +72,9 @@ struct veil_route *avro_ref_route(struct veil_policy *policy,
 {
         struct veil_route *r;
 
-        policy->routes = veil_realloc(policy->routes, (policy->n_routes + 1) *
-                                                              sizeof(*r));
-        r = &policy->routes[policy->n_routes++];
+        policy->routes = veil_realloc(policy->routes,
+                                      (policy->n_routes + 1) * sizeof(*r));
+        r              = &policy->routes[policy->n_routes++];
         memset(r, 0, sizeof(*r));
         r->source    = veil_strdup(source);
         r->key_class = key_class ? veil_strdup(key_class) : NULL;
@@ -84,9 +84,9 @@ struct veil_route *avro_ref_route(struct veil_policy *policy,
 void avro_ref_override(struct veil_route *route, const char *path,
                        const char *label)
 {
-        route->classify = veil_realloc(route->classify,
-                                       (route->n_classify + 1) *
-                                               sizeof(*route->classify));
+        route->classify =
+                veil_realloc(route->classify, (route->n_classify + 1) *
+                                                      sizeof(*route->classify));
         route->classify[route->n_classify].path    = veil_strdup(path);
         route->classify[route->n_classify++].label = veil_strdup(label);
 }
@@ -101,13 +101,22 @@ void avro_ref_tag_class(struct veil_policy *policy, const char *tag,
         policy->tag_classes[policy->n_tag_classes++].label = veil_strdup(label);
 }
 
-/* ---- decision tree ----------------------------------------------------------- */
+/* ---- decision tree
+ * ----------------------------------------------------------- */
 
 enum ract { R_KEEP, R_DROP, R_NULL, R_TX, R_RECORD, R_ARRAY, R_MAP, R_UNION };
 
 /* Time-like logical types the reference cares about. */
-enum rlt { RL_NONE, RL_DATE, RL_TS_MS, RL_TS_US, RL_TS_NS, RL_OTHER_NUM,
-           RL_UUID, RL_DECIMAL };
+enum rlt {
+        RL_NONE,
+        RL_DATE,
+        RL_TS_MS,
+        RL_TS_US,
+        RL_TS_NS,
+        RL_OTHER_NUM,
+        RL_UUID,
+        RL_DECIMAL
+};
 
 struct rnode {
         enum ract act;
@@ -163,17 +172,19 @@ static avro_schema_t deref(avro_schema_t t)
 
 static json_t *unwrap(json_t *j)
 {
-        while (json_is_object(j) && (json_is_object(json_object_get(j, "type")) ||
-                                     json_is_array(json_object_get(j, "type"))))
+        while (json_is_object(j) &&
+               (json_is_object(json_object_get(j, "type")) ||
+                json_is_array(json_object_get(j, "type"))))
                 j = json_object_get(j, "type");
         return j;
 }
 
 static enum rlt logical(avro_type_t at, json_t *j)
 {
-        const char *s = json_is_object(j) ? json_string_value(json_object_get(
-                                                    j, "logicalType"))
-                                          : NULL;
+        const char *s =
+                json_is_object(j)
+                        ? json_string_value(json_object_get(j, "logicalType"))
+                        : NULL;
 
         if (!s)
                 return RL_NONE;
@@ -213,8 +224,7 @@ static bool accepts(enum veil_tx_kind k, avro_type_t at, enum rlt lt)
                 return (at == AVRO_INT32 || at == AVRO_INT64 ||
                         at == AVRO_FLOAT || at == AVRO_DOUBLE ||
                         at == AVRO_STRING) &&
-                       lt != RL_OTHER_NUM && lt != RL_UUID &&
-                       lt != RL_DECIMAL;
+                       lt != RL_OTHER_NUM && lt != RL_UUID && lt != RL_DECIMAL;
         return false;
 }
 
@@ -222,7 +232,7 @@ static json_t *find_def(struct avro_ref *ref, avro_schema_t t, json_t *j,
                         const char *ns, char **nsp)
 {
         const char *ref_name = NULL, *name;
-        json_t *def = NULL;
+        json_t *def          = NULL;
         char *fn;
 
         if (json_is_object(j) && json_is_string(json_object_get(j, "name")))
@@ -256,7 +266,8 @@ static json_t *find_def(struct avro_ref *ref, avro_schema_t t, json_t *j,
                 name = json_string_value(json_object_get(def, "name"));
                 own  = json_string_value(json_object_get(def, "namespace"));
                 if (strrchr(name, '.'))
-                        *nsp = strndup(name, (size_t)(strrchr(name, '.') - name));
+                        *nsp = strndup(name,
+                                       (size_t)(strrchr(name, '.') - name));
                 else
                         *nsp = veil_strdup(own ? own : ns);
         }
@@ -282,7 +293,7 @@ static struct rnode *ref_position(struct avro_ref *ref, avro_schema_t t,
                                   const char *inherited, json_t *field_json,
                                   bool keep_all, int depth)
 {
-        const struct veil_policy *policy = ref->opts->policy;
+        const struct veil_policy *policy  = ref->opts->policy;
         struct veil_field_annotations ann = {0};
         const struct veil_schema_field *f = NULL;
         const struct veil_transform *tx;
@@ -294,16 +305,23 @@ static struct rnode *ref_position(struct avro_ref *ref, avro_schema_t t,
                 return ref_type(ref, t, j, ns, path, NULL, NULL, true, false,
                                 depth);
         if (field_json) {
-                f = veil_schema_field(ref->schema, path);
+                size_t k;
+
+                /* The entry of this very field: union branches can share
+                 * a path. */
+                for (k = 0; k < ref->schema->n_fields; k++)
+                        if (ref->schema->fields[k].json == field_json &&
+                            !strcmp(ref->schema->fields[k].path, path))
+                                f = &ref->schema->fields[k];
                 if (f) {
                         veil_schema_field_annotations(f, &ann);
                 } else {
-                        ann.pii  = json_string_value(
+                        ann.pii = json_string_value(
                                 json_object_get(field_json, "pii"));
                         ann.tags = tags;
-                        json_array_foreach(json_object_get(field_json,
-                                                           "confluent:tags"),
-                                           i, tv)
+                        json_array_foreach(
+                                json_object_get(field_json, "confluent:tags"),
+                                i, tv)
                         {
                                 if (ann.n_tags < 32)
                                         tags[ann.n_tags++] =
@@ -316,10 +334,9 @@ static struct rnode *ref_position(struct avro_ref *ref, avro_schema_t t,
         if (!label)
                 label = inherited;
         if (!label)
-                return is_container(t)
-                               ? ref_type(ref, t, j, ns, path, NULL, NULL,
-                                          false, false, depth)
-                               : rnode(R_DROP, avro_typeof(deref(t)));
+                return is_container(t) ? ref_type(ref, t, j, ns, path, NULL,
+                                                  NULL, false, false, depth)
+                                       : rnode(R_DROP, avro_typeof(deref(t)));
         tx = veil_policy_transform(ref->opts->purpose, policy, label);
         if (!tx || tx->kind == VEIL_TX_DROP)
                 return rnode(R_DROP, avro_typeof(deref(t)));
@@ -345,10 +362,10 @@ static struct rnode *ref_type(struct avro_ref *ref, avro_schema_t t, json_t *j,
         at = avro_typeof(t);
         switch (at) {
         case AVRO_RECORD: {
-                char *ins = NULL;
-                json_t *def = find_def(ref, t, j, ns, &ins);
+                char *ins      = NULL;
+                json_t *def    = find_def(ref, t, j, ns, &ins);
                 json_t *fields = json_object_get(def, "fields");
-                size_t kept = 0;
+                size_t kept    = 0;
 
                 if (!def)
                         return NULL;
@@ -367,12 +384,13 @@ static struct rnode *ref_type(struct avro_ref *ref, avro_schema_t t, json_t *j,
                                 abort();
                         n->names[i] = veil_strdup(fname);
                         n->kids[i]  = ref_position(
-                                ref,
-                                avro_schema_record_field_get_by_index(t, (int)i),
-                                json_object_get(json_array_get(fields, i),
-                                                "type"),
-                                ins, fpath, label, json_array_get(fields, i),
-                                keep_all, depth + 1);
+                                 ref,
+                                 avro_schema_record_field_get_by_index(t,
+                                                                       (int)i),
+                                 json_object_get(json_array_get(fields, i),
+                                                 "type"),
+                                 ins, fpath, label, json_array_get(fields, i),
+                                 keep_all, depth + 1);
                         free(fpath);
                         if (!n->kids[i]) {
                                 free(ins);
@@ -400,8 +418,8 @@ static struct rnode *ref_type(struct avro_ref *ref, avro_schema_t t, json_t *j,
                         ref,
                         at == AVRO_ARRAY ? avro_schema_array_items(t)
                                          : avro_schema_map_values(t),
-                        json_object_get(j, at == AVRO_ARRAY ? "items"
-                                                            : "values"),
+                        json_object_get(j,
+                                        at == AVRO_ARRAY ? "items" : "values"),
                         ns, ipath, label, NULL, keep_all, depth + 1);
                 free(ipath);
                 if (!item)
@@ -463,8 +481,8 @@ static struct rnode *ref_type(struct avro_ref *ref, avro_schema_t t, json_t *j,
 }
 
 struct avro_ref *avro_ref_new(const struct veil_schema *schema,
-                              const struct veil_plan_opts *opts,
-                              char *errstr, size_t errstr_size)
+                              const struct veil_plan_opts *opts, char *errstr,
+                              size_t errstr_size)
 {
         struct avro_ref *ref = veil_calloc(1, sizeof(*ref));
         avro_schema_t root   = deref(schema->avro);
@@ -484,8 +502,8 @@ struct avro_ref *avro_ref_new(const struct veil_schema *schema,
                         r = ref_type(ref, root, schema->json, "", "",
                                      opts->root_label, tx, false, true, 0);
         } else {
-                r = ref_type(ref, root, schema->json, "", "", NULL, NULL,
-                             false, true, 0);
+                r = ref_type(ref, root, schema->json, "", "", NULL, NULL, false,
+                             true, 0);
         }
         if (!r) {
                 veil_errf(errstr, errstr_size, VEIL_EINVAL,
@@ -556,7 +574,7 @@ static int set_text(avro_value_t *dst, const char *s, size_t n)
         z = veil_malloc(n + 1);
         memcpy(z, s, n);
         z[n] = 0;
-        rc = avro_value_set_string_len(dst, z, n + 1);
+        rc   = avro_value_set_string_len(dst, z, n + 1);
         free(z);
         return rc;
 }
@@ -566,8 +584,8 @@ static int apply_tx(struct avro_ref *ref, struct rnode *n,
                     avro_value_t *dst)
 {
         const struct veil_transform *tx = n->tx;
-        const void *in = NULL;
-        size_t len     = 0, cap, outlen;
+        const void *in                  = NULL;
+        size_t len                      = 0, cap, outlen;
         char num[32], *out;
         int32_t i32 = 0;
         int64_t i64 = 0;
@@ -575,8 +593,8 @@ static int apply_tx(struct avro_ref *ref, struct rnode *n,
 
         switch (n->type) {
         case AVRO_STRING: {
-                const char *s;
-                size_t sz;
+                const char *s = "";
+                size_t sz     = 0;
 
                 avro_value_get_string(src, &s, &sz);
                 in  = s;
@@ -600,7 +618,7 @@ static int apply_tx(struct avro_ref *ref, struct rnode *n,
                 in  = num;
                 break;
         case AVRO_ENUM: {
-                int e;
+                int e = 0;
 
                 avro_value_get_enum(src, &e);
                 in  = avro_schema_enum_get(n->schema, e);
@@ -616,8 +634,7 @@ static int apply_tx(struct avro_ref *ref, struct rnode *n,
         case VEIL_TX_ENCRYPT:
                 cap = veil_tx_string_max(env->keys, tx, len) + 1;
                 out = veil_malloc(cap);
-                rc  = veil_tx_string(env->keys, tx, in, len, out, cap,
-                                     &outlen);
+                rc  = veil_tx_string(env->keys, tx, in, len, out, cap, &outlen);
                 if (!rc)
                         rc = set_text(dst, out, outlen);
                 free(out);
@@ -636,9 +653,9 @@ static int apply_tx(struct avro_ref *ref, struct rnode *n,
         }
         switch (n->type) {
         case AVRO_STRING:
-                return set_text(dst, in,
-                                veil_tx_prefix_len(in, len,
-                                                   tx->generalize.prefix));
+                return set_text(
+                        dst, in,
+                        veil_tx_prefix_len(in, len, tx->generalize.prefix));
         case AVRO_INT32:
                 if (n->lt == RL_DATE)
                         return avro_value_set_int(dst,
@@ -660,7 +677,7 @@ static int apply_tx(struct avro_ref *ref, struct rnode *n,
                 return avro_value_set_long(dst, i64);
         }
         case AVRO_FLOAT: {
-                float f;
+                float f = 0;
 
                 avro_value_get_float(src, &f);
                 if (veil_tx_bucket_float(f, tx->generalize.width, &f))
@@ -668,7 +685,7 @@ static int apply_tx(struct avro_ref *ref, struct rnode *n,
                 return avro_value_set_float(dst, f);
         }
         case AVRO_DOUBLE: {
-                double d;
+                double d = 0;
 
                 avro_value_get_double(src, &d);
                 if (veil_tx_bucket_double(d, tx->generalize.width, &d))
@@ -687,7 +704,7 @@ static int apply(struct avro_ref *ref, struct rnode *n,
 {
         avro_value_t s, d;
         const char *key;
-        size_t i, count;
+        size_t i, count = 0;
         int rc;
 
         switch (n->act) {
@@ -765,7 +782,8 @@ int avro_ref_apply(struct avro_ref *ref, struct veil_plan_env *env,
         return 0;
 }
 
-/* ---- random data ------------------------------------------------------------ */
+/* ---- random data ------------------------------------------------------------
+ */
 
 uint64_t avro_ref_rand(uint64_t *state)
 {
@@ -782,9 +800,16 @@ uint64_t avro_ref_below(uint64_t *state, uint64_t n)
 }
 
 static const char *const sample_text[] = {
-        "", "a", "Ada Lovelace", "ada@example.com", "+1 415 555 0100",
-        "4111 1111 1111 1111", "123-45-6789", "Zoë Ünicode ✓",
-        "call me at 415-555-0199 or mail bob@example.org", "12",
+        "",
+        "a",
+        "Ada Lovelace",
+        "ada@example.com",
+        "+1 415 555 0100",
+        "4111 1111 1111 1111",
+        "123-45-6789",
+        "Zoë Ünicode ✓",
+        "call me at 415-555-0199 or mail bob@example.org",
+        "12",
 };
 
 static int64_t random_int64(uint64_t *st)
@@ -827,7 +852,7 @@ void avro_ref_random_value(uint64_t *st, avro_value_t *v, json_t *json,
 {
         avro_schema_t t = avro_value_get_schema(v);
         char buf[128];
-        size_t i, n, len;
+        size_t i, n = 0, len;
         avro_value_t child;
 
         (void)json;
@@ -846,12 +871,14 @@ void avro_ref_random_value(uint64_t *st, avro_value_t *v, json_t *json,
                 avro_value_set_long(v, random_int64(st));
                 break;
         case AVRO_FLOAT:
-                avro_value_set_float(v, (float)((double)random_int64(st) /
-                                                (1 + avro_ref_below(st, 1000))));
+                avro_value_set_float(v,
+                                     (float)((double)random_int64(st) /
+                                             (1 + avro_ref_below(st, 1000))));
                 break;
         case AVRO_DOUBLE:
-                avro_value_set_double(v, (double)random_int64(st) /
-                                                 (1 + avro_ref_below(st, 1000)));
+                avro_value_set_double(v,
+                                      (double)random_int64(st) /
+                                              (1 + avro_ref_below(st, 1000)));
                 break;
         case AVRO_BYTES:
                 n = (size_t)avro_ref_below(st, 20);
@@ -877,8 +904,9 @@ void avro_ref_random_value(uint64_t *st, avro_value_t *v, json_t *json,
         case AVRO_ENUM:
                 avro_value_set_enum(
                         v, (int)avro_ref_below(
-                                   st, (uint64_t)
-                                           avro_schema_enum_number_of_symbols(t)));
+                                   st,
+                                   (uint64_t)avro_schema_enum_number_of_symbols(
+                                           t)));
                 break;
         case AVRO_RECORD:
                 avro_value_get_size(v, &n);

@@ -1,0 +1,313 @@
+/* chain.c - runs the built-in filters in order over one record, and holds
+ * what they share: the parsed-schema cache and the per-route output slots. */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "filter.h"
+#include "util.h"
+#include "veil.h"
+
+static const struct veil_filter_plugin *const builtins[] = {
+        &veil_filter_decode,
+        &veil_filter_license,
+};
+#define N_BUILTINS VEIL_ARRAY_SIZE(builtins)
+
+/* One filter in the chain: built in, or loaded from a shared object. */
+struct stage {
+        const struct veil_filter_plugin *p;
+        void *ctx;
+        bool inited;
+        void *dl; /* dlopen handle, NULL for built-ins */
+};
+
+struct schema_entry {
+        int id;
+        struct veil_schema *schema;
+        struct schema_entry *next;
+};
+
+struct veil_chain {
+        struct veil_filter_env env;
+        struct stage *stages; /* decode, plugins…, license */
+        size_t n_stages;
+        struct schema_entry *schemas;
+        struct veil_record_out **outs; /* per route index */
+};
+
+/* Writes the table's defaults into a fresh context; char * defaults are
+ * duplicated and freed by veil_chain_destroy through the same table. */
+static int apply_defaults(const struct veil_filter_plugin *p, void *ctx,
+                          char *errstr, size_t errstr_size)
+{
+        const struct veil_filter_config *c;
+
+        for (c = p->config; c && c->type != VEIL_FCONF_END; c++) {
+                char *at = (char *)ctx + c->offset;
+
+                if (!c->def) {
+                        if (c->flags & VEIL_FCONF_REQUIRED)
+                                return veil_errf(errstr, errstr_size,
+                                                 VEIL_ECONFIG,
+                                                 "filter %s: %s is required",
+                                                 p->name, c->key);
+                        continue;
+                }
+                switch (c->type) {
+                case VEIL_FCONF_BOOL: {
+                        bool b = !strcmp(c->def, "true");
+                        memcpy(at, &b, sizeof(b));
+                        break;
+                }
+                case VEIL_FCONF_INT: {
+                        int64_t v = strtoll(c->def, NULL, 10);
+                        memcpy(at, &v, sizeof(v));
+                        break;
+                }
+                case VEIL_FCONF_STR: {
+                        char *s = veil_strdup(c->def);
+                        memcpy(at, &s, sizeof(s));
+                        break;
+                }
+                default:
+                        break;
+                }
+        }
+        return 0;
+}
+
+static void free_config_strings(const struct veil_filter_plugin *p, void *ctx)
+{
+        const struct veil_filter_config *c;
+
+        for (c = p->config; c && c->type != VEIL_FCONF_END; c++)
+                if (c->type == VEIL_FCONF_STR) {
+                        char *s;
+                        memcpy(&s, (char *)ctx + c->offset, sizeof(s));
+                        free(s);
+                }
+}
+
+/* Loads a user's filter: the shared object exports
+ * `const struct veil_filter_plugin veil_plugin`, built against this
+ * filter.h (same VEIL_FILTER_ABI_VERSION). */
+static int plugin_load(const char *path, struct stage *st, char *errstr,
+                       size_t errstr_size)
+{
+        const struct veil_filter_plugin *p;
+        const char *e;
+
+        st->dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+        if (!st->dl) {
+                e = dlerror();
+                return veil_errf(errstr, errstr_size, VEIL_ECONFIG,
+                                 "plugins: cannot load %s: %s", path,
+                                 e ? e : "unknown error");
+        }
+        p = dlsym(st->dl, VEIL_FILTER_SYMBOL);
+        if (!p)
+                return veil_errf(errstr, errstr_size, VEIL_ECONFIG,
+                                 "plugins: %s does not export '%s'", path,
+                                 VEIL_FILTER_SYMBOL);
+        if (p->abi_version != VEIL_FILTER_ABI_VERSION)
+                return veil_errf(errstr, errstr_size, VEIL_ECONFIG,
+                                 "plugins: %s was built for filter ABI "
+                                 "version %d, this veil has version %d: "
+                                 "rebuild it against this filter.h",
+                                 path, p->abi_version, VEIL_FILTER_ABI_VERSION);
+        if (!p->name || !p->init || !p->process || !p->destroy)
+                return veil_errf(errstr, errstr_size, VEIL_ECONFIG,
+                                 "plugins: %s: the registration needs a "
+                                 "name, init, process and destroy",
+                                 path);
+        st->p = p;
+        return 0;
+}
+
+struct veil_chain *veil_chain_new(const struct veil_config *config,
+                                  struct veil_registry *reg, char *errstr,
+                                  size_t errstr_size)
+{
+        struct veil_chain *chain = veil_calloc(1, sizeof(*chain));
+        size_t i;
+        char err[512];
+
+        chain->env.config = config;
+        chain->env.reg    = reg;
+        chain->env.chain  = chain;
+        chain->outs =
+                veil_calloc(config->policy.n_routes + 1, sizeof(*chain->outs));
+        for (i = 0; i < config->policy.n_routes; i++) {
+                const struct veil_route *route = &config->policy.routes[i];
+                size_t j;
+
+                chain->outs[i] = veil_calloc(route->n_purposes + 1,
+                                             sizeof(**chain->outs));
+                for (j = 0; j < route->n_purposes; j++) {
+                        chain->outs[i][j].rp = &route->purposes[j];
+                        veil_buf_init(&chain->outs[i][j].key, 0);
+                        veil_buf_init(&chain->outs[i][j].value, 0);
+                }
+        }
+        /* User filters see decoded records and run before licensing, so
+         * whatever they drop or divert never reaches a purpose. */
+        chain->stages = veil_calloc(N_BUILTINS + config->n_plugins,
+                                    sizeof(*chain->stages));
+        chain->stages[chain->n_stages++].p = builtins[0];
+        for (i = 0; i < config->n_plugins; i++) {
+                /* Counted before loading: a half-loaded one is closed by
+                 * veil_chain_destroy. */
+                struct stage *st = &chain->stages[chain->n_stages++];
+
+                if (plugin_load(config->plugins[i], st, errstr, errstr_size))
+                        goto err;
+        }
+        for (i = 1; i < N_BUILTINS; i++)
+                chain->stages[chain->n_stages++].p = builtins[i];
+        for (i = 0; i < chain->n_stages; i++) {
+                struct stage *st                   = &chain->stages[i];
+                const struct veil_filter_plugin *p = st->p;
+
+                st->ctx = veil_calloc(1, p->ctx_size ? p->ctx_size : 1);
+                if (apply_defaults(p, st->ctx, errstr, errstr_size))
+                        goto err;
+                if (p->init(st->ctx, &chain->env, err, sizeof(err))) {
+                        veil_errf(errstr, errstr_size, VEIL_ECONFIG,
+                                  "filter %s: %s", p->name, err);
+                        goto err;
+                }
+                st->inited = true;
+        }
+        return chain;
+err:
+        veil_chain_destroy(chain);
+        return NULL;
+}
+
+void veil_chain_destroy(struct veil_chain *chain)
+{
+        size_t i, j;
+
+        if (!chain)
+                return;
+        for (i = chain->n_stages; i-- > 0;) {
+                struct stage *st = &chain->stages[i];
+
+                if (st->ctx) {
+                        if (st->inited)
+                                st->p->destroy(st->ctx);
+                        free_config_strings(st->p, st->ctx);
+                        free(st->ctx);
+                }
+                if (st->dl)
+                        dlclose(st->dl);
+        }
+        free(chain->stages);
+        while (chain->schemas) {
+                struct schema_entry *e = chain->schemas;
+
+                chain->schemas = e->next;
+                veil_schema_destroy(e->schema);
+                free(e);
+        }
+        for (i = 0; i < chain->env.config->policy.n_routes; i++) {
+                const struct veil_route *route =
+                        &chain->env.config->policy.routes[i];
+
+                for (j = 0; j < route->n_purposes; j++) {
+                        veil_buf_free(&chain->outs[i][j].key);
+                        veil_buf_free(&chain->outs[i][j].value);
+                }
+                free(chain->outs[i]);
+        }
+        free(chain->outs);
+        free(chain);
+}
+
+enum veil_verdict veil_chain_process(struct veil_chain *chain,
+                                     struct veil_record *rec)
+{
+        size_t i;
+
+        rec->reason    = NULL;
+        rec->detail[0] = '\0';
+        rec->schema    = NULL;
+        rec->outs      = veil_chain_outs(chain, rec->route, &rec->n_outs);
+        for (i = 0; i < chain->n_stages; i++) {
+                enum veil_verdict v =
+                        chain->stages[i].p->process(chain->stages[i].ctx, rec);
+
+                if (v != VEIL_CONTINUE)
+                        return v;
+        }
+        return VEIL_CONTINUE;
+}
+
+const struct veil_schema *veil_chain_schema(struct veil_chain *chain, int id,
+                                            int *rcp, char *errstr,
+                                            size_t errstr_size)
+{
+        struct schema_entry *e;
+        const char *text = NULL, *meta_text = NULL;
+        json_t *meta = NULL;
+        struct veil_schema *schema;
+        char err[512];
+        int rc;
+
+        for (e = chain->schemas; e; e = e->next)
+                if (e->id == id)
+                        return e->schema;
+        rc = veil_registry_schema_by_id_meta(chain->env.reg, id, &text,
+                                             &meta_text, err, sizeof(err));
+        if (rc) {
+                *rcp = rc;
+                veil_errf(errstr, errstr_size, rc, "schema id %d: %s", id, err);
+                return NULL;
+        }
+        if (meta_text)
+                meta = json_loads(meta_text, 0, NULL);
+        schema = veil_schema_parse(text, strlen(text), meta, id, err,
+                                   sizeof(err));
+        json_decref(meta);
+        if (!schema) {
+                *rcp = VEIL_EINVAL;
+                veil_errf(errstr, errstr_size, VEIL_EINVAL, "schema id %d: %s",
+                          id, err);
+                return NULL;
+        }
+        e              = veil_calloc(1, sizeof(*e));
+        e->id          = id;
+        e->schema      = schema;
+        e->next        = chain->schemas;
+        chain->schemas = e;
+        return schema;
+}
+
+struct veil_record_out *veil_chain_outs(struct veil_chain *chain,
+                                        const struct veil_route *route,
+                                        size_t *n)
+{
+        size_t i = (size_t)(route - chain->env.config->policy.routes);
+
+        *n = route->n_purposes;
+        return chain->outs[i];
+}
+
+void veil_chain_print_help(void)
+{
+        size_t i;
+
+        for (i = 0; i < N_BUILTINS; i++) {
+                const struct veil_filter_config *c;
+
+                printf("  %-10s %s\n", builtins[i]->name,
+                       builtins[i]->description);
+                for (c = builtins[i]->config; c && c->type != VEIL_FCONF_END;
+                     c++)
+                        printf("      %s (default %s): %s\n", c->key,
+                               c->def ? c->def : "none", c->help);
+        }
+}

@@ -1,0 +1,165 @@
+/* filter.h - the filter plugin API (DESIGN.md §3): a registration struct per
+ * filter, a declarative config table, a record handle and verdicts; plus the
+ * chain that runs the built-in filters in order. Filters never touch Kafka. */
+#ifndef VEIL_FILTERS_FILTER_H
+#define VEIL_FILTERS_FILTER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "plan.h"
+#include "registry.h"
+#include "schema.h"
+#include "wire.h"
+
+/* Bump when struct veil_filter_plugin or struct veil_record change shape:
+ * an out-of-tree plugin built against another version is refused. */
+#define VEIL_FILTER_ABI_VERSION 1
+
+/* What a shared-object filter named in `plugins:` exports:
+ *   const struct veil_filter_plugin veil_plugin = { .abi_version =
+ *           VEIL_FILTER_ABI_VERSION, .name = "mine", … };
+ * It runs after decode and before license. */
+#define VEIL_FILTER_SYMBOL "veil_plugin"
+
+/* What a filter decides for a record. */
+enum veil_verdict {
+        VEIL_CONTINUE = 0, /* hand the record to the next filter */
+        VEIL_DROP,         /* nothing is produced for it (offset still
+                            * commits) */
+        VEIL_DIVERT,       /* to the DLQ: record->reason (a stable code, the
+                            * `veil.error` header) and record->detail */
+        VEIL_RETRY,        /* a transient outside failure (registry down):
+                            * not the record's fault; the worker aborts the
+                            * batch, backs off and processes it again */
+};
+
+/* What one purpose of the route receives for one record. Filled by the
+ * license filter; the sink produces it. */
+struct veil_record_out {
+        const struct veil_route_purpose *rp; /* purpose and topic */
+        bool skip;             /* licence expired: nothing is produced */
+        struct veil_buf key;   /* transformed key (owned, reused) */
+        bool key_null;         /* produce a null key */
+        struct veil_buf value; /* framed output (owned, reused) */
+        bool value_null;       /* a tombstone */
+        const char *reason;    /* veil.reason of a tombstone, or NULL */
+        /* Plans used (owned by the license filter's cache; valid until
+         * the next record is processed): for audit events. */
+        const struct veil_plan *plan;
+};
+
+/* One source record as it moves down the chain. The connectors own the
+ * message bytes; the chain owns the outputs. */
+struct veil_record {
+        /* source position and bytes (borrowed from the consumer) */
+        const char *topic;
+        int32_t partition;
+        int64_t offset;
+        const void *key;
+        size_t key_len;
+        const void *value; /* NULL: an upstream tombstone */
+        size_t value_len;
+        const struct veil_route *route;
+        int64_t now; /* epoch seconds of the batch (licence expiry) */
+
+        /* set by decode */
+        struct veil_wire_frame frame;
+        const struct veil_schema *schema; /* owned by the chain's cache */
+
+        /* set by license: one per route purpose */
+        struct veil_record_out *outs;
+        size_t n_outs;
+
+        /* set with VEIL_DIVERT / VEIL_RETRY: a static code and a message
+         * with positions and codes only, never a value */
+        const char *reason;
+        char detail[256];
+};
+
+/* What filters get at init: the loaded config and shared services. */
+struct veil_filter_env {
+        const struct veil_config *config;
+        struct veil_registry *reg;
+        struct veil_chain *chain; /* for veil_chain_schema() */
+};
+
+/* ---- declarative config ---------------------------------------------- */
+
+enum veil_filter_config_type {
+        VEIL_FCONF_END = 0,
+        VEIL_FCONF_BOOL,
+        VEIL_FCONF_INT,
+        VEIL_FCONF_STR,
+};
+
+#define VEIL_FCONF_REQUIRED 0x1
+
+/* One key of a filter's configuration. The table ends with {0}. The
+ * chain allocates the filter's context (ctx_size bytes), writes each
+ * default at `offset` (bool, int64_t, or char * the chain owns), then calls
+ * init. The same table prints `--help`. */
+struct veil_filter_config {
+        enum veil_filter_config_type type;
+        const char *key;
+        const char *def; /* default as text, NULL: none */
+        int flags;
+        size_t offset;
+        const char *help;
+};
+
+struct veil_filter_plugin {
+        int abi_version; /* VEIL_FILTER_ABI_VERSION */
+        const char *name;
+        const char *description;
+        const struct veil_filter_config *config;
+        size_t ctx_size; /* the context struct the config offsets point in */
+        /* Expensive work here. 0 or a VEIL_E* code with errstr. */
+        int (*init)(void *ctx, const struct veil_filter_env *env, char *errstr,
+                    size_t errstr_size);
+        /* Per-record work only; never frees what it does not own. */
+        enum veil_verdict (*process)(void *ctx, struct veil_record *rec);
+        /* Releases what init allocated (not ctx itself). */
+        void (*destroy)(void *ctx);
+};
+
+/* ---- the chain ---------------------------------------------------------- */
+
+struct veil_chain;
+
+/* The chain: decode, the config's `plugins:` in order, license. config and
+ * reg must outlive it. NULL with errstr when a plugin cannot be loaded (or
+ * has another ABI version) or a filter's init fails. */
+struct veil_chain *veil_chain_new(const struct veil_config *config,
+                                  struct veil_registry *reg, char *errstr,
+                                  size_t errstr_size);
+void veil_chain_destroy(struct veil_chain *chain);
+
+/* Runs every filter on rec until one returns something other than
+ * VEIL_CONTINUE. */
+enum veil_verdict veil_chain_process(struct veil_chain *chain,
+                                     struct veil_record *rec);
+
+/* The parsed schema of registry id `id`, cached by the chain for its
+ * lifetime (registry metadata included). On failure returns NULL and sets
+ * *rcp: VEIL_ENOTFOUND (unknown id), VEIL_EINVAL (not a usable schema),
+ * VEIL_ENET/VEIL_EAUTH (registry unreachable: retry later). */
+const struct veil_schema *veil_chain_schema(struct veil_chain *chain, int id,
+                                            int *rcp, char *errstr,
+                                            size_t errstr_size);
+
+/* The per-record output slots the chain reuses for a route (n = the
+ * route's purposes). */
+struct veil_record_out *veil_chain_outs(struct veil_chain *chain,
+                                        const struct veil_route *route,
+                                        size_t *n);
+
+/* Prints each built-in filter's name, description and config keys. */
+void veil_chain_print_help(void);
+
+extern const struct veil_filter_plugin veil_filter_decode;
+extern const struct veil_filter_plugin veil_filter_license;
+
+#endif

@@ -1,0 +1,307 @@
+/* license.c - the license filter: for every purpose of the record's route,
+ * the compiled plan of (schema, purpose) rewrites the value, the route's
+ * key_class rewrites the key, and expired licences receive nothing. */
+#define _GNU_SOURCE
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "derive.h"
+#include "filter.h"
+#include "util.h"
+#include "veil.h"
+
+struct license_ctx {
+        int64_t plan_cache_size; /* config */
+        const struct veil_config *config;
+        struct veil_registry *reg;
+        struct veil_chain *chain;
+        struct veil_plan_cache *cache;
+        struct veil_detect_engine *detect;
+        struct veil_detect_scratch *scratch;
+        /* one env (and key set) per policy purpose, same index */
+        struct veil_plan_env *envs;
+        struct veil_tx_keys *keys;
+        size_t n_envs;
+};
+
+static const struct veil_filter_config license_config[] = {
+        {VEIL_FCONF_INT, "plan_cache_size", "1024", 0,
+         offsetof(struct license_ctx, plan_cache_size),
+         "compiled plans kept (schema id x purpose x key/value)"},
+        {0}};
+
+static void license_destroy(void *ctx_)
+{
+        struct license_ctx *ctx = ctx_;
+        size_t i;
+
+        for (i = 0; i < ctx->n_envs; i++) {
+                veil_plan_env_free(&ctx->envs[i]);
+                veil_tx_keys_destroy(&ctx->keys[i]);
+        }
+        free(ctx->envs);
+        free(ctx->keys);
+        veil_plan_cache_destroy(ctx->cache);
+        veil_detect_scratch_destroy(ctx->scratch);
+        veil_detect_engine_destroy(ctx->detect);
+}
+
+static int license_init(void *ctx_, const struct veil_filter_env *env,
+                        char *errstr, size_t errstr_size)
+{
+        struct license_ctx *ctx          = ctx_;
+        const struct veil_config *config = env->config;
+        const struct veil_policy *policy = &config->policy;
+        size_t i;
+
+        ctx->config = config;
+        ctx->reg    = env->reg;
+        ctx->chain  = env->chain;
+        if (ctx->plan_cache_size <= 0)
+                return veil_errf(errstr, errstr_size, VEIL_ECONFIG,
+                                 "plan_cache_size must be > 0");
+        ctx->cache  = veil_plan_cache_new((size_t)ctx->plan_cache_size);
+        ctx->detect = veil_detect_engine_new(
+                policy->detectors, policy->n_detectors, errstr, errstr_size);
+        if (!ctx->detect)
+                return VEIL_ECONFIG;
+        ctx->scratch =
+                veil_detect_scratch_new(ctx->detect, errstr, errstr_size);
+        if (!ctx->scratch)
+                return VEIL_ECONFIG;
+        ctx->n_envs = policy->n_purposes;
+        ctx->envs   = veil_calloc(ctx->n_envs + 1, sizeof(*ctx->envs));
+        ctx->keys   = veil_calloc(ctx->n_envs + 1, sizeof(*ctx->keys));
+        for (i = 0; i < ctx->n_envs; i++) {
+                int rc = veil_tx_keys_init(
+                        &ctx->keys[i], config->keys.key, config->keys.key_len,
+                        config->keys.key_id, policy->purposes[i].name,
+                        config->keys.shared_across_purposes, errstr,
+                        errstr_size);
+                if (rc)
+                        return rc;
+                ctx->envs[i].keys           = &ctx->keys[i];
+                ctx->envs[i].detect         = ctx->detect;
+                ctx->envs[i].detect_scratch = ctx->scratch;
+        }
+        return 0;
+}
+
+/* Sets the record's reason and detail (vsnprintf: details are cut at the
+ * buffer's size, which is fine for a diagnostic). Returns `v`. */
+static enum veil_verdict verdict(struct veil_record *rec, enum veil_verdict v,
+                                 const char *code, const char *fmt, ...)
+        __attribute__((format(printf, 4, 5)));
+static enum veil_verdict verdict(struct veil_record *rec, enum veil_verdict v,
+                                 const char *code, const char *fmt, ...)
+{
+        va_list ap;
+
+        rec->reason = code;
+        va_start(ap, fmt);
+        vsnprintf(rec->detail, sizeof(rec->detail), fmt, ap);
+        va_end(ap);
+        return v;
+}
+
+/* The plan of (schema, purpose, key-or-value), compiled and its derived
+ * schema registered under `<topic>-value` / `<topic>-key` on first sight.
+ * NULL with the verdict in *vp. */
+static struct veil_plan *plan_for(struct license_ctx *ctx,
+                                  struct veil_record *rec,
+                                  const struct veil_schema *schema,
+                                  const struct veil_route_purpose *rp, bool key,
+                                  enum veil_verdict *vp)
+{
+        const struct veil_policy *policy = &ctx->config->policy;
+        struct veil_plan_opts opts;
+        struct veil_plan *plan;
+        char err[256], *subject = NULL;
+        int id, rc;
+
+        plan = veil_plan_cache_get(ctx->cache, schema->id, rp->purpose,
+                                   policy->digest, key);
+        if (plan && veil_plan_output_id(plan) >= 0)
+                return plan;
+        if (!plan) {
+                memset(&opts, 0, sizeof(opts));
+                opts.policy     = policy;
+                opts.route      = rec->route;
+                opts.purpose    = rp->ref;
+                opts.root_label = key ? rec->route->key_class : NULL;
+                plan = veil_plan_compile(schema, &opts, err, sizeof(err));
+                if (!plan) {
+                        if (key) {
+                                *vp = verdict(rec, VEIL_DIVERT,
+                                              "unclassified-key",
+                                              "key schema: %s", err);
+                                return NULL;
+                        }
+                        *vp = verdict(rec, VEIL_DIVERT, "plan-failed",
+                                      "purpose %s: %s", rp->purpose, err);
+                        return NULL;
+                }
+                plan = veil_plan_cache_put(ctx->cache, schema->id, rp->purpose,
+                                           policy->digest, key, plan);
+        }
+        if (asprintf(&subject, "%s-%s", rp->topic, key ? "key" : "value") < 0)
+                abort();
+        rc = veil_registry_register(ctx->reg, subject,
+                                    veil_plan_derived_text(plan), &id, err,
+                                    sizeof(err));
+        free(subject);
+        if (rc == VEIL_EINVAL || rc == VEIL_ENOTFOUND) {
+                *vp = verdict(rec, VEIL_DIVERT, "plan-failed",
+                              "registering the derived schema of %s: %s",
+                              rp->topic, err);
+                return NULL;
+        }
+        if (rc) {
+                *vp = verdict(rec, VEIL_RETRY, "registry-unavailable",
+                              "registering the derived schema of %s: %s",
+                              rp->topic, err);
+                return NULL;
+        }
+        veil_plan_set_output_id(plan, id);
+        return plan;
+}
+
+static enum veil_verdict exec_error(struct veil_record *rec, const char *what,
+                                    const struct veil_plan_error *perr)
+{
+        const char *code = veil_wire_error_code(perr->code);
+
+        return verdict(rec, VEIL_DIVERT, code, "%s: %s at byte %zu%s%s", what,
+                       code, perr->offset, perr->path ? " in " : "",
+                       perr->path ? perr->path : "");
+}
+
+static enum veil_verdict license_key(struct license_ctx *ctx,
+                                     struct veil_record *rec,
+                                     struct veil_record_out *out,
+                                     struct veil_plan_env *penv)
+{
+        const struct veil_policy *policy = &ctx->config->policy;
+        enum veil_verdict v              = VEIL_CONTINUE;
+        enum veil_wire_err werr;
+        char err[256];
+
+        if (!rec->key) {
+                out->key_null = true;
+                return VEIL_CONTINUE;
+        }
+        if (veil_key_is_framed(rec->key, rec->key_len)) {
+                struct veil_wire_frame frame;
+                const struct veil_schema *schema;
+                struct veil_plan_error perr = {0};
+                struct veil_plan *plan;
+                int rc = 0;
+
+                werr = veil_wire_parse(rec->key, rec->key_len, &frame);
+                if (werr != VEIL_WIRE_OK)
+                        return verdict(
+                                rec, VEIL_DIVERT, veil_wire_error_code(werr),
+                                "key framing: %s", veil_wire_error_code(werr));
+                schema = veil_chain_schema(ctx->chain, frame.schema_id, &rc,
+                                           err, sizeof(err));
+                if (!schema) {
+                        if (rc == VEIL_ENOTFOUND)
+                                return verdict(rec, VEIL_DIVERT,
+                                               "unknown-schema",
+                                               "key schema id %d not in "
+                                               "the registry",
+                                               (int)frame.schema_id);
+                        if (rc == VEIL_EINVAL)
+                                return verdict(rec, VEIL_DIVERT, "plan-failed",
+                                               "key: %s", err);
+                        return verdict(rec, VEIL_RETRY, "registry-unavailable",
+                                       "key schema: %s", err);
+                }
+                plan = plan_for(ctx, rec, schema, out->rp, true, &v);
+                if (!plan)
+                        return v;
+                werr = veil_plan_exec_framed(plan, penv, rec->key, rec->key_len,
+                                             &out->key, &perr);
+                if (werr != VEIL_WIRE_OK)
+                        return exec_error(rec, "key", &perr);
+                return VEIL_CONTINUE;
+        }
+        {
+                const struct veil_transform *tx = veil_key_tx(
+                        policy, rec->route, out->rp->ref, err, sizeof(err));
+
+                if (!tx)
+                        return verdict(rec, VEIL_DIVERT, "unclassified-key",
+                                       "purpose %s: %s", out->rp->purpose, err);
+                werr = veil_key_transform(tx, penv, rec->key, rec->key_len,
+                                          &out->key, &out->key_null);
+                if (werr != VEIL_WIRE_OK)
+                        return verdict(
+                                rec, VEIL_DIVERT, veil_wire_error_code(werr),
+                                "key transform for purpose %s: %s",
+                                out->rp->purpose, veil_wire_error_code(werr));
+        }
+        return VEIL_CONTINUE;
+}
+
+static enum veil_verdict license_process(void *ctx_, struct veil_record *rec)
+{
+        struct license_ctx *ctx          = ctx_;
+        const struct veil_policy *policy = &ctx->config->policy;
+        size_t j;
+
+        for (j = 0; j < rec->n_outs; j++) {
+                struct veil_record_out *out        = &rec->outs[j];
+                const struct veil_purpose *purpose = out->rp->ref;
+                struct veil_plan_env *penv =
+                        &ctx->envs[purpose - policy->purposes];
+                struct veil_plan_error perr = {0};
+                enum veil_verdict v         = VEIL_CONTINUE;
+                enum veil_wire_err werr;
+                struct veil_plan *plan;
+
+                out->skip       = false;
+                out->key_null   = false;
+                out->value_null = false;
+                out->reason     = NULL;
+                out->plan       = NULL;
+                out->key.len    = 0;
+                out->value.len  = 0;
+                if (!veil_purpose_licensed(purpose, rec->now)) {
+                        out->skip = true;
+                        continue;
+                }
+                v = license_key(ctx, rec, out, penv);
+                if (v != VEIL_CONTINUE)
+                        return v;
+                if (rec->frame.tombstone) {
+                        out->value_null = true;
+                        out->reason     = "upstream-delete";
+                        continue;
+                }
+                plan = plan_for(ctx, rec, rec->schema, out->rp, false, &v);
+                if (!plan)
+                        return v;
+                werr = veil_plan_exec_framed(plan, penv, rec->value,
+                                             rec->value_len, &out->value,
+                                             &perr);
+                if (werr != VEIL_WIRE_OK)
+                        return exec_error(rec, "value", &perr);
+                out->plan = plan;
+        }
+        return VEIL_CONTINUE;
+}
+
+const struct veil_filter_plugin veil_filter_license = {
+        .abi_version = VEIL_FILTER_ABI_VERSION,
+        .name        = "license",
+        .description = "rewrite key and value for every purpose of the "
+                       "route, as its licence says",
+        .config      = license_config,
+        .ctx_size    = sizeof(struct license_ctx),
+        .init        = license_init,
+        .process     = license_process,
+        .destroy     = license_destroy,
+};

@@ -1,0 +1,301 @@
+"""`veil scan`: formats (text, JSON lines, SARIF 2.1.0 read back with a JSON
+parser), offsets, directories, stdin, detector filters, baselines and exit
+codes. Self-contained: needs only the binary (env VEIL)."""
+import json
+import os
+import pathlib
+import re
+import subprocess
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+VEIL = os.environ.get("VEIL", str(ROOT / "build" / "veil"))
+
+# Synthetic values (published test numbers, documentation ranges).
+EMAIL = "alice@example.com"
+PHONE = "+1 (415) 555-2671"
+SSN = "123-45-6789"
+CARD = "4111 1111 1111 1111"
+IBAN = "DE89 3704 0044 0532 0130 00"
+IPV4 = "192.0.2.10"
+IPV6 = "2001:db8::1"
+VALUES = {"email": EMAIL, "phone": PHONE, "us_ssn": SSN,
+          "credit_card": CARD, "iban": IBAN, "ipv4": IPV4, "ipv6": IPV6}
+
+TEXT = (
+    "Customer note: please reach Zoë at " + EMAIL + " or " + PHONE + ".\n"
+    "nothing here: ORD-2024-000123 550e8400-e29b-41d4-a716-446655440000\n"
+    "SSN " + SSN + ", card " + CARD + "\n"
+    "北京 IBAN " + IBAN + " from " + IPV4 + " and " + IPV6 + "\n"
+)
+
+
+def run_scan(*args, stdin=None, env=None):
+    e = dict(os.environ)
+    if env:
+        e.update(env)
+    return subprocess.run([VEIL, "scan", *args], capture_output=True,
+                          input=stdin, env=e, timeout=120)
+
+
+def lines_of(path):
+    return pathlib.Path(path).read_bytes().split(b"\n")
+
+
+def assert_no_values(out):
+    for v in VALUES.values():
+        assert v.encode() not in out, "a report leaked a matched value"
+
+
+@pytest.fixture
+def sample(tmp_path):
+    p = tmp_path / "notes.txt"
+    p.write_text(TEXT, encoding="utf-8")
+    return p
+
+
+def parse_text(out):
+    rx = re.compile(rb"^(.*):(\d+):(\d+)-(\d+): (\w+)$")
+    rows = []
+    for ln in out.splitlines():
+        m = rx.match(ln)
+        assert m, ln
+        rows.append((m.group(1).decode(), int(m.group(2)), int(m.group(3)),
+                     int(m.group(4)), m.group(5).decode()))
+    return rows
+
+
+def test_help():
+    r = run_scan("--help")
+    assert r.returncode == 0
+    assert r.stdout.startswith(b"usage: veil scan")
+    for word in (b"text", b"json", b"sarif", b"--baseline", b"--detectors"):
+        assert word in r.stdout
+
+
+def test_text_format_positions(sample):
+    r = run_scan(str(sample))
+    assert r.returncode == 1, r.stderr
+    rows = parse_text(r.stdout)
+    assert [row[4] for row in rows] == ["email", "phone", "us_ssn",
+                                        "credit_card", "iban", "ipv4", "ipv6"]
+    lines = lines_of(sample)
+    for path, line, start, end, det in rows:
+        assert path == str(sample)
+        # byte offsets within the line, end exclusive
+        assert lines[line - 1][start:end] == VALUES[det].encode()
+    assert_no_values(r.stdout + r.stderr)
+
+
+def test_json_lines(sample):
+    r = run_scan("--format", "json", str(sample))
+    assert r.returncode == 1, r.stderr
+    objs = [json.loads(ln) for ln in r.stdout.splitlines()]
+    assert len(objs) == 7
+    lines = lines_of(sample)
+    for o in objs:
+        assert set(o) == {"path", "line", "start", "end", "detector",
+                          "fingerprint"}
+        assert o["path"] == str(sample)
+        assert isinstance(o["line"], int) and o["line"] >= 1
+        assert lines[o["line"] - 1][o["start"]:o["end"]] == \
+            VALUES[o["detector"]].encode()
+        assert re.fullmatch(r"[0-9a-f]{32}", o["fingerprint"])
+    assert_no_values(r.stdout)
+
+
+def test_sarif(sample):
+    r = run_scan("-f", "sarif", str(sample))
+    assert r.returncode == 1, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["version"] == "2.1.0"
+    assert "sarif" in doc["$schema"]
+    run = doc["runs"][0]
+    assert run["tool"]["driver"]["name"] == "veil"
+    rules = [rule["id"] for rule in run["tool"]["driver"]["rules"]]
+    assert set(VALUES) <= set(rules)
+    results = run["results"]
+    assert len(results) == 7
+    text_lines = TEXT.split("\n")
+    for res in results:
+        assert res["ruleId"] in VALUES
+        assert rules[res["ruleIndex"]] == res["ruleId"]
+        assert res["level"] == "warning"
+        loc = res["locations"][0]["physicalLocation"]
+        assert loc["artifactLocation"]["uri"] == str(sample)
+        reg = loc["region"]
+        # 1-based columns counted in code points (columnKind), end exclusive
+        line = text_lines[reg["startLine"] - 1]
+        assert line[reg["startColumn"] - 1:reg["endColumn"] - 1] == \
+            VALUES[res["ruleId"]]
+        raw = TEXT.encode()
+        assert raw[reg["byteOffset"]:reg["byteOffset"] + reg["byteLength"]] \
+            == VALUES[res["ruleId"]].encode()
+        assert "veilFingerprint/v1" in res["partialFingerprints"]
+    assert run["columnKind"] == "unicodeCodePoints"
+    assert_no_values(r.stdout)
+
+
+def test_sarif_without_findings_is_valid(tmp_path):
+    p = tmp_path / "clean.txt"
+    p.write_text("just words\n")
+    r = run_scan("--format=sarif", str(p))
+    assert r.returncode == 0
+    doc = json.loads(r.stdout)
+    assert doc["runs"][0]["results"] == []
+
+
+def test_clean_file_exit_0(tmp_path):
+    p = tmp_path / "clean.txt"
+    p.write_text("ORD-2024-000123 v1.2.3 2024-01-15T10:22:33Z $1,299.99\n")
+    e = tmp_path / "empty.txt"
+    e.write_bytes(b"")
+    r = run_scan(str(p), str(e))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout == b""
+
+
+def test_directory_recursive_skips_binary(tmp_path):
+    (tmp_path / "b" / "deep").mkdir(parents=True)
+    (tmp_path / "a.txt").write_text("mail " + EMAIL + "\n")
+    (tmp_path / "b" / "deep" / "c.log").write_text("x\ny " + SSN + "\n")
+    (tmp_path / "b" / "blob.bin").write_bytes(
+        b"\x00\x01binary " + EMAIL.encode() + b"\n")
+    (tmp_path / ".git").mkdir()
+    (tmp_path / ".git" / "config").write_text(EMAIL + "\n")
+    r = run_scan("-f", "json", str(tmp_path))
+    assert r.returncode == 1, r.stderr
+    objs = [json.loads(ln) for ln in r.stdout.splitlines()]
+    got = [(o["path"], o["line"], o["detector"]) for o in objs]
+    assert got == [(str(tmp_path / "a.txt"), 1, "email"),
+                   (str(tmp_path / "b" / "deep" / "c.log"), 2, "us_ssn")]
+
+
+def test_stdin(sample):
+    r = run_scan("-f", "json", "-", stdin=TEXT.encode())
+    assert r.returncode == 1
+    objs = [json.loads(ln) for ln in r.stdout.splitlines()]
+    assert len(objs) == 7
+    assert {o["path"] for o in objs} == {"-"}
+    r = run_scan("-", stdin=b"no personal data\n")
+    assert r.returncode == 0
+    assert r.stdout == b""
+
+
+def test_detectors_filter(sample):
+    r = run_scan("--detectors", "email,ipv6", str(sample))
+    assert r.returncode == 1
+    assert [row[4] for row in parse_text(r.stdout)] == ["email", "ipv6"]
+    r = run_scan("-d", "iban", "-f", "json", "-", stdin=b"mail " +
+                 EMAIL.encode() + b"\n")
+    assert r.returncode == 0
+    assert r.stdout == b""
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["--detectors", "emial"], b"did you mean 'email'"),
+    (["--detectors", ","], b"empty"),
+    (["--format", "xml"], b"unknown format"),
+    (["--bogus"], b"unknown option"),
+    (["--format"], b"needs a value"),
+    ([], b"no PATH"),
+])
+def test_usage_errors_exit_2(sample, args, msg):
+    r = run_scan(*args, *([str(sample)] if args and args != ["--format"]
+                          else []))
+    assert r.returncode == 2, (args, r.stdout, r.stderr)
+    assert msg in r.stderr
+    assert b"usage: veil scan" in r.stderr
+
+
+def test_missing_file_exit_2_even_with_findings(sample, tmp_path):
+    r = run_scan(str(sample), str(tmp_path / "nope.txt"))
+    assert r.returncode == 2
+    assert b"nope.txt" in r.stderr
+    assert len(parse_text(r.stdout)) == 7  # the other file is still scanned
+
+
+def test_baseline_suppresses_known_findings(sample, tmp_path):
+    base = tmp_path / "baseline.json"
+    r = run_scan("-f", "json", str(sample))
+    base.write_bytes(r.stdout)
+
+    r = run_scan("--baseline", str(base), str(sample))
+    assert r.returncode == 0, r.stdout
+    assert r.stdout == b""
+    assert b"7 finding(s) in the baseline" in r.stderr
+
+    # lines move: still suppressed (fingerprints do not hold positions)
+    sample.write_text("new first line\n\n" + TEXT, encoding="utf-8")
+    r = run_scan("-b", str(base), "-f", "json", str(sample))
+    assert r.returncode == 0, r.stdout
+
+    # a new leak is reported, and only it
+    sample.write_text(TEXT + "also bob@example.org\n", encoding="utf-8")
+    r = run_scan("-b", str(base), "-f", "json", str(sample))
+    assert r.returncode == 1
+    objs = [json.loads(ln) for ln in r.stdout.splitlines()]
+    assert [(o["line"], o["detector"]) for o in objs] == [(5, "email")]
+
+    # a changed value is a new finding
+    sample.write_text(TEXT.replace(SSN, "123-45-6780"), encoding="utf-8")
+    r = run_scan("-b", str(base), "-f", "json", str(sample))
+    assert r.returncode == 1
+    assert [json.loads(ln)["detector"] for ln in r.stdout.splitlines()] == \
+        ["us_ssn"]
+
+
+def test_baseline_fingerprints_depend_on_salt(sample, tmp_path):
+    base = tmp_path / "baseline.json"
+    base.write_bytes(run_scan("-f", "json", str(sample)).stdout)
+    r = run_scan("-b", str(base), str(sample),
+                 env={"VEIL_SCAN_SALT": "another-key"})
+    assert r.returncode == 1
+    assert len(parse_text(r.stdout)) == 7
+
+
+def test_baseline_without_fingerprints_matches_positions(sample, tmp_path):
+    objs = [json.loads(ln) for ln in
+            run_scan("-f", "json", str(sample)).stdout.splitlines()]
+    base = tmp_path / "baseline.json"
+    base.write_text("\n".join(json.dumps({k: o[k] for k in (
+        "path", "line", "start", "end", "detector")}) for o in objs[:3]) +
+        "\n")
+    r = run_scan("-b", str(base), str(sample))
+    assert r.returncode == 1
+    assert [row[4] for row in parse_text(r.stdout)] == [
+        "credit_card", "iban", "ipv4", "ipv6"]
+
+
+@pytest.mark.parametrize("content", [
+    None,                         # missing file
+    "not json\n",
+    '{"path": "x"}\n',            # neither fingerprint nor position
+    '[1, 2]\n',
+])
+def test_bad_baseline_exit_2(sample, tmp_path, content):
+    base = tmp_path / "baseline.json"
+    if content is not None:
+        base.write_text(content)
+    r = run_scan("--baseline", str(base), str(sample))
+    assert r.returncode == 2
+    assert b"baseline" in r.stderr
+    assert r.stdout == b""
+
+
+def test_large_file_line_numbers_across_chunks(tmp_path):
+    # past the 64 MiB piece size, so the file is scanned in two pieces
+    p = tmp_path / "big.txt"
+    filler = b"lorem ipsum dolor sit amet, consectetur adipiscing elit\n"
+    n = (70 << 20) // len(filler)
+    with open(p, "wb") as f:
+        f.write(b"first " + EMAIL.encode() + b"\n")
+        f.write(filler * n)
+        f.write(b"last  " + SSN.encode() + b" end\n")
+    r = run_scan("-f", "json", str(p))
+    assert r.returncode == 1, r.stderr
+    objs = [json.loads(ln) for ln in r.stdout.splitlines()]
+    assert [(o["line"], o["start"], o["end"], o["detector"]) for o in objs] \
+        == [(1, 6, 6 + len(EMAIL), "email"),
+            (n + 2, 6, 6 + len(SSN), "us_ssn")]

@@ -1,0 +1,311 @@
+/* test_derive.c - derived schemas: transformed types, nullable and merged
+ * unions, defaults, named types settled once, per-purpose schemas of the
+ * customer record. */
+#define _GNU_SOURCE
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "avro_ref.h"
+#include "derive.h"
+#include "plan.h"
+#include "schema.h"
+#include "util.h"
+#include "veil.h"
+
+TestSuite(derive);
+
+static char *dump(json_t *j)
+{
+        char *s = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY |
+                                        JSON_PRESERVE_ORDER);
+
+        cr_assert_not_null(s);
+        return s;
+}
+
+static void assert_json(json_t *j, const char *want)
+{
+        char *s = dump(j);
+
+        cr_assert_str_eq(s, want);
+        free(s);
+}
+
+Test(derive, leaf_types_per_transform)
+{
+        struct veil_transform tx = {0};
+        json_t *t;
+
+#define LEAF(k, prim, logical, want)                                           \
+        do {                                                                   \
+                tx.kind = k;                                                   \
+                t       = veil_derive_leaf_type(&tx, prim, logical);           \
+                assert_json(t, want);                                          \
+                json_decref(t);                                                \
+        } while (0)
+        LEAF(VEIL_TX_HASH, "long", NULL, "\"string\"");
+        LEAF(VEIL_TX_HASH, "bytes", "decimal", "\"string\"");
+        LEAF(VEIL_TX_MASK, "string", NULL, "\"string\"");
+        LEAF(VEIL_TX_REDACT_TEXT, "string", NULL, "\"string\"");
+        LEAF(VEIL_TX_ENCRYPT, "string", NULL, "\"string\"");
+        tx.encrypt.output = VEIL_ENCRYPT_OUT_BYTES;
+        LEAF(VEIL_TX_ENCRYPT, "string", NULL, "\"bytes\"");
+        LEAF(VEIL_TX_GENERALIZE, "int", "date", "\"int\"");
+        LEAF(VEIL_TX_GENERALIZE, "long", "timestamp-millis", "\"int\"");
+        LEAF(VEIL_TX_GENERALIZE, "long", "local-timestamp-micros", "\"int\"");
+        LEAF(VEIL_TX_GENERALIZE, "long", NULL, "\"long\"");
+        LEAF(VEIL_TX_GENERALIZE, "double", NULL, "\"double\"");
+        LEAF(VEIL_TX_GENERALIZE, "string", NULL, "\"string\"");
+#undef LEAF
+}
+
+Test(derive, nullable_puts_null_first)
+{
+        json_t *t;
+
+        t = veil_derive_nullable(json_string("string"));
+        assert_json(t, "[\"null\",\"string\"]");
+        json_decref(t);
+        t = veil_derive_nullable(json_pack("[s,s,s]", "string", "null", "int"));
+        assert_json(t, "[\"null\",\"string\",\"int\"]");
+        json_decref(t);
+        t = veil_derive_nullable(json_string("null"));
+        assert_json(t, "[\"null\"]");
+        json_decref(t);
+        t = veil_derive_nullable(
+                json_pack("{s:s,s:s}", "type", "long", "logicalType", "date"));
+        assert_json(t, "[\"null\",{\"type\":\"long\",\"logicalType\":"
+                       "\"date\"}]");
+        json_decref(t);
+}
+
+Test(derive, union_merges_branches_of_one_type)
+{
+        json_t *b[5];
+        uint32_t map[5];
+        json_t *u;
+        int i;
+
+        b[0] = json_string("null");
+        b[1] = json_string("string");
+        b[2] = json_pack("{s:s,s:s,s:[]}", "type", "record", "name", "A",
+                         "fields");
+        b[3] = json_string("string");
+        b[4] = json_pack("{s:s,s:s,s:s,s:[]}", "type", "record", "name", "A",
+                         "namespace", "other", "fields");
+        u    = veil_derive_union(b, 5, map);
+        cr_assert_eq(json_array_size(u), 4);
+        cr_assert_eq(map[0], 0);
+        cr_assert_eq(map[1], 1);
+        cr_assert_eq(map[2], 2);
+        cr_assert_eq(map[3], 1);
+        cr_assert_eq(map[4], 3, "a record of another namespace is distinct");
+        json_decref(u);
+        for (i = 0; i < 5; i++)
+                json_decref(b[i]);
+}
+
+Test(derive, field_defaults_survive_only_when_they_still_fit)
+{
+        json_t *src = json_pack("{s:s,s:s,s:i,s:s}", "name", "n", "type", "int",
+                                "default", 7, "doc", "a number");
+        json_t *nsrc = json_pack("{s:s,s:[s,s],s:n}", "name", "e", "type",
+                                 "null", "string", "default");
+        json_t *f;
+
+        f = veil_derive_field(src, "n", json_string("int"), true, false);
+        assert_json(f, "{\"name\":\"n\",\"type\":\"int\",\"doc\":\"a "
+                       "number\",\"default\":7}");
+        json_decref(f);
+        f = veil_derive_field(src, "n", json_string("string"), false, false);
+        assert_json(f, "{\"name\":\"n\",\"type\":\"string\",\"doc\":\"a "
+                       "number\"}");
+        json_decref(f);
+        f = veil_derive_field(src, "n",
+                              veil_derive_nullable(json_string("int")), false,
+                              true);
+        assert_json(f, "{\"name\":\"n\",\"type\":[\"null\",\"int\"],\"doc\":"
+                       "\"a number\",\"default\":null}");
+        json_decref(f);
+        f = veil_derive_field(nsrc, "e", json_pack("[s,s]", "null", "string"),
+                              false, false);
+        assert_json(f, "{\"name\":\"e\",\"type\":[\"null\",\"string\"],"
+                       "\"default\":null}");
+        json_decref(f);
+        json_decref(src);
+        json_decref(nsrc);
+}
+
+Test(derive, named_types_are_defined_once)
+{
+        json_t *t = json_loads(
+                "{\"type\":\"record\",\"name\":\"T\",\"namespace\":\"n\","
+                "\"fields\":["
+                "{\"name\":\"a\",\"type\":{\"type\":\"record\",\"name\":\"A\","
+                "\"namespace\":\"n\",\"fields\":[{\"name\":\"k\",\"type\":{"
+                "\"type\":\"enum\",\"name\":\"K\",\"namespace\":\"n\","
+                "\"symbols\":[\"X\"]}}]}},"
+                "{\"name\":\"b\",\"type\":{\"type\":\"record\",\"name\":\"A\","
+                "\"namespace\":\"n\",\"fields\":[{\"name\":\"k\",\"type\":{"
+                "\"type\":\"enum\",\"name\":\"K\",\"namespace\":\"n\","
+                "\"symbols\":[\"X\"]}}]}},"
+                "{\"name\":\"c\",\"type\":{\"type\":\"record\",\"name\":\"A\","
+                "\"namespace\":\"n\",\"fields\":[]}},"
+                "{\"name\":\"d\",\"type\":{\"type\":\"record\",\"name\":\"A\","
+                "\"namespace\":\"n\",\"fields\":[]}},"
+                "{\"name\":\"r\",\"type\":{\"type\":\"record\",\"name\":"
+                "\"A\",\"namespace\":\"n\",\"fields\":[{\"name\":\"me\","
+                "\"type\":[\"null\",\"n.A\"]},{\"name\":\"x\",\"type\":"
+                "\"int\"}]}}"
+                "]}",
+                0, NULL);
+        avro_schema_t s;
+        char *text;
+
+        cr_assert_not_null(t);
+        t    = veil_derive_finish(t);
+        text = dump(t);
+        cr_assert_str_eq(
+                text,
+                "{\"type\":\"record\",\"name\":\"T\",\"namespace\":\"n\","
+                "\"fields\":["
+                "{\"name\":\"a\",\"type\":{\"type\":\"record\",\"name\":\"A\","
+                "\"namespace\":\"n\",\"fields\":[{\"name\":\"k\",\"type\":{"
+                "\"type\":\"enum\",\"name\":\"K\",\"namespace\":\"n\","
+                "\"symbols\":[\"X\"]}}]}},"
+                "{\"name\":\"b\",\"type\":\"n.A\"},"
+                "{\"name\":\"c\",\"type\":{\"type\":\"record\",\"name\":"
+                "\"A_2\",\"namespace\":\"n\",\"fields\":[]}},"
+                "{\"name\":\"d\",\"type\":\"n.A_2\"},"
+                "{\"name\":\"r\",\"type\":{\"type\":\"record\",\"name\":"
+                "\"A_3\",\"namespace\":\"n\",\"fields\":[{\"name\":\"me\","
+                "\"type\":[\"null\",\"n.A_3\"]},{\"name\":\"x\",\"type\":"
+                "\"int\"}]}}"
+                "]}");
+        cr_assert_eq(avro_schema_from_json_length(text, strlen(text), &s), 0,
+                     "%s", avro_strerror());
+        avro_schema_decref(s);
+        free(text);
+        json_decref(t);
+}
+
+static void design_policy(struct veil_policy *policy)
+{
+        struct veil_purpose *a, *m;
+        struct veil_route *r;
+
+        memset(policy, 0, sizeof(*policy));
+        avro_ref_class(policy, "customer_id", VEIL_TIER_INTERNAL);
+        avro_ref_class(policy, "email", VEIL_TIER_CONFIDENTIAL);
+        avro_ref_class(policy, "phone", VEIL_TIER_CONFIDENTIAL);
+        avro_ref_class(policy, "card", VEIL_TIER_RESTRICTED);
+        avro_ref_class(policy, "notes", VEIL_TIER_INTERNAL);
+        avro_ref_class(policy, "birth_date", VEIL_TIER_CONFIDENTIAL);
+        a = avro_ref_purpose(policy, "analytics");
+        avro_ref_rule(a, "public", VEIL_TX_KEEP);
+        avro_ref_rule(a, "internal", VEIL_TX_KEEP);
+        avro_ref_rule(a, "customer_id", VEIL_TX_HASH);
+        avro_ref_rule(a, "email", VEIL_TX_HASH);
+        avro_ref_rule(a, "card", VEIL_TX_MASK);
+        avro_ref_rule(a, "notes", VEIL_TX_REDACT_TEXT);
+        avro_ref_rule(a, "birth_date", VEIL_TX_GENERALIZE);
+        avro_ref_rule(a, "phone", VEIL_TX_NULL);
+        m = avro_ref_purpose(policy, "marketing");
+        avro_ref_rule(m, "public", VEIL_TX_KEEP);
+        avro_ref_rule(m, "customer_id", VEIL_TX_KEEP);
+        avro_ref_rule(m, "email", VEIL_TX_KEEP);
+        r = avro_ref_route(policy, "customers", "customer_id");
+        avro_ref_override(r, "address.zip", "internal");
+}
+
+static json_t *field_named(json_t *record, const char *name)
+{
+        json_t *f;
+        size_t i;
+
+        json_array_foreach(json_object_get(record, "fields"), i, f)
+        {
+                if (!strcmp(json_string_value(json_object_get(f, "name")),
+                            name))
+                        return f;
+        }
+        return NULL;
+}
+
+Test(derive, customer_schema_per_purpose)
+{
+        struct veil_policy policy;
+        struct veil_schema *schema;
+        struct veil_plan_opts opts = {0};
+        char err[256]              = "", *text, *mtext;
+        size_t len;
+        json_t *d, *f, *addr;
+        avro_schema_t s;
+
+        design_policy(&policy);
+        text = veil_file_read("schemas/customers-value.avsc", &len, err,
+                              sizeof(err));
+        cr_assert_not_null(text, "%s", err);
+        schema = veil_schema_parse(text, len, NULL, 1, err, sizeof(err));
+        cr_assert_not_null(schema, "%s", err);
+        free(text);
+        opts.policy  = &policy;
+        opts.route   = veil_policy_route(&policy, "customers");
+        opts.purpose = veil_policy_purpose(&policy, "analytics");
+        text         = veil_derive_schema(schema, &opts, err, sizeof(err));
+        cr_assert_not_null(text, "%s", err);
+        cr_assert_eq(avro_schema_from_json_length(text, strlen(text), &s), 0,
+                     "%s", avro_strerror());
+        avro_schema_decref(s);
+        d = json_loads(text, 0, NULL);
+        cr_assert_str_eq(json_string_value(json_object_get(d, "name")),
+                         "Customer");
+        cr_assert_str_eq(json_string_value(json_object_get(d, "namespace")),
+                         "com.example.crm");
+        assert_json(json_object_get(field_named(d, "customer_id"), "type"),
+                    "\"string\"");
+        f = field_named(d, "phone");
+        assert_json(json_object_get(f, "type"), "[\"null\",\"string\"]");
+        cr_assert(json_is_null(json_object_get(f, "default")));
+        assert_json(json_object_get(field_named(d, "birth_date"), "type"),
+                    "\"int\"");
+        assert_json(json_object_get(field_named(d, "created_at"), "type"),
+                    "{\"type\":\"long\",\"logicalType\":\"timestamp-millis\"}");
+        assert_json(json_object_get(field_named(d, "balance"), "type"),
+                    "{\"type\":\"bytes\",\"logicalType\":\"decimal\","
+                    "\"precision\":12,\"scale\":2}");
+        cr_assert_null(field_named(d, "ssn"));
+        cr_assert_null(field_named(d, "full_name"));
+        cr_assert_null(field_named(d, "referrer"));
+        addr = json_object_get(field_named(d, "address"), "type");
+        cr_assert_str_eq(json_string_value(json_object_get(addr, "name")),
+                         "Address");
+        cr_assert_not_null(field_named(addr, "zip"));
+        cr_assert_null(field_named(addr, "street"));
+        json_decref(d);
+
+        /* marketing sees less, and a different schema */
+        opts.purpose = veil_policy_purpose(&policy, "marketing");
+        mtext        = veil_derive_schema(schema, &opts, err, sizeof(err));
+        cr_assert_not_null(mtext, "%s", err);
+        cr_assert_str_neq(text, mtext);
+        d = json_loads(mtext, 0, NULL);
+        cr_assert_null(field_named(d, "phone"));
+        cr_assert_null(field_named(d, "attributes"));
+        cr_assert_null(field_named(
+                json_object_get(field_named(d, "address"), "type"), "zip"));
+        json_decref(d);
+        /* stable: the same inputs give the same text (registry ids cache) */
+        {
+                char *again =
+                        veil_derive_schema(schema, &opts, err, sizeof(err));
+
+                cr_assert_str_eq(again, mtext);
+                free(again);
+        }
+        free(mtext);
+        free(text);
+        veil_schema_destroy(schema);
+        veil_policy_destroy(&policy);
+}
