@@ -8,94 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "plan.h"
 #include "registry.h"
 #include "schema.h"
 #include "util.h"
 #include "veil.h"
-
-/* Looks through ["null", T]; returns the union itself when it has more than
- * one non-null branch. */
-static avro_schema_t non_null(avro_schema_t type)
-{
-        avro_schema_t only = NULL, b;
-        size_t i;
-
-        if (avro_typeof(type) == AVRO_LINK)
-                type = avro_schema_link_target(type);
-        if (avro_typeof(type) != AVRO_UNION)
-                return type;
-        for (i = 0; i < avro_schema_union_size(type); i++) {
-                b = avro_schema_union_branch(type, (int)i);
-                if (avro_typeof(b) == AVRO_NULL)
-                        continue;
-                if (only)
-                        return type;
-                only = b;
-        }
-        if (!only)
-                return type;
-        return avro_typeof(only) == AVRO_LINK ? avro_schema_link_target(only)
-                                              : only;
-}
-
-static const char *type_label(avro_schema_t t, const char *logical)
-{
-        if (logical)
-                return logical;
-        switch (avro_typeof(t)) {
-        case AVRO_UNION:
-                return "union";
-        default:
-                return avro_schema_type_name(t);
-        }
-}
-
-int veil_tx_check_type(const struct veil_transform *tx, avro_schema_t type,
-                       const char *logical, char *errstr, size_t errstr_size)
-{
-        avro_schema_t t = non_null(type);
-        avro_type_t at  = avro_typeof(t);
-        int ok          = 0;
-
-        switch (tx->kind) {
-        case VEIL_TX_KEEP:
-        case VEIL_TX_DROP:
-        case VEIL_TX_NULL:
-                ok = 1;
-                break;
-        case VEIL_TX_HASH:
-                /* The token is a string; hashing needs a well-defined byte
-                 * form of the value. */
-                ok = at == AVRO_STRING || at == AVRO_BYTES ||
-                     at == AVRO_FIXED || at == AVRO_INT32 || at == AVRO_INT64 ||
-                     at == AVRO_ENUM;
-                break;
-        case VEIL_TX_MASK:
-        case VEIL_TX_REDACT_TEXT:
-                ok = at == AVRO_STRING;
-                break;
-        case VEIL_TX_ENCRYPT:
-                ok = at == AVRO_STRING || at == AVRO_BYTES;
-                break;
-        case VEIL_TX_GENERALIZE:
-                if (logical &&
-                    (!strcmp(logical, "uuid") || !strcmp(logical, "decimal") ||
-                     !strncmp(logical, "time-", 5)))
-                        ok = 0;
-                else
-                        ok = at == AVRO_INT32 || at == AVRO_INT64 ||
-                             at == AVRO_FLOAT || at == AVRO_DOUBLE ||
-                             at == AVRO_STRING;
-                break;
-        default:
-                ok = 0;
-        }
-        if (ok)
-                return 0;
-        return veil_errf(errstr, errstr_size, VEIL_ETYPE,
-                         "transform '%s' cannot apply to type '%s'",
-                         veil_tx_name(tx->kind), type_label(t, logical));
-}
 
 struct ctx {
         const struct veil_config *config;
@@ -170,6 +87,7 @@ static void check_purposes(struct ctx *c, int64_t now)
 
 /* Check one label against every purpose of the route. */
 static void check_label(struct ctx *c, const struct veil_route *route,
+                        const struct veil_schema *schema,
                         const struct veil_schema_field *f, const char *label,
                         int64_t now)
 {
@@ -192,8 +110,8 @@ static void check_label(struct ctx *c, const struct veil_route *route,
                                 label);
                         continue;
                 }
-                if (veil_tx_check_type(tx, f->type, f->logical, err,
-                                       sizeof(err)))
+                /* the plan compiler's own rule, so check and run agree */
+                if (veil_plan_check_field(schema, f, tx, err, sizeof(err)))
                         finding(c, VEIL_CHECK_ERROR, VEIL_GAP_TYPE_MISMATCH,
                                 route->source, pu->name, f->path, label, "%s",
                                 err);
@@ -303,7 +221,7 @@ static int check_route(struct ctx *c, struct veil_registry *reg,
                                                         : "tag_classes:");
                         continue;
                 }
-                check_label(c, route, f, label, now);
+                check_label(c, route, schema, f, label, now);
         }
         for (i = 0; i < route->n_classify; i++)
                 if (!veil_schema_field(schema, route->classify[i].path))

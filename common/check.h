@@ -27,13 +27,6 @@ enum veil_check_severity { VEIL_CHECK_WARNING = 0, VEIL_CHECK_ERROR };
 #define VEIL_GAP_BAD_SCHEMA "bad-schema"
 #define VEIL_GAP_UNUSED_OVERRIDE "unused-override"
 
-/* Can transform `tx` apply to a value of Avro type `type` (unions looked
- * through when they have one non-null branch) with logicalType `logical`?
- * 0 when it can; VEIL_ETYPE with a message naming the transform and the
- * type when it cannot. Shared by `veil check` and the plan compiler. */
-int veil_tx_check_type(const struct veil_transform *tx, avro_schema_t type,
-                       const char *logical, char *errstr, size_t errstr_size);
-
 /* Run every check. Findings are appended to `report` (a JSON array the
  * caller owns) as objects {severity, kind, route, purpose, path, label,
  * message}; values never appear, only names. `now` is epoch seconds.

@@ -340,8 +340,22 @@ json_t *veil_derive_field(json_t *src_field, const char *name, json_t *type,
         return out;
 }
 
-/* ---- record keys ------------------------------------------------------------
- */
+char *veil_derive_schema(const struct veil_schema *schema,
+                         const struct veil_plan_opts *opts, char *errstr,
+                         size_t errstr_size)
+{
+        struct veil_plan *plan =
+                veil_plan_compile(schema, opts, errstr, errstr_size);
+        char *text;
+
+        if (!plan)
+                return NULL;
+        text = veil_strdup(veil_plan_derived_text(plan));
+        veil_plan_destroy(plan);
+        return text;
+}
+
+/* ---- record keys -------------------------------------------------------- */
 
 bool veil_key_is_framed(const void *key, size_t len)
 {

@@ -102,8 +102,7 @@ struct veil_plan {
         bool needs_detect;
 };
 
-/* ---- plan storage ---------------------------------------------------------
- */
+/* ---- plan storage ------------------------------------------------------- */
 
 static void *grow(void *p, size_t *cap, size_t need, size_t size)
 {
@@ -219,8 +218,7 @@ void veil_plan_env_free(struct veil_plan_env *env)
         veil_text_buf_free(&env->text);
 }
 
-/* ---- types ------------------------------------------------------------------
- */
+/* ---- types -------------------------------------------------------------- */
 
 static enum pk pk_of(avro_type_t t)
 {
@@ -358,8 +356,7 @@ static void type_label(char *buf, size_t size, enum pk kind, enum lt lt,
                 snprintf(buf, size, "%s", pk_names[kind]);
 }
 
-/* ---- compiler -------------------------------------------------------------
- */
+/* ---- compiler ----------------------------------------------------------- */
 
 enum mode {
         M_CLASSIFY = 0, /* classify every position through the policy */
@@ -1280,21 +1277,6 @@ err:
         return NULL;
 }
 
-char *veil_derive_schema(const struct veil_schema *schema,
-                         const struct veil_plan_opts *opts, char *errstr,
-                         size_t errstr_size)
-{
-        struct veil_plan *plan =
-                veil_plan_compile(schema, opts, errstr, errstr_size);
-        char *text;
-
-        if (!plan)
-                return NULL;
-        text = veil_strdup(plan->derived_text);
-        veil_plan_destroy(plan);
-        return text;
-}
-
 /* ---- veil check ---------------------------------------------------------- */
 
 static int check_walk(const struct veil_schema *schema, avro_schema_t t,
@@ -1432,8 +1414,7 @@ int veil_plan_check_field(const struct veil_schema *schema,
         return rc;
 }
 
-/* ---- executor -------------------------------------------------------------
- */
+/* ---- executor ----------------------------------------------------------- */
 
 struct ex {
         const uint8_t *p;
@@ -2145,8 +2126,7 @@ enum veil_wire_err veil_plan_exec_framed(const struct veil_plan *plan,
         return rc;
 }
 
-/* ---- cache ------------------------------------------------------------------
- */
+/* ---- cache -------------------------------------------------------------- */
 
 struct cache_entry {
         int schema_id;

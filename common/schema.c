@@ -338,7 +338,7 @@ struct veil_schema *veil_schema_parse(const char *text, size_t len,
                 schema->avro = NULL;
                 goto err;
         }
-        schema->json = json_loadb(text, len, 0, &jerr);
+        schema->json = json_loadb(text, len, JSON_DECODE_ANY, &jerr);
         if (!schema->json) {
                 veil_errf(errstr, errstr_size, VEIL_EINVAL,
                           "invalid schema JSON at line %d: %s", jerr.line,

@@ -7,12 +7,6 @@
 #include "commands.h"
 #include "veil.h"
 
-static const struct veil_cmd_help help_erase = {
-        "erase", "erase -c FILE [--file KEYS] KEY…",
-        "Publish erasure requests: every purpose topic gets a tombstone for "
-        "the key.",
-        "options:\n  -c, --config FILE   the pipeline\n"
-        "  --file FILE         keys to erase, one per line\n"};
 static const struct veil_cmd_help help_dlq = {
         "dlq", "dlq replay -c FILE [--error CODE]",
         "Feed dead-lettered records back through the pipeline once their "
@@ -23,11 +17,6 @@ static const struct veil_cmd_help help_audit = {
         "audit", "audit verify -c FILE",
         "Check the audit topic's hash chain end to end.",
         "exit: 0 intact, 1 broken\n"};
-static const struct veil_cmd_help help_topics = {
-        "topics", "topics -c FILE",
-        "The topics a pipeline needs, with their settings (compacted purpose "
-        "topics, ledger, audit, DLQ, erasure).",
-        NULL};
 
 static int pending(const struct veil_cmd_help *h, int issue, int argc,
                    char **argv)
@@ -46,11 +35,6 @@ static int pending(const struct veil_cmd_help *h, int issue, int argc,
         return VEIL_EXIT_USAGE;
 }
 
-int veil_cmd_erase(int argc, char **argv)
-{
-        return pending(&help_erase, 6, argc, argv);
-}
-
 int veil_cmd_dlq(int argc, char **argv)
 {
         return pending(&help_dlq, 5, argc, argv);
@@ -59,9 +43,4 @@ int veil_cmd_dlq(int argc, char **argv)
 int veil_cmd_audit(int argc, char **argv)
 {
         return pending(&help_audit, 5, argc, argv);
-}
-
-int veil_cmd_topics(int argc, char **argv)
-{
-        return pending(&help_topics, 6, argc, argv);
 }

@@ -104,7 +104,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         /* the scan result lives in the scratch, which redaction reuses */
         spans = malloc((n ? n : 1) * sizeof(*spans));
         CHECK(spans);
-        memcpy(spans, f, n * sizeof(*spans));
+        if (n)
+                memcpy(spans, f, n * sizeof(*spans));
 
         CHECK(veil_redact_text(engine, scratch, NULL, text, size, &out, &n_red,
                                errstr, sizeof(errstr)) == 0);

@@ -15,8 +15,7 @@
 #include "util.h"
 #include "veil.h"
 
-/* ---- policy builder --------------------------------------------------------
- */
+/* ---- policy builder ----------------------------------------------------- */
 
 void avro_ref_class(struct veil_policy *policy, const char *name,
                     enum veil_tier tier)
@@ -101,8 +100,7 @@ void avro_ref_tag_class(struct veil_policy *policy, const char *tag,
         policy->tag_classes[policy->n_tag_classes++].label = veil_strdup(label);
 }
 
-/* ---- decision tree
- * ----------------------------------------------------------- */
+/* ---- decision tree ------------------------------------------------------ */
 
 enum ract { R_KEEP, R_DROP, R_NULL, R_TX, R_RECORD, R_ARRAY, R_MAP, R_UNION };
 
@@ -782,8 +780,7 @@ int avro_ref_apply(struct avro_ref *ref, struct veil_plan_env *env,
         return 0;
 }
 
-/* ---- random data ------------------------------------------------------------
- */
+/* ---- random data -------------------------------------------------------- */
 
 uint64_t avro_ref_rand(uint64_t *state)
 {

@@ -552,6 +552,11 @@ Test(detect, names_and_ids)
         }
         cr_expect_not(veil_detect_known("employee_id"));
         cr_expect_not(veil_detect_known(NULL));
+        /* the licence model's list and the engine's table agree */
+        cr_expect_eq(veil_n_builtin_detectors, (size_t)VEIL_DET__BUILTIN);
+        for (i = 0; i < veil_n_builtin_detectors; i++)
+                cr_expect_geq(veil_detect_id(engine, veil_builtin_detectors[i]),
+                              0, "%s", veil_builtin_detectors[i]);
         cr_expect_eq(veil_detect_id(engine, "nope"), -1);
         cr_expect_null(veil_detect_name(engine, -1));
         cr_expect_null(veil_detect_name(engine, VEIL_DET__BUILTIN));

@@ -1,0 +1,741 @@
+/* ledger.c - ledger record encoding and restore, write coalescing, and
+ * erasure requests (formats in ledger.h). */
+#define _GNU_SOURCE
+#include "ledger.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+#include <openssl/rand.h>
+
+#include "util.h"
+#include "veil.h"
+
+/* ---- ledger records --------------------------------------------------------
+ */
+
+static void put_be64(unsigned char *p, uint64_t v)
+{
+        int i;
+
+        for (i = 7; i >= 0; i--) {
+                p[i] = (unsigned char)(v & 0xff);
+                v >>= 8;
+        }
+}
+
+static void put_be32(unsigned char *p, uint32_t v)
+{
+        p[0] = (unsigned char)(v >> 24);
+        p[1] = (unsigned char)(v >> 16);
+        p[2] = (unsigned char)(v >> 8);
+        p[3] = (unsigned char)v;
+}
+
+static uint64_t get_be64(const unsigned char *p)
+{
+        uint64_t v = 0;
+        int i;
+
+        for (i = 0; i < 8; i++)
+                v = v << 8 | p[i];
+        return v;
+}
+
+static uint32_t get_be32(const unsigned char *p)
+{
+        return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
+               (uint32_t)p[2] << 8 | p[3];
+}
+
+static bool topic_char(unsigned char c)
+{
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+               (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
+}
+
+/* Kafka's rule for topic names (the broker rejects anything else). */
+static bool topic_valid(const char *t, size_t len)
+{
+        size_t i;
+
+        if (len == 0 || len > VEIL_LEDGER_TOPIC_MAX)
+                return false;
+        if ((len == 1 && t[0] == '.') || (len == 2 && !memcmp(t, "..", 2)))
+                return false;
+        for (i = 0; i < len; i++)
+                if (!topic_char((unsigned char)t[i]))
+                        return false;
+        return true;
+}
+
+size_t veil_ledger_key_len(size_t topic_len, size_t key_len)
+{
+        return topic_len + 1 + key_len;
+}
+
+int veil_ledger_key_encode(const char *topic, const void *key, size_t key_len,
+                           unsigned char *out, size_t cap, size_t *outlen,
+                           char *errstr, size_t errstr_size)
+{
+        size_t tlen = topic ? strlen(topic) : 0;
+
+        if (!topic_valid(topic, tlen))
+                return veil_errf(errstr, errstr_size, VEIL_EINVAL,
+                                 "ledger: purpose topic is not a valid Kafka "
+                                 "topic name");
+        if (key_len > VEIL_RETENTION_MAX_KEY || (!key && key_len))
+                return veil_errf(errstr, errstr_size, VEIL_EINVAL,
+                                 "ledger: key of %zu bytes (at most %u)",
+                                 key_len, VEIL_RETENTION_MAX_KEY);
+        if (cap < veil_ledger_key_len(tlen, key_len))
+                return veil_errf(errstr, errstr_size, VEIL_EINVAL,
+                                 "ledger: key buffer of %zu bytes, need %zu",
+                                 cap, veil_ledger_key_len(tlen, key_len));
+        memcpy(out, topic, tlen);
+        out[tlen] = 0;
+        if (key_len)
+                memcpy(out + tlen + 1, key, key_len);
+        *outlen = veil_ledger_key_len(tlen, key_len);
+        return 0;
+}
+
+int veil_ledger_value_encode(const struct veil_ledger_value *v,
+                             unsigned char out[VEIL_LEDGER_VALUE_LEN],
+                             char *errstr, size_t errstr_size)
+{
+        if (v->deadline_ms < 0 || v->partition < 0)
+                return veil_errf(errstr, errstr_size, VEIL_EINVAL,
+                                 "ledger: negative %s",
+                                 v->deadline_ms < 0 ? "deadline" : "partition");
+        out[0] = VEIL_LEDGER_VERSION;
+        put_be64(out + 1, (uint64_t)v->deadline_ms);
+        put_be64(out + 9, (uint64_t)v->record_ts_ms);
+        put_be32(out + 17, (uint32_t)v->partition);
+        return 0;
+}
+
+int veil_ledger_decode(const void *key, size_t key_len, const void *value,
+                       size_t value_len, struct veil_ledger_record *rec,
+                       char *errstr, size_t errstr_size)
+{
+        const unsigned char *k = key, *v = value, *nul;
+        size_t tlen;
+
+        memset(rec, 0, sizeof(*rec));
+        if (!k || !key_len)
+                return veil_errf(errstr, errstr_size, VEIL_EDATA,
+                                 "ledger: record without a key");
+        nul = memchr(k, 0,
+                     key_len < VEIL_LEDGER_TOPIC_MAX + 1
+                             ? key_len
+                             : VEIL_LEDGER_TOPIC_MAX + 1);
+        if (!nul)
+                return veil_errf(errstr, errstr_size, VEIL_EDATA,
+                                 "ledger: key has no topic separator in its "
+                                 "first %d bytes",
+                                 VEIL_LEDGER_TOPIC_MAX + 1);
+        tlen = (size_t)(nul - k);
+        if (!topic_valid((const char *)k, tlen))
+                return veil_errf(errstr, errstr_size, VEIL_EDATA,
+                                 "ledger: key's topic part (%zu bytes) is not "
+                                 "a valid topic name",
+                                 tlen);
+        if (key_len - tlen - 1 > VEIL_RETENTION_MAX_KEY)
+                return veil_errf(errstr, errstr_size, VEIL_EDATA,
+                                 "ledger: key part of %zu bytes (at most %u)",
+                                 key_len - tlen - 1, VEIL_RETENTION_MAX_KEY);
+        rec->topic     = (const char *)k;
+        rec->topic_len = tlen;
+        rec->key       = nul + 1;
+        rec->key_len   = key_len - tlen - 1;
+        if (!v || !value_len) {
+                rec->tombstone = true;
+                return 0;
+        }
+        if (value_len != VEIL_LEDGER_VALUE_LEN)
+                return veil_errf(errstr, errstr_size, VEIL_EDATA,
+                                 "ledger: value of %zu bytes (want %d)",
+                                 value_len, VEIL_LEDGER_VALUE_LEN);
+        if (v[0] != VEIL_LEDGER_VERSION)
+                return veil_errf(errstr, errstr_size, VEIL_EDATA,
+                                 "ledger: value format version %u (know %d)",
+                                 v[0], VEIL_LEDGER_VERSION);
+        rec->value.deadline_ms  = (int64_t)get_be64(v + 1);
+        rec->value.record_ts_ms = (int64_t)get_be64(v + 9);
+        rec->value.partition    = (int32_t)get_be32(v + 17);
+        if (rec->value.deadline_ms < 0 || rec->value.partition < 0) {
+                rec->value.deadline_ms = 0;
+                rec->value.partition   = 0;
+                return veil_errf(errstr, errstr_size, VEIL_EDATA,
+                                 "ledger: negative deadline or partition");
+        }
+        return 0;
+}
+
+int veil_ledger_apply(struct veil_retention *ri, uint16_t purpose,
+                      const struct veil_ledger_record *rec, char *errstr,
+                      size_t errstr_size)
+{
+        if (rec->tombstone) {
+                (void)veil_retention_remove(ri, purpose, rec->key, rec->key_len,
+                                            NULL);
+                return 0;
+        }
+        return veil_retention_set(ri, purpose, rec->key, rec->key_len,
+                                  rec->value.deadline_ms, rec->value.partition,
+                                  errstr, errstr_size);
+}
+
+int veil_ledger_restore(struct veil_retention *ri, const char *const *topics,
+                        size_t n_topics, const void *key, size_t key_len,
+                        const void *value, size_t value_len, char *errstr,
+                        size_t errstr_size)
+{
+        struct veil_ledger_record rec;
+        size_t i;
+        int rc;
+
+        rc = veil_ledger_decode(key, key_len, value, value_len, &rec, errstr,
+                                errstr_size);
+        if (rc)
+                return rc;
+        /* A handful of purposes: a scan with a length check first beats
+         * hashing the name. */
+        for (i = 0; i < n_topics && i <= UINT16_MAX; i++)
+                if (strlen(topics[i]) == rec.topic_len &&
+                    !memcmp(topics[i], rec.topic, rec.topic_len))
+                        return veil_ledger_apply(ri, (uint16_t)i, &rec, errstr,
+                                                 errstr_size);
+        return veil_errf(errstr, errstr_size, VEIL_ENOTFOUND,
+                         "ledger: record of purpose topic '%.*s', which the "
+                         "config does not have",
+                         (int)rec.topic_len, rec.topic);
+}
+
+/* ---- write coalescing
+ * -------------------------------------------------------- */
+
+struct lb_pending {
+        size_t key_off;
+        uint32_t key_len;
+        uint32_t hash;
+        int32_t partition;
+        bool tombstone;
+        unsigned char value[VEIL_LEDGER_VALUE_LEN];
+};
+
+struct veil_ledger_batch {
+        struct lb_pending *p;
+        size_t n, cap, puts;
+        uint32_t *slots; /* entry number + 1; 0 empty */
+        size_t mask;
+        unsigned char *keys;
+        size_t keys_len, keys_cap;
+        uint64_t seed;
+};
+
+struct veil_ledger_batch *veil_ledger_batch_new(void)
+{
+        struct veil_ledger_batch *b = veil_calloc(1, sizeof(*b));
+
+        b->cap      = 64;
+        b->p        = veil_malloc(b->cap * sizeof(*b->p));
+        b->mask     = 127;
+        b->slots    = veil_calloc(b->mask + 1, sizeof(*b->slots));
+        b->keys_cap = 4096;
+        b->keys     = veil_malloc(b->keys_cap);
+        b->seed     = veil_retention_seed();
+        return b;
+}
+
+void veil_ledger_batch_destroy(struct veil_ledger_batch *b)
+{
+        if (!b)
+                return;
+        veil_ledger_batch_clear(b);
+        free(b->keys);
+        free(b->slots);
+        free(b->p);
+        free(b);
+}
+
+size_t veil_ledger_batch_count(const struct veil_ledger_batch *b)
+{
+        return b->n;
+}
+
+size_t veil_ledger_batch_puts(const struct veil_ledger_batch *b)
+{
+        return b->puts;
+}
+
+void veil_ledger_batch_get(const struct veil_ledger_batch *b, size_t i,
+                           struct veil_ledger_pending *out)
+{
+        const struct lb_pending *p = &b->p[i];
+
+        out->key       = b->keys + p->key_off;
+        out->key_len   = p->key_len;
+        out->value     = p->tombstone ? NULL : p->value;
+        out->value_len = p->tombstone ? 0 : VEIL_LEDGER_VALUE_LEN;
+        out->partition = p->partition;
+}
+
+void veil_ledger_batch_clear(struct veil_ledger_batch *b)
+{
+        /* A batch that once held many keys keeps its table; clearing it is
+         * a memset per transaction, cheap next to the transaction. */
+        memset(b->slots, 0, (b->mask + 1) * sizeof(*b->slots));
+        if (b->keys_len)
+                memset(b->keys, 0, b->keys_len);
+        b->keys_len = 0;
+        b->n        = 0;
+        b->puts     = 0;
+}
+
+static void lb_grow_table(struct veil_ledger_batch *b)
+{
+        size_t nslots = (b->mask + 1) * 2, i, x;
+
+        free(b->slots);
+        b->slots = veil_calloc(nslots, sizeof(*b->slots));
+        b->mask  = nslots - 1;
+        for (x = 0; x < b->n; x++) {
+                i = b->p[x].hash & b->mask;
+                while (b->slots[i])
+                        i = (i + 1) & b->mask;
+                b->slots[i] = (uint32_t)x + 1;
+        }
+}
+
+int veil_ledger_batch_put(struct veil_ledger_batch *b, const char *topic,
+                          const void *key, size_t key_len, int32_t partition,
+                          const struct veil_ledger_value *value, char *errstr,
+                          size_t errstr_size)
+{
+        unsigned char val[VEIL_LEDGER_VALUE_LEN];
+        struct lb_pending *p;
+        size_t need, klen, i;
+        uint64_t h64;
+        uint32_t h, s;
+        int rc;
+
+        if (partition < 0)
+                return veil_errf(errstr, errstr_size, VEIL_EINVAL,
+                                 "ledger: negative partition %d",
+                                 (int)partition);
+        if (value) {
+                rc = veil_ledger_value_encode(value, val, errstr, errstr_size);
+                if (rc)
+                        return rc;
+        }
+        /* Encode the ledger key at the end of the key arena; it becomes
+         * the pending record's key unless the key is already pending. */
+        need = veil_ledger_key_len(topic ? strlen(topic) : 0, key_len);
+        if (b->keys_len + need > b->keys_cap) {
+                while (b->keys_len + need > b->keys_cap)
+                        b->keys_cap *= 2;
+                b->keys = veil_realloc(b->keys, b->keys_cap);
+        }
+        rc = veil_ledger_key_encode(topic, key, key_len, b->keys + b->keys_len,
+                                    b->keys_cap - b->keys_len, &klen, errstr,
+                                    errstr_size);
+        if (rc)
+                return rc;
+        if ((b->n + 1) * 4 > (b->mask + 1) * 3)
+                lb_grow_table(b);
+        h64 = veil_retention_hash(b->seed, b->keys + b->keys_len, klen);
+        h   = (uint32_t)(h64 ^ (h64 >> 32));
+        b->puts++;
+        for (i = h & b->mask; (s = b->slots[i]) != 0; i = (i + 1) & b->mask) {
+                p = &b->p[s - 1];
+                if (p->hash == h && p->key_len == klen &&
+                    !memcmp(b->keys + p->key_off, b->keys + b->keys_len,
+                            klen)) {
+                        memset(b->keys + b->keys_len, 0, klen);
+                        goto fill;
+                }
+        }
+        if (b->n == b->cap) {
+                b->cap *= 2;
+                b->p = veil_realloc(b->p, b->cap * sizeof(*b->p));
+        }
+        b->slots[i] = (uint32_t)b->n + 1;
+        p           = &b->p[b->n++];
+        p->key_off  = b->keys_len;
+        p->key_len  = (uint32_t)klen;
+        p->hash     = h;
+        b->keys_len += klen;
+fill:
+        p->partition = partition;
+        p->tombstone = value == NULL;
+        if (value)
+                memcpy(p->value, val, sizeof(val));
+        return 0;
+}
+
+/* ---- erasure requests
+ * ---------------------------------------------------------- */
+
+#define ERASURE_INFO_ID "veil:erasure:id"
+#define ERASURE_INFO_SEAL "veil:erasure:seal"
+
+static bool key_id_valid(const char *id, size_t len)
+{
+        size_t i;
+
+        if (!len || len > VEIL_TX_KEY_ID_MAX)
+                return false;
+        for (i = 0; i < len; i++) {
+                unsigned char c = (unsigned char)id[i];
+
+                if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                      (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+                      c == '-'))
+                        return false;
+        }
+        return true;
+}
+
+int veil_erasure_keys_init(struct veil_erasure_keys *ek,
+                           const unsigned char *master, size_t master_len,
+                           const char *key_id, char *errstr, size_t errstr_size)
+{
+        unsigned char k[32];
+        size_t idlen = key_id ? strlen(key_id) : 0;
+        int rc;
+
+        memset(ek, 0, sizeof(*ek));
+        if (!key_id_valid(key_id, idlen))
+                return veil_errf(errstr, errstr_size, VEIL_EINVAL,
+                                 "erasure: key id must be 1-%d of "
+                                 "[A-Za-z0-9._-]",
+                                 VEIL_TX_KEY_ID_MAX);
+        if (!master || master_len < 32)
+                return veil_errf(errstr, errstr_size, VEIL_EINVAL,
+                                 "erasure: master key of %zu bytes (need at "
+                                 "least 32)",
+                                 master ? master_len : 0);
+        memcpy(ek->key_id, key_id, idlen + 1);
+        ek->key_id_len = idlen;
+        rc = veil_hkdf_sha256(master, master_len, NULL, 0, ERASURE_INFO_ID,
+                              strlen(ERASURE_INFO_ID), k, sizeof(k), errstr,
+                              errstr_size);
+        if (rc)
+                goto err;
+        veil_hmac_init(&ek->id, k, sizeof(k));
+        rc = veil_hkdf_sha256(master, master_len, NULL, 0, ERASURE_INFO_SEAL,
+                              strlen(ERASURE_INFO_SEAL), k, sizeof(k), errstr,
+                              errstr_size);
+        if (rc)
+                goto err;
+        rc = veil_aead_init(&ek->seal, VEIL_AEAD_GCM, k, sizeof(k), errstr,
+                            errstr_size);
+        if (rc)
+                goto err;
+        veil_cleanse(k, sizeof(k));
+        return 0;
+err:
+        veil_cleanse(k, sizeof(k));
+        veil_hmac_cleanse(&ek->id);
+        memset(ek, 0, sizeof(*ek));
+        return rc;
+}
+
+void veil_erasure_keys_destroy(struct veil_erasure_keys *ek)
+{
+        if (!ek)
+                return;
+        veil_hmac_cleanse(&ek->id);
+        veil_aead_destroy(&ek->seal);
+        memset(ek, 0, sizeof(*ek));
+}
+
+int veil_erasure_key_hash(const struct veil_erasure_keys *ek, const void *key,
+                          size_t key_len, char *out, size_t cap)
+{
+        unsigned char mac[VEIL_SHA256_LEN];
+        size_t n;
+
+        if (cap < ek->key_id_len + 1 + VEIL_B64URL_LEN(sizeof(mac)) + 1)
+                return VEIL_EINVAL;
+        veil_hmac_sha256(&ek->id, key, key_len, mac);
+        memcpy(out, ek->key_id, ek->key_id_len);
+        out[ek->key_id_len] = ':';
+        if (veil_b64url_encode(mac, sizeof(mac), out + ek->key_id_len + 1,
+                               cap - ek->key_id_len - 1, &n))
+                return VEIL_EINVAL;
+        out[ek->key_id_len + 1 + n] = 0;
+        return 0;
+}
+
+int veil_erasure_request_id(char out[37], char *errstr, size_t errstr_size)
+{
+        static const char hex[] = "0123456789abcdef";
+        unsigned char r[16];
+        size_t i, o = 0;
+
+        if (RAND_bytes(r, sizeof(r)) != 1)
+                return veil_errf(errstr, errstr_size, VEIL_EIO,
+                                 "erasure: RAND_bytes failed");
+        r[6] = (unsigned char)((r[6] & 0x0f) | 0x40); /* version 4 */
+        r[8] = (unsigned char)((r[8] & 0x3f) | 0x80); /* RFC 4122 variant */
+        for (i = 0; i < 16; i++) {
+                if (i == 4 || i == 6 || i == 8 || i == 10)
+                        out[o++] = '-';
+                out[o++] = hex[r[i] >> 4];
+                out[o++] = hex[r[i] & 15];
+        }
+        out[o] = 0;
+        return 0;
+}
+
+static bool request_id_valid(const char *s)
+{
+        size_t i, n = strlen(s);
+
+        if (!n || n > VEIL_ERASURE_REQUEST_ID_MAX)
+                return false;
+        for (i = 0; i < n; i++) {
+                unsigned char c = (unsigned char)s[i];
+
+                if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                      (c >= '0' && c <= '9') || c == '-' || c == '_' ||
+                      c == '.' || c == ':'))
+                        return false;
+        }
+        return true;
+}
+
+int veil_erasure_request_encode(struct veil_erasure_keys *ek, const void *key,
+                                size_t key_len, int64_t requested_at_ms,
+                                const char *request_id, char **json,
+                                size_t *json_len, char *errstr,
+                                size_t errstr_size)
+{
+        unsigned char *sealed = NULL;
+        char *tok = NULL, *s = NULL;
+        size_t slen, cap, tlen, n;
+        json_t *obj = NULL;
+        int rc      = VEIL_EINVAL;
+
+        *json = NULL;
+        if (!key || !key_len || key_len > VEIL_RETENTION_MAX_KEY)
+                return veil_errf(errstr, errstr_size, VEIL_EINVAL,
+                                 "erasure: key of %zu bytes (1-%u)", key_len,
+                                 VEIL_RETENTION_MAX_KEY);
+        if (!request_id || !request_id_valid(request_id))
+                return veil_errf(errstr, errstr_size, VEIL_EINVAL,
+                                 "erasure: request id must be 1-%d of "
+                                 "[A-Za-z0-9._:-]",
+                                 VEIL_ERASURE_REQUEST_ID_MAX);
+        if (requested_at_ms < 0)
+                return veil_errf(errstr, errstr_size, VEIL_EINVAL,
+                                 "erasure: negative requested_at");
+        cap    = key_len + VEIL_AEAD_OVERHEAD;
+        sealed = veil_malloc(cap);
+        if (veil_aead_seal(&ek->seal, key, key_len, sealed, cap, &slen)) {
+                rc = veil_errf(errstr, errstr_size, VEIL_EIO,
+                               "erasure: sealing the key failed");
+                goto out;
+        }
+        tlen = ek->key_id_len + 3 + VEIL_B64URL_LEN(slen);
+        tok  = veil_malloc(tlen + 1);
+        memcpy(tok, ek->key_id, ek->key_id_len);
+        memcpy(tok + ek->key_id_len, ":g:", 3);
+        if (veil_b64url_encode(sealed, slen, tok + ek->key_id_len + 3,
+                               tlen - ek->key_id_len - 3, &n)) {
+                rc = veil_errf(errstr, errstr_size, VEIL_EINVAL,
+                               "erasure: encoding the sealed key failed");
+                goto out;
+        }
+        tok[ek->key_id_len + 3 + n] = 0;
+        obj = json_pack("{s:i, s:s, s:I, s:s}", "v", 1, "key_sealed", tok,
+                        "requested_at", (json_int_t)requested_at_ms,
+                        "request_id", request_id);
+        if (!obj) {
+                rc = veil_errf(errstr, errstr_size, VEIL_EINVAL,
+                               "erasure: building the request failed");
+                goto out;
+        }
+        s = json_dumps(obj, JSON_COMPACT | JSON_SORT_KEYS);
+        if (!s) {
+                rc = veil_errf(errstr, errstr_size, VEIL_ENOMEM,
+                               "erasure: serializing the request failed");
+                goto out;
+        }
+        *json     = s;
+        *json_len = strlen(s);
+        rc        = 0;
+out:
+        json_decref(obj);
+        if (tok)
+                veil_cleanse(tok, strlen(tok));
+        free(tok);
+        veil_cleanse(sealed, cap);
+        free(sealed);
+        return rc;
+}
+
+void veil_erasure_request_clear(struct veil_erasure_request *req)
+{
+        if (!req)
+                return;
+        if (req->key)
+                veil_cleanse(req->key, req->key_len);
+        free(req->key);
+        memset(req, 0, sizeof(*req));
+}
+
+/* Opens "<key_id>:g:<b64url>" into a fresh buffer. */
+static int erasure_unseal(struct veil_erasure_keys *ek, const char *tok,
+                          size_t len, struct veil_erasure_request *req,
+                          char *errstr, size_t errstr_size)
+{
+        const char *c      = memchr(tok, ':', len);
+        unsigned char *raw = NULL;
+        size_t idlen, blen, rlen, plen;
+        int rc;
+
+        if (!c || (size_t)(c - tok) + 3 > len || memcmp(c, ":g:", 3))
+                return veil_errf(errstr, errstr_size, VEIL_EDATA,
+                                 "erasure: key_sealed is not KEYID:g:…");
+        idlen = (size_t)(c - tok);
+        if (!key_id_valid(tok, idlen))
+                return veil_errf(errstr, errstr_size, VEIL_EDATA,
+                                 "erasure: key_sealed has a malformed key "
+                                 "id");
+        if (idlen != ek->key_id_len || memcmp(tok, ek->key_id, idlen))
+                return veil_errf(errstr, errstr_size, VEIL_EAUTH,
+                                 "erasure: key_sealed is sealed under key id "
+                                 "'%.*s', this config has '%s'",
+                                 (int)idlen, tok, ek->key_id);
+        blen = len - idlen - 3;
+        raw  = veil_malloc(blen ? blen : 1);
+        if (veil_b64url_decode(c + 3, blen, raw, blen, &rlen)) {
+                free(raw);
+                return veil_errf(errstr, errstr_size, VEIL_EDATA,
+                                 "erasure: key_sealed is not base64url");
+        }
+        rc = veil_aead_open(&ek->seal, raw, rlen, raw, rlen, &plen);
+        if (rc || !plen || plen > VEIL_RETENTION_MAX_KEY) {
+                veil_cleanse(raw, rlen);
+                free(raw);
+                if (rc == VEIL_EIO)
+                        return veil_errf(errstr, errstr_size, VEIL_EIO,
+                                         "erasure: opening key_sealed "
+                                         "failed (OpenSSL)");
+                return veil_errf(errstr, errstr_size,
+                                 rc ? VEIL_EAUTH : VEIL_EDATA,
+                                 rc ? "erasure: key_sealed does not "
+                                      "authenticate (tampered, or another "
+                                      "master key)"
+                                    : "erasure: sealed key is empty or too "
+                                      "long");
+        }
+        req->key     = raw;
+        req->key_len = plen;
+        req->sealed  = true;
+        return 0;
+}
+
+int veil_erasure_request_decode(struct veil_erasure_keys *ek, const void *value,
+                                size_t value_len,
+                                struct veil_erasure_request *req, char *errstr,
+                                size_t errstr_size)
+{
+        json_t *doc = NULL, *v, *k, *ks, *at, *id;
+        json_error_t jerr;
+        int rc = VEIL_EDATA;
+
+        memset(req, 0, sizeof(*req));
+        if (!value || !value_len || value_len > VEIL_ERASURE_VALUE_MAX)
+                return veil_errf(errstr, errstr_size, VEIL_EDATA,
+                                 "erasure: request value of %zu bytes "
+                                 "(1-%u)",
+                                 value_len, VEIL_ERASURE_VALUE_MAX);
+        /* JSON_REJECT_DUPLICATES: two "key"s could make two readers act on
+         * different subjects. */
+        doc = json_loadb(value, value_len, JSON_REJECT_DUPLICATES, &jerr);
+        if (!doc || !json_is_object(doc)) {
+                rc = veil_errf(errstr, errstr_size, VEIL_EDATA,
+                               "erasure: request is not a JSON object%s",
+                               doc ? "" : " (does not parse)");
+                goto err;
+        }
+        v = json_object_get(doc, "v");
+        if (v && (!json_is_integer(v) || json_integer_value(v) != 1)) {
+                rc = veil_errf(errstr, errstr_size, VEIL_EDATA,
+                               "erasure: unknown request format version");
+                goto err;
+        }
+        k  = json_object_get(doc, "key");
+        ks = json_object_get(doc, "key_sealed");
+        at = json_object_get(doc, "requested_at");
+        id = json_object_get(doc, "request_id");
+        if (!k == !ks) {
+                rc = veil_errf(errstr, errstr_size, VEIL_EDATA,
+                               "erasure: request needs exactly one of "
+                               "'key' and 'key_sealed'");
+                goto err;
+        }
+        if (!at || !json_is_integer(at) || json_integer_value(at) < 0) {
+                rc = veil_errf(errstr, errstr_size, VEIL_EDATA,
+                               "erasure: 'requested_at' must be a "
+                               "non-negative integer (ms)");
+                goto err;
+        }
+        if (!id || !json_is_string(id) ||
+            !request_id_valid(json_string_value(id))) {
+                rc = veil_errf(errstr, errstr_size, VEIL_EDATA,
+                               "erasure: 'request_id' must be 1-%d of "
+                               "[A-Za-z0-9._:-]",
+                               VEIL_ERASURE_REQUEST_ID_MAX);
+                goto err;
+        }
+        req->requested_at_ms = json_integer_value(at);
+        snprintf(req->request_id, sizeof(req->request_id), "%s",
+                 json_string_value(id));
+        if (ks) {
+                if (!json_is_string(ks)) {
+                        rc = veil_errf(errstr, errstr_size, VEIL_EDATA,
+                                       "erasure: 'key_sealed' must be a "
+                                       "string");
+                        goto err;
+                }
+                rc = erasure_unseal(ek, json_string_value(ks),
+                                    json_string_length(ks), req, errstr,
+                                    errstr_size);
+                if (rc)
+                        goto err;
+        } else {
+                if (!json_is_string(k) || !json_string_length(k) ||
+                    json_string_length(k) > VEIL_RETENTION_MAX_KEY) {
+                        rc = veil_errf(errstr, errstr_size, VEIL_EDATA,
+                                       "erasure: 'key' must be a string of "
+                                       "1-%u bytes",
+                                       VEIL_RETENTION_MAX_KEY);
+                        goto err;
+                }
+                req->key_len = json_string_length(k);
+                req->key     = veil_malloc(req->key_len);
+                memcpy(req->key, json_string_value(k), req->key_len);
+        }
+        /* jansson keeps its own copy of the decoded key: wipe it. */
+        if (k && json_is_string(k))
+                veil_cleanse((void *)json_string_value(k),
+                             json_string_length(k));
+        json_decref(doc);
+        return 0;
+err:
+        if (doc && (k = json_object_get(doc, "key")) && json_is_string(k))
+                veil_cleanse((void *)json_string_value(k),
+                             json_string_length(k));
+        json_decref(doc);
+        veil_erasure_request_clear(req);
+        return rc;
+}
