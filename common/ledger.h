@@ -32,7 +32,11 @@
  *           [17..20] source partition (int32, >= 0)
  *         or null (a tombstone): the key is no longer tracked.
  * The purpose is the key's topic; binary rather than JSON because a
- * restore decodes millions of them (bench/README.md, Retention). */
+ * restore decodes millions of them (bench/README.md, Retention).
+ * With several routes, ledger partition p holds partition p of every
+ * source: a worker restoring only some (source, partition) pairs decodes,
+ * keeps the records whose purpose topic belongs to a source partition it
+ * was assigned, and applies those. */
 
 #define VEIL_LEDGER_VERSION 1
 #define VEIL_LEDGER_VALUE_LEN 21

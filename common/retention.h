@@ -11,13 +11,13 @@
 
 /* One index per worker (not thread-safe). A tracked key is identified by
  * the caller's purpose number (an index into the worker's own table of
- * purpose topics) and the key bytes as they
- * are written to the purpose topic, i.e. already transformed: the index
- * never sees, and must never be given, an untransformed key. Each entry
+ * purpose topics) and the key bytes as they are written to the purpose
+ * topic, i.e. already transformed: the index never sees, and must never be
+ * given, an untransformed key. Each entry
  * also remembers the source partition its latest record came from, so a
  * revocation can drop what moved away.
  *
- * Layout (about 37 bytes per key plus the key's bytes, see retention.c):
+ * Layout (about 41 bytes per key plus the key's bytes, see retention.c):
  * entries in one dense array, keys in one arena, an open-addressing hash
  * table of 32-bit entry numbers and a 4-ary min-heap of (deadline, entry). */
 struct veil_retention;

@@ -62,8 +62,11 @@ static void keys_add(struct keys *k, const char *s, size_t len)
                 k->v   = veil_realloc(k->v, k->cap * sizeof(*k->v));
                 k->len = veil_realloc(k->len, k->cap * sizeof(*k->len));
         }
-        k->v[k->n]     = veil_strndup(s, len);
-        k->len[k->n++] = len;
+        /* Bytes, not a string: a line may hold a NUL. */
+        k->v[k->n] = veil_malloc(len + 1);
+        memcpy(k->v[k->n], s, len);
+        k->v[k->n][len] = 0;
+        k->len[k->n++]  = len;
 }
 
 static void keys_free(struct keys *k)

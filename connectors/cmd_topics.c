@@ -553,6 +553,7 @@ static int check_existing(rd_kafka_t *rk, const struct spec *s, int timeout_ms)
         const rd_kafka_ConfigEntry_t **entries;
         rd_kafka_event_t *ev;
         size_t n_res, n_ent, e;
+        char alter[512];
         int c, diff = -1;
 
         rd_kafka_AdminOptions_set_request_timeout(opts, timeout_ms, NULL, 0);
@@ -565,8 +566,9 @@ static int check_existing(rd_kafka_t *rk, const struct spec *s, int timeout_ms)
                 rd_kafka_event_DescribeConfigs_result(ev), &n_res);
         if (n_res != 1 || rd_kafka_ConfigResource_error(rres[0]))
                 goto out;
-        entries = rd_kafka_ConfigResource_configs(rres[0], &n_ent);
-        diff    = 0;
+        entries  = rd_kafka_ConfigResource_configs(rres[0], &n_ent);
+        diff     = 0;
+        alter[0] = 0;
         for (c = 0; c < s->n_configs; c++)
                 for (e = 0; e < n_ent; e++) {
                         const char *have =
@@ -580,9 +582,19 @@ static int check_existing(rd_kafka_t *rk, const struct spec *s, int timeout_ms)
                                        s->configs[c].name,
                                        have ? have : "unset",
                                        s->configs[c].value);
+                                snprintf(alter + strlen(alter),
+                                         sizeof(alter) - strlen(alter),
+                                         "%s%s=%s", diff ? "," : "",
+                                         s->configs[c].name,
+                                         s->configs[c].value);
                                 diff++;
                         }
                 }
+        if (diff)
+                printf("%s: to fix: kafka-configs.sh --bootstrap-server "
+                       "\"$BOOTSTRAP\" --alter --entity-type topics "
+                       "--entity-name %s --add-config %s\n",
+                       s->name, s->name, alter);
 out:
         if (ev)
                 rd_kafka_event_destroy(ev);
@@ -605,7 +617,7 @@ static int apply_plan(rd_kafka_t *rk, const struct plan *plan,
         rd_kafka_event_t *ev = NULL;
         char err[512];
         size_t i, n_res, k;
-        int c, status = 0, d;
+        int c, status = 0, d, parts;
 
         rd_kafka_AdminOptions_set_operation_timeout(opts, timeout_ms, err,
                                                     sizeof(err));
@@ -613,9 +625,9 @@ static int apply_plan(rd_kafka_t *rk, const struct plan *plan,
                                                   sizeof(err));
         for (i = 0; i < plan->n_specs; i++) {
                 const struct spec *s = &plan->specs[i];
-                int parts            = s->partitions > 0 ? s->partitions
-                                                         : plan->max_partitions;
 
+                parts = s->partitions > 0 ? s->partitions
+                                          : plan->max_partitions;
                 nt[i] = rd_kafka_NewTopic_new(
                         s->name, parts, replication > 0 ? replication : -1, err,
                         sizeof(err));
@@ -661,9 +673,10 @@ static int apply_plan(rd_kafka_t *rk, const struct plan *plan,
                 }
                 switch (rd_kafka_topic_result_error(res[k])) {
                 case RD_KAFKA_RESP_ERR_NO_ERROR:
-                        printf("%s: created (%d partitions)\n", s->name,
-                               s->partitions > 0 ? s->partitions
-                                                 : plan->max_partitions);
+                        parts = s->partitions > 0 ? s->partitions
+                                                  : plan->max_partitions;
+                        printf("%s: created (%d partition%s)\n", s->name, parts,
+                               parts == 1 ? "" : "s");
                         break;
                 case RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS:
                         printf("%s: already exists\n", s->name);

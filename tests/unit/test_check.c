@@ -290,8 +290,8 @@ ParameterizedTestParameters(check, tx_types)
                 {VEIL_TX_REDACT_TEXT, "\"string\"", 1},
                 {VEIL_TX_REDACT_TEXT,
                  "{\"type\":\"map\",\"values\":\"string\"}", 1},
-                {VEIL_TX_REDACT_TEXT,
-                 "{\"type\":\"array\",\"items\":\"long\"}", 0},
+                {VEIL_TX_REDACT_TEXT, "{\"type\":\"array\",\"items\":\"long\"}",
+                 0},
                 {VEIL_TX_DROP, "{\"type\":\"array\",\"items\":\"int\"}", 1},
                 {VEIL_TX_NULL, "\"boolean\"", 1},
         };
@@ -305,10 +305,10 @@ ParameterizedTest(struct tx_case *tc, check, tx_types)
         struct veil_schema *schema;
 
         /* the loader's defaults for parameterised transforms */
-        tx.mask.keep_last        = 4;
-        tx.mask.mask_char        = '*';
-        tx.generalize.width      = 10;
-        tx.generalize.prefix     = 1;
+        tx.mask.keep_last    = 4;
+        tx.mask.mask_char    = '*';
+        tx.generalize.width  = 10;
+        tx.generalize.prefix = 1;
         char text[256], err[256] = "";
         int rc;
 

@@ -1,0 +1,112 @@
+"""sr_double.py - a small Confluent-compatible schema registry written for the
+tests (HTTP on 127.0.0.1): enough of the REST API for Confluent's Python
+SchemaRegistryClient, Avro(De)Serializer and Veil's own client:
+POST /subjects/S/versions, GET /schemas/ids/N, GET /subjects/S/versions/latest,
+GET /subjects/S/versions/V, GET /subjects, POST /subjects/S (lookup)."""
+import json
+import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import unquote
+
+
+class SchemaRegistryDouble:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.by_id = {}      # id -> schema text
+        self.subjects = {}   # subject -> [ids], one per version
+        self.requests = []   # (method, path)
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+    def register(self, subject, text):
+        with self.lock:
+            for i, t in self.by_id.items():
+                if t == text:
+                    break
+            else:
+                i = len(self.by_id) + 1
+                self.by_id[i] = text
+            versions = self.subjects.setdefault(subject, [])
+            if i not in versions:
+                versions.append(i)
+            return i
+
+    def latest(self, subject):
+        with self.lock:
+            ids = self.subjects.get(subject)
+            return (ids[-1], self.by_id[ids[-1]]) if ids else (None, None)
+
+    def _handler(self):
+        reg = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def reply(self, code, obj):
+                body = json.dumps(obj).encode()
+                self.send_response(code)
+                self.send_header("Content-Type",
+                                 "application/vnd.schemaregistry.v1+json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def version_obj(self, subject, idx):
+                sid = reg.subjects[subject][idx]
+                return {"subject": subject, "version": idx + 1, "id": sid,
+                        "schema": reg.by_id[sid]}
+
+            def do_GET(self):
+                path = self.path.split("?")[0]
+                reg.requests.append(("GET", path))
+                m = re.fullmatch(r"/schemas/ids/(\d+)", path)
+                if m:
+                    text = reg.by_id.get(int(m.group(1)))
+                    if text is None:
+                        return self.reply(404, {"error_code": 40403,
+                                                "message": "Schema not found"})
+                    return self.reply(200, {"schema": text})
+                if path == "/subjects":
+                    return self.reply(200, sorted(reg.subjects))
+                m = re.fullmatch(r"/subjects/([^/]+)/versions/(latest|\d+)", path)
+                if m:
+                    subject = unquote(m.group(1))
+                    if subject not in reg.subjects:
+                        return self.reply(404, {"error_code": 40401,
+                                                "message": "Subject not found"})
+                    v = m.group(2)
+                    idx = -1 if v == "latest" else int(v) - 1
+                    if idx >= len(reg.subjects[subject]):
+                        return self.reply(404, {"error_code": 40402,
+                                                "message": "Version not found"})
+                    if idx < 0:
+                        idx = len(reg.subjects[subject]) - 1
+                    return self.reply(200, self.version_obj(subject, idx))
+                self.reply(404, {"error_code": 404, "message": "no route"})
+
+            def do_POST(self):
+                path = self.path.split("?")[0]
+                reg.requests.append(("POST", path))
+                n = int(self.headers.get("Content-Length", 0))
+                text = json.loads(self.rfile.read(n))["schema"]
+                m = re.fullmatch(r"/subjects/([^/]+)/versions", path)
+                if m:
+                    return self.reply(200, {"id": reg.register(unquote(m.group(1)), text)})
+                m = re.fullmatch(r"/subjects/([^/]+)", path)
+                if m:
+                    subject = unquote(m.group(1))
+                    for idx, sid in enumerate(reg.subjects.get(subject, [])):
+                        if reg.by_id[sid] == text:
+                            return self.reply(200, self.version_obj(subject, idx))
+                    return self.reply(404, {"error_code": 40403,
+                                            "message": "Schema not found"})
+                self.reply(404, {"error_code": 404, "message": "no route"})
+
+        return Handler
