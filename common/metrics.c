@@ -16,8 +16,7 @@
 #include "util.h"
 
 const double veil_metrics_latency_buckets[] = {
-        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
-        0.25,  0.5,    1,     2.5,  5,     10};
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
 const size_t veil_metrics_latency_n_buckets =
         sizeof(veil_metrics_latency_buckets) /
         sizeof(veil_metrics_latency_buckets[0]);
@@ -30,7 +29,7 @@ struct veil_series {
         _Atomic uint64_t value;
         _Atomic uint64_t sum_bits; /* histogram: the sum, as double bits */
         _Atomic uint64_t buckets[VEIL_METRIC_MAX_BUCKETS + 1]; /* not
-                                                                 * cumulative */
+                                                                * cumulative */
         atomic_bool visible;
         struct veil_series *next;
 };
@@ -117,8 +116,7 @@ struct veil_metric *veil_metrics_family(struct veil_metrics *m,
                                         enum veil_metric_type type,
                                         const char *name, const char *help,
                                         const char *labels,
-                                        const double *buckets,
-                                        size_t n_buckets)
+                                        const double *buckets, size_t n_buckets)
 {
         struct veil_metric *f;
         const char *p;
@@ -230,9 +228,9 @@ void veil_series_observe(struct veil_series *s, double v)
                 memcpy(&sum, &old, sizeof(sum));
                 sum += v;
                 memcpy(&new, &sum, sizeof(new));
-        } while (!atomic_compare_exchange_weak_explicit(
-                &s->sum_bits, &old, new, memory_order_relaxed,
-                memory_order_relaxed));
+        } while (!atomic_compare_exchange_weak_explicit(&s->sum_bits, &old, new,
+                                                        memory_order_relaxed,
+                                                        memory_order_relaxed));
         atomic_fetch_add_explicit(&s->value, 1, memory_order_relaxed);
 }
 
@@ -248,8 +246,7 @@ void veil_metric_hide_all(struct veil_metric *f)
 
         pthread_mutex_lock(&f->m->lock);
         for (s = f->series; s; s = s->next)
-                atomic_store_explicit(&s->visible, false,
-                                      memory_order_relaxed);
+                atomic_store_explicit(&s->visible, false, memory_order_relaxed);
         pthread_mutex_unlock(&f->m->lock);
 }
 
@@ -304,7 +301,7 @@ static void put_series_name(FILE *fp, const struct veil_series *s,
 static void put_histogram(FILE *fp, struct veil_series *s)
 {
         const struct veil_metric *f = s->family;
-        uint64_t cum = 0, bits;
+        uint64_t cum                = 0, bits;
         char le[64];
         double sum;
         size_t i;

@@ -36,12 +36,10 @@ void veil_metrics_destroy(struct veil_metrics *m);
  * none). Histograms take their bucket upper bounds, ascending. Names,
  * labels and buckets are the program's own: an invalid one aborts. Owned
  * by the registry. */
-struct veil_metric *veil_metrics_family(struct veil_metrics *m,
-                                        enum veil_metric_type type,
-                                        const char *name, const char *help,
-                                        const char *labels,
-                                        const double *buckets,
-                                        size_t n_buckets);
+struct veil_metric *
+veil_metrics_family(struct veil_metrics *m, enum veil_metric_type type,
+                    const char *name, const char *help, const char *labels,
+                    const double *buckets, size_t n_buckets);
 
 /* The series of `family` with these label values (as many as the family
  * has labels, in order; any bytes, escaped on output), created at zero on
@@ -53,11 +51,11 @@ struct veil_series *veil_metric_series(struct veil_metric *family,
 /* Updates: lock-free (relaxed atomics), safe from any thread while another
  * renders. Each asserts nothing about the type: the caller uses the one
  * its family was registered with. */
-void veil_series_add(struct veil_series *s, uint64_t n); /* counter */
-void veil_series_set(struct veil_series *s, int64_t v);  /* gauge */
+void veil_series_add(struct veil_series *s, uint64_t n);   /* counter */
+void veil_series_set(struct veil_series *s, int64_t v);    /* gauge */
 void veil_series_observe(struct veil_series *s, double v); /* histogram */
-uint64_t veil_series_count(const struct veil_series *s); /* counter value,
-                                                          * histogram count */
+uint64_t veil_series_count(const struct veil_series *s);   /* counter value,
+                                                            * histogram count */
 
 /* Gauges whose series come and go (consumer lag per assigned partition):
  * hides every series of the family until its next veil_series_set. */

@@ -24,6 +24,9 @@ static const struct veil_cmd_help help_run = {
         "signals: SIGINT/SIGTERM commit the open batch and leave the group; "
         "SIGHUP reloads\nthe policy (an invalid file is rejected, the old "
         "policy stays)\n"
+        "metrics: with `metrics: { listen: HOST:PORT }`, GET /metrics "
+        "(Prometheus text format)\nand GET /healthz (200 while the worker "
+        "runs, 503 after a fatal error or a stall)\n"
         "exit: 0 on clean shutdown (SIGINT/SIGTERM, or --once done), 1 on a "
         "fatal Kafka or\nsetup error, 2 on a usage or config error\n"};
 

@@ -32,6 +32,7 @@ struct schema_entry {
 
 struct veil_chain {
         struct veil_filter_env env;
+        struct veil_chain_stats stats;
         struct stage *stages; /* decode, plugins…, license */
         size_t n_stages;
         struct schema_entry *schemas;
@@ -138,6 +139,7 @@ struct veil_chain *veil_chain_new(const struct veil_config *config,
         chain->env.config = config;
         chain->env.reg    = reg;
         chain->env.chain  = chain;
+        chain->env.stats  = &chain->stats;
         chain->outs =
                 veil_calloc(config->policy.n_routes + 1, sizeof(*chain->outs));
         for (i = 0; i < config->policy.n_routes; i++) {
@@ -294,6 +296,11 @@ struct veil_record_out *veil_chain_outs(struct veil_chain *chain,
 
         *n = route->n_purposes;
         return chain->outs[i];
+}
+
+const struct veil_chain_stats *veil_chain_stats(const struct veil_chain *chain)
+{
+        return &chain->stats;
 }
 
 void veil_chain_print_help(void)

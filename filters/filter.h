@@ -79,11 +79,21 @@ struct veil_record {
         char detail[256];
 };
 
+/* Counters the built-in filters keep for the worker's metrics. A chain
+ * runs on one thread: plain integers, read between records. */
+struct veil_chain_stats {
+        uint64_t plan_hits;   /* plans found in the plan cache */
+        uint64_t plan_misses; /* plans that had to be compiled */
+};
+
 /* What filters get at init: the loaded config and shared services. */
 struct veil_filter_env {
         const struct veil_config *config;
         struct veil_registry *reg;
         struct veil_chain *chain; /* for veil_chain_schema() */
+        /* Appended after ABI version 1 shipped: a plugin built against the
+         * shorter struct never reads it, so the version stays. */
+        struct veil_chain_stats *stats;
 };
 
 /* ---- declarative config ---------------------------------------------- */
@@ -155,6 +165,9 @@ const struct veil_schema *veil_chain_schema(struct veil_chain *chain, int id,
 struct veil_record_out *veil_chain_outs(struct veil_chain *chain,
                                         const struct veil_route *route,
                                         size_t *n);
+
+/* The chain's counters (owned by the chain). */
+const struct veil_chain_stats *veil_chain_stats(const struct veil_chain *chain);
 
 /* Prints each built-in filter's name, description and config keys. */
 void veil_chain_print_help(void);

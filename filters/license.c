@@ -17,6 +17,7 @@ struct license_ctx {
         const struct veil_config *config;
         struct veil_registry *reg;
         struct veil_chain *chain;
+        struct veil_chain_stats *stats;
         struct veil_plan_cache *cache;
         struct veil_detect_engine *detect;
         struct veil_detect_scratch *scratch;
@@ -24,6 +25,21 @@ struct license_ctx {
         struct veil_plan_env *envs;
         struct veil_tx_keys *keys;
         size_t n_envs;
+        /* per route, per route purpose */
+        struct rp_state **rps;
+        size_t n_routes;
+};
+
+/* What one purpose of one route remembers between records. */
+struct rp_state {
+        /* The plan cache key's purpose part: "PURPOSE\x1fSOURCE". Plans
+         * depend on the route too (its classify: overrides). */
+        char *cache_key;
+        /* The last plan used for values [0] and keys [1]: records of one
+         * schema in a row skip the cache's hashing. Cleared whenever the
+         * cache gets a plan (that may evict any). */
+        int mru_id[2];
+        struct veil_plan *mru[2];
 };
 
 static const struct veil_filter_config license_config[] = {
@@ -43,6 +59,15 @@ static void license_destroy(void *ctx_)
         }
         free(ctx->envs);
         free(ctx->keys);
+        for (i = 0; i < ctx->n_routes && ctx->rps; i++) {
+                const struct veil_route *route = &ctx->config->policy.routes[i];
+                size_t j;
+
+                for (j = 0; j < route->n_purposes; j++)
+                        free(ctx->rps[i][j].cache_key);
+                free(ctx->rps[i]);
+        }
+        free(ctx->rps);
         veil_plan_cache_destroy(ctx->cache);
         veil_detect_scratch_destroy(ctx->scratch);
         veil_detect_engine_destroy(ctx->detect);
@@ -59,6 +84,7 @@ static int license_init(void *ctx_, const struct veil_filter_env *env,
         ctx->config = config;
         ctx->reg    = env->reg;
         ctx->chain  = env->chain;
+        ctx->stats  = env->stats;
         if (ctx->plan_cache_size <= 0)
                 return veil_errf(errstr, errstr_size, VEIL_ECONFIG,
                                  "plan_cache_size must be > 0");
@@ -71,6 +97,20 @@ static int license_init(void *ctx_, const struct veil_filter_env *env,
                 veil_detect_scratch_new(ctx->detect, errstr, errstr_size);
         if (!ctx->scratch)
                 return VEIL_ECONFIG;
+        ctx->n_routes = policy->n_routes;
+        ctx->rps      = veil_calloc(ctx->n_routes + 1, sizeof(*ctx->rps));
+        for (i = 0; i < ctx->n_routes; i++) {
+                const struct veil_route *route = &policy->routes[i];
+                size_t j;
+
+                ctx->rps[i] =
+                        veil_calloc(route->n_purposes + 1, sizeof(**ctx->rps));
+                for (j = 0; j < route->n_purposes; j++)
+                        if (asprintf(&ctx->rps[i][j].cache_key, "%s\x1f%s",
+                                     route->purposes[j].purpose,
+                                     route->source) < 0)
+                                abort();
+        }
         ctx->n_envs = policy->n_purposes;
         ctx->envs   = veil_calloc(ctx->n_envs + 1, sizeof(*ctx->envs));
         ctx->keys   = veil_calloc(ctx->n_envs + 1, sizeof(*ctx->keys));
@@ -116,15 +156,29 @@ static struct veil_plan *plan_for(struct license_ctx *ctx,
                                   enum veil_verdict *vp)
 {
         const struct veil_policy *policy = &ctx->config->policy;
+        struct rp_state *st = &ctx->rps[rec->route - policy->routes]
+                                       [rp - rec->route->purposes];
         struct veil_plan_opts opts;
         struct veil_plan *plan;
         char err[256], *subject = NULL;
         int id, rc;
+        size_t i, j;
 
-        plan = veil_plan_cache_get(ctx->cache, schema->id, rp->purpose,
+        if (st->mru[key] && st->mru_id[key] == schema->id) {
+                if (ctx->stats)
+                        ctx->stats->plan_hits++;
+                return st->mru[key];
+        }
+        plan = veil_plan_cache_get(ctx->cache, schema->id, st->cache_key,
                                    policy->digest, key);
+        if (ctx->stats) {
+                if (plan)
+                        ctx->stats->plan_hits++;
+                else
+                        ctx->stats->plan_misses++;
+        }
         if (plan && veil_plan_output_id(plan) >= 0)
-                return plan;
+                goto found;
         if (!plan) {
                 memset(&opts, 0, sizeof(opts));
                 opts.policy     = policy;
@@ -143,8 +197,15 @@ static struct veil_plan *plan_for(struct license_ctx *ctx,
                                       "purpose %s: %s", rp->purpose, err);
                         return NULL;
                 }
-                plan = veil_plan_cache_put(ctx->cache, schema->id, rp->purpose,
-                                           policy->digest, key, plan);
+                /* The put may evict any cached plan: forget them all. */
+                for (i = 0; i < ctx->n_routes; i++)
+                        for (j = 0; j < policy->routes[i].n_purposes; j++) {
+                                ctx->rps[i][j].mru[0] = NULL;
+                                ctx->rps[i][j].mru[1] = NULL;
+                        }
+                plan = veil_plan_cache_put(ctx->cache, schema->id,
+                                           st->cache_key, policy->digest, key,
+                                           plan);
         }
         if (asprintf(&subject, "%s-%s", rp->topic, key ? "key" : "value") < 0)
                 abort();
@@ -165,6 +226,9 @@ static struct veil_plan *plan_for(struct license_ctx *ctx,
                 return NULL;
         }
         veil_plan_set_output_id(plan, id);
+found:
+        st->mru[key]    = plan;
+        st->mru_id[key] = schema->id;
         return plan;
 }
 

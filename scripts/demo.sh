@@ -25,7 +25,7 @@ trap 'exit 143' TERM
 
 # 1. The dev broker, every topic of the pipeline created up front.
 topics=(customers customers.analytics customers.marketing customers.support
-        veil.dlq veil.audit)
+        veil.dlq veil.audit veil.retention veil.erasure)
 args=()
 for t in "${topics[@]}"; do args+=(--topic "$t:1"); done
 mkfifo "$tmp/broker.out"
@@ -44,8 +44,11 @@ echo "demo: veil broker at $bootstrap"
 # 2. The registry: a private copy of schemas/ (registrations of the derived
 # schemas land there, not in the repository).
 cp -r schemas "$tmp/registry"
-# 3. The pipeline: config/veil.yaml pointed at the broker and the copy.
+# 3. The pipeline: config/veil.yaml pointed at the broker and the copy;
+# support keeps its data 10 s instead of 12 h, so its deadlines pass during
+# the demo.
 sed -e "s#^  bootstrap.servers: .*#  bootstrap.servers: $bootstrap#" \
+    -e "s#retention: 12h#retention: 10s#" \
     -e "s#url: file://../schemas#url: file://$tmp/registry#" \
     -e "s#hmac_key_file: dev-hmac.key#hmac_key_file: $repo/config/dev-hmac.key#" \
     -e "/^metrics:/d" config/veil.yaml >"$tmp/veil.yaml"
@@ -56,19 +59,21 @@ echo "demo: producing 20 customers, 2 malformed records, 1 tombstone"
 "$py" scripts/demo_produce.py --bootstrap "$bootstrap" --registry "$tmp/registry" \
   --count 20 --malformed --tombstone >/dev/null
 
-# 5. The worker, until it has read everything (--once), with a deadline.
-echo "demo: \$ veil run -c config/veil.yaml --once   (logs: JSON lines, never values)"
-"$veil" run -c "$tmp/veil.yaml" --once 2>"$tmp/worker.log" &
+# 5. The worker, until support's keys have reached their deadlines (its
+# retention is 10 s here): every record licensed, then a tombstone
+# (veil.reason=retention) for each key support still holds. SIGTERM commits
+# and leaves.
+echo "demo: \$ veil run -c config/veil.yaml   (logs: JSON lines, never values;" \
+     "support's retention is 10 s here)"
+"$veil" run -c "$tmp/veil.yaml" 2>"$tmp/worker.log" &
 worker_pid=$!
-for _ in $(seq 1 450); do
-  kill -0 "$worker_pid" 2>/dev/null || break
-  sleep 0.1
-done
-if kill -0 "$worker_pid" 2>/dev/null; then
-  echo "demo: the worker did not finish in 45 s" >&2
+if ! "$py" scripts/demo_produce.py wait-retention --bootstrap "$bootstrap" \
+       --topic customers.support --timeout 45; then
+  echo "demo: support's retention tombstones did not all come in 45 s" >&2
   tail -20 "$tmp/worker.log" >&2
   exit 1
 fi
+kill -TERM "$worker_pid"
 status=0
 wait "$worker_pid" || status=$?
 worker_pid=""

@@ -239,13 +239,44 @@ def show(bootstrap, registry_dir, purposes, source="customers", dlq="veil.dlq"):
         print(f"  {h.get('veil.source')}: veil.error={h.get('veil.error')}"
               f"  detail=\"{h.get('veil.error.detail')}\"  payload={h.get('veil.dlq.payload')}"
               f" ({len(m.value() or b'')} bytes)")
-    print("\n=== tombstones (upstream deletes) ===")
+    print("\n=== tombstones (upstream deletes; retention and erasure counted) ===")
     for n, topic in purposes.items():
+        counts = {}
         for m in _consume(bootstrap, topic):
             if m.value() is None:
                 h = _headers(m)
-                print(f"  {topic}: key {(m.key() or b'').decode()}  veil.reason={h.get('veil.reason')}"
-                      f"  from {h.get('veil.source')}")
+                reason = h.get("veil.reason")
+                if reason == "upstream-delete":
+                    print(f"  {topic}: key {(m.key() or b'').decode()}  veil.reason={reason}"
+                          f"  from {h.get('veil.source')}")
+                else:
+                    counts[reason] = counts.get(reason, 0) + 1
+        for reason, k in sorted(counts.items()):
+            print(f"  {topic}: {k} tombstone(s) veil.reason={reason}")
+
+
+def wait_retention(bootstrap, topic, timeout):
+    """Waits until every key that still has a value on the purpose topic
+    got its retention tombstone; prints how many."""
+    import time
+    deadline = time.monotonic() + timeout
+    while True:
+        live, expired = set(), set()
+        for m in _consume(bootstrap, topic):
+            reason = _headers(m).get("veil.reason")
+            if m.value() is not None:
+                live.add(m.key())
+            elif reason == "upstream-delete":
+                live.discard(m.key())
+            elif reason == "retention":
+                expired.add(m.key())
+        if live and live <= expired:
+            print(f"demo: {len(expired)} retention tombstones on {topic}")
+            return 0
+        if time.monotonic() >= deadline:
+            print(f"demo: {len(live - expired)} keys of {topic} still held", file=sys.stderr)
+            return 1
+        time.sleep(0.5)
 
 
 def main():
@@ -258,6 +289,13 @@ def main():
         a = sp.parse_args(sys.argv[2:])
         show(a.bootstrap, a.registry, dict(p.split("=", 1) for p in a.purpose))
         return 0
+    if len(sys.argv) > 1 and sys.argv[1] == "wait-retention":
+        sp = argparse.ArgumentParser(prog="demo_produce.py wait-retention")
+        sp.add_argument("--bootstrap", required=True)
+        sp.add_argument("--topic", required=True)
+        sp.add_argument("--timeout", type=float, default=30)
+        a = sp.parse_args(sys.argv[2:])
+        return wait_retention(a.bootstrap, a.topic, a.timeout)
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--bootstrap", required=True)
     ap.add_argument("--registry", required=True, help="the file:// registry directory")

@@ -1,0 +1,1123 @@
+/* retain.c - the worker's retention side: deadlines of the keys it wrote,
+ * kept in the ledger inside the worker's transactions, restored on
+ * assignment, turned into tombstones when they pass; erasure requests. */
+#define _GNU_SOURCE
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "audit.h"
+#include "derive.h"
+#include "ledger.h"
+#include "plan.h"
+#include "retain.h"
+#include "retention.h"
+#include "transform.h"
+#include "util.h"
+#include "veil.h"
+
+/* Deadlines handled per tick: a mass expiry is spread over transactions
+ * so that none grows without bound. */
+#define POP_BATCH 1000
+#define POP_MAX_PER_TICK 10000
+/* Erasure requests handled per tick. */
+#define ERASE_MAX_PER_TICK 100
+/* How long an assignment may take to read its ledger partitions. */
+#define RESTORE_TIMEOUT_MS 120000
+
+/* A purpose topic and where the current config has it. The number of a
+ * topic (its index) is what the deadline index calls a purpose; it never
+ * changes for the life of the worker, reloads only append. */
+struct topic_slot {
+        char *topic;
+        const struct veil_route *route; /* NULL: not configured now */
+        const struct veil_route_purpose *rp;
+};
+
+/* An erasure partition the open transaction consumed from. */
+struct erase_pos {
+        char *topic;
+        int32_t partition;
+        int64_t first, last;
+};
+
+struct veil_retain {
+        const struct veil_config *config;
+        rd_kafka_t *producer; /* borrowed */
+        char chain[512];
+
+        struct veil_retention *ri;
+        struct veil_ledger_batch *batch;
+        struct topic_slot *slots;
+        size_t n_slots;
+        int32_t ledger_parts; /* 0: not looked up yet */
+
+        /* key transforms, one per policy purpose (same index) */
+        struct veil_tx_keys *keys;
+        struct veil_plan_env *envs;
+        size_t n_envs;
+        struct veil_buf key;
+
+        rd_kafka_t *restore;       /* assign-only consumer of the ledger */
+        rd_kafka_t *erasure;       /* group <group>-erasure; NULL when off */
+        rd_kafka_message_t *stash; /* polled by due(), not handled yet */
+        struct veil_erasure_keys ek;
+        bool ek_ok;
+        struct erase_pos *epos;
+        size_t n_epos;
+        bool erasure_warned;
+
+        struct veil_hmac audit_mac;
+        bool audit_mac_ok;
+        char prev[65], pending[65];
+        bool segment_started, segment_pending;
+
+        struct veil_retention_entry *popped;
+        int64_t n_tombstones, n_erasures;
+};
+
+static void logj(const char *level, const char *event, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+static void logj(const char *level, const char *event, const char *fmt, ...)
+{
+        char msg[1024];
+        va_list ap;
+        json_t *o;
+        char *text;
+
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        o = json_pack("{s:I, s:s, s:s, s:s}", "ts", (json_int_t)veil_now_ms(),
+                      "level", level, "event", event, "msg", msg);
+        text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+        if (text)
+                fprintf(stderr, "%s\n", text);
+        free(text);
+        json_decref(o);
+}
+
+/* ---- purpose topics and key transforms ---------------------------------- */
+
+static void slots_bind(struct veil_retain *r)
+{
+        const struct veil_policy *policy = &r->config->policy;
+        size_t i, j, k;
+
+        for (k = 0; k < r->n_slots; k++) {
+                r->slots[k].route = NULL;
+                r->slots[k].rp    = NULL;
+        }
+        for (i = 0; i < policy->n_routes; i++)
+                for (j = 0; j < policy->routes[i].n_purposes; j++) {
+                        const struct veil_route_purpose *rp =
+                                &policy->routes[i].purposes[j];
+
+                        for (k = 0; k < r->n_slots; k++)
+                                if (!strcmp(r->slots[k].topic, rp->topic))
+                                        break;
+                        if (k == r->n_slots) {
+                                r->slots = veil_realloc(
+                                        r->slots,
+                                        (r->n_slots + 1) * sizeof(*r->slots));
+                                r->slots[k].topic = veil_strdup(rp->topic);
+                                r->n_slots++;
+                        }
+                        r->slots[k].route = &policy->routes[i];
+                        r->slots[k].rp    = rp;
+                }
+}
+
+/* The number of a configured purpose topic (slots_bind made one for each). */
+static uint16_t slot_of(const struct veil_retain *r, const char *topic,
+                        size_t len)
+{
+        size_t k;
+
+        for (k = 0; k < r->n_slots; k++)
+                if (strlen(r->slots[k].topic) == len &&
+                    !memcmp(r->slots[k].topic, topic, len))
+                        return (uint16_t)k;
+        return UINT16_MAX;
+}
+
+static void envs_free(struct veil_tx_keys *keys, struct veil_plan_env *envs,
+                      size_t n)
+{
+        size_t i;
+
+        for (i = 0; i < n; i++) {
+                veil_plan_env_free(&envs[i]);
+                veil_tx_keys_destroy(&keys[i]);
+        }
+        free(envs);
+        free(keys);
+}
+
+/* Key transforms of every purpose, as the license filter keys them. */
+static int envs_new(const struct veil_config *config,
+                    struct veil_tx_keys **keysp, struct veil_plan_env **envsp,
+                    size_t *np, char *errstr, size_t errstr_size)
+{
+        const struct veil_policy *policy = &config->policy;
+        size_t n                         = policy->n_purposes, i;
+        struct veil_tx_keys *keys        = veil_calloc(n + 1, sizeof(*keys));
+        struct veil_plan_env *envs       = veil_calloc(n + 1, sizeof(*envs));
+        int rc;
+
+        for (i = 0; i < n; i++) {
+                rc = veil_tx_keys_init(
+                        &keys[i], config->keys.key, config->keys.key_len,
+                        config->keys.key_id, policy->purposes[i].name,
+                        config->keys.shared_across_purposes, errstr,
+                        errstr_size);
+                if (rc) {
+                        envs_free(keys, envs, i);
+                        return rc;
+                }
+                envs[i].keys = &keys[i];
+        }
+        *keysp = keys;
+        *envsp = envs;
+        *np    = n;
+        return 0;
+}
+
+/* ---- Kafka handles ------------------------------------------------------- */
+
+static rd_kafka_t *consumer_new(const struct veil_config *config,
+                                const char *group, const char *fetch_wait_ms,
+                                char *errstr, size_t errstr_size)
+{
+        rd_kafka_conf_t *conf = rd_kafka_conf_new();
+        char err[512];
+        rd_kafka_t *rk;
+        size_t i;
+
+#define SET(k, v)                                                              \
+        do {                                                                   \
+                if (rd_kafka_conf_set(conf, k, v, err, sizeof(err)) !=         \
+                    RD_KAFKA_CONF_OK) {                                        \
+                        veil_errf(errstr, errstr_size, VEIL_ECONFIG,           \
+                                  "kafka.%s: %s", k, err);                     \
+                        rd_kafka_conf_destroy(conf);                           \
+                        return NULL;                                           \
+                }                                                              \
+        } while (0)
+
+        SET("auto.offset.reset", "earliest");
+        for (i = 0; i < config->n_kafka; i++)
+                SET(config->kafka[i].key, config->kafka[i].value);
+        SET("group.id", group);
+        SET("isolation.level", "read_committed");
+        SET("enable.auto.commit", "false");
+        SET("enable.auto.offset.store", "false");
+        SET("enable.partition.eof", "true");
+        SET("fetch.wait.max.ms", fetch_wait_ms);
+#undef SET
+        rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
+        if (!rk) {
+                rd_kafka_conf_destroy(conf);
+                veil_errf(errstr, errstr_size, VEIL_ECONFIG, "consumer: %s",
+                          err);
+                return NULL;
+        }
+        rd_kafka_poll_set_consumer(rk);
+        return rk;
+}
+
+/* Partitions of the ledger topic, looked up once through the producer (a
+ * producer's metadata request lets a broker that auto-creates topics create
+ * it, as the first ledger write would). */
+static int ledger_parts(struct veil_retain *r, char *errstr, size_t errstr_size)
+{
+        const char *topic = r->config->topics.ledger;
+        int64_t deadline  = veil_now_ms() + 30000;
+        rd_kafka_topic_t *rkt;
+
+        if (r->ledger_parts > 0)
+                return 0;
+        rkt = rd_kafka_topic_new(r->producer, topic, NULL);
+        if (!rkt)
+                return veil_errf(errstr, errstr_size, VEIL_ENET,
+                                 "ledger topic %s: %s", topic,
+                                 rd_kafka_err2str(rd_kafka_last_error()));
+        for (;;) {
+                const struct rd_kafka_metadata *md = NULL;
+                rd_kafka_resp_err_t err =
+                        rd_kafka_metadata(r->producer, 0, rkt, &md, 5000);
+
+                if (!err && md->topic_cnt == 1 && !md->topics[0].err &&
+                    md->topics[0].partition_cnt > 0)
+                        r->ledger_parts = md->topics[0].partition_cnt;
+                else if (!err && md->topic_cnt == 1)
+                        err = md->topics[0].err;
+                if (md)
+                        rd_kafka_metadata_destroy(md);
+                if (r->ledger_parts > 0)
+                        break;
+                if (veil_now_ms() > deadline) {
+                        rd_kafka_topic_destroy(rkt);
+                        return veil_errf(errstr, errstr_size, VEIL_ENET,
+                                         "ledger topic %s not available: %s "
+                                         "(create it: veil topics)",
+                                         topic, rd_kafka_err2str(err));
+                }
+                rd_kafka_poll(r->producer, 200);
+        }
+        rd_kafka_topic_destroy(rkt);
+        return 0;
+}
+
+/* The ledger partition of source partition p: p itself when the ledger has
+ * as many partitions as the sources (the design), folded otherwise, which
+ * the restore tolerates (ledger values name their source partition). */
+static int32_t ledger_partition(const struct veil_retain *r, int32_t p)
+{
+        return r->ledger_parts > 0 ? p % r->ledger_parts : p;
+}
+
+static int produce(struct veil_retain *r, const char *topic, int32_t partition,
+                   const void *key, size_t key_len, const void *value,
+                   size_t value_len, rd_kafka_headers_t *hdrs, char *errstr,
+                   size_t errstr_size)
+{
+        rd_kafka_resp_err_t err;
+
+        for (;;) {
+                err = rd_kafka_producev(
+                        r->producer, RD_KAFKA_V_TOPIC(topic),
+                        RD_KAFKA_V_PARTITION(partition),
+                        RD_KAFKA_V_KEY((void *)key, key_len),
+                        RD_KAFKA_V_VALUE((void *)value, value_len),
+                        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                        RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
+                if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+                        break;
+                rd_kafka_poll(r->producer, 100);
+        }
+        if (err) {
+                if (hdrs)
+                        rd_kafka_headers_destroy(hdrs);
+                return veil_errf(errstr, errstr_size, VEIL_ENET,
+                                 "producing to %s: %s", topic,
+                                 rd_kafka_err2str(err));
+        }
+        return 0;
+}
+
+/* A tombstone for a tracked key on its purpose topic. */
+static int tombstone(struct veil_retain *r, const char *topic,
+                     const struct veil_purpose *purpose, const void *key,
+                     size_t key_len, const char *reason, char *errstr,
+                     size_t errstr_size)
+{
+        rd_kafka_headers_t *hdrs = rd_kafka_headers_new(4);
+
+        rd_kafka_header_add(hdrs, "veil.reason", -1, reason, -1);
+        rd_kafka_header_add(hdrs, "veil.purpose", -1,
+                            purpose ? purpose->name : "", -1);
+        rd_kafka_header_add(
+                hdrs, "veil.license", -1,
+                purpose && purpose->license_id ? purpose->license_id : "", -1);
+        rd_kafka_header_add(hdrs, "veil.policy", -1, r->config->policy.digest,
+                            -1);
+        r->n_tombstones++;
+        return produce(r, topic, RD_KAFKA_PARTITION_UA, key, key_len, NULL, 0,
+                       hdrs, errstr, errstr_size);
+}
+
+/* ---- audit: the worker's retention events, one chain per worker -------- */
+
+static int audit(struct veil_retain *r, json_t *ev, char *errstr,
+                 size_t errstr_size)
+{
+        const char *topic = r->config->topics.audit;
+        rd_kafka_headers_t *hdrs;
+        char mac[VEIL_AUDIT_MAC_MAX];
+        char *text;
+        int rc;
+
+        if (!topic) {
+                json_decref(ev);
+                return 0;
+        }
+        json_object_set_new(ev, "v", json_integer(1));
+        json_object_set_new(ev, "chain", json_string(r->chain));
+        json_object_set_new(ev, "policy",
+                            json_string(r->config->policy.digest));
+        json_object_set_new(ev, "prev", json_string(r->pending));
+        json_object_set_new(ev, "ts", json_integer(veil_now_ms()));
+        if (!r->segment_started && !r->segment_pending) {
+                /* A worker's retention chain starts anew with each run. */
+                json_object_set_new(ev, "segment_start", json_true());
+                json_object_set_new(ev, "segment_reason",
+                                    json_string(VEIL_AUDIT_SEGMENT_NEW));
+                r->segment_pending = true;
+        }
+        text = json_dumps(ev, JSON_COMPACT | JSON_SORT_KEYS);
+        json_decref(ev);
+        if (!text)
+                return veil_errf(errstr, errstr_size, VEIL_ENOMEM,
+                                 "serializing an audit event failed");
+        veil_audit_digest(text, strlen(text), r->pending);
+        hdrs = rd_kafka_headers_new(2);
+        if (r->audit_mac_ok) {
+                veil_audit_mac(&r->audit_mac, r->config->keys.key_id, text,
+                               strlen(text), mac, sizeof(mac));
+                rd_kafka_header_add(hdrs, VEIL_AUDIT_MAC_HEADER, -1, mac, -1);
+        }
+        rc = produce(r, topic, RD_KAFKA_PARTITION_UA, r->chain,
+                     strlen(r->chain), text, strlen(text), hdrs, errstr,
+                     errstr_size);
+        free(text);
+        return rc;
+}
+
+/* ---- life cycle ---------------------------------------------------------- */
+
+struct veil_retain *veil_retain_new(const struct veil_config *config,
+                                    rd_kafka_t *producer, const char *txn_id,
+                                    char *errstr, size_t errstr_size)
+{
+        struct veil_retain *r = veil_calloc(1, sizeof(*r));
+        char group[512];
+
+        r->config   = config;
+        r->producer = producer;
+        snprintf(r->chain, sizeof(r->chain), "retention/%s", txn_id);
+        memset(r->prev, '0', 64);
+        memcpy(r->pending, r->prev, sizeof(r->prev));
+        r->ri     = veil_retention_new();
+        r->batch  = veil_ledger_batch_new();
+        r->popped = veil_calloc(POP_BATCH, sizeof(*r->popped));
+        veil_buf_init(&r->key, 0);
+        slots_bind(r);
+        if (envs_new(config, &r->keys, &r->envs, &r->n_envs, errstr,
+                     errstr_size))
+                goto err;
+        if (veil_audit_hmac_init(&r->audit_mac, config, errstr, errstr_size))
+                goto err;
+        r->audit_mac_ok = true;
+        snprintf(group, sizeof(group), "%s-ledger-restore", config->group);
+        /* A restore waits for nothing but the end of the partition. */
+        r->restore = consumer_new(config, group, "50", errstr, errstr_size);
+        if (!r->restore)
+                goto err;
+        if (config->topics.erasure) {
+                rd_kafka_topic_partition_list_t *topics;
+                rd_kafka_resp_err_t err;
+
+                if (veil_erasure_keys_init(
+                            &r->ek, config->keys.key, config->keys.key_len,
+                            config->keys.key_id, errstr, errstr_size))
+                        goto err;
+                r->ek_ok = true;
+                snprintf(group, sizeof(group), "%s-erasure", config->group);
+                r->erasure =
+                        consumer_new(config, group, "500", errstr, errstr_size);
+                if (!r->erasure)
+                        goto err;
+                topics = rd_kafka_topic_partition_list_new(1);
+                rd_kafka_topic_partition_list_add(
+                        topics, config->topics.erasure, RD_KAFKA_PARTITION_UA);
+                err = rd_kafka_subscribe(r->erasure, topics);
+                rd_kafka_topic_partition_list_destroy(topics);
+                if (err) {
+                        veil_errf(errstr, errstr_size, VEIL_ENET,
+                                  "subscribing to %s: %s",
+                                  config->topics.erasure,
+                                  rd_kafka_err2str(err));
+                        goto err;
+                }
+        }
+        return r;
+err:
+        veil_retain_destroy(r);
+        return NULL;
+}
+
+static void epos_clear(struct veil_retain *r)
+{
+        size_t i;
+
+        for (i = 0; i < r->n_epos; i++)
+                free(r->epos[i].topic);
+        r->n_epos = 0;
+}
+
+void veil_retain_destroy(struct veil_retain *r)
+{
+        size_t k;
+
+        if (!r)
+                return;
+        if (r->stash)
+                rd_kafka_message_destroy(r->stash);
+        if (r->erasure) {
+                rd_kafka_consumer_close(r->erasure);
+                rd_kafka_destroy(r->erasure);
+        }
+        if (r->restore)
+                rd_kafka_destroy(r->restore);
+        if (r->ek_ok)
+                veil_erasure_keys_destroy(&r->ek);
+        if (r->audit_mac_ok)
+                veil_hmac_cleanse(&r->audit_mac);
+        envs_free(r->keys, r->envs, r->n_envs);
+        veil_buf_free(&r->key);
+        epos_clear(r);
+        free(r->epos);
+        for (k = 0; k < r->n_slots; k++)
+                free(r->slots[k].topic);
+        free(r->slots);
+        free(r->popped);
+        veil_ledger_batch_destroy(r->batch);
+        veil_retention_destroy(r->ri);
+        free(r);
+}
+
+int veil_retain_set_config(struct veil_retain *r,
+                           const struct veil_config *config, char *errstr,
+                           size_t errstr_size)
+{
+        struct veil_tx_keys *keys;
+        struct veil_plan_env *envs;
+        size_t n;
+        int rc;
+
+        rc = envs_new(config, &keys, &envs, &n, errstr, errstr_size);
+        if (rc)
+                return rc;
+        envs_free(r->keys, r->envs, r->n_envs);
+        r->keys   = keys;
+        r->envs   = envs;
+        r->n_envs = n;
+        r->config = config;
+        slots_bind(r);
+        return 0;
+}
+
+size_t veil_retain_count(const struct veil_retain *r)
+{
+        return r ? veil_retention_count(r->ri) : 0;
+}
+
+void veil_retain_stats(const struct veil_retain *r,
+                       struct veil_retain_stats *st)
+{
+        memset(st, 0, sizeof(*st));
+        if (!r)
+                return;
+        st->tracked    = veil_retention_count(r->ri);
+        st->memory     = veil_retention_memory(r->ri);
+        st->tombstones = r->n_tombstones;
+        st->erasures   = r->n_erasures;
+}
+
+/* ---- transactions -------------------------------------------------------- */
+
+void veil_retain_begin(struct veil_retain *r)
+{
+        if (!r)
+                return;
+        veil_retention_begin(r->ri);
+        veil_ledger_batch_clear(r->batch);
+        epos_clear(r);
+}
+
+int veil_retain_flush(struct veil_retain *r, char *errstr, size_t errstr_size)
+{
+        struct veil_ledger_pending p;
+        size_t i, n;
+        int rc;
+
+        if (!r)
+                return 0;
+        /* Without a ledger topic deadlines live in memory only. */
+        n = r->config->topics.ledger ? veil_ledger_batch_count(r->batch) : 0;
+        if (n) {
+                rc = ledger_parts(r, errstr, errstr_size);
+                if (rc)
+                        return rc;
+        }
+        for (i = 0; i < n; i++) {
+                veil_ledger_batch_get(r->batch, i, &p);
+                rc = produce(r, r->config->topics.ledger,
+                             ledger_partition(r, p.partition), p.key, p.key_len,
+                             p.value, p.value_len, NULL, errstr, errstr_size);
+                if (rc)
+                        return rc;
+        }
+        veil_ledger_batch_clear(r->batch);
+        if (r->n_epos) {
+                rd_kafka_topic_partition_list_t *offsets =
+                        rd_kafka_topic_partition_list_new((int)r->n_epos);
+                rd_kafka_consumer_group_metadata_t *cgmd =
+                        rd_kafka_consumer_group_metadata(r->erasure);
+                rd_kafka_error_t *error;
+
+                for (i = 0; i < r->n_epos; i++)
+                        rd_kafka_topic_partition_list_add(
+                                offsets, r->epos[i].topic, r->epos[i].partition)
+                                ->offset = r->epos[i].last + 1;
+                for (;;) {
+                        error = rd_kafka_send_offsets_to_transaction(
+                                r->producer, offsets, cgmd, 30000);
+                        if (!error || !rd_kafka_error_is_retriable(error))
+                                break;
+                        rd_kafka_error_destroy(error);
+                }
+                rd_kafka_consumer_group_metadata_destroy(cgmd);
+                rd_kafka_topic_partition_list_destroy(offsets);
+                if (error) {
+                        rc = veil_errf(errstr, errstr_size, VEIL_ENET,
+                                       "sending the erasure offsets: %s",
+                                       rd_kafka_error_string(error));
+                        rd_kafka_error_destroy(error);
+                        return rc;
+                }
+        }
+        return 0;
+}
+
+void veil_retain_commit(struct veil_retain *r)
+{
+        if (!r)
+                return;
+        veil_retention_commit(r->ri);
+        veil_ledger_batch_clear(r->batch);
+        epos_clear(r);
+        memcpy(r->prev, r->pending, sizeof(r->prev));
+        if (r->segment_pending)
+                r->segment_started = true;
+}
+
+void veil_retain_rollback(struct veil_retain *r)
+{
+        size_t i;
+
+        if (!r)
+                return;
+        veil_retention_rollback(r->ri);
+        veil_ledger_batch_clear(r->batch);
+        memcpy(r->pending, r->prev, sizeof(r->prev));
+        r->segment_pending = false;
+        /* The aborted transaction's requests come again. */
+        for (i = 0; i < r->n_epos; i++) {
+                if (r->stash && r->stash->partition == r->epos[i].partition &&
+                    !strcmp(rd_kafka_topic_name(r->stash->rkt),
+                            r->epos[i].topic)) {
+                        /* read again after the seek */
+                        rd_kafka_message_destroy(r->stash);
+                        r->stash = NULL;
+                }
+                rd_kafka_topic_partition_list_t *parts =
+                        rd_kafka_topic_partition_list_new(1);
+                rd_kafka_error_t *error;
+
+                rd_kafka_topic_partition_list_add(parts, r->epos[i].topic,
+                                                  r->epos[i].partition)
+                        ->offset = r->epos[i].first;
+                error = rd_kafka_seek_partitions(r->erasure, parts, 10000);
+                if (error) {
+                        /* The partition moved to another worker, which
+                         * starts from the committed offset. */
+                        logj("warn", "erasure", "rewinding %s/%" PRId32 ": %s",
+                             r->epos[i].topic, r->epos[i].partition,
+                             rd_kafka_error_string(error));
+                        rd_kafka_error_destroy(error);
+                }
+                rd_kafka_topic_partition_list_destroy(parts);
+        }
+        epos_clear(r);
+}
+
+/* ---- records ------------------------------------------------------------- */
+
+int veil_retain_note(struct veil_retain *r, const struct veil_route *route,
+                     const struct veil_route_purpose *rp, int32_t partition,
+                     const void *key, size_t key_len, bool value_null,
+                     int64_t ts_ms, char *errstr, size_t errstr_size)
+{
+        struct veil_ledger_value lv;
+        enum veil_retention_change change;
+        enum veil_retention_reason reason;
+        struct veil_retention_entry old;
+        uint16_t n;
+        int rc;
+
+        (void)route;
+        if (!r || !key)
+                return 0;
+        n = slot_of(r, rp->topic, strlen(rp->topic));
+        if (n == UINT16_MAX)
+                return veil_errf(errstr, errstr_size, VEIL_EINVAL,
+                                 "purpose topic %s is not configured",
+                                 rp->topic);
+        if (value_null) {
+                if (veil_retention_remove(r->ri, n, key, key_len, &old))
+                        return 0;
+                return veil_ledger_batch_put(r->batch, rp->topic, key, key_len,
+                                             old.partition, NULL, errstr,
+                                             errstr_size);
+        }
+        if (ts_ms <= 0)
+                ts_ms = veil_now_ms();
+        lv.deadline_ms = veil_retention_deadline(rp->ref, ts_ms, &reason);
+        if (reason == VEIL_RETENTION_NONE)
+                return 0;
+        rc = veil_retention_upsert(r->ri, n, key, key_len, lv.deadline_ms,
+                                   partition, &change, errstr, errstr_size);
+        if (rc || change == VEIL_RETENTION_UNCHANGED)
+                return rc;
+        lv.record_ts_ms = ts_ms;
+        lv.partition    = partition;
+        return veil_ledger_batch_put(r->batch, rp->topic, key, key_len,
+                                     partition, &lv, errstr, errstr_size);
+}
+
+/* ---- timers -------------------------------------------------------------- */
+
+bool veil_retain_due(struct veil_retain *r, int64_t now_ms)
+{
+        if (!r)
+                return false;
+        if (veil_retention_next_deadline(r->ri) <= now_ms)
+                return true;
+        if (r->stash)
+                return true;
+        while (r->erasure) {
+                rd_kafka_message_t *rkm = rd_kafka_consumer_poll(r->erasure, 0);
+
+                if (!rkm)
+                        break;
+                if (!rkm->err) {
+                        r->stash = rkm;
+                        return true;
+                }
+                if (rkm->err != RD_KAFKA_RESP_ERR__PARTITION_EOF &&
+                    !r->erasure_warned) {
+                        /* Typically: the erasure topic does not exist yet. */
+                        logj("warn", "erasure", "%s",
+                             rd_kafka_message_errstr(rkm));
+                        r->erasure_warned = true;
+                }
+                rd_kafka_message_destroy(rkm);
+        }
+        return false;
+}
+
+/* Counts per (purpose topic, reason) of one tick, for its audit events. */
+struct expiry_count {
+        uint16_t slot;
+        const char *reason;
+        int64_t n;
+};
+
+static int expire(struct veil_retain *r, int64_t now_ms, int64_t *produced,
+                  char *errstr, size_t errstr_size)
+{
+        struct expiry_count counts[64];
+        size_t n_counts = 0, got, i, k;
+        int64_t total   = 0;
+        int rc;
+
+        do {
+                got = veil_retention_pop_expired(r->ri, now_ms, r->popped,
+                                                 POP_BATCH);
+                for (i = 0; i < got; i++) {
+                        const struct veil_retention_entry *e = &r->popped[i];
+                        const struct topic_slot *s = &r->slots[e->purpose];
+                        const struct veil_purpose *pu =
+                                s->rp ? s->rp->ref : NULL;
+                        const char *reason = pu ? veil_retention_reason_name(
+                                                          pu, e->deadline_ms)
+                                                : "retention";
+
+                        rc = tombstone(r, s->topic, pu, e->key, e->key_len,
+                                       reason, errstr, errstr_size);
+                        if (!rc)
+                                rc = veil_ledger_batch_put(r->batch, s->topic,
+                                                           e->key, e->key_len,
+                                                           e->partition, NULL,
+                                                           errstr, errstr_size);
+                        if (rc)
+                                return rc;
+                        for (k = 0; k < n_counts; k++)
+                                if (counts[k].slot == e->purpose &&
+                                    !strcmp(counts[k].reason, reason))
+                                        break;
+                        if (k == n_counts && n_counts < 64) {
+                                counts[k].slot   = e->purpose;
+                                counts[k].reason = reason;
+                                counts[k].n      = 0;
+                                n_counts++;
+                        }
+                        if (k < n_counts)
+                                counts[k].n++;
+                }
+                total += (int64_t)got;
+        } while (got == POP_BATCH && total < POP_MAX_PER_TICK);
+        for (k = 0; k < n_counts; k++) {
+                const struct topic_slot *s    = &r->slots[counts[k].slot];
+                const struct veil_purpose *pu = s->rp ? s->rp->ref : NULL;
+                json_t *ev                    = json_pack(
+                                           "{s:s, s:s, s:s, s:s, s:s, s:I}", "kind", "retention",
+                                           "purpose", pu ? pu->name : "", "topic", s->topic,
+                                           "license", pu && pu->license_id ? pu->license_id : "",
+                                           "reason", counts[k].reason, "tombstones",
+                                           (json_int_t)counts[k].n);
+
+                if (!ev)
+                        return veil_errf(errstr, errstr_size, VEIL_ENOMEM,
+                                         "building an audit event failed");
+                rc = audit(r, ev, errstr, errstr_size);
+                if (rc)
+                        return rc;
+                (*produced)++;
+        }
+        *produced += total;
+        return 0;
+}
+
+/* ---- erasure ------------------------------------------------------------- */
+
+static void epos_note(struct veil_retain *r, const rd_kafka_message_t *rkm)
+{
+        const char *topic = rd_kafka_topic_name(rkm->rkt);
+        size_t i;
+
+        for (i = 0; i < r->n_epos; i++)
+                if (r->epos[i].partition == rkm->partition &&
+                    !strcmp(r->epos[i].topic, topic)) {
+                        r->epos[i].last = rkm->offset;
+                        return;
+                }
+        r->epos = veil_realloc(r->epos, (r->n_epos + 1) * sizeof(*r->epos));
+        r->epos[r->n_epos].topic     = veil_strdup(topic);
+        r->epos[r->n_epos].partition = rkm->partition;
+        r->epos[r->n_epos].first     = rkm->offset;
+        r->epos[r->n_epos].last      = rkm->offset;
+        r->n_epos++;
+}
+
+/* One request: a tombstone for the key as every purpose of every route
+ * writes it, whether or not this worker tracks it (the key's records may
+ * predate the ledger, or belong to another worker's partitions), and the
+ * tracked entries cleared. */
+static int erase(struct veil_retain *r, const rd_kafka_message_t *rkm,
+                 int64_t *produced, char *errstr, size_t errstr_size)
+{
+        const struct veil_policy *policy = &r->config->policy;
+        struct veil_erasure_request req;
+        struct veil_retention_entry old;
+        char hash[VEIL_ERASURE_KEY_HASH_MAX + 1], err[256];
+        json_t *topics, *ev;
+        int64_t tombstones = 0, cleared = 0;
+        size_t i, j;
+        int rc;
+
+        memset(&req, 0, sizeof(req));
+        rc = veil_erasure_request_decode(&r->ek, rkm->payload, rkm->len, &req,
+                                         err, sizeof(err));
+        if (rc) {
+                /* Not ours to fix; the offset moves on, the log says where. */
+                logj("warn", "erasure-rejected",
+                     "%s/%" PRId32 "/%" PRId64 ": %s",
+                     rd_kafka_topic_name(rkm->rkt), rkm->partition, rkm->offset,
+                     err);
+                return 0;
+        }
+        veil_erasure_key_hash(&r->ek, req.key, req.key_len, hash, sizeof(hash));
+        topics = json_array();
+        for (i = 0; i < policy->n_routes; i++) {
+                const struct veil_route *route = &policy->routes[i];
+
+                for (j = 0; j < route->n_purposes; j++) {
+                        const struct veil_route_purpose *rp =
+                                &route->purposes[j];
+                        const struct veil_transform *tx;
+                        bool key_null = false;
+                        uint16_t n;
+
+                        tx = veil_key_tx(policy, route, rp->ref, err,
+                                         sizeof(err));
+                        if (!tx)
+                                continue; /* its keys never reach it */
+                        if (veil_key_transform(
+                                    tx, &r->envs[rp->ref - policy->purposes],
+                                    req.key, req.key_len, &r->key,
+                                    &key_null) != VEIL_WIRE_OK ||
+                            key_null)
+                                continue;
+                        rc = tombstone(r, rp->topic, rp->ref, r->key.data,
+                                       r->key.len, "erasure", errstr,
+                                       errstr_size);
+                        if (rc)
+                                goto out;
+                        tombstones++;
+                        json_array_append_new(topics, json_string(rp->topic));
+                        n = slot_of(r, rp->topic, strlen(rp->topic));
+                        if (n != UINT16_MAX &&
+                            !veil_retention_remove(r->ri, n, r->key.data,
+                                                   r->key.len, &old)) {
+                                cleared++;
+                                rc = veil_ledger_batch_put(
+                                        r->batch, rp->topic, r->key.data,
+                                        r->key.len, old.partition, NULL, errstr,
+                                        errstr_size);
+                                if (rc)
+                                        goto out;
+                        }
+                }
+        }
+        ev = json_pack("{s:s, s:s, s:s, s:I, s:O, s:I, s:I}", "kind",
+                       "erasure-completed", "request_id", req.request_id,
+                       "key_hash", hash, "requested_at",
+                       (json_int_t)req.requested_at_ms, "topics", topics,
+                       "tombstones", (json_int_t)tombstones, "cleared",
+                       (json_int_t)cleared);
+        if (!ev) {
+                rc = veil_errf(errstr, errstr_size, VEIL_ENOMEM,
+                               "building an audit event failed");
+                goto out;
+        }
+        rc = audit(r, ev, errstr, errstr_size);
+        if (rc)
+                goto out;
+        r->n_erasures++;
+        *produced += tombstones + 1;
+        logj("info", "erasure-completed",
+             "request %s: %" PRId64 " tombstone(s), %" PRId64
+             " tracked entr%s cleared",
+             req.request_id, tombstones, cleared, cleared == 1 ? "y" : "ies");
+out:
+        json_decref(topics);
+        veil_erasure_request_clear(&req);
+        /* The transformed key of a subject is personal data too. */
+        veil_cleanse(r->key.data, r->key.cap);
+        r->key.len = 0;
+        return rc;
+}
+
+int64_t veil_retain_tick(struct veil_retain *r, int64_t now_ms, char *errstr,
+                         size_t errstr_size)
+{
+        int64_t produced = 0;
+        int rc, handled = 0;
+
+        while (r->erasure && handled < ERASE_MAX_PER_TICK) {
+                rd_kafka_message_t *rkm = r->stash;
+
+                r->stash = NULL;
+                if (!rkm)
+                        rkm = rd_kafka_consumer_poll(r->erasure, 0);
+                if (!rkm)
+                        break;
+                if (rkm->err) {
+                        rd_kafka_message_destroy(rkm);
+                        continue;
+                }
+                epos_note(r, rkm);
+                rc = erase(r, rkm, &produced, errstr, errstr_size);
+                rd_kafka_message_destroy(rkm);
+                if (rc)
+                        return rc;
+                handled++;
+        }
+        rc = expire(r, now_ms, &produced, errstr, errstr_size);
+        if (rc)
+                return rc;
+        return produced;
+}
+
+/* ---- assignment ---------------------------------------------------------- */
+
+/* Was source partition `partition` of the route that writes purpose topic
+ * slot s just assigned? */
+static bool restoring(const struct veil_retain *r,
+                      const rd_kafka_topic_partition_list_t *parts, uint16_t s,
+                      int32_t partition)
+{
+        const struct veil_route *route = r->slots[s].route;
+        int i;
+
+        if (!route)
+                return false;
+        for (i = 0; i < parts->cnt; i++)
+                if (parts->elems[i].partition == partition &&
+                    !strcmp(parts->elems[i].topic, route->source))
+                        return true;
+        return false;
+}
+
+static void restore_one(struct veil_retain *r,
+                        const rd_kafka_topic_partition_list_t *parts,
+                        const rd_kafka_message_t *rkm, int64_t *applied,
+                        int64_t *skipped)
+{
+        struct veil_ledger_record rec;
+        struct veil_retention_entry cur;
+        enum veil_retention_reason reason;
+        int64_t deadline;
+        char err[256];
+        uint16_t s;
+
+        if (veil_ledger_decode(rkm->key, rkm->key_len, rkm->payload, rkm->len,
+                               &rec, err, sizeof(err))) {
+                (*skipped)++;
+                return;
+        }
+        s = slot_of(r, rec.topic, rec.topic_len);
+        if (s == UINT16_MAX) {
+                (*skipped)++; /* a purpose no longer configured */
+                return;
+        }
+        if (rec.tombstone) {
+                /* A tombstone names no partition: it clears the key if the
+                 * key's entry belongs to a partition being restored. */
+                if (!veil_retention_get(r->ri, s, rec.key, rec.key_len, &cur) &&
+                    restoring(r, parts, s, cur.partition)) {
+                        veil_retention_remove(r->ri, s, rec.key, rec.key_len,
+                                              NULL);
+                        (*applied)++;
+                }
+                return;
+        }
+        if (!restoring(r, parts, s, rec.value.partition))
+                return;
+        /* Under the licence in force now: a retention or valid_until that
+         * changed since the record applies to it (a licence that ended
+         * while the key was held purges it at once). */
+        deadline = veil_retention_deadline(r->slots[s].rp->ref,
+                                           rec.value.record_ts_ms, &reason);
+        if (reason == VEIL_RETENTION_NONE) {
+                veil_retention_remove(r->ri, s, rec.key, rec.key_len, NULL);
+                return;
+        }
+        if (veil_retention_set(r->ri, s, rec.key, rec.key_len, deadline,
+                               rec.value.partition, err, sizeof(err)))
+                (*skipped)++;
+        else
+                (*applied)++;
+}
+
+int veil_retain_assign(struct veil_retain *r,
+                       const rd_kafka_topic_partition_list_t *parts,
+                       char *errstr, size_t errstr_size)
+{
+        rd_kafka_topic_partition_list_t *lparts;
+        const char *ledger;
+        int64_t t0 = veil_now_ms(), applied = 0, skipped = 0, msgs = 0;
+        int64_t deadline = t0 + RESTORE_TIMEOUT_MS;
+        size_t before    = veil_retention_count(r->ri);
+        rd_kafka_resp_err_t err;
+        int i, k, done = 0, rc = 0;
+
+        if (!r || !r->config->topics.ledger || parts->cnt == 0)
+                return 0;
+        ledger = r->config->topics.ledger;
+        rc     = ledger_parts(r, errstr, errstr_size);
+        if (rc)
+                return rc;
+        lparts = rd_kafka_topic_partition_list_new(parts->cnt);
+        for (i = 0; i < parts->cnt; i++) {
+                int32_t lp = ledger_partition(r, parts->elems[i].partition);
+
+                if (!rd_kafka_topic_partition_list_find(lparts, ledger, lp))
+                        rd_kafka_topic_partition_list_add(lparts, ledger, lp)
+                                ->offset = RD_KAFKA_OFFSET_BEGINNING;
+        }
+        err = rd_kafka_assign(r->restore, lparts);
+        if (err) {
+                rc = veil_errf(errstr, errstr_size, VEIL_ENET,
+                               "assigning the ledger %s: %s", ledger,
+                               rd_kafka_err2str(err));
+                goto out;
+        }
+        while (done < lparts->cnt) {
+                rd_kafka_message_t *rkm;
+
+                if (veil_now_ms() > deadline) {
+                        rc = veil_errf(errstr, errstr_size, VEIL_ENET,
+                                       "restoring from %s: %d of %d "
+                                       "partition(s) read to their end "
+                                       "after %d s",
+                                       ledger, done, lparts->cnt,
+                                       RESTORE_TIMEOUT_MS / 1000);
+                        break;
+                }
+                rkm = rd_kafka_consumer_poll(r->restore, 200);
+                if (!rkm)
+                        continue;
+                if (rkm->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+                        for (k = 0; k < lparts->cnt; k++)
+                                if (lparts->elems[k].partition ==
+                                            rkm->partition &&
+                                    lparts->elems[k].offset !=
+                                            RD_KAFKA_OFFSET_END) {
+                                        lparts->elems[k].offset =
+                                                RD_KAFKA_OFFSET_END;
+                                        done++;
+                                }
+                } else if (rkm->err) {
+                        logj("warn", "restore", "%s",
+                             rd_kafka_message_errstr(rkm));
+                } else {
+                        msgs++;
+                        restore_one(r, parts, rkm, &applied, &skipped);
+                }
+                rd_kafka_message_destroy(rkm);
+        }
+        rd_kafka_assign(r->restore, NULL);
+        if (!rc)
+                logj("info", "restore",
+                     "%d ledger partition(s) of %s: %" PRId64
+                     " record(s), %" PRId64 " applied, %" PRId64
+                     " skipped, %zu key(s) tracked (was %zu), %" PRId64 " ms",
+                     lparts->cnt, ledger, msgs, applied, skipped,
+                     veil_retention_count(r->ri), before, veil_now_ms() - t0);
+out:
+        rd_kafka_topic_partition_list_destroy(lparts);
+        return rc;
+}
+
+void veil_retain_revoke(struct veil_retain *r,
+                        const rd_kafka_topic_partition_list_t *parts)
+{
+        const struct veil_policy *policy;
+        uint16_t nums[256];
+        size_t n, j, dropped = 0;
+        int i;
+
+        if (!r)
+                return;
+        policy = &r->config->policy;
+
+        for (i = 0; i < parts->cnt; i++) {
+                const struct veil_route *route =
+                        veil_policy_route(policy, parts->elems[i].topic);
+
+                if (!route)
+                        continue;
+                n = 0;
+                for (j = 0; j < route->n_purposes && n < 256; j++) {
+                        uint16_t s = slot_of(r, route->purposes[j].topic,
+                                             strlen(route->purposes[j].topic));
+
+                        if (s != UINT16_MAX)
+                                nums[n++] = s;
+                }
+                if (n)
+                        dropped += veil_retention_drop_partition(
+                                r->ri, parts->elems[i].partition, nums, n);
+        }
+        if (dropped)
+                logj("info", "retention-revoke",
+                     "%zu tracked key(s) of %d revoked partition(s) dropped",
+                     dropped, parts->cnt);
+}

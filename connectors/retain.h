@@ -1,0 +1,100 @@
+/* retain.h - the worker's retention side: the deadline index of the source
+ * partitions it owns, restored from the ledger on assignment, ledger writes
+ * per transaction, due tombstones, erasure requests and the licence-expiry
+ * purge. The worker owns the Kafka transaction; this module only produces
+ * into it. */
+#ifndef VEIL_CONNECTORS_RETAIN_H
+#define VEIL_CONNECTORS_RETAIN_H
+
+#include <librdkafka/rdkafka.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+
+struct veil_retain;
+
+/* Everything is per worker and single-threaded (the worker's loop and its
+ * rebalance callback). Functions returning int give 0 or a VEIL_E* code
+ * with errstr; a failure while a transaction is open means the worker must
+ * treat it as fatal (something it produced may be missing). */
+
+/* The retention side of a worker whose transactional producer is
+ * `producer` (borrowed; it must outlive the result) and whose
+ * transactional.id is txn_id (names its audit chain). config is borrowed
+ * until veil_retain_set_config replaces it. Creates the erasure consumer
+ * (group "<group>-erasure", read_committed) when topics.erasure is set.
+ * NULL with errstr on failure. */
+struct veil_retain *veil_retain_new(const struct veil_config *config,
+                                    rd_kafka_t *producer, const char *txn_id,
+                                    char *errstr, size_t errstr_size);
+void veil_retain_destroy(struct veil_retain *r);
+
+/* A reloaded config (between transactions): new purposes, key transforms
+ * and licences from now on; tracked keys keep their deadlines. 0 or an
+ * error (the old config stays in use). */
+int veil_retain_set_config(struct veil_retain *r,
+                           const struct veil_config *config, char *errstr,
+                           size_t errstr_size);
+
+/* Kafka transaction boundaries: call begin right after
+ * rd_kafka_begin_transaction, flush just before the consumer's offsets are
+ * sent (it produces the coalesced ledger records and sends the erasure
+ * consumer's offsets into the transaction), commit after
+ * rd_kafka_commit_transaction succeeded and rollback after an abort (the
+ * index comes back to where begin left it and the erasure consumer is
+ * rewound to the requests the transaction consumed). */
+void veil_retain_begin(struct veil_retain *r);
+int veil_retain_flush(struct veil_retain *r, char *errstr, size_t errstr_size);
+void veil_retain_commit(struct veil_retain *r);
+void veil_retain_rollback(struct veil_retain *r);
+
+/* One output the worker produced inside the open transaction: record
+ * `key` (already transformed for the purpose of rp) of source partition
+ * `partition`, stamped ts_ms, for purpose topic rp of route. A tombstone
+ * (value_null) stops tracking the key; a record renews its deadline.
+ * A NULL key is not tracked (it cannot be tombstoned). */
+int veil_retain_note(struct veil_retain *r, const struct veil_route *route,
+                     const struct veil_route_purpose *rp, int32_t partition,
+                     const void *key, size_t key_len, bool value_null,
+                     int64_t ts_ms, char *errstr, size_t errstr_size);
+
+/* Is there work for a transaction: a deadline passed or an erasure request
+ * waiting? Polls the erasure consumer without blocking. */
+bool veil_retain_due(struct veil_retain *r, int64_t now_ms);
+
+/* Inside the open transaction: handles the waiting erasure requests and up
+ * to a bounded number of passed deadlines (tombstones, ledger tombstones,
+ * audit events). Returns how many records it produced (for the worker's
+ * batch size), or a negative VEIL_E* code with errstr. */
+int64_t veil_retain_tick(struct veil_retain *r, int64_t now_ms, char *errstr,
+                         size_t errstr_size);
+
+/* Source partitions assigned: restores their state from the ledger
+ * (blocks until each ledger partition is read to its end). Call outside a
+ * transaction. */
+int veil_retain_assign(struct veil_retain *r,
+                       const rd_kafka_topic_partition_list_t *parts,
+                       char *errstr, size_t errstr_size);
+
+/* Source partitions revoked or lost: forgets their state (another worker
+ * restores it from the ledger). Call outside a transaction. */
+void veil_retain_revoke(struct veil_retain *r,
+                        const rd_kafka_topic_partition_list_t *parts);
+
+/* Keys tracked now. */
+size_t veil_retain_count(const struct veil_retain *r);
+
+/* Counters for logs and metrics. Tombstones count those produced into
+ * transactions (an aborted one's are counted again when redone). */
+struct veil_retain_stats {
+        size_t tracked;     /* keys in the index */
+        size_t memory;      /* bytes the index allocated */
+        int64_t tombstones; /* retention, licence expiry and erasure */
+        int64_t erasures;   /* requests completed */
+};
+void veil_retain_stats(const struct veil_retain *r,
+                       struct veil_retain_stats *st);
+
+#endif
