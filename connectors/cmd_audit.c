@@ -294,8 +294,8 @@ int veil_cmd_audit(int argc, char **argv)
         struct veil_config_opts lopts = {0};
         struct veil_config *config;
         const char *path = NULL;
-        char errstr[1024], *end;
-        long timeout_s = 120;
+        char errstr[1024];
+        int timeout_s = 120;
         int c, rc;
 
         if (argc >= 2 &&
@@ -317,8 +317,7 @@ int veil_cmd_audit(int argc, char **argv)
                         path = optarg;
                         break;
                 case 't':
-                        timeout_s = strtol(optarg, &end, 10);
-                        if (*end || timeout_s <= 0 || timeout_s > 86400)
+                        if (veil_cmd_int_arg(optarg, 1, 86400, &timeout_s))
                                 return veil_cmd_usage_error(
                                         &help,
                                         "--timeout takes seconds (1 to "
@@ -344,7 +343,7 @@ int veil_cmd_audit(int argc, char **argv)
                 fprintf(stderr, "veil audit: %s\n", errstr);
                 return VEIL_EXIT_USAGE;
         }
-        rc = verify_run(config, (int)timeout_s);
+        rc = verify_run(config, timeout_s);
         veil_config_destroy(config);
         return rc;
 }

@@ -496,9 +496,9 @@ int veil_cmd_dlq(int argc, char **argv)
         struct veil_config_opts lopts = {0};
         struct veil_config *config;
         const char *path = NULL, *only = NULL;
-        bool dry_run   = false;
-        long timeout_s = 120;
-        char errstr[1024], *end;
+        bool dry_run  = false;
+        int timeout_s = 120;
+        char errstr[1024];
         int c, rc;
 
         if (argc >= 2 &&
@@ -526,8 +526,7 @@ int veil_cmd_dlq(int argc, char **argv)
                         dry_run = true;
                         break;
                 case 't':
-                        timeout_s = strtol(optarg, &end, 10);
-                        if (*end || timeout_s <= 0 || timeout_s > 86400)
+                        if (veil_cmd_int_arg(optarg, 1, 86400, &timeout_s))
                                 return veil_cmd_usage_error(
                                         &help,
                                         "--timeout takes seconds (1 to "
@@ -553,7 +552,7 @@ int veil_cmd_dlq(int argc, char **argv)
                 fprintf(stderr, "veil dlq: %s\n", errstr);
                 return VEIL_EXIT_USAGE;
         }
-        rc = replay_run(config, only, dry_run, (int)timeout_s);
+        rc = replay_run(config, only, dry_run, timeout_s);
         veil_config_destroy(config);
         return rc;
 }

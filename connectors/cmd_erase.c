@@ -189,17 +189,6 @@ err:
         return NULL;
 }
 
-static int parse_seconds(const char *s, int *out)
-{
-        char *end;
-        long v = strtol(s, &end, 10);
-
-        if (!*s || *end || v < 1 || v > 3600)
-                return -1;
-        *out = (int)v;
-        return 0;
-}
-
 int veil_cmd_erase(int argc, char **argv)
 {
         static const struct option longopts[] = {
@@ -237,7 +226,7 @@ int veil_cmd_erase(int argc, char **argv)
                         bootstrap = optarg;
                         break;
                 case 't':
-                        if (parse_seconds(optarg, &timeout_s))
+                        if (veil_cmd_int_arg(optarg, 1, 3600, &timeout_s))
                                 return veil_cmd_usage_error(
                                         &help, "--timeout: seconds from 1 to "
                                                "3600");

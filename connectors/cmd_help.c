@@ -1,5 +1,7 @@
 /* cmd_help.c - shared help and usage-error printing for the subcommands. */
+#include <errno.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <stdio.h>
 
 #include "commands.h"
@@ -10,6 +12,19 @@ void veil_cmd_print_help(const struct veil_cmd_help *h)
         printf("usage: veil %s\n\n%s\n", h->usage, h->summary);
         if (h->details)
                 printf("\n%s", h->details);
+}
+
+int veil_cmd_int_arg(const char *s, long lo, long hi, int *out)
+{
+        char *end;
+        long v;
+
+        errno = 0;
+        v     = strtol(s, &end, 10);
+        if (!*s || *end || errno || v < lo || v > hi)
+                return -1;
+        *out = (int)v;
+        return 0;
 }
 
 int veil_cmd_usage_error(const struct veil_cmd_help *h, const char *fmt, ...)

@@ -710,17 +710,6 @@ out:
         return status;
 }
 
-static int parse_int(const char *s, int lo, int hi, int *out)
-{
-        char *end;
-        long v = strtol(s, &end, 10);
-
-        if (!*s || *end || v < lo || v > hi)
-                return -1;
-        *out = (int)v;
-        return 0;
-}
-
 int veil_cmd_topics(int argc, char **argv)
 {
         static const struct option longopts[] = {
@@ -758,19 +747,19 @@ int veil_cmd_topics(int argc, char **argv)
                         apply = true;
                         break;
                 case 'p':
-                        if (parse_int(optarg, 1, 100000, &partitions))
+                        if (veil_cmd_int_arg(optarg, 1, 100000, &partitions))
                                 return veil_cmd_usage_error(
                                         &help, "--partitions: a count from 1 "
                                                "to 100000");
                         break;
                 case 'r':
-                        if (parse_int(optarg, 1, 32767, &replication))
+                        if (veil_cmd_int_arg(optarg, 1, 32767, &replication))
                                 return veil_cmd_usage_error(
                                         &help, "--replication-factor: a "
                                                "count from 1");
                         break;
                 case 't':
-                        if (parse_int(optarg, 1, 3600, &timeout_s))
+                        if (veil_cmd_int_arg(optarg, 1, 3600, &timeout_s))
                                 return veil_cmd_usage_error(
                                         &help, "--timeout: seconds from 1 to "
                                                "3600");

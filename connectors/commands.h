@@ -25,6 +25,9 @@ struct veil_cmd_help {
 };
 
 void veil_cmd_print_help(const struct veil_cmd_help *h);
+/* Parses a whole decimal integer option argument in [lo, hi] into *out.
+ * 0, or -1 when it is empty, not a number or out of range. */
+int veil_cmd_int_arg(const char *s, long lo, long hi, int *out);
 /* Writes "veil CMD: MESSAGE\nusage: veil USAGE\n" to stderr and returns 2. */
 int veil_cmd_usage_error(const struct veil_cmd_help *h, const char *fmt, ...)
         __attribute__((format(printf, 2, 3)));
