@@ -80,7 +80,15 @@ resolve_jars() {
 
 # 16 random bytes as unpadded base64url: the 22-character cluster id
 # StorageTool expects (what `kafka-storage.sh random-uuid` prints).
-cluster_id() { head -c 16 /dev/urandom | base64 | tr '+/' '-_' | cut -c1-22; }
+# An id that starts with '-' would be parsed as an option, so draw again.
+cluster_id() {
+  local id
+  while :; do
+    id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | cut -c1-22)
+    [ "${id#-}" = "$id" ] && break
+  done
+  printf '%s\n' "$id"
+}
 
 write_config() {
   mkdir -p "$state/data"
