@@ -823,3 +823,35 @@ int veil_b64url_decode(const char *in, size_t len, unsigned char *out,
         *outlen = o;
         return 0;
 }
+
+int veil_hmac_init_derived(struct veil_hmac *h, const void *master,
+                           size_t master_len, const char *info, char *errstr,
+                           size_t errstr_size)
+{
+        unsigned char key[VEIL_SHA256_LEN];
+        int rc;
+
+        rc = veil_hkdf_sha256(master, master_len, NULL, 0, info, strlen(info),
+                              key, sizeof(key), errstr, errstr_size);
+        if (!rc)
+                veil_hmac_init(h, key, sizeof(key));
+        veil_cleanse(key, sizeof(key));
+        return rc;
+}
+
+int veil_aead_init_derived(struct veil_aead *a, enum veil_aead_mode mode,
+                           const void *master, size_t master_len,
+                           const char *info, char *errstr, size_t errstr_size)
+{
+        unsigned char key[VEIL_AEAD_SIV_KEY_LEN];
+        size_t key_len = mode == VEIL_AEAD_SIV ? VEIL_AEAD_SIV_KEY_LEN
+                                               : VEIL_AEAD_GCM_KEY_LEN;
+        int rc;
+
+        rc = veil_hkdf_sha256(master, master_len, NULL, 0, info, strlen(info),
+                              key, key_len, errstr, errstr_size);
+        if (!rc)
+                rc = veil_aead_init(a, mode, key, key_len, errstr, errstr_size);
+        veil_cleanse(key, sizeof(key));
+        return rc;
+}

@@ -130,6 +130,19 @@ int veil_aead_seal(struct veil_aead *a, const void *in, size_t len,
 int veil_aead_open(struct veil_aead *a, const unsigned char *in, size_t len,
                    unsigned char *out, size_t cap, size_t *outlen);
 
+/* Keys `h` / `a` with HKDF-SHA256(master, no salt, info) (a 32-byte HMAC
+ * key; the mode's key length for AEAD), wiping the derived key after use:
+ * every subkey Veil derives from the master key for one purpose ("veil:dlq",
+ * "veil:audit", ...) is keyed this way. Return 0, or an error with errstr
+ * as veil_hkdf_sha256 / veil_aead_init; on error nothing needs destroying.
+ * Allocate: call at setup. */
+int veil_hmac_init_derived(struct veil_hmac *h, const void *master,
+                           size_t master_len, const char *info, char *errstr,
+                           size_t errstr_size);
+int veil_aead_init_derived(struct veil_aead *a, enum veil_aead_mode mode,
+                           const void *master, size_t master_len,
+                           const char *info, char *errstr, size_t errstr_size);
+
 /* base64url (RFC 4648 §5) without padding. */
 #define VEIL_B64URL_LEN(n) (((n) / 3) * 4 + ((n) % 3 ? (n) % 3 + 1 : 0))
 /* Encodes into out (cap ≥ VEIL_B64URL_LEN(len)); no NUL is written.

@@ -405,7 +405,6 @@ int veil_erasure_keys_init(struct veil_erasure_keys *ek,
                            const unsigned char *master, size_t master_len,
                            const char *key_id, char *errstr, size_t errstr_size)
 {
-        unsigned char k[32];
         size_t idlen = key_id ? strlen(key_id) : 0;
         int rc;
 
@@ -422,25 +421,18 @@ int veil_erasure_keys_init(struct veil_erasure_keys *ek,
                                  master ? master_len : 0);
         memcpy(ek->key_id, key_id, idlen + 1);
         ek->key_id_len = idlen;
-        rc = veil_hkdf_sha256(master, master_len, NULL, 0, ERASURE_INFO_ID,
-                              strlen(ERASURE_INFO_ID), k, sizeof(k), errstr,
-                              errstr_size);
+
+        rc = veil_hmac_init_derived(&ek->id, master, master_len,
+                                    ERASURE_INFO_ID, errstr, errstr_size);
         if (rc)
                 goto err;
-        veil_hmac_init(&ek->id, k, sizeof(k));
-        rc = veil_hkdf_sha256(master, master_len, NULL, 0, ERASURE_INFO_SEAL,
-                              strlen(ERASURE_INFO_SEAL), k, sizeof(k), errstr,
-                              errstr_size);
+        rc = veil_aead_init_derived(&ek->seal, VEIL_AEAD_GCM, master,
+                                    master_len, ERASURE_INFO_SEAL, errstr,
+                                    errstr_size);
         if (rc)
                 goto err;
-        rc = veil_aead_init(&ek->seal, VEIL_AEAD_GCM, k, sizeof(k), errstr,
-                            errstr_size);
-        if (rc)
-                goto err;
-        veil_cleanse(k, sizeof(k));
         return 0;
 err:
-        veil_cleanse(k, sizeof(k));
         veil_hmac_cleanse(&ek->id);
         memset(ek, 0, sizeof(*ek));
         return rc;

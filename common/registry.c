@@ -1,6 +1,7 @@
 /* registry.c - schema-registry client: Confluent REST and file:// backends. */
 #define _GNU_SOURCE
 #include "registry.h"
+#include "crypto.h"
 #include "util.h"
 #include "veil.h"
 
@@ -9,7 +10,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
-#include <openssl/evp.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -747,20 +747,12 @@ static int reg_normalize(const char *text, const char *what, char **normp,
         return 0;
 }
 
-static int reg_sha256_hex(const char *text, char hex[65], char *errstr,
-                          size_t errstr_size)
+static void reg_sha256_hex(const char *text, char hex[65])
 {
-        unsigned char md[EVP_MAX_MD_SIZE];
-        unsigned int mdlen = 0, i;
+        unsigned char md[VEIL_SHA256_LEN];
 
-        if (EVP_Digest(text, strlen(text), md, &mdlen, EVP_sha256(), NULL) !=
-                    1 ||
-            mdlen != 32)
-                return veil_errf(errstr, errstr_size, VEIL_EIO,
-                                 "registry: SHA-256 failed");
-        for (i = 0; i < mdlen; i++)
-                snprintf(hex + 2 * i, 3, "%02x", md[i]);
-        return 0;
+        veil_sha256(text, strlen(text), md);
+        veil_hex_encode(md, sizeof(md), hex);
 }
 
 /* Write path atomically (temp file in the same directory, fsync, rename),
@@ -974,8 +966,7 @@ static int reg_file_assign(struct veil_registry *reg, const char *subject,
         int fd    = -1, err;
 
         *addedp = false;
-        if ((err = reg_sha256_hex(norm, sha, errstr, errstr_size)))
-                return err;
+        reg_sha256_hex(norm, sha);
         /* Fast path without the lock: renames make every read whole. */
         if ((err = reg_manifest_load(reg, &m, errstr, errstr_size)))
                 return err;
@@ -1133,8 +1124,8 @@ static int reg_file_register(struct veil_registry *reg, const char *subject,
                 json_t *m = NULL;
                 bool known;
 
-                if ((err = reg_sha256_hex(norm, sha, errstr, errstr_size)) ||
-                    (err = reg_manifest_load(reg, &m, errstr, errstr_size)))
+                reg_sha256_hex(norm, sha);
+                if ((err = reg_manifest_load(reg, &m, errstr, errstr_size)))
                         goto done;
                 known = reg_manifest_find(m, subject, sha) != NULL;
                 json_decref(m);

@@ -148,3 +148,16 @@ int64_t veil_now_ms(void)
         clock_gettime(CLOCK_REALTIME, &ts);
         return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
+
+void veil_hex_encode(const void *in, size_t len, char *out)
+{
+        static const char digits[] = "0123456789abcdef";
+        const unsigned char *p     = in;
+        size_t i;
+
+        for (i = 0; i < len; i++) {
+                out[2 * i]     = digits[p[i] >> 4];
+                out[2 * i + 1] = digits[p[i] & 0xf];
+        }
+        out[2 * len] = '\0';
+}

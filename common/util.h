@@ -23,6 +23,10 @@ char *veil_file_read(const char *path, size_t *lenp, char *errstr,
  * larger. Used for "did you mean" suggestions. */
 unsigned veil_edit_distance(const char *a, const char *b, unsigned cap);
 
+/* Lower-case hex of `len` bytes into out (2 * len + 1 bytes, NUL
+ * included): digests, MACs and fingerprints print the same way. */
+void veil_hex_encode(const void *in, size_t len, char *out);
+
 /* Wall-clock time in milliseconds since the epoch. */
 int64_t veil_now_ms(void);
 

@@ -89,7 +89,7 @@ static void fingerprint(struct scan *sc, const char *path, const char *det,
 {
         unsigned char md[EVP_MAX_MD_SIZE];
         unsigned int mdlen = 0;
-        size_t plen = strlen(path) + 1, dlen = strlen(det) + 1, i;
+        size_t plen = strlen(path) + 1, dlen = strlen(det) + 1;
         struct veil_text_buf *tb = &sc->fpbuf;
 
         if (tb->cap < plen + dlen + mlen) {
@@ -104,9 +104,7 @@ static void fingerprint(struct scan *sc, const char *path, const char *det,
                   &mdlen) ||
             mdlen < FP_BYTES)
                 memset(md, 0, sizeof(md)); /* keeps the report well-formed */
-        for (i = 0; i < FP_BYTES; i++)
-                sprintf(hex + 2 * i, "%02x", md[i]);
-        hex[2 * FP_BYTES] = 0;
+        veil_hex_encode(md, FP_BYTES, hex);
 }
 
 /* -------------------------------------------------------------- baseline */
