@@ -958,14 +958,11 @@ static int parse_transform(struct loader *ld, yaml_node_t *node,
         if ((kind = tx_kind(ld, knode, name)) < 0)
                 return kind;
 
-        tx->kind              = (enum veil_tx_kind)kind;
-        tx->mask.keep_last    = -1;
-        tx->mask.keep_first   = -1;
-        tx->mask.mask_char    = '*';
-        tx->generalize.width  = 10;
-        tx->generalize.prefix = 1;
-        tx->encrypt.mode      = VEIL_ENCRYPT_SIV;
-        tx->encrypt.output    = VEIL_ENCRYPT_OUT_STRING;
+        veil_transform_defaults(tx, (enum veil_tx_kind)kind);
+        /* -1: not given, so the keep_last default applies only when
+         * neither end of the mask is named (resolved below). */
+        tx->mask.keep_last  = -1;
+        tx->mask.keep_first = -1;
         if (kind == VEIL_TX_REDACT_TEXT)
                 tx->redact.replace = veil_strdup("[{detector}]");
         if (params) {

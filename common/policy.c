@@ -92,6 +92,18 @@ void veil_transform_clear(struct veil_transform *tx)
         memset(tx, 0, sizeof(*tx));
 }
 
+void veil_transform_defaults(struct veil_transform *tx, enum veil_tx_kind kind)
+{
+        memset(tx, 0, sizeof(*tx));
+        tx->kind              = kind;
+        tx->mask.keep_last    = 4;
+        tx->mask.mask_char    = '*';
+        tx->generalize.width  = 10;
+        tx->generalize.prefix = 1;
+        tx->encrypt.mode      = VEIL_ENCRYPT_SIV;
+        tx->encrypt.output    = VEIL_ENCRYPT_OUT_STRING;
+}
+
 void veil_policy_destroy(struct veil_policy *policy)
 {
         size_t i, j;
@@ -462,7 +474,6 @@ static void put_route(struct digest *d, const struct veil_route *route)
 int veil_policy_digest(struct veil_policy *policy, char *errstr,
                        size_t errstr_size)
 {
-        static const char hex[] = "0123456789abcdef";
         unsigned char md[EVP_MAX_MD_SIZE];
         unsigned int md_len = 0;
         struct digest d     = {EVP_MD_CTX_new(), 1};
@@ -530,10 +541,6 @@ int veil_policy_digest(struct veil_policy *policy, char *errstr,
         if (!d.ok || md_len != 32)
                 return veil_errf(errstr, errstr_size, VEIL_EINVAL,
                                  "policy digest: SHA-256 failed");
-        for (i = 0; i < md_len; i++) {
-                policy->digest[2 * i]     = hex[md[i] >> 4];
-                policy->digest[2 * i + 1] = hex[md[i] & 0xf];
-        }
-        policy->digest[2 * md_len] = '\0';
+        veil_hex_encode(md, md_len, policy->digest);
         return 0;
 }

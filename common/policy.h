@@ -146,6 +146,11 @@ void veil_policy_destroy(struct veil_policy *policy);
 /* Frees a transform's parameters (redact replace/detectors) and zeroes it. */
 void veil_transform_clear(struct veil_transform *tx);
 
+/* Sets `kind` and every parameter to its documented default (the values
+ * the config loader uses when YAML names none). Does not allocate: the
+ * redact replace template stays NULL, which means "[{detector}]". */
+void veil_transform_defaults(struct veil_transform *tx, enum veil_tx_kind kind);
+
 /* The built-in detector names (email, phone, us_ssn, credit_card, iban,
  * ipv4, ipv6): what `detector:` and `redact_text.detectors` may name besides
  * the policy's own `detectors:`. */

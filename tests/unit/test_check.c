@@ -301,16 +301,13 @@ ParameterizedTestParameters(check, tx_types)
 
 ParameterizedTest(struct tx_case *tc, check, tx_types)
 {
-        struct veil_transform tx = {.kind = tc->kind};
+        struct veil_transform tx;
         struct veil_schema *schema;
-
-        /* the loader's defaults for parameterised transforms */
-        tx.mask.keep_last    = 4;
-        tx.mask.mask_char    = '*';
-        tx.generalize.width  = 10;
-        tx.generalize.prefix = 1;
         char text[256], err[256] = "";
         int rc;
+
+        /* the loader's defaults for parameterised transforms */
+        veil_transform_defaults(&tx, (enum veil_tx_kind)tc->kind);
 
         snprintf(text, sizeof(text),
                  "{\"type\":\"record\",\"name\":\"R\",\"fields\":"
