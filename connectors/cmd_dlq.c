@@ -12,6 +12,7 @@
 #include "commands.h"
 #include "config.h"
 #include "dlq.h"
+#include "kafka.h"
 #include "reader.h"
 #include "util.h"
 #include "wire.h"
@@ -330,17 +331,11 @@ static rd_kafka_t *producer_new(const struct veil_config *config, char *errstr,
         char err[512], txn_id[512];
         rd_kafka_error_t *error;
         rd_kafka_t *rk;
-        size_t i;
 
-        for (i = 0; i < config->n_kafka; i++)
-                if (rd_kafka_conf_set(conf, config->kafka[i].key,
-                                      config->kafka[i].value, err,
-                                      sizeof(err)) != RD_KAFKA_CONF_OK) {
-                        veil_errf(errstr, errstr_size, VEIL_ECONFIG,
-                                  "kafka.%s: %s", config->kafka[i].key, err);
-                        rd_kafka_conf_destroy(conf);
-                        return NULL;
-                }
+        if (veil_kafka_conf_apply(conf, config, NULL, errstr, errstr_size)) {
+                rd_kafka_conf_destroy(conf);
+                return NULL;
+        }
         /* One replay at a time per group: a second one fences the first,
          * whose open transaction is aborted. */
         snprintf(txn_id, sizeof(txn_id), "%s-dlq-replay", config->group);

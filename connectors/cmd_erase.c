@@ -12,6 +12,7 @@
 #include "commands.h"
 #include "config.h"
 #include "crypto.h"
+#include "kafka.h"
 #include "ledger.h"
 #include "util.h"
 #include "veil.h"
@@ -149,24 +150,17 @@ static rd_kafka_t *erase_producer(const struct veil_config *config,
                                   const char *bootstrap, int timeout_s)
 {
         rd_kafka_conf_t *conf = rd_kafka_conf_new();
-        char err[512], tmo[32];
+        char err[1024], tmo[32];
         rd_kafka_t *rk;
-        size_t i;
 
-        for (i = 0; i < config->n_kafka; i++)
-                if (rd_kafka_conf_set(conf, config->kafka[i].key,
-                                      config->kafka[i].value, err,
-                                      sizeof(err)) != RD_KAFKA_CONF_OK) {
-                        fprintf(stderr, "veil erase: kafka.%s: %s\n",
-                                config->kafka[i].key, err);
-                        goto err;
-                }
+        if (veil_kafka_conf_apply(conf, config, bootstrap, err, sizeof(err))) {
+                fprintf(stderr, "veil erase: %s\n", err);
+                goto err;
+        }
         snprintf(tmo, sizeof(tmo), "%d", timeout_s * 1000);
         /* Idempotence: a retried send is not a second request. The
          * timeout bounds the wait when the cluster cannot be reached. */
-        if ((bootstrap && rd_kafka_conf_set(conf, "bootstrap.servers",
-                                            bootstrap, err, sizeof(err))) ||
-            rd_kafka_conf_set(conf, "enable.idempotence", "true", err,
+        if (rd_kafka_conf_set(conf, "enable.idempotence", "true", err,
                               sizeof(err)) ||
             rd_kafka_conf_set(conf, "message.timeout.ms", tmo, err,
                               sizeof(err)) ||

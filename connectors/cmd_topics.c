@@ -13,6 +13,7 @@
 
 #include "commands.h"
 #include "config.h"
+#include "kafka.h"
 #include "util.h"
 #include "veil.h"
 
@@ -457,24 +458,13 @@ static rd_kafka_t *connect_cluster(const struct veil_config *config,
         rd_kafka_conf_t *conf = rd_kafka_conf_new();
         char err[512];
         rd_kafka_t *rk;
-        size_t i;
 
-        for (i = 0; i < config->n_kafka; i++) {
-                /* Consumer-only settings would only make the producer
-                 * handle warn; an admin client needs none of them. */
-                if (rd_kafka_conf_set(conf, config->kafka[i].key,
-                                      config->kafka[i].value, err,
-                                      sizeof(err)) != RD_KAFKA_CONF_OK) {
-                        veil_errf(errstr, errstr_size, VEIL_ECONFIG,
-                                  "kafka.%s: %s", config->kafka[i].key, err);
-                        rd_kafka_conf_destroy(conf);
-                        return NULL;
-                }
+        if (veil_kafka_conf_apply(conf, config, bootstrap, errstr,
+                                  errstr_size)) {
+                rd_kafka_conf_destroy(conf);
+                return NULL;
         }
-        if ((bootstrap &&
-             rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap, err,
-                               sizeof(err)) != RD_KAFKA_CONF_OK) ||
-            rd_kafka_conf_set(conf, "log.connection.close", "false", err,
+        if (rd_kafka_conf_set(conf, "log.connection.close", "false", err,
                               sizeof(err)) != RD_KAFKA_CONF_OK) {
                 veil_errf(errstr, errstr_size, VEIL_ECONFIG, "%s", err);
                 rd_kafka_conf_destroy(conf);

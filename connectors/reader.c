@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "reader.h"
+#include "kafka.h"
 #include "util.h"
 #include "veil.h"
 
@@ -17,7 +18,6 @@ rd_kafka_t *veil_reader_consumer(const struct veil_config *config,
         rd_kafka_conf_t *conf = rd_kafka_conf_new();
         char err[512], group[512];
         rd_kafka_t *rk;
-        size_t i;
 
 #define SET(k, v)                                                              \
         do {                                                                   \
@@ -30,8 +30,10 @@ rd_kafka_t *veil_reader_consumer(const struct veil_config *config,
                 }                                                              \
         } while (0)
 
-        for (i = 0; i < config->n_kafka; i++)
-                SET(config->kafka[i].key, config->kafka[i].value);
+        if (veil_kafka_conf_apply(conf, config, NULL, errstr, errstr_size)) {
+                rd_kafka_conf_destroy(conf);
+                return NULL;
+        }
         /* Only assign() is used: the group id names the client, nothing is
          * ever committed under it. */
         snprintf(group, sizeof(group), "%s-%s", config->group, purpose);

@@ -11,6 +11,7 @@
 
 #include "audit.h"
 #include "derive.h"
+#include "kafka.h"
 #include "ledger.h"
 #include "plan.h"
 #include "retain.h"
@@ -195,7 +196,6 @@ static rd_kafka_t *consumer_new(const struct veil_config *config,
         rd_kafka_conf_t *conf = rd_kafka_conf_new();
         char err[512];
         rd_kafka_t *rk;
-        size_t i;
 
 #define SET(k, v)                                                              \
         do {                                                                   \
@@ -209,8 +209,10 @@ static rd_kafka_t *consumer_new(const struct veil_config *config,
         } while (0)
 
         SET("auto.offset.reset", "earliest");
-        for (i = 0; i < config->n_kafka; i++)
-                SET(config->kafka[i].key, config->kafka[i].value);
+        if (veil_kafka_conf_apply(conf, config, NULL, errstr, errstr_size)) {
+                rd_kafka_conf_destroy(conf);
+                return NULL;
+        }
         SET("group.id", group);
         SET("isolation.level", "read_committed");
         SET("enable.auto.commit", "false");
@@ -280,6 +282,7 @@ static int32_t ledger_partition(const struct veil_retain *r, int32_t p)
         return r->ledger_parts > 0 ? p % r->ledger_parts : p;
 }
 
+/* Takes ownership of hdrs. */
 static int produce(struct veil_retain *r, const char *topic, int32_t partition,
                    const void *key, size_t key_len, const void *value,
                    size_t value_len, rd_kafka_headers_t *hdrs, char *errstr,
@@ -287,25 +290,12 @@ static int produce(struct veil_retain *r, const char *topic, int32_t partition,
 {
         rd_kafka_resp_err_t err;
 
-        for (;;) {
-                err = rd_kafka_producev(
-                        r->producer, RD_KAFKA_V_TOPIC(topic),
-                        RD_KAFKA_V_PARTITION(partition),
-                        RD_KAFKA_V_KEY((void *)key, key_len),
-                        RD_KAFKA_V_VALUE((void *)value, value_len),
-                        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                        RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
-                if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
-                        break;
-                rd_kafka_poll(r->producer, 100);
-        }
-        if (err) {
-                if (hdrs)
-                        rd_kafka_headers_destroy(hdrs);
+        err = veil_kafka_produce(r->producer, topic, partition, key, key_len,
+                                 value, value_len, hdrs, 0);
+        if (err)
                 return veil_errf(errstr, errstr_size, VEIL_ENET,
                                  "producing to %s: %s", topic,
                                  rd_kafka_err2str(err));
-        }
         return 0;
 }
 

@@ -20,6 +20,7 @@
 #include "dlq.h"
 #include "filter.h"
 #include "http.h"
+#include "kafka.h"
 #include "metrics.h"
 #include "reader.h"
 #include "registry.h"
@@ -773,22 +774,9 @@ static int produce(struct worker *w, const char *topic, int32_t partition,
 {
         rd_kafka_resp_err_t err;
 
-        for (;;) {
-                err = rd_kafka_producev(
-                        w->producer, RD_KAFKA_V_TOPIC(topic),
-                        RD_KAFKA_V_PARTITION(partition),
-                        RD_KAFKA_V_KEY((void *)key, key_len),
-                        RD_KAFKA_V_VALUE((void *)value, value_len),
-                        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                        RD_KAFKA_V_TIMESTAMP(timestamp > 0 ? timestamp : 0),
-                        RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
-                if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
-                        break;
-                /* Let deliveries drain; a full queue is back-pressure. */
-                rd_kafka_poll(w->producer, 100);
-        }
+        err = veil_kafka_produce(w->producer, topic, partition, key, key_len,
+                                 value, value_len, hdrs, timestamp);
         if (err) {
-                rd_kafka_headers_destroy(hdrs);
                 fatal(w, "producing to %s: %s", topic, rd_kafka_err2str(err));
                 return -1;
         }
@@ -1522,7 +1510,6 @@ static rd_kafka_conf_t *conf_new(struct worker *w, bool producer, char *errstr,
         const struct veil_config *config = w->config;
         rd_kafka_conf_t *conf            = rd_kafka_conf_new();
         char err[512];
-        size_t i;
 
 #define SET(k, v)                                                              \
         do {                                                                   \
@@ -1542,8 +1529,8 @@ static rd_kafka_conf_t *conf_new(struct worker *w, bool producer, char *errstr,
                     !kafka_key_set(config, "statistics.interval.ms"))
                         SET("statistics.interval.ms", "5000");
         }
-        for (i = 0; i < config->n_kafka; i++)
-                SET(config->kafka[i].key, config->kafka[i].value);
+        if (veil_kafka_conf_apply(conf, config, NULL, errstr, errstr_size))
+                goto err;
         if (producer) {
                 SET("transactional.id", w->txn_id);
                 rd_kafka_conf_set_dr_msg_cb(conf, dr_msg_cb);

@@ -1,0 +1,55 @@
+/* kafka.c - librdkafka plumbing shared by the worker, its retention side
+ * and the commands (see kafka.h). */
+#include "kafka.h"
+#include "veil.h"
+
+int veil_kafka_conf_apply(rd_kafka_conf_t *conf,
+                          const struct veil_config *config,
+                          const char *bootstrap, char *errstr,
+                          size_t errstr_size)
+{
+        char err[512];
+        size_t i;
+
+        for (i = 0; i < config->n_kafka; i++)
+                if (rd_kafka_conf_set(conf, config->kafka[i].key,
+                                      config->kafka[i].value, err,
+                                      sizeof(err)) != RD_KAFKA_CONF_OK)
+                        return veil_errf(errstr, errstr_size, VEIL_ECONFIG,
+                                         "kafka.%s: %s", config->kafka[i].key,
+                                         err);
+        if (bootstrap &&
+            rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap, err,
+                              sizeof(err)) != RD_KAFKA_CONF_OK)
+                return veil_errf(errstr, errstr_size, VEIL_ECONFIG,
+                                 "bootstrap.servers: %s", err);
+        return 0;
+}
+
+rd_kafka_resp_err_t veil_kafka_produce(rd_kafka_t *rk, const char *topic,
+                                       int32_t partition, const void *key,
+                                       size_t key_len, const void *value,
+                                       size_t value_len,
+                                       rd_kafka_headers_t *hdrs,
+                                       int64_t timestamp)
+{
+        rd_kafka_resp_err_t err;
+
+        for (;;) {
+                err = rd_kafka_producev(
+                        rk, RD_KAFKA_V_TOPIC(topic),
+                        RD_KAFKA_V_PARTITION(partition),
+                        RD_KAFKA_V_KEY((void *)key, key_len),
+                        RD_KAFKA_V_VALUE((void *)value, value_len),
+                        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                        RD_KAFKA_V_TIMESTAMP(timestamp > 0 ? timestamp : 0),
+                        RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
+                if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+                        break;
+                /* Let deliveries drain. */
+                rd_kafka_poll(rk, 100);
+        }
+        if (err && hdrs)
+                rd_kafka_headers_destroy(hdrs);
+        return err;
+}

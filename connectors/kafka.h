@@ -1,0 +1,34 @@
+/* kafka.h - librdkafka plumbing shared by the worker, its retention side
+ * and the commands: the config's `kafka:` settings onto a client config,
+ * and a produce that waits out a full local queue. */
+#ifndef VEIL_CONNECTORS_KAFKA_H
+#define VEIL_CONNECTORS_KAFKA_H
+
+#include <librdkafka/rdkafka.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+
+/* Sets every `kafka:` entry of config on conf, in order, then
+ * bootstrap.servers to `bootstrap` when not NULL (a command's --bootstrap
+ * wins over the file). 0, or VEIL_ECONFIG with errstr ("kafka.KEY: why");
+ * conf is left to the caller either way. */
+int veil_kafka_conf_apply(rd_kafka_conf_t *conf,
+                          const struct veil_config *config,
+                          const char *bootstrap, char *errstr,
+                          size_t errstr_size);
+
+/* Produces one message (key and value copied) to topic/partition, polling
+ * while the local queue is full: a full queue is back-pressure, not an
+ * error. timestamp <= 0 lets librdkafka stamp it now. Takes ownership of
+ * hdrs (may be NULL): on failure they are destroyed here. Returns
+ * librdkafka's error code (0 on success). */
+rd_kafka_resp_err_t veil_kafka_produce(rd_kafka_t *rk, const char *topic,
+                                       int32_t partition, const void *key,
+                                       size_t key_len, const void *value,
+                                       size_t value_len,
+                                       rd_kafka_headers_t *hdrs,
+                                       int64_t timestamp);
+
+#endif
