@@ -18,6 +18,7 @@
 #include "avro_ref.h"
 #include "crypto.h"
 #include "plan.h"
+#include "plan_fixture.h"
 #include "schema.h"
 #include "transform.h"
 #include "util.h"
@@ -107,36 +108,38 @@ static double now_s(void)
  * marketing keeps public fields and hashes customer ids. */
 static void build_policy(struct veil_policy *policy)
 {
-        struct veil_purpose *a, *m;
-        struct veil_transform *tx;
-        struct veil_route *r;
+        static const struct plan_fx_class classes[] = {
+                {"customer_id", VEIL_TIER_INTERNAL},
+                {"email", VEIL_TIER_CONFIDENTIAL},
+                {"phone", VEIL_TIER_CONFIDENTIAL},
+                {"ssn", VEIL_TIER_RESTRICTED},
+                {"card", VEIL_TIER_RESTRICTED},
+                {"notes", VEIL_TIER_INTERNAL},
+                {"birth_date", VEIL_TIER_CONFIDENTIAL},
+                {"name", VEIL_TIER_CONFIDENTIAL},
+                {NULL, VEIL_TIER_NONE},
+        };
+        static const struct plan_fx_rule rules[] = {
+                {"analytics", "public", VEIL_TX_KEEP, false},
+                {"analytics", "internal", VEIL_TX_KEEP, false},
+                {"analytics", "customer_id", VEIL_TX_HASH, false},
+                {"analytics", "email", VEIL_TX_HASH, false},
+                {"analytics", "card", VEIL_TX_MASK, true},
+                {"analytics", "phone", VEIL_TX_MASK, false},
+                {"analytics", "birth_date", VEIL_TX_GENERALIZE, false},
+                {"analytics", "ssn", VEIL_TX_DROP, false},
+                {"analytics", "notes", VEIL_TX_DROP, false},
+                {"marketing", "public", VEIL_TX_KEEP, false},
+                {"marketing", "customer_id", VEIL_TX_HASH, false},
+                {"marketing", "name", VEIL_TX_KEEP, false},
+                {NULL, NULL, VEIL_TX_KEEP, false},
+        };
+        const struct plan_fx_policy spec = {
+                classes,       rules,         "customers",
+                "customer_id", "address.zip", "internal",
+        };
 
-        memset(policy, 0, sizeof(*policy));
-        avro_ref_class(policy, "customer_id", VEIL_TIER_INTERNAL);
-        avro_ref_class(policy, "email", VEIL_TIER_CONFIDENTIAL);
-        avro_ref_class(policy, "phone", VEIL_TIER_CONFIDENTIAL);
-        avro_ref_class(policy, "ssn", VEIL_TIER_RESTRICTED);
-        avro_ref_class(policy, "card", VEIL_TIER_RESTRICTED);
-        avro_ref_class(policy, "notes", VEIL_TIER_INTERNAL);
-        avro_ref_class(policy, "birth_date", VEIL_TIER_CONFIDENTIAL);
-        avro_ref_class(policy, "name", VEIL_TIER_CONFIDENTIAL);
-        a = avro_ref_purpose(policy, "analytics");
-        avro_ref_rule(a, "public", VEIL_TX_KEEP);
-        avro_ref_rule(a, "internal", VEIL_TX_KEEP);
-        avro_ref_rule(a, "customer_id", VEIL_TX_HASH);
-        avro_ref_rule(a, "email", VEIL_TX_HASH);
-        tx                   = avro_ref_rule(a, "card", VEIL_TX_MASK);
-        tx->mask.digits_only = true;
-        avro_ref_rule(a, "phone", VEIL_TX_MASK);
-        avro_ref_rule(a, "birth_date", VEIL_TX_GENERALIZE);
-        avro_ref_rule(a, "ssn", VEIL_TX_DROP);
-        avro_ref_rule(a, "notes", VEIL_TX_DROP);
-        m = avro_ref_purpose(policy, "marketing");
-        avro_ref_rule(m, "public", VEIL_TX_KEEP);
-        avro_ref_rule(m, "customer_id", VEIL_TX_HASH);
-        avro_ref_rule(m, "name", VEIL_TX_KEEP);
-        r = avro_ref_route(policy, "customers", "customer_id");
-        avro_ref_override(r, "address.zip", "internal");
+        plan_fx_policy_build(policy, &spec);
 }
 
 static void set_str(avro_value_t *rec, const char *field, const char *s)
@@ -256,18 +259,13 @@ static void setup(struct bench *b)
 {
         static const char *const purposes[N_PURPOSES] = {"analytics",
                                                          "marketing"};
-        char err[512], *text;
+        char err[512];
         avro_value_t v;
-        size_t len;
         int i, p;
 
         build_policy(&b->policy);
-        text = veil_file_read("schemas/customers-value.avsc", &len, err,
-                              sizeof(err));
-        if (!text)
-                die("schema", err);
-        b->schema = veil_schema_parse(text, len, NULL, 1, err, sizeof(err));
-        free(text);
+        b->schema = plan_fx_schema_file("schemas/customers-value.avsc", 1, err,
+                                        sizeof(err));
         if (!b->schema)
                 die("schema", err);
         b->src_iface = avro_generic_class_from_schema(b->schema->avro);
@@ -280,10 +278,7 @@ static void setup(struct bench *b)
         for (p = 0; p < N_PURPOSES; p++) {
                 const char *dt;
 
-                b->opts[p].policy = &b->policy;
-                b->opts[p].route  = veil_policy_route(&b->policy, "customers");
-                b->opts[p].purpose =
-                        veil_policy_purpose(&b->policy, purposes[p]);
+                plan_fx_opts(&b->opts[p], &b->policy, "customers", purposes[p]);
                 b->plan[p] = veil_plan_compile(b->schema, &b->opts[p], err,
                                                sizeof(err));
                 if (!b->plan[p])

@@ -14,6 +14,7 @@ mkdir -p build/bench
 # shellcheck disable=SC2046,SC2086
 cc -O2 -g -std=c11 -Icommon -Itests/unit $(pkg-config --cflags $PKGS) \
   -o build/bench/bench_plan bench/bench_plan.c tests/unit/support_avro_ref.c \
+  tests/unit/support_plan_fixture.c \
   build/libveil.a $(pkg-config --libs $PKGS) -lpthread -ldl -lm
 # one core: the number is per core, and the other one runs the JVM broker
 # in real deployments

@@ -58,7 +58,6 @@ struct pnode {
         uint8_t kind;
         uint8_t act;
         uint8_t logical;
-        uint8_t remap;     /* union: some branch changes index */
         uint32_t n;        /* record fields, union branches, enum
                             * symbols, fixed size */
         uint32_t kids;     /* record/union: first entry in plan->kids;
@@ -1087,7 +1086,6 @@ static int compile_type(struct comp *c, avro_schema_t t, json_t *j,
                         plan->nodes[idx].n        = (uint32_t)n;
                         plan->nodes[idx].kids     = kids_add(plan, k, n);
                         plan->nodes[idx].min_size = 1;
-                        plan->nodes[idx].remap    = remap;
                         plan->nodes[idx].act =
                                 changed || remap ? PA_DESCEND : PA_PASS;
                         plan->nodes[idx].path = plan_str(plan, path);
@@ -2072,7 +2070,8 @@ enum veil_wire_err veil_plan_exec(const struct veil_plan *plan,
                 rc = VEIL_WIRE_TRAILING_BYTES;
         if (!rc)
                 rc = ex_flush(&e, e.p);
-        veil_plan_env_free(&local);
+        if (env == &local)
+                veil_plan_env_free(&local);
         if (rc) {
                 out->len = start_len;
                 if (err) {

@@ -9,6 +9,7 @@
 #include "avro_ref.h"
 #include "derive.h"
 #include "plan.h"
+#include "plan_fixture.h"
 #include "schema.h"
 #include "util.h"
 #include "veil.h"
@@ -190,33 +191,38 @@ Test(derive, named_types_are_defined_once)
         json_decref(t);
 }
 
+/* The DESIGN.md §5 policy without ssn; the card mask keeps its default. */
 static void design_policy(struct veil_policy *policy)
 {
-        struct veil_purpose *a, *m;
-        struct veil_route *r;
+        static const struct plan_fx_class classes[] = {
+                {"customer_id", VEIL_TIER_INTERNAL},
+                {"email", VEIL_TIER_CONFIDENTIAL},
+                {"phone", VEIL_TIER_CONFIDENTIAL},
+                {"card", VEIL_TIER_RESTRICTED},
+                {"notes", VEIL_TIER_INTERNAL},
+                {"birth_date", VEIL_TIER_CONFIDENTIAL},
+                {NULL, VEIL_TIER_NONE},
+        };
+        static const struct plan_fx_rule rules[] = {
+                {"analytics", "public", VEIL_TX_KEEP, false},
+                {"analytics", "internal", VEIL_TX_KEEP, false},
+                {"analytics", "customer_id", VEIL_TX_HASH, false},
+                {"analytics", "email", VEIL_TX_HASH, false},
+                {"analytics", "card", VEIL_TX_MASK, false},
+                {"analytics", "notes", VEIL_TX_REDACT_TEXT, false},
+                {"analytics", "birth_date", VEIL_TX_GENERALIZE, false},
+                {"analytics", "phone", VEIL_TX_NULL, false},
+                {"marketing", "public", VEIL_TX_KEEP, false},
+                {"marketing", "customer_id", VEIL_TX_KEEP, false},
+                {"marketing", "email", VEIL_TX_KEEP, false},
+                {NULL, NULL, VEIL_TX_KEEP, false},
+        };
+        const struct plan_fx_policy spec = {
+                classes,       rules,         "customers",
+                "customer_id", "address.zip", "internal",
+        };
 
-        memset(policy, 0, sizeof(*policy));
-        avro_ref_class(policy, "customer_id", VEIL_TIER_INTERNAL);
-        avro_ref_class(policy, "email", VEIL_TIER_CONFIDENTIAL);
-        avro_ref_class(policy, "phone", VEIL_TIER_CONFIDENTIAL);
-        avro_ref_class(policy, "card", VEIL_TIER_RESTRICTED);
-        avro_ref_class(policy, "notes", VEIL_TIER_INTERNAL);
-        avro_ref_class(policy, "birth_date", VEIL_TIER_CONFIDENTIAL);
-        a = avro_ref_purpose(policy, "analytics");
-        avro_ref_rule(a, "public", VEIL_TX_KEEP);
-        avro_ref_rule(a, "internal", VEIL_TX_KEEP);
-        avro_ref_rule(a, "customer_id", VEIL_TX_HASH);
-        avro_ref_rule(a, "email", VEIL_TX_HASH);
-        avro_ref_rule(a, "card", VEIL_TX_MASK);
-        avro_ref_rule(a, "notes", VEIL_TX_REDACT_TEXT);
-        avro_ref_rule(a, "birth_date", VEIL_TX_GENERALIZE);
-        avro_ref_rule(a, "phone", VEIL_TX_NULL);
-        m = avro_ref_purpose(policy, "marketing");
-        avro_ref_rule(m, "public", VEIL_TX_KEEP);
-        avro_ref_rule(m, "customer_id", VEIL_TX_KEEP);
-        avro_ref_rule(m, "email", VEIL_TX_KEEP);
-        r = avro_ref_route(policy, "customers", "customer_id");
-        avro_ref_override(r, "address.zip", "internal");
+        plan_fx_policy_build(policy, &spec);
 }
 
 static json_t *field_named(json_t *record, const char *name)
@@ -250,10 +256,8 @@ Test(derive, customer_schema_per_purpose)
         schema = veil_schema_parse(text, len, NULL, 1, err, sizeof(err));
         cr_assert_not_null(schema, "%s", err);
         free(text);
-        opts.policy  = &policy;
-        opts.route   = veil_policy_route(&policy, "customers");
-        opts.purpose = veil_policy_purpose(&policy, "analytics");
-        text         = veil_derive_schema(schema, &opts, err, sizeof(err));
+        plan_fx_opts(&opts, &policy, "customers", "analytics");
+        text = veil_derive_schema(schema, &opts, err, sizeof(err));
         cr_assert_not_null(text, "%s", err);
         cr_assert_eq(avro_schema_from_json_length(text, strlen(text), &s), 0,
                      "%s", avro_strerror());

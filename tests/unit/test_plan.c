@@ -12,6 +12,7 @@
 #include "derive.h"
 #include "detect.h"
 #include "plan.h"
+#include "plan_fixture.h"
 #include "schema.h"
 #include "transform.h"
 #include "util.h"
@@ -24,38 +25,41 @@ static const unsigned char master[40] =
         "0123456789abcdef0123456789abcdef-master";
 
 /* The DESIGN.md §5 policy, in code. */
+static const struct plan_fx_class design_classes[] = {
+        {"customer_id", VEIL_TIER_INTERNAL},
+        {"email", VEIL_TIER_CONFIDENTIAL},
+        {"phone", VEIL_TIER_CONFIDENTIAL},
+        {"ssn", VEIL_TIER_RESTRICTED},
+        {"card", VEIL_TIER_RESTRICTED},
+        {"notes", VEIL_TIER_INTERNAL},
+        {"birth_date", VEIL_TIER_CONFIDENTIAL},
+        {NULL, VEIL_TIER_NONE},
+};
+
+static const struct plan_fx_rule design_rules[] = {
+        {"analytics", "public", VEIL_TX_KEEP, false},
+        {"analytics", "internal", VEIL_TX_KEEP, false},
+        {"analytics", "customer_id", VEIL_TX_HASH, false},
+        {"analytics", "email", VEIL_TX_HASH, false},
+        {"analytics", "card", VEIL_TX_MASK, true}, /* keep_last 4 */
+        {"analytics", "birth_date", VEIL_TX_GENERALIZE, false},
+        {"analytics", "phone", VEIL_TX_NULL, false},
+        {"analytics", "ssn", VEIL_TX_DROP, false},
+        {"analytics", "notes", VEIL_TX_REDACT_TEXT, false},
+        {"marketing", "public", VEIL_TX_KEEP, false},
+        {"marketing", "customer_id", VEIL_TX_KEEP, false},
+        {"marketing", "email", VEIL_TX_KEEP, false},
+        {NULL, NULL, VEIL_TX_KEEP, false},
+};
+
 static void design_policy(struct veil_policy *policy)
 {
-        struct veil_purpose *a, *m;
-        struct veil_transform *tx;
-        struct veil_route *r;
+        const struct plan_fx_policy spec = {
+                design_classes, design_rules,  "customers",
+                "customer_id",  "address.zip", "internal",
+        };
 
-        memset(policy, 0, sizeof(*policy));
-        avro_ref_class(policy, "customer_id", VEIL_TIER_INTERNAL);
-        avro_ref_class(policy, "email", VEIL_TIER_CONFIDENTIAL);
-        avro_ref_class(policy, "phone", VEIL_TIER_CONFIDENTIAL);
-        avro_ref_class(policy, "ssn", VEIL_TIER_RESTRICTED);
-        avro_ref_class(policy, "card", VEIL_TIER_RESTRICTED);
-        avro_ref_class(policy, "notes", VEIL_TIER_INTERNAL);
-        avro_ref_class(policy, "birth_date", VEIL_TIER_CONFIDENTIAL);
-        a = avro_ref_purpose(policy, "analytics");
-        avro_ref_rule(a, "public", VEIL_TX_KEEP);
-        avro_ref_rule(a, "internal", VEIL_TX_KEEP);
-        avro_ref_rule(a, "customer_id", VEIL_TX_HASH);
-        avro_ref_rule(a, "email", VEIL_TX_HASH);
-        tx                   = avro_ref_rule(a, "card", VEIL_TX_MASK);
-        tx->mask.keep_last   = 4;
-        tx->mask.digits_only = true;
-        avro_ref_rule(a, "birth_date", VEIL_TX_GENERALIZE);
-        avro_ref_rule(a, "phone", VEIL_TX_NULL);
-        avro_ref_rule(a, "ssn", VEIL_TX_DROP);
-        avro_ref_rule(a, "notes", VEIL_TX_REDACT_TEXT);
-        m = avro_ref_purpose(policy, "marketing");
-        avro_ref_rule(m, "public", VEIL_TX_KEEP);
-        avro_ref_rule(m, "customer_id", VEIL_TX_KEEP);
-        avro_ref_rule(m, "email", VEIL_TX_KEEP);
-        r = avro_ref_route(policy, "customers", "customer_id");
-        avro_ref_override(r, "address.zip", "internal");
+        plan_fx_policy_build(policy, &spec);
 }
 
 static struct veil_schema *load_schema(const char *path, int id)
@@ -271,9 +275,7 @@ static struct veil_plan *compile(struct fixture *fx, const char *purpose,
         char err[512]              = "";
         struct veil_plan *plan;
 
-        opts.policy     = &fx->policy;
-        opts.route      = veil_policy_route(&fx->policy, "customers");
-        opts.purpose    = veil_policy_purpose(&fx->policy, purpose);
+        plan_fx_opts(&opts, &fx->policy, "customers", purpose);
         opts.root_label = root_label;
         plan = veil_plan_compile(fx->schema, &opts, err, sizeof(err));
         cr_assert_not_null(plan, "%s", err);
@@ -410,23 +412,28 @@ static void put_str(struct veil_buf *b, const char *s)
  * masks card, generalizes when, nulls phone, drops secret. */
 static void small_policy(struct veil_policy *policy)
 {
-        struct veil_purpose *p;
+        static const struct plan_fx_class classes[] = {
+                {"email", VEIL_TIER_CONFIDENTIAL},
+                {"card", VEIL_TIER_RESTRICTED},
+                {"when", VEIL_TIER_CONFIDENTIAL},
+                {"phone", VEIL_TIER_CONFIDENTIAL},
+                {"secret", VEIL_TIER_RESTRICTED},
+                {NULL, VEIL_TIER_NONE},
+        };
+        static const struct plan_fx_rule rules[] = {
+                {"p", "public", VEIL_TX_KEEP, false},
+                {"p", "internal", VEIL_TX_KEEP, false},
+                {"p", "email", VEIL_TX_HASH, false},
+                {"p", "card", VEIL_TX_MASK, false},
+                {"p", "when", VEIL_TX_GENERALIZE, false},
+                {"p", "phone", VEIL_TX_NULL, false},
+                {"p", "secret", VEIL_TX_DROP, false},
+                {NULL, NULL, VEIL_TX_KEEP, false},
+        };
+        const struct plan_fx_policy spec = {classes, rules, "t",
+                                            "email", NULL,  NULL};
 
-        memset(policy, 0, sizeof(*policy));
-        avro_ref_class(policy, "email", VEIL_TIER_CONFIDENTIAL);
-        avro_ref_class(policy, "card", VEIL_TIER_RESTRICTED);
-        avro_ref_class(policy, "when", VEIL_TIER_CONFIDENTIAL);
-        avro_ref_class(policy, "phone", VEIL_TIER_CONFIDENTIAL);
-        avro_ref_class(policy, "secret", VEIL_TIER_RESTRICTED);
-        p = avro_ref_purpose(policy, "p");
-        avro_ref_rule(p, "public", VEIL_TX_KEEP);
-        avro_ref_rule(p, "internal", VEIL_TX_KEEP);
-        avro_ref_rule(p, "email", VEIL_TX_HASH);
-        avro_ref_rule(p, "card", VEIL_TX_MASK);
-        avro_ref_rule(p, "when", VEIL_TX_GENERALIZE);
-        avro_ref_rule(p, "phone", VEIL_TX_NULL);
-        avro_ref_rule(p, "secret", VEIL_TX_DROP);
-        avro_ref_route(policy, "t", "email");
+        plan_fx_policy_build(policy, &spec);
 }
 
 struct small {
