@@ -40,6 +40,11 @@ struct rp_state {
          * cache gets a plan (that may evict any). */
         int mru_id[2];
         struct veil_plan *mru[2];
+        /* The transform of plain (unframed) keys, resolved once from the
+         * route's key_class: NULL with the reason in key_err when the key
+         * cannot be licensed for this purpose. */
+        const struct veil_transform *key_tx;
+        char key_err[192];
 };
 
 static const struct veil_filter_config license_config[] = {
@@ -105,11 +110,17 @@ static int license_init(void *ctx_, const struct veil_filter_env *env,
 
                 ctx->rps[i] =
                         veil_calloc(route->n_purposes + 1, sizeof(**ctx->rps));
-                for (j = 0; j < route->n_purposes; j++)
-                        if (asprintf(&ctx->rps[i][j].cache_key, "%s\x1f%s",
+                for (j = 0; j < route->n_purposes; j++) {
+                        struct rp_state *st = &ctx->rps[i][j];
+
+                        if (asprintf(&st->cache_key, "%s\x1f%s",
                                      route->purposes[j].purpose,
                                      route->source) < 0)
                                 abort();
+                        st->key_tx = veil_key_tx(
+                                policy, route, route->purposes[j].ref,
+                                st->key_err, sizeof(st->key_err));
+                }
         }
         ctx->n_envs = policy->n_purposes;
         ctx->envs   = veil_calloc(ctx->n_envs + 1, sizeof(*ctx->envs));
@@ -127,6 +138,15 @@ static int license_init(void *ctx_, const struct veil_filter_env *env,
                 ctx->envs[i].detect_scratch = ctx->scratch;
         }
         return 0;
+}
+
+/* The state of one purpose of the record's route. */
+static struct rp_state *rp_state_of(struct license_ctx *ctx,
+                                    const struct veil_record *rec,
+                                    const struct veil_route_purpose *rp)
+{
+        return &ctx->rps[rec->route - ctx->config->policy.routes]
+                        [rp - rec->route->purposes];
 }
 
 /* Sets the record's reason and detail (vsnprintf: details are cut at the
@@ -156,8 +176,7 @@ static struct veil_plan *plan_for(struct license_ctx *ctx,
                                   enum veil_verdict *vp)
 {
         const struct veil_policy *policy = &ctx->config->policy;
-        struct rp_state *st = &ctx->rps[rec->route - policy->routes]
-                                       [rp - rec->route->purposes];
+        struct rp_state *st              = rp_state_of(ctx, rec, rp);
         struct veil_plan_opts opts;
         struct veil_plan *plan;
         char err[256], *subject = NULL;
@@ -247,8 +266,7 @@ static enum veil_verdict license_key(struct license_ctx *ctx,
                                      struct veil_record_out *out,
                                      struct veil_plan_env *penv)
 {
-        const struct veil_policy *policy = &ctx->config->policy;
-        enum veil_verdict v              = VEIL_CONTINUE;
+        enum veil_verdict v = VEIL_CONTINUE;
         enum veil_wire_err werr;
         char err[256];
 
@@ -293,14 +311,15 @@ static enum veil_verdict license_key(struct license_ctx *ctx,
                 return VEIL_CONTINUE;
         }
         {
-                const struct veil_transform *tx = veil_key_tx(
-                        policy, rec->route, out->rp->ref, err, sizeof(err));
+                const struct rp_state *st = rp_state_of(ctx, rec, out->rp);
 
-                if (!tx)
+                if (!st->key_tx)
                         return verdict(rec, VEIL_DIVERT, "unclassified-key",
-                                       "purpose %s: %s", out->rp->purpose, err);
-                werr = veil_key_transform(tx, penv, rec->key, rec->key_len,
-                                          &out->key, &out->key_null);
+                                       "purpose %s: %s", out->rp->purpose,
+                                       st->key_err);
+                werr = veil_key_transform(st->key_tx, penv, rec->key,
+                                          rec->key_len, &out->key,
+                                          &out->key_null);
                 if (werr != VEIL_WIRE_OK)
                         return verdict(
                                 rec, VEIL_DIVERT, veil_wire_error_code(werr),
