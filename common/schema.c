@@ -4,6 +4,7 @@
 #define _GNU_SOURCE
 #include "schema.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -135,6 +136,12 @@ static const char *logical_of(json_t *type)
         return NULL;
 }
 
+/* True when the first `pre` bytes of key are exactly `name`. */
+static bool names_prefix(const char *key, size_t pre, const char *name)
+{
+        return name && strlen(name) == pre && !strncmp(key, name, pre);
+}
+
 /* Tags for `path` from Confluent schema metadata {"tags": {path: [..]}}.
  * Keys may be our path, the path under the record's (full) name, or a
  * "**."-prefixed suffix wildcard. */
@@ -156,10 +163,8 @@ static void metadata_tags(struct walk *w, const char *path,
                     !strcmp(key + klen - plen, path)) {
                         size_t pre = klen - plen - 1;
 
-                        match = (w->root_name && strlen(w->root_name) == pre &&
-                                 !strncmp(key, w->root_name, pre)) ||
-                                (w->root_full && strlen(w->root_full) == pre &&
-                                 !strncmp(key, w->root_full, pre));
+                        match = names_prefix(key, pre, w->root_name) ||
+                                names_prefix(key, pre, w->root_full);
                 }
                 if (!match && !strncmp(key, "**.", 3) &&
                     (!strcmp(key + 3, fieldname) ||
@@ -329,6 +334,7 @@ struct veil_schema *veil_schema_parse(const char *text, size_t len,
 {
         struct veil_schema *schema = veil_calloc(1, sizeof(*schema));
         struct walk w              = {0};
+        char *root_full            = NULL;
         json_error_t jerr;
 
         schema->id = id;
@@ -355,23 +361,16 @@ struct veil_schema *veil_schema_parse(const char *text, size_t len,
         w.errstr_size = errstr_size;
         if (avro_typeof(schema->avro) == AVRO_RECORD) {
                 w.root_name = avro_schema_name(schema->avro);
-                w.root_full = json_string_value(json_object_get(schema->json,
-                                                                "namespace"))
-                                      ? NULL
-                                      : w.root_name;
-                {
-                        json_t *v;
-                        const char *k;
-
-                        json_object_foreach(schema->named, k,
-                                            v) if (v == schema->json)
-                                w.root_full = k;
-                }
+                root_full   = full_name(w.root_name,
+                                        avro_schema_namespace(schema->avro));
+                w.root_full = root_full;
         }
         if (walk_type(&w, schema->avro, "", 1, -1))
                 goto err;
+        free(root_full);
         return schema;
 err:
+        free(root_full);
         veil_schema_destroy(schema);
         return NULL;
 }

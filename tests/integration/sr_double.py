@@ -5,24 +5,36 @@ POST /subjects/S/versions, GET /schemas/ids/N, GET /subjects/S/versions/latest,
 GET /subjects/S/versions/V, GET /subjects, POST /subjects/S (lookup)."""
 import json
 import re
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote
 
 
 class SchemaRegistryDouble:
-    def __init__(self):
+    def __init__(self, start=True):
+        """start=False picks a free port now and serves only from start(),
+        so a client can first find the registry down."""
         self.lock = threading.Lock()
         self.by_id = {}      # id -> schema text
         self.subjects = {}   # subject -> [ids], one per version
         self.requests = []   # (method, path)
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.server = None
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        if start:
+            self.start()
+
+    def start(self):
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
+        if self.server:
+            self.server.shutdown()
+            self.server.server_close()
 
     def register(self, subject, text):
         with self.lock:

@@ -1,6 +1,7 @@
 """The `veil` command's contract: dispatch, --help, --version, exit codes,
 and `veil check` on real files (DESIGN.md §5)."""
 import json
+import re
 import os
 import pathlib
 import shutil
@@ -98,7 +99,7 @@ def test_check_bad_config_exits_2_with_position(tmp_path):
 def test_check_registry_down_exits_2(tmp_path):
     cfg = demo_copy(tmp_path)
     text = cfg.read_text()
-    import re
+
     text = re.sub(r"url: *\S+", "url: http://127.0.0.1:9", text, count=1)
     cfg.write_text(text)
     r = veil("check", "-c", str(cfg))

@@ -7,17 +7,15 @@ import random
 import shutil
 import signal
 import struct
-import socket
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import confluent_kafka as ck
 import fastavro
 import pytest
 
 from helpers import LineCollector, consume_all, unique, wait_for
+from sr_double import SchemaRegistryDouble
 from test_kafka import create_topic
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -399,70 +397,12 @@ def test_expired_licence_receives_nothing_and_record_audit(veil, kafka, tmp_path
                for e in events)
 
 
-class FakeRegistry:
-    """A minimal Confluent-compatible registry (GET /schemas/ids/N, POST
-    /subjects/S/versions) that can start after the worker, on a port chosen
-    up front: the worker first finds it down."""
-
-    def __init__(self, schema_text):
-        self.schemas = {1: schema_text}
-        self.lock = threading.Lock()
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.server = None
-
-    def start(self):
-        reg = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
-            def reply(self, code, obj):
-                body = json.dumps(obj).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/vnd.schemaregistry.v1+json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def do_GET(self):
-                parts = self.path.split("?")[0].strip("/").split("/")
-                if len(parts) == 3 and parts[:2] == ["schemas", "ids"]:
-                    with reg.lock:
-                        text = reg.schemas.get(int(parts[2]))
-                    if text is None:
-                        return self.reply(404, {"error_code": 40403, "message": "not found"})
-                    return self.reply(200, {"schema": text})
-                self.reply(404, {"error_code": 404, "message": "no route"})
-
-            def do_POST(self):
-                n = int(self.headers.get("Content-Length", 0))
-                text = json.loads(self.rfile.read(n))["schema"]
-                with reg.lock:
-                    for i, t in reg.schemas.items():
-                        if t == text:
-                            return self.reply(200, {"id": i})
-                    i = max(reg.schemas) + 1
-                    reg.schemas[i] = text
-                self.reply(200, {"id": i})
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self):
-        if self.server:
-            self.server.shutdown()
-            self.server.server_close()
-
-
 def test_registry_down_pauses_without_dlq_then_resumes(veil, kafka, tmp_path):
     with open(demo_produce.SCHEMA_PATH) as f:
         text = json.dumps(json.load(f))
-    reg = FakeRegistry(text)
-    pl = Pipeline(kafka, str(tmp_path), partitions=1,
-                  registry_url=f"http://127.0.0.1:{reg.port}")
+    reg = SchemaRegistryDouble(start=False)
+    assert reg.register("customers-value", text) == 1
+    pl = Pipeline(kafka, str(tmp_path), partitions=1, registry_url=reg.url)
     rng = random.Random(9)
     n = 12
     msgs = []
@@ -491,7 +431,7 @@ def test_registry_down_pauses_without_dlq_then_resumes(veil, kafka, tmp_path):
             sorted(f"{pl.source}/0/{i}" for i in range(n))
         # The derived schema was registered in the HTTP registry.
         sid = struct.unpack(">bI", got[0].value()[:5])[1]
-        assert sid in reg.schemas and sid != 1
+        assert sid in reg.by_id and sid != 1
 
 
 def build_plugin(tmp_path, abi=None):
