@@ -4,7 +4,6 @@
 #define _GNU_SOURCE
 #include <inttypes.h>
 #include <jansson.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +16,7 @@
 #include "retain.h"
 #include "retention.h"
 #include "transform.h"
+#include "log.h"
 #include "util.h"
 #include "veil.h"
 
@@ -79,27 +79,6 @@ struct veil_retain {
         struct veil_retention_entry *popped;
         int64_t n_tombstones, n_erasures;
 };
-
-static void logj(const char *level, const char *event, const char *fmt, ...)
-        __attribute__((format(printf, 3, 4)));
-static void logj(const char *level, const char *event, const char *fmt, ...)
-{
-        char msg[1024];
-        va_list ap;
-        json_t *o;
-        char *text;
-
-        va_start(ap, fmt);
-        vsnprintf(msg, sizeof(msg), fmt, ap);
-        va_end(ap);
-        o = json_pack("{s:I, s:s, s:s, s:s}", "ts", (json_int_t)veil_now_ms(),
-                      "level", level, "event", event, "msg", msg);
-        text = o ? json_dumps(o, JSON_COMPACT) : NULL;
-        if (text)
-                fprintf(stderr, "%s\n", text);
-        free(text);
-        json_decref(o);
-}
 
 /* ---- purpose topics and key transforms ---------------------------------- */
 
@@ -616,9 +595,10 @@ void veil_retain_rollback(struct veil_retain *r)
                 if (error) {
                         /* The partition moved to another worker, which
                          * starts from the committed offset. */
-                        logj("warn", "erasure", "rewinding %s/%" PRId32 ": %s",
-                             r->epos[i].topic, r->epos[i].partition,
-                             rd_kafka_error_string(error));
+                        veil_log("warn", "erasure",
+                                 "rewinding %s/%" PRId32 ": %s",
+                                 r->epos[i].topic, r->epos[i].partition,
+                                 rd_kafka_error_string(error));
                         rd_kafka_error_destroy(error);
                 }
                 rd_kafka_topic_partition_list_destroy(parts);
@@ -692,8 +672,8 @@ bool veil_retain_due(struct veil_retain *r, int64_t now_ms)
                 if (rkm->err != RD_KAFKA_RESP_ERR__PARTITION_EOF &&
                     !r->erasure_warned) {
                         /* Typically: the erasure topic does not exist yet. */
-                        logj("warn", "erasure", "%s",
-                             rd_kafka_message_errstr(rkm));
+                        veil_log("warn", "erasure", "%s",
+                                 rd_kafka_message_errstr(rkm));
                         r->erasure_warned = true;
                 }
                 rd_kafka_message_destroy(rkm);
@@ -816,10 +796,10 @@ static int erase(struct veil_retain *r, const rd_kafka_message_t *rkm,
                                          err, sizeof(err));
         if (rc) {
                 /* Not ours to fix; the offset moves on, the log says where. */
-                logj("warn", "erasure-rejected",
-                     "%s/%" PRId32 "/%" PRId64 ": %s",
-                     rd_kafka_topic_name(rkm->rkt), rkm->partition, rkm->offset,
-                     err);
+                veil_log("warn", "erasure-rejected",
+                         "%s/%" PRId32 "/%" PRId64 ": %s",
+                         rd_kafka_topic_name(rkm->rkt), rkm->partition,
+                         rkm->offset, err);
                 return 0;
         }
         veil_erasure_key_hash(&r->ek, req.key, req.key_len, hash, sizeof(hash));
@@ -881,10 +861,11 @@ static int erase(struct veil_retain *r, const rd_kafka_message_t *rkm,
                 goto out;
         r->n_erasures++;
         *produced += tombstones + 1;
-        logj("info", "erasure-completed",
-             "request %s: %" PRId64 " tombstone(s), %" PRId64
-             " tracked entr%s cleared",
-             req.request_id, tombstones, cleared, cleared == 1 ? "y" : "ies");
+        veil_log("info", "erasure-completed",
+                 "request %s: %" PRId64 " tombstone(s), %" PRId64
+                 " tracked entr%s cleared",
+                 req.request_id, tombstones, cleared,
+                 cleared == 1 ? "y" : "ies");
 out:
         json_decref(topics);
         veil_erasure_request_clear(&req);
@@ -1055,8 +1036,8 @@ int veil_retain_assign(struct veil_retain *r,
                                         done++;
                                 }
                 } else if (rkm->err) {
-                        logj("warn", "restore", "%s",
-                             rd_kafka_message_errstr(rkm));
+                        veil_log("warn", "restore", "%s",
+                                 rd_kafka_message_errstr(rkm));
                 } else {
                         msgs++;
                         restore_one(r, parts, rkm, &applied, &skipped);
@@ -1065,12 +1046,14 @@ int veil_retain_assign(struct veil_retain *r,
         }
         rd_kafka_assign(r->restore, NULL);
         if (!rc)
-                logj("info", "restore",
-                     "%d ledger partition(s) of %s: %" PRId64
-                     " record(s), %" PRId64 " applied, %" PRId64
-                     " skipped, %zu key(s) tracked (was %zu), %" PRId64 " ms",
-                     lparts->cnt, ledger, msgs, applied, skipped,
-                     veil_retention_count(r->ri), before, veil_now_ms() - t0);
+                veil_log("info", "restore",
+                         "%d ledger partition(s) of %s: %" PRId64
+                         " record(s), %" PRId64 " applied, %" PRId64
+                         " skipped, %zu key(s) tracked (was %zu), %" PRId64
+                         " ms",
+                         lparts->cnt, ledger, msgs, applied, skipped,
+                         veil_retention_count(r->ri), before,
+                         veil_now_ms() - t0);
 out:
         rd_kafka_topic_partition_list_destroy(lparts);
         return rc;
@@ -1107,7 +1090,8 @@ void veil_retain_revoke(struct veil_retain *r,
                                 r->ri, parts->elems[i].partition, nums, n);
         }
         if (dropped)
-                logj("info", "retention-revoke",
-                     "%zu tracked key(s) of %d revoked partition(s) dropped",
-                     dropped, parts->cnt);
+                veil_log(
+                        "info", "retention-revoke",
+                        "%zu tracked key(s) of %d revoked partition(s) dropped",
+                        dropped, parts->cnt);
 }

@@ -25,6 +25,7 @@
 #include "reader.h"
 #include "registry.h"
 #include "retain.h"
+#include "log.h"
 #include "util.h"
 #include "veil.h"
 #include "worker.h"
@@ -40,45 +41,6 @@ void veil_worker_stop(void)
 void veil_worker_reload(void)
 {
         reload_requested = 1;
-}
-
-/* ---- logs: JSON lines on stderr, names and codes only, never values ---- */
-
-enum { LOG_DEBUG = 0, LOG_INFO, LOG_WARN, LOG_ERROR };
-static int log_min = LOG_INFO;
-
-static int log_rank(const char *level)
-{
-        if (!strcmp(level, "debug"))
-                return LOG_DEBUG;
-        if (!strcmp(level, "warn"))
-                return LOG_WARN;
-        if (!strcmp(level, "error"))
-                return LOG_ERROR;
-        return LOG_INFO;
-}
-
-static void logj(const char *level, const char *event, const char *fmt, ...)
-        __attribute__((format(printf, 3, 4)));
-static void logj(const char *level, const char *event, const char *fmt, ...)
-{
-        char msg[1024];
-        va_list ap;
-        json_t *o;
-        char *text;
-
-        if (log_rank(level) < log_min)
-                return;
-        va_start(ap, fmt);
-        vsnprintf(msg, sizeof(msg), fmt, ap);
-        va_end(ap);
-        o = json_pack("{s:I, s:s, s:s, s:s}", "ts", (json_int_t)veil_now_ms(),
-                      "level", level, "event", event, "msg", msg);
-        text = o ? json_dumps(o, JSON_COMPACT) : NULL;
-        if (text)
-                fprintf(stderr, "%s\n", text);
-        free(text);
-        json_decref(o);
 }
 
 /* ---- metrics: counted per batch, added to the registry on commit -------- */
@@ -212,7 +174,7 @@ static void fatal(struct worker *w, const char *fmt, ...)
         va_start(ap, fmt);
         vsnprintf(w->fatal_msg, sizeof(w->fatal_msg), fmt, ap);
         va_end(ap);
-        logj("error", "fatal", "%s", w->fatal_msg);
+        veil_log("error", "fatal", "%s", w->fatal_msg);
 }
 
 /* ---- metric slots ------------------------------------------------------- */
@@ -633,9 +595,9 @@ static void chains_recover_partition(struct worker *w,
         err = rd_kafka_query_watermark_offsets(w->audit_reader, topic, ap, &lo,
                                                &hi, 30000);
         if (err) {
-                logj("warn", "audit-recover",
-                     "end offsets of %s [%" PRId32 "]: %s", topic, ap,
-                     rd_kafka_err2str(err));
+                veil_log("warn", "audit-recover",
+                         "end offsets of %s [%" PRId32 "]: %s", topic, ap,
+                         rd_kafka_err2str(err));
                 lo = hi = 0;
                 gave_up = true;
         }
@@ -647,7 +609,7 @@ static void chains_recover_partition(struct worker *w,
                 if (veil_reader_run(w->audit_reader, topic, &part, 1,
                                     RECOVER_TIMEOUT_MS, recover_cb, &ctx,
                                     errstr, sizeof(errstr))) {
-                        logj("warn", "audit-recover", "%s", errstr);
+                        veil_log("warn", "audit-recover", "%s", errstr);
                         gave_up = true;
                         break;
                 }
@@ -666,18 +628,18 @@ static void chains_recover_partition(struct worker *w,
         }
         for (i = 0; i < n; i++) {
                 if (!want[i]->segment_reason) {
-                        logj("info", "audit-recover",
-                             "chain %s continues from offset %" PRId64
-                             " of %s [%" PRId32 "]",
-                             want[i]->source, ctx.found[i], topic, ap);
+                        veil_log("info", "audit-recover",
+                                 "chain %s continues from offset %" PRId64
+                                 " of %s [%" PRId32 "]",
+                                 want[i]->source, ctx.found[i], topic, ap);
                         continue;
                 }
                 want[i]->segment_reason = gave_up ? VEIL_AUDIT_SEGMENT_NOT_FOUND
                                           : lo > 0 ? VEIL_AUDIT_SEGMENT_EXPIRED
                                                    : VEIL_AUDIT_SEGMENT_NEW;
-                logj("info", "audit-recover",
-                     "chain %s starts a segment (%s) on %s [%" PRId32 "]",
-                     want[i]->source, want[i]->segment_reason, topic, ap);
+                veil_log("info", "audit-recover",
+                         "chain %s starts a segment (%s) on %s [%" PRId32 "]",
+                         want[i]->source, want[i]->segment_reason, topic, ap);
         }
         free(ctx.found);
         free(ctx.head);
@@ -933,7 +895,7 @@ static int dlq(struct worker *w, const rd_kafka_message_t *rkm,
 
                 slot_add(w, slot_get(w, w->m.dlq, v), 1);
         }
-        logj("warn", "dlq", "%s at %s: %s", code, source, rec->detail);
+        veil_log("warn", "dlq", "%s at %s: %s", code, source, rec->detail);
         return produce(w, w->config->topics.dlq, RD_KAFKA_PARTITION_UA, key,
                        key_len, value, value_len, hdrs, 0);
 }
@@ -951,8 +913,8 @@ static enum txn_outcome txn_error(struct worker *w, const char *what,
                 fatal(w, "%s: %s", what, rd_kafka_error_string(error));
                 o = TXN_FATAL;
         } else {
-                logj("warn", "txn", "%s: %s", what,
-                     rd_kafka_error_string(error));
+                veil_log("warn", "txn", "%s: %s", what,
+                         rd_kafka_error_string(error));
                 o = TXN_ABORTED;
         }
         rd_kafka_error_destroy(error);
@@ -1208,9 +1170,10 @@ static enum rec_outcome handle(struct worker *w, rd_kafka_message_t *rkm)
         case VEIL_DIVERT:
                 return dlq(w, rkm, &rec, replay_of) ? REC_FATAL : REC_OK;
         case VEIL_RETRY:
-                logj("warn", "retry", "%s at %s/%" PRId32 "/%" PRId64 ": %s",
-                     rec.reason ? rec.reason : "retry", topic, rec.partition,
-                     rec.offset, rec.detail);
+                veil_log("warn", "retry",
+                         "%s at %s/%" PRId32 "/%" PRId64 ": %s",
+                         rec.reason ? rec.reason : "retry", topic,
+                         rec.partition, rec.offset, rec.detail);
                 return REC_RETRY;
         case VEIL_CONTINUE:
                 break;
@@ -1352,7 +1315,8 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 
         switch (err) {
         case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
-                logj("info", "assign", "%d partition(s) assigned", parts->cnt);
+                veil_log("info", "assign", "%d partition(s) assigned",
+                         parts->cnt);
                 /* Audit chains continue from their last committed event;
                  * our own open transaction would hide it (it holds the
                  * audit partition's last stable offset back). */
@@ -1378,8 +1342,9 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                 parts_add(w, parts);
                 break;
         case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
-                logj("info", "revoke", "%d partition(s) revoked%s", parts->cnt,
-                     rd_kafka_assignment_lost(rk) ? " (lost)" : "");
+                veil_log("info", "revoke", "%d partition(s) revoked%s",
+                         parts->cnt,
+                         rd_kafka_assignment_lost(rk) ? " (lost)" : "");
                 /* The open transaction holds records of these partitions:
                  * finish it while we still own them, or abort it when they
                  * are already lost (another worker has them). */
@@ -1398,16 +1363,16 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                 parts_remove(w, parts);
                 break;
         default:
-                logj("error", "rebalance", "rebalance failed: %s",
-                     rd_kafka_err2str(err));
+                veil_log("error", "rebalance", "rebalance failed: %s",
+                         rd_kafka_err2str(err));
                 if (w->txn_open)
                         abort_and_rewind(w, false);
                 rd_kafka_assign(rk, NULL);
                 break;
         }
         if (error) {
-                logj("error", "rebalance", "assignment failed: %s",
-                     rd_kafka_error_string(error));
+                veil_log("error", "rebalance", "assignment failed: %s",
+                         rd_kafka_error_string(error));
                 rd_kafka_error_destroy(error);
         }
 }
@@ -1416,11 +1381,11 @@ static void log_cb(const rd_kafka_t *rk, int level, const char *fac,
                    const char *buf)
 {
         (void)rk;
-        logj(level <= 3   ? "error"
-             : level <= 4 ? "warn"
-             : level <= 6 ? "info"
-                          : "debug",
-             "rdkafka", "%s: %s", fac, buf);
+        veil_log(level <= 3   ? "error"
+                 : level <= 4 ? "warn"
+                 : level <= 6 ? "info"
+                              : "debug",
+                 "rdkafka", "%s: %s", fac, buf);
 }
 
 static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
@@ -1434,7 +1399,7 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
                 return;
         }
         /* Broker down and the like: librdkafka keeps retrying. */
-        logj("warn", "kafka", "%s", reason);
+        veil_log("warn", "kafka", "%s", reason);
 }
 
 static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *rkm,
@@ -1443,8 +1408,9 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *rkm,
         (void)rk;
         (void)opaque;
         if (rkm->err)
-                logj("warn", "delivery", "to %s: %s",
-                     rd_kafka_topic_name(rkm->rkt), rd_kafka_err2str(rkm->err));
+                veil_log("warn", "delivery", "to %s: %s",
+                         rd_kafka_topic_name(rkm->rkt),
+                         rd_kafka_err2str(rkm->err));
 }
 
 /* librdkafka's statistics (statistics.interval.ms): the consumer lag of
@@ -1579,7 +1545,7 @@ static int audit_setup(struct worker *w, char *errstr, size_t errstr_size)
                 free(parts);
                 if (rc != VEIL_ENET || stop_requested)
                         break;
-                logj("warn", "kafka", "%s (retrying)", err);
+                veil_log("warn", "kafka", "%s (retrying)", err);
         }
         if (rc == VEIL_ENOTFOUND)
                 return veil_errf(errstr, errstr_size, VEIL_ECONFIG,
@@ -1626,8 +1592,8 @@ static int clients_new(struct worker *w, char *errstr, size_t errstr_size)
                         rd_kafka_error_destroy(error);
                         return VEIL_ENET;
                 }
-                logj("warn", "txn", "init_transactions: %s (retrying)",
-                     rd_kafka_error_string(error));
+                veil_log("warn", "txn", "init_transactions: %s (retrying)",
+                         rd_kafka_error_string(error));
                 rd_kafka_error_destroy(error);
         }
         rc = audit_setup(w, errstr, errstr_size);
@@ -1698,40 +1664,40 @@ static void reload(struct worker *w)
 
         reload_requested = 0;
         if (!w->opts.config_path) {
-                logj("warn", "reload-rejected", "no config file to reload");
+                veil_log("warn", "reload-rejected", "no config file to reload");
                 return;
         }
         config =
                 veil_config_load(w->opts.config_path, &lopts, err, sizeof(err));
         if (!config) {
-                logj("error", "reload-rejected", "keeping policy %.12s: %s",
-                     w->config->policy.digest, err);
+                veil_log("error", "reload-rejected", "keeping policy %.12s: %s",
+                         w->config->policy.digest, err);
                 return;
         }
         if (!same_sources(&config->policy, &w->config->policy)) {
-                logj("error", "reload-rejected",
-                     "keeping policy %.12s: the routes' source topics "
-                     "changed, which needs a restart",
-                     w->config->policy.digest);
+                veil_log("error", "reload-rejected",
+                         "keeping policy %.12s: the routes' source topics "
+                         "changed, which needs a restart",
+                         w->config->policy.digest);
                 veil_config_destroy(config);
                 return;
         }
         chain = veil_chain_new(config, w->reg, err, sizeof(err));
         if (!chain) {
-                logj("error", "reload-rejected", "keeping policy %.12s: %s",
-                     w->config->policy.digest, err);
+                veil_log("error", "reload-rejected", "keeping policy %.12s: %s",
+                         w->config->policy.digest, err);
                 veil_config_destroy(config);
                 return;
         }
         if (veil_retain_set_config(w->retain, config, err, sizeof(err))) {
-                logj("error", "reload-rejected", "keeping policy %.12s: %s",
-                     w->config->policy.digest, err);
+                veil_log("error", "reload-rejected", "keeping policy %.12s: %s",
+                         w->config->policy.digest, err);
                 veil_chain_destroy(chain);
                 veil_config_destroy(config);
                 return;
         }
-        logj("info", "reload", "policy %.12s replaces %.12s",
-             config->policy.digest, w->config->policy.digest);
+        veil_log("info", "reload", "policy %.12s replaces %.12s",
+                 config->policy.digest, w->config->policy.digest);
         plan_stats_flush(w);
         veil_chain_destroy(w->chain);
         veil_config_destroy(w->owned);
@@ -1774,8 +1740,8 @@ static void loop(struct worker *w)
                                 parts_eof(w, rd_kafka_topic_name(rkm->rkt),
                                           rkm->partition, true);
                         } else if (rkm->err) {
-                                logj("warn", "consume", "%s",
-                                     rd_kafka_message_errstr(rkm));
+                                veil_log("warn", "consume", "%s",
+                                         rd_kafka_message_errstr(rkm));
                         } else {
                                 enum rec_outcome o;
 
@@ -1866,7 +1832,7 @@ int veil_worker_run(const struct veil_config *config,
         w.config = config;
         if (opts)
                 w.opts = *opts;
-        log_min = log_rank(config->log_level ? config->log_level : "info");
+        veil_log_set_level(config->log_level);
         snprintf(w.txn_id, sizeof(w.txn_id), "%s-%s", config->group,
                  config->instance);
         w.dlq_encrypted = config->dlq_payload == VEIL_DLQ_ENCRYPTED;
@@ -1903,11 +1869,11 @@ int veil_worker_run(const struct veil_config *config,
                         rc = VEIL_EIO;
                         goto out;
                 }
-                logj("info", "metrics",
-                     "serving /metrics and /healthz on %.*s:%d",
-                     (int)(strrchr(config->metrics_listen, ':') -
-                           config->metrics_listen),
-                     config->metrics_listen, veil_http_port(w.http));
+                veil_log("info", "metrics",
+                         "serving /metrics and /healthz on %.*s:%d",
+                         (int)(strrchr(config->metrics_listen, ':') -
+                               config->metrics_listen),
+                         config->metrics_listen, veil_http_port(w.http));
         }
         rc = clients_new(&w, errstr, errstr_size);
         if (rc)
@@ -1918,18 +1884,19 @@ int veil_worker_run(const struct veil_config *config,
                 rc = VEIL_ECONFIG;
                 goto out;
         }
-        logj("info", "start",
-             "worker %s: group %s, %zu route(s), policy %.12s, audit %s, "
-             "dlq payload %s",
-             w.txn_id, config->group, config->policy.n_routes,
-             config->policy.digest,
-             config->audit_level == VEIL_AUDIT_BATCH ? "batch" : "record",
-             w.dlq_encrypted ? "encrypted" : "raw");
+        veil_log("info", "start",
+                 "worker %s: group %s, %zu route(s), policy %.12s, audit %s, "
+                 "dlq payload %s",
+                 w.txn_id, config->group, config->policy.n_routes,
+                 config->policy.digest,
+                 config->audit_level == VEIL_AUDIT_BATCH ? "batch" : "record",
+                 w.dlq_encrypted ? "encrypted" : "raw");
         loop(&w);
-        logj("info", "stop",
-             "records in %" PRId64 ", out %" PRId64 ", tombstones %" PRId64
-             ", dlq %" PRId64 ", expired %" PRId64 ", aborts %" PRId64,
-             w.n_in, w.n_out, w.n_tombstones, w.n_dlq, w.n_expired, w.n_aborts);
+        veil_log("info", "stop",
+                 "records in %" PRId64 ", out %" PRId64 ", tombstones %" PRId64
+                 ", dlq %" PRId64 ", expired %" PRId64 ", aborts %" PRId64,
+                 w.n_in, w.n_out, w.n_tombstones, w.n_dlq, w.n_expired,
+                 w.n_aborts);
         if (w.fatal)
                 rc = veil_errf(errstr, errstr_size, VEIL_ENET, "%s",
                                w.fatal_msg);
