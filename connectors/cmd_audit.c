@@ -294,8 +294,7 @@ int veil_cmd_audit(int argc, char **argv)
         struct veil_config_opts lopts = {0};
         struct veil_config *config;
         const char *path = NULL;
-        char errstr[1024];
-        int timeout_s = 120;
+        int timeout_s    = 120;
         int c, rc;
 
         if (argc >= 2 &&
@@ -338,9 +337,8 @@ int veil_cmd_audit(int argc, char **argv)
                                             argv[optind]);
         if (!path)
                 return veil_cmd_usage_error(&help, "-c FILE is required");
-        config = veil_config_load(path, &lopts, errstr, sizeof(errstr));
+        config = veil_cmd_load_config(&help, path, &lopts);
         if (!config) {
-                fprintf(stderr, "veil audit: %s\n", errstr);
                 return VEIL_EXIT_USAGE;
         }
         rc = verify_run(config, timeout_s);

@@ -104,9 +104,8 @@ int veil_cmd_check(int argc, char **argv)
                 return veil_cmd_usage_error(&help, "unknown format '%s'",
                                             format);
 
-        config = veil_config_load(path, &opts, errstr, sizeof(errstr));
+        config = veil_cmd_load_config(&help, path, &opts);
         if (!config) {
-                fprintf(stderr, "veil check: %s\n", errstr);
                 return VEIL_EXIT_USAGE;
         }
         reg = veil_registry_new(&config->registry, errstr, sizeof(errstr));

@@ -493,7 +493,6 @@ int veil_cmd_dlq(int argc, char **argv)
         const char *path = NULL, *only = NULL;
         bool dry_run  = false;
         int timeout_s = 120;
-        char errstr[1024];
         int c, rc;
 
         if (argc >= 2 &&
@@ -542,9 +541,8 @@ int veil_cmd_dlq(int argc, char **argv)
                                             argv[optind]);
         if (!path)
                 return veil_cmd_usage_error(&help, "-c FILE is required");
-        config = veil_config_load(path, &lopts, errstr, sizeof(errstr));
+        config = veil_cmd_load_config(&help, path, &lopts);
         if (!config) {
-                fprintf(stderr, "veil dlq: %s\n", errstr);
                 return VEIL_EXIT_USAGE;
         }
         rc = replay_run(config, only, dry_run, timeout_s);

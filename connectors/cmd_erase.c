@@ -262,9 +262,8 @@ int veil_cmd_erase(int argc, char **argv)
                 goto out;
         }
 
-        config = veil_config_load(path, &copts, errstr, sizeof(errstr));
+        config = veil_cmd_load_config(&help, path, &copts);
         if (!config) {
-                fprintf(stderr, "veil erase: %s\n", errstr);
                 goto out;
         }
         if (!config->topics.erasure) {

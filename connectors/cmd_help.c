@@ -5,6 +5,7 @@
 #include <stdio.h>
 
 #include "commands.h"
+#include "config.h"
 #include "veil.h"
 
 void veil_cmd_print_help(const struct veil_cmd_help *h)
@@ -12,6 +13,19 @@ void veil_cmd_print_help(const struct veil_cmd_help *h)
         printf("usage: veil %s\n\n%s\n", h->usage, h->summary);
         if (h->details)
                 printf("\n%s", h->details);
+}
+
+struct veil_config *veil_cmd_load_config(const struct veil_cmd_help *h,
+                                         const char *path,
+                                         const struct veil_config_opts *opts)
+{
+        char errstr[1024];
+        struct veil_config *config =
+                veil_config_load(path, opts, errstr, sizeof(errstr));
+
+        if (!config)
+                fprintf(stderr, "veil %s: %s\n", h->name, errstr);
+        return config;
 }
 
 int veil_cmd_int_arg(const char *s, long lo, long hi, int *out)

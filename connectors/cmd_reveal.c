@@ -203,9 +203,8 @@ int veil_cmd_reveal(int argc, char **argv)
                 goto out;
         }
 
-        config = veil_config_load(path, &opts, errstr, sizeof(errstr));
+        config = veil_cmd_load_config(&help, path, &opts);
         if (!config) {
-                fprintf(stderr, "veil reveal: %s\n", errstr);
                 exit_code = VEIL_EXIT_USAGE;
                 goto out;
         }

@@ -80,9 +80,8 @@ int veil_cmd_run(int argc, char **argv)
         if (!path)
                 return veil_cmd_usage_error(&help_run, "-c FILE is required");
 
-        config = veil_config_load(path, &lopts, errstr, sizeof(errstr));
+        config = veil_cmd_load_config(&help_run, path, &lopts);
         if (!config) {
-                fprintf(stderr, "veil run: %s\n", errstr);
                 return VEIL_EXIT_USAGE;
         }
         memset(&sa, 0, sizeof(sa));

@@ -770,9 +770,8 @@ int veil_cmd_topics(int argc, char **argv)
                 return veil_cmd_usage_error(&help, "unexpected argument '%s'",
                                             argv[optind]);
 
-        config = veil_config_load(path, &copts, errstr, sizeof(errstr));
+        config = veil_cmd_load_config(&help, path, &copts);
         if (!config) {
-                fprintf(stderr, "veil topics: %s\n", errstr);
                 goto out;
         }
         plan_build(&plan, config);

@@ -25,6 +25,13 @@ struct veil_cmd_help {
 };
 
 void veil_cmd_print_help(const struct veil_cmd_help *h);
+struct veil_config;
+struct veil_config_opts;
+/* Loads the command's config file; on error prints "veil NAME: FILE:LINE:
+ * …" to stderr and returns NULL (the command then exits 2). */
+struct veil_config *veil_cmd_load_config(const struct veil_cmd_help *h,
+                                         const char *path,
+                                         const struct veil_config_opts *opts);
 /* Parses a whole decimal integer option argument in [lo, hi] into *out.
  * 0, or -1 when it is empty, not a number or out of range. */
 int veil_cmd_int_arg(const char *s, long lo, long hi, int *out);
