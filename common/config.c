@@ -1646,6 +1646,11 @@ static int parse_max_batch(struct loader *ld, yaml_node_t *node, void *obj)
                        &((struct veil_config *)obj)->max_batch_records);
 }
 
+static int parse_threads(struct loader *ld, yaml_node_t *node, void *obj)
+{
+        return get_int(ld, node, 1, 64, &((struct veil_config *)obj)->threads);
+}
+
 static int parse_plugins(struct loader *ld, yaml_node_t *node, void *obj)
 {
         struct veil_config *config = obj;
@@ -1697,6 +1702,7 @@ static const struct key_spec top_specs[] = {
         {"log", parse_log, false},
         {"commit_interval", parse_commit_interval, false},
         {"max_batch_records", parse_max_batch, false},
+        {"threads", parse_threads, false},
         {"plugins", parse_plugins, false},
         {NULL, NULL, false},
 };

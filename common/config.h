@@ -56,6 +56,7 @@ struct veil_config {
         char *log_level;            /* default "info" */
         int64_t commit_interval_ms; /* default 100 */
         int64_t max_batch_records;  /* default 10000 */
+        int64_t threads; /* pipelines per `veil run`; 0: one per core */
         char **plugins;
         size_t n_plugins;
 };

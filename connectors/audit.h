@@ -1,14 +1,22 @@
-/* audit.h - what the worker and `veil audit verify` agree on about audit
- * events: where a chain lives, how an event is hashed into the next one's
- * `prev`, and the MAC that makes a forged event show. */
+/* audit.h - the audit room: what the worker and `veil audit verify` agree
+ * on about audit events (where a chain lives, how an event is hashed into
+ * the next one's `prev`, the MAC that makes a forged event show), and the
+ * one emitter that builds, chains and produces them for the worker and its
+ * retention side. */
 #ifndef VEIL_CONNECTORS_AUDIT_H
 #define VEIL_CONNECTORS_AUDIT_H
 
+#include <librdkafka/rdkafka.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "config.h"
 #include "crypto.h"
+#include "headers.h"
+#include "plan.h"
 
 /* An audit chain is the events of one source partition, keyed
  * "TOPIC/PARTITION". Each event's `prev` is the lowercase hex SHA-256 of
@@ -19,7 +27,7 @@
  * derived from the master key (HKDF-SHA256, info "veil:audit"). */
 #define VEIL_AUDIT_ZERO                                                        \
         "0000000000000000000000000000000000000000000000000000000000000000"
-#define VEIL_AUDIT_MAC_HEADER "veil.mac"
+#define VEIL_AUDIT_MAC_HEADER VEIL_H_MAC
 /* Longest veil.mac value, with its NUL. */
 #define VEIL_AUDIT_MAC_MAX 256
 
@@ -44,5 +52,71 @@ void veil_audit_digest(const void *event, size_t len, char out[65]);
  * topic has `n` partitions: fixed by the partition number alone, so the
  * worker that takes a source partition over knows where its chain is. */
 int32_t veil_audit_partition(int32_t partition, int32_t n);
+
+/* ---- the emitter ---------------------------------------------------------
+ *
+ * One per transactional producer (a worker pipeline). Chains of source
+ * partitions continue across restarts and rebalances: on assignment their
+ * heads are read back from the audit topic. Events produced inside the
+ * open transaction move a chain's pending head; commit makes it the head,
+ * rollback forgets it. Single-threaded, like the pipeline that owns it. */
+
+struct veil_audit;
+
+/* Produces one message into the open transaction; hdrs is taken. 0, or
+ * a VEIL_E* code with errstr (the caller treats it as fatal). */
+typedef int (*veil_audit_produce_fn)(void *opaque, const char *topic,
+                                     int32_t partition, const void *key,
+                                     size_t key_len, const void *value,
+                                     size_t value_len, rd_kafka_headers_t *hdrs,
+                                     char *errstr, size_t errstr_size);
+
+/* The emitter of config's audit topic. `chain_id` names the retention
+ * chain ("retention/ID"); `reader` (borrowed; a read_committed consumer
+ * without a group, see reader.h) reads chain heads back. `n_partitions` is
+ * the audit topic's partition count. config is borrowed until
+ * veil_audit_set_config. NULL with errstr (no key). When config has no
+ * audit topic every call below is a no-op. */
+struct veil_audit *veil_audit_new(const struct veil_config *config,
+                                  const char *chain_id, rd_kafka_t *reader,
+                                  int32_t n_partitions,
+                                  veil_audit_produce_fn produce, void *opaque,
+                                  char *errstr, size_t errstr_size);
+void veil_audit_destroy(struct veil_audit *a);
+
+/* A reloaded config, between transactions. */
+void veil_audit_set_config(struct veil_audit *a,
+                           const struct veil_config *config);
+
+/* Source partitions assigned (outside a transaction: our own open one
+ * would hide the heads) / revoked. */
+void veil_audit_assign(struct veil_audit *a,
+                       const rd_kafka_topic_partition_list_t *parts);
+void veil_audit_revoke(struct veil_audit *a,
+                       const rd_kafka_topic_partition_list_t *parts);
+
+/* One record's outcome for route purpose `purpose` (index in
+ * route->purposes): `plan` the plan it went through (NULL: none, e.g. a
+ * tombstone), `skip` licence expired, `tombstone` a null value. With
+ * audit level `record` the event is produced now; with `batch` it is
+ * summed into the batch's event for (partition, purpose). */
+int veil_audit_record(struct veil_audit *a, const struct veil_route *route,
+                      size_t purpose, int32_t partition, int64_t offset,
+                      const struct veil_plan *plan, int schema_in, bool skip,
+                      bool tombstone, char *errstr, size_t errstr_size);
+
+/* The retention side's events: `ev` (taken) gets v, chain, policy, prev
+ * and ts and goes on the retention chain. */
+int veil_audit_retention(struct veil_audit *a, json_t *ev, char *errstr,
+                         size_t errstr_size);
+
+/* Transaction boundaries: flush before the offsets are sent (the batch
+ * events), then commit or rollback. */
+int veil_audit_flush(struct veil_audit *a, char *errstr, size_t errstr_size);
+void veil_audit_commit(struct veil_audit *a);
+void veil_audit_rollback(struct veil_audit *a);
+
+/* Events produced into committed transactions so far. */
+uint64_t veil_audit_committed(const struct veil_audit *a);
 
 #endif

@@ -49,15 +49,13 @@ struct replay {
         const char *dlq_topic;
         const char *only; /* --error */
         bool dry_run;
-        struct veil_aead aead;
-        bool aead_ok;
+        struct veil_dlq *dlq; /* the codec: opens and checks letters */
         rd_kafka_t *producer;
         bool txn_open;
         int64_t in_txn;
         json_t *done;  /* positions already replayed (markers) */
         json_t *parts; /* source topic -> partition count */
         json_t *codes; /* code -> replayed count */
-        struct veil_buf key, value;
         int64_t letters, replayed, already, other, failed;
         char err[1200];
 };
@@ -83,7 +81,7 @@ static int collect_markers(void *opaque, const rd_kafka_message_t *rkm)
         struct replay *r = opaque;
         char done[512];
 
-        if (veil_reader_header(rkm, VEIL_DLQ_REPLAY_DONE, done, sizeof(done)))
+        if (veil_reader_header(rkm, VEIL_H_REPLAY_DONE, done, sizeof(done)))
                 json_object_set_new(r->done, done, json_true());
         return 0;
 }
@@ -100,21 +98,6 @@ static void failed(struct replay *r, const char *pos, const char *fmt, ...)
         va_end(ap);
         fprintf(stderr, "veil dlq: cannot replay %s: %s\n", pos, why);
         r->failed++;
-}
-
-/* Opens a sealed key or value (NULL stays NULL). 0 or -1. */
-static int unseal(struct replay *r, const void *in, size_t len,
-                  struct veil_buf *out)
-{
-        size_t n = 0;
-
-        out->len = 0;
-        if (!veil_buf_reserve(out, len + 1))
-                return -1;
-        if (veil_aead_open(&r->aead, in, len, out->data, out->cap, &n))
-                return -1;
-        out->len = n;
-        return 0;
 }
 
 /* Partitions of a source topic (cached). -1 when unknown. */
@@ -174,21 +157,24 @@ static int replay_one(void *opaque, const rd_kafka_message_t *rkm)
 {
         struct pass2 *p2 = opaque;
         struct replay *r = p2->r;
-        char pos[512], code[256], source[512], payload[32], kid[128];
-        char marker_to[600], *slash1, *slash2, *text;
-        const void *key = rkm->key, *value = rkm->payload;
-        size_t key_len = rkm->key_len, value_len = rkm->len;
-        rd_kafka_headers_t *hdrs, *mhdrs;
+        char pos[512], code[256], source[512], why[512];
+        char marker_to[600], *text;
+        const char *src_topic;
+        int64_t src_offset;
+        struct veil_dlq_letter letter;
+        const void *key, *value;
+        size_t key_len, value_len;
+        rd_kafka_headers_t *hdrs, *mhdrs, *rhdrs = NULL;
         rd_kafka_resp_err_t err;
         rd_kafka_error_t *error;
         int32_t partition, n_parts;
         json_t *marker, *count;
 
-        if (veil_reader_header(rkm, VEIL_DLQ_REPLAY_DONE, pos, sizeof(pos)))
+        if (veil_reader_header(rkm, VEIL_H_REPLAY_DONE, pos, sizeof(pos)))
                 return 0; /* a marker */
         position(rkm, r->dlq_topic, pos, sizeof(pos));
-        if (!veil_reader_header(rkm, "veil.error", code, sizeof(code))) {
-                failed(r, pos, "no veil.error header: not a dead letter");
+        if (!veil_reader_header(rkm, VEIL_H_ERROR, code, sizeof(code))) {
+                failed(r, pos, "no %s header: not a dead letter", VEIL_H_ERROR);
                 return 0;
         }
         r->letters++;
@@ -200,62 +186,37 @@ static int replay_one(void *opaque, const rd_kafka_message_t *rkm)
                 r->already++;
                 return 0;
         }
-        if (!veil_reader_header(rkm, "veil.source", source, sizeof(source)) ||
-            !(slash2 = strrchr(source, '/')) || slash2 == source) {
-                failed(r, pos, "no usable veil.source header");
+        if (rd_kafka_message_headers(rkm, &rhdrs))
+                rhdrs = NULL;
+        /* The codec checks the headers against the sealed payload: a
+         * letter whose source or code was changed does not open. */
+        if (veil_dlq_open(r->dlq, rhdrs, rkm->key, rkm->key_len, rkm->payload,
+                          rkm->len, &letter, why, sizeof(why))) {
+                failed(r, pos, "%s", why);
                 return 0;
         }
-        *slash2 = '\0';
-        slash1  = strrchr(source, '/');
-        if (!slash1) {
-                failed(r, pos, "no usable veil.source header");
+        snprintf(source, sizeof(source), "%s", letter.source);
+        if (veil_dlq_position_parse(source, &src_topic, &partition,
+                                    &src_offset)) {
+                failed(r, pos, "no usable %s header", VEIL_H_SOURCE);
                 return 0;
         }
-        *slash1   = '\0';
-        partition = (int32_t)strtol(slash1 + 1, NULL, 10);
-        if (!veil_policy_route(&r->config->policy, source)) {
+        if (!veil_policy_route(&r->config->policy, src_topic)) {
                 failed(r, pos,
                        "its source topic %s is not a route of this config",
-                       source);
+                       src_topic);
                 return 0;
         }
-        n_parts = source_partitions(r, p2->rk, source);
+        n_parts = source_partitions(r, p2->rk, src_topic);
         if (n_parts < 0) {
-                failed(r, pos, "its source topic %s does not exist", source);
+                failed(r, pos, "its source topic %s does not exist", src_topic);
                 return 0;
         }
-        if (!veil_reader_header(rkm, "veil.dlq.payload", payload,
-                                sizeof(payload)))
-                snprintf(payload, sizeof(payload), "raw");
-        if (!strcmp(payload, "encrypted")) {
-                if (!veil_reader_header(rkm, "veil.key_id", kid, sizeof(kid)) ||
-                    strcmp(kid, r->config->keys.key_id)) {
-                        failed(r, pos,
-                               "sealed with key id '%s', this config has "
-                               "'%s'",
-                               veil_reader_header(rkm, "veil.key_id", kid,
-                                                  sizeof(kid))
-                                       ? kid
-                                       : "?",
-                               r->config->keys.key_id);
-                        return 0;
-                }
-                if ((key && unseal(r, key, key_len, &r->key)) ||
-                    (value && unseal(r, value, value_len, &r->value))) {
-                        failed(r, pos,
-                               "the sealed payload does not open with this "
-                               "config's key");
-                        return 0;
-                }
-                key       = key ? r->key.data : NULL;
-                key_len   = key ? r->key.len : 0;
-                value     = value ? r->value.data : NULL;
-                value_len = value ? r->value.len : 0;
-        } else if (strcmp(payload, "raw")) {
-                failed(r, pos, "unknown veil.dlq.payload '%s'", payload);
-                return 0;
-        }
-        count = json_object_get(r->codes, code);
+        key       = letter.key;
+        key_len   = letter.key_len;
+        value     = letter.value;
+        value_len = letter.value_len;
+        count     = json_object_get(r->codes, code);
         json_object_set_new(r->codes, code,
                             json_integer(json_integer_value(count) + 1));
         r->replayed++;
@@ -279,7 +240,7 @@ static int replay_one(void *opaque, const rd_kafka_message_t *rkm)
         if (partition < 0 || partition >= n_parts)
                 partition = RD_KAFKA_PARTITION_UA;
         hdrs = rd_kafka_headers_new(2);
-        rd_kafka_header_add(hdrs, VEIL_DLQ_REPLAY_OF, -1, pos, -1);
+        rd_kafka_header_add(hdrs, VEIL_H_REPLAY_OF, -1, pos, -1);
         err = rd_kafka_producev(r->producer, RD_KAFKA_V_TOPIC(source),
                                 RD_KAFKA_V_PARTITION(partition),
                                 RD_KAFKA_V_KEY((void *)key, key_len),
@@ -302,7 +263,7 @@ static int replay_one(void *opaque, const rd_kafka_message_t *rkm)
                         : NULL;
         json_decref(marker);
         mhdrs = rd_kafka_headers_new(1);
-        rd_kafka_header_add(mhdrs, VEIL_DLQ_REPLAY_DONE, -1, pos, -1);
+        rd_kafka_header_add(mhdrs, VEIL_H_REPLAY_DONE, -1, pos, -1);
         err = rd_kafka_producev(r->producer, RD_KAFKA_V_TOPIC(r->dlq_topic),
                                 RD_KAFKA_V_PARTITION(rkm->partition),
                                 RD_KAFKA_V_KEY(pos, strlen(pos)),
@@ -387,18 +348,16 @@ static int replay_run(const struct veil_config *config, const char *only,
         r.done      = json_object();
         r.parts     = json_object();
         r.codes     = json_object();
-        veil_buf_init(&r.key, 0);
-        veil_buf_init(&r.value, 0);
         if (!r.dlq_topic) {
                 fprintf(stderr, "veil dlq: the config has no DLQ topic "
                                 "(topics.dlq)\n");
                 goto out;
         }
-        if (veil_dlq_aead_init(&r.aead, config, errstr, sizeof(errstr))) {
+        r.dlq = veil_dlq_new(config, errstr, sizeof(errstr));
+        if (!r.dlq) {
                 fprintf(stderr, "veil dlq: %s\n", errstr);
                 goto out;
         }
-        r.aead_ok = true;
         rk = veil_reader_consumer(config, "dlq-replay", quiet_log, errstr,
                                   sizeof(errstr));
         if (!rk) {
@@ -469,10 +428,7 @@ out:
         }
         if (rk)
                 rd_kafka_destroy(rk);
-        if (r.aead_ok)
-                veil_aead_destroy(&r.aead);
-        veil_buf_free(&r.key);
-        veil_buf_free(&r.value);
+        veil_dlq_destroy(r.dlq);
         json_decref(r.done);
         json_decref(r.parts);
         json_decref(r.codes);

@@ -15,6 +15,7 @@
 #include "kafka.h"
 #include "ledger.h"
 #include "util.h"
+#include "headers.h"
 #include "veil.h"
 
 static const struct veil_cmd_help help = {
@@ -305,7 +306,7 @@ int veil_cmd_erase(int argc, char **argv)
                         RD_KAFKA_V_VALUE(json, json_len),
                         RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE |
                                             RD_KAFKA_MSG_F_BLOCK),
-                        RD_KAFKA_V_HEADER("veil.request", reqs[i].id,
+                        RD_KAFKA_V_HEADER(VEIL_H_REQUEST, reqs[i].id,
                                           (ssize_t)strlen(reqs[i].id)),
                         RD_KAFKA_V_OPAQUE(&reqs[i]), RD_KAFKA_V_END);
                 if (err) {

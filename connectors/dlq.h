@@ -1,33 +1,91 @@
-/* dlq.h - the DLQ's sealing key and header names, shared by the worker
- * that writes dead letters and `veil dlq replay` that reads them back. */
+/* dlq.h - the dead letter, both directions: the worker builds and seals
+ * one, `veil dlq replay` opens and checks it. One codec, one key. */
 #ifndef VEIL_CONNECTORS_DLQ_H
 #define VEIL_CONNECTORS_DLQ_H
 
+#include <librdkafka/rdkafka.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "config.h"
-#include "crypto.h"
+#include "headers.h"
 
-/* A dead letter: veil.error (code), veil.error.detail, veil.source
- * ("TOPIC/PARTITION/OFFSET" of the original), veil.policy,
- * veil.dlq.payload ("encrypted" or "raw"), with encrypted also
- * veil.dlq.cipher ("aes-256-gcm") and veil.key_id. Sealed key and value:
- * AES-256-GCM (nonce | ciphertext | tag) under a key derived from the
- * master key (HKDF-SHA256, info "veil:dlq"); a NULL key or value stays
- * NULL.
- * A record fed back by `veil dlq replay` carries veil.replay.of (the
- * dead letter's "DLQ_TOPIC/PARTITION/OFFSET"); the worker copies it onto
- * what it produces from that record, and onto a new dead letter if the
- * record fails again. In the same transaction as the replayed record,
- * replay writes a marker to the DLQ topic (header veil.replay.done with
- * the same position, no veil.error), so a replay that runs again skips
- * what was already fed back. */
-#define VEIL_DLQ_REPLAY_OF "veil.replay.of"
-#define VEIL_DLQ_REPLAY_DONE "veil.replay.done"
+/* A dead letter (headers.h names the headers):
+ *   veil.error         a stable code (bad-magic, too-large, ...)
+ *   veil.error.detail  positions and codes, never values
+ *   veil.source        "TOPIC/PARTITION/OFFSET" of the original record
+ *   veil.policy        digest of the policy that refused it
+ *   veil.dlq.payload   "encrypted" (default) or "raw"
+ *   veil.replay.of     when the record was itself fed back by a replay
+ * and when encrypted also veil.dlq.cipher and veil.key_id.
+ *
+ * Sealing ("aes-256-gcm+ad"): key and value are each sealed with
+ * AES-256-GCM under a key derived from the master key (HKDF-SHA256, info
+ * "veil:dlq"); the sealed plaintext starts with the letter's binding —
+ * "veil-dlq-2", source, code, key id and which part ("key"/"value"), each
+ * NUL-terminated — so a letter whose veil.source, veil.error or key id was
+ * changed does not open, and a key cannot pass for a value. Letters
+ * sealed before the binding existed ("aes-256-gcm") still open: their
+ * payload is the bare original. A NULL key or value stays NULL. */
 
-/* Keys `aead` (GCM) with the DLQ key of config's master key. 0 or VEIL_E*
- * with errstr; on error `aead` needs no destroy. */
-int veil_dlq_aead_init(struct veil_aead *aead, const struct veil_config *config,
-                       char *errstr, size_t errstr_size);
+/* Longest code, detail and position the codec keeps (with the NUL). */
+#define VEIL_DLQ_CODE_MAX 64
+#define VEIL_DLQ_DETAIL_MAX 256
+#define VEIL_DLQ_POS_MAX 512
+
+/* A letter's fields. For build, the caller fills it (key and value are the
+ * original record's bytes); for open, the codec fills it and key/value
+ * point into the codec's buffers (valid until the next call). */
+struct veil_dlq_letter {
+        char code[VEIL_DLQ_CODE_MAX];
+        char detail[VEIL_DLQ_DETAIL_MAX];
+        char source[VEIL_DLQ_POS_MAX];
+        char policy[80];
+        char replay_of[VEIL_DLQ_POS_MAX]; /* "" when not a replay */
+        char key_id[64];                  /* "" when raw */
+        bool encrypted;
+        bool bound; /* sealed with the header binding */
+        const void *key;
+        size_t key_len;
+        const void *value;
+        size_t value_len;
+};
+
+struct veil_dlq;
+
+/* A codec for config's DLQ settings (payload mode and the active key).
+ * config is borrowed and must outlive the result. NULL with errstr when
+ * the key is missing. */
+struct veil_dlq *veil_dlq_new(const struct veil_config *config, char *errstr,
+                              size_t errstr_size);
+void veil_dlq_destroy(struct veil_dlq *d);
+
+/* Builds the headers (owned by the caller: hand them to the producer) and
+ * the payload to produce (key and value point into the codec's buffers until
+ * the next call; NULL when the original was NULL). `encrypted` follows the
+ * config's `dlq: { payload: }`. 0 or VEIL_E* with errstr. */
+int veil_dlq_build(struct veil_dlq *d, const struct veil_dlq_letter *letter,
+                   rd_kafka_headers_t **hdrsp, const void **key,
+                   size_t *key_len, const void **value, size_t *value_len,
+                   char *errstr, size_t errstr_size);
+
+/* Reads a consumed letter: headers, key and value as on the topic (any
+ * bytes: topics others can write are untrusted). Fills `out`, opening a
+ * sealed payload. Returns 0; VEIL_EINVAL when it is not a well-formed dead
+ * letter (a replay marker included); VEIL_ENOTFOUND when it was sealed
+ * with a key id this config does not hold; VEIL_EAUTH when it does not
+ * open (tampered headers or payload, or another key); VEIL_ECONFIG when
+ * the config asks for encrypted payloads and the letter is raw (a raw
+ * letter in an encrypted DLQ was not written by Veil). errstr names
+ * headers and codes, never payload bytes. */
+int veil_dlq_open(struct veil_dlq *d, const rd_kafka_headers_t *hdrs,
+                  const void *key, size_t key_len, const void *value,
+                  size_t value_len, struct veil_dlq_letter *out, char *errstr,
+                  size_t errstr_size);
+
+/* "TOPIC/PARTITION/OFFSET" split in place into its parts (TOPIC may
+ * contain '/'). 0 or VEIL_EINVAL. */
+int veil_dlq_position_parse(char *pos, const char **topic, int32_t *partition,
+                            int64_t *offset);
 
 #endif

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "audit.h"
+#include "headers.h"
 #include "derive.h"
 #include "kafka.h"
 #include "ledger.h"
@@ -48,7 +49,6 @@ struct erase_pos {
 struct veil_retain {
         const struct veil_config *config;
         rd_kafka_t *producer; /* borrowed */
-        char chain[512];
 
         struct veil_retention *ri;
         struct veil_ledger_batch *batch;
@@ -71,10 +71,7 @@ struct veil_retain {
         size_t n_epos;
         bool erasure_warned;
 
-        struct veil_hmac audit_mac;
-        bool audit_mac_ok;
-        char prev[65], pending[65];
-        bool segment_started, segment_pending;
+        struct veil_audit *audit; /* borrowed: the worker's emitter */
 
         struct veil_retention_entry *popped;
         int64_t n_tombstones, n_erasures;
@@ -286,13 +283,13 @@ static int tombstone(struct veil_retain *r, const char *topic,
 {
         rd_kafka_headers_t *hdrs = rd_kafka_headers_new(4);
 
-        rd_kafka_header_add(hdrs, "veil.reason", -1, reason, -1);
-        rd_kafka_header_add(hdrs, "veil.purpose", -1,
+        rd_kafka_header_add(hdrs, VEIL_H_REASON, -1, reason, -1);
+        rd_kafka_header_add(hdrs, VEIL_H_PURPOSE, -1,
                             purpose ? purpose->name : "", -1);
         rd_kafka_header_add(
-                hdrs, "veil.license", -1,
+                hdrs, VEIL_H_LICENSE, -1,
                 purpose && purpose->license_id ? purpose->license_id : "", -1);
-        rd_kafka_header_add(hdrs, "veil.policy", -1, r->config->policy.digest,
+        rd_kafka_header_add(hdrs, VEIL_H_POLICY, -1, r->config->policy.digest,
                             -1);
         r->n_tombstones++;
         return produce(r, topic, RD_KAFKA_PARTITION_UA, key, key_len, NULL, 0,
@@ -304,73 +301,30 @@ static int tombstone(struct veil_retain *r, const char *topic,
 static int audit(struct veil_retain *r, json_t *ev, char *errstr,
                  size_t errstr_size)
 {
-        const char *topic = r->config->topics.audit;
-        rd_kafka_headers_t *hdrs;
-        char mac[VEIL_AUDIT_MAC_MAX];
-        char *text;
-        int rc;
-
-        if (!topic) {
-                json_decref(ev);
-                return 0;
-        }
-        json_object_set_new(ev, "v", json_integer(1));
-        json_object_set_new(ev, "chain", json_string(r->chain));
-        json_object_set_new(ev, "policy",
-                            json_string(r->config->policy.digest));
-        json_object_set_new(ev, "prev", json_string(r->pending));
-        json_object_set_new(ev, "ts", json_integer(veil_now_ms()));
-        if (!r->segment_started && !r->segment_pending) {
-                /* A worker's retention chain starts anew with each run. */
-                json_object_set_new(ev, "segment_start", json_true());
-                json_object_set_new(ev, "segment_reason",
-                                    json_string(VEIL_AUDIT_SEGMENT_NEW));
-                r->segment_pending = true;
-        }
-        text = json_dumps(ev, JSON_COMPACT | JSON_SORT_KEYS);
-        json_decref(ev);
-        if (!text)
-                return veil_errf(errstr, errstr_size, VEIL_ENOMEM,
-                                 "serializing an audit event failed");
-        veil_audit_digest(text, strlen(text), r->pending);
-        hdrs = rd_kafka_headers_new(2);
-        if (r->audit_mac_ok) {
-                veil_audit_mac(&r->audit_mac, r->config->keys.key_id, text,
-                               strlen(text), mac, sizeof(mac));
-                rd_kafka_header_add(hdrs, VEIL_AUDIT_MAC_HEADER, -1, mac, -1);
-        }
-        rc = produce(r, topic, RD_KAFKA_PARTITION_UA, r->chain,
-                     strlen(r->chain), text, strlen(text), hdrs, errstr,
-                     errstr_size);
-        free(text);
-        return rc;
+        return veil_audit_retention(r->audit, ev, errstr, errstr_size);
 }
 
 /* ---- life cycle ---------------------------------------------------------- */
 
 struct veil_retain *veil_retain_new(const struct veil_config *config,
-                                    rd_kafka_t *producer, const char *txn_id,
-                                    char *errstr, size_t errstr_size)
+                                    rd_kafka_t *producer,
+                                    struct veil_audit *audit, char *errstr,
+                                    size_t errstr_size)
 {
         struct veil_retain *r = veil_calloc(1, sizeof(*r));
         char group[512];
 
         r->config   = config;
         r->producer = producer;
-        snprintf(r->chain, sizeof(r->chain), "retention/%s", txn_id);
-        memset(r->prev, '0', 64);
-        memcpy(r->pending, r->prev, sizeof(r->prev));
-        r->ri     = veil_retention_new();
-        r->batch  = veil_ledger_batch_new();
-        r->popped = veil_calloc(POP_BATCH, sizeof(*r->popped));
+        r->audit    = audit;
+        r->ri       = veil_retention_new();
+        r->batch    = veil_ledger_batch_new();
+        r->popped   = veil_calloc(POP_BATCH, sizeof(*r->popped));
         veil_buf_init(&r->key, 0);
         slots_bind(r);
         if (envs_new(config, &r->keys, &r->envs, &r->n_envs, errstr,
                      errstr_size))
                 goto err;
-        if (veil_audit_hmac_init(&r->audit_mac, config, errstr, errstr_size))
-                goto err;
-        r->audit_mac_ok = true;
         snprintf(group, sizeof(group), "%s-ledger-restore", config->group);
         /* A restore waits for nothing but the end of the partition. */
         r->restore = consumer_new(config, group, "50", errstr, errstr_size);
@@ -434,8 +388,6 @@ void veil_retain_destroy(struct veil_retain *r)
                 rd_kafka_destroy(r->restore);
         if (r->ek_ok)
                 veil_erasure_keys_destroy(&r->ek);
-        if (r->audit_mac_ok)
-                veil_hmac_cleanse(&r->audit_mac);
         envs_free(r->keys, r->envs, r->n_envs);
         veil_buf_free(&r->key);
         epos_clear(r);
@@ -560,9 +512,6 @@ void veil_retain_commit(struct veil_retain *r)
         veil_retention_commit(r->ri);
         veil_ledger_batch_clear(r->batch);
         epos_clear(r);
-        memcpy(r->prev, r->pending, sizeof(r->prev));
-        if (r->segment_pending)
-                r->segment_started = true;
 }
 
 void veil_retain_rollback(struct veil_retain *r)
@@ -573,8 +522,6 @@ void veil_retain_rollback(struct veil_retain *r)
                 return;
         veil_retention_rollback(r->ri);
         veil_ledger_batch_clear(r->batch);
-        memcpy(r->pending, r->prev, sizeof(r->prev));
-        r->segment_pending = false;
         /* The aborted transaction's requests come again. */
         for (i = 0; i < r->n_epos; i++) {
                 if (r->stash && r->stash->partition == r->epos[i].partition &&

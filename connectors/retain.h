@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "audit.h"
 #include "config.h"
 
 struct veil_retain;
@@ -21,14 +22,16 @@ struct veil_retain;
  * treat it as fatal (something it produced may be missing). */
 
 /* The retention side of a worker whose transactional producer is
- * `producer` (borrowed; it must outlive the result) and whose
- * transactional.id is txn_id (names its audit chain). config is borrowed
+ * `producer` (borrowed; it must outlive the result) and whose audit
+ * emitter is `audit` (borrowed: retention events go on its retention
+ * chain, "retention/TRANSACTIONAL_ID"). config is borrowed
  * until veil_retain_set_config replaces it. Creates the erasure consumer
  * (group "<group>-erasure", read_committed) when topics.erasure is set.
  * NULL with errstr on failure. */
 struct veil_retain *veil_retain_new(const struct veil_config *config,
-                                    rd_kafka_t *producer, const char *txn_id,
-                                    char *errstr, size_t errstr_size);
+                                    rd_kafka_t *producer,
+                                    struct veil_audit *audit, char *errstr,
+                                    size_t errstr_size);
 void veil_retain_destroy(struct veil_retain *r);
 
 /* A reloaded config (between transactions): new purposes, key transforms

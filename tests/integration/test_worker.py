@@ -287,8 +287,13 @@ def test_malformed_records_go_to_the_dlq_encrypted(run):
         codes[key] = h["veil.error"]
         assert h["veil.error.detail"]
         assert h["veil.dlq.payload"] == "encrypted"
-        # AES-GCM: nonce + ciphertext + tag, never the original bytes.
-        assert len(m.value()) == len(original) + 28
+        assert h["veil.dlq.cipher"] == "aes-256-gcm+ad"
+        # AES-GCM: nonce + ciphertext + tag over the header binding and the
+        # original, never the original bytes.
+        binding = b"\0".join(x.encode() for x in (
+            "veil-dlq-2", h["veil.source"], h["veil.error"], h["veil.key_id"],
+            "value")) + b"\0"
+        assert len(m.value()) == len(original) + len(binding) + 28
         assert original[5:40] not in m.value()
         assert key not in m.key()
     assert codes == {b"C-bad-magic": "bad-magic", b"C-truncated": "truncated"}

@@ -13,7 +13,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "audit.h"
 #include "config.h"
+#include "kafka.h"
 #include "ledger.h"
 #include "retain.h"
 #include "util.h"
@@ -28,6 +30,7 @@ struct env {
         struct veil_config *config;
         rd_kafka_t *producer;
         struct veil_retain *r;
+        struct veil_audit *audit;
 };
 
 static void mock_up(struct env *e)
@@ -111,20 +114,40 @@ static rd_kafka_t *txn_producer(struct env *e, const char *txn_id)
         return rk;
 }
 
+/* Audit events go into the open transaction, as the worker's sink does. */
+static int audit_produce(void *opaque, const char *topic, int32_t partition,
+                         const void *key, size_t key_len, const void *value,
+                         size_t value_len, rd_kafka_headers_t *hdrs,
+                         char *errstr, size_t errstr_size)
+{
+        struct env *e = opaque;
+
+        if (veil_kafka_produce(e->producer, topic, partition, key, key_len,
+                               value, value_len, hdrs, 0))
+                return veil_errf(errstr, errstr_size, VEIL_ENET,
+                                 "producing to %s failed", topic);
+        return 0;
+}
+
 static void setup_worker(struct env *e, const char *short_until)
 {
         char err[512];
 
         e->config   = config_new(e, short_until);
         e->producer = txn_producer(e, "g-i1");
-        e->r        = veil_retain_new(e->config, e->producer, "g-i1", err,
-                                      sizeof(err));
+        e->audit = veil_audit_new(e->config, "g-i1", NULL, 1, audit_produce, e,
+                                  err, sizeof(err));
+        cr_assert(e->audit, "%s", err);
+        e->r = veil_retain_new(e->config, e->producer, e->audit, err,
+                               sizeof(err));
         cr_assert(e->r, "%s", err);
 }
 
 static void teardown_worker(struct env *e)
 {
         veil_retain_destroy(e->r);
+        veil_audit_destroy(e->audit);
+        e->audit = NULL;
         if (e->producer)
                 rd_kafka_destroy(e->producer);
         veil_config_destroy(e->config);
@@ -163,6 +186,7 @@ static void txn_commit(struct env *e)
         error = rd_kafka_commit_transaction(e->producer, 30000);
         cr_assert_null(error, "%s", rd_kafka_error_string(error));
         veil_retain_commit(e->r);
+        veil_audit_commit(e->audit);
 }
 
 static void txn_abort(struct env *e)
@@ -172,6 +196,7 @@ static void txn_abort(struct env *e)
 
         cr_assert_null(error, "%s", rd_kafka_error_string(error));
         veil_retain_rollback(e->r);
+        veil_audit_rollback(e->audit);
 }
 
 static const struct veil_route_purpose *rp_of(struct env *e, const char *name)

@@ -1,0 +1,283 @@
+/* sink.c - the transactional sink (sink.h): the error policy of
+ * librdkafka's transactional API in one place, after its
+ * examples/transactions.c — retriable loops (bounded), abortable aborts,
+ * fatal stops. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kafka.h"
+#include "log.h"
+#include "sink.h"
+#include "util.h"
+#include "veil.h"
+
+/* How long a retriable error may keep one step retrying before the
+ * transaction is given up (aborted; the batch is redone). */
+#define SINK_RETRY_DEADLINE_MS 120000
+/* Per call of the transactional API. */
+#define SINK_CALL_TIMEOUT_MS 30000
+
+struct veil_sink {
+        rd_kafka_t *rk;
+        volatile sig_atomic_t *stop;
+        size_t max_message;
+        bool in_txn;
+        bool fatal;
+        char fatal_msg[512];
+        int64_t committed, aborted;
+};
+
+void veil_sink_fail(struct veil_sink *s, const char *fmt, ...)
+{
+        va_list ap;
+
+        if (!s->fatal) {
+                s->fatal = true;
+                va_start(ap, fmt);
+                vsnprintf(s->fatal_msg, sizeof(s->fatal_msg), fmt, ap);
+                va_end(ap);
+                veil_log("error", "fatal", "%s", s->fatal_msg);
+        }
+        /* Whatever the batch holds is incomplete: it must never commit. */
+        if (s->in_txn)
+                veil_sink_abort(s);
+}
+
+const char *veil_sink_fatal(const struct veil_sink *s)
+{
+        return s->fatal ? s->fatal_msg : NULL;
+}
+
+static bool stopping(const struct veil_sink *s)
+{
+        return s->stop && *s->stop;
+}
+
+struct veil_sink *veil_sink_new(rd_kafka_conf_t *conf,
+                                volatile sig_atomic_t *stop, char *errstr,
+                                size_t errstr_size)
+{
+        struct veil_sink *s = veil_calloc(1, sizeof(*s));
+        rd_kafka_error_t *error;
+        char buf[64], kerr[512];
+        size_t len = sizeof(buf);
+
+        s->stop        = stop;
+        s->max_message = 1000000;
+        if (rd_kafka_conf_get(conf, "message.max.bytes", buf, &len) ==
+                    RD_KAFKA_CONF_OK &&
+            strtoull(buf, NULL, 10) > 0)
+                s->max_message = (size_t)strtoull(buf, NULL, 10);
+        s->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, kerr, sizeof(kerr));
+        if (!s->rk) {
+                rd_kafka_conf_destroy(conf);
+                veil_errf(errstr, errstr_size, VEIL_ECONFIG, "producer: %s",
+                          kerr);
+                free(s);
+                return NULL;
+        }
+        /* Fences a predecessor with the same transactional.id (a restarted
+         * worker) and aborts its open transaction at once. */
+        for (;;) {
+                error = rd_kafka_init_transactions(s->rk, 60000);
+                if (!error)
+                        break;
+                if (!rd_kafka_error_is_retriable(error) || stopping(s)) {
+                        veil_errf(errstr, errstr_size, VEIL_ENET,
+                                  "init_transactions: %s",
+                                  rd_kafka_error_string(error));
+                        rd_kafka_error_destroy(error);
+                        rd_kafka_destroy(s->rk);
+                        free(s);
+                        return NULL;
+                }
+                veil_log("warn", "txn", "init_transactions: %s (retrying)",
+                         rd_kafka_error_string(error));
+                rd_kafka_error_destroy(error);
+        }
+        return s;
+}
+
+void veil_sink_destroy(struct veil_sink *s)
+{
+        if (!s)
+                return;
+        if (s->in_txn)
+                veil_sink_abort(s);
+        rd_kafka_flush(s->rk, 10000);
+        rd_kafka_destroy(s->rk);
+        free(s);
+}
+
+rd_kafka_t *veil_sink_producer(struct veil_sink *s)
+{
+        return s->rk;
+}
+
+size_t veil_sink_max_message(const struct veil_sink *s)
+{
+        return s->max_message;
+}
+
+bool veil_sink_in_txn(const struct veil_sink *s)
+{
+        return s->in_txn;
+}
+
+void veil_sink_counts(const struct veil_sink *s, int64_t *committed,
+                      int64_t *aborted)
+{
+        *committed = s->committed;
+        *aborted   = s->aborted;
+}
+
+enum veil_sink_status veil_sink_begin(struct veil_sink *s)
+{
+        rd_kafka_error_t *error;
+
+        if (s->fatal)
+                return VEIL_SINK_FATAL;
+        if (s->in_txn)
+                return VEIL_SINK_OK;
+        error = rd_kafka_begin_transaction(s->rk);
+        if (error) {
+                veil_sink_fail(s, "begin_transaction: %s",
+                               rd_kafka_error_string(error));
+                rd_kafka_error_destroy(error);
+                return VEIL_SINK_FATAL;
+        }
+        s->in_txn = true;
+        return VEIL_SINK_OK;
+}
+
+enum veil_sink_status
+veil_sink_produce(struct veil_sink *s, const char *topic, int32_t partition,
+                  const void *key, size_t key_len, const void *value,
+                  size_t value_len, rd_kafka_headers_t *hdrs, int64_t timestamp)
+{
+        rd_kafka_resp_err_t err;
+
+        if (s->fatal || !s->in_txn) {
+                if (hdrs)
+                        rd_kafka_headers_destroy(hdrs);
+                if (!s->fatal)
+                        veil_sink_fail(s,
+                                       "producing to %s outside a "
+                                       "transaction",
+                                       topic);
+                return VEIL_SINK_FATAL;
+        }
+        err = veil_kafka_produce(s->rk, topic, partition, key, key_len, value,
+                                 value_len, hdrs, timestamp);
+        if (!err)
+                return VEIL_SINK_OK;
+        if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE)
+                return VEIL_SINK_RECORD;
+        veil_sink_fail(s, "producing to %s: %s", topic, rd_kafka_err2str(err));
+        return VEIL_SINK_FATAL;
+}
+
+/* An error from a transactional call: fatal stops, anything else aborts. */
+static enum veil_sink_status failed(struct veil_sink *s, const char *what,
+                                    rd_kafka_error_t *error)
+{
+        if (rd_kafka_error_is_fatal(error)) {
+                veil_sink_fail(s, "%s: %s", what, rd_kafka_error_string(error));
+                rd_kafka_error_destroy(error);
+                return VEIL_SINK_FATAL;
+        }
+        veil_log("warn", "txn", "%s: %s (aborting the batch)", what,
+                 rd_kafka_error_string(error));
+        rd_kafka_error_destroy(error);
+        return veil_sink_abort(s) == VEIL_SINK_OK ? VEIL_SINK_ABORTED
+                                                  : VEIL_SINK_FATAL;
+}
+
+/* A retriable error may be retried until the deadline or a shutdown;
+ * after that it counts as abortable. */
+static bool retry(struct veil_sink *s, rd_kafka_error_t *error, int64_t t0,
+                  const char *what)
+{
+        if (!rd_kafka_error_is_retriable(error) || stopping(s) ||
+            veil_now_ms() - t0 > SINK_RETRY_DEADLINE_MS)
+                return false;
+        veil_log("warn", "txn", "%s: %s (retrying)", what,
+                 rd_kafka_error_string(error));
+        rd_kafka_error_destroy(error);
+        return true;
+}
+
+enum veil_sink_status
+veil_sink_commit(struct veil_sink *s, rd_kafka_t *consumer,
+                 const rd_kafka_topic_partition_list_t *offsets)
+{
+        rd_kafka_consumer_group_metadata_t *cgmd;
+        rd_kafka_error_t *error = NULL;
+        int64_t t0              = veil_now_ms();
+
+        if (s->fatal)
+                return VEIL_SINK_FATAL;
+        if (!s->in_txn)
+                return VEIL_SINK_OK;
+        if (offsets && offsets->cnt > 0) {
+                cgmd = rd_kafka_consumer_group_metadata(consumer);
+                do
+                        error = rd_kafka_send_offsets_to_transaction(
+                                s->rk, offsets, cgmd, SINK_CALL_TIMEOUT_MS);
+                while (error &&
+                       retry(s, error, t0, "send_offsets_to_transaction"));
+                rd_kafka_consumer_group_metadata_destroy(cgmd);
+                if (error)
+                        return failed(s, "send_offsets_to_transaction", error);
+        }
+        do
+                error = rd_kafka_commit_transaction(s->rk,
+                                                    2 * SINK_CALL_TIMEOUT_MS);
+        while (error && retry(s, error, t0, "commit_transaction"));
+        if (error)
+                return failed(s, "commit_transaction", error);
+        s->in_txn = false;
+        s->committed++;
+        return VEIL_SINK_OK;
+}
+
+enum veil_sink_status veil_sink_abort(struct veil_sink *s)
+{
+        rd_kafka_error_t *error;
+        int64_t t0 = veil_now_ms();
+
+        if (!s->in_txn)
+                return s->fatal ? VEIL_SINK_FATAL : VEIL_SINK_OK;
+        /* Out of the transaction either way: after a failed abort nothing
+         * more is done with it (the broker times it out). */
+        s->in_txn = false;
+        for (;;) {
+                error = rd_kafka_abort_transaction(s->rk, SINK_CALL_TIMEOUT_MS);
+                if (!error)
+                        break;
+                /* Shutdown does not cut an abort short: it is what makes
+                 * the batch invisible. The deadline does. */
+                if (!rd_kafka_error_is_retriable(error) ||
+                    veil_now_ms() - t0 > SINK_RETRY_DEADLINE_MS) {
+                        char why[400];
+
+                        snprintf(why, sizeof(why), "%s",
+                                 rd_kafka_error_string(error));
+                        rd_kafka_error_destroy(error);
+                        /* A fenced or broken producer cannot abort; its
+                         * transaction is aborted by the coordinator. */
+                        if (!s->fatal) {
+                                s->fatal = true;
+                                snprintf(s->fatal_msg, sizeof(s->fatal_msg),
+                                         "abort_transaction: %s", why);
+                                veil_log("error", "fatal", "%s", s->fatal_msg);
+                        }
+                        return VEIL_SINK_FATAL;
+                }
+                rd_kafka_error_destroy(error);
+        }
+        s->aborted++;
+        return s->fatal ? VEIL_SINK_FATAL : VEIL_SINK_OK;
+}
