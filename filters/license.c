@@ -14,6 +14,7 @@
 
 struct license_ctx {
         int64_t plan_cache_size; /* config */
+        size_t max_output;       /* message.max.bytes less headroom */
         const struct veil_config *config;
         struct veil_registry *reg;
         struct veil_chain *chain;
@@ -93,7 +94,16 @@ static int license_init(void *ctx_, const struct veil_filter_env *env,
         if (ctx->plan_cache_size <= 0)
                 return veil_errf(errstr, errstr_size, VEIL_ECONFIG,
                                  "plan_cache_size must be > 0");
-        ctx->cache  = veil_plan_cache_new((size_t)ctx->plan_cache_size);
+        ctx->cache = veil_plan_cache_new((size_t)ctx->plan_cache_size);
+        /* An output the producer would refuse is refused here first, as
+         * too-large, before any purpose of the record is produced. */
+        for (i = 0; i < config->n_kafka; i++)
+                if (!strcmp(config->kafka[i].key, "message.max.bytes") &&
+                    strtoull(config->kafka[i].value, NULL, 10) > 4096)
+                        ctx->max_output =
+                                (size_t)strtoull(config->kafka[i].value, NULL,
+                                                 10) -
+                                2048;
         ctx->detect = veil_detect_engine_new(
                 policy->detectors, policy->n_detectors, errstr, errstr_size);
         if (!ctx->detect)
@@ -204,6 +214,7 @@ static struct veil_plan *plan_for(struct license_ctx *ctx,
                 opts.route      = rec->route;
                 opts.purpose    = rp->ref;
                 opts.root_label = key ? rec->route->key_class : NULL;
+                opts.max_output = ctx->max_output;
                 plan = veil_plan_compile(schema, &opts, err, sizeof(err));
                 if (!plan) {
                         if (key) {
