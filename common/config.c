@@ -1651,6 +1651,149 @@ static int parse_threads(struct loader *ld, yaml_node_t *node, void *obj)
         return get_int(ld, node, 1, 64, &((struct veil_config *)obj)->threads);
 }
 
+/* A map of scalars into settings (values checked later by the filter's
+ * own table). */
+static int parse_settings(struct loader *ld, yaml_node_t *node,
+                          struct veil_filter_settings *fs)
+{
+        yaml_node_pair_t *pair;
+        int r;
+
+        fs->line = (int)node->start_mark.line + 1;
+        fs->col  = (int)node->start_mark.column + 1;
+        if (is_null(node))
+                return 0;
+        if (node->type != YAML_MAPPING_NODE)
+                return fail(ld, node, "expected a map of settings, got %s",
+                            kind_name(node));
+        if ((r = check_keys(ld, node)))
+                return r;
+        fs->v = veil_calloc((size_t)(node->data.mapping.pairs.top -
+                                     node->data.mapping.pairs.start) +
+                                    1,
+                            sizeof(*fs->v));
+        for (pair = node->data.mapping.pairs.start;
+             pair < node->data.mapping.pairs.top; pair++) {
+                yaml_node_t *k           = node_at(ld, pair->key);
+                yaml_node_t *v           = node_at(ld, pair->value);
+                struct veil_setting *set = &fs->v[fs->n];
+                size_t old               = path_push(ld, scalar(k));
+                const char *text;
+
+                r = get_scalar(ld, v, "a scalar", &text);
+                path_pop(ld, old);
+                if (r)
+                        return r;
+                set->key   = veil_strdup(scalar(k));
+                set->value = veil_strdup(text);
+                set->line  = (int)v->start_mark.line + 1;
+                set->col   = (int)v->start_mark.column + 1;
+                fs->n++;
+        }
+        return 0;
+}
+
+static int parse_filters(struct loader *ld, yaml_node_t *node, void *obj)
+{
+        struct veil_config *config = obj;
+        yaml_node_pair_t *pair;
+        int r;
+
+        if (is_null(node))
+                return 0;
+        if (node->type != YAML_MAPPING_NODE)
+                return fail(ld, node, "expected a map of filter names, got %s",
+                            kind_name(node));
+        if ((r = check_keys(ld, node)))
+                return r;
+        config->filters = veil_calloc((size_t)(node->data.mapping.pairs.top -
+                                               node->data.mapping.pairs.start) +
+                                              1,
+                                      sizeof(*config->filters));
+        for (pair = node->data.mapping.pairs.start;
+             pair < node->data.mapping.pairs.top; pair++) {
+                yaml_node_t *k = node_at(ld, pair->key);
+                struct veil_filter_settings *fs =
+                        &config->filters[config->n_filters++];
+                size_t old = path_push(ld, scalar(k));
+
+                fs->name = veil_strdup(scalar(k));
+                r        = parse_settings(ld, node_at(ld, pair->value), fs);
+                fs->line = (int)k->start_mark.line + 1;
+                fs->col  = (int)k->start_mark.column + 1;
+                path_pop(ld, old);
+                if (r)
+                        return r;
+        }
+        return 0;
+}
+
+/* A bare name is left to dlopen's search path; anything with a slash is a
+ * path relative to this file. */
+static char *plugin_path(struct loader *ld, const char *s)
+{
+        return strchr(s, '/') ? resolve_path(ld, s) : veil_strdup(s);
+}
+
+/* One `plugins:` entry: a path, or { path: …, config: { … } }. */
+static int parse_plugin(struct loader *ld, yaml_node_t *node,
+                        struct veil_config *config)
+{
+        struct veil_filter_settings *fs =
+                &config->plugin_settings[config->n_plugins];
+        yaml_node_t *path = NULL, *conf = NULL;
+        yaml_node_pair_t *pair;
+        const char *s;
+        size_t old;
+        int r;
+
+        if (node->type != YAML_MAPPING_NODE) {
+                if ((r = get_string(ld, node, &s)))
+                        return r;
+                config->plugins[config->n_plugins++] = plugin_path(ld, s);
+                return 0;
+        }
+        if ((r = check_keys(ld, node)))
+                return r;
+        for (pair = node->data.mapping.pairs.start;
+             pair < node->data.mapping.pairs.top; pair++) {
+                yaml_node_t *k   = node_at(ld, pair->key);
+                const char *name = scalar(k);
+
+                if (!strcmp(name, "path"))
+                        path = node_at(ld, pair->value);
+                else if (!strcmp(name, "config"))
+                        conf = node_at(ld, pair->value);
+                else {
+                        struct suggest sg;
+
+                        suggest_init(&sg, name);
+                        suggest_try(&sg, "path");
+                        suggest_try(&sg, "config");
+                        old = path_push(ld, name);
+                        r   = fail(ld, k, "unknown key%s", suggest_text(&sg));
+                        path_pop(ld, old);
+                        return r;
+                }
+        }
+        if (!path)
+                return fail(ld, node, "missing required key 'path'");
+        old = path_push(ld, "path");
+        r   = get_string(ld, path, &s);
+        path_pop(ld, old);
+        if (r)
+                return r;
+        if (conf) {
+                old = path_push(ld, "config");
+                r   = parse_settings(ld, conf, fs);
+                path_pop(ld, old);
+                if (r)
+                        return r;
+        }
+        config->plugins[config->n_plugins++] = plugin_path(ld, s);
+        return 0;
+}
+
 static int parse_plugins(struct loader *ld, yaml_node_t *node, void *obj)
 {
         struct veil_config *config = obj;
@@ -1665,20 +1808,17 @@ static int parse_plugins(struct loader *ld, yaml_node_t *node, void *obj)
                             kind_name(node));
         n               = (size_t)(node->data.sequence.items.top -
                      node->data.sequence.items.start);
-        config->plugins = veil_calloc(n, sizeof(char *));
+        config->plugins = veil_calloc(n + 1, sizeof(char *));
+        config->plugin_settings =
+                veil_calloc(n + 1, sizeof(*config->plugin_settings));
         for (item = node->data.sequence.items.start, i = 0;
              item < node->data.sequence.items.top; item++, i++) {
                 size_t old = path_push_index(ld, i);
-                const char *s;
 
-                r = get_string(ld, node_at(ld, *item), &s);
+                r = parse_plugin(ld, node_at(ld, *item), config);
                 path_pop(ld, old);
                 if (r)
                         return r;
-                /* A bare name is left to dlopen's search path; anything
-                 * with a slash is a path relative to this file. */
-                config->plugins[config->n_plugins++] =
-                        strchr(s, '/') ? resolve_path(ld, s) : veil_strdup(s);
         }
         return 0;
 }
@@ -1704,6 +1844,7 @@ static const struct key_spec top_specs[] = {
         {"max_batch_records", parse_max_batch, false},
         {"threads", parse_threads, false},
         {"plugins", parse_plugins, false},
+        {"filters", parse_filters, false},
         {NULL, NULL, false},
 };
 
@@ -2001,6 +2142,18 @@ err:
         return NULL;
 }
 
+static void settings_free(struct veil_filter_settings *fs)
+{
+        size_t i;
+
+        for (i = 0; i < fs->n; i++) {
+                free(fs->v[i].key);
+                free(fs->v[i].value);
+        }
+        free(fs->v);
+        free(fs->name);
+}
+
 void veil_config_destroy(struct veil_config *config)
 {
         size_t i;
@@ -2041,6 +2194,12 @@ void veil_config_destroy(struct veil_config *config)
         for (i = 0; i < config->n_plugins; i++)
                 free(config->plugins[i]);
         free(config->plugins);
+        for (i = 0; config->plugin_settings && i < config->n_plugins; i++)
+                settings_free(&config->plugin_settings[i]);
+        free(config->plugin_settings);
+        for (i = 0; i < config->n_filters; i++)
+                settings_free(&config->filters[i]);
+        free(config->filters);
         free(config);
 }
 

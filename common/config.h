@@ -21,6 +21,24 @@ struct veil_registry_opts {
         int retries;        /* default 3 */
 };
 
+/* One setting of one filter as the file wrote it: checked against that
+ * filter's own config table when the chain is built (filter.h), with the
+ * position for the error message. */
+struct veil_setting {
+        char *key;
+        char *value; /* the scalar's text */
+        int line, col;
+};
+
+/* The settings of one filter: `filters: { NAME: {…} }`, or a plugin's
+ * `config:` (name NULL: the plugin at the same index). */
+struct veil_filter_settings {
+        char *name;
+        struct veil_setting *v;
+        size_t n;
+        int line, col;
+};
+
 enum veil_dlq_payload { VEIL_DLQ_ENCRYPTED = 0, VEIL_DLQ_RAW };
 enum veil_audit_level { VEIL_AUDIT_RECORD = 0, VEIL_AUDIT_BATCH };
 
@@ -59,6 +77,11 @@ struct veil_config {
         int64_t threads; /* pipelines per `veil run`; 0: one per core */
         char **plugins;
         size_t n_plugins;
+        /* per plugin (same index): its `config:` (n == 0 when none) */
+        struct veil_filter_settings *plugin_settings;
+        /* `filters:` by filter name */
+        struct veil_filter_settings *filters;
+        size_t n_filters;
 };
 
 /* Options for loading. */

@@ -2,6 +2,7 @@
  * what they share: the parsed-schema cache and the per-route output slots. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +22,8 @@ struct stage {
         const struct veil_filter_plugin *p;
         void *ctx;
         bool inited;
-        void *dl; /* dlopen handle, NULL for built-ins */
+        void *dl;         /* dlopen handle, NULL for built-ins */
+        int plugin_index; /* in config->plugins, -1 for built-ins */
 };
 
 struct schema_entry {
@@ -80,6 +82,95 @@ static int apply_defaults(const struct veil_filter_plugin *p, void *ctx,
         return 0;
 }
 
+/* One setting onto the context, typed by the filter's table: unknown keys
+ * and bad values are refused with the file position. */
+static int apply_setting(const struct veil_config *config,
+                         const struct veil_filter_plugin *p, void *ctx,
+                         const char *where, const struct veil_setting *set,
+                         char *errstr, size_t errstr_size)
+{
+        const struct veil_filter_config *c, *best = NULL;
+        unsigned dist = 3, d;
+        char *end;
+
+        for (c = p->config; c && c->type != VEIL_FCONF_END; c++) {
+                if (!strcmp(c->key, set->key))
+                        break;
+                d = veil_edit_distance(set->key, c->key, 2);
+                if (d < dist) {
+                        dist = d;
+                        best = c;
+                }
+        }
+        if (!c || c->type == VEIL_FCONF_END)
+                return veil_errf(errstr, errstr_size, VEIL_ECONFIG,
+                                 "%s:%d:%d: %s.%s: unknown setting of filter "
+                                 "%s%s%s%s",
+                                 config->path, set->line, set->col, where,
+                                 set->key, p->name,
+                                 best ? " (did you mean '" : "",
+                                 best ? best->key : "", best ? "'?)" : "");
+        switch (c->type) {
+        case VEIL_FCONF_BOOL: {
+                bool b;
+
+                if (!strcmp(set->value, "true"))
+                        b = true;
+                else if (!strcmp(set->value, "false"))
+                        b = false;
+                else
+                        return veil_errf(errstr, errstr_size, VEIL_ECONFIG,
+                                         "%s:%d:%d: %s.%s: expected true or "
+                                         "false",
+                                         config->path, set->line, set->col,
+                                         where, set->key);
+                memcpy((char *)ctx + c->offset, &b, sizeof(b));
+                break;
+        }
+        case VEIL_FCONF_INT: {
+                long long v;
+
+                errno = 0;
+                v     = strtoll(set->value, &end, 10);
+                if (errno || end == set->value || *end)
+                        return veil_errf(errstr, errstr_size, VEIL_ECONFIG,
+                                         "%s:%d:%d: %s.%s: expected an "
+                                         "integer",
+                                         config->path, set->line, set->col,
+                                         where, set->key);
+                memcpy((char *)ctx + c->offset, &(int64_t){v}, sizeof(int64_t));
+                break;
+        }
+        case VEIL_FCONF_STR: {
+                char *old, *str = veil_strdup(set->value);
+
+                memcpy(&old, (char *)ctx + c->offset, sizeof(old));
+                free(old);
+                memcpy((char *)ctx + c->offset, &str, sizeof(str));
+                break;
+        }
+        default:
+                break;
+        }
+        return 0;
+}
+
+static int apply_settings(const struct veil_config *config,
+                          const struct veil_filter_plugin *p, void *ctx,
+                          const char *where,
+                          const struct veil_filter_settings *fs, char *errstr,
+                          size_t errstr_size)
+{
+        size_t i;
+        int rc;
+
+        for (i = 0; fs && i < fs->n; i++)
+                if ((rc = apply_setting(config, p, ctx, where, &fs->v[i],
+                                        errstr, errstr_size)))
+                        return rc;
+        return 0;
+}
+
 static void free_config_strings(const struct veil_filter_plugin *p, void *ctx)
 {
         const struct veil_filter_config *c;
@@ -133,7 +224,7 @@ struct veil_chain *veil_chain_new(const struct veil_config *config,
                                   size_t errstr_size)
 {
         struct veil_chain *chain = veil_calloc(1, sizeof(*chain));
-        size_t i;
+        size_t i, j;
         char err[512];
 
         chain->env.config = config;
@@ -144,7 +235,6 @@ struct veil_chain *veil_chain_new(const struct veil_config *config,
                 veil_calloc(config->policy.n_routes + 1, sizeof(*chain->outs));
         for (i = 0; i < config->policy.n_routes; i++) {
                 const struct veil_route *route = &config->policy.routes[i];
-                size_t j;
 
                 chain->outs[i] = veil_calloc(route->n_purposes + 1,
                                              sizeof(**chain->outs));
@@ -158,17 +248,47 @@ struct veil_chain *veil_chain_new(const struct veil_config *config,
          * whatever they drop or divert never reaches a purpose. */
         chain->stages = veil_calloc(N_BUILTINS + config->n_plugins,
                                     sizeof(*chain->stages));
-        chain->stages[chain->n_stages++].p = builtins[0];
+        chain->stages[chain->n_stages].plugin_index = -1;
+        chain->stages[chain->n_stages++].p          = builtins[0];
         for (i = 0; i < config->n_plugins; i++) {
                 /* Counted before loading: a half-loaded one is closed by
                  * veil_chain_destroy. */
                 struct stage *st = &chain->stages[chain->n_stages++];
 
+                st->plugin_index = (int)i;
                 if (plugin_load(config->plugins[i], st, errstr, errstr_size))
                         goto err;
         }
-        for (i = 1; i < N_BUILTINS; i++)
-                chain->stages[chain->n_stages++].p = builtins[i];
+        for (i = 1; i < N_BUILTINS; i++) {
+                chain->stages[chain->n_stages].plugin_index = -1;
+                chain->stages[chain->n_stages++].p          = builtins[i];
+        }
+        /* Settings for a filter that is not in the chain are a typo. */
+        for (j = 0; j < config->n_filters; j++) {
+                const struct veil_filter_settings *fs = &config->filters[j];
+                const char *best                      = NULL;
+                unsigned dist                         = 3, d;
+
+                for (i = 0; i < chain->n_stages; i++) {
+                        if (!strcmp(chain->stages[i].p->name, fs->name))
+                                break;
+                        d = veil_edit_distance(fs->name,
+                                               chain->stages[i].p->name, 2);
+                        if (d < dist) {
+                                dist = d;
+                                best = chain->stages[i].p->name;
+                        }
+                }
+                if (i == chain->n_stages) {
+                        veil_errf(errstr, errstr_size, VEIL_ECONFIG,
+                                  "%s:%d:%d: filters.%s: no such filter in "
+                                  "the chain%s%s%s",
+                                  config->path, fs->line, fs->col, fs->name,
+                                  best ? " (did you mean '" : "",
+                                  best ? best : "", best ? "'?)" : "");
+                        goto err;
+                }
+        }
         for (i = 0; i < chain->n_stages; i++) {
                 struct stage *st                   = &chain->stages[i];
                 const struct veil_filter_plugin *p = st->p;
@@ -176,6 +296,29 @@ struct veil_chain *veil_chain_new(const struct veil_config *config,
                 st->ctx = veil_calloc(1, p->ctx_size ? p->ctx_size : 1);
                 if (apply_defaults(p, st->ctx, errstr, errstr_size))
                         goto err;
+                /* `filters: { NAME: … }`, then a plugin's own `config:` */
+                for (j = 0; j < config->n_filters; j++)
+                        if (!strcmp(config->filters[j].name, p->name)) {
+                                char where[160];
+
+                                snprintf(where, sizeof(where), "filters.%s",
+                                         p->name);
+                                if (apply_settings(config, p, st->ctx, where,
+                                                   &config->filters[j], errstr,
+                                                   errstr_size))
+                                        goto err;
+                        }
+                if (st->plugin_index >= 0 && config->plugin_settings) {
+                        char where[64];
+
+                        snprintf(where, sizeof(where), "plugins[%d].config",
+                                 st->plugin_index);
+                        if (apply_settings(
+                                    config, p, st->ctx, where,
+                                    &config->plugin_settings[st->plugin_index],
+                                    errstr, errstr_size))
+                                goto err;
+                }
                 if (p->init(st->ctx, &chain->env, err, sizeof(err))) {
                         veil_errf(errstr, errstr_size, VEIL_ECONFIG,
                                   "filter %s: %s", p->name, err);
