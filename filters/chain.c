@@ -39,6 +39,8 @@ struct veil_chain {
         size_t n_stages;
         struct schema_entry *schemas;
         struct veil_record_out **outs; /* per route index */
+        struct veil_record_view view;  /* what plugins see, reused */
+        char view_name[512];
 };
 
 /* Writes the table's defaults into a fresh context; char * defaults are
@@ -210,10 +212,15 @@ static int plugin_load(const char *path, struct stage *st, char *errstr,
                                  "version %d, this veil has version %d: "
                                  "rebuild it against this filter.h",
                                  path, p->abi_version, VEIL_FILTER_ABI_VERSION);
-        if (!p->name || !p->init || !p->process || !p->destroy)
+        if (!p->name || !p->init || !p->process_view || !p->destroy)
                 return veil_errf(errstr, errstr_size, VEIL_ECONFIG,
                                  "plugins: %s: the registration needs a "
-                                 "name, init, process and destroy",
+                                 "name, init, process_view and destroy",
+                                 path);
+        if (p->process)
+                return veil_errf(errstr, errstr_size, VEIL_ECONFIG,
+                                 "plugins: %s: process is for built-in "
+                                 "filters; a plugin sets process_view",
                                  path);
         st->p = p;
         return 0;
@@ -372,6 +379,45 @@ void veil_chain_destroy(struct veil_chain *chain)
         free(chain);
 }
 
+/* A plugin's turn: the record as a view, its verdict's reason back. */
+static enum veil_verdict view_process(struct veil_chain *chain,
+                                      const struct stage *st,
+                                      struct veil_record *rec)
+{
+        struct veil_record_view *view = &chain->view;
+        enum veil_verdict v;
+        const char *name = NULL, *ns = NULL;
+
+        memset(view, 0, sizeof(*view));
+        view->topic     = rec->topic;
+        view->partition = rec->partition;
+        view->offset    = rec->offset;
+        view->key       = rec->key;
+        view->key_len   = rec->key_len;
+        view->value     = rec->value;
+        view->value_len = rec->value_len;
+        view->now       = rec->now;
+        view->schema_id = rec->frame.tombstone ? -1 : rec->frame.schema_id;
+        view->avro      = rec->frame.body;
+        view->avro_len  = rec->frame.body_len;
+        if (rec->schema && rec->schema->avro) {
+                name = avro_schema_name(rec->schema->avro);
+                ns   = avro_schema_namespace(rec->schema->avro);
+        }
+        if (name) {
+                snprintf(chain->view_name, sizeof(chain->view_name), "%s%s%s",
+                         ns && *ns ? ns : "", ns && *ns ? "." : "", name);
+                view->schema_name = chain->view_name;
+        }
+        v = st->p->process_view(st->ctx, view);
+        if (v == VEIL_DIVERT || v == VEIL_RETRY) {
+                rec->reason = view->reason ? view->reason : "plugin";
+                snprintf(rec->detail, sizeof(rec->detail), "%.40s: %.200s",
+                         st->p->name, view->detail);
+        }
+        return v;
+}
+
 enum veil_verdict veil_chain_process(struct veil_chain *chain,
                                      struct veil_record *rec)
 {
@@ -382,8 +428,10 @@ enum veil_verdict veil_chain_process(struct veil_chain *chain,
         rec->schema    = NULL;
         rec->outs      = veil_chain_outs(chain, rec->route, &rec->n_outs);
         for (i = 0; i < chain->n_stages; i++) {
-                enum veil_verdict v =
-                        chain->stages[i].p->process(chain->stages[i].ctx, rec);
+                const struct stage *st = &chain->stages[i];
+                enum veil_verdict v    = st->p->process
+                                                 ? st->p->process(st->ctx, rec)
+                                                 : view_process(chain, st, rec);
 
                 if (v != VEIL_CONTINUE)
                         return v;

@@ -14,14 +14,18 @@
 #include "schema.h"
 #include "wire.h"
 
-/* Bump when struct veil_filter_plugin or struct veil_record change shape:
- * an out-of-tree plugin built against another version is refused. */
-#define VEIL_FILTER_ABI_VERSION 1
+/* Bump when struct veil_filter_plugin, struct veil_filter_env or struct
+ * veil_record_view change shape: an out-of-tree plugin built against
+ * another version is refused. Version 2: plugins see a record view, not
+ * Veil's internal record. */
+#define VEIL_FILTER_ABI_VERSION 2
 
 /* What a shared-object filter named in `plugins:` exports:
  *   const struct veil_filter_plugin veil_plugin = { .abi_version =
- *           VEIL_FILTER_ABI_VERSION, .name = "mine", … };
- * It runs after decode and before license. */
+ *           VEIL_FILTER_ABI_VERSION, .name = "mine",
+ *           .process_view = mine_process, … };
+ * It runs after decode and before license, and sees each record through
+ * struct veil_record_view only. */
 #define VEIL_FILTER_SYMBOL "veil_plugin"
 
 /* What a filter decides for a record. */
@@ -79,6 +83,30 @@ struct veil_record {
         char detail[256];
 };
 
+/* What an out-of-tree filter sees of a record: its position, its bytes and
+ * the identity of its decoded schema — never Veil's internal structs, so
+ * that they can change without breaking plugins. Everything is borrowed
+ * for the call. */
+struct veil_record_view {
+        const char *topic;
+        int32_t partition;
+        int64_t offset;
+        const void *key;
+        size_t key_len;
+        const void *value; /* the framed value; NULL: an upstream tombstone */
+        size_t value_len;
+        int schema_id;           /* registry id, -1 for a tombstone */
+        const char *schema_name; /* full name of the record, or NULL */
+        const void *avro;        /* the Avro body after the frame */
+        size_t avro_len;
+        int64_t now; /* epoch seconds of the batch */
+        /* Set with VEIL_DIVERT / VEIL_RETRY: a code (a string the plugin
+         * keeps alive; the `veil.error` header) and a message with
+         * positions and codes only, never a value. */
+        const char *reason;
+        char detail[256];
+};
+
 /* Counters the built-in filters keep for the worker's metrics. A chain
  * runs on one thread: plain integers, read between records. */
 struct veil_chain_stats {
@@ -129,8 +157,12 @@ struct veil_filter_plugin {
         /* Expensive work here. 0 or a VEIL_E* code with errstr. */
         int (*init)(void *ctx, const struct veil_filter_env *env, char *errstr,
                     size_t errstr_size);
-        /* Per-record work only; never frees what it does not own. */
+        /* Per-record work only; never frees what it does not own.
+         * Built-in filters only (the internal record): */
         enum veil_verdict (*process)(void *ctx, struct veil_record *rec);
+        /* Out-of-tree filters: the record view (set this, not process). */
+        enum veil_verdict (*process_view)(void *ctx,
+                                          struct veil_record_view *view);
         /* Releases what init allocated (not ctx itself). */
         void (*destroy)(void *ctx);
 };

@@ -482,6 +482,46 @@ def test_out_of_tree_plugin_diverts_records(veil, kafka, tmp_path):
         assert len(consume_all(kafka, t)) == 4
 
 
+def test_plugin_settings_come_from_its_config_table(veil, kafka, tmp_path):
+    """`plugins: [{ path, config }]` reaches the plugin through its own
+    table; a key the table does not declare is refused with file:line."""
+    so = build_plugin(tmp_path)
+    pl = Pipeline(kafka, str(tmp_path), partitions=1,
+                  edits=[("max_batch_records: 10000",
+                          "max_batch_records: 10000\nplugins:\n"
+                          f"  - {{ path: {so}, config: {{ key_prefix: QA- }} }}")])
+    rng = random.Random(5)
+    msgs = []
+    for i in range(4):
+        c = demo_produce.customer(rng, i)
+        key = f"QA-{i}" if i % 2 == 0 else f"TEST-{i}"
+        msgs.append((key.encode(), demo_produce.frame(pl.schema_id, pl.schema, c)))
+    pl.produce(msgs)
+    w = pl.start("--once")
+    try:
+        w.proc.wait(90)
+    except subprocess.TimeoutExpired:
+        w.proc.kill()
+        raise AssertionError("veil run --once did not finish")
+    w.close()
+    assert w.proc.returncode == 0, stderr_text(w)[-3000:]
+    dlq = consume_all(kafka, pl.dlq)
+    # QA- keys are diverted now, TEST- keys (the default prefix) are not
+    assert sorted(headers(m)["veil.source"] for m in dlq) == \
+        [f"{pl.source}/0/0", f"{pl.source}/0/2"]
+    with open(pl.config) as f:
+        text = f.read()
+    with open(pl.config, "w") as f:
+        f.write(text.replace("key_prefix: QA-", "key_prefx: QA-"))
+    env = dict(os.environ, VEIL_HMAC_KEY=HMAC_KEY)
+    r = subprocess.run([veil, "run", "-c", pl.config], capture_output=True, text=True,
+                       env=env, timeout=60)
+    assert r.returncode == 2, r.stderr
+    assert f"{pl.config}:" in r.stderr
+    assert "plugins[0].config.key_prefx" in r.stderr
+    assert "did you mean 'key_prefix'" in r.stderr
+
+
 def test_plugin_with_another_abi_is_refused(veil, kafka, tmp_path):
     so = build_plugin(tmp_path, abi=99)
     pl = Pipeline(kafka, str(tmp_path), partitions=1,

@@ -35,7 +35,8 @@ static int example_init(void *ctx_, const struct veil_filter_env *env,
         return 0;
 }
 
-static enum veil_verdict example_process(void *ctx_, struct veil_record *rec)
+static enum veil_verdict example_process(void *ctx_,
+                                         struct veil_record_view *rec)
 {
         struct example_ctx *ctx = ctx_;
 
@@ -60,6 +61,6 @@ const struct veil_filter_plugin veil_plugin = {
         .config      = example_config,
         .ctx_size    = sizeof(struct example_ctx),
         .init        = example_init,
-        .process     = example_process,
+        .process_view = example_process,
         .destroy     = example_destroy,
 };
