@@ -1,5 +1,7 @@
 /* kafka.c - librdkafka plumbing shared by the worker, its retention side
  * and the commands (see kafka.h). */
+#include <string.h>
+
 #include "kafka.h"
 #include "veil.h"
 
@@ -52,4 +54,37 @@ rd_kafka_resp_err_t veil_kafka_produce(rd_kafka_t *rk, const char *topic,
         if (err && hdrs)
                 rd_kafka_headers_destroy(hdrs);
         return err;
+}
+
+static const struct {
+        bool producer;
+        const char *key, *value;
+} bounds[] = {
+        {false, "queued.max.messages.kbytes", "8192"},
+        {false, "fetch.max.bytes", "8388608"},
+        {false, "max.partition.fetch.bytes", "1048576"},
+        {true, "queue.buffering.max.kbytes", "32768"},
+};
+
+int veil_kafka_conf_bound(rd_kafka_conf_t *conf,
+                          const struct veil_config *config, bool producer,
+                          char *errstr, size_t errstr_size)
+{
+        char err[512];
+        size_t i, j;
+
+        for (i = 0; i < sizeof(bounds) / sizeof(bounds[0]); i++) {
+                if (bounds[i].producer != producer)
+                        continue;
+                for (j = 0; j < config->n_kafka; j++)
+                        if (!strcmp(config->kafka[j].key, bounds[i].key))
+                                break;
+                if (j < config->n_kafka)
+                        continue; /* the user's own setting stands */
+                if (rd_kafka_conf_set(conf, bounds[i].key, bounds[i].value,
+                                      err, sizeof(err)) != RD_KAFKA_CONF_OK)
+                        return veil_errf(errstr, errstr_size, VEIL_ECONFIG,
+                                         "kafka.%s: %s", bounds[i].key, err);
+        }
+        return 0;
 }

@@ -5,6 +5,7 @@
 #define VEIL_CONNECTORS_KAFKA_H
 
 #include <librdkafka/rdkafka.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -18,6 +19,16 @@ int veil_kafka_conf_apply(rd_kafka_conf_t *conf,
                           const struct veil_config *config,
                           const char *bootstrap, char *errstr,
                           size_t errstr_size);
+
+/* Bounds librdkafka's queues (fetch queue, produce buffer) on a consumer
+ * (producer = false) or producer config, for each bound the `kafka:`
+ * section does not set itself: librdkafka's defaults (64 MB per consumer,
+ * 1 GB of produce buffer) are sized for large machines, and a worker runs
+ * several clients per pipeline. Call after veil_kafka_conf_apply. 0 or
+ * VEIL_ECONFIG with errstr. */
+int veil_kafka_conf_bound(rd_kafka_conf_t *conf,
+                          const struct veil_config *config, bool producer,
+                          char *errstr, size_t errstr_size);
 
 /* Produces one message (key and value copied) to topic/partition, polling
  * while the local queue is full: a full queue is back-pressure, not an

@@ -30,7 +30,8 @@ rd_kafka_t *veil_reader_consumer(const struct veil_config *config,
                 }                                                              \
         } while (0)
 
-        if (veil_kafka_conf_apply(conf, config, NULL, errstr, errstr_size)) {
+        if (veil_kafka_conf_apply(conf, config, NULL, errstr, errstr_size) ||
+            veil_kafka_conf_bound(conf, config, false, errstr, errstr_size)) {
                 rd_kafka_conf_destroy(conf);
                 return NULL;
         }

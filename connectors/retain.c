@@ -185,7 +185,8 @@ static rd_kafka_t *consumer_new(const struct veil_config *config,
         } while (0)
 
         SET("auto.offset.reset", "earliest");
-        if (veil_kafka_conf_apply(conf, config, NULL, errstr, errstr_size)) {
+        if (veil_kafka_conf_apply(conf, config, NULL, errstr, errstr_size) ||
+            veil_kafka_conf_bound(conf, config, false, errstr, errstr_size)) {
                 rd_kafka_conf_destroy(conf);
                 return NULL;
         }

@@ -1036,28 +1036,12 @@ static bool kafka_key_set(const struct veil_config *config, const char *key)
         return false;
 }
 
-/* librdkafka's queue defaults are sized for throughput on big machines (a
- * 64 MB fetch queue per consumer, 1 GB of produce buffer): bounded here
- * unless `kafka:` says otherwise, so memory stays small with several
- * pipelines. */
-static const struct {
-        bool producer;
-        const char *key, *value;
-} bounded[] = {
-        {false, "queued.max.messages.kbytes", "8192"},
-        {false, "fetch.max.bytes", "8388608"},
-        {false, "max.partition.fetch.bytes", "1048576"},
-        {true, "queue.buffering.max.kbytes", "32768"},
-        {true, "linger.ms", "10"},
-};
-
 static rd_kafka_conf_t *conf_new(struct pipe *p, bool producer, char *errstr,
                                  size_t errstr_size)
 {
         const struct veil_config *config = p->config;
         rd_kafka_conf_t *conf            = rd_kafka_conf_new();
         char err[512];
-        size_t i;
 
 #define SET(k, v)                                                              \
         do {                                                                   \
@@ -1069,10 +1053,6 @@ static rd_kafka_conf_t *conf_new(struct pipe *p, bool producer, char *errstr,
                 }                                                              \
         } while (0)
 
-        for (i = 0; i < sizeof(bounded) / sizeof(bounded[0]); i++)
-                if (bounded[i].producer == producer &&
-                    !kafka_key_set(config, bounded[i].key))
-                        SET(bounded[i].key, bounded[i].value);
         if (!producer) {
                 /* Cooperative rebalancing moves only the partitions that
                  * change hands, but librdkafka before 2.3 aborts when such
@@ -1088,8 +1068,13 @@ static rd_kafka_conf_t *conf_new(struct pipe *p, bool producer, char *errstr,
                     !kafka_key_set(config, "statistics.interval.ms"))
                         SET("statistics.interval.ms", "5000");
         }
-        if (veil_kafka_conf_apply(conf, config, NULL, errstr, errstr_size))
+        if (veil_kafka_conf_apply(conf, config, NULL, errstr, errstr_size) ||
+            veil_kafka_conf_bound(conf, config, producer, errstr, errstr_size))
                 goto err;
+        /* Small batches wait a little for company: fewer, fuller produce
+         * requests per transaction. */
+        if (producer && !kafka_key_set(config, "linger.ms"))
+                SET("linger.ms", "10");
         if (producer) {
                 SET("transactional.id", p->txn_id);
                 rd_kafka_conf_set_dr_msg_cb(conf, dr_msg_cb);

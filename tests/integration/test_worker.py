@@ -374,7 +374,7 @@ def test_kill9_and_restart_gives_exactly_once(veil, kafka, tmp_path):
 def test_expired_licence_receives_nothing_and_record_audit(veil, kafka, tmp_path):
     pl = Pipeline(kafka, str(tmp_path), partitions=1,
                   edits=[("valid_until: 2027-06-30", "valid_until: 2020-01-01"),
-                         ("audit: { level: batch }", "audit: { level: record }")])
+                         ("audit: { level: record }", "audit: { level: record }")])
     rng = random.Random(3)
     n = 10
     msgs = []
