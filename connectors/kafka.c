@@ -81,8 +81,8 @@ int veil_kafka_conf_bound(rd_kafka_conf_t *conf,
                                 break;
                 if (j < config->n_kafka)
                         continue; /* the user's own setting stands */
-                if (rd_kafka_conf_set(conf, bounds[i].key, bounds[i].value,
-                                      err, sizeof(err)) != RD_KAFKA_CONF_OK)
+                if (rd_kafka_conf_set(conf, bounds[i].key, bounds[i].value, err,
+                                      sizeof(err)) != RD_KAFKA_CONF_OK)
                         return veil_errf(errstr, errstr_size, VEIL_ECONFIG,
                                          "kafka.%s: %s", bounds[i].key, err);
         }

@@ -36,6 +36,10 @@ def retention_pipeline(kafka, root, edits=(), compact_support=False):
     old = "ledger: veil.retention, erasure: veil.erasure"
     assert old in text
     text = text.replace(old, f"ledger: {pl.ledger}, erasure: {pl.erasure}")
+    # One pipeline per worker: these tests are about what moves between
+    # workers (deadlines on rebalance, which worker clears an erased key),
+    # and each worker must own a partition.
+    text += "\nthreads: 1\n"
     with open(pl.config, "w") as f:
         f.write(text)
     if compact_support:
