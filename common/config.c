@@ -1989,7 +1989,7 @@ static int load_keys(struct loader *ld)
                                 &k->key, &k->len, msg, sizeof(msg));
                 } else if (k->command) {
                         r = veil_key_run_command(
-                                k->id, k->command,
+                                k->id, k->command, config->dir,
                                 config->keys.command_timeout_ms, &k->key,
                                 &k->len, msg, sizeof(msg));
                 } else {
@@ -2249,6 +2249,13 @@ void veil_config_destroy(struct veil_config *config)
 /* ---------------------------------------------------------------------- */
 /* The instance lock                                                       */
 
+/* -1 whatever veil_errf returned: the lock returns a descriptor. */
+static int lock_fail(int rc)
+{
+        (void)rc;
+        return -1;
+}
+
 int veil_instance_lock(const struct veil_config *config, char *errstr,
                        size_t errstr_size)
 {
@@ -2266,29 +2273,32 @@ int veil_instance_lock(const struct veil_config *config, char *errstr,
         n = snprintf(name, sizeof(name), "veil-%s-%s.lock", config->group,
                      config->instance);
         if (n < 0 || (size_t)n >= sizeof(name))
-                return veil_errf(errstr, errstr_size, VEIL_ECONFIG,
-                                 "group and instance names are too long "
-                                 "for a lock file name");
+                return lock_fail(
+                        veil_errf(errstr, errstr_size, VEIL_ECONFIG,
+                                  "group and instance names are too long "
+                                  "for a lock file name"));
         for (i = 5; name[i]; i++)
                 if (!isalnum((unsigned char)name[i]) && name[i] != '.' &&
                     name[i] != '-')
                         name[i] = '_';
         n = snprintf(path, sizeof(path), "%s/%s", dir, name);
         if (n < 0 || (size_t)n >= sizeof(path))
-                return veil_errf(errstr, errstr_size, VEIL_EIO,
-                                 "lock directory path too long: %s", dir);
+                return lock_fail(veil_errf(errstr, errstr_size, VEIL_EIO,
+                                           "lock directory path too long: %s",
+                                           dir));
         fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
         if (fd < 0)
-                return veil_errf(errstr, errstr_size, VEIL_EIO,
-                                 "cannot open the instance lock %s: %s "
-                                 "(set VEIL_LOCK_DIR to a writable folder)",
-                                 path, strerror(errno));
+                return lock_fail(
+                        veil_errf(errstr, errstr_size, VEIL_EIO,
+                                  "cannot open the instance lock %s: %s "
+                                  "(set VEIL_LOCK_DIR to a writable folder)",
+                                  path, strerror(errno)));
         if (flock(fd, LOCK_EX | LOCK_NB)) {
                 int err = errno;
 
                 close(fd);
                 if (err == EWOULDBLOCK)
-                        return veil_errf(
+                        return lock_fail(veil_errf(
                                 errstr, errstr_size, VEIL_ECONFIG,
                                 "another worker on this host already runs "
                                 "as instance '%s' of group '%s' (lock %s): "
@@ -2296,9 +2306,10 @@ int veil_instance_lock(const struct veil_config *config, char *errstr,
                                 "fence each other; give each worker its own "
                                 "`instance:`",
                                 config->instance, config->group, path,
-                                config->group, config->instance);
-                return veil_errf(errstr, errstr_size, VEIL_EIO,
-                                 "cannot lock %s: %s", path, strerror(err));
+                                config->group, config->instance));
+                return lock_fail(veil_errf(errstr, errstr_size, VEIL_EIO,
+                                           "cannot lock %s: %s", path,
+                                           strerror(err)));
         }
         return fd;
 }

@@ -226,7 +226,7 @@ fail:
         return -1;
 }
 
-int veil_key_run_command(const char *id, const char *command,
+int veil_key_run_command(const char *id, const char *command, const char *cwd,
                          int64_t timeout_ms, unsigned char **keyp, size_t *lenp,
                          char *errstr, size_t errstr_size)
 {
@@ -248,6 +248,8 @@ int veil_key_run_command(const char *id, const char *command,
         posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
         posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
         posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+        if (cwd)
+                posix_spawn_file_actions_addchdir_np(&fa, cwd);
         r = posix_spawn(&pid, "/bin/sh", &fa, NULL, argv, environ);
         posix_spawn_file_actions_destroy(&fa);
         close(pipefd[1]);
@@ -374,7 +376,7 @@ static int key_load(const struct veil_config *config, const struct veil_key *k,
                         k->file, config->keys.allow_insecure_permissions, keyp,
                         lenp, errstr, errstr_size);
         if (k->command)
-                return veil_key_run_command(k->id, k->command,
+                return veil_key_run_command(k->id, k->command, config->dir,
                                             config->keys.command_timeout_ms,
                                             keyp, lenp, errstr, errstr_size);
         return veil_errf(errstr, errstr_size, VEIL_ECONFIG,

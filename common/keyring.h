@@ -47,11 +47,13 @@ int veil_key_read_file(const char *path, bool allow_insecure,
                        unsigned char **keyp, size_t *lenp, char *errstr,
                        size_t errstr_size);
 
-/* Runs `command` through /bin/sh -c with stdin and stderr on /dev/null
- * (stderr is never read, so a vault CLI's chatter cannot reach a log) and
+/* Runs `command` through /bin/sh -c in folder `cwd` (the config's, so
+ * relative paths mean what they mean in the file; NULL: the current one)
+ * with stdin and stderr on /dev/null (stderr is never read, so a vault
+ * CLI's chatter cannot reach a log) and
  * takes its stdout, less one final newline, as the key (>= 32 bytes).
  * Killed after timeout_ms. Errors name the key id, never the output. */
-int veil_key_run_command(const char *id, const char *command,
+int veil_key_run_command(const char *id, const char *command, const char *cwd,
                          int64_t timeout_ms, unsigned char **keyp, size_t *lenp,
                          char *errstr, size_t errstr_size);
 

@@ -770,6 +770,8 @@ static int decode_with(struct veil_erasure_keys *ek, json_t *doc,
 {
         char want[VEIL_ERASURE_KEY_HASH_MAX + 1];
         json_t *v, *k, *ks, *at, *id, *mac;
+        const char *kid;
+        size_t kid_len     = 0;
         json_int_t version = 1;
         int rc             = VEIL_EDATA;
 
@@ -822,6 +824,17 @@ static int decode_with(struct veil_erasure_keys *ek, json_t *doc,
                         rc = veil_errf(errstr, errstr_size, VEIL_EDATA,
                                        "erasure: 'key_sealed' must be a "
                                        "string");
+                        goto err;
+                }
+                kid = sealed_key_id(doc, &kid_len);
+                if (kid && veil_key_id_valid(kid, kid_len) &&
+                    (kid_len != ek->key_id_len ||
+                     memcmp(kid, ek->key_id, kid_len))) {
+                        rc = veil_errf(errstr, errstr_size, VEIL_EAUTH,
+                                       "erasure: key_sealed is sealed under "
+                                       "key id '%.*s', which this keyring "
+                                       "does not hold (active: '%s')",
+                                       (int)kid_len, kid, ek->key_id);
                         goto err;
                 }
                 /* The MAC first: an unauthenticated request is never
