@@ -181,8 +181,8 @@ int veil_gcm_epochs_seal(struct veil_gcm_epochs *g, const void *ad,
                          size_t ad_len, const void *in, size_t len,
                          unsigned char *out, size_t cap, size_t *outlen);
 /* Opens a message of any epoch (another epoch's key is derived for the
- * call: allocates). Errors as veil_aead_open_ad; `out` must not overlap
- * `in`. */
+ * call: allocates). Errors as veil_aead_open_ad; `out` may be `in`
+ * (decrypt in place), else they must not overlap. */
 int veil_gcm_epochs_open(struct veil_gcm_epochs *g, const void *ad,
                          size_t ad_len, const unsigned char *in, size_t len,
                          unsigned char *out, size_t cap, size_t *outlen);
