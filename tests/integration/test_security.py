@@ -20,7 +20,7 @@ from test_worker import HMAC_KEY, Pipeline, stderr_text, stop
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 KEY1 = "security-test-key-one-0123456789abcdef"
 KEY2 = "security-test-key-two-0123456789abcdef"
-KEYS_BLOCK = re.compile(r"^keys:\n(?:  .*\n)+", re.M)
+KEYS_BLOCK = re.compile(r"^keys:.*\n(?:  .*\n)+", re.M)
 
 
 def write_key(directory, name, value, mode=0o600):
