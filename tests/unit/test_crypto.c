@@ -721,8 +721,8 @@ Test(crypto, gcm_associated_data_must_match)
 
         aead_setup(&gcm, VEIL_AEAD_GCM, 7);
         aead_setup(&siv, VEIL_AEAD_SIV, 7);
-        cr_assert_eq(veil_aead_seal_ad(&gcm, "t/0/42|bad-magic", 16, "value",
-                                       5, out, sizeof(out), &n),
+        cr_assert_eq(veil_aead_seal_ad(&gcm, "t/0/42|bad-magic", 16, "value", 5,
+                                       out, sizeof(out), &n),
                      0);
         cr_assert_eq(veil_aead_open_ad(&gcm, "t/0/42|bad-magic", 16, out, n,
                                        back, sizeof(back), &m),
