@@ -5,7 +5,9 @@ import argparse
 import json
 import os
 import random
+import shutil
 import sys
+import tempfile
 import threading
 import time
 
@@ -44,11 +46,15 @@ def cmd_config(a):
     with open(os.path.join(repo, "config", "veil.yaml")) as f:
         text = f.read()
     pre = a.prefix
+    # Veil refuses a key file others may read, and git keeps no mode: an
+    # owner-only copy of the dev key.
+    key = os.path.join(tempfile.mkdtemp(prefix="veil-bench-key."), "dev-hmac.key")
+    shutil.copyfile(os.path.join(repo, "config", "dev-hmac.key"), key)
+    os.chmod(key, 0o600)
     edits = [
         ("  bootstrap.servers: 127.0.0.1:9092", f"  bootstrap.servers: {a.bootstrap}"),
         ("url: file://../schemas", f"url: file://{a.registry}"),
-        ("hmac_key_file: dev-hmac.key",
-         f"hmac_key_file: {os.path.abspath(os.path.join(repo, 'config', 'dev-hmac.key'))}"),
+        ("hmac_key_file: dev-hmac.key", f"hmac_key_file: {key}"),
         ("group: veil", f"group: {pre}-g\ninstance: bench"),
         ("source: customers", f"source: {pre}.customers"),
         ("analytics: customers.analytics", f"analytics: {pre}.analytics"),

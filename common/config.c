@@ -3,6 +3,7 @@
  * FILE:LINE:COL, the key path and, for near misses, a suggestion. */
 #define _GNU_SOURCE
 #include "config.h"
+#include "registry.h"
 #include "util.h"
 #include "veil.h"
 
@@ -17,15 +18,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include <yaml.h>
 
-#define KEY_MIN_LEN 32
-#define KEY_FILE_MAX_LEN (1 << 20)
 #define MAX_TOPIC_LEN 249
-#define MAX_KEY_ID_LEN 32
 #define MASK_MAX_KEEP 1024
 #define MAX_BATCH_RECORDS 10000000
 
@@ -40,7 +39,9 @@ struct loader {
         const struct veil_config_opts *opts;
         struct veil_config *config;
         rd_kafka_conf_t *kconf; /* throwaway, validates kafka: */
-        yaml_node_t *keys_node, *key_file_node;
+        yaml_node_t *keys_node, *key_file_node, *key_id_node, *active_node;
+        yaml_node_t *ring_node;
+        yaml_node_t **ring_nodes; /* the id of each keys.ring entry */
         char path[512];
         size_t path_len;
         char *errstr;
@@ -1000,12 +1001,18 @@ static int parse_license_valid_until(struct loader *ld, yaml_node_t *node,
         int64_t sec;
         int r;
 
-        if ((r = get_scalar(ld, node, "a date (YYYY-MM-DD)", &s)))
+        if ((r = get_scalar(ld, node, "a date (YYYY-MM-DD) or never", &s)))
                 return r;
+        /* A licence without an end is a decision, said in so many words:
+         * 0 is "no end" for the policy, retention and `veil check`. */
+        if (!strcmp(s, "never")) {
+                purpose->valid_until = 0;
+                return 0;
+        }
         if (veil_date_parse(s, &sec))
                 return fail(ld, node,
                             "invalid date '%s' (expected a real date as "
-                            "YYYY-MM-DD)",
+                            "YYYY-MM-DD, or never)",
                             s);
         /* The licence is valid through that day, UTC. */
         purpose->valid_until = sec + 86400 - 1;
@@ -1014,7 +1021,7 @@ static int parse_license_valid_until(struct loader *ld, yaml_node_t *node,
 
 static const struct key_spec license_specs[] = {
         {"id", parse_license_id, true},
-        {"valid_until", parse_license_valid_until, false},
+        {"valid_until", parse_license_valid_until, true},
         {NULL, NULL, false},
 };
 
@@ -1460,8 +1467,16 @@ static int parse_registry_retries(struct loader *ld, yaml_node_t *node,
         return 0;
 }
 
+static int parse_registry_insecure(struct loader *ld, yaml_node_t *node,
+                                   void *obj)
+{
+        return get_bool(ld, node,
+                        &((struct veil_registry_opts *)obj)->allow_insecure);
+}
+
 static const struct key_spec registry_specs[] = {
         {"url", parse_registry_url, true},
+        {"allow_insecure", parse_registry_insecure, false},
         {"basic_auth", parse_registry_basic_auth, false},
         {"ca_file", parse_registry_ca_file, false},
         {"timeout", parse_registry_timeout, false},
@@ -1471,8 +1486,28 @@ static const struct key_spec registry_specs[] = {
 
 static int parse_registry(struct loader *ld, yaml_node_t *node, void *obj)
 {
-        return walk_map(ld, node, registry_specs,
-                        &((struct veil_config *)obj)->registry);
+        struct veil_registry_opts *reg = &((struct veil_config *)obj)->registry;
+        yaml_node_pair_t *pair;
+        size_t old;
+        int r;
+
+        if ((r = walk_map(ld, node, registry_specs, reg)))
+                return r;
+        if (!reg->url || reg->allow_insecure ||
+            !veil_registry_url_insecure(reg->url))
+                return 0;
+        /* Schemas decide what each purpose receives: a man in the middle
+         * of plain HTTP could relabel a field as public. */
+        for (pair = node->data.mapping.pairs.start;
+             pair < node->data.mapping.pairs.top; pair++)
+                if (!strcmp(scalar(node_at(ld, pair->key)), "url"))
+                        break;
+        old = path_push(ld, "url");
+        r   = fail(ld, node_at(ld, pair->value),
+                   "plain http:// to a host other than this one (loopback): "
+                     "use https://, or set registry.allow_insecure: true");
+        path_pop(ld, old);
+        return r;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -1492,24 +1527,138 @@ static int parse_keys_file(struct loader *ld, yaml_node_t *node, void *obj)
         return 0;
 }
 
-static int parse_keys_id(struct loader *ld, yaml_node_t *node, void *obj)
+/* A key id, checked: it travels inside every token, seal and MAC, so it is
+ * short and free of separators. */
+static int get_key_id(struct loader *ld, yaml_node_t *node, const char **out)
 {
-        struct veil_config *config = obj;
-        const char *s, *p;
+        const char *s;
         int r;
 
         if ((r = get_string(ld, node, &s)))
                 return r;
-        /* The id travels inside every token: keep it short and free of
-         * separators. */
-        for (p = s; *p; p++)
-                if (!isalnum((unsigned char)*p) && *p != '_' && *p != '-')
-                        break;
-        if (*p || strlen(s) > MAX_KEY_ID_LEN)
+        if (!veil_key_id_valid(s, strlen(s)))
                 return fail(ld, node, "a key id is 1-%d of a-z A-Z 0-9 _ -",
-                            MAX_KEY_ID_LEN);
+                            VEIL_KEY_ID_MAX);
+        *out = s;
+        return 0;
+}
+
+static int parse_keys_id(struct loader *ld, yaml_node_t *node, void *obj)
+{
+        struct veil_config *config = obj;
+        const char *s;
+        int r;
+
+        if ((r = get_key_id(ld, node, &s)))
+                return r;
         free(config->keys.key_id);
         config->keys.key_id = veil_strdup(s);
+        ld->key_id_node     = node;
+        return 0;
+}
+
+static int parse_keys_active(struct loader *ld, yaml_node_t *node, void *obj)
+{
+        struct veil_config *config = obj;
+        const char *s;
+        int r;
+
+        if ((r = get_key_id(ld, node, &s)))
+                return r;
+        free(config->keys.key_id);
+        config->keys.key_id = veil_strdup(s);
+        ld->active_node     = node;
+        return 0;
+}
+
+static int parse_ring_file(struct loader *ld, yaml_node_t *node, void *obj)
+{
+        struct veil_key *k = obj;
+        const char *s;
+        int r;
+
+        if ((r = get_string(ld, node, &s)))
+                return r;
+        k->file = resolve_path(ld, s);
+        return 0;
+}
+
+static int parse_ring_command(struct loader *ld, yaml_node_t *node, void *obj)
+{
+        struct veil_key *k = obj;
+        const char *s;
+        int r;
+
+        /* Never echoed: a command line may carry a vault token. */
+        if ((r = get_string(ld, node, &s)))
+                return r;
+        k->command = veil_strdup(s);
+        return 0;
+}
+
+static const struct key_spec ring_specs[] = {
+        {"file", parse_ring_file, false},
+        {"command", parse_ring_command, false},
+        {NULL, NULL, false},
+};
+
+static int ring_entry(struct loader *ld, yaml_node_t *key, yaml_node_t *value,
+                      void *obj)
+{
+        struct veil_config *config = obj;
+        struct veil_key *k;
+        int r;
+
+        if (!veil_key_id_valid(scalar(key), strlen(scalar(key))))
+                return fail(ld, key, "a key id is 1-%d of a-z A-Z 0-9 _ -",
+                            VEIL_KEY_ID_MAX);
+        if (value->type != YAML_MAPPING_NODE)
+                return fail(ld, value,
+                            "expected { file: PATH } or { command: \"...\" }, "
+                            "got %s",
+                            kind_name(value));
+        ld->ring_nodes[config->keys.n_ring] = key;
+        k     = &config->keys.ring[config->keys.n_ring++];
+        k->id = veil_strdup(scalar(key));
+        if ((r = walk_map(ld, value, ring_specs, k)))
+                return r;
+        if (!k->file == !k->command)
+                return fail(ld, value,
+                            "a key has exactly one of 'file' and 'command'");
+        return 0;
+}
+
+static int parse_keys_ring(struct loader *ld, yaml_node_t *node, void *obj)
+{
+        struct veil_config *config = obj;
+        size_t n                   = map_size(node);
+
+        if (is_null(node) || !n)
+                return fail(ld, node,
+                            "expected a map of key ids, got "
+                            "nothing");
+        config->keys.ring = veil_calloc(n, sizeof(*config->keys.ring));
+        ld->ring_nodes    = veil_calloc(n, sizeof(*ld->ring_nodes));
+        ld->ring_node     = node;
+        return each_entry(ld, node, ring_entry, config);
+}
+
+static int parse_keys_insecure(struct loader *ld, yaml_node_t *node, void *obj)
+{
+        return get_bool(
+                ld, node,
+                &((struct veil_config *)obj)->keys.allow_insecure_permissions);
+}
+
+static int parse_keys_timeout(struct loader *ld, yaml_node_t *node, void *obj)
+{
+        struct veil_config *config = obj;
+        int r;
+
+        if ((r = get_duration(ld, node, &config->keys.command_timeout_ms)))
+                return r;
+        if (config->keys.command_timeout_ms <= 0)
+                return fail(ld, node, "expected a duration above 0");
         return 0;
 }
 
@@ -1523,14 +1672,82 @@ static int parse_keys_shared(struct loader *ld, yaml_node_t *node, void *obj)
 static const struct key_spec keys_specs[] = {
         {"hmac_key_file", parse_keys_file, false},
         {"key_id", parse_keys_id, false},
+        {"active", parse_keys_active, false},
+        {"ring", parse_keys_ring, false},
+        {"allow_insecure_permissions", parse_keys_insecure, false},
+        {"command_timeout", parse_keys_timeout, false},
         {"shared_across_purposes", parse_keys_shared, false},
         {NULL, NULL, false},
 };
 
+/* The two forms do not mix: a ring names its keys, the legacy form is a
+ * ring of one (hmac_key_file, key_id) made here. */
+static int check_keys_form(struct loader *ld, yaml_node_t *node)
+{
+        struct veil_config *config = ld->config;
+        size_t i;
+
+        if (config->keys.ring) {
+                if (ld->key_file_node)
+                        return fail(ld, ld->key_file_node,
+                                    "use either keys.ring or the one-key form "
+                                    "(hmac_key_file, key_id), not both");
+                if (ld->key_id_node)
+                        return fail(ld, ld->key_id_node,
+                                    "with keys.ring, the key of new tokens "
+                                    "is keys.active");
+                if (!ld->active_node) {
+                        if (config->keys.n_ring > 1)
+                                return fail(ld, node,
+                                            "missing required key 'active' "
+                                            "(which ring key makes new "
+                                            "tokens, seals and MACs)");
+                        free(config->keys.key_id);
+                        config->keys.key_id =
+                                veil_strdup(config->keys.ring[0].id);
+                }
+                for (i = 0; i < config->keys.n_ring; i++)
+                        if (!strcmp(config->keys.ring[i].id,
+                                    config->keys.key_id))
+                                return 0;
+                return fail(ld, ld->active_node, "no key '%s' in keys.ring",
+                            config->keys.key_id);
+        }
+        if (ld->active_node)
+                return fail(ld, ld->active_node,
+                            "keys.active names a key of keys.ring; the "
+                            "one-key form uses key_id");
+        return 0;
+}
+
 static int parse_keys(struct loader *ld, yaml_node_t *node, void *obj)
 {
+        int r;
+
         ld->keys_node = node;
-        return walk_map(ld, node, keys_specs, obj);
+        if ((r = walk_map(ld, node, keys_specs, obj)))
+                return r;
+        return check_keys_form(ld, node);
+}
+
+/* ---------------------------------------------------------------------- */
+/* erasure:                                                                */
+
+static int parse_erasure_plaintext(struct loader *ld, yaml_node_t *node,
+                                   void *obj)
+{
+        return get_bool(ld, node,
+                        &((struct veil_config *)obj)->erasure.allow_plaintext);
+}
+
+static const struct key_spec erasure_specs[] = {
+        {"allow_plaintext", parse_erasure_plaintext, false},
+        {NULL, NULL, false},
+};
+
+static int parse_erasure(struct loader *ld, yaml_node_t *node, void *obj)
+{
+        return walk_map(ld, node, erasure_specs, obj);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -1836,6 +2053,7 @@ static const struct key_spec top_specs[] = {
         {"instance", parse_instance, false},
         {"registry", parse_registry, false},
         {"keys", parse_keys, false},
+        {"erasure", parse_erasure, false},
         {"dlq", parse_dlq, false},
         {"audit", parse_audit, false},
         {"metrics", parse_metrics, false},
@@ -1851,107 +2069,93 @@ static const struct key_spec top_specs[] = {
 /* ---------------------------------------------------------------------- */
 /* The key                                                                 */
 
-/* Reads a key file into memory the caller cleanses; exact-size allocation
- * so no copy of the key is left behind in a freed buffer. */
-static unsigned char *read_key_file(const char *path, size_t *lenp, int *errp)
-{
-        unsigned char *buf = NULL;
-        struct stat st;
-        size_t len = 0;
-        ssize_t n;
-        int fd;
-
-        fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0) {
-                *errp = errno;
-                return NULL;
-        }
-        if (fstat(fd, &st) || !S_ISREG(st.st_mode) ||
-            st.st_size > KEY_FILE_MAX_LEN) {
-                *errp = S_ISREG(st.st_mode) ? EFBIG : EINVAL;
-                close(fd);
-                return NULL;
-        }
-        buf = veil_malloc((size_t)st.st_size + 1);
-        while (len < (size_t)st.st_size) {
-                n = read(fd, buf + len, (size_t)st.st_size - len);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n <= 0) {
-                        *errp = n < 0 ? errno : EIO;
-                        OPENSSL_cleanse(buf, (size_t)st.st_size + 1);
-                        free(buf);
-                        close(fd);
-                        return NULL;
-                }
-                len += (size_t)n;
-        }
-        close(fd);
-        *lenp = len;
-        return buf;
-}
-
-static int load_key(struct loader *ld)
+/* Makes the legacy form (hmac_key_file + key_id, or VEIL_HMAC_KEY alone)
+ * a ring of one, so everything after this sees one shape. */
+static void ring_of_one(struct loader *ld)
 {
         struct veil_config *config = ld->config;
-        const char *env            = getenv("VEIL_HMAC_KEY");
-        yaml_node_t *at;
-        unsigned char *key;
-        size_t len = 0, old;
-        int err    = 0, r;
 
-        at  = ld->key_file_node ? ld->key_file_node
-              : ld->keys_node   ? ld->keys_node
-                                : yaml_document_get_root_node(&ld->doc);
-        old = path_push(ld, ld->key_file_node ? "keys.hmac_key_file" : "keys");
-        if (env && *env) {
-                len = strlen(env);
-                key = veil_malloc(len + 1);
-                memcpy(key, env, len);
-                if (len < KEY_MIN_LEN) {
-                        OPENSSL_cleanse(key, len);
-                        free(key);
-                        r = fail(ld, at,
-                                 "the key in VEIL_HMAC_KEY is too short: "
-                                 "%zu bytes, at least %d are required",
-                                 len, KEY_MIN_LEN);
+        if (config->keys.ring)
+                return;
+        config->keys.ring       = veil_calloc(1, sizeof(*config->keys.ring));
+        ld->ring_nodes          = veil_calloc(1, sizeof(*ld->ring_nodes));
+        ld->ring_nodes[0]       = ld->key_file_node;
+        config->keys.n_ring     = 1;
+        config->keys.ring[0].id = veil_strdup(config->keys.key_id);
+        if (config->keys.hmac_key_file)
+                config->keys.ring[0].file =
+                        veil_strdup(config->keys.hmac_key_file);
+}
+
+/* Reads every key of the ring; VEIL_HMAC_KEY, when set, is the active
+ * key's material. Messages point at the key's entry in the file. */
+static int load_keys(struct loader *ld)
+{
+        struct veil_config *config = ld->config;
+        const unsigned char *env;
+        char msg[768];
+        size_t i, env_len = 0, old;
+        int r;
+
+        env = veil_keyring_env_key(&env_len);
+        for (i = 0; i < config->keys.n_ring; i++) {
+                struct veil_key *k = &config->keys.ring[i];
+                bool active        = !strcmp(k->id, config->keys.key_id);
+                yaml_node_t *at    = ld->ring_nodes[i];
+                const char *where;
+
+                if (!at)
+                        at = ld->keys_node
+                                     ? ld->keys_node
+                                     : yaml_document_get_root_node(&ld->doc);
+                if (ld->ring_node)
+                        where = "keys.ring";
+                else
+                        where = ld->key_file_node ? "keys.hmac_key_file"
+                                                  : "keys";
+                old = path_push(ld, where);
+                if (ld->ring_node)
+                        path_push(ld, k->id);
+                if (active && env) {
+                        if (env_len < VEIL_KEY_MIN_LEN) {
+                                r = fail(ld, at,
+                                         "the key in VEIL_HMAC_KEY is too "
+                                         "short: %zu bytes, at least %d are "
+                                         "required",
+                                         env_len, VEIL_KEY_MIN_LEN);
+                                path_pop(ld, old);
+                                return r;
+                        }
+                        k->key = veil_malloc(env_len);
+                        memcpy(k->key, env, env_len);
+                        k->len = env_len;
+                } else if (k->file) {
+                        r = veil_key_read_file(
+                                k->file,
+                                config->keys.allow_insecure_permissions,
+                                &k->key, &k->len, msg, sizeof(msg));
+                } else if (k->command) {
+                        r = veil_key_run_command(
+                                k->id, k->command, config->dir,
+                                config->keys.command_timeout_ms, &k->key,
+                                &k->len, msg, sizeof(msg));
+                } else {
+                        r = veil_errf(msg, sizeof(msg), VEIL_ECONFIG,
+                                      "no key: set keys.hmac_key_file, "
+                                      "keys.ring or the VEIL_HMAC_KEY "
+                                      "environment variable");
+                }
+                if (!k->key) {
+                        r = fail(ld, at, "%s", msg);
                         path_pop(ld, old);
                         return r;
                 }
-        } else if (config->keys.hmac_key_file) {
-                key = read_key_file(config->keys.hmac_key_file, &len, &err);
-                if (!key) {
-                        r = fail(ld, at, "cannot read key file %s: %s",
-                                 config->keys.hmac_key_file, strerror(err));
-                        path_pop(ld, old);
-                        return r;
-                }
-                /* Editors add a final newline; it is not part of the key. */
-                if (len && key[len - 1] == '\n') {
-                        key[--len] = 0;
-                        if (len && key[len - 1] == '\r')
-                                key[--len] = 0;
-                }
-                if (len < KEY_MIN_LEN) {
-                        OPENSSL_cleanse(key, len + 1);
-                        free(key);
-                        r = fail(ld, at,
-                                 "the key in %s is too short: %zu bytes, at "
-                                 "least %d are required",
-                                 config->keys.hmac_key_file, len, KEY_MIN_LEN);
-                        path_pop(ld, old);
-                        return r;
-                }
-        } else {
-                r = fail(ld, at,
-                         "no key: set keys.hmac_key_file or the "
-                         "VEIL_HMAC_KEY environment variable");
                 path_pop(ld, old);
-                return r;
+                if (active) {
+                        config->keys.key     = k->key;
+                        config->keys.key_len = k->len;
+                }
         }
-        path_pop(ld, old);
-        config->keys.key     = key;
-        config->keys.key_len = len;
         return 0;
 }
 
@@ -2058,19 +2262,20 @@ static char *config_dir(const char *path)
 
 static void set_defaults(struct veil_config *config)
 {
-        config->group               = veil_strdup("veil");
-        config->keys.key_id         = veil_strdup("k1");
-        config->registry.timeout_ms = 5000;
-        config->registry.retries    = 3;
-        config->topics.dlq          = veil_strdup("veil.dlq");
-        config->topics.audit        = veil_strdup("veil.audit");
-        config->topics.ledger       = veil_strdup("veil.retention");
-        config->topics.erasure      = veil_strdup("veil.erasure");
-        config->dlq_payload         = VEIL_DLQ_ENCRYPTED;
-        config->audit_level         = VEIL_AUDIT_RECORD;
-        config->log_level           = veil_strdup("info");
-        config->commit_interval_ms  = 100;
-        config->max_batch_records   = 10000;
+        config->group                   = veil_strdup("veil");
+        config->keys.key_id             = veil_strdup("k1");
+        config->keys.command_timeout_ms = VEIL_KEY_COMMAND_TIMEOUT_MS;
+        config->registry.timeout_ms     = 5000;
+        config->registry.retries        = 3;
+        config->topics.dlq              = veil_strdup("veil.dlq");
+        config->topics.audit            = veil_strdup("veil.audit");
+        config->topics.ledger           = veil_strdup("veil.retention");
+        config->topics.erasure          = veil_strdup("veil.erasure");
+        config->dlq_payload             = VEIL_DLQ_ENCRYPTED;
+        config->audit_level             = VEIL_AUDIT_RECORD;
+        config->log_level               = veil_strdup("info");
+        config->commit_interval_ms      = 100;
+        config->max_batch_records       = 10000;
 }
 
 static void default_instance(struct veil_config *config)
@@ -2120,7 +2325,8 @@ struct veil_config *veil_config_load(const char *path,
                      config))
                 goto err;
         default_instance(config);
-        if (!(opts && opts->skip_key) && load_key(&ld))
+        ring_of_one(&ld);
+        if (!(opts && opts->skip_key) && load_keys(&ld))
                 goto err;
         if (veil_policy_digest(&config->policy, errstr, errstr_size))
                 goto err;
@@ -2129,6 +2335,7 @@ struct veil_config *veil_config_load(const char *path,
                 rd_kafka_conf_destroy(ld.kconf);
         if (ld.have_doc)
                 yaml_document_delete(&ld.doc);
+        free(ld.ring_nodes);
         free(text);
         return config;
 
@@ -2137,6 +2344,7 @@ err:
                 rd_kafka_conf_destroy(ld.kconf);
         if (ld.have_doc)
                 yaml_document_delete(&ld.doc);
+        free(ld.ring_nodes);
         free(text);
         veil_config_destroy(config);
         return NULL;
@@ -2180,10 +2388,10 @@ void veil_config_destroy(struct veil_config *config)
         free(config->registry.ca_file);
         free(config->keys.hmac_key_file);
         free(config->keys.key_id);
-        if (config->keys.key) {
-                OPENSSL_cleanse(config->keys.key, config->keys.key_len);
-                free(config->keys.key);
-        }
+        /* keys.key points into the ring: wiped and freed there. */
+        for (i = 0; i < config->keys.n_ring; i++)
+                veil_key_clear(&config->keys.ring[i]);
+        free(config->keys.ring);
         veil_policy_destroy(&config->policy);
         free(config->topics.dlq);
         free(config->topics.audit);
@@ -2201,6 +2409,74 @@ void veil_config_destroy(struct veil_config *config)
                 settings_free(&config->filters[i]);
         free(config->filters);
         free(config);
+}
+
+/* ---------------------------------------------------------------------- */
+/* The instance lock                                                       */
+
+/* -1 whatever veil_errf returned: the lock returns a descriptor. */
+static int lock_fail(int rc)
+{
+        (void)rc;
+        return -1;
+}
+
+int veil_instance_lock(const struct veil_config *config, char *errstr,
+                       size_t errstr_size)
+{
+        const char *dir = getenv("VEIL_LOCK_DIR");
+        char path[PATH_MAX], name[512];
+        size_t i;
+        int fd, n;
+
+        if (!dir || !*dir)
+                dir = getenv("XDG_RUNTIME_DIR");
+        if (!dir || !*dir)
+                dir = "/tmp";
+        /* The identity in a file name: anything but [A-Za-z0-9._-] → '_'
+         * (the group and instance are free text). */
+        n = snprintf(name, sizeof(name), "veil-%s-%s.lock", config->group,
+                     config->instance);
+        if (n < 0 || (size_t)n >= sizeof(name))
+                return lock_fail(
+                        veil_errf(errstr, errstr_size, VEIL_ECONFIG,
+                                  "group and instance names are too long "
+                                  "for a lock file name"));
+        for (i = 5; name[i]; i++)
+                if (!isalnum((unsigned char)name[i]) && name[i] != '.' &&
+                    name[i] != '-')
+                        name[i] = '_';
+        n = snprintf(path, sizeof(path), "%s/%s", dir, name);
+        if (n < 0 || (size_t)n >= sizeof(path))
+                return lock_fail(veil_errf(errstr, errstr_size, VEIL_EIO,
+                                           "lock directory path too long: %s",
+                                           dir));
+        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd < 0)
+                return lock_fail(
+                        veil_errf(errstr, errstr_size, VEIL_EIO,
+                                  "cannot open the instance lock %s: %s "
+                                  "(set VEIL_LOCK_DIR to a writable folder)",
+                                  path, strerror(errno)));
+        if (flock(fd, LOCK_EX | LOCK_NB)) {
+                int err = errno;
+
+                close(fd);
+                if (err == EWOULDBLOCK)
+                        return lock_fail(veil_errf(
+                                errstr, errstr_size, VEIL_ECONFIG,
+                                "another worker on this host already runs "
+                                "as instance '%s' of group '%s' (lock %s): "
+                                "both would use transactional.id %s-%s and "
+                                "fence each other; give each worker its own "
+                                "`instance:`",
+                                config->instance, config->group, path,
+                                config->group, config->instance));
+                return lock_fail(veil_errf(errstr, errstr_size, VEIL_EIO,
+                                           "cannot lock %s: %s", path,
+                                           strerror(err)));
+        }
+        return fd;
 }
 
 /* ---------------------------------------------------------------------- */

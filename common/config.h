@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "keyring.h"
 #include "policy.h"
 
 struct veil_kv {
@@ -14,11 +15,12 @@ struct veil_kv {
 };
 
 struct veil_registry_opts {
-        char *url;          /* http(s)://… or file://DIR */
-        char *basic_auth;   /* "user:pass" or NULL */
-        char *ca_file;      /* NULL: system store */
-        int64_t timeout_ms; /* default 5000 */
-        int retries;        /* default 3 */
+        char *url;           /* http(s)://… or file://DIR */
+        char *basic_auth;    /* "user:pass" or NULL */
+        char *ca_file;       /* NULL: system store */
+        int64_t timeout_ms;  /* default 5000 */
+        int retries;         /* default 3 */
+        bool allow_insecure; /* plain http:// to a non-loopback host */
 };
 
 /* One setting of one filter as the file wrote it: checked against that
@@ -51,16 +53,32 @@ struct veil_config {
         struct veil_kv *kafka; /* passed verbatim to librdkafka */
         size_t n_kafka;
         char *group;    /* default "veil" */
-        char *instance; /* default: host name */
+        char *instance; /* default: host name; `veil run` holds
+                         * veil_instance_lock so two live workers on one
+                         * host never share it */
         struct veil_registry_opts registry;
 
+        /* The keyring (keyring.h). `key`, `key_len` and `key_id` are the
+         * ACTIVE key: new tokens, seals and MACs use it. Older keys stay in
+         * `ring` to open old tokens and verify old MACs: find them by the
+         * id the token names with veil_keyring_find. */
         struct {
-                char *hmac_key_file;
-                char *key_id; /* default "k1" */
+                char *hmac_key_file; /* the legacy one-key form, or NULL */
+                char *key_id;        /* keys.active (or key_id); "k1" */
                 bool shared_across_purposes;
-                unsigned char *key; /* the master key, never printed */
+                bool allow_insecure_permissions;
+                int64_t command_timeout_ms; /* default 10 s */
+                struct veil_key *ring;      /* owned */
+                size_t n_ring;
+                unsigned char *key; /* the active key's material (points
+                                     * into ring, not owned); never
+                                     * printed */
                 size_t key_len;     /* >= 32 */
         } keys;
+
+        struct {
+                bool allow_plaintext; /* accept {"key": …} requests */
+        } erasure;
 
         struct veil_policy policy;
 
@@ -97,6 +115,17 @@ struct veil_config *veil_config_load(const char *path,
                                      const struct veil_config_opts *opts,
                                      char *errstr, size_t errstr_size);
 void veil_config_destroy(struct veil_config *config);
+
+/* Takes the host-wide lock of this worker's transactional identity
+ * (group + instance): an flock on "veil-GROUP-INSTANCE.lock" in
+ * $VEIL_LOCK_DIR, else $XDG_RUNTIME_DIR, else /tmp. Two live workers on
+ * one host with the same instance would share a transactional.id and
+ * fence each other; the second is refused with a message saying so.
+ * Returns the lock's file descriptor (keep it open for the life of the
+ * worker; the kernel releases it when the process dies, so a restart
+ * after a crash is never blocked), or -1 with errstr. */
+int veil_instance_lock(const struct veil_config *config, char *errstr,
+                       size_t errstr_size);
 
 /* "90d", "12h", "30m", "90s", "500ms" (also combined: "1h30m") → ms.
  * Returns 0 or VEIL_EINVAL. */

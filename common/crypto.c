@@ -627,8 +627,8 @@ static int siv_seal(struct veil_aead *a, const unsigned char *in, size_t len,
         return 0;
 }
 
-static int gcm_seal(struct veil_aead *a, const unsigned char *in, size_t len,
-                    unsigned char *out)
+static int gcm_seal(struct veil_aead *a, const unsigned char *ad, size_t ad_len,
+                    const unsigned char *in, size_t len, unsigned char *out)
 {
         unsigned char *nonce = out, *ct = out + VEIL_AEAD_GCM_NONCE_LEN;
         int n = 0, fin = 0;
@@ -636,6 +636,8 @@ static int gcm_seal(struct veil_aead *a, const unsigned char *in, size_t len,
         if (gcm_nonce(a, nonce))
                 return VEIL_EIO;
         if (EVP_EncryptInit_ex2(a->enc, NULL, NULL, nonce, NULL) != 1)
+                return VEIL_EIO;
+        if (ad_len && EVP_EncryptUpdate(a->enc, NULL, &n, ad, (int)ad_len) != 1)
                 return VEIL_EIO;
         if (len && (EVP_EncryptUpdate(a->enc, ct, &n, in, (int)len) != 1 ||
                     (size_t)n != len))
@@ -651,14 +653,22 @@ static int gcm_seal(struct veil_aead *a, const unsigned char *in, size_t len,
 int veil_aead_seal(struct veil_aead *a, const void *in, size_t len,
                    unsigned char *out, size_t cap, size_t *outlen)
 {
+        return veil_aead_seal_ad(a, NULL, 0, in, len, out, cap, outlen);
+}
+
+int veil_aead_seal_ad(struct veil_aead *a, const void *ad, size_t ad_len,
+                      const void *in, size_t len, unsigned char *out,
+                      size_t cap, size_t *outlen)
+{
         size_t total = len + (a->mode == VEIL_AEAD_SIV ? VEIL_AEAD_TAG_LEN
                                                        : VEIL_AEAD_OVERHEAD);
         int rc;
 
-        if (len > VEIL_AEAD_MAX_LEN || cap < total)
+        if (len > VEIL_AEAD_MAX_LEN || cap < total ||
+            ad_len > VEIL_AEAD_MAX_LEN || (ad_len && a->mode != VEIL_AEAD_GCM))
                 return VEIL_EINVAL;
         rc = a->mode == VEIL_AEAD_SIV ? siv_seal(a, in, len, out)
-                                      : gcm_seal(a, in, len, out);
+                                      : gcm_seal(a, ad, ad_len, in, len, out);
         if (rc) {
                 veil_cleanse(out, total);
                 return rc;
@@ -678,8 +688,9 @@ static int siv_open(struct veil_aead *a, const unsigned char v[16],
         return CRYPTO_memcmp(check, v, 16) ? VEIL_EDATA : 0;
 }
 
-static int gcm_open(struct veil_aead *a, const unsigned char *nonce,
-                    unsigned char tag[16], unsigned char *out, size_t ctlen)
+static int gcm_open(struct veil_aead *a, const unsigned char *ad, size_t ad_len,
+                    const unsigned char *nonce, unsigned char tag[16],
+                    unsigned char *out, size_t ctlen)
 {
         unsigned char scratch[16];
         int n = 0, fin = 0;
@@ -687,6 +698,8 @@ static int gcm_open(struct veil_aead *a, const unsigned char *nonce,
         if (EVP_DecryptInit_ex2(a->dec, NULL, NULL, nonce, NULL) != 1 ||
             EVP_CIPHER_CTX_ctrl(a->dec, EVP_CTRL_AEAD_SET_TAG,
                                 VEIL_AEAD_TAG_LEN, tag) != 1)
+                return VEIL_EIO;
+        if (ad_len && EVP_DecryptUpdate(a->dec, NULL, &n, ad, (int)ad_len) != 1)
                 return VEIL_EIO;
         if (ctlen &&
             (EVP_DecryptUpdate(a->dec, out, &n, out, (int)ctlen) != 1 ||
@@ -701,9 +714,19 @@ static int gcm_open(struct veil_aead *a, const unsigned char *nonce,
 int veil_aead_open(struct veil_aead *a, const unsigned char *in, size_t len,
                    unsigned char *out, size_t cap, size_t *outlen)
 {
+        return veil_aead_open_ad(a, NULL, 0, in, len, out, cap, outlen);
+}
+
+int veil_aead_open_ad(struct veil_aead *a, const void *ad, size_t ad_len,
+                      const unsigned char *in, size_t len, unsigned char *out,
+                      size_t cap, size_t *outlen)
+{
         unsigned char head[VEIL_AEAD_GCM_NONCE_LEN], tag[VEIL_AEAD_TAG_LEN];
         size_t ctlen;
         int rc;
+
+        if (ad_len > VEIL_AEAD_MAX_LEN || (ad_len && a->mode != VEIL_AEAD_GCM))
+                return VEIL_EINVAL;
 
         if (a->mode == VEIL_AEAD_SIV) {
                 if (len < VEIL_AEAD_TAG_LEN)
@@ -728,8 +751,9 @@ int veil_aead_open(struct veil_aead *a, const unsigned char *in, size_t len,
                                 (a->mode == VEIL_AEAD_GCM ? VEIL_AEAD_TAG_LEN
                                                           : 0),
                         ctlen);
-        rc = a->mode == VEIL_AEAD_SIV ? siv_open(a, tag, out, ctlen)
-                                      : gcm_open(a, head, tag, out, ctlen);
+        rc = a->mode == VEIL_AEAD_SIV
+                     ? siv_open(a, tag, out, ctlen)
+                     : gcm_open(a, ad, ad_len, head, tag, out, ctlen);
         if (rc) {
                 veil_cleanse(out, ctlen);
                 return rc;
@@ -853,5 +877,121 @@ int veil_aead_init_derived(struct veil_aead *a, enum veil_aead_mode mode,
         if (!rc)
                 rc = veil_aead_init(a, mode, key, key_len, errstr, errstr_size);
         veil_cleanse(key, sizeof(key));
+        return rc;
+}
+
+/* ---- AES-256-GCM under epoch keys ------------------------------------------
+ */
+
+#define EPOCH_INFO "veil:gcm-epoch"
+
+/* The epoch key of `salt`: HKDF-SHA256(base, salt, EPOCH_INFO). */
+static int epoch_key(const unsigned char base[VEIL_AEAD_GCM_KEY_LEN],
+                     const unsigned char salt[VEIL_GCM_EPOCH_SALT_LEN],
+                     struct veil_aead *a, char *errstr, size_t errstr_size)
+{
+        unsigned char key[VEIL_AEAD_GCM_KEY_LEN];
+        int rc;
+
+        rc = veil_hkdf_sha256(base, VEIL_AEAD_GCM_KEY_LEN, salt,
+                              VEIL_GCM_EPOCH_SALT_LEN, EPOCH_INFO,
+                              strlen(EPOCH_INFO), key, sizeof(key), errstr,
+                              errstr_size);
+        if (!rc)
+                rc = veil_aead_init(a, VEIL_AEAD_GCM, key, sizeof(key), errstr,
+                                    errstr_size);
+        veil_cleanse(key, sizeof(key));
+        return rc;
+}
+
+/* A fresh random salt and its key. */
+static int epoch_next(struct veil_gcm_epochs *g, char *errstr,
+                      size_t errstr_size)
+{
+        struct veil_aead next;
+        unsigned char salt[VEIL_GCM_EPOCH_SALT_LEN];
+        int rc;
+
+        if (RAND_bytes(salt, sizeof(salt)) != 1)
+                return veil_errf(errstr, errstr_size, VEIL_EIO,
+                                 "AES-256-GCM epoch: RAND_bytes failed");
+        rc = epoch_key(g->base, salt, &next, errstr, errstr_size);
+        if (rc)
+                return rc;
+        if (g->keyed)
+                veil_aead_destroy(&g->aead);
+        g->aead = next;
+        memcpy(g->salt, salt, sizeof(salt));
+        g->keyed  = true;
+        g->sealed = 0;
+        return 0;
+}
+
+int veil_gcm_epochs_init(struct veil_gcm_epochs *g,
+                         const unsigned char base[VEIL_AEAD_GCM_KEY_LEN],
+                         char *errstr, size_t errstr_size)
+{
+        int rc;
+
+        memset(g, 0, sizeof(*g));
+        memcpy(g->base, base, VEIL_AEAD_GCM_KEY_LEN);
+        rc = epoch_next(g, errstr, errstr_size);
+        if (rc)
+                veil_gcm_epochs_destroy(g);
+        return rc;
+}
+
+void veil_gcm_epochs_destroy(struct veil_gcm_epochs *g)
+{
+        if (!g)
+                return;
+        if (g->keyed)
+                veil_aead_destroy(&g->aead);
+        veil_cleanse(g, sizeof(*g));
+}
+
+int veil_gcm_epochs_seal(struct veil_gcm_epochs *g, const void *ad,
+                         size_t ad_len, const void *in, size_t len,
+                         unsigned char *out, size_t cap, size_t *outlen)
+{
+        size_t n;
+        int rc;
+
+        if (cap < VEIL_GCM_EPOCH_SALT_LEN)
+                return VEIL_EINVAL;
+        /* Rare (once per VEIL_GCM_EPOCH_MAX messages): the only
+         * allocation on this path. */
+        if (g->sealed >= VEIL_GCM_EPOCH_MAX && epoch_next(g, NULL, 0))
+                return VEIL_EIO;
+        rc = veil_aead_seal_ad(&g->aead, ad, ad_len, in, len,
+                               out + VEIL_GCM_EPOCH_SALT_LEN,
+                               cap - VEIL_GCM_EPOCH_SALT_LEN, &n);
+        if (rc)
+                return rc;
+        memcpy(out, g->salt, VEIL_GCM_EPOCH_SALT_LEN);
+        g->sealed++;
+        *outlen = VEIL_GCM_EPOCH_SALT_LEN + n;
+        return 0;
+}
+
+int veil_gcm_epochs_open(struct veil_gcm_epochs *g, const void *ad,
+                         size_t ad_len, const unsigned char *in, size_t len,
+                         unsigned char *out, size_t cap, size_t *outlen)
+{
+        struct veil_aead other;
+        int rc;
+
+        if (len < VEIL_GCM_EPOCH_SALT_LEN + VEIL_AEAD_OVERHEAD)
+                return VEIL_EINVAL;
+        if (g->keyed && !CRYPTO_memcmp(in, g->salt, VEIL_GCM_EPOCH_SALT_LEN))
+                return veil_aead_open_ad(
+                        &g->aead, ad, ad_len, in + VEIL_GCM_EPOCH_SALT_LEN,
+                        len - VEIL_GCM_EPOCH_SALT_LEN, out, cap, outlen);
+        /* Another epoch (another worker, an earlier run): its key once. */
+        if (epoch_key(g->base, in, &other, NULL, 0))
+                return VEIL_EIO;
+        rc = veil_aead_open_ad(&other, ad, ad_len, in + VEIL_GCM_EPOCH_SALT_LEN,
+                               len - VEIL_GCM_EPOCH_SALT_LEN, out, cap, outlen);
+        veil_aead_destroy(&other);
         return rc;
 }

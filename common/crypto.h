@@ -2,6 +2,7 @@
 #ifndef VEIL_COMMON_CRYPTO_H
 #define VEIL_COMMON_CRYPTO_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -129,6 +130,62 @@ int veil_aead_seal(struct veil_aead *a, const void *in, size_t len,
  * (decrypt in place); otherwise they must not overlap. */
 int veil_aead_open(struct veil_aead *a, const unsigned char *in, size_t len,
                    unsigned char *out, size_t cap, size_t *outlen);
+
+/* The same with associated data (`ad`, GCM only: VEIL_EINVAL for SIV
+ * when ad_len > 0): the data is authenticated, not sealed, so a sealed
+ * message opens only beside the same `ad` (e.g. a dead letter's headers).
+ * veil_aead_seal / _open are these with no associated data. */
+int veil_aead_seal_ad(struct veil_aead *a, const void *ad, size_t ad_len,
+                      const void *in, size_t len, unsigned char *out,
+                      size_t cap, size_t *outlen);
+int veil_aead_open_ad(struct veil_aead *a, const void *ad, size_t ad_len,
+                      const unsigned char *in, size_t len, unsigned char *out,
+                      size_t cap, size_t *outlen);
+
+/* AES-256-GCM under epoch keys: the lifetime bound of a GCM key.
+ * With random 96-bit nonces, NIST SP 800-38D allows at most 2^32
+ * messages under one key (the chance that two nonces collide, which
+ * loses the authentication key, must stay below 2^-32): at 100k
+ * encryptions/s that is half a day for one key shared by every worker and
+ * every restart. So a base key is never used directly: each epoch
+ * draws a random 16-byte salt and seals under HKDF-SHA256(base, salt,
+ * "veil:gcm-epoch"). An epoch ends when its owner is created (every
+ * worker, thread, restart and reload starts its own) and after
+ * VEIL_GCM_EPOCH_MAX messages (2^28: the collision chance per epoch is
+ * then about 2^56 / 2^97 = 2^-41). The salt travels in front of the sealed
+ * message, so any holder of the base key opens any epoch's messages.
+ * Sealed layout: salt(16) | nonce(12) | ciphertext | tag(16).
+ * Not thread-safe: one per thread. */
+#define VEIL_GCM_EPOCH_SALT_LEN 16
+#define VEIL_GCM_EPOCH_MAX ((uint64_t)1 << 28)
+#define VEIL_GCM_EPOCH_OVERHEAD (VEIL_GCM_EPOCH_SALT_LEN + VEIL_AEAD_OVERHEAD)
+
+struct veil_gcm_epochs {
+        unsigned char base[VEIL_AEAD_GCM_KEY_LEN];
+        unsigned char salt[VEIL_GCM_EPOCH_SALT_LEN];
+        struct veil_aead aead; /* this epoch's key */
+        uint64_t sealed;       /* messages sealed in this epoch */
+        bool keyed;
+};
+
+/* Copies `base` and starts an epoch. 0, or VEIL_EIO with errstr; on
+ * error `g` needs no destroy. Allocates. */
+int veil_gcm_epochs_init(struct veil_gcm_epochs *g,
+                         const unsigned char base[VEIL_AEAD_GCM_KEY_LEN],
+                         char *errstr, size_t errstr_size);
+/* Wipes the keys. Safe on a zeroed struct. */
+void veil_gcm_epochs_destroy(struct veil_gcm_epochs *g);
+/* Seals into out (cap ≥ len + VEIL_GCM_EPOCH_OVERHEAD). Errors as
+ * veil_aead_seal_ad. Allocation-free except when an epoch ends. */
+int veil_gcm_epochs_seal(struct veil_gcm_epochs *g, const void *ad,
+                         size_t ad_len, const void *in, size_t len,
+                         unsigned char *out, size_t cap, size_t *outlen);
+/* Opens a message of any epoch (another epoch's key is derived for the
+ * call: allocates). Errors as veil_aead_open_ad; `out` may be `in`
+ * (decrypt in place), else they must not overlap. */
+int veil_gcm_epochs_open(struct veil_gcm_epochs *g, const void *ad,
+                         size_t ad_len, const unsigned char *in, size_t len,
+                         unsigned char *out, size_t cap, size_t *outlen);
 
 /* Keys `h` / `a` with HKDF-SHA256(master, no salt, info) (a 32-byte HMAC
  * key; the mode's key length for AEAD), wiping the derived key after use:

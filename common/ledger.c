@@ -9,7 +9,9 @@
 #include <string.h>
 
 #include <jansson.h>
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
+#include "config.h"
 
 #include "util.h"
 #include "veil.h"
@@ -383,6 +385,8 @@ fill:
 
 #define ERASURE_INFO_ID "veil:erasure:id"
 #define ERASURE_INFO_SEAL "veil:erasure:seal"
+#define ERASURE_INFO_MAC "veil:erasure:mac"
+#define ERASURE_MAC_LABEL "veil-erasure-v2"
 
 static bool key_id_valid(const char *id, size_t len)
 {
@@ -426,6 +430,10 @@ int veil_erasure_keys_init(struct veil_erasure_keys *ek,
                                     ERASURE_INFO_ID, errstr, errstr_size);
         if (rc)
                 goto err;
+        rc = veil_hmac_init_derived(&ek->mac, master, master_len,
+                                    ERASURE_INFO_MAC, errstr, errstr_size);
+        if (rc)
+                goto err;
         rc = veil_aead_init_derived(&ek->seal, VEIL_AEAD_GCM, master,
                                     master_len, ERASURE_INFO_SEAL, errstr,
                                     errstr_size);
@@ -434,8 +442,51 @@ int veil_erasure_keys_init(struct veil_erasure_keys *ek,
         return 0;
 err:
         veil_hmac_cleanse(&ek->id);
+        veil_hmac_cleanse(&ek->mac);
         memset(ek, 0, sizeof(*ek));
         return rc;
+}
+
+int veil_erasure_keys_init_config(struct veil_erasure_keys *ek,
+                                  const struct veil_config *config,
+                                  char *errstr, size_t errstr_size)
+{
+        int rc;
+
+        rc = veil_erasure_keys_init(ek, config->keys.key, config->keys.key_len,
+                                    config->keys.key_id, errstr, errstr_size);
+        if (rc)
+                return rc;
+        ek->allow_plaintext = config->erasure.allow_plaintext;
+        ek->config          = config;
+        return 0;
+}
+
+/* The request's MAC, "<key_id>:" + base64url, NUL-terminated into out
+ * (cap ≥ VEIL_ERASURE_KEY_HASH_MAX + 1). */
+static void erasure_mac(const struct veil_erasure_keys *ek,
+                        const char *request_id, int64_t requested_at_ms,
+                        const char *key_field, size_t key_field_len, char *out,
+                        size_t cap)
+{
+        unsigned char mac[VEIL_SHA256_LEN];
+        size_t head, total, n;
+        char *msg;
+
+        head  = strlen(ERASURE_MAC_LABEL) + strlen(request_id) + 24;
+        total = head + key_field_len;
+        msg   = veil_malloc(total + 1);
+        n     = (size_t)snprintf(msg, head, "%s\n%s\n%" PRId64 "\n",
+                                 ERASURE_MAC_LABEL, request_id, requested_at_ms);
+        memcpy(msg + n, key_field, key_field_len);
+        veil_hmac_sha256(&ek->mac, msg, n + key_field_len, mac);
+        veil_cleanse(msg, n + key_field_len);
+        free(msg);
+        memcpy(out, ek->key_id, ek->key_id_len);
+        out[ek->key_id_len] = ':';
+        veil_b64url_encode(mac, sizeof(mac), out + ek->key_id_len + 1,
+                           cap - ek->key_id_len - 2, &n);
+        out[ek->key_id_len + 1 + n] = 0;
 }
 
 void veil_erasure_keys_destroy(struct veil_erasure_keys *ek)
@@ -443,6 +494,7 @@ void veil_erasure_keys_destroy(struct veil_erasure_keys *ek)
         if (!ek)
                 return;
         veil_hmac_cleanse(&ek->id);
+        veil_hmac_cleanse(&ek->mac);
         veil_aead_destroy(&ek->seal);
         memset(ek, 0, sizeof(*ek));
 }
@@ -510,7 +562,7 @@ int veil_erasure_request_encode(struct veil_erasure_keys *ek, const void *key,
                                 size_t errstr_size)
 {
         unsigned char *sealed = NULL;
-        char *tok = NULL, *s = NULL;
+        char *tok = NULL, *s = NULL, mac[VEIL_ERASURE_KEY_HASH_MAX + 1];
         size_t slen, cap, tlen, n;
         json_t *obj = NULL;
         int rc      = VEIL_EINVAL;
@@ -546,9 +598,11 @@ int veil_erasure_request_encode(struct veil_erasure_keys *ek, const void *key,
                 goto out;
         }
         tok[ek->key_id_len + 3 + n] = 0;
-        obj = json_pack("{s:i, s:s, s:I, s:s}", "v", 1, "key_sealed", tok,
+        erasure_mac(ek, request_id, requested_at_ms, tok, strlen(tok), mac,
+                    sizeof(mac));
+        obj = json_pack("{s:i, s:s, s:I, s:s, s:s}", "v", 2, "key_sealed", tok,
                         "requested_at", (json_int_t)requested_at_ms,
-                        "request_id", request_id);
+                        "request_id", request_id, "mac", mac);
         if (!obj) {
                 rc = veil_errf(errstr, errstr_size, VEIL_EINVAL,
                                "erasure: building the request failed");
@@ -604,7 +658,7 @@ static int erasure_unseal(struct veil_erasure_keys *ek, const char *tok,
         if (idlen != ek->key_id_len || memcmp(tok, ek->key_id, idlen))
                 return veil_errf(errstr, errstr_size, VEIL_EAUTH,
                                  "erasure: key_sealed is sealed under key id "
-                                 "'%.*s', this config has '%s'",
+                                 "'%.*s', this keyring has '%s'",
                                  (int)idlen, tok, ek->key_id);
         blen = len - idlen - 3;
         raw  = veil_malloc(blen ? blen : 1);
@@ -635,14 +689,38 @@ static int erasure_unseal(struct veil_erasure_keys *ek, const char *tok,
         return 0;
 }
 
+/* The key id a request's key_sealed names, or NULL. */
+static const char *sealed_key_id(json_t *doc, size_t *len)
+{
+        json_t *ks = json_object_get(doc, "key_sealed");
+        const char *s, *c;
+
+        if (!json_is_string(ks))
+                return NULL;
+        s = json_string_value(ks);
+        c = strchr(s, ':');
+        if (!c)
+                return NULL;
+        *len = (size_t)(c - s);
+        return s;
+}
+
+static int decode_with(struct veil_erasure_keys *ek, json_t *doc,
+                       struct veil_erasure_request *req, char *errstr,
+                       size_t errstr_size);
+
 int veil_erasure_request_decode(struct veil_erasure_keys *ek, const void *value,
                                 size_t value_len,
                                 struct veil_erasure_request *req, char *errstr,
                                 size_t errstr_size)
 {
-        json_t *doc = NULL, *v, *k, *ks, *at, *id;
+        struct veil_erasure_keys older;
+        const struct veil_key *key;
+        const char *kid;
+        size_t kid_len = 0;
+        json_t *doc, *k;
         json_error_t jerr;
-        int rc = VEIL_EDATA;
+        int rc;
 
         memset(req, 0, sizeof(*req));
         if (!value || !value_len || value_len > VEIL_ERASURE_VALUE_MAX)
@@ -657,18 +735,59 @@ int veil_erasure_request_decode(struct veil_erasure_keys *ek, const void *value,
                 rc = veil_errf(errstr, errstr_size, VEIL_EDATA,
                                "erasure: request is not a JSON object%s",
                                doc ? "" : " (does not parse)");
-                goto err;
+                json_decref(doc);
+                return rc;
         }
+        kid = sealed_key_id(doc, &kid_len);
+        /* Sealed under an older key of the ring: that key's erasure keys,
+         * for this one request (erasures are rare). */
+        if (kid && ek->config &&
+            (kid_len != ek->key_id_len || memcmp(kid, ek->key_id, kid_len)) &&
+            (key = veil_keyring_find(ek->config, kid, kid_len)) && key->key) {
+                rc = veil_erasure_keys_init(&older, key->key, key->len, key->id,
+                                            errstr, errstr_size);
+                if (!rc) {
+                        older.allow_plaintext = ek->allow_plaintext;
+                        rc = decode_with(&older, doc, req, errstr, errstr_size);
+                        veil_erasure_keys_destroy(&older);
+                }
+        } else {
+                rc = decode_with(ek, doc, req, errstr, errstr_size);
+        }
+        /* jansson keeps its own copy of a key in clear: wipe it. */
+        if ((k = json_object_get(doc, "key")) && json_is_string(k))
+                veil_cleanse((void *)json_string_value(k),
+                             json_string_length(k));
+        json_decref(doc);
+        if (rc)
+                veil_erasure_request_clear(req);
+        return rc;
+}
+
+static int decode_with(struct veil_erasure_keys *ek, json_t *doc,
+                       struct veil_erasure_request *req, char *errstr,
+                       size_t errstr_size)
+{
+        char want[VEIL_ERASURE_KEY_HASH_MAX + 1];
+        json_t *v, *k, *ks, *at, *id, *mac;
+        const char *kid;
+        size_t kid_len     = 0;
+        json_int_t version = 1;
+        int rc             = VEIL_EDATA;
+
         v = json_object_get(doc, "v");
-        if (v && (!json_is_integer(v) || json_integer_value(v) != 1)) {
+        if (v && json_is_integer(v))
+                version = json_integer_value(v);
+        if (v && (!json_is_integer(v) || version < 1 || version > 2)) {
                 rc = veil_errf(errstr, errstr_size, VEIL_EDATA,
                                "erasure: unknown request format version");
                 goto err;
         }
-        k  = json_object_get(doc, "key");
-        ks = json_object_get(doc, "key_sealed");
-        at = json_object_get(doc, "requested_at");
-        id = json_object_get(doc, "request_id");
+        k   = json_object_get(doc, "key");
+        ks  = json_object_get(doc, "key_sealed");
+        at  = json_object_get(doc, "requested_at");
+        id  = json_object_get(doc, "request_id");
+        mac = json_object_get(doc, "mac");
         if (!k == !ks) {
                 rc = veil_errf(errstr, errstr_size, VEIL_EDATA,
                                "erasure: request needs exactly one of "
@@ -692,11 +811,53 @@ int veil_erasure_request_decode(struct veil_erasure_keys *ek, const void *value,
         req->requested_at_ms = json_integer_value(at);
         snprintf(req->request_id, sizeof(req->request_id), "%s",
                  json_string_value(id));
+        if (k && !ek->allow_plaintext) {
+                rc = veil_errf(errstr, errstr_size, VEIL_EAUTH,
+                               "erasure: a request with the key in clear "
+                               "('key') is not authenticated and is refused "
+                               "(erasure.allow_plaintext is false); send it "
+                               "with `veil erase`");
+                goto err;
+        }
         if (ks) {
                 if (!json_is_string(ks)) {
                         rc = veil_errf(errstr, errstr_size, VEIL_EDATA,
                                        "erasure: 'key_sealed' must be a "
                                        "string");
+                        goto err;
+                }
+                kid = sealed_key_id(doc, &kid_len);
+                if (kid && veil_key_id_valid(kid, kid_len) &&
+                    (kid_len != ek->key_id_len ||
+                     memcmp(kid, ek->key_id, kid_len))) {
+                        rc = veil_errf(errstr, errstr_size, VEIL_EAUTH,
+                                       "erasure: key_sealed is sealed under "
+                                       "key id '%.*s', which this keyring "
+                                       "does not hold (active: '%s')",
+                                       (int)kid_len, kid, ek->key_id);
+                        goto err;
+                }
+                /* The MAC first: an unauthenticated request is never
+                 * opened. */
+                if (!mac || !json_is_string(mac)) {
+                        rc = veil_errf(errstr, errstr_size, VEIL_EAUTH,
+                                       "erasure: the request carries no "
+                                       "'mac' (format v%d; requests must be "
+                                       "made by `veil erase` with the "
+                                       "master key)",
+                                       (int)version);
+                        goto err;
+                }
+                erasure_mac(ek, req->request_id, req->requested_at_ms,
+                            json_string_value(ks), json_string_length(ks), want,
+                            sizeof(want));
+                if (json_string_length(mac) != strlen(want) ||
+                    CRYPTO_memcmp(json_string_value(mac), want, strlen(want))) {
+                        rc = veil_errf(errstr, errstr_size, VEIL_EAUTH,
+                                       "erasure: the request's 'mac' does "
+                                       "not authenticate (forged or "
+                                       "altered, or made with another "
+                                       "master key)");
                         goto err;
                 }
                 rc = erasure_unseal(ek, json_string_value(ks),
@@ -717,17 +878,8 @@ int veil_erasure_request_decode(struct veil_erasure_keys *ek, const void *value,
                 req->key     = veil_malloc(req->key_len);
                 memcpy(req->key, json_string_value(k), req->key_len);
         }
-        /* jansson keeps its own copy of the decoded key: wipe it. */
-        if (k && json_is_string(k))
-                veil_cleanse((void *)json_string_value(k),
-                             json_string_length(k));
-        json_decref(doc);
         return 0;
 err:
-        if (doc && (k = json_object_get(doc, "key")) && json_is_string(k))
-                veil_cleanse((void *)json_string_value(k),
-                             json_string_length(k));
-        json_decref(doc);
         veil_erasure_request_clear(req);
         return rc;
 }

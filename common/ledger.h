@@ -151,17 +151,25 @@ void veil_ledger_batch_clear(struct veil_ledger_batch *b);
  *     stable for a key, so repeated requests land on one partition and a
  *     worker (and the audit) can name a key without holding it; keyed, so
  *     a low-entropy id (a customer number) cannot be found by guessing.
- *   value = JSON {"v": 1, "key_sealed": "<key_id>:g:" + base64url(nonce |
+ *   value = JSON {"v": 2, "key_sealed": "<key_id>:g:" + base64url(nonce |
  *     AES-256-GCM(K_seal, subject key) | tag), "requested_at": ms,
- *     "request_id": "<uuid v4>"}
+ *     "request_id": "<uuid v4>", "mac": "<key_id>:" + base64url(
+ *     HMAC-SHA256(K_mac, "veil-erasure-v2\n" request_id "\n" requested_at
+ *     "\n" key_sealed))}
  *     The subject key must reach the worker, which transforms it as each
  *     purpose does, but whoever can read the erasure topic should not learn
  *     who asked to be forgotten: it travels sealed with a key derived from
- *     Veil's master key. Requests from other tools may carry it in clear
- *     as {"key": "..."} instead (a UTF-8 string); decode accepts either.
- * K_id and K_seal: HKDF-SHA256 of the master key (no salt), infos
- * "veil:erasure:id" and "veil:erasure:seal", which no purpose's key infos
- * ("veil:hash:…", "veil:encrypt:…") can equal. */
+ *     Veil's master key. The MAC binds the request id and time to it, so
+ *     that only a holder of the master key can ask for an erasure: anyone
+ *     who may write to the topic could otherwise tombstone any subject.
+ *     A request without a valid MAC is refused (VEIL_EAUTH).
+ *     Requests from other tools may carry the key in clear as
+ *     {"key": "..."} (a UTF-8 string, no MAC needed): refused unless the
+ *     keys say allow_plaintext (config `erasure: { allow_plaintext: true }`),
+ *     because such a request is not authenticated at all.
+ * K_id, K_seal and K_mac: HKDF-SHA256 of the master key (no salt), infos
+ * "veil:erasure:id", "veil:erasure:seal" and "veil:erasure:mac", which no
+ * purpose's key infos ("veil:hash:…", "veil:encrypt:…") can equal. */
 
 #define VEIL_ERASURE_KEY_HASH_MAX                                              \
         (VEIL_TX_KEY_ID_MAX + 1 + VEIL_TX_HASH_B64_LEN)
@@ -169,11 +177,18 @@ void veil_ledger_batch_clear(struct veil_ledger_batch *b);
 /* Longest request value decode accepts. */
 #define VEIL_ERASURE_VALUE_MAX (256u * 1024u)
 
+struct veil_config;
+
 struct veil_erasure_keys {
         char key_id[VEIL_TX_KEY_ID_MAX + 1];
         size_t key_id_len;
         struct veil_hmac id;
+        struct veil_hmac mac;
         struct veil_aead seal; /* GCM: one per thread */
+        bool allow_plaintext;  /* accept {"key": …} requests */
+        /* With veil_erasure_keys_init_config: the config whose keyring
+         * opens requests sealed under a key that is no longer active. */
+        const struct veil_config *config;
 };
 
 /* Derives the keys from the master key (>= 32 bytes). Returns 0 or
@@ -182,6 +197,11 @@ int veil_erasure_keys_init(struct veil_erasure_keys *ek,
                            const unsigned char *master, size_t master_len,
                            const char *key_id, char *errstr,
                            size_t errstr_size);
+/* The same with config's active key, its keyring for requests sealed
+ * under older keys, and erasure.allow_plaintext. config must outlive ek. */
+int veil_erasure_keys_init_config(struct veil_erasure_keys *ek,
+                                  const struct veil_config *config,
+                                  char *errstr, size_t errstr_size);
 void veil_erasure_keys_destroy(struct veil_erasure_keys *ek);
 
 /* The record key of a subject key (NUL-terminated, < cap). Returns 0 or
@@ -210,8 +230,9 @@ struct veil_erasure_request {
 };
 
 /* Decodes a request value. Returns 0, or VEIL_EDATA (not the format),
- * VEIL_EAUTH (sealed under another key id, or does not authenticate)
- * with errstr naming fields, never values. */
+ * VEIL_EAUTH (sealed under a key id this ring lacks, does not
+ * authenticate, no or a wrong MAC, or in clear while plaintext requests
+ * are not allowed) with errstr naming fields, never values. */
 int veil_erasure_request_decode(struct veil_erasure_keys *ek, const void *value,
                                 size_t value_len,
                                 struct veil_erasure_request *req, char *errstr,

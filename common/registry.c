@@ -1188,6 +1188,52 @@ static int reg_file_open(struct veil_registry *reg, const char *url,
 
 /* ---- public API ---- */
 
+bool veil_registry_url_insecure(const char *url)
+{
+        const char *host, *end, *at, *slash;
+        char name[256];
+        size_t n;
+
+        if (!url || strncasecmp(url, "http://", 7))
+                return false;
+        host  = url + 7;
+        slash = strchr(host, '/');
+        end   = slash ? slash : host + strlen(host);
+        /* user:pass@ is not the host. */
+        at = memchr(host, '@', (size_t)(end - host));
+        while (at) {
+                host = at + 1;
+                at   = memchr(host, '@', (size_t)(end - host));
+        }
+        if (*host == '[') {
+                const char *close = memchr(host, ']', (size_t)(end - host));
+
+                if (!close)
+                        return true;
+                n = (size_t)(close - host - 1);
+                host++;
+        } else {
+                const char *colon = memchr(host, ':', (size_t)(end - host));
+
+                n = (size_t)((colon ? colon : end) - host);
+        }
+        if (!n || n >= sizeof(name))
+                return true;
+        memcpy(name, host, n);
+        name[n] = '\0';
+        if (!strcasecmp(name, "localhost") || !strcmp(name, "::1"))
+                return false;
+        if (!strncmp(name, "127.", 4)) {
+                const char *p;
+
+                for (p = name + 4; *p; p++)
+                        if (!((*p >= '0' && *p <= '9') || *p == '.'))
+                                return true;
+                return false;
+        }
+        return true;
+}
+
 struct veil_registry *veil_registry_new(const struct veil_registry_opts *opts,
                                         char *errstr, size_t errstr_size)
 {
@@ -1196,6 +1242,13 @@ struct veil_registry *veil_registry_new(const struct veil_registry_opts *opts,
         if (!opts || !opts->url || !*opts->url) {
                 veil_errf(errstr, errstr_size, VEIL_ECONFIG,
                           "registry.url: missing");
+                return NULL;
+        }
+        if (!opts->allow_insecure && veil_registry_url_insecure(opts->url)) {
+                veil_errf(errstr, errstr_size, VEIL_ECONFIG,
+                          "registry.url: plain http:// to a host other than "
+                          "this one (loopback): use https://, or set "
+                          "registry.allow_insecure: true");
                 return NULL;
         }
         reg = veil_calloc(1, sizeof(*reg));

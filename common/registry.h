@@ -24,6 +24,11 @@ struct veil_registry;
  *    DIR/.veil-registry.json keeps ids stable across runs.
  * opts is copied. Returns NULL with errstr on a bad URL or missing directory.
  */
+/* Is `url` plain http:// to a host that is not loopback (localhost,
+ * 127.0.0.0/8, ::1)? Such a registry is refused unless
+ * registry.allow_insecure: schemas decide what each purpose receives. */
+bool veil_registry_url_insecure(const char *url);
+
 struct veil_registry *veil_registry_new(const struct veil_registry_opts *opts,
                                         char *errstr, size_t errstr_size);
 void veil_registry_destroy(struct veil_registry *reg);

@@ -95,6 +95,10 @@ int veil_tx_keys_init(struct veil_tx_keys *keys, const unsigned char *master,
                             errstr, errstr_size);
         if (rc)
                 goto err;
+        rc = veil_gcm_epochs_init(&keys->gcm_ep, ek + VEIL_AEAD_SIV_KEY_LEN,
+                                  errstr, errstr_size);
+        if (rc)
+                goto err;
         veil_cleanse(hk, sizeof(hk));
         veil_cleanse(ek, sizeof(ek));
         return 0;
@@ -109,6 +113,7 @@ void veil_tx_keys_destroy(struct veil_tx_keys *keys)
 {
         if (!keys)
                 return;
+        veil_gcm_epochs_destroy(&keys->gcm_ep);
         veil_aead_destroy(&keys->gcm);
         veil_aead_destroy(&keys->siv);
         veil_hmac_cleanse(&keys->hash);
@@ -413,7 +418,18 @@ int veil_tx_prefix(const char *in, size_t len, int prefix, char *out,
 static size_t tx_sealed_len(enum veil_encrypt_mode mode, size_t len)
 {
         return len + (mode == VEIL_ENCRYPT_SIV ? VEIL_AEAD_TAG_LEN
-                                               : VEIL_AEAD_OVERHEAD);
+                                               : VEIL_GCM_EPOCH_OVERHEAD);
+}
+
+/* Seals with the mode's key: SIV, or GCM under this epoch's key. */
+static int tx_seal(struct veil_tx_keys *keys, enum veil_encrypt_mode mode,
+                   const void *in, size_t len, unsigned char *out, size_t cap,
+                   size_t *outlen)
+{
+        if (mode == VEIL_ENCRYPT_SIV)
+                return veil_aead_seal(&keys->siv, in, len, out, cap, outlen);
+        return veil_gcm_epochs_seal(&keys->gcm_ep, NULL, 0, in, len, out, cap,
+                                    outlen);
 }
 
 size_t veil_tx_encrypt_len(const struct veil_tx_keys *keys,
@@ -431,8 +447,6 @@ int veil_tx_encrypt(struct veil_tx_keys *keys, enum veil_encrypt_mode mode,
                     enum veil_encrypt_output output, const void *in, size_t len,
                     void *out, size_t cap, size_t *outlen)
 {
-        struct veil_aead *aead =
-                mode == VEIL_ENCRYPT_SIV ? &keys->siv : &keys->gcm;
         unsigned char *o = out;
         size_t total, sealed, head, n;
         int rc;
@@ -447,11 +461,11 @@ int veil_tx_encrypt(struct veil_tx_keys *keys, enum veil_encrypt_mode mode,
 
         if (output == VEIL_ENCRYPT_OUT_BYTES) {
                 o[0] = mode == VEIL_ENCRYPT_SIV ? VEIL_TX_ENC_BYTES_SIV
-                                                : VEIL_TX_ENC_BYTES_GCM;
+                                                : VEIL_TX_ENC_BYTES_GCM_EPOCH;
                 o[1] = (unsigned char)keys->key_id_len;
                 memcpy(o + 2, keys->key_id, keys->key_id_len);
                 head = 2 + keys->key_id_len;
-                rc   = veil_aead_seal(aead, in, len, o + head, cap - head, &n);
+                rc   = tx_seal(keys, mode, in, len, o + head, cap - head, &n);
                 if (rc)
                         return rc;
                 *outlen = head + n;
@@ -461,11 +475,11 @@ int veil_tx_encrypt(struct veil_tx_keys *keys, enum veil_encrypt_mode mode,
         head = keys->key_id_len + 3;
         memcpy(o, keys->key_id, keys->key_id_len);
         o[keys->key_id_len]     = ':';
-        o[keys->key_id_len + 1] = mode == VEIL_ENCRYPT_SIV ? 's' : 'g';
+        o[keys->key_id_len + 1] = mode == VEIL_ENCRYPT_SIV ? 's' : 'e';
         o[keys->key_id_len + 2] = ':';
         /* Seal at the very end of the token and base64 it in place, so no
          * scratch buffer is needed (see veil_b64url_encode). */
-        rc = veil_aead_seal(aead, in, len, o + total - sealed, sealed, &n);
+        rc = tx_seal(keys, mode, in, len, o + total - sealed, sealed, &n);
         if (rc)
                 return rc;
         rc = veil_b64url_encode(o + total - sealed, sealed, (char *)o + head,
@@ -476,18 +490,46 @@ int veil_tx_encrypt(struct veil_tx_keys *keys, enum veil_encrypt_mode mode,
         return 0;
 }
 
-/* Parsed token: mode, key id and the sealed bytes (decoded into `out`). */
-static int tx_token_parse(const unsigned char *t, size_t len,
-                          enum veil_encrypt_mode *mode, const char **kid,
-                          size_t *kid_len, unsigned char *out, size_t cap,
-                          size_t *sealed_len, char *errstr, size_t errstr_size)
+int veil_tx_token_key_id(const void *token, size_t len, const char **kid,
+                         size_t *kid_len)
+{
+        const unsigned char *t = token;
+        size_t n;
+
+        if (len >= 2 &&
+            (t[0] == VEIL_TX_ENC_BYTES_SIV || t[0] == VEIL_TX_ENC_BYTES_GCM ||
+             t[0] == VEIL_TX_ENC_BYTES_GCM_EPOCH)) {
+                n = t[1];
+                if (n == 0 || 2 + n > len ||
+                    tx_key_id_span((const char *)t + 2, n) != n)
+                        return VEIL_EINVAL;
+                *kid     = (const char *)t + 2;
+                *kid_len = n;
+                return 0;
+        }
+        n = tx_key_id_span((const char *)t, len);
+        if (n == 0 || n >= len || t[n] != ':')
+                return VEIL_EINVAL;
+        *kid     = (const char *)t;
+        *kid_len = n;
+        return 0;
+}
+
+/* Parsed token: form ('s', 'g' version 1 GCM, 'e' epoch GCM), key id and
+ * the sealed bytes (decoded into `out`). */
+static int tx_token_parse(const unsigned char *t, size_t len, char *form,
+                          const char **kid, size_t *kid_len, unsigned char *out,
+                          size_t cap, size_t *sealed_len, char *errstr,
+                          size_t errstr_size)
 {
         size_t n;
 
         if (len >= 2 &&
-            (t[0] == VEIL_TX_ENC_BYTES_SIV || t[0] == VEIL_TX_ENC_BYTES_GCM)) {
-                *mode = t[0] == VEIL_TX_ENC_BYTES_SIV ? VEIL_ENCRYPT_SIV
-                                                      : VEIL_ENCRYPT_GCM;
+            (t[0] == VEIL_TX_ENC_BYTES_SIV || t[0] == VEIL_TX_ENC_BYTES_GCM ||
+             t[0] == VEIL_TX_ENC_BYTES_GCM_EPOCH)) {
+                *form = t[0] == VEIL_TX_ENC_BYTES_SIV   ? 's'
+                        : t[0] == VEIL_TX_ENC_BYTES_GCM ? 'g'
+                                                        : 'e';
                 n     = t[1];
                 if (n == 0 || 2 + n > len ||
                     tx_key_id_span((const char *)t + 2, n) != n)
@@ -505,11 +547,11 @@ static int tx_token_parse(const unsigned char *t, size_t len,
 
         n = tx_key_id_span((const char *)t, len);
         if (n == 0 || n + 3 > len || t[n] != ':' || t[n + 2] != ':' ||
-            (t[n + 1] != 's' && t[n + 1] != 'g'))
+            (t[n + 1] != 's' && t[n + 1] != 'g' && t[n + 1] != 'e'))
                 goto bad;
         *kid     = (const char *)t;
         *kid_len = n;
-        *mode    = t[n + 1] == 's' ? VEIL_ENCRYPT_SIV : VEIL_ENCRYPT_GCM;
+        *form    = (char)t[n + 1];
         if (veil_b64url_decode((const char *)t + n + 3, len - n - 3, out, cap,
                                sealed_len))
                 goto bad;
@@ -517,20 +559,20 @@ static int tx_token_parse(const unsigned char *t, size_t len,
 bad:
         return veil_errf(errstr, errstr_size, VEIL_EINVAL,
                          "reveal: not a Veil encrypt token (expected "
-                         "KEYID:s:BASE64URL or KEYID:g:BASE64URL)");
+                         "KEYID:s:, KEYID:e: or KEYID:g: and BASE64URL)");
 }
 
 int veil_tx_reveal(struct veil_tx_keys *keys, const void *token, size_t len,
                    void *out, size_t cap, size_t *outlen, char *errstr,
                    size_t errstr_size)
 {
-        enum veil_encrypt_mode mode = VEIL_ENCRYPT_SIV;
-        const char *kid             = NULL;
+        const char *kid = NULL;
         size_t kid_len = 0, sealed = 0, n;
         unsigned char *o = out;
+        char form        = 's';
         int rc;
 
-        rc = tx_token_parse(token, len, &mode, &kid, &kid_len, o, cap, &sealed,
+        rc = tx_token_parse(token, len, &form, &kid, &kid_len, o, cap, &sealed,
                             errstr, errstr_size);
         if (rc)
                 return rc;
@@ -542,8 +584,12 @@ int veil_tx_reveal(struct veil_tx_keys *keys, const void *token, size_t len,
                                  "'%.*s' but the configured key id is '%s'",
                                  (int)kid_len, kid, keys->key_id);
         }
-        rc = veil_aead_open(mode == VEIL_ENCRYPT_SIV ? &keys->siv : &keys->gcm,
-                            o, sealed, o, cap, &n);
+        if (form == 'e')
+                rc = veil_gcm_epochs_open(&keys->gcm_ep, NULL, 0, o, sealed, o,
+                                          cap, &n);
+        else
+                rc = veil_aead_open(form == 's' ? &keys->siv : &keys->gcm, o,
+                                    sealed, o, cap, &n);
         if (rc == VEIL_EDATA)
                 return veil_errf(errstr, errstr_size, VEIL_EDATA,
                                  "reveal: the token does not authenticate "

@@ -33,7 +33,8 @@ struct veil_tx_keys {
         size_t key_id_len;
         struct veil_hmac hash;
         struct veil_aead siv;
-        struct veil_aead gcm;
+        struct veil_aead gcm;          /* opens version-1 'g' tokens only */
+        struct veil_gcm_epochs gcm_ep; /* seals GCM tokens ('e') */
 };
 
 /* Derives a purpose's keys. `master` (≥ 32 bytes) and the strings are only
@@ -117,17 +118,32 @@ int veil_tx_prefix(const char *in, size_t len, int prefix, char *out,
 
 /* String tokens:
  *   SIV: "<key_id>:s:" + base64url(tag(16) | ciphertext), deterministic
- *   GCM: "<key_id>:g:" + base64url(nonce(12) | ciphertext | tag(16))
+ *   GCM: "<key_id>:e:" + base64url(salt(16) | nonce(12) | ciphertext |
+ *        tag(16)), sealed under the epoch key of salt (struct
+ *        veil_gcm_epochs: each worker, thread and restart seals under its
+ *        own key, so random nonces stay far below GCM's 2^32 bound).
+ *   Version 1 GCM tokens, "<key_id>:g:" + base64url(nonce(12) |
+ *   ciphertext | tag(16)) under the purpose's GCM key itself, are no
+ *   longer made but still reveal.
  * Bytes form (`output: bytes`), the same sealed bytes without base64:
- *   mode byte (VEIL_TX_ENC_BYTES_SIV / _GCM), key id length byte, key id,
- *   sealed bytes.
+ *   mode byte (VEIL_TX_ENC_BYTES_SIV / _GCM_EPOCH, or _GCM for version 1),
+ *   key id length byte, key id, sealed bytes.
  * The mode byte is a control character, which never starts a key id, so
  * reveal tells the forms apart. */
 #define VEIL_TX_ENC_BYTES_SIV 0x01
 #define VEIL_TX_ENC_BYTES_GCM 0x02
+#define VEIL_TX_ENC_BYTES_GCM_EPOCH 0x03
 /* Enough for either form of a `len`-byte value. */
 #define VEIL_TX_ENCRYPT_MAX(len)                                               \
-        (VEIL_TX_KEY_ID_MAX + 3 + VEIL_B64URL_LEN((len) + VEIL_AEAD_OVERHEAD))
+        (VEIL_TX_KEY_ID_MAX + 3 +                                              \
+         VEIL_B64URL_LEN((len) + VEIL_GCM_EPOCH_OVERHEAD))
+
+/* The key id a token names (string or bytes form of an encrypt token, or
+ * a hash token): *kid points into `token`. 0, or VEIL_EINVAL when the
+ * token has no well-formed key id. For `veil reveal` to pick the ring key
+ * before it derives anything. */
+int veil_tx_token_key_id(const void *token, size_t len, const char **kid,
+                         size_t *kid_len);
 
 /* The exact output length for this key, mode and output form. */
 size_t veil_tx_encrypt_len(const struct veil_tx_keys *keys,

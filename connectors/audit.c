@@ -25,6 +25,17 @@ int veil_audit_hmac_init(struct veil_hmac *h, const struct veil_config *config,
                                       "veil:audit", errstr, errstr_size);
 }
 
+int veil_audit_hmac_init_key(struct veil_hmac *h, const struct veil_key *key,
+                             char *errstr, size_t errstr_size)
+{
+        if (!key || !key->key)
+                return veil_errf(errstr, errstr_size, VEIL_ECONFIG,
+                                 "audit: key '%s' is not loaded",
+                                 key ? key->id : "");
+        return veil_hmac_init_derived(h, key->key, key->len, "veil:audit",
+                                      errstr, errstr_size);
+}
+
 void veil_audit_mac(const struct veil_hmac *h, const char *key_id,
                     const void *event, size_t len, char *out, size_t size)
 {

@@ -41,6 +41,11 @@
 int veil_audit_hmac_init(struct veil_hmac *h, const struct veil_config *config,
                          char *errstr, size_t errstr_size);
 
+/* The same with one key of the ring (`veil audit verify` checks each
+ * event with the key its veil.mac names). */
+int veil_audit_hmac_init_key(struct veil_hmac *h, const struct veil_key *key,
+                             char *errstr, size_t errstr_size);
+
 /* "KEY_ID:HEX" into out (size ≥ VEIL_AUDIT_MAC_MAX). */
 void veil_audit_mac(const struct veil_hmac *h, const char *key_id,
                     const void *event, size_t len, char *out, size_t size);

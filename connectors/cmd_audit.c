@@ -5,6 +5,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,7 +24,7 @@
 static const struct veil_cmd_help help = {
         "audit", "audit verify -c FILE [--timeout SECONDS]",
         "Check the audit topic's hash chains end to end: every event's MAC "
-        "(made with the\naudit key derived from FILE's master key) and its "
+        "(made with the\naudit key of the ring key its veil.mac names) and its "
         "`prev`, the SHA-256 of the\nprevious event of its chain. Reads "
         "read_committed up to the end offsets the\ntopic had when the check "
         "started. Prints the first breaks with their\ntopic/partition/offset; "
@@ -39,10 +40,17 @@ static const struct veil_cmd_help help = {
         "event when they take a partition over, so segments are rare.\n"
         "exit: 0 intact, 1 broken, 2 usage, config or Kafka error\n"};
 
+/* The audit key of each ring key, derived when an event first names it. */
+struct verify_key {
+        const struct veil_key *key;
+        struct veil_hmac hmac;
+};
+
 struct verify {
         const struct veil_config *config;
         const char *topic;
-        struct veil_hmac hmac;
+        struct verify_key *keys; /* one per ring key, in ring order */
+        bool *keyed;
         const struct veil_reader_part *part; /* being read */
         /* "PARTITION\tCHAIN" -> {"head": hex, "offset": n} */
         json_t *chains;
@@ -90,8 +98,9 @@ static int verify_event(void *opaque, const rd_kafka_message_t *rkm)
         char mac_hdr[VEIL_AUDIT_MAC_MAX], mac[VEIL_AUDIT_MAC_MAX];
         char chain[512], id[600], head[65];
         const char *prev, *kid_end, *reason;
+        const struct veil_key *key;
         json_t *ev = NULL, *st;
-        size_t kid_len;
+        size_t kid_len, ki;
 
         v->events++;
         if (!rkm->key || rkm->key_len == 0 || rkm->key_len >= sizeof(chain)) {
@@ -114,21 +123,41 @@ static int verify_event(void *opaque, const rd_kafka_message_t *rkm)
         }
         kid_end = strchr(mac_hdr, ':');
         kid_len = kid_end ? (size_t)(kid_end - mac_hdr) : 0;
-        if (!kid_end || kid_len != strlen(v->config->keys.key_id) ||
-            memcmp(mac_hdr, v->config->keys.key_id, kid_len)) {
-                /* Not a break we can judge: another key made it. */
-                snprintf(v->fatal, sizeof(v->fatal),
-                         "%s/%" PRId32 "/%" PRId64
-                         ": the MAC was made with key id '%.*s', this "
-                         "config has '%s' (keys.key_id and its key file)",
-                         v->topic, rkm->partition, rkm->offset,
-                         kid_end ? (int)kid_len : 0, mac_hdr,
-                         v->config->keys.key_id);
-                return VEIL_ECONFIG;
+        key = kid_end ? veil_keyring_find(v->config, mac_hdr, kid_len) : NULL;
+        if (!key) {
+                /* Not a break we can judge: a key we do not hold made it
+                 * (an event without a key id is a break, below). */
+                if (kid_end && veil_key_id_valid(mac_hdr, kid_len)) {
+                        snprintf(v->fatal, sizeof(v->fatal),
+                                 "%s/%" PRId32 "/%" PRId64
+                                 ": the MAC was made with key id '%.*s', "
+                                 "which is not in this config's keyring "
+                                 "(keys.ring; a retired key must stay there "
+                                 "while its events are kept)",
+                                 v->topic, rkm->partition, rkm->offset,
+                                 (int)kid_len, mac_hdr);
+                        return VEIL_ECONFIG;
+                }
+                brk(v, rkm, "chain %s: the %s header names no key id", chain,
+                    VEIL_AUDIT_MAC_HEADER);
+                goto next;
         }
-        veil_audit_mac(&v->hmac, v->config->keys.key_id, rkm->payload, rkm->len,
-                       mac, sizeof(mac));
-        if (strcmp(mac, mac_hdr)) {
+        ki = (size_t)(key - v->config->keys.ring);
+        if (!v->keyed[ki]) {
+                char err[512];
+
+                if (veil_audit_hmac_init_key(&v->keys[ki].hmac, key, err,
+                                             sizeof(err))) {
+                        snprintf(v->fatal, sizeof(v->fatal), "%s", err);
+                        return VEIL_ECONFIG;
+                }
+                v->keyed[ki] = true;
+        }
+        veil_audit_mac(&v->keys[ki].hmac, key->id, rkm->payload, rkm->len, mac,
+                       sizeof(mac));
+        /* Constant time: how far a forged MAC matches must not show. */
+        if (strlen(mac) != strlen(mac_hdr) ||
+            CRYPTO_memcmp(mac, mac_hdr, strlen(mac))) {
                 brk(v, rkm,
                     "chain %s: the MAC does not match the event "
                     "(forged or altered)",
@@ -223,10 +252,8 @@ static int verify_run(const struct veil_config *config, int timeout_s)
                                 "(topics.audit)\n");
                 return VEIL_EXIT_USAGE;
         }
-        if (veil_audit_hmac_init(&v.hmac, config, errstr, sizeof(errstr))) {
-                fprintf(stderr, "veil audit: %s\n", errstr);
-                return VEIL_EXIT_USAGE;
-        }
+        v.keys    = veil_calloc(config->keys.n_ring + 1, sizeof(*v.keys));
+        v.keyed   = veil_calloc(config->keys.n_ring + 1, sizeof(*v.keyed));
         v.chains  = json_object();
         v.reasons = json_object();
         rk = veil_reader_consumer(config, "audit-verify", quiet_log, errstr,
@@ -280,7 +307,11 @@ out:
                 rd_kafka_destroy(rk);
         json_decref(v.chains);
         json_decref(v.reasons);
-        veil_hmac_cleanse(&v.hmac);
+        for (i = 0; i < config->keys.n_ring; i++)
+                if (v.keyed[i])
+                        veil_hmac_cleanse(&v.keys[i].hmac);
+        free(v.keys);
+        free(v.keyed);
         return exit_code;
 }
 

@@ -19,9 +19,9 @@
 static const struct veil_cmd_help help = {
         "reveal", "reveal -c FILE [-p PURPOSE] [--hex] TOKEN",
         "Decrypt a token written by the `encrypt` transform and print the "
-        "original value.\nOnly for operators who hold the key: the master key "
-        "of FILE (keys.hmac_key_file or\nVEIL_HMAC_KEY) must be the one the "
-        "token was made with.",
+        "original value.\nOnly for operators who hold the key: the token "
+        "names its key id, and FILE's keyring\n(keys.ring, or "
+        "keys.hmac_key_file / VEIL_HMAC_KEY) must hold that key.",
         "options:\n"
         "  -c, --config FILE    the pipeline whose keys made the token "
         "(required)\n"
@@ -32,7 +32,8 @@ static const struct veil_cmd_help help = {
         "  --hex                TOKEN is the bytes form (`output: bytes`) "
         "written in hex\n"
         "  -h, --help           this help\n"
-        "TOKEN is KEYID:s:… (deterministic) or KEYID:g:… (random nonce); "
+        "TOKEN is KEYID:s:… (deterministic) or KEYID:e:… / KEYID:g:… (random "
+        "nonce); "
         "'-' reads it\nfrom standard input.\n"
         "exit: 0 revealed, 1 the token does not open with these keys or is "
         "malformed,\n      2 usage or config error\n"};
@@ -96,15 +97,15 @@ static int reveal_unhex(char *s, size_t *lenp)
 
 /* Tries one purpose's keys (NULL: the shared keys). Returns the
  * veil_tx_reveal code; on 0 the plaintext is in out. */
-static int reveal_with(const struct veil_config *config, const char *purpose,
+static int reveal_with(const struct veil_config *config,
+                       const struct veil_key *key, const char *purpose,
                        const char *token, size_t len, unsigned char *out,
                        size_t *outlen, char *errstr, size_t errstr_size)
 {
         struct veil_tx_keys keys;
         int rc;
 
-        rc = veil_tx_keys_init(&keys, config->keys.key, config->keys.key_len,
-                               config->keys.key_id, purpose,
+        rc = veil_tx_keys_init(&keys, key->key, key->len, key->id, purpose,
                                config->keys.shared_across_purposes, errstr,
                                errstr_size);
         if (rc)
@@ -142,7 +143,9 @@ int veil_cmd_reveal(int argc, char **argv)
                 {"help", no_argument, NULL, 'h'},
                 {NULL, 0, NULL, 0}};
         struct veil_config_opts opts = {.skip_kafka_check = true};
-        const char *path = NULL, *purpose = NULL, *arg, *sug;
+        const char *path = NULL, *purpose = NULL, *arg, *sug, *kid = NULL;
+        const struct veil_key *key;
+        size_t kid_len             = 0;
         struct veil_config *config = NULL;
         unsigned char *plain       = NULL;
         char *token = NULL, errstr[1024] = "";
@@ -217,10 +220,32 @@ int veil_cmd_reveal(int argc, char **argv)
                 goto out;
         }
 
+        /* The token names its key: any key of the ring opens what it
+         * made, so rotating never strands old tokens. */
+        if (veil_tx_token_key_id(token, len, &kid, &kid_len)) {
+                fprintf(stderr, "veil reveal: not a Veil encrypt token "
+                                "(expected KEYID:s:…, KEYID:e:… or "
+                                "KEYID:g:…)\n");
+                goto out;
+        }
+        key = veil_keyring_find(config, kid, kid_len);
+        if (!key || !key->key) {
+                fprintf(stderr,
+                        "veil reveal: the token was made with key id "
+                        "'%.*s', which is not in the keyring of %s (keys: "
+                        "",
+                        (int)kid_len, kid, path);
+                for (i = 0; i < config->keys.n_ring; i++)
+                        fprintf(stderr, "%s'%s'", i ? ", " : "",
+                                config->keys.ring[i].id);
+                fprintf(stderr, ")\n");
+                goto out;
+        }
+
         /* A plaintext is never longer than its token. */
         plain = veil_malloc(len);
         if (config->keys.shared_across_purposes || purpose) {
-                rc = reveal_with(config, purpose, token, len, plain, &plen,
+                rc = reveal_with(config, key, purpose, token, len, plain, &plen,
                                  errstr, sizeof(errstr));
         } else {
                 /* Keys differ per purpose and the token does not say which:
@@ -228,17 +253,17 @@ int veil_cmd_reveal(int argc, char **argv)
                 rc = VEIL_EDATA;
                 for (i = 0; i < config->policy.n_purposes && rc == VEIL_EDATA;
                      i++)
-                        rc = reveal_with(
-                                config, config->policy.purposes[i].name, token,
-                                len, plain, &plen, errstr, sizeof(errstr));
+                        rc = reveal_with(config, key,
+                                         config->policy.purposes[i].name, token,
+                                         len, plain, &plen, errstr,
+                                         sizeof(errstr));
                 if (rc == VEIL_EDATA)
                         snprintf(errstr, sizeof(errstr),
                                  "the token does not authenticate with the "
                                  "key of any of the %zu purposes in %s "
                                  "(tampered, or made with another key under "
                                  "id '%s')",
-                                 config->policy.n_purposes, path,
-                                 config->keys.key_id);
+                                 config->policy.n_purposes, path, key->id);
         }
         if (rc) {
                 /* veil_tx_reveal's messages start with "reveal: ". */

@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "commands.h"
 #include "config.h"
@@ -51,7 +52,7 @@ int veil_cmd_run(int argc, char **argv)
         struct sigaction sa;
         const char *path = NULL;
         char errstr[1024];
-        int c, rc;
+        int c, rc, lock_fd;
 
         optind = 1;
         opterr = 0;
@@ -84,6 +85,15 @@ int veil_cmd_run(int argc, char **argv)
         if (!config) {
                 return VEIL_EXIT_USAGE;
         }
+        /* Two live workers sharing group + instance on this host would
+         * share a transactional.id: the second is refused here, before
+         * it fences the first. Held until the process exits. */
+        lock_fd = veil_instance_lock(config, errstr, sizeof(errstr));
+        if (lock_fd < 0) {
+                fprintf(stderr, "veil run: %s\n", errstr);
+                veil_config_destroy(config);
+                return VEIL_EXIT_USAGE;
+        }
         memset(&sa, 0, sizeof(sa));
         sa.sa_handler = on_signal;
         sigemptyset(&sa.sa_mask);
@@ -94,6 +104,7 @@ int veil_cmd_run(int argc, char **argv)
 
         rc = veil_worker_run(config, &wopts, errstr, sizeof(errstr));
         veil_config_destroy(config);
+        close(lock_fd);
         if (rc) {
                 fprintf(stderr, "veil run: %s\n", errstr);
                 return rc == VEIL_ECONFIG ? VEIL_EXIT_USAGE : 1;

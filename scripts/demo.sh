@@ -44,13 +44,16 @@ echo "demo: veil broker at $bootstrap"
 # 2. The registry: a private copy of schemas/ (registrations of the derived
 # schemas land there, not in the repository).
 cp -r schemas "$tmp/registry"
+# Veil refuses a key file others may read, and git keeps no file mode: the
+# demo uses an owner-only copy of the dev key.
+install -m 600 config/dev-hmac.key "$tmp/dev-hmac.key"
 # 3. The pipeline: config/veil.yaml pointed at the broker and the copy;
 # support keeps its data 10 s instead of 12 h, so its deadlines pass during
 # the demo.
 sed -e "s#^  bootstrap.servers: .*#  bootstrap.servers: $bootstrap#" \
     -e "s#retention: 12h#retention: 10s#" \
     -e "s#url: file://../schemas#url: file://$tmp/registry#" \
-    -e "s#hmac_key_file: dev-hmac.key#hmac_key_file: $repo/config/dev-hmac.key#" \
+    -e "s#hmac_key_file: dev-hmac.key#hmac_key_file: $tmp/dev-hmac.key#" \
     -e "/^metrics:/d" config/veil.yaml >"$tmp/veil.yaml"
 
 # 4. Sample customers in Confluent framing (the schema id comes from the

@@ -1,6 +1,7 @@
 """helpers.py - shared tools for the integration tests: waiting, kcat, the dev broker, consuming."""
 import os
 import select
+import shutil
 import signal
 import subprocess
 import threading
@@ -17,6 +18,19 @@ DEFAULT_TIMEOUT = 30.0
 def unique(name):
     """A topic or group name no earlier run of the suite has used."""
     return f"veil-it-{name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+
+
+def private_key(directory, name="dev-hmac.key", source=None):
+    """A copy of config/dev-hmac.key (or `source`) in `directory`, owner-only:
+    veil refuses a key file its group or others may read, and git keeps no
+    file mode, so a checkout's key is 0644. Returns the copy's path."""
+    path = os.path.join(str(directory), name)
+    shutil.copyfile(source or os.path.join(REPO, "config", "dev-hmac.key"), path)
+    os.chmod(path, 0o600)
+    return path
 
 
 def wait_for(predicate, timeout=DEFAULT_TIMEOUT, what="condition", interval=0.1):

@@ -13,7 +13,7 @@ import sys
 import confluent_kafka as ck
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
-from helpers import consume_all, unique, wait_for
+from helpers import consume_all, private_key, unique, wait_for
 from test_kafka import create_topic
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -47,7 +47,7 @@ def pipeline(tmp_path, kafka=None, prefix=None):
         f"topics: {{ dlq: {names['dlq']}, audit: {names['audit']}, "
         f"ledger: {names['ledger']}, erasure: {names['erasure']} }}")
     text = text.replace("hmac_key_file: dev-hmac.key",
-                        f"hmac_key_file: {REPO}/config/dev-hmac.key")
+                        f"hmac_key_file: {private_key(tmp_path)}")
     text = text.replace("url: file://../schemas", f"url: file://{REPO}/schemas")
     if kafka:
         text = re.sub(r"bootstrap\.servers: \S+.*", f"bootstrap.servers: {kafka}", text)
@@ -318,6 +318,14 @@ def expected_record_key(master, key_id, subject):
     return f"{key_id}:" + base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
 
 
+def expected_request_mac(master, key_id, doc):
+    """HMAC(HKDF(master, "veil:erasure:mac"), "veil-erasure-v2\nID\nAT\nSEALED")."""
+    k = hkdf_sha256(master.encode(), b"veil:erasure:mac")
+    msg = f"veil-erasure-v2\n{doc['request_id']}\n{doc['requested_at']}\n{doc['key_sealed']}"
+    mac = hmac.new(k, msg.encode(), hashlib.sha256).digest()
+    return f"{key_id}:" + base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+
+
 def b64url_decode(s):
     return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
 
@@ -351,8 +359,9 @@ def test_erase_writes_requests_readable_by_confluent_kafka(veil, kafka, tmp_path
         for s in SUBJECTS:
             assert s.encode() not in raw, "a key appeared in clear"
         doc = json.loads(m.value())
-        assert doc["v"] == 1
-        assert set(doc) == {"v", "key_sealed", "requested_at", "request_id"}
+        assert doc["v"] == 2
+        assert set(doc) == {"v", "key_sealed", "requested_at", "request_id", "mac"}
+        assert doc["mac"] == expected_request_mac(HMAC_KEY, "k1", doc)
         by_id[doc["request_id"]] = (m, doc)
     assert set(by_id) == {i for i, _ in ids}
     for rid, idx in ids:

@@ -14,7 +14,7 @@ import confluent_kafka as ck
 import fastavro
 import pytest
 
-from helpers import LineCollector, consume_all, unique, wait_for
+from helpers import LineCollector, consume_all, private_key, unique, wait_for
 from sr_double import SchemaRegistryDouble
 from test_kafka import create_topic
 
@@ -59,7 +59,7 @@ class Pipeline:
             assert old in text, old
             text = text.replace(old, new)
         text = text.replace("hmac_key_file: dev-hmac.key",
-                            f"hmac_key_file: {REPO}/config/dev-hmac.key")
+                            f"hmac_key_file: {private_key(root)}")
         text = text.replace("group: veil", f"group: {self.prefix}-g\ninstance: w1")
         text = text.replace("source: customers", f"source: {self.source}")
         for p, t in self.topics.items():

@@ -75,6 +75,9 @@ static const char *tmp_write(const char *name, const char *text)
         cr_assert_not_null(fp);
         fputs(text, fp);
         fclose(fp);
+        /* Key files must be owner-only; tests of the mode chmod again. */
+        if (strstr(name, ".key"))
+                cr_assert_eq(chmod(p, 0600), 0);
         return p;
 }
 
@@ -179,7 +182,28 @@ ParameterizedTestParameters(config, bad_file)
                  "'90x' (expected e.g. 90d, 12h, 30m, 90s, 500ms or 1h30m)"},
                 {"bad-date.yaml",
                  "3:37: purposes.analytics.license.valid_until: invalid "
-                 "date '2023-02-29' (expected a real date as YYYY-MM-DD)"},
+                 "date '2023-02-29' (expected a real date as YYYY-MM-DD, or "
+                 "never)"},
+                {"bad-valid-until-missing.yaml",
+                 "3:14: purposes.analytics.license: missing required key "
+                 "'valid_until'"},
+                {"bad-registry-insecure.yaml",
+                 "2:8: registry.url: plain http:// to a host other than "
+                 "this one (loopback): use https://, or set "
+                 "registry.allow_insecure: true"},
+                {"bad-keys-both-forms.yaml",
+                 "2:18: keys: use either keys.ring or the one-key form "
+                 "(hmac_key_file, key_id), not both"},
+                {"bad-keys-no-active.yaml",
+                 "2:3: keys: missing required key 'active' (which ring key "
+                 "makes new tokens, seals and MACs)"},
+                {"bad-keys-active-unknown.yaml",
+                 "2:11: keys: no key 'k3' in keys.ring"},
+                {"bad-keys-file-and-command.yaml",
+                 "3:9: keys.ring.k1: a key has exactly one of 'file' and "
+                 "'command'"},
+                {"bad-keys-ring-id.yaml",
+                 "3:5: keys.ring.k.1: a key id is 1-32 of a-z A-Z 0-9 _ -"},
                 {"bad-enum.yaml",
                  "1:17: dlq.payload: expected one of encrypted, raw, got "
                  "'rwa' (did you mean 'raw'?)"},
@@ -299,6 +323,7 @@ Test(config, full_file_values)
         char *dir = realpath(DATA, NULL), want[PATH_MAX + 64];
 
         unsetenv("VEIL_HMAC_KEY");
+        cr_assert_eq(chmod(DATA "test-hmac.key", 0600), 0);
         config = load_ok(DATA "good-full.yaml", NULL);
         policy = &config->policy;
         cr_assert_str_eq(config->path, DATA "good-full.yaml");
@@ -312,7 +337,7 @@ Test(config, full_file_values)
         cr_assert_str_eq(config->group, "g1");
         cr_assert_str_eq(config->instance, "worker-7");
 
-        cr_assert_str_eq(config->registry.url, "http://registry.example:8081");
+        cr_assert_str_eq(config->registry.url, "https://registry.example:8081");
         cr_assert_str_eq(config->registry.basic_auth, "u:p");
         snprintf(want, sizeof(want), "%s/ca.pem", dir);
         cr_assert_str_eq(config->registry.ca_file, want);
@@ -474,6 +499,8 @@ Test(config, demo_config_loads_with_its_key)
         char *schemas = realpath("schemas", NULL), want[PATH_MAX + 16];
 
         unsetenv("VEIL_HMAC_KEY");
+        /* git keeps no file mode but the x bit: a checkout's key is 0644. */
+        cr_assert_eq(chmod("config/dev-hmac.key", 0600), 0);
         config = load_ok("config/veil.yaml", NULL);
         snprintf(want, sizeof(want), "file://%s", schemas);
         cr_assert_str_eq(config->registry.url, want);
@@ -495,6 +522,7 @@ Test(config, example_config_loads)
         struct veil_config *config;
 
         unsetenv("VEIL_HMAC_KEY");
+        cr_assert_eq(chmod("config/dev-hmac.key", 0600), 0);
         config = load_ok("config/veil.example.yaml", NULL);
         cr_assert_eq(config->policy.n_detectors, 1);
         cr_assert_geq(config->policy.n_purposes, 2);
@@ -662,8 +690,8 @@ Test(config, no_key_at_all, .init = tmp_setup, .fini = tmp_teardown)
         path = tmp_write("c.yaml", "group: g\n");
         err  = load_err(path, NULL);
         snprintf(want, sizeof(want),
-                 "%s:1:1: keys: no key: set keys.hmac_key_file or the "
-                 "VEIL_HMAC_KEY environment variable",
+                 "%s:1:1: keys: no key: set keys.hmac_key_file, keys.ring "
+                 "or the VEIL_HMAC_KEY environment variable",
                  path);
         cr_assert_str_eq(err, want);
 }

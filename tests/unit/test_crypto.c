@@ -712,3 +712,82 @@ Test(crypto, b64url_rejects_non_canonical_input)
         cr_assert_eq(veil_b64url_encode("foobar", 6, (char *)out, 7, &n),
                      VEIL_EINVAL);
 }
+
+Test(crypto, gcm_associated_data_must_match)
+{
+        struct veil_aead gcm, siv;
+        unsigned char out[64], back[64];
+        size_t n, m;
+
+        aead_setup(&gcm, VEIL_AEAD_GCM, 7);
+        aead_setup(&siv, VEIL_AEAD_SIV, 7);
+        cr_assert_eq(veil_aead_seal_ad(&gcm, "t/0/42|bad-magic", 16, "value", 5,
+                                       out, sizeof(out), &n),
+                     0);
+        cr_assert_eq(veil_aead_open_ad(&gcm, "t/0/42|bad-magic", 16, out, n,
+                                       back, sizeof(back), &m),
+                     0);
+        cr_assert_eq(m, 5);
+        cr_assert_arr_eq(back, "value", 5);
+        /* Other associated data, or none: does not open. */
+        cr_assert_eq(veil_aead_open_ad(&gcm, "t/0/43|bad-magic", 16, out, n,
+                                       back, sizeof(back), &m),
+                     VEIL_EDATA);
+        cr_assert_eq(veil_aead_open(&gcm, out, n, back, sizeof(back), &m),
+                     VEIL_EDATA);
+        /* SIV here takes no associated data. */
+        cr_assert_eq(veil_aead_seal_ad(&siv, "x", 1, "value", 5, out,
+                                       sizeof(out), &n),
+                     VEIL_EINVAL);
+        veil_aead_destroy(&gcm);
+        veil_aead_destroy(&siv);
+}
+
+Test(crypto, gcm_epochs_differ_per_instance_and_open_each_other)
+{
+        unsigned char base[32], other[32], a1[64], b1[64], back[64];
+        struct veil_gcm_epochs a, b, c;
+        size_t na, nb, m;
+
+        rng_fill(base, sizeof(base));
+        memcpy(other, base, sizeof(other));
+        other[0] ^= 1;
+        cr_assert_eq(veil_gcm_epochs_init(&a, base, NULL, 0), 0);
+        cr_assert_eq(veil_gcm_epochs_init(&b, base, NULL, 0), 0);
+        cr_assert_eq(veil_gcm_epochs_init(&c, other, NULL, 0), 0);
+        cr_assert(memcmp(a.salt, b.salt, sizeof(a.salt)) != 0);
+        cr_assert_eq(veil_gcm_epochs_seal(&a, NULL, 0, "hello", 5, a1,
+                                          sizeof(a1), &na),
+                     0);
+        cr_assert_eq(na, 5 + VEIL_GCM_EPOCH_OVERHEAD);
+        cr_assert_arr_eq(a1, a.salt, VEIL_GCM_EPOCH_SALT_LEN);
+        cr_assert_eq(veil_gcm_epochs_seal(&b, "ad", 2, "hello", 5, b1,
+                                          sizeof(b1), &nb),
+                     0);
+        /* Each opens the other's epoch; the wrong base key does not. */
+        cr_assert_eq(veil_gcm_epochs_open(&b, NULL, 0, a1, na, back,
+                                          sizeof(back), &m),
+                     0);
+        cr_assert_arr_eq(back, "hello", 5);
+        cr_assert_eq(veil_gcm_epochs_open(&a, "ad", 2, b1, nb, back,
+                                          sizeof(back), &m),
+                     0);
+        cr_assert_eq(veil_gcm_epochs_open(&a, "ae", 2, b1, nb, back,
+                                          sizeof(back), &m),
+                     VEIL_EDATA);
+        cr_assert_eq(veil_gcm_epochs_open(&c, NULL, 0, a1, na, back,
+                                          sizeof(back), &m),
+                     VEIL_EDATA);
+        /* The salt is bound: another salt derives another key. */
+        a1[0] ^= 0x80;
+        cr_assert_eq(veil_gcm_epochs_open(&a, NULL, 0, a1, na, back,
+                                          sizeof(back), &m),
+                     VEIL_EDATA);
+        cr_assert_eq(veil_gcm_epochs_open(&a, NULL, 0, a1, 20, back,
+                                          sizeof(back), &m),
+                     VEIL_EINVAL);
+        veil_gcm_epochs_destroy(&a);
+        veil_gcm_epochs_destroy(&b);
+        veil_gcm_epochs_destroy(&c);
+        veil_gcm_epochs_destroy(&c);
+}

@@ -610,6 +610,14 @@ Test(ledger, erasure_request_in_clear_from_other_tools)
         char err[256]    = "";
 
         keys_init(&ek, "k1", 0);
+        /* Not authenticated: refused unless the config opts in. */
+        cr_assert_eq(veil_erasure_request_decode(&ek, json, strlen(json), &req,
+                                                 err, sizeof(err)),
+                     VEIL_EAUTH);
+        cr_assert(strstr(err, "allow_plaintext"), "%s", err);
+        cr_assert_null(strstr(err, "c-9"), "%s", err);
+        cr_assert_null(req.key);
+        ek.allow_plaintext = true;
         cr_assert_eq(veil_erasure_request_decode(&ek, json, strlen(json), &req,
                                                  err, sizeof(err)),
                      0, "%s", err);
@@ -618,6 +626,62 @@ Test(ledger, erasure_request_in_clear_from_other_tools)
         cr_assert_eq(memcmp(req.key, "c-9", 3), 0);
         cr_assert_str_eq(req.request_id, "abc-1");
         veil_erasure_request_clear(&req);
+        veil_erasure_keys_destroy(&ek);
+}
+
+/* Replaces the first `from` in json (malloc'd) by `to`. */
+static char *replace(char *json, const char *from, const char *to)
+{
+        char *p = strstr(json, from), *out;
+        size_t n;
+
+        cr_assert_not_null(p, "%s not in %s", from, json);
+        n   = strlen(json) - strlen(from) + strlen(to) + 1;
+        out = malloc(n);
+        snprintf(out, n, "%.*s%s%s", (int)(p - json), json, to,
+                 p + strlen(from));
+        free(json);
+        return out;
+}
+
+Test(ledger, erasure_request_mac_binds_id_time_and_key)
+{
+        struct veil_erasure_keys ek;
+        struct veil_erasure_request req;
+        char err[256] = "", *json;
+        json_t *doc;
+
+        keys_init(&ek, "k1", 0);
+        json = encode(&ek, "subject", "req-1");
+        doc  = json_loads(json, 0, NULL);
+        cr_assert_eq(json_integer_value(json_object_get(doc, "v")), 2);
+        cr_assert_eq(strncmp(json_string_value(json_object_get(doc, "mac")),
+                             "k1:", 3),
+                     0);
+        json_decref(doc);
+        /* another request id, another time, no MAC, a MAC from v1 days */
+        json = replace(json, "\"req-1\"", "\"req-2\"");
+        cr_assert_eq(veil_erasure_request_decode(&ek, json, strlen(json), &req,
+                                                 err, sizeof(err)),
+                     VEIL_EAUTH);
+        cr_assert(strstr(err, "'mac' does not authenticate"), "%s", err);
+        cr_assert_null(req.key);
+        json = replace(json, "\"req-2\"", "\"req-1\"");
+        json = replace(json, "1700000000000", "1700000000001");
+        cr_assert_eq(veil_erasure_request_decode(&ek, json, strlen(json), &req,
+                                                 err, sizeof(err)),
+                     VEIL_EAUTH);
+        json = replace(json, "1700000000001", "1700000000000");
+        cr_assert_eq(veil_erasure_request_decode(&ek, json, strlen(json), &req,
+                                                 err, sizeof(err)),
+                     0, "%s", err);
+        veil_erasure_request_clear(&req);
+        json = replace(json, "\"mac\"", "\"mac_was\"");
+        cr_assert_eq(veil_erasure_request_decode(&ek, json, strlen(json), &req,
+                                                 err, sizeof(err)),
+                     VEIL_EAUTH);
+        cr_assert(strstr(err, "carries no 'mac'"), "%s", err);
+        free(json);
         veil_erasure_keys_destroy(&ek);
 }
 

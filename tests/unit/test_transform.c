@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -686,10 +687,83 @@ Test(transform, gcm_tokens_are_random_and_reveal)
                      "4111 1111 1111 1111", 19, t2, sizeof(t2));
         cr_assert_eq(n1, n2);
         cr_assert(memcmp(t1, t2, n1) != 0);
-        cr_assert_arr_eq(t1, "k1:g:", 5);
-        cr_assert_eq(n1, 5 + VEIL_B64URL_LEN(12 + 19 + 16));
+        cr_assert_arr_eq(t1, "k1:e:", 5);
+        cr_assert_eq(n1, 5 + VEIL_B64URL_LEN(16 + 12 + 19 + 16));
         expect_reveal(&keys, t1, n1, "4111 1111 1111 1111", 19);
         expect_reveal(&keys, t2, n2, "4111 1111 1111 1111", 19);
+        veil_tx_keys_destroy(&keys);
+}
+
+/* The salt of an 'e' token (its first 16 sealed bytes). */
+static void token_salt(const unsigned char *tok, size_t n,
+                       unsigned char salt[16])
+{
+        unsigned char raw[256];
+        size_t len;
+
+        cr_assert_eq(veil_b64url_decode((const char *)tok + 5, n - 5, raw,
+                                        sizeof(raw), &len),
+                     0);
+        memcpy(salt, raw, 16);
+}
+
+Test(transform, gcm_keys_differ_per_worker_and_epoch_but_all_reveal)
+{
+        unsigned char t1[256], t2[256], t3[256], s1[16], s2[16], s3[16];
+        struct veil_tx_keys a, b;
+        size_t n1, n2, n3;
+
+        /* Two workers (or one restarted) with the same master key. */
+        keys_for(&a, "k1", "support", false);
+        keys_for(&b, "k1", "support", false);
+        n1 = encrypt(&a, VEIL_ENCRYPT_GCM, VEIL_ENCRYPT_OUT_STRING, "v", 1, t1,
+                     sizeof(t1));
+        n2 = encrypt(&b, VEIL_ENCRYPT_GCM, VEIL_ENCRYPT_OUT_STRING, "v", 1, t2,
+                     sizeof(t2));
+        token_salt(t1, n1, s1);
+        token_salt(t2, n2, s2);
+        cr_assert(memcmp(s1, s2, 16) != 0, "two workers share a GCM key");
+        expect_reveal(&a, t2, n2, "v", 1);
+        expect_reveal(&b, t1, n1, "v", 1);
+        /* An epoch ends after VEIL_GCM_EPOCH_MAX messages. */
+        a.gcm_ep.sealed = VEIL_GCM_EPOCH_MAX - 1;
+        n3 = encrypt(&a, VEIL_ENCRYPT_GCM, VEIL_ENCRYPT_OUT_STRING, "w", 1, t3,
+                     sizeof(t3));
+        token_salt(t3, n3, s3);
+        cr_assert(memcmp(s1, s3, 16) == 0, "the epoch ended early");
+        n3 = encrypt(&a, VEIL_ENCRYPT_GCM, VEIL_ENCRYPT_OUT_STRING, "w", 1, t3,
+                     sizeof(t3));
+        token_salt(t3, n3, s3);
+        cr_assert(memcmp(s1, s3, 16) != 0, "no new epoch at the bound");
+        cr_assert_eq(a.gcm_ep.sealed, 1);
+        expect_reveal(&a, t1, n1, "v", 1);
+        expect_reveal(&b, t3, n3, "w", 1);
+        veil_tx_keys_destroy(&a);
+        veil_tx_keys_destroy(&b);
+}
+
+Test(transform, version_1_gcm_tokens_still_reveal)
+{
+        unsigned char sealed[64], tok[128], bytes[128];
+        struct veil_tx_keys keys;
+        size_t n, b;
+
+        /* A 'g' token as Veil made them before epochs: the purpose's GCM
+         * key itself. */
+        keys_for(&keys, "k1", "support", false);
+        cr_assert_eq(
+                veil_aead_seal(&keys.gcm, "old", 3, sealed, sizeof(sealed), &n),
+                0);
+        memcpy(tok, "k1:g:", 5);
+        cr_assert_eq(veil_b64url_encode(sealed, n, (char *)tok + 5,
+                                        sizeof(tok) - 5, &b),
+                     0);
+        expect_reveal(&keys, tok, 5 + b, "old", 3);
+        bytes[0] = VEIL_TX_ENC_BYTES_GCM;
+        bytes[1] = 2;
+        memcpy(bytes + 2, "k1", 2);
+        memcpy(bytes + 4, sealed, n);
+        expect_reveal(&keys, bytes, 4 + n, "old", 3);
         veil_tx_keys_destroy(&keys);
 }
 
@@ -707,7 +781,7 @@ Test(transform, bytes_tokens_round_trip)
                             sizeof(value), tok, sizeof(tok));
                 cr_assert_eq(tok[0], modes[i] == VEIL_ENCRYPT_SIV
                                              ? VEIL_TX_ENC_BYTES_SIV
-                                             : VEIL_TX_ENC_BYTES_GCM);
+                                             : VEIL_TX_ENC_BYTES_GCM_EPOCH);
                 cr_assert_eq(tok[1], 8);
                 cr_assert_arr_eq(tok + 2, "key-2024", 8);
                 expect_reveal(&keys, tok, n, value, sizeof(value));
@@ -937,6 +1011,7 @@ static void reveal_setup(void)
         cr_assert_not_null(mkdtemp(reveal_dir));
         snprintf(path, sizeof(path), "%s/k.key", reveal_dir);
         write_file(path, "reveal-test-master-key-0123456789abcdef\n");
+        cr_assert_eq(chmod(path, 0600), 0);
         snprintf(reveal_cfg, sizeof(reveal_cfg), "%s/veil.yaml", reveal_dir);
         write_file(reveal_cfg,
                    "kafka: { bootstrap.servers: 127.0.0.1:9092 }\n"
