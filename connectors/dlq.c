@@ -8,15 +8,24 @@
 
 #include "crypto.h"
 #include "dlq.h"
+#include "keyring.h"
 #include "util.h"
 #include "wire.h"
 #include "veil.h"
 
 #define BINDING_TAG "veil-dlq-2"
 
+/* The sealing key of an older ring key, derived when a letter needs it. */
+struct old_key {
+        char id[64];
+        struct veil_aead aead;
+        struct old_key *next;
+};
+
 struct veil_dlq {
         const struct veil_config *config;
-        bool encrypted; /* the config's dlq.payload */
+        struct old_key *old; /* other ring keys' DLQ keys, made on use */
+        bool encrypted;      /* the config's dlq.payload */
         bool keyed;
         struct veil_aead aead;
         struct veil_buf plain; /* binding + payload, before sealing */
@@ -59,6 +68,13 @@ void veil_dlq_destroy(struct veil_dlq *d)
                 return;
         if (d->keyed)
                 veil_aead_destroy(&d->aead);
+        while (d->old) {
+                struct old_key *o = d->old;
+
+                d->old = o->next;
+                veil_aead_destroy(&o->aead);
+                free(o);
+        }
         veil_cleanse(d->plain.data, d->plain.cap);
         veil_cleanse(d->key.data, d->key.cap);
         veil_cleanse(d->value.data, d->value.cap);
@@ -181,11 +197,41 @@ static bool hget(const rd_kafka_headers_t *hdrs, const char *name, char *buf,
         return true;
 }
 
+/* The DLQ key a letter names: the active key's, or an older ring key's
+ * (rotation never strands a dead letter). NULL when the ring has no such
+ * loaded key. */
+static struct veil_aead *aead_for(struct veil_dlq *d, const char *id)
+{
+        const struct veil_key *k;
+        struct old_key *o;
+        char err[256];
+
+        if (d->keyed && d->config->keys.key_id &&
+            !strcmp(id, d->config->keys.key_id))
+                return &d->aead;
+        for (o = d->old; o; o = o->next)
+                if (!strcmp(o->id, id))
+                        return &o->aead;
+        k = veil_keyring_find(d->config, id, strlen(id));
+        if (!k || !k->key || strlen(id) >= sizeof(o->id))
+                return NULL;
+        o = veil_calloc(1, sizeof(*o));
+        if (veil_aead_init_derived(&o->aead, VEIL_AEAD_GCM, k->key, k->len,
+                                   "veil:dlq", err, sizeof(err))) {
+                free(o);
+                return NULL;
+        }
+        snprintf(o->id, sizeof(o->id), "%s", id);
+        o->next = d->old;
+        d->old  = o;
+        return &o->aead;
+}
+
 /* Opens one sealed part and checks its binding; the payload after it goes
  * to out->data. */
-static int unseal(struct veil_dlq *d, const struct veil_dlq_letter *l,
-                  const char *part, const void *in, size_t len,
-                  struct veil_buf *out)
+static int unseal(struct veil_dlq *d, struct veil_aead *aead,
+                  const struct veil_dlq_letter *l, const char *part,
+                  const void *in, size_t len, struct veil_buf *out)
 {
         size_t n = 0, blen;
 
@@ -194,7 +240,7 @@ static int unseal(struct veil_dlq *d, const struct veil_dlq_letter *l,
                 return VEIL_EINVAL;
         if (!veil_buf_reserve(out, len + 1))
                 return VEIL_ENOMEM;
-        if (veil_aead_open(&d->aead, in, len, out->data, out->cap, &n))
+        if (veil_aead_open(aead, in, len, out->data, out->cap, &n))
                 return VEIL_EAUTH;
         out->len = n;
         if (!l->bound)
@@ -219,6 +265,7 @@ int veil_dlq_open(struct veil_dlq *d, const rd_kafka_headers_t *hdrs,
                   size_t errstr_size)
 {
         char payload[32], cipher[32];
+        struct veil_aead *aead;
         const void *hv;
         size_t hl;
         int rc;
@@ -272,17 +319,17 @@ int veil_dlq_open(struct veil_dlq *d, const rd_kafka_headers_t *hdrs,
                 return veil_errf(errstr, errstr_size, VEIL_EINVAL,
                                  "sealed, but no usable %s header",
                                  VEIL_H_KEY_ID);
-        if (!d->keyed || !d->config->keys.key_id ||
-            strcmp(out->key_id, d->config->keys.key_id))
+        aead = aead_for(d, out->key_id);
+        if (!aead)
                 return veil_errf(errstr, errstr_size, VEIL_ENOTFOUND,
-                                 "sealed with key id '%s', which this config "
-                                 "does not hold",
+                                 "sealed with key id '%s', which this "
+                                 "config's keyring does not hold",
                                  out->key_id);
         rc = 0;
         if (key)
-                rc = unseal(d, out, "key", key, key_len, &d->key);
+                rc = unseal(d, aead, out, "key", key, key_len, &d->key);
         if (!rc && value)
-                rc = unseal(d, out, "value", value, value_len, &d->value);
+                rc = unseal(d, aead, out, "value", value, value_len, &d->value);
         if (rc)
                 return veil_errf(errstr, errstr_size,
                                  rc == VEIL_ENOMEM ? VEIL_ENOMEM : VEIL_EAUTH,

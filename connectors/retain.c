@@ -335,9 +335,8 @@ struct veil_retain *veil_retain_new(const struct veil_config *config,
                 rd_kafka_topic_partition_list_t *topics;
                 rd_kafka_resp_err_t err;
 
-                if (veil_erasure_keys_init(
-                            &r->ek, config->keys.key, config->keys.key_len,
-                            config->keys.key_id, errstr, errstr_size))
+                if (veil_erasure_keys_init_config(&r->ek, config, errstr,
+                                                  errstr_size))
                         goto err;
                 r->ek_ok = true;
                 snprintf(group, sizeof(group), "%s-erasure", config->group);
@@ -414,6 +413,19 @@ int veil_retain_set_config(struct veil_retain *r,
         rc = envs_new(config, &keys, &envs, &n, errstr, errstr_size);
         if (rc)
                 return rc;
+        if (r->ek_ok) {
+                /* The erasure keys borrow the config (its keyring). */
+                struct veil_erasure_keys ek;
+
+                rc = veil_erasure_keys_init_config(&ek, config, errstr,
+                                                   errstr_size);
+                if (rc) {
+                        envs_free(keys, envs, n);
+                        return rc;
+                }
+                veil_erasure_keys_destroy(&r->ek);
+                r->ek = ek;
+        }
         envs_free(r->keys, r->envs, r->n_envs);
         r->keys   = keys;
         r->envs   = envs;

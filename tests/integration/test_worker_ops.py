@@ -457,3 +457,49 @@ def test_second_worker_joins_and_output_stays_exactly_once(veil, kafka, tmp_path
     r = verify(veil, pl.config)
     assert r.returncode == 0, r.stdout + r.stderr
     assert re.search(r"in 4 chain\(s\).*segment starts: new 4\b", r.stdout), r.stdout
+
+
+def test_dlq_replay_refuses_tampered_and_planted_letters(veil, kafka, tmp_path):
+    """A sealed dead letter is bound to its headers: a copy whose
+    veil.source or veil.error was changed does not open, and a raw letter
+    planted in a DLQ the config keeps encrypted is refused; each is listed
+    by position (exit 1) and nothing of them is replayed."""
+    pl = Pipeline(kafka, str(tmp_path), partitions=1)
+    rng = random.Random(41)
+    c = demo_produce.customer(rng, 0)
+    good = demo_produce.frame(pl.schema_id, pl.schema, c)
+    pl.produce([(b"C-bad", b"\x07" + good[1:])])
+    w = pl.start()
+    try:
+        wait_for(lambda: len(consume_all(kafka, pl.dlq)) >= 1, timeout=90,
+                 what="the dead letter")
+    finally:
+        rc = stop(w)
+    assert rc == 0, stderr_text(w)[-3000:]
+    letter = consume_all(kafka, pl.dlq)[0]
+    h = [(k, v) for k, v in letter.headers()]
+    moved = [(k, f"{pl.source}/0/99".encode() if k == "veil.source" else v)
+             for k, v in h]
+    recoded = [(k, b"unknown-schema" if k == "veil.error" else v) for k, v in h]
+    raw = [(k, b"raw" if k == "veil.dlq.payload" else v) for k, v in h]
+    prod = ck.Producer({"bootstrap.servers": kafka})
+    for hdrs, value in ((moved, letter.value()), (recoded, letter.value()),
+                        (raw, b"\x00\x00\x00\x00\x01planted")):
+        prod.produce(pl.dlq, key=letter.key(), value=value, headers=hdrs)
+    assert prod.flush(30) == 0
+    before = len(consume_all(kafka, pl.source))
+    planted = [m.offset() for m in consume_all(kafka, pl.dlq)
+               if m.offset() != letter.offset()]
+    assert len(planted) == 3
+    r = replay(veil, pl.config)
+    assert r.returncode == 1, r.stdout + r.stderr
+    for off in planted:
+        assert f"cannot replay {pl.dlq}/0/{off}" in r.stderr, r.stderr
+    assert f"cannot replay {pl.dlq}/0/{letter.offset()}" not in r.stderr
+    assert "replayed 1" in r.stdout and "failed 3" in r.stdout, r.stdout
+    # Only the genuine letter went back to the source.
+    src = consume_all(kafka, pl.source)
+    assert len(src) == before + 1
+    assert [headers(m).get("veil.replay.of") for m in src[before:]] == \
+        [f"{pl.dlq}/0/{letter.offset()}"]
+    assert c["email"] not in r.stdout + r.stderr

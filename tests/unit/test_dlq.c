@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -316,4 +317,72 @@ Test(dlq, positions_parse_with_slashes_in_topics)
         cr_assert_eq(veil_dlq_position_parse(b, &topic, &p, &o), VEIL_EINVAL);
         cr_assert_eq(veil_dlq_position_parse(c, &topic, &p, &o), VEIL_EINVAL);
         cr_assert_eq(veil_dlq_position_parse(e, &topic, &p, &o), VEIL_EINVAL);
+}
+
+static void key_file(const char *name, const char *text)
+{
+        char p[160];
+        FILE *f;
+
+        snprintf(p, sizeof(p), "%s/%s", dir, name);
+        f = fopen(p, "w");
+        cr_assert(f);
+        fputs(text, f);
+        fclose(f);
+        cr_assert_eq(chmod(p, 0600), 0);
+}
+
+/* After rotation (k2 active, k1 still in the ring) letters sealed under k1
+ * open; new letters are sealed under k2. */
+Test(dlq, rotation_keeps_old_letters_open)
+{
+        struct veil_config_opts opts = {.skip_kafka_check = true};
+        struct veil_config *c1       = config_new("encrypted", "k1"), *c2;
+        struct veil_dlq *d1          = veil_dlq_new(c1, NULL, 0), *d2;
+        struct veil_dlq_letter l, got;
+        struct built b;
+        char path[160], err[1024];
+        FILE *f;
+
+        /* k1's material is the one config_new put in VEIL_HMAC_KEY */
+        key_file("k1.key", "dlq-unit-test-master-key-0123456789abcdefgh");
+        key_file("k2.key", "a-second-master-key-for-rotation-0123456789");
+        snprintf(path, sizeof(path), "%s/ring.yaml", dir);
+        f = fopen(path, "w");
+        cr_assert(f);
+        fprintf(f,
+                "kafka:\n  bootstrap.servers: 127.0.0.1:1\n"
+                "registry: { url: file://%s }\n"
+                "keys: { active: k2, ring: { k1: { file: k1.key }, "
+                "k2: { file: k2.key } } }\n"
+                "classes:\n  customer_id: { tier: internal }\n"
+                "purposes:\n"
+                "  a:\n    license: { id: L-A, valid_until: 2099-12-31 }\n"
+                "    retention: 1d\n"
+                "    transforms: { customer_id: keep }\n"
+                "routes:\n  - source: src\n    key_class: customer_id\n"
+                "    purposes: { a: src.a }\n",
+                dir);
+        fclose(f);
+        unsetenv("VEIL_HMAC_KEY");
+        c2 = veil_config_load(path, &opts, err, sizeof(err));
+        cr_assert(c2, "%s", err);
+        d2 = veil_dlq_new(c2, NULL, 0);
+        cr_assert(d2);
+        letter_fill(&l);
+        build(d1, &l, &b);
+        cr_assert_eq(open_built(d2, &b, &got), 0);
+        cr_assert_str_eq(got.key_id, "k1");
+        cr_assert_eq(memcmp(got.value, l.value, l.value_len), 0);
+        rd_kafka_headers_destroy(b.hdrs);
+        build(d2, &l, &b);
+        cr_assert_eq(open_built(d2, &b, &got), 0);
+        cr_assert_str_eq(got.key_id, "k2");
+        /* the old config cannot open what the new key sealed */
+        cr_assert_eq(open_built(d1, &b, &got), VEIL_ENOTFOUND);
+        rd_kafka_headers_destroy(b.hdrs);
+        veil_dlq_destroy(d1);
+        veil_dlq_destroy(d2);
+        veil_config_destroy(c1);
+        veil_config_destroy(c2);
 }
