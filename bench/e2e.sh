@@ -10,7 +10,8 @@
 # VEIL_BENCH_ROUNDS (timed rounds, best kept, 2), VEIL_BENCH_RATE (latency
 # run, records/s, 10000), VEIL_BENCH_LATENCY_S (20), VEIL_BENCH_PERF (a
 # path: also profile one extra 16-partition Veil run with `perf record -g`
-# and print its top symbols; that run is not a figure).
+# and print its top symbols; that run is not a figure), VEIL_BENCH_PERF_AUDIT
+# (record or batch: that run's audit level; default as shipped).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 py="${VEIL_CACHE:-$HOME/.cache/veil}/venv/bin/python"
@@ -38,6 +39,7 @@ trap 'exit 143' TERM
 
 perf_args=()
 if [ -n "${VEIL_BENCH_PERF:-}" ]; then perf_args=(--perf "$VEIL_BENCH_PERF"); fi
+if [ -n "${VEIL_BENCH_PERF_AUDIT:-}" ]; then perf_args+=(--perf-audit "$VEIL_BENCH_PERF_AUDIT"); fi
 t0=$(date +%s)
 "$py" bench/e2e.py --bootstrap "$bootstrap" --veil "$PWD/build/veil" \
   --copy "$PWD/build/bench/copy" --tmp "$tmp" \
@@ -47,6 +49,6 @@ t0=$(date +%s)
 echo "e2e: done in $(($(date +%s) - t0)) s" >&2
 if [ -n "${VEIL_BENCH_PERF:-}" ]; then
   echo "e2e: perf profile of the worker ($VEIL_BENCH_PERF), top symbols (self):" >&2
-  perf report -i "$VEIL_BENCH_PERF" --stdio --no-children --sort symbol \
+  perf report -i "$VEIL_BENCH_PERF" --stdio --no-children --sort dso,symbol \
     --percent-limit 0.5 -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -25 >&2
 fi
