@@ -347,9 +347,13 @@ class Bench:
             fill.stdin.write(b"commit\n")
             fill.stdin.flush()
             t_commit = float(fill.stdout.readline().split()[1])
+            while counter.poll() is None:
+                if proc.poll() is not None:
+                    counter.kill()
+                    counter.wait()
+                    self.fail(pre, f"the pipeline exited {proc.returncode} early")
+                time.sleep(0.05)
             out, err = counter.communicate()
-            if proc.poll() is not None:
-                self.fail(pre, f"the pipeline exited {proc.returncode} early")
             cpu1 = proc_cpu_s(proc.pid)
             hwm = proc_hwm_mb(proc.pid)
             if perf_proc:

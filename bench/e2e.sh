@@ -38,7 +38,10 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 perf_args=()
-if [ -n "${VEIL_BENCH_PERF:-}" ]; then perf_args=(--perf "$VEIL_BENCH_PERF"); fi
+if [ -n "${VEIL_BENCH_PERF:-}" ]; then
+  command -v perf >/dev/null || { echo "e2e: VEIL_BENCH_PERF needs perf (Debian: linux-perf)" >&2; exit 2; }
+  perf_args=(--perf "$VEIL_BENCH_PERF")
+fi
 if [ -n "${VEIL_BENCH_PERF_AUDIT:-}" ]; then perf_args+=(--perf-audit "$VEIL_BENCH_PERF_AUDIT"); fi
 t0=$(date +%s)
 "$py" bench/e2e.py --bootstrap "$bootstrap" --veil "$PWD/build/veil" \
