@@ -12,18 +12,19 @@
  * member) and a producer (TXN_ID-N), so one commits while another reads.
  * Runs until SIGINT/SIGTERM, then commits the open batches.
  *
- *   copy fill BOOTSTRAP TOPIC N VALUES TXN_ID
+ *   copy fill BOOTSTRAP TOPIC PRIME N VALUES TXN_ID
  *
- * Produces N records (keys C-000000000.., values round robin from the file
- * VALUES) in one open transaction, says "filled", and commits when a line
- * arrives on stdin (below).
+ * Produces PRIME records, then N records (keys C-000000000.., values
+ * round robin from the file VALUES), each set in a transaction left open;
+ * says "filled", and commits each when a line arrives on stdin (below).
  *
- *   copy count BOOTSTRAP TOPIC N [TIMEOUT_S]
+ *   copy count BOOTSTRAP TOPIC N [TIMEOUT_S [MARK]]
  *
  * Reads every partition of TOPIC from the start, read_committed, without a
- * group, until N records arrived; prints one JSON line with the count and
- * the CLOCK_MONOTONIC times (comparable with Python's time.monotonic()) of
- * the first and the last. Exits 1 on timeout. Counting in C keeps the
+ * group, until N records arrived; prints "mark TIME" when the first MARK
+ * have, and at the end one JSON line with the count and the
+ * CLOCK_MONOTONIC times (comparable with Python's time.monotonic()) of the
+ * first and the last. Exits 1 on timeout. Counting in C keeps the
  * stopwatch's CPU small next to what it measures on a 2-core machine. */
 #define _GNU_SOURCE
 #include <librdkafka/rdkafka.h>
@@ -323,44 +324,20 @@ static unsigned char *load_values(const char *path, size_t *n_out,
         return buf;
 }
 
-/* N records in one transaction left open, so a read_committed reader sees
- * none of them; "filled" on stdout once all are on the broker; a line on
- * stdin commits them, and they become visible at once. The benchmark
- * starts its pipelines, lets their group settle, then commits: the timed
- * run is a backlog drained by a group that has finished joining. */
-static int cmd_fill(int argc, char **argv)
+/* Records first .. first+n-1 (keys C-<number>, values round robin). */
+static void fill_range(rd_kafka_t *rk, const char *topic, long first, long n,
+                       unsigned char **vals, const size_t *lens, size_t n_vals)
 {
-        rd_kafka_conf_t *conf = rd_kafka_conf_new();
-        unsigned char *buf, **vals;
-        size_t n_vals, *lens;
-        char err[512], key[32], line[64];
-        long n, i;
-        rd_kafka_t *rk;
+        char key[32];
+        long i;
 
-        if (argc != 6) {
-                fprintf(stderr, "usage: copy fill BOOTSTRAP TOPIC N VALUES "
-                                "TXN_ID\n");
-                return 2;
-        }
-        n   = atol(argv[3]);
-        buf = load_values(argv[4], &n_vals, &vals, &lens);
-        set(conf, "bootstrap.servers", argv[1]);
-        set(conf, "transactional.id", argv[5]);
-        set(conf, "transaction.timeout.ms", "600000");
-        set(conf, "linger.ms", "20");
-        set(conf, "queue.buffering.max.messages", "1000000");
-        rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
-        if (!rk)
-                die("producer", err);
-        check(rd_kafka_init_transactions(rk, 60000), "init_transactions");
-        check(rd_kafka_begin_transaction(rk), "begin_transaction");
-        for (i = 0; i < n; i++) {
+        for (i = first; i < first + n; i++) {
                 const size_t v = (size_t)i % n_vals;
                 rd_kafka_resp_err_t e;
                 int klen = snprintf(key, sizeof(key), "C-%09ld", i);
 
                 while ((e = rd_kafka_producev(
-                                rk, RD_KAFKA_V_TOPIC(argv[2]),
+                                rk, RD_KAFKA_V_TOPIC(topic),
                                 RD_KAFKA_V_KEY(key, (size_t)klen),
                                 RD_KAFKA_V_VALUE(vals[v], lens[v]),
                                 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
@@ -371,20 +348,80 @@ static int cmd_fill(int argc, char **argv)
                         die("produce", rd_kafka_err2str(e));
                 rd_kafka_poll(rk, 0);
         }
-        check(rd_kafka_flush(rk, 120000)
-                      ? rd_kafka_error_new(RD_KAFKA_RESP_ERR__TIMED_OUT,
-                                           "flush timed out")
-                      : NULL,
-              "flush");
-        printf("filled\n");
-        fflush(stdout);
+        if (rd_kafka_flush(rk, 120000))
+                die("flush", "timed out");
+}
+
+static rd_kafka_t *txn_producer(const char *bootstrap, const char *txn_id)
+{
+        rd_kafka_conf_t *conf = rd_kafka_conf_new();
+        char err[512];
+        rd_kafka_t *rk;
+
+        set(conf, "bootstrap.servers", bootstrap);
+        set(conf, "transactional.id", txn_id);
+        set(conf, "transaction.timeout.ms", "600000");
+        set(conf, "linger.ms", "20");
+        set(conf, "queue.buffering.max.messages", "1000000");
+        rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+        if (!rk)
+                die("producer", err);
+        check(rd_kafka_init_transactions(rk, 60000), "init_transactions");
+        check(rd_kafka_begin_transaction(rk), "begin_transaction");
+        return rk;
+}
+
+static void wait_line(void)
+{
+        char line[64];
+
         if (!fgets(line, sizeof(line), stdin))
                 die("fill", "stdin closed before the commit");
+}
+
+/* Two open transactions: PRIME records, then (in every partition after
+ * them) N records; "filled" once all are on the broker. A read_committed
+ * reader sees nothing until a first line on stdin commits the primer
+ * ("primed"), and the N only when a second line commits them ("commit
+ * TIME" just before). The benchmark starts a pipeline with nothing to read,
+ * lets its group settle, passes the primer through it (every member's
+ * first transaction on fresh topics takes ~1 s here), then commits the N:
+ * the timed run is a backlog drained by a pipeline past its start-up. */
+static int cmd_fill(int argc, char **argv)
+{
+        unsigned char *buf, **vals;
+        rd_kafka_t *rk_prime, *rk;
+        size_t n_vals, *lens;
+        char txn_id[256];
+        long n, prime;
+
+        if (argc != 7) {
+                fprintf(stderr, "usage: copy fill BOOTSTRAP TOPIC PRIME N "
+                                "VALUES TXN_ID\n");
+                return 2;
+        }
+        prime = atol(argv[3]);
+        n     = atol(argv[4]);
+        buf   = load_values(argv[5], &n_vals, &vals, &lens);
+        snprintf(txn_id, sizeof(txn_id), "%s-prime", argv[6]);
+        rk_prime = txn_producer(argv[1], txn_id);
+        fill_range(rk_prime, argv[2], 0, prime, vals, lens, n_vals);
+        rk = txn_producer(argv[1], argv[6]);
+        fill_range(rk, argv[2], prime, n, vals, lens, n_vals);
+        printf("filled\n");
+        fflush(stdout);
+        wait_line();
+        check(rd_kafka_commit_transaction(rk_prime, 60000),
+              "commit_transaction");
+        printf("primed %.6f\n", now_s());
+        fflush(stdout);
+        wait_line();
         printf("commit %.6f\n", now_s());
         check(rd_kafka_commit_transaction(rk, 60000), "commit_transaction");
         printf("committed %.6f\n", now_s());
         fflush(stdout);
         rd_kafka_destroy(rk);
+        rd_kafka_destroy(rk_prime);
         free(vals);
         free(lens);
         free(buf);
@@ -398,19 +435,21 @@ static int cmd_count(int argc, char **argv)
         rd_kafka_topic_partition_list_t *parts;
         rd_kafka_topic_t *rkt;
         double timeout = 300, deadline, t_first = 0, t_last = 0;
-        long n, got = 0;
+        long n, got = 0, mark = 0;
         char err[512];
         rd_kafka_t *rk;
         int i;
 
-        if (argc != 4 && argc != 5) {
-                fprintf(stderr,
-                        "usage: copy count BOOTSTRAP TOPIC N [TIMEOUT_S]\n");
+        if (argc < 4 || argc > 6) {
+                fprintf(stderr, "usage: copy count BOOTSTRAP TOPIC N "
+                                "[TIMEOUT_S [MARK]]\n");
                 return 2;
         }
         n = atol(argv[3]);
-        if (argc == 5)
+        if (argc >= 5)
                 timeout = atof(argv[4]);
+        if (argc == 6)
+                mark = atol(argv[5]);
         if (n < 1)
                 die("count", "bad N");
         set(conf, "bootstrap.servers", argv[1]);
@@ -444,6 +483,10 @@ static int cmd_count(int argc, char **argv)
                                 t_last = now_s();
                                 if (!got++)
                                         t_first = t_last;
+                                if (got == mark) {
+                                        printf("mark %.6f\n", t_last);
+                                        fflush(stdout);
+                                }
                         }
                         rd_kafka_message_destroy(rkm);
                 }

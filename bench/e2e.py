@@ -11,12 +11,14 @@ stderr as `e2e: ...`; the figures to stdout as `bench: NAME VALUE UNIT`.
 import argparse
 import json
 import os
+import queue
 import random
 import re
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -207,6 +209,26 @@ def proc_hwm_mb(pid):
     return 0.0
 
 
+class Lines(threading.Thread):
+    """A child's stdout, line by line, without blocking the caller."""
+
+    def __init__(self, stream):
+        super().__init__(daemon=True)
+        self.stream, self.q = stream, queue.Queue()
+        self.start()
+
+    def run(self):
+        for line in self.stream:
+            self.q.put(line.decode())
+        self.q.put("")
+
+    def get(self, timeout):
+        try:
+            return self.q.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+
 # ------------------------------------------------------------------ runs
 class Bench:
     def __init__(self, a):
@@ -223,19 +245,20 @@ class Bench:
         self.run_no += 1
         return f"vb{os.getpid()}-{self.run_no}-{kind}"
 
-    def fill(self, source, partitions, count):
-        """Creates `source` and fills it with `count` records in one open
-        transaction: a read_committed reader sees none of them until the
-        filler is told to commit. Returns the waiting filler."""
+    def fill(self, source, partitions, prime, count):
+        """Creates `source` with `prime` then `count` records, each set in a
+        transaction left open (bench/copy.c fill): a read_committed reader
+        sees none of them until the filler is told to commit. Returns the
+        waiting filler."""
         self.topics.create([source], partitions)
         t0 = time.monotonic()
-        fill = subprocess.Popen([self.a.copy, "fill", self.a.bootstrap, source, str(count),
-                                 self.values, f"{source}-fill"],
+        fill = subprocess.Popen([self.a.copy, "fill", self.a.bootstrap, source, str(prime),
+                                 str(count), self.values, f"{source}-fill"],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         if fill.stdout.readline() != b"filled\n":
             fill.kill()
             raise SystemExit(f"e2e: filling {source} failed")
-        log(f"{count} records in an open transaction on {source} ({partitions} partitions) "
+        log(f"{prime} + {count} records in open transactions on {source} ({partitions} partitions) "
             f"in {time.monotonic() - t0:.1f} s")
         return fill
 
@@ -319,23 +342,34 @@ class Bench:
         raise SystemExit(f"e2e: {pre}: {why}\n{tail}")
 
     def throughput(self, kind, partitions, count, level=None, perf=None):
-        """One run: `count` records wait in an open transaction on a fresh
-        source; the pipeline starts and its group settles; then the records
-        are committed and the clock runs until the last of them is on a
-        purpose topic (read read_committed: what a reader can see). Returns
-        records/s, the worker's CPU per record (utime + stime over the timed
-        span) and its peak RSS (VmHWM)."""
+        """One run. A fresh source holds a primer and `count` records, each
+        in a transaction left open; the pipeline starts with nothing to read
+        and its group settles; the primer is committed and passes through
+        (every member's first transaction on fresh topics is slow); then the
+        `count` records are committed and the clock runs until the last of
+        them is on a purpose topic, read read_committed (what a reader can
+        see). Returns records/s, the worker's CPU per record (utime + stime
+        over the timed span) and its peak RSS (VmHWM)."""
         pre = self.prefix(kind + (f"-{level}" if level else ""))
         source = f"{pre}.customers"
-        fill = self.fill(source, partitions, count)
+        prime = self.a.prime
+        fill = self.fill(source, partitions, prime, count)
+        proc = counter = None
         try:
             t_launch = time.monotonic()
             proc = self.start(kind, pre, source, partitions, level)
             counter = subprocess.Popen([self.a.copy, "count", self.a.bootstrap,
-                                        f"{pre}.analytics", str(count), str(self.a.timeout)],
+                                        f"{pre}.analytics", str(prime + count),
+                                        str(self.a.timeout), str(prime)],
                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            lines = Lines(counter.stdout)
             members = self.settle(f"{pre}-g", source, partitions, proc, pre)
             t_ready = time.monotonic()
+            fill.stdin.write(b"primer\n")
+            fill.stdin.flush()
+            t_primed = float(fill.stdout.readline().split()[1])
+            mark = self.wait_line(lines, proc, pre, "the primer")
+            t_mark = float(mark.split()[1])
             perf_proc = None
             if perf:
                 perf_proc = subprocess.Popen(["perf", "record", "-g", "-q", "-o", perf,
@@ -347,13 +381,7 @@ class Bench:
             fill.stdin.write(b"commit\n")
             fill.stdin.flush()
             t_commit = float(fill.stdout.readline().split()[1])
-            while counter.poll() is None:
-                if proc.poll() is not None:
-                    counter.kill()
-                    counter.wait()
-                    self.fail(pre, f"the pipeline exited {proc.returncode} early")
-                time.sleep(0.05)
-            out, err = counter.communicate()
+            res = json.loads(self.wait_line(lines, proc, pre, "the records"))
             cpu1 = proc_cpu_s(proc.pid)
             hwm = proc_hwm_mb(proc.pid)
             if perf_proc:
@@ -361,20 +389,33 @@ class Bench:
                 perf_proc.wait(60)
             self.stop(proc, pre)
         finally:
-            if fill.poll() is None:
-                fill.kill()
-            fill.wait()
-        if counter.returncode != 0:
-            self.fail(pre, "counting failed: " + err.decode()[-300:])
-        res = json.loads(out)
+            for p in (fill, counter):
+                if p and p.poll() is None:
+                    p.kill()
+                if p:
+                    p.wait()
         span = res["t_last"] - t_commit
         result = {"rps": round(count / span), "span_s": round(span, 2),
                   "cpu_us": round((cpu1 - cpu0) * 1e6 / count, 1),
                   "join_s": round(t_ready - t_launch, 1), "members": members,
-                  "first_s": round(res["t_first"] - t_commit, 2),
+                  "primer_s": round(t_mark - t_primed, 2),
                   "rss_mb": round(hwm, 1)}
         self.topics.delete([t for t in self.topics.names if t.startswith(pre + ".")])
         return result
+
+    def wait_line(self, lines, proc, pre, what):
+        """The counter's next line; fails if the pipeline dies first."""
+        deadline = time.monotonic() + self.a.timeout
+        while True:
+            line = lines.get(0.05)
+            if line is not None:
+                if not line:
+                    self.fail(pre, f"counting {what} failed")
+                return line
+            if proc.poll() is not None:
+                self.fail(pre, f"the pipeline exited {proc.returncode} early")
+            if time.monotonic() > deadline:
+                self.fail(pre, f"{what} did not arrive in {self.a.timeout:.0f} s")
 
     def latency(self, kind, partitions):
         """The pipeline waits on an empty source, then a steady stream."""
@@ -394,9 +435,9 @@ class Bench:
 
 
 def describe(kind, r):
-    return (f"{kind} {r['rps']} rec/s ({r['span_s']} s; first output after "
-            f"{r['first_s']} s), {r['cpu_us']} us CPU/rec, peak RSS {r['rss_mb']} MB, "
-            f"{r['members']} group member(s) settled in {r['join_s']} s")
+    return (f"{kind} {r['rps']} rec/s ({r['span_s']} s), {r['cpu_us']} us CPU/rec, "
+            f"peak RSS {r['rss_mb']} MB; {r['members']} group member(s) settled in "
+            f"{r['join_s']} s, primer through in {r['primer_s']} s")
 
 
 def bench(a):
@@ -488,6 +529,8 @@ def main():
     ap.add_argument("--tmp", required=True)
     ap.add_argument("--records", type=int, default=200000)
     ap.add_argument("--warmup-records", type=int, default=100000)
+    ap.add_argument("--prime", type=int, default=4000,
+                    help="records through each pipeline before its timed backlog")
     ap.add_argument("--partitions", type=int, default=16)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--rate", type=float, default=10000)
