@@ -36,6 +36,8 @@ def paced_produce(bootstrap, topic, values, rate, seconds):
             errors.append(err)
 
     t0, i = time.monotonic(), 0
+    # The schedule's start (wall clock, ms), for the reader's warm-up.
+    print(f"start {time.time() * 1000:.0f}", flush=True)
     while i < total:
         due = min(total, int((time.monotonic() - t0) * rate) + 1)
         while i < due:
@@ -51,7 +53,8 @@ def paced_produce(bootstrap, topic, values, rate, seconds):
 
 def measure(bootstrap, source, out, registry, rate, seconds, warmup, tail=60):
     """Starts the paced producer on `source`, reads `out` read_committed;
-    returns percentiles over the records stamped after `warmup` seconds."""
+    returns percentiles over the records sent after the first `warmup`
+    seconds of the schedule."""
     total = int(rate * seconds)
     c = ck.Consumer({"bootstrap.servers": bootstrap, "group.id": f"lat-{os.getpid()}",
                      "isolation.level": "read_committed", "auto.offset.reset": "earliest",
@@ -61,11 +64,10 @@ def measure(bootstrap, source, out, registry, rate, seconds, warmup, tail=60):
     deadline = time.monotonic() + 30
     while not c.assignment() and time.monotonic() < deadline:
         c.poll(0.1)
-    start_ms = time.time() * 1000
     prod = subprocess.Popen([sys.executable, os.path.abspath(__file__), "produce",
                              "--bootstrap", bootstrap, "--topic", source,
                              "--registry", registry, "--rate", str(rate),
-                             "--seconds", str(seconds)])
+                             "--seconds", str(seconds)], stdout=subprocess.PIPE)
     lat, got, done_at = [], 0, None
     try:
         while got < total:
@@ -76,8 +78,7 @@ def measure(bootstrap, source, out, registry, rate, seconds, warmup, tail=60):
                     continue
                 got += 1
                 ts = m.timestamp()[1]
-                if ts >= start_ms + warmup * 1000:
-                    lat.append(now_ms - ts)
+                lat.append((ts, now_ms - ts))
             if done_at is None and prod.poll() is not None:
                 if prod.returncode != 0:
                     raise SystemExit("latency: the producer failed")
@@ -88,10 +89,12 @@ def measure(bootstrap, source, out, registry, rate, seconds, warmup, tail=60):
         c.close()
         if prod.poll() is None:
             prod.terminate()
-        prod.wait()
+        first = prod.communicate()[0].split()
+    # The first `warmup` seconds of the schedule are left out.
+    start_ms = float(first[1]) if len(first) == 2 else 0
+    lat = sorted(d for ts, d in lat if ts >= start_ms + warmup * 1000)
     if not lat:
         raise SystemExit("latency: no output records arrived")
-    lat.sort()
 
     def pct(q):
         return lat[min(len(lat) - 1, int(q * len(lat)))]
