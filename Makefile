@@ -44,7 +44,7 @@ TEST_SUPPORT_SRC := $(wildcard tests/unit/support_*.c)
 TEST_SUPPORT_OBJ := $(TEST_SUPPORT_SRC:%.c=$(O)/obj/%.o)
 
 .PHONY: all deps test unit integration demo bench fuzz format format-check \
-	kafka-up kafka-down clean check-deps
+	kafka-up kafka-down clean check-deps bench-e2e
 all: $(BIN)
 
 # Keep intermediate objects (test support files) between runs.
@@ -96,6 +96,10 @@ fuzz:
 
 bench: deps
 	@scripts/bench.sh
+
+# Only the worker end to end through the real Kafka (bench/e2e.sh).
+bench-e2e: deps
+	@scripts/bench.sh e2e
 
 demo: deps all
 	@scripts/demo.sh

@@ -1776,7 +1776,8 @@ static int parse_dlq(struct loader *ld, yaml_node_t *node, void *obj)
 
 static int parse_audit_level(struct loader *ld, yaml_node_t *node, void *obj)
 {
-        static const char *const names[] = {"record", "batch", NULL};
+        static const char *const names[] = {"record", "batch", "off",
+                                            NULL};
         int v, r;
 
         if ((r = get_enum(ld, node, names, &v)))

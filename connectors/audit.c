@@ -122,6 +122,12 @@ struct veil_audit {
         uint64_t pending_events, committed_events;
 };
 
+/* Events are written: an audit topic, and a level other than off. */
+static bool audit_on(const struct veil_config *config)
+{
+        return config->topics.audit && config->audit_level != VEIL_AUDIT_OFF;
+}
+
 static void chain_free(struct chain *c)
 {
         free(c->source);
@@ -162,7 +168,7 @@ struct veil_audit *veil_audit_new(const struct veil_config *config,
         a->retention.segment_reason  = VEIL_AUDIT_SEGMENT_NEW;
         memcpy(a->retention.prev, VEIL_AUDIT_ZERO, 65);
         memcpy(a->retention.pending, VEIL_AUDIT_ZERO, 65);
-        if (config->topics.audit) {
+        if (audit_on(config)) {
                 if (veil_audit_hmac_init(&a->mac, config, errstr,
                                          errstr_size)) {
                         veil_audit_destroy(a);
@@ -389,7 +395,7 @@ void veil_audit_assign(struct veil_audit *a,
         size_t n = 0, i, k;
         int j;
 
-        if (!a->config->topics.audit || !a->reader || list->cnt == 0)
+        if (!audit_on(a->config) || !a->reader || list->cnt == 0)
                 return;
         want = veil_calloc((size_t)list->cnt, sizeof(*want));
         for (j = 0; j < list->cnt; j++)
@@ -503,7 +509,7 @@ static int emit_json(struct veil_audit *a, struct chain *c, json_t *ev,
 int veil_audit_retention(struct veil_audit *a, json_t *ev, char *errstr,
                          size_t errstr_size)
 {
-        if (!a->config->topics.audit) {
+        if (!audit_on(a->config)) {
                 json_decref(ev);
                 return 0;
         }
@@ -668,7 +674,7 @@ int veil_audit_record(struct veil_audit *a, const struct veil_route *route,
         struct chain *c;
         struct info *in;
 
-        if (!a->config->topics.audit)
+        if (!audit_on(a->config))
                 return 0;
         in = info_for(a, rp, plan, plan ? schema_in : -1);
         if (a->config->audit_level == VEIL_AUDIT_BATCH) {
@@ -738,7 +744,7 @@ int veil_audit_flush(struct veil_audit *a, char *errstr, size_t errstr_size)
         size_t i;
         int rc = 0;
 
-        if (!a->config->topics.audit)
+        if (!audit_on(a->config))
                 return 0;
         for (i = 0; i < a->n_acc && !rc; i++)
                 rc = batch_event(a, &a->acc[i], errstr, errstr_size);

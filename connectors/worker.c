@@ -1109,7 +1109,8 @@ static int audit_setup(struct pipe *p, char *errstr, size_t errstr_size)
         char err[512];
         int rc = 0;
 
-        if (p->config->topics.audit) {
+        if (p->config->topics.audit &&
+            p->config->audit_level != VEIL_AUDIT_OFF) {
                 p->audit_reader = veil_reader_consumer(
                         p->config, "audit-reader", log_cb, errstr, errstr_size);
                 if (!p->audit_reader)
@@ -1545,7 +1546,9 @@ int veil_worker_run(const struct veil_config *config,
                  "policy %.12s, audit %s, dlq payload %s",
                  config->group, config->instance, config->group, sh.n_pipes,
                  config->policy.n_routes, config->policy.digest,
-                 config->audit_level == VEIL_AUDIT_BATCH ? "batch" : "record",
+                 config->audit_level == VEIL_AUDIT_BATCH ? "batch"
+                 : config->audit_level == VEIL_AUDIT_OFF ? "off"
+                                                         : "record",
                  config->dlq_payload == VEIL_DLQ_ENCRYPTED ? "encrypted"
                                                            : "raw");
         for (i = 1; i < sh.n_pipes; i++) {
