@@ -184,5 +184,41 @@ else
   fail "README/docs links"
 fi
 
+# ---- the CI examples (docs/examples) ---------------------------------------------
+# Run the shell gate on a small repository: clean, a planted address, an
+# unclassified field. The Actions workflow must at least parse and upload SARIF.
+ex="$tmp/example"
+mkdir -p "$ex/src"
+cp -r schemas "$ex/schemas"
+sed 's#url: file://../schemas#url: file://schemas#' config/veil.yaml >"$ex/veil.yaml"
+echo 'int main(void) { return 0; }' >"$ex/src/main.c"
+run_example() { (cd "$ex" && VEIL="$veil" "$repo/docs/examples/veil-ci.sh" veil.yaml src >"$tmp/ex.out" 2>&1); }
+r1=0; run_example || r1=$?
+echo 'const char *owner = "ada.lovelace@example.org";' >>"$ex/src/main.c"
+r2=0; run_example || r2=$?
+r2s=0; grep -q '"ruleId": *"email"' "$ex/veil-scan.sarif" 2>/dev/null || r2s=$?
+sed -i 's/^const char \*owner.*//' "$ex/src/main.c"
+sed -i '/^      referrer: internal/d' "$ex/veil.yaml"
+r3=0; run_example || r3=$?
+if [ "$r1" = 0 ] && [ "$r2" = 1 ] && [ "$r2s" = 0 ] && [ "$r3" = 1 ]; then
+  pass "docs/examples/veil-ci.sh: clean 0, leak 1 (SARIF), unclassified field 1"
+else
+  fail "docs/examples/veil-ci.sh: exits $r1/$r2/$r3 (want 0/1/1), sarif $r2s: $(tail -5 "$tmp/ex.out")"
+fi
+if python3 - docs/examples/github-actions.yml <<'PY'
+import sys, yaml
+wf = yaml.safe_load(open(sys.argv[1]))
+steps = wf["jobs"]["veil"]["steps"]
+runs = " ".join(s.get("run", "") for s in steps)
+assert "veil check" in runs and "--format sarif" in runs
+assert any(s.get("uses", "").startswith("github/codeql-action/upload-sarif") for s in steps)
+assert wf["permissions"]["security-events"] == "write"
+PY
+then
+  pass "docs/examples/github-actions.yml: check, scan, SARIF upload"
+else
+  fail "docs/examples/github-actions.yml"
+fi
+
 echo "deploy-check: $(( $(date +%s) - t0 )) s, $fails failure(s)"
 [ "$fails" = 0 ]
