@@ -175,7 +175,8 @@ for path in files:
             continue
         if not os.path.exists(os.path.normpath(os.path.join(os.path.dirname(path), target))):
             bad.append(f"{path}: broken link {target}")
-print("\n".join(bad), file=sys.stderr)
+if bad:
+    print("\n".join(bad), file=sys.stderr)
 sys.exit(1 if bad else 0)
 PY
 then
