@@ -44,7 +44,8 @@ TEST_SUPPORT_SRC := $(wildcard tests/unit/support_*.c)
 TEST_SUPPORT_OBJ := $(TEST_SUPPORT_SRC:%.c=$(O)/obj/%.o)
 
 .PHONY: all deps test unit integration demo bench fuzz format format-check \
-	kafka-up kafka-down clean check-deps bench-e2e
+	kafka-up kafka-down clean check-deps bench-e2e install config-reference \
+	deploy-check
 all: $(BIN)
 
 # Keep intermediate objects (test support files) between runs.
@@ -110,6 +111,37 @@ format:
 	clang-format -i $(FORMAT_SRC)
 format-check:
 	clang-format --dry-run --Werror $(FORMAT_SRC)
+
+# ---- packaging and deployment -------------------------------------------
+# `make install PREFIX=/usr DESTDIR=…`: the binary, the man page (generated
+# from the binary's own --help), the example config and the systemd unit
+# (its ExecStart pointed at the installed binary).
+PREFIX         ?= /usr/local
+BINDIR         ?= $(PREFIX)/bin
+MANDIR         ?= $(PREFIX)/share/man
+DOCDIR         ?= $(PREFIX)/share/doc/veil
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+
+$(O)/veil.1: $(BIN) deploy/man/gen-man.sh
+	deploy/man/gen-man.sh $(BIN) >$@.tmp && mv $@.tmp $@
+
+install: $(BIN) $(O)/veil.1
+	install -D -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/veil
+	install -D -m 0644 $(O)/veil.1 $(DESTDIR)$(MANDIR)/man1/veil.1
+	install -D -m 0644 config/veil.example.yaml $(DESTDIR)$(DOCDIR)/veil.example.yaml
+	install -d $(DESTDIR)$(SYSTEMDUNITDIR)
+	sed 's#^ExecStart=/usr/local/bin/veil #ExecStart=$(BINDIR)/veil #' \
+		deploy/systemd/veil@.service >$(DESTDIR)$(SYSTEMDUNITDIR)/veil@.service
+	chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/veil@.service
+
+# docs/config-reference.md is generated from the loader's tables.
+config-reference: $(BIN)
+	$(BIN) config-reference >docs/config-reference.md
+
+# Validates the deployment files without a container engine or a cluster:
+# compose file, Helm chart, Prometheus rules, man page, systemd unit, docs.
+deploy-check: $(BIN)
+	@VEIL=$(abspath $(BIN)) deploy/check.sh
 
 clean:
 	rm -rf build

@@ -2559,3 +2559,43 @@ int veil_date_parse(const char *s, int64_t *secp)
         *secp = (int64_t)t;
         return 0;
 }
+
+/* ---------------------------------------------------------------------- */
+/* The tables, for `veil config-reference`                                 */
+
+/* Where each table above applies. `*` stands for a name the user chooses
+ * (a class, a purpose, a transform's target), `[]` for a list item. A new
+ * table goes here too, so the generated reference shows it. */
+static const struct {
+        const char *section;
+        const struct key_spec *specs;
+} doc_tables[] = {
+        {"", top_specs},
+        {"detectors.*", detector_specs},
+        {"classes.*", class_specs},
+        {"purposes.*", purpose_specs},
+        {"purposes.*.license", license_specs},
+        {"purposes.*.transforms.*.mask", mask_specs},
+        {"purposes.*.transforms.*.generalize", generalize_specs},
+        {"purposes.*.transforms.*.encrypt", encrypt_specs},
+        {"purposes.*.transforms.*.redact_text", redact_specs},
+        {"topics", topics_specs},
+        {"routes[]", route_specs},
+        {"registry", registry_specs},
+        {"keys", keys_specs},
+        {"dlq", dlq_specs},
+        {"audit", audit_specs},
+        {"metrics", metrics_specs},
+        {"log", log_specs},
+};
+
+void veil_config_each_key(veil_config_key_fn fn, void *arg)
+{
+        const struct key_spec *spec;
+        size_t i;
+
+        for (i = 0; i < VEIL_ARRAY_SIZE(doc_tables); i++)
+                for (spec = doc_tables[i].specs; spec->name; spec++)
+                        fn(doc_tables[i].section, spec->name, spec->required,
+                           arg);
+}

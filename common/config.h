@@ -137,4 +137,12 @@ int veil_duration_parse(const char *s, int64_t *msp);
  * malformed or not a real date. */
 int veil_date_parse(const char *s, int64_t *secp);
 
+/* Calls fn for every key of every table the loader parses with, in table
+ * order: section ("" for the top level, "purposes.*.license", "routes[]"…),
+ * the key's name and whether it is required. `veil config-reference`
+ * prints the reference from it. */
+typedef void (*veil_config_key_fn)(const char *section, const char *key,
+                                   bool required, void *arg);
+void veil_config_each_key(veil_config_key_fn fn, void *arg);
+
 #endif

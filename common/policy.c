@@ -1,5 +1,6 @@
 /* policy.c - the licence model: names of tiers and transforms, lookups, the
  * one classification resolver, and the policy digest stamped on records. */
+#define _POSIX_C_SOURCE 200809L
 #include "policy.h"
 #include "util.h"
 #include "veil.h"
@@ -9,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static const char *const tier_names[VEIL_TIER__COUNT] = {
         [VEIL_TIER_PUBLIC]       = "public",
@@ -301,6 +303,23 @@ bool veil_purpose_licensed(const struct veil_purpose *purpose, int64_t now)
         if (!purpose)
                 return false;
         return purpose->valid_until == 0 || now <= purpose->valid_until;
+}
+
+bool veil_license_expired_msg(const struct veil_purpose *purpose, int64_t now,
+                              char *buf, size_t size)
+{
+        time_t last;
+        struct tm tm;
+
+        if (!purpose || veil_purpose_licensed(purpose, now))
+                return false;
+        last = (time_t)purpose->valid_until;
+        if (!gmtime_r(&last, &tm))
+                return false;
+        snprintf(buf, size, "licence %s expired on %04d-%02d-%02d",
+                 purpose->license_id ? purpose->license_id : purpose->name,
+                 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday);
+        return true;
 }
 
 /* The digest: a canonical, length-prefixed serialization fed to SHA-256.

@@ -216,4 +216,11 @@ veil_policy_transform(const struct veil_purpose *purpose,
 /* True when the purpose's licence is still valid at `now` (epoch s). */
 bool veil_purpose_licensed(const struct veil_purpose *purpose, int64_t now);
 
+/* When the purpose's licence has expired at `now` (epoch s), writes
+ * "licence ID expired on YYYY-MM-DD" (the last valid day, UTC) into buf and
+ * returns true; otherwise returns false and leaves buf alone. The one
+ * wording every command and log line uses for an expired licence. */
+bool veil_license_expired_msg(const struct veil_purpose *purpose, int64_t now,
+                              char *buf, size_t size);
+
 #endif

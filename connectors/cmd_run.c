@@ -5,11 +5,13 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "commands.h"
 #include "config.h"
 #include "filter.h"
+#include "log.h"
 #include "veil.h"
 #include "worker.h"
 
@@ -37,6 +39,25 @@ static void on_signal(int sig)
                 veil_worker_reload();
         else
                 veil_worker_stop();
+}
+
+/* A purpose whose licence has passed gets nothing: say so by its licence,
+ * not as a retention matter. */
+static void warn_expired_licences(const struct veil_config *config)
+{
+        const struct veil_policy *policy = &config->policy;
+        char msg[256];
+        size_t i;
+
+        veil_log_set_level(config->log_level);
+        for (i = 0; i < policy->n_purposes; i++)
+                if (veil_license_expired_msg(&policy->purposes[i],
+                                             (int64_t)time(NULL), msg,
+                                             sizeof(msg)))
+                        veil_log("warn", "license-expired",
+                                 "%s: purpose %s receives nothing and its "
+                                 "keys are tombstoned (license-expired)",
+                                 msg, policy->purposes[i].name);
 }
 
 int veil_cmd_run(int argc, char **argv)
@@ -94,6 +115,7 @@ int veil_cmd_run(int argc, char **argv)
                 veil_config_destroy(config);
                 return VEIL_EXIT_USAGE;
         }
+        warn_expired_licences(config);
         memset(&sa, 0, sizeof(sa));
         sa.sa_handler = on_signal;
         sigemptyset(&sa.sa_mask);

@@ -8,6 +8,9 @@ PKGS=(
   libjansson-dev libcurl4-openssl-dev libyaml-dev libssl-dev libmicrohttpd-dev
   kcat python3 python3-venv python3-pip
   openjdk-17-jre-headless maven curl procps
+  # make deploy-check: compose validation, promtool (from prometheus),
+  # man, systemd-analyze. Helm is built with the machine's Go (go install).
+  docker-compose prometheus python3-yaml man-db groff-base systemd
 )
 
 missing=()
@@ -32,6 +35,11 @@ if [ "${#missing[@]}" -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Only promtool is wanted from the prometheus package: where systemd runs,
+  # do not leave a Prometheus server running on the developer's machine.
+  if [[ " ${missing[*]} " == *" prometheus "* ]] && [ -d /run/systemd/system ]; then
+    $SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true
+  fi
 fi
 
 # Python test clients live in a venv of Debian's python3 (PyPI packages:

@@ -279,9 +279,9 @@ def test_license_expiry_purges_every_key(veil, kafka, tmp_path):
     # purged from the ledger state on restart.
     with open(pl.config) as f:
         text = f.read()
-    assert "valid_until: 2026-12-31" in text
+    assert "valid_until: 2034-12-31" in text
     with open(pl.config, "w") as f:
-        f.write(text.replace("valid_until: 2026-12-31", "valid_until: 2020-01-01"))
+        f.write(text.replace("valid_until: 2034-12-31", "valid_until: 2020-01-01"))
     w = pl.start()
     try:
         wait_for(lambda: len(tombstones(consume_all(kafka, support))) >= 3, timeout=90,

@@ -373,7 +373,7 @@ def test_kill9_and_restart_gives_exactly_once(veil, kafka, tmp_path):
 
 def test_expired_licence_receives_nothing_and_record_audit(veil, kafka, tmp_path):
     pl = Pipeline(kafka, str(tmp_path), partitions=1,
-                  edits=[("valid_until: 2027-06-30", "valid_until: 2020-01-01"),
+                  edits=[("valid_until: 2035-06-30", "valid_until: 2020-01-01"),
                          ("audit: { level: record }", "audit: { level: record }")])
     rng = random.Random(3)
     n = 10
@@ -393,6 +393,10 @@ def test_expired_licence_receives_nothing_and_record_audit(veil, kafka, tmp_path
     assert len(consume_all(kafka, pl.topics["analytics"])) == n
     assert len(consume_all(kafka, pl.topics["support"])) == n
     assert consume_all(kafka, pl.topics["marketing"]) == []
+    # Said as what it is: the licence, by id and last day, not retention.
+    log = stderr_text(w)
+    assert "licence LIC-MKT-2 expired on 2020-01-01" in log, log[-3000:]
+    assert "licence LIC-ANALYTICS-7" not in log
     events = [json.loads(m.value()) for m in consume_all(kafka, pl.audit)]
     # One event per record and purpose, the expired purpose included.
     assert len(events) == 3 * n

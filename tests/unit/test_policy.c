@@ -308,6 +308,29 @@ Test(policy, licensed_through_valid_until)
         cr_assert_not(veil_purpose_licensed(NULL, 0));
 }
 
+Test(policy, expired_licence_is_named_with_its_last_day)
+{
+        const struct veil_purpose *analytics =
+                veil_policy_purpose(policy, "analytics");
+        const struct veil_purpose *marketing =
+                veil_policy_purpose(policy, "marketing");
+        const int64_t end = 1830211200 + 86399; /* 2027-12-31 23:59:59 */
+        char msg[128]     = "untouched";
+
+        cr_assert_not(
+                veil_license_expired_msg(analytics, end, msg, sizeof(msg)));
+        cr_assert_str_eq(msg, "untouched");
+        cr_assert(
+                veil_license_expired_msg(analytics, end + 1, msg, sizeof(msg)));
+        cr_assert_str_eq(msg, "licence LIC-A expired on 2027-12-31");
+        cr_assert(veil_license_expired_msg(analytics, end + 86400 * 400, msg,
+                                           sizeof(msg)));
+        cr_assert_str_eq(msg, "licence LIC-A expired on 2027-12-31");
+        /* No valid_until: never expired. */
+        cr_assert_not(veil_license_expired_msg(marketing, end + 86400 * 365,
+                                               msg, sizeof(msg)));
+}
+
 /* ---- digest ---------------------------------------------------------- */
 
 Test(policy, digest_ignores_order_and_formatting)
