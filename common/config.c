@@ -1776,8 +1776,7 @@ static int parse_dlq(struct loader *ld, yaml_node_t *node, void *obj)
 
 static int parse_audit_level(struct loader *ld, yaml_node_t *node, void *obj)
 {
-        static const char *const names[] = {"record", "batch", "off",
-                                            NULL};
+        static const char *const names[] = {"record", "batch", "off", NULL};
         int v, r;
 
         if ((r = get_enum(ld, node, names, &v)))
@@ -2583,6 +2582,8 @@ static const struct {
         {"routes[]", route_specs},
         {"registry", registry_specs},
         {"keys", keys_specs},
+        {"keys.ring.*", ring_specs},
+        {"erasure", erasure_specs},
         {"dlq", dlq_specs},
         {"audit", audit_specs},
         {"metrics", metrics_specs},

@@ -44,7 +44,11 @@ struct veil_filter_settings {
 enum veil_dlq_payload { VEIL_DLQ_ENCRYPTED = 0, VEIL_DLQ_RAW };
 /* off: no audit events at all (measurement, or where no licence asks for
  * an access log) */
-enum veil_audit_level { VEIL_AUDIT_RECORD = 0, VEIL_AUDIT_BATCH, VEIL_AUDIT_OFF };
+enum veil_audit_level {
+        VEIL_AUDIT_RECORD = 0,
+        VEIL_AUDIT_BATCH,
+        VEIL_AUDIT_OFF
+};
 
 struct veil_config {
         char *path; /* the file it came from */

@@ -69,7 +69,18 @@ static const struct note notes[] = {
          "records per transaction at most (1 to 10000000)"},
         {"", "plugins", "list", "-",
          "shared objects with your own filters, run between decode and "
-         "license; a path with a slash is relative to the config file"},
+         "license: a path (with a slash: relative to the config file), or "
+         "{ path, config: { KEY: VALUE } } checked against the plugin's own "
+         "table; built for filter ABI 2"},
+        {"", "filters", "map", "-",
+         "settings of the built-in filters by name, checked against each "
+         "filter's own table (`veil run --help` lists them), e.g. "
+         "`license: { plan_cache_size: 256 }`"},
+        {"", "threads", "integer", "the cores",
+         "pipelines per `veil run` (1 to 64), each its own consumer-group "
+         "member and transactional producer (transactional.id "
+         "group-instance, then group-instance-N)"},
+        {"", "erasure", "map", "-", "erasure request settings"},
 
         {"detectors.*", "pattern", "string", "-",
          "a Hyperscan regular expression; compiled when the file loads"},
@@ -150,12 +161,31 @@ static const struct note notes[] = {
         {"registry", "ca_file", "path", "system store", "CA bundle for https"},
         {"registry", "timeout", "duration", "5s", "per request"},
         {"registry", "retries", "integer", "3", "0 to 100"},
+        {"registry", "allow_insecure", "bool", "false",
+         "allow plain http:// to a host other than loopback"},
 
         {"keys", "hmac_key_file", "path", "-",
          "the key file (at least 32 bytes; a final newline is ignored); "
          "the environment variable VEIL_HMAC_KEY overrides it"},
         {"keys", "key_id", "string", "k1",
          "id carried in every token (1-32 of a-z A-Z 0-9 _ -)"},
+        {"keys", "active", "string", "-",
+         "id of the ring key that makes new tokens, DLQ seals and audit "
+         "MACs"},
+        {"keys", "ring", "map", "-",
+         "every key that may still open old tokens and verify old audit: "
+         "ID: { file: PATH } or ID: { command: \"...\" }"},
+        {"keys", "allow_insecure_permissions", "bool", "false",
+         "accept key files that group or others may read"},
+        {"keys", "command_timeout", "duration", "10s",
+         "how long a key command may run"},
+        {"keys.ring.*", "file", "path", "-",
+         "an owner-only (0600) key file, at least 32 bytes"},
+        {"keys.ring.*", "command", "string", "-",
+         "run through /bin/sh -c at start and on SIGHUP; its stdout is the "
+         "key, its stderr is never read"},
+        {"erasure", "allow_plaintext", "bool", "false",
+         "accept erasure requests that carry the subject key in clear"},
         {"keys", "shared_across_purposes", "bool", "false",
          "derive one hash key for all purposes, so purposes can join on "
          "hashed values"},
@@ -163,8 +193,9 @@ static const struct note notes[] = {
         {"dlq", "payload", "encrypted or raw", "encrypted",
          "how the original key and value are kept in dead letters"},
 
-        {"audit", "level", "record or batch", "record",
-         "one audit event per record and purpose, or one per batch"},
+        {"audit", "level", "record, batch or off", "record",
+         "one audit event per record and purpose, one per batch and "
+         "purpose, or none"},
 
         {"metrics", "listen", "HOST:PORT", "-",
          "serve GET /metrics and GET /healthz there; none when absent"},

@@ -89,6 +89,7 @@ struct txinfo {
 struct route_counters {
         struct veil_counter *in;
         struct veil_counter **out, **expired; /* per route purpose */
+        bool *expiry_logged;                  /* per route purpose */
 };
 
 struct part {
@@ -280,6 +281,7 @@ static void route_counters_free(struct pipe *p)
         for (r = 0; r < p->n_rc; r++) {
                 free(p->rc[r].out);
                 free(p->rc[r].expired);
+                free(p->rc[r].expiry_logged);
         }
         free(p->rc);
         p->rc   = NULL;
@@ -303,8 +305,10 @@ static void route_counters_build(struct pipe *p)
 
                 rc->in  = veil_counter_get(p->ctr, p->sh->m.in, v);
                 rc->out = veil_calloc(route->n_purposes + 1, sizeof(*rc->out));
-                rc->expired = veil_calloc(route->n_purposes + 1,
-                                          sizeof(*rc->expired));
+                rc->expired       = veil_calloc(route->n_purposes + 1,
+                                                sizeof(*rc->expired));
+                rc->expiry_logged = veil_calloc(route->n_purposes + 1,
+                                                sizeof(*rc->expiry_logged));
                 for (j = 0; j < route->n_purposes; j++) {
                         v[1]       = route->purposes[j].purpose;
                         rc->out[j] = veil_counter_get(p->ctr, p->sh->m.out, v);
@@ -813,8 +817,21 @@ static enum rec_outcome handle(struct pipe *p, rd_kafka_message_t *rkm)
                         return REC_FATAL;
                 }
                 if (out->skip) {
+                        char why[160];
+
                         p->n_expired++;
                         veil_counter_add(p->ctr, rc->expired[j], 1);
+                        /* Once per purpose and run (or reload): the reason
+                         * in the words every command uses. */
+                        if (!rc->expiry_logged[j] &&
+                            veil_license_expired_msg(pu, rec.now, why,
+                                                     sizeof(why))) {
+                                rc->expiry_logged[j] = true;
+                                veil_log("warn", "license-expired",
+                                         "%s: purpose %s receives nothing "
+                                         "from %s",
+                                         why, pu->name, route->source);
+                        }
                         continue;
                 }
                 hdrs = rd_kafka_headers_new(8);
