@@ -20,7 +20,6 @@
 #include <unistd.h>
 
 #include "audit.h"
-#include "counters.h"
 #include "dlq.h"
 #include "filter.h"
 #include "headers.h"
@@ -32,6 +31,8 @@
 #include "registry.h"
 #include "retain.h"
 #include "sink.h"
+#include "source.h"
+#include "tally.h"
 #include "util.h"
 #include "veil.h"
 #include "worker.h"
@@ -57,46 +58,16 @@ void veil_worker_reload(void)
 
 /* ---- what the pipelines share -------------------------------------------- */
 
-struct families {
-        struct veil_metrics *reg;
-        struct veil_metric *in, *out, *tomb, *expired, *dlq, *tx, *lag, *audit;
-        struct veil_series *plan_hits, *plan_misses, *batch_s, *commit_s,
-                *committed, *aborted, *assigned;
-};
-
 struct shared {
         const struct veil_config *config;
         struct veil_worker_opts opts;
-        struct families m;
+        struct veil_families m;
         struct veil_http *http;
         atomic_bool stop; /* a pipeline hit a fatal error: all stop */
         atomic_int done;  /* pipelines that finished (--once) */
         atomic_int assigned;
         struct pipe *pipes;
         size_t n_pipes;
-};
-
-/* Transform counters of one (route purpose, schema id). */
-struct txinfo {
-        const struct veil_route_purpose *rp;
-        int schema_in;
-        struct veil_counter **tx;
-        uint64_t *mult;
-        size_t n;
-        struct txinfo *next;
-};
-
-struct route_counters {
-        struct veil_counter *in;
-        struct veil_counter **out, **expired; /* per route purpose */
-        bool *expiry_logged;                  /* per route purpose */
-};
-
-struct part {
-        char *topic;
-        int32_t partition;
-        bool eof;
-        int64_t batch_first; /* -1: nothing in the open batch */
 };
 
 struct pipe {
@@ -111,15 +82,13 @@ struct pipe {
         struct veil_registry *reg;
         struct veil_chain *chain;
         struct veil_sink *sink;
-        rd_kafka_t *consumer;
+        struct veil_source *source;
         rd_kafka_t *audit_reader;
         struct veil_audit *audit;
         struct veil_retain *retain;
         struct veil_dlq *dlq;
 
         int64_t batch_start_ms, batch_records, batch_now;
-        struct part *parts;
-        size_t n_parts;
         /* A record whose output the producer refused for its size after
          * the size check passed: the batch is redone and this record goes
          * to the DLQ instead. */
@@ -129,12 +98,7 @@ struct pipe {
                 int64_t offset;
         } too_large;
 
-        struct veil_counters *ctr;
-        struct route_counters *rc;
-        size_t n_rc;
-        struct txinfo *txinfos;
-        struct veil_counter *audit_ctr;
-        uint64_t plan_hits_seen, plan_misses_seen, audit_seen;
+        struct veil_tally *tally;
 
         _Atomic int64_t heartbeat_ms;
         atomic_bool dead;
@@ -181,279 +145,6 @@ static bool dead(struct pipe *p)
         return atomic_load(&p->dead);
 }
 
-/* ---- metrics --------------------------------------------------------------
- */
-
-static void families_init(struct families *m)
-{
-        const char *none[1] = {NULL};
-        const char *v[2];
-        struct veil_metric *txns;
-
-        m->reg = veil_metrics_new();
-        veil_series_set(veil_metric_series(
-                                veil_metrics_family(m->reg, VEIL_METRIC_GAUGE,
-                                                    "veil_build_info",
-                                                    "Veil's version (always 1)",
-                                                    "version", NULL, 0),
-                                (v[0] = VEIL_VERSION, v)),
-                        1);
-        m->in = veil_metrics_family(
-                m->reg, VEIL_METRIC_COUNTER, "veil_records_in_total",
-                "source records consumed and committed", "route", NULL, 0);
-        m->out = veil_metrics_family(
-                m->reg, VEIL_METRIC_COUNTER, "veil_records_out_total",
-                "records committed to a purpose topic (tombstones apart)",
-                "route,purpose", NULL, 0);
-        m->tomb = veil_metrics_family(
-                m->reg, VEIL_METRIC_COUNTER, "veil_tombstones_out_total",
-                "tombstones committed to a purpose topic, by veil.reason",
-                "route,purpose,reason", NULL, 0);
-        m->expired = veil_metrics_family(
-                m->reg, VEIL_METRIC_COUNTER, "veil_records_expired_total",
-                "records a purpose did not receive because its licence "
-                "expired",
-                "route,purpose", NULL, 0);
-        m->dlq = veil_metrics_family(
-                m->reg, VEIL_METRIC_COUNTER, "veil_dlq_records_total",
-                "records committed to the DLQ, by veil.error code", "code",
-                NULL, 0);
-        m->tx = veil_metrics_family(
-                m->reg, VEIL_METRIC_COUNTER, "veil_transforms_total",
-                "field values given to a purpose, by data class (or "
-                "'unclassified') and transform",
-                "purpose,class,transform", NULL, 0);
-        m->plan_hits = veil_metric_series(
-                veil_metrics_family(m->reg, VEIL_METRIC_COUNTER,
-                                    "veil_plan_cache_hits_total",
-                                    "record plans found in the plan cache",
-                                    NULL, NULL, 0),
-                none);
-        m->plan_misses = veil_metric_series(
-                veil_metrics_family(m->reg, VEIL_METRIC_COUNTER,
-                                    "veil_plan_cache_misses_total",
-                                    "record plans compiled (not cached)", NULL,
-                                    NULL, 0),
-                none);
-        m->batch_s = veil_metric_series(
-                veil_metrics_family(m->reg, VEIL_METRIC_HISTOGRAM,
-                                    "veil_batch_duration_seconds",
-                                    "a committed transaction from its first "
-                                    "record to the end of its commit",
-                                    NULL, veil_metrics_latency_buckets,
-                                    veil_metrics_latency_n_buckets),
-                none);
-        m->commit_s = veil_metric_series(
-                veil_metrics_family(
-                        m->reg, VEIL_METRIC_HISTOGRAM,
-                        "veil_commit_duration_seconds",
-                        "sending the offsets and committing a transaction",
-                        NULL, veil_metrics_latency_buckets,
-                        veil_metrics_latency_n_buckets),
-                none);
-        txns         = veil_metrics_family(m->reg, VEIL_METRIC_COUNTER,
-                                           "veil_transactions_total",
-                                           "transactions by outcome (an aborted "
-                                                   "batch is processed again)",
-                                           "outcome", NULL, 0);
-        m->committed = veil_metric_series(txns, (v[0] = "committed", v));
-        m->aborted   = veil_metric_series(txns, (v[0] = "aborted", v));
-        m->audit     = veil_metrics_family(m->reg, VEIL_METRIC_COUNTER,
-                                           "veil_audit_events_total",
-                                           "audit events committed", NULL, NULL, 0);
-        m->assigned  = veil_metric_series(
-                 veil_metrics_family(
-                         m->reg, VEIL_METRIC_GAUGE, "veil_assigned_partitions",
-                         "source partitions this worker owns", NULL, NULL, 0),
-                 none);
-        veil_series_set(m->assigned, 0);
-        m->lag = veil_metrics_family(
-                m->reg, VEIL_METRIC_GAUGE, "veil_consumer_lag",
-                "records behind the end of an assigned source partition "
-                "(librdkafka statistics)",
-                "topic,partition", NULL, 0);
-}
-
-static void route_counters_free(struct pipe *p)
-{
-        size_t r;
-
-        for (r = 0; r < p->n_rc; r++) {
-                free(p->rc[r].out);
-                free(p->rc[r].expired);
-                free(p->rc[r].expiry_logged);
-        }
-        free(p->rc);
-        p->rc   = NULL;
-        p->n_rc = 0;
-}
-
-/* The per-route counters of the running config (again after a reload:
- * route pointers change). */
-static void route_counters_build(struct pipe *p)
-{
-        const struct veil_policy *policy = &p->config->policy;
-        size_t r, j;
-
-        route_counters_free(p);
-        p->rc   = veil_calloc(policy->n_routes + 1, sizeof(*p->rc));
-        p->n_rc = policy->n_routes;
-        for (r = 0; r < policy->n_routes; r++) {
-                const struct veil_route *route = &policy->routes[r];
-                struct route_counters *rc      = &p->rc[r];
-                const char *v[2]               = {route->source, NULL};
-
-                rc->in  = veil_counter_get(p->ctr, p->sh->m.in, v);
-                rc->out = veil_calloc(route->n_purposes + 1, sizeof(*rc->out));
-                rc->expired       = veil_calloc(route->n_purposes + 1,
-                                                sizeof(*rc->expired));
-                rc->expiry_logged = veil_calloc(route->n_purposes + 1,
-                                                sizeof(*rc->expiry_logged));
-                for (j = 0; j < route->n_purposes; j++) {
-                        v[1]       = route->purposes[j].purpose;
-                        rc->out[j] = veil_counter_get(p->ctr, p->sh->m.out, v);
-                        rc->expired[j] =
-                                veil_counter_get(p->ctr, p->sh->m.expired, v);
-                }
-        }
-}
-
-static void txinfos_free(struct pipe *p)
-{
-        while (p->txinfos) {
-                struct txinfo *ti = p->txinfos;
-
-                p->txinfos = ti->next;
-                free(ti->tx);
-                free(ti->mult);
-                free(ti);
-        }
-}
-
-/* The transform counters of the plan `out` used, flattened on first
- * sight (while the plan is certainly alive). */
-static struct txinfo *
-txinfo_for(struct pipe *p, const struct veil_record_out *out, int schema_in)
-{
-        const struct veil_plan_field *f;
-        struct txinfo *ti;
-        size_t n, i, k;
-
-        for (ti = p->txinfos; ti; ti = ti->next)
-                if (ti->rp == out->rp && ti->schema_in == schema_in)
-                        return ti;
-        ti            = veil_calloc(1, sizeof(*ti));
-        ti->rp        = out->rp;
-        ti->schema_in = schema_in;
-        f             = veil_plan_fields(out->plan, &n);
-        ti->tx        = veil_calloc(n + 1, sizeof(*ti->tx));
-        ti->mult      = veil_calloc(n + 1, sizeof(*ti->mult));
-        for (i = 0; i < n; i++) {
-                const char *v[3] = {out->rp->purpose,
-                                    f[i].label ? f[i].label : "unclassified",
-                                    veil_tx_name(f[i].tx)};
-                struct veil_counter *ct =
-                        veil_counter_get(p->ctr, p->sh->m.tx, v);
-
-                for (k = 0; k < ti->n && ti->tx[k] != ct; k++)
-                        ;
-                if (k == ti->n) {
-                        ti->tx[ti->n]     = ct;
-                        ti->mult[ti->n++] = 0;
-                }
-                ti->mult[k]++;
-        }
-        ti->next   = p->txinfos;
-        p->txinfos = ti;
-        return ti;
-}
-
-/* Counts that live outside the counters (the chain's plan cache, the
- * audit emitter) reach the registry on commit. */
-static void stats_flush(struct pipe *p)
-{
-        const struct veil_chain_stats *st = veil_chain_stats(p->chain);
-        uint64_t audited                  = veil_audit_committed(p->audit);
-
-        veil_series_add(p->sh->m.plan_hits, st->plan_hits - p->plan_hits_seen);
-        veil_series_add(p->sh->m.plan_misses,
-                        st->plan_misses - p->plan_misses_seen);
-        p->plan_hits_seen   = st->plan_hits;
-        p->plan_misses_seen = st->plan_misses;
-        if (audited > p->audit_seen)
-                veil_counter_add(p->ctr, p->audit_ctr, audited - p->audit_seen);
-        p->audit_seen = audited;
-}
-
-/* ---- the assignment --------------------------------------------------------
- */
-
-static struct part *part_find(struct pipe *p, const char *topic,
-                              int32_t partition)
-{
-        size_t k;
-
-        for (k = 0; k < p->n_parts; k++)
-                if (p->parts[k].partition == partition &&
-                    !strcmp(p->parts[k].topic, topic))
-                        return &p->parts[k];
-        return NULL;
-}
-
-static void parts_add(struct pipe *p,
-                      const rd_kafka_topic_partition_list_t *list)
-{
-        int i;
-
-        for (i = 0; i < list->cnt; i++) {
-                struct part *pt;
-
-                p->parts        = veil_realloc(p->parts,
-                                               (p->n_parts + 1) * sizeof(*p->parts));
-                pt              = &p->parts[p->n_parts++];
-                pt->topic       = veil_strdup(list->elems[i].topic);
-                pt->partition   = list->elems[i].partition;
-                pt->eof         = false;
-                pt->batch_first = -1;
-        }
-        veil_series_set(p->sh->m.assigned,
-                        atomic_fetch_add(&p->sh->assigned, list->cnt) +
-                                list->cnt);
-}
-
-static void parts_remove(struct pipe *p,
-                         const rd_kafka_topic_partition_list_t *list)
-{
-        int i, n = 0;
-
-        for (i = 0; i < list->cnt; i++) {
-                struct part *pt = part_find(p, list->elems[i].topic,
-                                            list->elems[i].partition);
-
-                if (pt) {
-                        free(pt->topic);
-                        *pt = p->parts[--p->n_parts];
-                        n++;
-                }
-        }
-        veil_series_set(p->sh->m.assigned,
-                        atomic_fetch_sub(&p->sh->assigned, n) - n);
-}
-
-static bool parts_all_eof(const struct pipe *p)
-{
-        size_t k;
-
-        if (p->n_parts == 0)
-                /* --once with more pipelines than partitions: done when
-                 * another pipeline read its share to the end. */
-                return atomic_load(&p->sh->done) > 0;
-        for (k = 0; k < p->n_parts; k++)
-                if (!p->parts[k].eof)
-                        return false;
-        return true;
-}
-
 /* ---- transactions ----------------------------------------------------------
  */
 
@@ -478,38 +169,15 @@ static void begin(struct pipe *p)
  * exact anyway. */
 static void rollback(struct pipe *p, bool rewind)
 {
-        rd_kafka_topic_partition_list_t *list;
-        rd_kafka_error_t *error;
-        size_t k;
+        char err[512];
 
         veil_retain_rollback(p->retain);
         veil_audit_rollback(p->audit);
-        veil_counters_settle(p->ctr, false);
-        veil_series_add(p->sh->m.aborted, 1);
-        if (rewind && p->consumer) {
-                list = rd_kafka_topic_partition_list_new(
-                        p->n_parts ? (int)p->n_parts : 1);
-                for (k = 0; k < p->n_parts; k++) {
-                        p->parts[k].eof = false;
-                        if (p->parts[k].batch_first >= 0)
-                                rd_kafka_topic_partition_list_add(
-                                        list, p->parts[k].topic,
-                                        p->parts[k].partition)
-                                        ->offset = p->parts[k].batch_first;
-                }
-                if (list->cnt > 0) {
-                        error = rd_kafka_seek_partitions(p->consumer, list,
-                                                         30000);
-                        if (error) {
-                                fail(p, "rewinding the consumer: %s",
-                                     rd_kafka_error_string(error));
-                                rd_kafka_error_destroy(error);
-                        }
-                }
-                rd_kafka_topic_partition_list_destroy(list);
-        }
-        for (k = 0; k < p->n_parts; k++)
-                p->parts[k].batch_first = -1;
+        veil_tally_abort(p->tally);
+        if (!rewind)
+                veil_source_batch_done(p->source);
+        else if (veil_source_rewind(p->source, err, sizeof(err)))
+                fail(p, "%s", err);
 }
 
 /* Aborts the open batch (a transient failure): it is read again. */
@@ -525,27 +193,6 @@ static void abort_batch(struct pipe *p, bool rewind)
         rollback(p, rewind);
 }
 
-/* The consumer's next offsets for the transaction. */
-static rd_kafka_topic_partition_list_t *positions(struct pipe *p)
-{
-        rd_kafka_topic_partition_list_t *parts = NULL, *offsets;
-        int k;
-
-        if (rd_kafka_assignment(p->consumer, &parts))
-                return NULL;
-        rd_kafka_position(p->consumer, parts);
-        offsets =
-                rd_kafka_topic_partition_list_new(parts->cnt ? parts->cnt : 1);
-        for (k = 0; k < parts->cnt; k++)
-                if (parts->elems[k].offset >= 0)
-                        rd_kafka_topic_partition_list_add(
-                                offsets, parts->elems[k].topic,
-                                parts->elems[k].partition)
-                                ->offset = parts->elems[k].offset;
-        rd_kafka_topic_partition_list_destroy(parts);
-        return offsets;
-}
-
 /* Ledger and audit events of the batch, the consumer's positions, commit.
  * Never after a fatal error: the sink refuses. */
 static enum veil_sink_status commit(struct pipe *p)
@@ -554,7 +201,6 @@ static enum veil_sink_status commit(struct pipe *p)
         enum veil_sink_status st;
         char err[512];
         int64_t t0;
-        size_t k;
 
         if (!veil_sink_in_txn(p->sink))
                 return VEIL_SINK_OK;
@@ -566,14 +212,15 @@ static enum veil_sink_status commit(struct pipe *p)
                 rollback(p, false);
                 return VEIL_SINK_FATAL;
         }
-        offsets = positions(p);
+        offsets = veil_source_positions(p->source);
         if (!offsets) {
                 fail(p, "reading the assignment failed");
                 rollback(p, false);
                 return VEIL_SINK_FATAL;
         }
         t0 = veil_now_ms();
-        st = veil_sink_commit(p->sink, p->consumer, offsets);
+        st = veil_sink_commit(p->sink, veil_source_consumer(p->source),
+                              offsets);
         rd_kafka_topic_partition_list_destroy(offsets);
         if (st == VEIL_SINK_ABORTED) {
                 rollback(p, true);
@@ -586,16 +233,11 @@ static enum veil_sink_status commit(struct pipe *p)
         }
         veil_retain_commit(p->retain);
         veil_audit_commit(p->audit);
-        for (k = 0; k < p->n_parts; k++)
-                p->parts[k].batch_first = -1;
+        veil_source_batch_done(p->source);
         p->backoff_ms = 0;
-        stats_flush(p);
-        veil_counters_settle(p->ctr, true);
-        veil_series_add(p->sh->m.committed, 1);
-        veil_series_observe(p->sh->m.commit_s,
-                            (double)(veil_now_ms() - t0) / 1e3);
-        veil_series_observe(p->sh->m.batch_s,
-                            (double)(veil_now_ms() - p->batch_start_ms) / 1e3);
+        veil_tally_commit(p->tally, veil_chain_stats(p->chain),
+                          veil_audit_committed(p->audit), veil_now_ms() - t0,
+                          veil_now_ms() - p->batch_start_ms);
         return VEIL_SINK_OK;
 }
 
@@ -639,7 +281,6 @@ static enum rec_outcome dead_letter(struct pipe *p,
         size_t key_len, value_len;
         enum veil_sink_status st;
         char err[512];
-        const char *v[1];
 
         memset(&l, 0, sizeof(l));
         snprintf(l.code, sizeof(l.code), "%s",
@@ -682,8 +323,7 @@ static enum rec_outcome dead_letter(struct pipe *p,
                 return produce_status(p, VEIL_SINK_FATAL);
         }
         p->n_dlq++;
-        v[0] = l.code;
-        veil_counter_add(p->ctr, veil_counter_get(p->ctr, p->sh->m.dlq, v), 1);
+        veil_tally_dlq(p->tally, l.code);
         veil_log("warn", "dlq", "%s at %s: %s", l.code, l.source, l.detail);
         return REC_OK;
 }
@@ -713,10 +353,9 @@ static enum rec_outcome handle(struct pipe *p, rd_kafka_message_t *rkm)
         const char *topic = rd_kafka_topic_name(rkm->rkt);
         const struct veil_route *route =
                 veil_policy_route(&p->config->policy, topic);
-        struct route_counters *rc;
         struct veil_record rec;
-        struct part *pt;
         enum veil_verdict v;
+        size_t ri;
         char source[512], replay_buf[512], err[512];
         const char *replay_of;
         int64_t ts;
@@ -725,9 +364,7 @@ static enum rec_outcome handle(struct pipe *p, rd_kafka_message_t *rkm)
         begin(p);
         if (dead(p))
                 return REC_FATAL;
-        pt = part_find(p, topic, rkm->partition);
-        if (pt && pt->batch_first < 0)
-                pt->batch_first = rkm->offset;
+        veil_source_note(p->source, topic, rkm->partition, rkm->offset);
         memset(&rec, 0, sizeof(rec));
         rec.topic     = topic;
         rec.partition = rkm->partition;
@@ -750,8 +387,8 @@ static enum rec_outcome handle(struct pipe *p, rd_kafka_message_t *rkm)
                          "no route for topic %s", topic);
                 return dead_letter(p, rkm, &rec, replay_of);
         }
-        rc = &p->rc[route - p->config->policy.routes];
-        veil_counter_add(p->ctr, rc->in, 1);
+        ri = (size_t)(route - p->config->policy.routes);
+        veil_tally_in(p->tally, ri);
         rec.route = route;
         if (p->too_large.topic && p->too_large.partition == rkm->partition &&
             p->too_large.offset == rkm->offset &&
@@ -799,16 +436,9 @@ static enum rec_outcome handle(struct pipe *p, rd_kafka_message_t *rkm)
                 const struct veil_purpose *pu     = out->rp->ref;
                 rd_kafka_headers_t *hdrs;
                 enum veil_sink_status st;
-                size_t k;
 
-                if (out->plan) {
-                        struct txinfo *ti =
-                                txinfo_for(p, out, rec.frame.schema_id);
-
-                        for (k = 0; k < ti->n; k++)
-                                veil_counter_add(p->ctr, ti->tx[k],
-                                                 ti->mult[k]);
-                }
+                if (out->plan)
+                        veil_tally_plan(p->tally, out, rec.frame.schema_id);
                 if (veil_audit_record(p->audit, route, j, rec.partition,
                                       rec.offset, out->plan,
                                       rec.frame.schema_id, out->skip,
@@ -820,13 +450,11 @@ static enum rec_outcome handle(struct pipe *p, rd_kafka_message_t *rkm)
                         char why[160];
 
                         p->n_expired++;
-                        veil_counter_add(p->ctr, rc->expired[j], 1);
                         /* Once per purpose and run (or reload): the reason
                          * in the words every command uses. */
-                        if (!rc->expiry_logged[j] &&
+                        if (veil_tally_expired(p->tally, ri, j) &&
                             veil_license_expired_msg(pu, rec.now, why,
                                                      sizeof(why))) {
-                                rc->expiry_logged[j] = true;
                                 veil_log("warn", "license-expired",
                                          "%s: purpose %s receives nothing "
                                          "from %s",
@@ -874,16 +502,12 @@ static enum rec_outcome handle(struct pipe *p, rd_kafka_message_t *rkm)
                         return REC_FATAL;
                 }
                 if (out->value_null) {
-                        const char *tv[3] = {route->source, out->rp->purpose,
-                                             out->reason ? out->reason : ""};
-
                         p->n_tombstones++;
-                        veil_counter_add(
-                                p->ctr,
-                                veil_counter_get(p->ctr, p->sh->m.tomb, tv), 1);
+                        veil_tally_tombstone(p->tally, route->source,
+                                             out->rp->purpose, out->reason);
                 } else {
                         p->n_out++;
-                        veil_counter_add(p->ctr, rc->out[j], 1);
+                        veil_tally_out(p->tally, ri, j);
                 }
         }
         return REC_OK;
@@ -919,7 +543,10 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                         error = rd_kafka_incremental_assign(rk, parts);
                 else
                         rd_kafka_assign(rk, parts);
-                parts_add(p, parts);
+                veil_source_assigned(p->source, parts);
+                veil_series_set(p->sh->m.assigned,
+                                atomic_fetch_add(&p->sh->assigned, parts->cnt) +
+                                        parts->cnt);
                 break;
         case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
                 veil_log("info", "revoke", "%s: %d partition(s) revoked%s",
@@ -942,7 +569,10 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                         error = rd_kafka_incremental_unassign(rk, parts);
                 else
                         rd_kafka_assign(rk, NULL);
-                parts_remove(p, parts);
+                veil_series_set(p->sh->m.assigned,
+                                atomic_fetch_sub(&p->sh->assigned, parts->cnt) -
+                                        parts->cnt);
+                veil_source_revoked(p->source, parts);
                 break;
         default:
                 veil_log("error", "rebalance", "rebalance failed: %s",
@@ -1000,114 +630,41 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *rkm,
 static int stats_cb(rd_kafka_t *rk, char *json, size_t json_len, void *opaque)
 {
         struct pipe *p = opaque;
-        json_t *root, *topics, *t, *parts, *pj;
-        const char *tname, *pname;
 
         (void)rk;
-        root = json_loadb(json, json_len, 0, NULL);
-        if (!root)
-                return 0;
-        topics = json_object_get(root, "topics");
-        json_object_foreach(topics, tname, t)
-        {
-                parts = json_object_get(t, "partitions");
-                json_object_foreach(parts, pname, pj)
-                {
-                        /* librdkafka's own consumer_lag counts from the
-                         * group's committed offset, which a consumer never
-                         * learns when its offsets commit through the
-                         * producer's transactions: the lag here is from
-                         * the position (app_offset) to the end a
-                         * read_committed consumer can reach (ls_offset). */
-                        json_int_t end = json_integer_value(
-                                json_object_get(pj, "ls_offset"));
-                        json_int_t pos = json_integer_value(
-                                json_object_get(pj, "app_offset"));
-                        const char *v[2];
-
-                        /* "-1" is librdkafka's internal UA partition;
-                         * negative offsets are not known yet. */
-                        if (!strcmp(pname, "-1") || end < 0 || pos < 0 ||
-                            !json_is_true(json_object_get(pj, "desired")))
-                                continue;
-                        v[0] = tname;
-                        v[1] = pname;
-                        veil_series_set(veil_metric_series(p->sh->m.lag, v),
-                                        end > pos ? (int64_t)(end - pos) : 0);
-                }
-        }
-        json_decref(root);
+        veil_families_lag(&p->sh->m, json, json_len);
         return 0;
 }
 
 /* ---- clients ----------------------------------------------------------------
  */
 
-static bool kafka_key_set(const struct veil_config *config, const char *key)
-{
-        size_t i;
-
-        for (i = 0; i < config->n_kafka; i++)
-                if (!strcmp(config->kafka[i].key, key))
-                        return true;
-        return false;
-}
-
-static rd_kafka_conf_t *conf_new(struct pipe *p, bool producer, char *errstr,
-                                 size_t errstr_size)
+/* The sink's producer: the transactional settings, queues bounded. */
+static rd_kafka_conf_t *producer_conf(struct pipe *p, char *errstr,
+                                      size_t errstr_size)
 {
         const struct veil_config *config = p->config;
         rd_kafka_conf_t *conf            = rd_kafka_conf_new();
         char err[512];
+        size_t i;
 
-#define SET(k, v)                                                              \
-        do {                                                                   \
-                if (rd_kafka_conf_set(conf, k, v, err, sizeof(err)) !=         \
-                    RD_KAFKA_CONF_OK) {                                        \
-                        veil_errf(errstr, errstr_size, VEIL_ECONFIG,           \
-                                  "kafka.%s: %s", k, err);                     \
-                        goto err;                                              \
-                }                                                              \
-        } while (0)
-
-        if (!producer) {
-                /* Cooperative rebalancing moves only the partitions that
-                 * change hands, but librdkafka before 2.3 aborts when such
-                 * a consumer is closed before its first assignment (its
-                 * issue 4312), which several pipelines per process make
-                 * routine: there, the eager round-robin assignor. */
-                SET("partition.assignment.strategy",
-                    rd_kafka_version() >= 0x020300ff ? "cooperative-sticky"
-                                                     : "roundrobin");
-                SET("auto.offset.reset", "earliest");
-                /* Consumer lag for /metrics, unless kafka: says otherwise. */
-                if (config->metrics_listen &&
-                    !kafka_key_set(config, "statistics.interval.ms"))
-                        SET("statistics.interval.ms", "5000");
-        }
         if (veil_kafka_conf_apply(conf, config, NULL, errstr, errstr_size) ||
-            veil_kafka_conf_bound(conf, config, producer, errstr, errstr_size))
+            veil_kafka_conf_bound(conf, config, true, errstr, errstr_size))
                 goto err;
         /* Small batches wait a little for company: fewer, fuller produce
          * requests per transaction. */
-        if (producer && !kafka_key_set(config, "linger.ms"))
-                SET("linger.ms", "10");
-        if (producer) {
-                SET("transactional.id", p->txn_id);
-                rd_kafka_conf_set_dr_msg_cb(conf, dr_msg_cb);
-        } else {
-                /* What exactly-once rests on: these are not negotiable. */
-                SET("group.id", config->group);
-                SET("client.id", p->txn_id);
-                SET("isolation.level", "read_committed");
-                SET("enable.auto.commit", "false");
-                SET("enable.partition.eof",
-                    p->sh->opts.once ? "true" : "false");
-                rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
-                if (config->metrics_listen)
-                        rd_kafka_conf_set_stats_cb(conf, stats_cb);
+        for (i = 0; i < config->n_kafka; i++)
+                if (!strcmp(config->kafka[i].key, "linger.ms"))
+                        break;
+        if ((i == config->n_kafka &&
+             rd_kafka_conf_set(conf, "linger.ms", "10", err, sizeof(err)) !=
+                     RD_KAFKA_CONF_OK) ||
+            rd_kafka_conf_set(conf, "transactional.id", p->txn_id, err,
+                              sizeof(err)) != RD_KAFKA_CONF_OK) {
+                veil_errf(errstr, errstr_size, VEIL_ECONFIG, "kafka: %s", err);
+                goto err;
         }
-#undef SET
+        rd_kafka_conf_set_dr_msg_cb(conf, dr_msg_cb);
         rd_kafka_conf_set_log_cb(conf, log_cb);
         rd_kafka_conf_set_error_cb(conf, error_cb);
         rd_kafka_conf_set_opaque(conf, p);
@@ -1159,21 +716,19 @@ static int audit_setup(struct pipe *p, char *errstr, size_t errstr_size)
 
 static int pipe_open(struct pipe *p, char *errstr, size_t errstr_size)
 {
-        const struct veil_policy *policy = &p->config->policy;
-        rd_kafka_topic_partition_list_t *topics;
+        struct veil_source_hooks hooks = {
+                .rebalance = rebalance_cb,
+                .log       = log_cb,
+                .error     = error_cb,
+                .stats     = p->config->metrics_listen ? stats_cb : NULL,
+                .opaque    = p,
+        };
         rd_kafka_conf_t *conf;
-        rd_kafka_resp_err_t err;
         char kerr[512];
-        size_t i;
         int rc;
 
-        p->ctr = veil_counters_new();
-        route_counters_build(p);
-        {
-                const char *none[1] = {NULL};
-
-                p->audit_ctr = veil_counter_get(p->ctr, p->sh->m.audit, none);
-        }
+        p->tally = veil_tally_new(&p->sh->m);
+        veil_tally_bind(p->tally, p->config);
         p->dlq = veil_dlq_new(p->config, errstr, errstr_size);
         if (!p->dlq)
                 return VEIL_ECONFIG;
@@ -1184,7 +739,7 @@ static int pipe_open(struct pipe *p, char *errstr, size_t errstr_size)
         p->chain = veil_chain_new(p->config, p->reg, errstr, errstr_size);
         if (!p->chain)
                 return VEIL_ECONFIG;
-        conf = conf_new(p, true, errstr, errstr_size);
+        conf = producer_conf(p, errstr, errstr_size);
         if (!conf)
                 return VEIL_ECONFIG;
         p->sink = veil_sink_new(conf, &stop_requested, errstr, errstr_size);
@@ -1197,41 +752,16 @@ static int pipe_open(struct pipe *p, char *errstr, size_t errstr_size)
                                     p->audit, errstr, errstr_size);
         if (!p->retain)
                 return VEIL_ECONFIG;
-        conf = conf_new(p, false, errstr, errstr_size);
-        if (!conf)
-                return VEIL_ECONFIG;
-        p->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, kerr, sizeof(kerr));
-        if (!p->consumer) {
-                rd_kafka_conf_destroy(conf);
-                return veil_errf(errstr, errstr_size, VEIL_ECONFIG,
-                                 "consumer: %s", kerr);
-        }
-        rd_kafka_poll_set_consumer(p->consumer);
-        topics = rd_kafka_topic_partition_list_new((int)policy->n_routes + 1);
-        for (i = 0; i < policy->n_routes; i++)
-                rd_kafka_topic_partition_list_add(topics,
-                                                  policy->routes[i].source,
-                                                  RD_KAFKA_PARTITION_UA);
-        err = rd_kafka_subscribe(p->consumer, topics);
-        rd_kafka_topic_partition_list_destroy(topics);
-        if (err)
-                return veil_errf(errstr, errstr_size, VEIL_ENET,
-                                 "subscribe: %s", rd_kafka_err2str(err));
-        return 0;
+        p->source = veil_source_new(p->config, p->txn_id, p->sh->opts.once,
+                                    &hooks, errstr, errstr_size);
+        return p->source ? 0 : VEIL_ECONFIG;
 }
 
 static void pipe_close(struct pipe *p)
 {
-        size_t i;
-
-        if (p->consumer) {
-                /* The last revocation commits the open batch, or aborts it
-                 * after a fatal error. */
-                rd_kafka_consumer_close(p->consumer);
-                rd_kafka_destroy(p->consumer);
-        }
-        /* After the consumer's last revocation, before the producer it
-         * borrows. */
+        /* The source's last revocation commits the open batch, or aborts
+         * it after a fatal error; then the rooms, in reverse order. */
+        veil_source_destroy(p->source);
         veil_retain_destroy(p->retain);
         if (p->sink)
                 veil_sink_counts(p->sink, &p->n_commits, &p->n_aborts);
@@ -1243,12 +773,7 @@ static void pipe_close(struct pipe *p)
         veil_config_destroy(p->owned);
         veil_registry_destroy(p->reg);
         veil_dlq_destroy(p->dlq);
-        txinfos_free(p);
-        route_counters_free(p);
-        veil_counters_destroy(p->ctr);
-        for (i = 0; i < p->n_parts; i++)
-                free(p->parts[i].topic);
-        free(p->parts);
+        veil_tally_destroy(p->tally);
         free(p->too_large.topic);
 }
 
@@ -1327,18 +852,15 @@ static void reload(struct pipe *p)
         }
         veil_log("info", "reload", "%s: policy %.12s replaces %.12s", p->txn_id,
                  config->policy.digest, p->config->policy.digest);
-        stats_flush(p);
+        veil_tally_chain(p->tally, veil_chain_stats(p->chain));
         veil_chain_destroy(p->chain);
         veil_audit_set_config(p->audit, config);
         veil_config_destroy(p->owned);
-        p->chain            = chain;
-        p->owned            = config;
-        p->config           = config;
-        p->plan_hits_seen   = 0;
-        p->plan_misses_seen = 0;
+        p->chain  = chain;
+        p->owned  = config;
+        p->config = config;
         /* Summaries and counters point into the old config. */
-        txinfos_free(p);
-        route_counters_build(p);
+        veil_tally_bind(p->tally, config);
 }
 
 static void loop(struct pipe *p)
@@ -1365,28 +887,21 @@ static void loop(struct pipe *p)
                         int64_t left = p->batch_start_ms + interval - now;
                         timeout      = left > 0 ? (int)left : 0;
                 }
-                rkm = rd_kafka_consumer_poll(p->consumer, timeout);
+                rkm = rd_kafka_consumer_poll(veil_source_consumer(p->source),
+                                             timeout);
                 rd_kafka_poll(veil_sink_producer(p->sink), 0);
                 if (rkm) {
                         enum rec_outcome o = REC_OK;
 
-                        if (rkm->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-                                struct part *pt = part_find(
-                                        p, rd_kafka_topic_name(rkm->rkt),
-                                        rkm->partition);
-                                if (pt)
-                                        pt->eof = true;
-                        } else if (rkm->err) {
+                        if (rkm->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                                veil_source_eof(p->source,
+                                                rd_kafka_topic_name(rkm->rkt),
+                                                rkm->partition);
+                        else if (rkm->err)
                                 veil_log("warn", "consume", "%s",
                                          rd_kafka_message_errstr(rkm));
-                        } else {
-                                struct part *pt = part_find(
-                                        p, rd_kafka_topic_name(rkm->rkt),
-                                        rkm->partition);
-                                if (pt)
-                                        pt->eof = false;
+                        else
                                 o = handle(p, rkm);
-                        }
                         rd_kafka_message_destroy(rkm);
                         if (o == REC_RETRY || o == REC_REDO) {
                                 abort_batch(p, true);
@@ -1427,8 +942,13 @@ static void loop(struct pipe *p)
                         reload_seen = reload_gen;
                         reload(p);
                 }
+                /* --once: every assigned partition read to its end (with
+                 * more pipelines than partitions, one without any stops
+                 * when another has read its share). */
                 if (p->sh->opts.once && !veil_sink_in_txn(p->sink) &&
-                    parts_all_eof(p))
+                    (veil_source_count(p->source)
+                             ? veil_source_all_eof(p->source)
+                             : atomic_load(&p->sh->done) > 0))
                         break;
         }
         /* SIGINT/SIGTERM: the open batch is committed, not lost. After a
@@ -1518,7 +1038,7 @@ int veil_worker_run(const struct veil_config *config,
         if (opts)
                 sh.opts = *opts;
         veil_log_set_level(config->log_level);
-        families_init(&sh.m);
+        veil_families_init(&sh.m);
         sh.n_pipes = threads_of(config);
         sh.pipes   = veil_calloc(sh.n_pipes, sizeof(*sh.pipes));
         for (i = 0; i < sh.n_pipes; i++) {
@@ -1609,6 +1129,6 @@ out:
          * commit sees the final counts. */
         veil_http_stop(sh.http);
         free(sh.pipes);
-        veil_metrics_destroy(sh.m.reg);
+        veil_families_destroy(&sh.m);
         return rc;
 }

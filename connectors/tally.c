@@ -1,0 +1,356 @@
+/* tally.c - the worker's metric families and per-pipeline tallies
+ * (tally.h). */
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "counters.h"
+#include "policy.h"
+#include "tally.h"
+#include "util.h"
+#include "veil.h"
+
+void veil_families_init(struct veil_families *m)
+{
+        const char *none[1] = {NULL};
+        const char *v[2];
+        struct veil_metric *txns;
+
+        m->reg = veil_metrics_new();
+        veil_series_set(veil_metric_series(
+                                veil_metrics_family(m->reg, VEIL_METRIC_GAUGE,
+                                                    "veil_build_info",
+                                                    "Veil's version (always 1)",
+                                                    "version", NULL, 0),
+                                (v[0] = VEIL_VERSION, v)),
+                        1);
+        m->in = veil_metrics_family(
+                m->reg, VEIL_METRIC_COUNTER, "veil_records_in_total",
+                "source records consumed and committed", "route", NULL, 0);
+        m->out = veil_metrics_family(
+                m->reg, VEIL_METRIC_COUNTER, "veil_records_out_total",
+                "records committed to a purpose topic (tombstones apart)",
+                "route,purpose", NULL, 0);
+        m->tomb = veil_metrics_family(
+                m->reg, VEIL_METRIC_COUNTER, "veil_tombstones_out_total",
+                "tombstones committed to a purpose topic, by veil.reason",
+                "route,purpose,reason", NULL, 0);
+        m->expired = veil_metrics_family(
+                m->reg, VEIL_METRIC_COUNTER, "veil_records_expired_total",
+                "records a purpose did not receive because its licence "
+                "expired",
+                "route,purpose", NULL, 0);
+        m->dlq = veil_metrics_family(
+                m->reg, VEIL_METRIC_COUNTER, "veil_dlq_records_total",
+                "records committed to the DLQ, by veil.error code", "code",
+                NULL, 0);
+        m->tx = veil_metrics_family(
+                m->reg, VEIL_METRIC_COUNTER, "veil_transforms_total",
+                "field values given to a purpose, by data class (or "
+                "'unclassified') and transform",
+                "purpose,class,transform", NULL, 0);
+        m->plan_hits = veil_metric_series(
+                veil_metrics_family(m->reg, VEIL_METRIC_COUNTER,
+                                    "veil_plan_cache_hits_total",
+                                    "record plans found in the plan cache",
+                                    NULL, NULL, 0),
+                none);
+        m->plan_misses = veil_metric_series(
+                veil_metrics_family(m->reg, VEIL_METRIC_COUNTER,
+                                    "veil_plan_cache_misses_total",
+                                    "record plans compiled (not cached)", NULL,
+                                    NULL, 0),
+                none);
+        m->batch_s = veil_metric_series(
+                veil_metrics_family(m->reg, VEIL_METRIC_HISTOGRAM,
+                                    "veil_batch_duration_seconds",
+                                    "a committed transaction from its first "
+                                    "record to the end of its commit",
+                                    NULL, veil_metrics_latency_buckets,
+                                    veil_metrics_latency_n_buckets),
+                none);
+        m->commit_s = veil_metric_series(
+                veil_metrics_family(
+                        m->reg, VEIL_METRIC_HISTOGRAM,
+                        "veil_commit_duration_seconds",
+                        "sending the offsets and committing a transaction",
+                        NULL, veil_metrics_latency_buckets,
+                        veil_metrics_latency_n_buckets),
+                none);
+        txns         = veil_metrics_family(m->reg, VEIL_METRIC_COUNTER,
+                                           "veil_transactions_total",
+                                           "transactions by outcome (an aborted "
+                                                   "batch is processed again)",
+                                           "outcome", NULL, 0);
+        m->committed = veil_metric_series(txns, (v[0] = "committed", v));
+        m->aborted   = veil_metric_series(txns, (v[0] = "aborted", v));
+        m->audit     = veil_metrics_family(m->reg, VEIL_METRIC_COUNTER,
+                                           "veil_audit_events_total",
+                                           "audit events committed", NULL, NULL, 0);
+        m->assigned  = veil_metric_series(
+                 veil_metrics_family(
+                         m->reg, VEIL_METRIC_GAUGE, "veil_assigned_partitions",
+                         "source partitions this worker owns", NULL, NULL, 0),
+                 none);
+        veil_series_set(m->assigned, 0);
+        m->lag = veil_metrics_family(
+                m->reg, VEIL_METRIC_GAUGE, "veil_consumer_lag",
+                "records behind the end of an assigned source partition "
+                "(librdkafka statistics)",
+                "topic,partition", NULL, 0);
+}
+
+void veil_families_destroy(struct veil_families *m)
+{
+        veil_metrics_destroy(m->reg);
+        m->reg = NULL;
+}
+
+void veil_families_lag(struct veil_families *m, const char *json, size_t len)
+{
+        json_t *root, *topics, *t, *parts, *pj;
+        const char *tname, *pname;
+
+        root = json_loadb(json, len, 0, NULL);
+        if (!root)
+                return;
+        topics = json_object_get(root, "topics");
+        json_object_foreach(topics, tname, t)
+        {
+                parts = json_object_get(t, "partitions");
+                json_object_foreach(parts, pname, pj)
+                {
+                        /* librdkafka's own consumer_lag counts from the
+                         * group's committed offset, which a consumer never
+                         * learns when its offsets commit through the
+                         * producer's transactions: the lag here is from
+                         * the position (app_offset) to the end a
+                         * read_committed consumer can reach (ls_offset). */
+                        json_int_t end = json_integer_value(
+                                json_object_get(pj, "ls_offset"));
+                        json_int_t pos = json_integer_value(
+                                json_object_get(pj, "app_offset"));
+                        const char *v[2];
+
+                        /* "-1" is librdkafka's internal UA partition;
+                         * negative offsets are not known yet. */
+                        if (!strcmp(pname, "-1") || end < 0 || pos < 0 ||
+                            !json_is_true(json_object_get(pj, "desired")))
+                                continue;
+                        v[0] = tname;
+                        v[1] = pname;
+                        veil_series_set(veil_metric_series(m->lag, v),
+                                        end > pos ? (int64_t)(end - pos) : 0);
+                }
+        }
+        json_decref(root);
+}
+
+/* ---- a pipeline's tally ----------------------------------------------------
+ */
+
+/* Transform counters of one (route purpose, schema id). */
+struct txinfo {
+        const struct veil_route_purpose *rp;
+        int schema_in;
+        struct veil_counter **tx;
+        uint64_t *mult;
+        size_t n;
+        struct txinfo *next;
+};
+
+struct route_counters {
+        struct veil_counter *in;
+        struct veil_counter **out, **expired; /* per route purpose */
+        bool *expiry_seen;                    /* per route purpose */
+};
+
+struct veil_tally {
+        struct veil_families *m;
+        struct veil_counters *ctr;
+        struct route_counters *rc;
+        size_t n_rc;
+        struct txinfo *txinfos;
+        struct veil_counter *audit;
+        uint64_t plan_hits_seen, plan_misses_seen, audit_seen;
+};
+
+struct veil_tally *veil_tally_new(struct veil_families *m)
+{
+        struct veil_tally *t = veil_calloc(1, sizeof(*t));
+        const char *none[1]  = {NULL};
+
+        t->m     = m;
+        t->ctr   = veil_counters_new();
+        t->audit = veil_counter_get(t->ctr, m->audit, none);
+        return t;
+}
+
+static void routes_free(struct veil_tally *t)
+{
+        size_t r;
+
+        for (r = 0; r < t->n_rc; r++) {
+                free(t->rc[r].out);
+                free(t->rc[r].expired);
+                free(t->rc[r].expiry_seen);
+        }
+        free(t->rc);
+        t->rc   = NULL;
+        t->n_rc = 0;
+}
+
+static void txinfos_free(struct veil_tally *t)
+{
+        while (t->txinfos) {
+                struct txinfo *ti = t->txinfos;
+
+                t->txinfos = ti->next;
+                free(ti->tx);
+                free(ti->mult);
+                free(ti);
+        }
+}
+
+void veil_tally_destroy(struct veil_tally *t)
+{
+        if (!t)
+                return;
+        routes_free(t);
+        txinfos_free(t);
+        veil_counters_destroy(t->ctr);
+        free(t);
+}
+
+void veil_tally_bind(struct veil_tally *t, const struct veil_config *config)
+{
+        const struct veil_policy *policy = &config->policy;
+        size_t r, j;
+
+        routes_free(t);
+        txinfos_free(t);
+        /* The chain that counted plan hits is new too. */
+        t->plan_hits_seen = t->plan_misses_seen = 0;
+        t->rc   = veil_calloc(policy->n_routes + 1, sizeof(*t->rc));
+        t->n_rc = policy->n_routes;
+        for (r = 0; r < policy->n_routes; r++) {
+                const struct veil_route *route = &policy->routes[r];
+                struct route_counters *rc      = &t->rc[r];
+                const char *v[2]               = {route->source, NULL};
+                size_t n                       = route->n_purposes + 1;
+
+                rc->in          = veil_counter_get(t->ctr, t->m->in, v);
+                rc->out         = veil_calloc(n, sizeof(*rc->out));
+                rc->expired     = veil_calloc(n, sizeof(*rc->expired));
+                rc->expiry_seen = veil_calloc(n, sizeof(*rc->expiry_seen));
+                for (j = 0; j < route->n_purposes; j++) {
+                        v[1]       = route->purposes[j].purpose;
+                        rc->out[j] = veil_counter_get(t->ctr, t->m->out, v);
+                        rc->expired[j] =
+                                veil_counter_get(t->ctr, t->m->expired, v);
+                }
+        }
+}
+
+void veil_tally_in(struct veil_tally *t, size_t route)
+{
+        veil_counter_add(t->ctr, t->rc[route].in, 1);
+}
+
+void veil_tally_out(struct veil_tally *t, size_t route, size_t purpose)
+{
+        veil_counter_add(t->ctr, t->rc[route].out[purpose], 1);
+}
+
+bool veil_tally_expired(struct veil_tally *t, size_t route, size_t purpose)
+{
+        struct route_counters *rc = &t->rc[route];
+        bool first                = !rc->expiry_seen[purpose];
+
+        veil_counter_add(t->ctr, rc->expired[purpose], 1);
+        rc->expiry_seen[purpose] = true;
+        return first;
+}
+
+void veil_tally_tombstone(struct veil_tally *t, const char *route,
+                          const char *purpose, const char *reason)
+{
+        const char *v[3] = {route, purpose, reason ? reason : ""};
+
+        veil_counter_add(t->ctr, veil_counter_get(t->ctr, t->m->tomb, v), 1);
+}
+
+void veil_tally_dlq(struct veil_tally *t, const char *code)
+{
+        const char *v[1] = {code};
+
+        veil_counter_add(t->ctr, veil_counter_get(t->ctr, t->m->dlq, v), 1);
+}
+
+void veil_tally_plan(struct veil_tally *t, const struct veil_record_out *out,
+                     int schema_in)
+{
+        const struct veil_plan_field *f;
+        struct txinfo *ti;
+        size_t n, i, k;
+
+        for (ti = t->txinfos; ti; ti = ti->next)
+                if (ti->rp == out->rp && ti->schema_in == schema_in)
+                        break;
+        if (!ti) {
+                ti            = veil_calloc(1, sizeof(*ti));
+                ti->rp        = out->rp;
+                ti->schema_in = schema_in;
+                f             = veil_plan_fields(out->plan, &n);
+                ti->tx        = veil_calloc(n + 1, sizeof(*ti->tx));
+                ti->mult      = veil_calloc(n + 1, sizeof(*ti->mult));
+                for (i = 0; i < n; i++) {
+                        const char *v[3] = {out->rp->purpose,
+                                            f[i].label ? f[i].label
+                                                       : "unclassified",
+                                            veil_tx_name(f[i].tx)};
+                        struct veil_counter *ct =
+                                veil_counter_get(t->ctr, t->m->tx, v);
+
+                        for (k = 0; k < ti->n && ti->tx[k] != ct; k++)
+                                ;
+                        if (k == ti->n) {
+                                ti->tx[ti->n]     = ct;
+                                ti->mult[ti->n++] = 0;
+                        }
+                        ti->mult[k]++;
+                }
+                ti->next   = t->txinfos;
+                t->txinfos = ti;
+        }
+        for (k = 0; k < ti->n; k++)
+                veil_counter_add(t->ctr, ti->tx[k], ti->mult[k]);
+}
+
+void veil_tally_chain(struct veil_tally *t, const struct veil_chain_stats *st)
+{
+        veil_series_add(t->m->plan_hits, st->plan_hits - t->plan_hits_seen);
+        veil_series_add(t->m->plan_misses,
+                        st->plan_misses - t->plan_misses_seen);
+        t->plan_hits_seen   = st->plan_hits;
+        t->plan_misses_seen = st->plan_misses;
+}
+
+void veil_tally_commit(struct veil_tally *t, const struct veil_chain_stats *st,
+                       uint64_t audited, int64_t commit_ms, int64_t batch_ms)
+{
+        veil_tally_chain(t, st);
+        if (audited > t->audit_seen)
+                veil_counter_add(t->ctr, t->audit, audited - t->audit_seen);
+        t->audit_seen = audited;
+        veil_counters_settle(t->ctr, true);
+        veil_series_add(t->m->committed, 1);
+        veil_series_observe(t->m->commit_s, (double)commit_ms / 1e3);
+        veil_series_observe(t->m->batch_s, (double)batch_ms / 1e3);
+}
+
+void veil_tally_abort(struct veil_tally *t)
+{
+        veil_counters_settle(t->ctr, false);
+        veil_series_add(t->m->aborted, 1);
+}
