@@ -277,13 +277,13 @@ def test_plain_http_registry_to_another_host_is_refused(tmp_path):
 
 
 def test_licence_without_valid_until_is_a_config_error(tmp_path):
-    cfg = config_copy(tmp_path, ("license: { id: LIC-MKT-2, valid_until: 2027-06-30 }",
+    cfg = config_copy(tmp_path, ("license: { id: LIC-MKT-2, valid_until: 2035-06-30 }",
                                  "license: { id: LIC-MKT-2 }"))
     r = veil("check", "-c", cfg)
     assert r.returncode == 2
     assert re.search(r"veil.yaml:\d+:\d+: purposes.marketing.license: missing required key "
                      r"'valid_until'", r.stderr), r.stderr
-    cfg = config_copy(tmp_path, ("license: { id: LIC-MKT-2, valid_until: 2027-06-30 }",
+    cfg = config_copy(tmp_path, ("license: { id: LIC-MKT-2, valid_until: 2035-06-30 }",
                                  "license: { id: LIC-MKT-2, valid_until: never }"))
     r = veil("check", "-c", cfg)
     assert r.returncode in (0, 1), r.stderr
