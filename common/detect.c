@@ -1,7 +1,8 @@
 /* detect.c - the PII detection engine: Hyperscan finds shapes without
  * start-of-match, the match callback recovers each span by hand from the
- * reported end offset and validates it (Luhn, mod-97, SSN ranges, octets,
- * IPv6 forms, boundaries, context words); redact_text is built on top. */
+ * reported end offset and validates it (Luhn, mod-97, mod-11, mod-23,
+ * Verhoeff, SSN ranges, octets, IPv6 forms, JSON headers, boundaries,
+ * context words); redact_text is built on top. */
 #define _GNU_SOURCE
 #include "detect.h"
 #include "util.h"
@@ -9,6 +10,7 @@
 
 #include <arpa/inet.h>
 #include <hs.h>
+#include <jansson.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,13 +28,30 @@
  * phone, us_ssn and credit_card share one "digits with separators" shape:
  * their digit counts barely overlap (9 / 10-15 / 13-19) and one NFA scans
  * much faster than three (measured 360 vs 210 MB/s raw on mixed text). The
- * validators decide which detector a span belongs to. */
+ * validators decide which detector a span belongs to. The national ids
+ * that are only digits (uk_nhs, ca_sin, fr_nir, nl_bsn, in_aadhaar,
+ * br_cpf) join that shape too: they cost no extra Hyperscan work, only
+ * validators on the spans it already reports.
+ *
+ * Many of them share digit counts with each other and with phones (9, 10,
+ * 11, 12 digits), and a checksum alone passes one random number in 10 or
+ * 11: such a bare run is reported only next to a context word of its own
+ * (CONF_WEAK), the nearest one deciding between rivals; a number whose
+ * nearest context word names an identifier of its shape is never a phone.
+ * The ids with letters (es_dni, it_fiscal_code, in_pan, aws_access_key,
+ * jwt) get short anchored patterns of their own. */
 enum shape {
         SHAPE_EMAIL = 0,
         SHAPE_NUMERIC,
         SHAPE_IBAN,
         SHAPE_IPV4,
         SHAPE_IPV6,
+        SHAPE_DNI,
+        SHAPE_NIR_CORSICA,
+        SHAPE_FISCAL_CODE,
+        SHAPE_PAN,
+        SHAPE_AWS,
+        SHAPE_JWT,
         SHAPE_CUSTOM,
         SHAPE__COUNT,
 };
@@ -41,38 +60,72 @@ struct builtin_pattern {
         const char *re;
         enum shape shape;
         const char *re_som; /* the full shape, when `re` is only an anchor */
+        unsigned flags;     /* Hyperscan flags besides SOM */
 };
 
 #define HEX "[0-9A-Fa-f]"
 static const struct builtin_pattern builtin_patterns[] = {
         {"[A-Za-z0-9._%+-]@[A-Za-z0-9]", SHAPE_EMAIL,
          "[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\\.[A-Za-z0-9-]+)*"
-         "\\.[A-Za-z]{2,24}\\b"},
+         "\\.[A-Za-z]{2,24}\\b",
+         0},
         /* unbounded: a longer run only adds an end the validators reject,
          * and the database compiles four times faster than with {8,18} */
         {"(?:\\+|\\(|\\b)[0-9](?:[ .\\-/()]{0,2}[0-9]){8,}\\b", SHAPE_NUMERIC,
-         NULL},
+         NULL, 0},
         {"\\b[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\\b",
-         SHAPE_IBAN, NULL},
-        {"\\b(?:[0-9]{1,3}\\.){3}[0-9]{1,3}\\b", SHAPE_IPV4, NULL},
-        {"(?:" HEX "{1,4}:){7}" HEX "{1,4}\\b", SHAPE_IPV6, NULL},
+         SHAPE_IBAN, NULL, 0},
+        {"\\b(?:[0-9]{1,3}\\.){3}[0-9]{1,3}\\b", SHAPE_IPV4, NULL, 0},
+        {"(?:" HEX "{1,4}:){7}" HEX "{1,4}\\b", SHAPE_IPV6, NULL, 0},
         {"(?:" HEX "{1,4}(?::" HEX "{1,4}){0,6})?::(?:" HEX "{1,4}(?::" HEX
          "{1,4}){0,6}\\b)?",
-         SHAPE_IPV6, NULL},
-        {":(?:[0-9]{1,3}\\.){3}[0-9]{1,3}\\b", SHAPE_IPV6, NULL},
+         SHAPE_IPV6, NULL, 0},
+        {":(?:[0-9]{1,3}\\.){3}[0-9]{1,3}\\b", SHAPE_IPV6, NULL, 0},
+        /* DNI (plain or dotted) and NIE, then the check letter */
+        {"\\b(?:[0-9]{8}|[0-9]{2}\\.[0-9]{3}\\.[0-9]{3}|[XYZ][ -]?[0-9]{7})"
+         "[ -]?[A-Z]\\b",
+         SHAPE_DNI, NULL, 0},
+        /* the digits-only NIR is a numeric span; Corsica has letters */
+        {"\\b[1278] ?[0-9]{2} ?[0-9]{2} ?2[AB] ?[0-9]{3} ?[0-9]{3} "
+         "?[0-9]{2}\\b",
+         SHAPE_NIR_CORSICA, NULL, 0},
+        /* digits may be replaced by letters (omocodia) */
+        {"\\b[A-Z]{6}[0-9LMNPQRSTUV]{2}[ABCDEHLMPRST][0-9LMNPQRSTUV]{2}[A-Z]"
+         "[0-9LMNPQRSTUV]{3}[A-Z]\\b",
+         SHAPE_FISCAL_CODE, NULL, HS_FLAG_CASELESS},
+        {"\\b[A-Z]{3}[ABCFGHJLPT][A-Z][0-9]{4}[A-Z]\\b", SHAPE_PAN, NULL, 0},
+        {"\\bA[KS]IA[A-Z2-7]{16}\\b", SHAPE_AWS, NULL, 0},
+        /* up to the second dot; the signature is walked by hand */
+        {"\\bey[A-Za-z0-9_-]{10,}\\.[A-Za-z0-9_-]{2,}\\.", SHAPE_JWT, NULL, 0},
 };
 #undef HEX
 #define N_BUILTIN_PATTERNS VEIL_ARRAY_SIZE(builtin_patterns)
 
 static const char *const builtin_names[VEIL_DET__BUILTIN] = {
-        [VEIL_DET_EMAIL] = "email",   [VEIL_DET_PHONE] = "phone",
-        [VEIL_DET_US_SSN] = "us_ssn", [VEIL_DET_CREDIT_CARD] = "credit_card",
-        [VEIL_DET_IBAN] = "iban",     [VEIL_DET_IPV4] = "ipv4",
-        [VEIL_DET_IPV6] = "ipv6",
+        [VEIL_DET_EMAIL]          = "email",
+        [VEIL_DET_PHONE]          = "phone",
+        [VEIL_DET_US_SSN]         = "us_ssn",
+        [VEIL_DET_CREDIT_CARD]    = "credit_card",
+        [VEIL_DET_IBAN]           = "iban",
+        [VEIL_DET_IPV4]           = "ipv4",
+        [VEIL_DET_IPV6]           = "ipv6",
+        [VEIL_DET_UK_NHS]         = "uk_nhs",
+        [VEIL_DET_CA_SIN]         = "ca_sin",
+        [VEIL_DET_FR_NIR]         = "fr_nir",
+        [VEIL_DET_ES_DNI]         = "es_dni",
+        [VEIL_DET_IT_FISCAL_CODE] = "it_fiscal_code",
+        [VEIL_DET_NL_BSN]         = "nl_bsn",
+        [VEIL_DET_IN_AADHAAR]     = "in_aadhaar",
+        [VEIL_DET_IN_PAN]         = "in_pan",
+        [VEIL_DET_BR_CPF]         = "br_cpf",
+        [VEIL_DET_AWS_ACCESS_KEY] = "aws_access_key",
+        [VEIL_DET_JWT]            = "jwt",
 };
 
 /* Context words that raise a finding's confidence when they occur within
- * a few words before it (lower case, whole words). */
+ * a few words before it (lower case, whole words; UTF-8 letters are part
+ * of a word, compared byte for byte). In the languages where the id is
+ * used. */
 static const char *const ctx_email[] = {"email", "mail", "contact", "reach",
                                         NULL};
 static const char *const ctx_phone[] = {
@@ -87,15 +140,48 @@ static const char *const ctx_iban[] = {"iban", "account", "bank", "sepa", NULL};
 static const char *const ctx_ip[]   = {"ip",      "ipv4", "ipv6",   "host",
                                        "address", "addr", "client", "server",
                                        "peer",    "from", NULL};
+static const char *const ctx_nhs[]  = {"nhs", "nhsno", "gig", NULL};
+static const char *const ctx_sin[]  = {"sin", "nas", "insurance", "assurance",
+                                       NULL};
+static const char *const ctx_nir[]  = {"nir",     "insee",    "secu",
+                                       "sécu",    "securite", "sécurité",
+                                       "sociale", "vitale",   NULL};
+static const char *const ctx_dni[]  = {"dni",       "nie",       "nif",
+                                       "documento", "identidad", NULL};
+static const char *const ctx_fiscal[]  = {"codice", "fiscale", "cf", NULL};
+static const char *const ctx_bsn[]     = {"bsn", "burgerservicenummer",
+                                          "sofinummer", "sofi", NULL};
+static const char *const ctx_aadhaar[] = {"aadhaar", "aadhar", "adhaar", "uid",
+                                          "uidai",   "आधार",   NULL};
+static const char *const ctx_pan[]     = {"pan", "permanent", "income", NULL};
+static const char *const ctx_cpf[] = {"cpf", "cadastro", "contribuinte", NULL};
+static const char *const ctx_aws[] = {"aws", "akid", "access", "key", NULL};
+static const char *const ctx_jwt[] = {"jwt", "token", "bearer", "authorization",
+                                      NULL};
 static const char *const *const ctx_words[VEIL_DET__BUILTIN] = {
-        [VEIL_DET_EMAIL] = ctx_email, [VEIL_DET_PHONE] = ctx_phone,
-        [VEIL_DET_US_SSN] = ctx_ssn,  [VEIL_DET_CREDIT_CARD] = ctx_card,
-        [VEIL_DET_IBAN] = ctx_iban,   [VEIL_DET_IPV4] = ctx_ip,
-        [VEIL_DET_IPV6] = ctx_ip,
+        [VEIL_DET_EMAIL]          = ctx_email,
+        [VEIL_DET_PHONE]          = ctx_phone,
+        [VEIL_DET_US_SSN]         = ctx_ssn,
+        [VEIL_DET_CREDIT_CARD]    = ctx_card,
+        [VEIL_DET_IBAN]           = ctx_iban,
+        [VEIL_DET_IPV4]           = ctx_ip,
+        [VEIL_DET_IPV6]           = ctx_ip,
+        [VEIL_DET_UK_NHS]         = ctx_nhs,
+        [VEIL_DET_CA_SIN]         = ctx_sin,
+        [VEIL_DET_FR_NIR]         = ctx_nir,
+        [VEIL_DET_ES_DNI]         = ctx_dni,
+        [VEIL_DET_IT_FISCAL_CODE] = ctx_fiscal,
+        [VEIL_DET_NL_BSN]         = ctx_bsn,
+        [VEIL_DET_IN_AADHAAR]     = ctx_aadhaar,
+        [VEIL_DET_IN_PAN]         = ctx_pan,
+        [VEIL_DET_BR_CPF]         = ctx_cpf,
+        [VEIL_DET_AWS_ACCESS_KEY] = ctx_aws,
+        [VEIL_DET_JWT]            = ctx_jwt,
 };
 #define CTX_BOOST 0.3f
-#define CTX_WINDOW 48 /* bytes looked at before a finding */
-#define CTX_TOKENS 4  /* words looked at before a finding */
+#define CTX_WINDOW 48   /* bytes looked at before a finding */
+#define CTX_TOKENS 4    /* words looked at before a finding */
+#define CTX_WORD_MAX 24 /* bytes; longer tokens are no context word */
 
 /* Base confidences: what the shape alone says. */
 #define CONF_EMAIL 0.9f
@@ -111,6 +197,14 @@ static const char *const *const ctx_words[VEIL_DET__BUILTIN] = {
 #define CONF_IPV4 0.7f
 #define CONF_IPV6 0.8f
 #define CONF_CUSTOM 0.9f
+#define CONF_NIR_GROUPED 0.85f    /* 1 84 12 76 451 089 46 */
+#define CONF_CPF_PUNCTUATED 0.85f /* 123.456.789-09 */
+#define CONF_DNI 0.75f            /* 12345678Z: one number in 23 passes */
+#define CONF_DNI_DOTTED 0.85f     /* 12.345.678-Z, and NIEs */
+#define CONF_FISCAL_CODE 0.9f
+#define CONF_PAN 0.6f /* a structure, no published check */
+#define CONF_AWS 0.95f
+#define CONF_JWT 0.95f
 
 struct veil_detect_engine {
         hs_database_t *db;
@@ -119,9 +213,9 @@ struct veil_detect_engine {
         enum shape *pattern_shape; /* by Hyperscan id */
         int *pattern_detector;     /* custom detector id, else -1 */
         int n_detectors;
-        char **names;           /* by detector id */
-        uint8_t ctx_first[256]; /* bit d: a context word of built-in d
-                                   starts with this byte */
+        char **names;            /* by detector id */
+        uint32_t ctx_first[256]; /* bit d: a context word of built-in d
+                                    starts with this byte */
 };
 
 struct veil_detect_scratch {
@@ -243,57 +337,101 @@ struct scan_ctx {
         uint64_t n_matches;
 };
 
-static bool has_context(const struct veil_detect_engine *engine,
-                        const unsigned char *b, size_t start, int det)
+/* A byte of a context token: ASCII letters and digits, and any byte of a
+ * UTF-8 sequence (so "sécurité" and "आधार" are one word each). */
+static inline bool is_ctx_char(unsigned char c)
 {
-        const char *const *words = ctx_words[det];
-        size_t lo                = start > CTX_WINDOW ? start - CTX_WINDOW : 0;
-        size_t p                 = start;
-        int tokens               = 0;
+        return is_alnum(c) || c >= 0x80;
+}
 
+_Static_assert(VEIL_DET__BUILTIN <= 32, "context masks are 32 bits");
+
+/* The context words before `start`: tok[i] gets the built-in detectors
+ * with a context word equal to the i-th token walking back (0 nearest),
+ * looking at CTX_TOKENS tokens within CTX_WINDOW bytes. Only detectors in
+ * `want` are compared. Returns the OR of all tok[i]. */
+static uint32_t ctx_scan(const struct veil_detect_engine *engine,
+                         const unsigned char *b, size_t start, uint32_t want,
+                         uint32_t tok[CTX_TOKENS])
+{
+        size_t lo    = start > CTX_WINDOW ? start - CTX_WINDOW : 0;
+        size_t p     = start;
+        uint32_t any = 0;
+        int tokens   = 0;
+
+        memset(tok, 0, CTX_TOKENS * sizeof(*tok));
         while (p > lo && tokens < CTX_TOKENS) {
-                size_t e, s, n, i;
+                size_t e, s, n;
+                uint32_t cand, hit = 0;
 
-                while (p > lo && !is_alnum(b[p - 1]))
+                while (p > lo && !is_ctx_char(b[p - 1]))
                         p--;
                 e = p;
-                while (p > lo && is_alnum(b[p - 1]))
+                while (p > lo && is_ctx_char(b[p - 1]))
                         p--;
                 s = p;
                 if (s == e)
                         break;
                 tokens++;
-                if (s == lo && lo > 0 && is_alnum(b[lo - 1]))
+                if (s == lo && lo > 0 && is_ctx_char(b[lo - 1]))
                         break; /* cut by the window: not a whole word */
                 n = e - s;
-                /* most tokens start with a letter no context word of this
-                 * detector starts with */
-                if (n > 10 ||
-                    !(engine->ctx_first[to_lower(b[s])] & (1u << det)))
-                        continue;
-                for (i = 0; words[i]; i++) {
-                        const char *w = words[i];
-                        size_t k;
+                /* most tokens start with a letter no context word of these
+                 * detectors starts with */
+                cand = n > CTX_WORD_MAX
+                               ? 0
+                               : engine->ctx_first[to_lower(b[s])] & want;
+                while (cand) {
+                        int det = __builtin_ctz(cand);
+                        const char *const *w;
 
-                        for (k = 0; k < n && w[k]; k++)
-                                if (to_lower(b[s + k]) != (unsigned char)w[k])
+                        cand &= cand - 1;
+                        for (w = ctx_words[det]; *w; w++) {
+                                size_t k;
+
+                                for (k = 0; k < n && (*w)[k]; k++)
+                                        if (to_lower(b[s + k]) !=
+                                            (unsigned char)(*w)[k])
+                                                break;
+                                if (k == n && !(*w)[k]) {
+                                        hit |= UINT32_C(1) << det;
                                         break;
-                        if (k == n && !w[k])
-                                return true;
+                                }
+                        }
                 }
+                tok[tokens - 1] = hit;
+                any |= hit;
         }
-        return false;
+        return any;
 }
 
-static void push(struct scan_ctx *ctx, int det, size_t start, size_t end,
-                 float conf)
+/* Index of the nearest token holding a context word of `det`, or
+ * CTX_TOKENS when there is none. */
+static int ctx_distance(const uint32_t tok[CTX_TOKENS], int det)
+{
+        int i;
+
+        for (i = 0; i < CTX_TOKENS; i++)
+                if (tok[i] & (UINT32_C(1) << det))
+                        return i;
+        return CTX_TOKENS;
+}
+
+static bool has_context(const struct veil_detect_engine *engine,
+                        const unsigned char *b, size_t start, int det)
+{
+        uint32_t tok[CTX_TOKENS];
+
+        return ctx_scan(engine, b, start, UINT32_C(1) << det, tok) != 0;
+}
+
+/* Stores a finding whose confidence is final (context already counted). */
+static void push_final(struct scan_ctx *ctx, int det, size_t start, size_t end,
+                       float conf)
 {
         struct veil_detect_scratch *scratch = ctx->scratch;
         struct veil_finding *f;
 
-        if (det < VEIL_DET__BUILTIN &&
-            has_context(ctx->engine, ctx->buf, start, det))
-                conf += CTX_BOOST;
         if (conf > 0.99f)
                 conf = 0.99f;
         if (conf < VEIL_DETECT_MIN_CONFIDENCE)
@@ -308,6 +446,15 @@ static void push(struct scan_ctx *ctx, int det, size_t start, size_t end,
         f->end        = end;
         f->detector   = det;
         f->confidence = conf;
+}
+
+static void push(struct scan_ctx *ctx, int det, size_t start, size_t end,
+                 float conf)
+{
+        if (det < VEIL_DET__BUILTIN &&
+            has_context(ctx->engine, ctx->buf, start, det))
+                conf += CTX_BOOST;
+        push_final(ctx, det, start, end, conf);
 }
 
 /* ---------------------------------------------------------------- email */
@@ -595,6 +742,336 @@ static bool luhn_ok(const unsigned char *d, int n)
         return sum % 10 == 0;
 }
 
+/* ------------------------------------------------------------ validators
+ * One pure function per identifier, over its compact form. */
+static bool all_digits(const char *s, size_t n)
+{
+        size_t i;
+
+        for (i = 0; i < n; i++)
+                if (!is_digit((unsigned char)s[i]))
+                        return false;
+        return true;
+}
+
+static bool all_upper(const char *s, size_t n)
+{
+        size_t i;
+
+        for (i = 0; i < n; i++)
+                if (!is_upper((unsigned char)s[i]))
+                        return false;
+        return true;
+}
+
+bool veil_valid_luhn(const char *digits, size_t n)
+{
+        return n > 0 && n < 64 && all_digits(digits, n) &&
+               luhn_ok((const unsigned char *)digits, (int)n);
+}
+
+bool veil_valid_uk_nhs(const char *s, size_t n)
+{
+        int sum = 0, i, check;
+
+        if (n != 10 || !all_digits(s, n))
+                return false;
+        for (i = 0; i < 9; i++)
+                sum += (s[i] - '0') * (10 - i);
+        check = 11 - sum % 11;
+        if (check == 11)
+                check = 0;
+        return check != 10 && check == s[9] - '0';
+}
+
+bool veil_valid_ca_sin(const char *s, size_t n)
+{
+        /* 0 is not given to people either, but it is the prefix of the
+         * Government's published sample (046 454 286): kept, as the card
+         * detector keeps the networks' test numbers */
+        return n == 9 && all_digits(s, n) && s[0] != '8' &&
+               luhn_ok((const unsigned char *)s, 9);
+}
+
+static int two_digits(const char *s)
+{
+        return (s[0] - '0') * 10 + (s[1] - '0');
+}
+
+bool veil_valid_fr_nir(const char *s, size_t n)
+{
+        uint64_t v = 0;
+        int month, key, i;
+
+        if (n != 15 || !strchr("1278", s[0]) || !s[0] ||
+            !all_digits(s + 1, 4) || !all_digits(s + 7, 8))
+                return false;
+        month = two_digits(s + 3);
+        /* 01-12; 20-42 and 50-99 when the month was not known */
+        if (month == 0 || (month > 12 && month < 20) ||
+            (month > 42 && month < 50))
+                return false;
+        if (s[5] == '2' && (s[6] == 'A' || s[6] == 'B')) {
+                /* Corsica: the key counts 2A as 19 and 2B as 18 */
+        } else if (!all_digits(s + 5, 2) || two_digits(s + 5) == 0) {
+                return false;
+        }
+        if (!memcmp(s + 7, "000", 3) || !memcmp(s + 10, "000", 3))
+                return false; /* commune, order */
+        for (i = 0; i < 13; i++) {
+                if (i == 5 && s[6] == 'A')
+                        v = v * 100 + 19, i++;
+                else if (i == 5 && s[6] == 'B')
+                        v = v * 100 + 18, i++;
+                else
+                        v = v * 10 + (uint64_t)(s[i] - '0');
+        }
+        key = two_digits(s + 13);
+        return key >= 1 && key <= 97 && key == 97 - (int)(v % 97);
+}
+
+bool veil_valid_es_dni(const char *s, size_t n)
+{
+        static const char letters[] = "TRWAGMYFPDXBNJZSQVHLCKE";
+        unsigned long v             = 0;
+        int i;
+
+        if (n != 9 || !is_upper((unsigned char)s[8]))
+                return false;
+        if (s[0] == 'X' || s[0] == 'Y' || s[0] == 'Z') {
+                /* NIE: the letter stands for a leading 0, 1 or 2 */
+                if (!all_digits(s + 1, 7))
+                        return false;
+                v = (unsigned long)(s[0] - 'X');
+        } else if (!all_digits(s, 1)) {
+                return false;
+        } else {
+                v = (unsigned long)(s[0] - '0');
+        }
+        if (!all_digits(s + 1, 7))
+                return false;
+        for (i = 1; i < 8; i++)
+                v = v * 10 + (unsigned long)(s[i] - '0');
+        if (v == 0)
+                return false; /* 00000000T is reserved */
+        return s[8] == letters[v % 23];
+}
+
+/* Fiscal code positions that hold digits, possibly as omocodia letters. */
+static int fiscal_digit(char c)
+{
+        static const char omocodia[] = "LMNPQRSTUV";
+        const char *p;
+
+        if (is_digit((unsigned char)c))
+                return c - '0';
+        p = c ? strchr(omocodia, c) : NULL;
+        return p ? (int)(p - omocodia) : -1;
+}
+
+bool veil_valid_it_fiscal_code(const char *s, size_t n)
+{
+        /* the odd positions' values for 0-9 and A-Z (the same for a digit
+         * and the letter at its index) */
+        static const unsigned char odd[26] = {
+                1,  0,  5, 7, 9, 13, 15, 17, 19, 21, 2,  4,  18,
+                20, 11, 3, 6, 8, 12, 14, 16, 10, 22, 25, 24, 23};
+        static const char months[]         = "ABCDEHLMPRST";
+        static const unsigned char mdays[] = {31, 29, 31, 30, 31, 30,
+                                              31, 31, 30, 31, 30, 31};
+        static const int digit_pos[]       = {6, 7, 9, 10, 12, 13, 14};
+        const char *m;
+        int i, sum = 0, day;
+
+        if (n != 16 || !all_upper(s, 6) || !is_upper((unsigned char)s[8]) ||
+            !is_upper((unsigned char)s[11]) || !is_upper((unsigned char)s[15]))
+                return false;
+        for (i = 0; i < 7; i++)
+                if (fiscal_digit(s[digit_pos[i]]) < 0)
+                        return false;
+        m = strchr(months, s[8]);
+        if (!m)
+                return false;
+        day = fiscal_digit(s[9]) * 10 + fiscal_digit(s[10]);
+        if (day > 40)
+                day -= 40; /* women */
+        if (day < 1 || day > mdays[m - months])
+                return false;
+        for (i = 0; i < 15; i++) {
+                int v = is_digit((unsigned char)s[i]) ? s[i] - '0' : s[i] - 'A';
+
+                sum += i % 2 == 0 ? odd[v] : v;
+        }
+        return s[15] == 'A' + sum % 26;
+}
+
+bool veil_valid_nl_bsn(const char *s, size_t n)
+{
+        int sum = 0, i;
+
+        /* 8-digit numbers are written with one leading zero */
+        if (n != 9 || !all_digits(s, n) || (s[0] == '0' && s[1] == '0'))
+                return false;
+        for (i = 0; i < 8; i++)
+                sum += (s[i] - '0') * (9 - i);
+        sum -= s[8] - '0';
+        return sum % 11 == 0;
+}
+
+bool veil_valid_in_aadhaar(const char *s, size_t n)
+{
+        static const unsigned char d[10][10] = {
+                {0, 1, 2, 3, 4, 5, 6, 7, 8, 9}, {1, 2, 3, 4, 0, 6, 7, 8, 9, 5},
+                {2, 3, 4, 0, 1, 7, 8, 9, 5, 6}, {3, 4, 0, 1, 2, 8, 9, 5, 6, 7},
+                {4, 0, 1, 2, 3, 9, 5, 6, 7, 8}, {5, 9, 8, 7, 6, 0, 4, 3, 2, 1},
+                {6, 5, 9, 8, 7, 1, 0, 4, 3, 2}, {7, 6, 5, 9, 8, 2, 1, 0, 4, 3},
+                {8, 7, 6, 5, 9, 3, 2, 1, 0, 4}, {9, 8, 7, 6, 5, 4, 3, 2, 1, 0},
+        };
+        static const unsigned char p[8][10] = {
+                {0, 1, 2, 3, 4, 5, 6, 7, 8, 9}, {1, 5, 7, 6, 2, 8, 3, 0, 9, 4},
+                {5, 8, 0, 3, 7, 9, 6, 1, 4, 2}, {8, 9, 1, 6, 0, 4, 3, 5, 2, 7},
+                {9, 4, 5, 3, 1, 2, 6, 8, 7, 0}, {4, 2, 8, 6, 5, 7, 3, 9, 0, 1},
+                {2, 7, 9, 3, 8, 0, 6, 4, 1, 5}, {7, 0, 4, 6, 9, 1, 3, 2, 5, 8},
+        };
+        unsigned c = 0;
+        size_t i;
+
+        if (n != 12 || !all_digits(s, n) || s[0] < '2')
+                return false;
+        for (i = 0; i < n; i++)
+                c = d[c][p[i % 8][s[n - 1 - i] - '0']];
+        return c == 0;
+}
+
+bool veil_valid_in_pan(const char *s, size_t n)
+{
+        /* the fourth letter is the holder: Person, Company, Hindu undivided
+         * family, Firm, Association, Trust, Body, Local authority,
+         * artificial Juridical person, Government */
+        return n == 10 && all_upper(s, 5) && strchr("ABCFGHJLPT", s[3]) &&
+               all_digits(s + 5, 4) && memcmp(s + 5, "0000", 4) != 0 &&
+               is_upper((unsigned char)s[9]);
+}
+
+bool veil_valid_br_cpf(const char *s, size_t n)
+{
+        int k, i;
+        bool same = true;
+
+        if (n != 11 || !all_digits(s, n))
+                return false;
+        for (i = 1; i < 11; i++)
+                same &= s[i] == s[0];
+        if (same)
+                return false; /* 111.111.111-11 passes the sums */
+        for (k = 9; k <= 10; k++) {
+                int sum = 0, dv;
+
+                for (i = 0; i < k; i++)
+                        sum += (s[i] - '0') * (k + 1 - i);
+                dv = sum * 10 % 11;
+                if (dv == 10)
+                        dv = 0;
+                if (dv != s[k] - '0')
+                        return false;
+        }
+        return true;
+}
+
+bool veil_valid_aws_access_key(const char *s, size_t n)
+{
+        size_t i;
+
+        if (n != 20 || (memcmp(s, "AKIA", 4) && memcmp(s, "ASIA", 4)))
+                return false;
+        for (i = 4; i < n; i++)
+                if (!is_upper((unsigned char)s[i]) &&
+                    !(s[i] >= '2' && s[i] <= '7'))
+                        return false;
+        return true;
+}
+
+static inline bool is_b64url(unsigned char c)
+{
+        return is_alnum(c) || c == '-' || c == '_';
+}
+
+static int b64url_value(unsigned char c)
+{
+        if (is_upper(c))
+                return c - 'A';
+        if (c >= 'a' && c <= 'z')
+                return c - 'a' + 26;
+        if (is_digit(c))
+                return c - '0' + 52;
+        return c == '-' ? 62 : c == '_' ? 63 : -1;
+}
+
+#define JWT_HEADER_MAX 1024 /* base64url characters */
+
+/* base64url without padding; `out` holds n * 3 / 4 bytes. Returns the
+ * decoded length, or SIZE_MAX for a bad character or length. */
+static size_t b64url_decode(const unsigned char *in, size_t n,
+                            unsigned char *out)
+{
+        uint32_t acc = 0;
+        size_t i, o = 0;
+        int bits = 0;
+
+        if (n % 4 == 1)
+                return SIZE_MAX;
+        for (i = 0; i < n; i++) {
+                int v = b64url_value(in[i]);
+
+                if (v < 0)
+                        return SIZE_MAX;
+                acc = (acc << 6) | (uint32_t)v;
+                bits += 6;
+                if (bits >= 8) {
+                        bits -= 8;
+                        out[o++] = (unsigned char)(acc >> bits);
+                }
+        }
+        return o;
+}
+
+/* The JWS header: base64url of a JSON object with a string "alg". */
+static bool jwt_header_ok(const unsigned char *h, size_t n)
+{
+        unsigned char raw[JWT_HEADER_MAX * 3 / 4 + 1];
+        json_error_t jerr;
+        json_t *obj;
+        size_t len;
+        bool ok;
+
+        if (n > JWT_HEADER_MAX || (len = b64url_decode(h, n, raw)) == SIZE_MAX)
+                return false;
+        obj = json_loadb((const char *)raw, len, JSON_REJECT_DUPLICATES, &jerr);
+        ok = json_is_object(obj) && json_is_string(json_object_get(obj, "alg"));
+        json_decref(obj);
+        return ok;
+}
+
+bool veil_valid_jwt(const char *s, size_t n)
+{
+        const unsigned char *b = (const unsigned char *)s;
+        size_t dot[2], nd = 0, i;
+
+        for (i = 0; i < n; i++) {
+                if (b[i] == '.') {
+                        if (nd == 2)
+                                return false;
+                        dot[nd++] = i;
+                } else if (!is_b64url(b[i])) {
+                        return false;
+                }
+        }
+        if (nd != 2 || dot[0] == 0 || dot[1] == dot[0] + 1 ||
+            (dot[1] - dot[0] - 1) % 4 == 1 || (n - dot[1] - 1) % 4 == 1)
+                return false;
+        return jwt_header_ok(b, dot[0]);
+}
+
 static int prefix_num(const unsigned char *d, int n)
 {
         int v = 0, i;
@@ -633,7 +1110,7 @@ static bool card_iin_ok(const unsigned char *d, int nd)
         return false;
 }
 
-static float card_check(const struct numcand *c)
+static float card_check(const struct numcand *c, bool *fit)
 {
         int i;
 
@@ -654,12 +1131,13 @@ static float card_check(const struct numcand *c)
                       (c->glen[2] == 4 || c->glen[2] == 5)))
                         return 0;
         }
+        *fit = true;
         if (!card_iin_ok(c->d, c->nd) || !luhn_ok(c->d, c->nd))
                 return 0;
         return c->ng > 1 ? CONF_CARD_GROUPED : CONF_CARD_BARE;
 }
 
-static float ssn_check(const struct numcand *c)
+static float ssn_check(const struct numcand *c, bool *fit)
 {
         int area, group, serial;
 
@@ -673,6 +1151,7 @@ static float ssn_check(const struct numcand *c)
         } else if (c->ng != 1) {
                 return 0;
         }
+        *fit   = true;
         area   = prefix_num(c->d, 3);
         group  = prefix_num(c->d + 3, 2);
         serial = prefix_num(c->d + 5, 4);
@@ -684,11 +1163,12 @@ static float ssn_check(const struct numcand *c)
         return c->sepc[1] == '-' ? CONF_SSN_DASHED : CONF_SSN_SPACED;
 }
 
-static float phone_check(const struct numcand *c)
+static float phone_check(const struct numcand *c, bool *fit)
 {
         const unsigned char *d = c->d;
         int i;
 
+        *fit = false; /* a phone claims no context over others */
         if (c->bad || !c->consistent)
                 return 0;
         if (c->plus) {
@@ -733,6 +1213,102 @@ static float phone_check(const struct numcand *c)
                 return CONF_PHONE_NATIONAL;
         }
         return 0;
+}
+
+/* The candidate's digit groups are `n` groups of lens[0..n-1] joined by one
+ * separator from `seps` throughout. */
+static bool grouped(const struct numcand *c, const unsigned char *lens, int n,
+                    const char *seps)
+{
+        int i;
+
+        if (c->ng != n || !c->sepc[1] || !strchr(seps, c->sepc[1]))
+                return false;
+        for (i = 0; i < n; i++)
+                if (c->glen[i] != lens[i] ||
+                    (i > 0 && c->sepc[i] != c->sepc[1]))
+                        return false;
+        return true;
+}
+
+/* The national ids below are written bare or in their issuer's grouping;
+ * `fit` says the shape is theirs even when the check fails (a number in
+ * their context is then not a phone). Bare runs are CONF_WEAK. */
+static bool id_shape(const struct numcand *c, int nd)
+{
+        return !c->plus && !c->parens && !c->bad && c->nd == nd;
+}
+
+static float nhs_check(const struct numcand *c, bool *fit)
+{
+        static const unsigned char g334[] = {3, 3, 4};
+
+        if (!id_shape(c, 10) || !(c->ng == 1 || grouped(c, g334, 3, " -")))
+                return 0;
+        *fit = true;
+        return veil_valid_uk_nhs((const char *)c->d, 10) ? CONF_WEAK : 0;
+}
+
+static float sin_check(const struct numcand *c, bool *fit)
+{
+        static const unsigned char g333[] = {3, 3, 3};
+
+        if (!id_shape(c, 9) || !(c->ng == 1 || grouped(c, g333, 3, " -")))
+                return 0;
+        *fit = true;
+        return veil_valid_ca_sin((const char *)c->d, 9) ? CONF_WEAK : 0;
+}
+
+static float bsn_check(const struct numcand *c, bool *fit)
+{
+        static const unsigned char g333[] = {3, 3, 3}, g423[] = {4, 2, 3};
+
+        if (!id_shape(c, 9) || !(c->ng == 1 || grouped(c, g333, 3, " -.") ||
+                                 grouped(c, g423, 3, " .")))
+                return 0;
+        *fit = true;
+        return veil_valid_nl_bsn((const char *)c->d, 9) ? CONF_WEAK : 0;
+}
+
+static float aadhaar_check(const struct numcand *c, bool *fit)
+{
+        static const unsigned char g444[] = {4, 4, 4};
+
+        if (!id_shape(c, 12) || !(c->ng == 1 || grouped(c, g444, 3, " -")))
+                return 0;
+        *fit = true;
+        return veil_valid_in_aadhaar((const char *)c->d, 12) ? CONF_WEAK : 0;
+}
+
+static float cpf_check(const struct numcand *c, bool *fit)
+{
+        static const unsigned char g92[] = {9, 2};
+        bool dotted = c->ng == 4 && c->glen[0] == 3 && c->glen[1] == 3 &&
+                      c->glen[2] == 3 && c->glen[3] == 2 && c->sepc[1] == '.' &&
+                      c->sepc[2] == '.' && c->sepc[3] == '-';
+
+        if (c->plus || c->parens || c->nd != 11 ||
+            !(dotted || c->ng == 1 || grouped(c, g92, 2, "-")))
+                return 0;
+        *fit = true;
+        if (!veil_valid_br_cpf((const char *)c->d, 11))
+                return 0;
+        return dotted ? CONF_CPF_PUNCTUATED : CONF_WEAK;
+}
+
+static float nir_check(const struct numcand *c, bool *fit)
+{
+        static const unsigned char g7[]    = {1, 2, 2, 2, 3, 3, 2},
+                                   g13_2[] = {13, 2};
+        bool spaced                        = grouped(c, g7, 7, " ");
+
+        if (!id_shape(c, 15) ||
+            !(spaced || c->ng == 1 || grouped(c, g13_2, 2, " ")))
+                return 0;
+        *fit = true;
+        if (!veil_valid_fr_nir((const char *)c->d, 15))
+                return 0;
+        return spaced ? CONF_NIR_GROUPED : CONF_WEAK;
 }
 
 /* The left edge of a candidate: an inner candidate (more digit groups to
@@ -806,15 +1382,74 @@ static bool card_right_ok(const unsigned char *b, size_t len,
                  (end + 1 + n == len || !is_alnum(b[end + 1 + n])));
 }
 
+/* The detectors of the numeric shape, longest-first candidates each. */
+enum numdet {
+        ND_PHONE = 0,
+        ND_SSN,
+        ND_CARD,
+        ND_NHS,
+        ND_SIN,
+        ND_NIR,
+        ND_BSN,
+        ND_AADHAAR,
+        ND_CPF,
+        ND__COUNT,
+};
+
+static const struct {
+        int det;
+        int min_nd, max_nd;
+        float (*check)(const struct numcand *c, bool *fit);
+} numdets[ND__COUNT] = {
+        [ND_PHONE]   = {VEIL_DET_PHONE, 9, 15, phone_check},
+        [ND_SSN]     = {VEIL_DET_US_SSN, 9, 9, ssn_check},
+        [ND_CARD]    = {VEIL_DET_CREDIT_CARD, 13, 19, card_check},
+        [ND_NHS]     = {VEIL_DET_UK_NHS, 10, 10, nhs_check},
+        [ND_SIN]     = {VEIL_DET_CA_SIN, 9, 9, sin_check},
+        [ND_NIR]     = {VEIL_DET_FR_NIR, 15, 15, nir_check},
+        [ND_BSN]     = {VEIL_DET_NL_BSN, 9, 9, bsn_check},
+        [ND_AADHAAR] = {VEIL_DET_IN_AADHAAR, 12, 12, aadhaar_check},
+        [ND_CPF]     = {VEIL_DET_BR_CPF, 11, 11, cpf_check},
+};
+
+#define NUM_CTX_MASK                                                           \
+        ((UINT32_C(1) << VEIL_DET_PHONE) | (UINT32_C(1) << VEIL_DET_US_SSN) |  \
+         (UINT32_C(1) << VEIL_DET_CREDIT_CARD) |                               \
+         (UINT32_C(1) << VEIL_DET_UK_NHS) | (UINT32_C(1) << VEIL_DET_CA_SIN) | \
+         (UINT32_C(1) << VEIL_DET_FR_NIR) | (UINT32_C(1) << VEIL_DET_NL_BSN) | \
+         (UINT32_C(1) << VEIL_DET_IN_AADHAAR) |                                \
+         (UINT32_C(1) << VEIL_DET_BR_CPF))
+
+/* Context words before one start offset, computed once per start. */
+struct numctx {
+        size_t start;
+        uint32_t tok[CTX_TOKENS];
+};
+
+static const uint32_t *numctx_at(const struct scan_ctx *ctx, struct numctx *nc,
+                                 size_t start)
+{
+        if (nc->start != start) {
+                ctx_scan(ctx->engine, ctx->buf, start, NUM_CTX_MASK, nc->tok);
+                nc->start = start;
+        }
+        return nc->tok;
+}
+
 static void match_numeric(struct scan_ctx *ctx, size_t som, size_t end)
 {
         const unsigned char *b = ctx->buf;
         struct numtok tok;
         struct numcand c;
-        float best[3]        = {0, 0, 0};
-        size_t best_start[3] = {0, 0, 0};
+        float best[ND__COUNT]        = {0};
+        size_t best_start[ND__COUNT] = {0};
+        bool fitted[ND__COUNT]       = {false};
+        size_t fit_start[ND__COUNT]  = {0};
+        int dist[ND__COUNT];
+        struct numctx nc = {SIZE_MAX, {0}};
         size_t lo;
-        int first, last;
+        int first, last, k, weak_dist = CTX_TOKENS;
+        bool any = false;
 
         if (!right_free(b, ctx->len, end, false))
                 return;
@@ -833,44 +1468,89 @@ static void match_numeric(struct scan_ctx *ctx, size_t som, size_t end)
          * SOM the span starts where Hyperscan says */
         last = som != SIZE_MAX ? 0 : tok.ng - 1;
         for (first = 0; first <= last; first++) {
-                int nd          = tok.nd - tok.dstart[first];
-                bool want_ssn   = nd == 9 && best[1] == 0;
-                bool want_card  = nd >= 13 && nd <= 19 && best[2] == 0;
-                bool want_phone = nd >= 9 && nd <= 15 && best[0] == 0;
-                float conf;
+                int nd         = tok.nd - tok.dstart[first];
+                bool want_any  = false;
+                bool candidate = false;
 
                 if (nd < 9)
                         break; /* shorter candidates only get shorter */
-                if (!want_ssn && !want_card && !want_phone)
+                for (k = 0; k < ND__COUNT; k++)
+                        want_any |= best[k] == 0 && nd >= numdets[k].min_nd &&
+                                    nd <= numdets[k].max_nd;
+                if (!want_any)
                         continue;
-                num_candidate(b, &tok, first, &c);
-                if (c.bad)
-                        continue;
-                if (som != SIZE_MAX && c.start != som)
-                        continue;
-                if (!num_left_ok(b, &tok, first, &c) ||
-                    !num_right_ok(b, ctx->len, &c, end))
-                        continue;
-                if (want_phone && (conf = phone_check(&c)) > 0) {
-                        best[0]       = conf;
-                        best_start[0] = c.start;
-                }
-                if (want_ssn && (conf = ssn_check(&c)) > 0) {
-                        best[1]       = conf;
-                        best_start[1] = c.start;
-                }
-                if (want_card && (conf = card_check(&c)) > 0 &&
-                    card_right_ok(b, ctx->len, &c, end)) {
-                        best[2]       = conf;
-                        best_start[2] = c.start;
+                for (k = 0; k < ND__COUNT; k++) {
+                        bool fit = false;
+                        float conf;
+
+                        if (best[k] > 0 || nd < numdets[k].min_nd ||
+                            nd > numdets[k].max_nd)
+                                continue;
+                        if (!candidate) {
+                                num_candidate(b, &tok, first, &c);
+                                if (c.bad)
+                                        break;
+                                if (som != SIZE_MAX && c.start != som)
+                                        break;
+                                if (!num_left_ok(b, &tok, first, &c) ||
+                                    !num_right_ok(b, ctx->len, &c, end))
+                                        break;
+                                candidate = true;
+                        }
+                        conf = numdets[k].check(&c, &fit);
+                        if (k == ND_CARD && conf > 0 &&
+                            !card_right_ok(b, ctx->len, &c, end))
+                                conf = 0;
+                        if (fit && !fitted[k]) {
+                                fitted[k]    = true;
+                                fit_start[k] = c.start;
+                        }
+                        if (conf > 0) {
+                                best[k]       = conf;
+                                best_start[k] = c.start;
+                                any           = true;
+                        }
                 }
         }
-        if (best[0] > 0)
-                push(ctx, VEIL_DET_PHONE, best_start[0], end, best[0]);
-        if (best[1] > 0)
-                push(ctx, VEIL_DET_US_SSN, best_start[1], end, best[1]);
-        if (best[2] > 0)
-                push(ctx, VEIL_DET_CREDIT_CARD, best_start[2], end, best[2]);
+        if (!any)
+                return;
+        /* context: each finding's own words raise it; a bare run needs them
+         * and, when several ids could claim it, the nearest word decides */
+        for (k = 0; k < ND__COUNT; k++) {
+                dist[k] = CTX_TOKENS;
+                if (best[k] == 0)
+                        continue;
+                dist[k] = ctx_distance(numctx_at(ctx, &nc, best_start[k]),
+                                       numdets[k].det);
+                if (best[k] < VEIL_DETECT_MIN_CONFIDENCE && dist[k] < weak_dist)
+                        weak_dist = dist[k];
+        }
+        /* a number whose nearest context names an identifier of its shape
+         * (valid or not) is that identifier's, not a phone */
+        if (best[ND_PHONE] > 0)
+                for (k = 0; k < ND__COUNT; k++) {
+                        const uint32_t *t;
+
+                        if (k == ND_PHONE || !fitted[k])
+                                continue;
+                        t = numctx_at(ctx, &nc, fit_start[k]);
+                        if (ctx_distance(t, numdets[k].det) <
+                            ctx_distance(t, VEIL_DET_PHONE)) {
+                                best[ND_PHONE] = 0;
+                                break;
+                        }
+                }
+        for (k = 0; k < ND__COUNT; k++) {
+                float conf = best[k];
+
+                if (conf == 0)
+                        continue;
+                if (conf < VEIL_DETECT_MIN_CONFIDENCE && dist[k] != weak_dist)
+                        continue;
+                if (dist[k] < CTX_TOKENS)
+                        conf += CTX_BOOST;
+                push_final(ctx, numdets[k].det, best_start[k], end, conf);
+        }
 }
 
 /* ----------------------------------------------------------------- IBAN */
@@ -1139,6 +1819,161 @@ static void match_ipv6(struct scan_ctx *ctx, size_t som, size_t end)
         }
 }
 
+/* --------------------------------------------------- ids with letters */
+static bool digits_at(const unsigned char *b, size_t from, size_t n)
+{
+        return all_digits((const char *)b + from, n);
+}
+
+/* DNI (12345678Z, 12345678-Z, 12.345.678-Z) and NIE (X1234567L,
+ * X-1234567-L): the reported end is after the check letter; the forms are
+ * tried from the most specific. A space before the letter is weak. */
+static void match_dni(struct scan_ctx *ctx, size_t som, size_t end)
+{
+        const unsigned char *b = ctx->buf;
+        size_t p               = end - 1, start;
+        char v[9];
+        bool spaced = false;
+        float conf;
+
+        if (!right_free(b, ctx->len, end, false))
+                return;
+        if (p > 0 && (b[p - 1] == ' ' || b[p - 1] == '-')) {
+                spaced = b[p - 1] == ' ';
+                p--;
+        }
+        if (p >= 10 && b[p - 7] == '.' && b[p - 3] == '.' &&
+            digits_at(b, p - 10, 2) && digits_at(b, p - 6, 3) &&
+            digits_at(b, p - 2, 2) && is_digit(b[p - 1])) {
+                start = p - 10;
+                memcpy(v, b + start, 2);
+                memcpy(v + 2, b + start + 3, 3);
+                memcpy(v + 5, b + start + 7, 3);
+                conf = CONF_DNI_DOTTED;
+        } else if (p >= 8 && digits_at(b, p - 8, 8)) {
+                start = p - 8;
+                memcpy(v, b + start, 8);
+                conf = CONF_DNI;
+        } else if (p >= 8 && digits_at(b, p - 7, 7)) {
+                start = p - 8;
+                if (start > 0 && (b[start] == ' ' || b[start] == '-')) {
+                        spaced |= b[start] == ' ';
+                        start--;
+                }
+                if (b[start] != 'X' && b[start] != 'Y' && b[start] != 'Z')
+                        return;
+                v[0] = (char)b[start];
+                memcpy(v + 1, b + p - 7, 7);
+                conf = CONF_DNI_DOTTED;
+        } else {
+                return;
+        }
+        v[8] = (char)b[end - 1];
+        if ((som != SIZE_MAX && start != som) || !left_free(b, start) ||
+            !veil_valid_es_dni(v, 9))
+                return;
+        push(ctx, VEIL_DET_ES_DNI, start, end, spaced ? CONF_WEAK : conf);
+}
+
+/* NIR with a Corsican department (2A, 2B): 15 characters back from the
+ * end, spaces between the groups allowed. */
+static void match_nir_corsica(struct scan_ctx *ctx, size_t som, size_t end)
+{
+        const unsigned char *b = ctx->buf;
+        size_t p               = end;
+        char v[15];
+        int n       = 15;
+        bool spaced = false;
+
+        while (n > 0 && p > 0) {
+                if (b[p - 1] == ' ') {
+                        spaced = true;
+                        p--;
+                        continue;
+                }
+                v[--n] = (char)b[--p];
+        }
+        if (n > 0 || (som != SIZE_MAX && p != som) || !left_free(b, p) ||
+            !right_free(b, ctx->len, end, false) || !veil_valid_fr_nir(v, 15))
+                return;
+        push(ctx, VEIL_DET_FR_NIR, p, end,
+             spaced ? CONF_NIR_GROUPED : CONF_WEAK);
+}
+
+/* The pattern is caseless: one case throughout, checked in upper case. */
+static void match_fiscal_code(struct scan_ctx *ctx, size_t som, size_t end)
+{
+        const unsigned char *b = ctx->buf;
+        size_t start           = end - 16, i;
+        bool upper = false, lower = false;
+        char v[16];
+
+        for (i = 0; i < 16; i++) {
+                unsigned char c = b[start + i];
+
+                upper |= is_upper(c);
+                lower |= c >= 'a' && c <= 'z';
+                v[i] = (char)(lower && !is_digit(c) ? c & ~0x20 : c);
+        }
+        if ((upper && lower) || (som != SIZE_MAX && start != som) ||
+            !left_free(b, start) || !right_free(b, ctx->len, end, false) ||
+            !veil_valid_it_fiscal_code(v, 16))
+                return;
+        push(ctx, VEIL_DET_IT_FISCAL_CODE, start, end, CONF_FISCAL_CODE);
+}
+
+static void match_pan(struct scan_ctx *ctx, size_t som, size_t end)
+{
+        const unsigned char *b = ctx->buf;
+        size_t start           = end - 10;
+
+        if ((som != SIZE_MAX && start != som) || !left_free(b, start) ||
+            !right_free(b, ctx->len, end, false) ||
+            !veil_valid_in_pan((const char *)b + start, 10))
+                return;
+        push(ctx, VEIL_DET_IN_PAN, start, end, CONF_PAN);
+}
+
+/* Keys are pasted next to anything (`id:secret`, `KEY=...`): the pattern's
+ * word boundaries are the only ones asked for. */
+static void match_aws(struct scan_ctx *ctx, size_t som, size_t end)
+{
+        size_t start = end - 20;
+
+        if ((som != SIZE_MAX && start != som) ||
+            !veil_valid_aws_access_key((const char *)ctx->buf + start, 20))
+                return;
+        push(ctx, VEIL_DET_AWS_ACCESS_KEY, start, end, CONF_AWS);
+}
+
+/* Reported after the second dot: header and payload are walked back, the
+ * signature forward. A token glued to more base64url parts (a JWE, five
+ * parts) or to a word is not one. */
+static void match_jwt(struct scan_ctx *ctx, size_t som, size_t end)
+{
+        const unsigned char *b = ctx->buf;
+        size_t len = ctx->len, p = end - 1, hs, se = end;
+
+        while (p > 0 && is_b64url(b[p - 1]))
+                p--;
+        if (p == 0 || b[p - 1] != '.')
+                return;
+        p--;
+        hs = p;
+        while (hs > 0 && p - hs <= JWT_HEADER_MAX && is_b64url(b[hs - 1]))
+                hs--;
+        if (p - hs > JWT_HEADER_MAX || (hs > 0 && b[hs - 1] == '.') ||
+            (som != SIZE_MAX && hs != som))
+                return;
+        while (se < len && is_b64url(b[se]))
+                se++;
+        if (se < len && b[se] == '.' && se + 1 < len && is_b64url(b[se + 1]))
+                return;
+        if (!veil_valid_jwt((const char *)b + hs, se - hs))
+                return;
+        push(ctx, VEIL_DET_JWT, hs, se, CONF_JWT);
+}
+
 /* --------------------------------------------------------------- custom */
 static void match_custom(struct scan_ctx *ctx, int det, size_t from, size_t end)
 {
@@ -1194,6 +2029,24 @@ static int on_match(unsigned int id, unsigned long long from,
                 break;
         case SHAPE_IPV6:
                 match_ipv6(ctx, som, end);
+                break;
+        case SHAPE_DNI:
+                match_dni(ctx, som, end);
+                break;
+        case SHAPE_NIR_CORSICA:
+                match_nir_corsica(ctx, som, end);
+                break;
+        case SHAPE_FISCAL_CODE:
+                match_fiscal_code(ctx, som, end);
+                break;
+        case SHAPE_PAN:
+                match_pan(ctx, som, end);
+                break;
+        case SHAPE_AWS:
+                match_aws(ctx, som, end);
+                break;
+        case SHAPE_JWT:
+                match_jwt(ctx, som, end);
                 break;
         default:
                 break;
@@ -1344,8 +2197,8 @@ struct veil_detect_engine *veil_detect_engine_new_opts(
 
                 engine->names[i] = veil_strdup(builtin_names[i]);
                 for (w = ctx_words[i]; *w; w++)
-                        engine->ctx_first[(unsigned char)(*w)[0]] |=
-                                (uint8_t)(1u << i);
+                        engine->ctx_first[(unsigned char)(*w)[0]] |= UINT32_C(1)
+                                                                     << i;
         }
         for (i = 0; i < n_custom; i++)
                 engine->names[VEIL_DET__BUILTIN + i] =
@@ -1358,8 +2211,9 @@ struct veil_detect_engine *veil_detect_engine_new_opts(
                 exprs[i] = engine->som && builtin_patterns[i].re_som
                                    ? builtin_patterns[i].re_som
                                    : builtin_patterns[i].re;
-                flags[i] = engine->som ? HS_FLAG_SOM_LEFTMOST : 0;
-                ids[i]   = (unsigned)i;
+                flags[i] = builtin_patterns[i].flags |
+                           (engine->som ? HS_FLAG_SOM_LEFTMOST : 0);
+                ids[i]                      = (unsigned)i;
                 engine->pattern_shape[i]    = builtin_patterns[i].shape;
                 engine->pattern_detector[i] = -1;
         }
