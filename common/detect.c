@@ -448,6 +448,17 @@ static void push_final(struct scan_ctx *ctx, int det, size_t start, size_t end,
         f->confidence = conf;
 }
 
+/* A span an identifier's context claims although its check failed: it
+ * hides the findings it covers in resolve_overlaps() and is never
+ * reported itself. */
+#define DET_CLAIM (-1)
+
+static void push_claim(struct scan_ctx *ctx, size_t start, size_t end)
+{
+        push_final(ctx, DET_CLAIM, start, end, 1.0f);
+        ctx->scratch->f[ctx->scratch->n - 1].confidence = 0;
+}
+
 static void push(struct scan_ctx *ctx, int det, size_t start, size_t end,
                  float conf)
 {
@@ -1445,11 +1456,10 @@ static void match_numeric(struct scan_ctx *ctx, size_t som, size_t end)
         size_t best_start[ND__COUNT] = {0};
         bool fitted[ND__COUNT]       = {false};
         size_t fit_start[ND__COUNT]  = {0};
-        int dist[ND__COUNT];
-        struct numctx nc = {SIZE_MAX, {0}};
+        struct numctx nc             = {SIZE_MAX, {0}};
         size_t lo;
-        int first, last, k, weak_dist = CTX_TOKENS;
-        bool any = false;
+        int first, last, k, claim = -1, claim_dist = CTX_TOKENS;
+        bool any = false, fit_id = false;
 
         if (!right_free(b, ctx->len, end, false))
                 return;
@@ -1504,6 +1514,7 @@ static void match_numeric(struct scan_ctx *ctx, size_t som, size_t end)
                         if (fit && !fitted[k]) {
                                 fitted[k]    = true;
                                 fit_start[k] = c.start;
+                                fit_id |= k != ND_PHONE;
                         }
                         if (conf > 0) {
                                 best[k]       = conf;
@@ -1512,45 +1523,40 @@ static void match_numeric(struct scan_ctx *ctx, size_t som, size_t end)
                         }
                 }
         }
-        if (!any)
+        if (!any && !fit_id)
                 return;
-        /* context: each finding's own words raise it; a bare run needs them
-         * and, when several ids could claim it, the nearest word decides */
+        /* The identifier whose context word is nearest claims a number of
+         * its shape, valid or not: no other detector reports it (a phone,
+         * another id's bare run), and when its check fails nothing inside
+         * it is reported either ("NHS number 943 476 5918"). */
         for (k = 0; k < ND__COUNT; k++) {
-                dist[k] = CTX_TOKENS;
-                if (best[k] == 0)
-                        continue;
-                dist[k] = ctx_distance(numctx_at(ctx, &nc, best_start[k]),
-                                       numdets[k].det);
-                if (best[k] < VEIL_DETECT_MIN_CONFIDENCE && dist[k] < weak_dist)
-                        weak_dist = dist[k];
-        }
-        /* a number whose nearest context names an identifier of its shape
-         * (valid or not) is that identifier's, not a phone */
-        if (best[ND_PHONE] > 0)
-                for (k = 0; k < ND__COUNT; k++) {
-                        const uint32_t *t;
+                int d;
 
-                        if (k == ND_PHONE || !fitted[k])
-                                continue;
-                        t = numctx_at(ctx, &nc, fit_start[k]);
-                        if (ctx_distance(t, numdets[k].det) <
-                            ctx_distance(t, VEIL_DET_PHONE)) {
-                                best[ND_PHONE] = 0;
-                                break;
-                        }
+                if (k == ND_PHONE || !fitted[k])
+                        continue;
+                d = ctx_distance(numctx_at(ctx, &nc, fit_start[k]),
+                                 numdets[k].det);
+                if (d < claim_dist) {
+                        claim      = k;
+                        claim_dist = d;
                 }
+        }
         for (k = 0; k < ND__COUNT; k++) {
                 float conf = best[k];
+                int d;
 
                 if (conf == 0)
                         continue;
-                if (conf < VEIL_DETECT_MIN_CONFIDENCE && dist[k] != weak_dist)
+                d = ctx_distance(numctx_at(ctx, &nc, best_start[k]),
+                                 numdets[k].det);
+                if (claim >= 0 && k != claim && d >= claim_dist)
                         continue;
-                if (dist[k] < CTX_TOKENS)
+                if (d < CTX_TOKENS)
                         conf += CTX_BOOST;
                 push_final(ctx, numdets[k].det, best_start[k], end, conf);
         }
+        if (claim >= 0 && best[claim] == 0)
+                push_claim(ctx, fit_start[claim], end);
 }
 
 /* ----------------------------------------------------------------- IBAN */
@@ -1842,9 +1848,9 @@ static void match_dni(struct scan_ctx *ctx, size_t som, size_t end)
                 spaced = b[p - 1] == ' ';
                 p--;
         }
-        if (p >= 10 && b[p - 7] == '.' && b[p - 3] == '.' &&
-            digits_at(b, p - 10, 2) && digits_at(b, p - 6, 3) &&
-            digits_at(b, p - 2, 2) && is_digit(b[p - 1])) {
+        if (p >= 10 && b[p - 8] == '.' && b[p - 4] == '.' &&
+            digits_at(b, p - 10, 2) && digits_at(b, p - 7, 3) &&
+            digits_at(b, p - 3, 3)) {
                 start = p - 10;
                 memcpy(v, b + start, 2);
                 memcpy(v + 2, b + start + 3, 3);
@@ -2080,14 +2086,15 @@ static int finding_cmp(const void *a, const void *b)
 
 /* One span per finding: the same detector's overlapping spans (repeated
  * end offsets of one value) merge; between detectors the longer span
- * wins, then the more confident one. */
+ * wins, then the more confident one. Claims (DET_CLAIM) take part and are
+ * dropped at the end, with whatever they won against. */
 static void resolve_overlaps(struct veil_detect_scratch *scratch)
 {
         struct veil_finding *f = scratch->f;
         size_t n = scratch->n, i, out = 0;
 
         if (n < 2)
-                return;
+                goto claims;
         /* Hyperscan reports in end order and spans are short, so the list
          * is nearly sorted by start: insertion sort moves each finding a
          * few places at most and needs no memory. */
@@ -2119,11 +2126,19 @@ static void resolve_overlaps(struct veil_detect_scratch *scratch)
                         size_t ln = last->end - last->start;
                         size_t cn = f[i].end - f[i].start;
 
+                        /* a claim wins a tie: it is an identifier's */
                         if (cn > ln ||
-                            (cn == ln && f[i].confidence > last->confidence))
+                            (cn == ln && last->detector != DET_CLAIM &&
+                             (f[i].detector == DET_CLAIM ||
+                              f[i].confidence > last->confidence)))
                                 *last = f[i];
                 }
         }
+        n = out;
+claims:
+        for (i = out = 0; i < n; i++)
+                if (f[i].detector != DET_CLAIM)
+                        f[out++] = f[i];
         scratch->n = out;
 }
 
