@@ -1459,7 +1459,7 @@ static void match_numeric(struct scan_ctx *ctx, size_t som, size_t end)
         struct numctx nc             = {SIZE_MAX, {0}};
         size_t lo;
         int first, last, k, claim = -1, claim_dist = CTX_TOKENS;
-        bool any = false, fit_id = false;
+        bool any = false, fit_id = false, beaten = false;
 
         if (!right_free(b, ctx->len, end, false))
                 return;
@@ -1549,13 +1549,16 @@ static void match_numeric(struct scan_ctx *ctx, size_t som, size_t end)
                         continue;
                 d = ctx_distance(numctx_at(ctx, &nc, best_start[k]),
                                  numdets[k].det);
-                if (claim >= 0 && k != claim && d >= claim_dist)
-                        continue;
+                if (claim >= 0 && k != claim) {
+                        if (d >= claim_dist)
+                                continue;
+                        beaten = true; /* its own word is nearer */
+                }
                 if (d < CTX_TOKENS)
                         conf += CTX_BOOST;
                 push_final(ctx, numdets[k].det, best_start[k], end, conf);
         }
-        if (claim >= 0 && best[claim] == 0)
+        if (claim >= 0 && best[claim] == 0 && !beaten)
                 push_claim(ctx, fit_start[claim], end);
 }
 
