@@ -5,9 +5,10 @@ Writes tests/corpus/corpus.txt (mixed free text, one document per line) and
 tests/corpus/labels.tsv (`start<TAB>end<TAB>detector`, byte offsets into
 corpus.txt, end exclusive). Ground truth comes from construction: every
 positive is generated valid (Luhn, mod-97, mod-11, mod-23, Verhoeff, SSN
-ranges, octets, JSON headers), every hard negative is generated to look like PII and not be (ids, UUIDs, digests,
-timestamps, prices, ISBNs, invalid Luhn, invalid SSN ranges, versions, and
-every national id or secret with its check broken, in its own context).
+ranges, octets, JSON headers), every hard negative is generated to look
+like PII and not be (ids, UUIDs, digests, timestamps, prices, ISBNs,
+invalid Luhn, invalid SSN ranges, versions, and every national id or
+secret with its check broken, in its own context).
 
     gen_corpus.py                       # regenerate tests/corpus/ (seed 4)
     gen_corpus.py --bulk 100 --out F    # ~100 MB of unlabeled mixed text
