@@ -405,8 +405,7 @@ def fiscal_code(rng, valid=True):
     check = fiscal_check(body)
     if not valid:
         check = rng.choice([c for c in UPPER if c != check])
-    code = body + check
-    return code.lower() if rng.random() < 0.1 else code
+    return body + check
 
 
 def bsn_number(rng, valid=True):
