@@ -400,7 +400,7 @@ def fiscal_code(rng, valid=True):
     day = rng.randint(1, 28) + rng.choice([0, 40])
     body = "".join(rng.choice(UPPER) for _ in range(6)) + "%02d" % rng.randint(0, 99) + \
         rng.choice("ABCDEHLMPRST") + "%02d" % day + rng.choice("ABCDEFGHILMZ") + digits(rng, 3)
-    if rng.random() < 0.1:   # omocodia: the last digit as a letter
+    if rng.random() < 0.005:   # omocodia (rare): the last digit as a letter
         body = body[:14] + OMOCODIA[int(body[14])]
     check = fiscal_check(body)
     if not valid:
