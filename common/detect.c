@@ -180,7 +180,8 @@ static const char *const *const ctx_words[VEIL_DET__BUILTIN] = {
 #define CTX_BOOST 0.3f
 #define CTX_WINDOW 48   /* bytes looked at before a finding */
 #define CTX_TOKENS 4    /* words looked at before a finding */
-#define CTX_WORD_MAX 24 /* bytes; longer tokens are no context word */
+#define CTX_WORD_MAX 24  /* bytes; longer tokens are no context word */
+#define CTX_WORDS_MAX 255 /* context words of all built-ins together */
 
 /* Base confidences: what the shape alone says. */
 #define CONF_EMAIL 0.9f
@@ -212,9 +213,15 @@ struct veil_detect_engine {
         enum shape *pattern_shape; /* by Hyperscan id */
         int *pattern_detector;     /* custom detector id, else -1 */
         int n_detectors;
-        char **names;            /* by detector id */
-        uint32_t ctx_first[256]; /* bit d: a context word of built-in d
-                                    starts with this byte */
+        char **names; /* by detector id */
+        /* every built-in's context words, grouped by first byte: those
+         * starting with byte c are ctx_list[ctx_start[c] .. ctx_start[c+1]) */
+        struct ctx_word {
+                const char *word;
+                uint8_t len;
+                uint8_t det;
+        } ctx_list[CTX_WORDS_MAX];
+        uint8_t ctx_start[257];
 };
 
 struct veil_detect_scratch {
@@ -361,7 +368,8 @@ static uint32_t ctx_scan(const struct veil_detect_engine *engine,
         memset(tok, 0, CTX_TOKENS * sizeof(*tok));
         while (p > lo && tokens < CTX_TOKENS) {
                 size_t e, s, n;
-                uint32_t cand, hit = 0;
+                unsigned c, i;
+                uint32_t hit = 0;
 
                 while (p > lo && !is_ctx_char(b[p - 1]))
                         p--;
@@ -375,28 +383,23 @@ static uint32_t ctx_scan(const struct veil_detect_engine *engine,
                 if (s == lo && lo > 0 && is_ctx_char(b[lo - 1]))
                         break; /* cut by the window: not a whole word */
                 n = e - s;
-                /* most tokens start with a letter no context word of these
-                 * detectors starts with */
-                cand = n > CTX_WORD_MAX
-                               ? 0
-                               : engine->ctx_first[to_lower(b[s])] & want;
-                while (cand) {
-                        int det = __builtin_ctz(cand);
-                        const char *const *w;
+                /* most tokens start with a byte no context word starts
+                 * with, and most of the rest differ in length */
+                c = to_lower(b[s]);
+                for (i = engine->ctx_start[c];
+                     n <= CTX_WORD_MAX && i < engine->ctx_start[c + 1]; i++) {
+                        const struct ctx_word *w = &engine->ctx_list[i];
+                        uint32_t bit             = UINT32_C(1) << w->det;
+                        size_t k;
 
-                        cand &= cand - 1;
-                        for (w = ctx_words[det]; *w; w++) {
-                                size_t k;
-
-                                for (k = 0; k < n && (*w)[k]; k++)
-                                        if (to_lower(b[s + k]) !=
-                                            (unsigned char)(*w)[k])
-                                                break;
-                                if (k == n && !(*w)[k]) {
-                                        hit |= UINT32_C(1) << det;
+                        if (w->len != n || !(want & bit) || (hit & bit))
+                                continue;
+                        for (k = 1; k < n; k++)
+                                if (to_lower(b[s + k]) !=
+                                    (unsigned char)w->word[k])
                                         break;
-                                }
-                        }
+                        if (k == n)
+                                hit |= bit;
                 }
                 tok[tokens - 1] = hit;
                 any |= hit;
@@ -1513,7 +1516,7 @@ static void match_numeric(struct scan_ctx *ctx, size_t som, size_t end)
                         if (fit && !fitted[k]) {
                                 fitted[k]    = true;
                                 fit_start[k] = c.start;
-                                fit_id |= k != ND_PHONE;
+                                fit_id |= k != ND_PHONE && c.ng > 1;
                         }
                         if (conf > 0) {
                                 best[k]       = conf;
@@ -1522,6 +1525,8 @@ static void match_numeric(struct scan_ctx *ctx, size_t som, size_t end)
                         }
                 }
         }
+        /* nothing to report: a claim still matters when the number has
+         * groups, since Hyperscan also reports its pieces */
         if (!any && !fit_id)
                 return;
         /* The identifier whose context word is nearest claims a number of
@@ -2142,6 +2147,38 @@ claims:
         scratch->n = out;
 }
 
+/* Groups the context words by first byte (a counting sort). */
+static void ctx_index(struct veil_detect_engine *engine)
+{
+        unsigned count[256] = {0}, pos[256], c, n = 0;
+        const char *const *w;
+        int d;
+
+        for (d = 0; d < VEIL_DET__BUILTIN; d++)
+                for (w = ctx_words[d]; *w; w++) {
+                        /* the tables above are the program's own */
+                        if (++n > CTX_WORDS_MAX || strlen(*w) > CTX_WORD_MAX)
+                                abort();
+                        count[(unsigned char)(*w)[0]]++;
+                }
+        n = 0;
+        for (c = 0; c < 256; c++) {
+                engine->ctx_start[c] = (uint8_t)n;
+                pos[c]               = n;
+                n += count[c];
+        }
+        engine->ctx_start[256] = (uint8_t)n;
+        for (d = 0; d < VEIL_DET__BUILTIN; d++)
+                for (w = ctx_words[d]; *w; w++) {
+                        struct ctx_word *cw =
+                                &engine->ctx_list[pos[(unsigned char)(*w)[0]]++];
+
+                        cw->word = *w;
+                        cw->len  = (uint8_t)strlen(*w);
+                        cw->det  = (uint8_t)d;
+                }
+}
+
 /* --------------------------------------------------------------- public */
 bool veil_detect_known(const char *name)
 {
@@ -2207,14 +2244,9 @@ struct veil_detect_engine *veil_detect_engine_new_opts(
         engine->n_detectors = VEIL_DET__BUILTIN + (int)n_custom;
         engine->names       = veil_calloc((size_t)engine->n_detectors,
                                           sizeof(*engine->names));
-        for (i = 0; i < VEIL_DET__BUILTIN; i++) {
-                const char *const *w;
-
+        for (i = 0; i < VEIL_DET__BUILTIN; i++)
                 engine->names[i] = veil_strdup(builtin_names[i]);
-                for (w = ctx_words[i]; *w; w++)
-                        engine->ctx_first[(unsigned char)(*w)[0]] |= UINT32_C(1)
-                                                                     << i;
-        }
+        ctx_index(engine);
         for (i = 0; i < n_custom; i++)
                 engine->names[VEIL_DET__BUILTIN + i] =
                         veil_strdup(custom[i].name);
