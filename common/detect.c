@@ -341,6 +341,10 @@ struct scan_ctx {
         size_t len;
         size_t last_end[SHAPE__COUNT];
         uint64_t n_matches;
+        /* the context words before the last start looked at: the ends
+         * Hyperscan reports for one number share their start */
+        size_t ctx_start;
+        uint32_t ctx_tok[CTX_TOKENS];
 };
 
 /* A byte of a context token: ASCII letters and digits, and any byte of a
@@ -354,10 +358,10 @@ _Static_assert(VEIL_DET__BUILTIN <= 32, "context masks are 32 bits");
 
 /* The context words before `start`: tok[i] gets the built-in detectors
  * with a context word equal to the i-th token walking back (0 nearest),
- * looking at CTX_TOKENS tokens within CTX_WINDOW bytes. Only detectors in
- * `want` are compared. Returns the OR of all tok[i]. */
+ * looking at CTX_TOKENS tokens within CTX_WINDOW bytes. Returns the OR of
+ * all tok[i]. */
 static uint32_t ctx_scan(const struct veil_detect_engine *engine,
-                         const unsigned char *b, size_t start, uint32_t want,
+                         const unsigned char *b, size_t start,
                          uint32_t tok[CTX_TOKENS])
 {
         size_t lo    = start > CTX_WINDOW ? start - CTX_WINDOW : 0;
@@ -392,7 +396,7 @@ static uint32_t ctx_scan(const struct veil_detect_engine *engine,
                         uint32_t bit             = UINT32_C(1) << w->det;
                         size_t k;
 
-                        if (w->len != n || !(want & bit) || (hit & bit))
+                        if (w->len != n || (hit & bit))
                                 continue;
                         for (k = 1; k < n; k++)
                                 if (to_lower(b[s + k]) !=
@@ -419,12 +423,14 @@ static int ctx_distance(const uint32_t tok[CTX_TOKENS], int det)
         return CTX_TOKENS;
 }
 
-static bool has_context(const struct veil_detect_engine *engine,
-                        const unsigned char *b, size_t start, int det)
+/* The context words of every built-in before `start` (see ctx_scan). */
+static const uint32_t *ctx_at(struct scan_ctx *ctx, size_t start)
 {
-        uint32_t tok[CTX_TOKENS];
-
-        return ctx_scan(engine, b, start, UINT32_C(1) << det, tok) != 0;
+        if (ctx->ctx_start != start) {
+                ctx_scan(ctx->engine, ctx->buf, start, ctx->ctx_tok);
+                ctx->ctx_start = start;
+        }
+        return ctx->ctx_tok;
 }
 
 /* Stores a finding whose confidence is final (context already counted). */
@@ -465,7 +471,7 @@ static void push(struct scan_ctx *ctx, int det, size_t start, size_t end,
                  float conf)
 {
         if (det < VEIL_DET__BUILTIN &&
-            has_context(ctx->engine, ctx->buf, start, det))
+            ctx_distance(ctx_at(ctx, start), det) < CTX_TOKENS)
                 conf += CTX_BOOST;
         push_final(ctx, det, start, end, conf);
 }
@@ -1425,30 +1431,6 @@ static const struct {
         [ND_CPF]     = {VEIL_DET_BR_CPF, 11, 11, cpf_check},
 };
 
-#define NUM_CTX_MASK                                                           \
-        ((UINT32_C(1) << VEIL_DET_PHONE) | (UINT32_C(1) << VEIL_DET_US_SSN) |  \
-         (UINT32_C(1) << VEIL_DET_CREDIT_CARD) |                               \
-         (UINT32_C(1) << VEIL_DET_UK_NHS) | (UINT32_C(1) << VEIL_DET_CA_SIN) | \
-         (UINT32_C(1) << VEIL_DET_FR_NIR) | (UINT32_C(1) << VEIL_DET_NL_BSN) | \
-         (UINT32_C(1) << VEIL_DET_IN_AADHAAR) |                                \
-         (UINT32_C(1) << VEIL_DET_BR_CPF))
-
-/* Context words before one start offset, computed once per start. */
-struct numctx {
-        size_t start;
-        uint32_t tok[CTX_TOKENS];
-};
-
-static const uint32_t *numctx_at(const struct scan_ctx *ctx, struct numctx *nc,
-                                 size_t start)
-{
-        if (nc->start != start) {
-                ctx_scan(ctx->engine, ctx->buf, start, NUM_CTX_MASK, nc->tok);
-                nc->start = start;
-        }
-        return nc->tok;
-}
-
 static void match_numeric(struct scan_ctx *ctx, size_t som, size_t end)
 {
         const unsigned char *b = ctx->buf;
@@ -1458,7 +1440,6 @@ static void match_numeric(struct scan_ctx *ctx, size_t som, size_t end)
         size_t best_start[ND__COUNT] = {0};
         bool fitted[ND__COUNT]       = {false};
         size_t fit_start[ND__COUNT]  = {0};
-        struct numctx nc             = {SIZE_MAX, {0}};
         size_t lo;
         int first, last, k, claim = -1, claim_dist = CTX_TOKENS;
         bool any = false, fit_id = false, beaten = false;
@@ -1538,7 +1519,7 @@ static void match_numeric(struct scan_ctx *ctx, size_t som, size_t end)
 
                 if (k == ND_PHONE || !fitted[k])
                         continue;
-                d = ctx_distance(numctx_at(ctx, &nc, fit_start[k]),
+                d = ctx_distance(ctx_at(ctx, fit_start[k]),
                                  numdets[k].det);
                 if (d < claim_dist) {
                         claim      = k;
@@ -1551,7 +1532,7 @@ static void match_numeric(struct scan_ctx *ctx, size_t som, size_t end)
 
                 if (conf == 0)
                         continue;
-                d = ctx_distance(numctx_at(ctx, &nc, best_start[k]),
+                d = ctx_distance(ctx_at(ctx, best_start[k]),
                                  numdets[k].det);
                 if (claim >= 0 && k != claim) {
                         if (d >= claim_dist)
@@ -2387,6 +2368,7 @@ static void ctx_init(struct scan_ctx *ctx,
         ctx->buf       = (const unsigned char *)buf;
         ctx->len       = len;
         ctx->n_matches = 0;
+        ctx->ctx_start = SIZE_MAX;
         for (i = 0; i < SHAPE__COUNT; i++)
                 ctx->last_end[i] = SIZE_MAX;
 }
