@@ -178,9 +178,9 @@ static const char *const *const ctx_words[VEIL_DET__BUILTIN] = {
         [VEIL_DET_JWT]            = ctx_jwt,
 };
 #define CTX_BOOST 0.3f
-#define CTX_WINDOW 48   /* bytes looked at before a finding */
-#define CTX_TOKENS 4    /* words looked at before a finding */
-#define CTX_WORD_MAX 24  /* bytes; longer tokens are no context word */
+#define CTX_WINDOW 48     /* bytes looked at before a finding */
+#define CTX_TOKENS 4      /* words looked at before a finding */
+#define CTX_WORD_MAX 24   /* bytes; longer tokens are no context word */
 #define CTX_WORDS_MAX 255 /* context words of all built-ins together */
 
 /* Base confidences: what the shape alone says. */
@@ -240,6 +240,7 @@ enum {
         CL_LOWER = 4,
         CL_HEXA  = 8,  /* a-f, A-F */
         CL_EMAIL = 16, /* ._%+- (with alphanumerics: an email local part) */
+        CL_UTF8  = 32, /* >= 0x80: part of a context word */
 };
 #define CL_(c)                                                                 \
         (((c) >= '0' && (c) <= '9' ? CL_DIGIT : 0) |                           \
@@ -249,7 +250,8 @@ enum {
                                                                    : 0) |      \
          ((c) == '.' || (c) == '_' || (c) == '%' || (c) == '+' || (c) == '-'   \
                   ? CL_EMAIL                                                   \
-                  : 0))
+                  : 0) |                                                       \
+         ((c) >= 0x80 ? CL_UTF8 : 0))
 #define CL4_(c) CL_(c), CL_((c) + 1), CL_((c) + 2), CL_((c) + 3)
 #define CL16_(c) CL4_(c), CL4_((c) + 4), CL4_((c) + 8), CL4_((c) + 12)
 #define CL64_(c) CL16_(c), CL16_((c) + 16), CL16_((c) + 32), CL16_((c) + 48)
@@ -341,9 +343,10 @@ struct scan_ctx {
         size_t len;
         size_t last_end[SHAPE__COUNT];
         uint64_t n_matches;
-        /* the context words before the last start looked at: the ends
-         * Hyperscan reports for one number share their start */
-        size_t ctx_start;
+        /* the context walk of the last start looked at (ctx_distance) */
+        size_t ctx_start, ctx_pos;
+        int ctx_ntok;
+        bool ctx_done;
         uint32_t ctx_tok[CTX_TOKENS];
 };
 
@@ -351,87 +354,92 @@ struct scan_ctx {
  * UTF-8 sequence (so "sécurité" and "आधार" are one word each). */
 static inline bool is_ctx_char(unsigned char c)
 {
-        return is_alnum(c) || c >= 0x80;
+        return byte_class[c] & (CL_DIGIT | CL_UPPER | CL_LOWER | CL_UTF8);
 }
 
 _Static_assert(VEIL_DET__BUILTIN <= 32, "context masks are 32 bits");
 
-/* The context words before `start`: tok[i] gets the built-in detectors
- * with a context word equal to the i-th token walking back (0 nearest),
- * looking at CTX_TOKENS tokens within CTX_WINDOW bytes. Returns the OR of
- * all tok[i]. */
-static uint32_t ctx_scan(const struct veil_detect_engine *engine,
-                         const unsigned char *b, size_t start,
-                         uint32_t tok[CTX_TOKENS])
+/* Context words are looked for lazily, one token at a time walking back
+ * from a finding's start, and only as far as a question needs: most
+ * findings in context have their word right before them. The walk of the
+ * last start is kept, since the ends Hyperscan reports for one number
+ * share it. tok[i] gets the built-in detectors with a context word equal
+ * to the i-th token back (0 nearest); CTX_TOKENS tokens within CTX_WINDOW
+ * bytes are looked at. */
+static void ctx_reset(struct scan_ctx *ctx, size_t start)
 {
-        size_t lo    = start > CTX_WINDOW ? start - CTX_WINDOW : 0;
-        size_t p     = start;
-        uint32_t any = 0;
-        int tokens   = 0;
-
-        memset(tok, 0, CTX_TOKENS * sizeof(*tok));
-        while (p > lo && tokens < CTX_TOKENS) {
-                size_t e, s, n;
-                unsigned c, i;
-                uint32_t hit = 0;
-
-                while (p > lo && !is_ctx_char(b[p - 1]))
-                        p--;
-                e = p;
-                while (p > lo && is_ctx_char(b[p - 1]))
-                        p--;
-                s = p;
-                if (s == e)
-                        break;
-                tokens++;
-                if (s == lo && lo > 0 && is_ctx_char(b[lo - 1]))
-                        break; /* cut by the window: not a whole word */
-                n = e - s;
-                /* most tokens start with a byte no context word starts
-                 * with, and most of the rest differ in length */
-                c = to_lower(b[s]);
-                for (i = engine->ctx_start[c];
-                     n <= CTX_WORD_MAX && i < engine->ctx_start[c + 1]; i++) {
-                        const struct ctx_word *w = &engine->ctx_list[i];
-                        uint32_t bit             = UINT32_C(1) << w->det;
-                        size_t k;
-
-                        if (w->len != n || (hit & bit))
-                                continue;
-                        for (k = 1; k < n; k++)
-                                if (to_lower(b[s + k]) !=
-                                    (unsigned char)w->word[k])
-                                        break;
-                        if (k == n)
-                                hit |= bit;
-                }
-                tok[tokens - 1] = hit;
-                any |= hit;
-        }
-        return any;
+        ctx->ctx_start = start;
+        ctx->ctx_pos   = start;
+        ctx->ctx_ntok  = 0;
+        ctx->ctx_done  = false;
 }
 
-/* Index of the nearest token holding a context word of `det`, or
- * CTX_TOKENS when there is none. */
-static int ctx_distance(const uint32_t tok[CTX_TOKENS], int det)
+/* Walks one token further; false when there is none. */
+static bool ctx_step(struct scan_ctx *ctx)
 {
+        const struct veil_detect_engine *engine = ctx->engine;
+        const unsigned char *b                  = ctx->buf;
+        size_t start = ctx->ctx_start, p = ctx->ctx_pos, e, s, n;
+        size_t lo    = start > CTX_WINDOW ? start - CTX_WINDOW : 0;
+        uint32_t hit = 0;
+        unsigned c, i;
+
+        if (ctx->ctx_done || ctx->ctx_ntok == CTX_TOKENS)
+                return false;
+        while (p > lo && !is_ctx_char(b[p - 1]))
+                p--;
+        e = p;
+        while (p > lo && is_ctx_char(b[p - 1]))
+                p--;
+        s            = p;
+        ctx->ctx_pos = p;
+        /* no token, or one cut by the window (not a whole word) */
+        if (s == e || (s == lo && lo > 0 && is_ctx_char(b[lo - 1]))) {
+                ctx->ctx_done = true;
+                return false;
+        }
+        n = e - s;
+        /* most tokens start with a byte no context word starts with, and
+         * most of the rest differ in length */
+        c = to_lower(b[s]);
+        for (i = engine->ctx_start[c];
+             n <= CTX_WORD_MAX && i < engine->ctx_start[c + 1]; i++) {
+                const struct ctx_word *w = &engine->ctx_list[i];
+                uint32_t bit             = UINT32_C(1) << w->det;
+                size_t k;
+
+                if (w->len != n || (hit & bit))
+                        continue;
+                for (k = 1; k < n; k++)
+                        if (to_lower(b[s + k]) != (unsigned char)w->word[k])
+                                break;
+                if (k == n)
+                        hit |= bit;
+        }
+        ctx->ctx_tok[ctx->ctx_ntok++] = hit;
+        return true;
+}
+
+/* Index of the nearest token before `start` holding a context word of
+ * built-in `det`, looking no further than token `limit`; CTX_TOKENS when
+ * there is none. */
+static int ctx_distance(struct scan_ctx *ctx, size_t start, int det, int limit)
+{
+        uint32_t bit = UINT32_C(1) << det;
         int i;
 
-        for (i = 0; i < CTX_TOKENS; i++)
-                if (tok[i] & (UINT32_C(1) << det))
+        if (ctx->ctx_start != start)
+                ctx_reset(ctx, start);
+        for (i = 0; i <= limit && i < CTX_TOKENS; i++) {
+                if (i == ctx->ctx_ntok && !ctx_step(ctx))
+                        break;
+                if (ctx->ctx_tok[i] & bit)
                         return i;
+        }
         return CTX_TOKENS;
 }
 
-/* The context words of every built-in before `start` (see ctx_scan). */
-static const uint32_t *ctx_at(struct scan_ctx *ctx, size_t start)
-{
-        if (ctx->ctx_start != start) {
-                ctx_scan(ctx->engine, ctx->buf, start, ctx->ctx_tok);
-                ctx->ctx_start = start;
-        }
-        return ctx->ctx_tok;
-}
+_Static_assert(VEIL_DET__BUILTIN <= 32, "context masks are 32 bits");
 
 /* Stores a finding whose confidence is final (context already counted). */
 static void push_final(struct scan_ctx *ctx, int det, size_t start, size_t end,
@@ -471,7 +479,7 @@ static void push(struct scan_ctx *ctx, int det, size_t start, size_t end,
                  float conf)
 {
         if (det < VEIL_DET__BUILTIN &&
-            ctx_distance(ctx_at(ctx, start), det) < CTX_TOKENS)
+            ctx_distance(ctx, start, det, CTX_TOKENS - 1) < CTX_TOKENS)
                 conf += CTX_BOOST;
         push_final(ctx, det, start, end, conf);
 }
@@ -1441,7 +1449,8 @@ static void match_numeric(struct scan_ctx *ctx, size_t som, size_t end)
         bool fitted[ND__COUNT]       = {false};
         size_t fit_start[ND__COUNT]  = {0};
         size_t lo;
-        int first, last, k, claim = -1, claim_dist = CTX_TOKENS;
+        int dist[ND__COUNT];
+        int first, last, k, claim = -1, claim_dist = CTX_TOKENS, reach = 0;
         bool any = false, fit_id = false, beaten = false;
 
         if (!right_free(b, ctx->len, end, false))
@@ -1508,8 +1517,23 @@ static void match_numeric(struct scan_ctx *ctx, size_t som, size_t end)
         }
         /* nothing to report: a claim still matters when the number has
          * groups, since Hyperscan also reports its pieces */
+        /* nothing to report: a claim still matters when the number has
+         * groups, since Hyperscan also reports its pieces */
         if (!any && !fit_id)
                 return;
+        /* each finding's own context word, and how far back a claim can
+         * matter: no further than the farthest of those words */
+        for (k = 0; k < ND__COUNT; k++) {
+                dist[k] = CTX_TOKENS;
+                if (best[k] == 0)
+                        continue;
+                dist[k] = ctx_distance(ctx, best_start[k], numdets[k].det,
+                                       CTX_TOKENS - 1);
+                if (dist[k] > reach)
+                        reach = dist[k] < CTX_TOKENS ? dist[k] : CTX_TOKENS - 1;
+        }
+        if (!any)
+                reach = CTX_TOKENS - 1;
         /* The identifier whose context word is nearest claims a number of
          * its shape, valid or not: no other detector reports it (a phone,
          * another id's bare run), and when its check fails nothing inside
@@ -1519,8 +1543,7 @@ static void match_numeric(struct scan_ctx *ctx, size_t som, size_t end)
 
                 if (k == ND_PHONE || !fitted[k])
                         continue;
-                d = ctx_distance(ctx_at(ctx, fit_start[k]),
-                                 numdets[k].det);
+                d = ctx_distance(ctx, fit_start[k], numdets[k].det, reach);
                 if (d < claim_dist) {
                         claim      = k;
                         claim_dist = d;
@@ -1528,18 +1551,15 @@ static void match_numeric(struct scan_ctx *ctx, size_t som, size_t end)
         }
         for (k = 0; k < ND__COUNT; k++) {
                 float conf = best[k];
-                int d;
 
                 if (conf == 0)
                         continue;
-                d = ctx_distance(ctx_at(ctx, best_start[k]),
-                                 numdets[k].det);
                 if (claim >= 0 && k != claim) {
-                        if (d >= claim_dist)
+                        if (dist[k] >= claim_dist)
                                 continue;
                         beaten = true; /* its own word is nearer */
                 }
-                if (d < CTX_TOKENS)
+                if (dist[k] < CTX_TOKENS)
                         conf += CTX_BOOST;
                 push_final(ctx, numdets[k].det, best_start[k], end, conf);
         }
@@ -2151,8 +2171,8 @@ static void ctx_index(struct veil_detect_engine *engine)
         engine->ctx_start[256] = (uint8_t)n;
         for (d = 0; d < VEIL_DET__BUILTIN; d++)
                 for (w = ctx_words[d]; *w; w++) {
-                        struct ctx_word *cw =
-                                &engine->ctx_list[pos[(unsigned char)(*w)[0]]++];
+                        struct ctx_word *cw = &engine->ctx_list[pos[(
+                                unsigned char)(*w)[0]]++];
 
                         cw->word = *w;
                         cw->len  = (uint8_t)strlen(*w);
