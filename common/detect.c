@@ -41,8 +41,19 @@
  * The ids with letters get short anchors of their own. Every pattern
  * without a literal in it costs the whole database: the full shapes of
  * DNI, PAN and fiscal code (18, 10 and 16 positions) together halved its
- * raw rate, where one anchor for the three ("a digit, then a letter that
- * ends a word") costs about a tenth. */
+ * raw rate, a caseless fiscal code alone cut it 2.5 times, where one
+ * anchor for the three ("a digit, then a letter that ends a word") costs
+ * about a tenth. AWS keys (AKIA/ASIA) and JWTs (ey...) carry literals and
+ * cost nothing measurable.
+ *
+ * Measured on the bench text (108 MB, 796k findings of the first seven
+ * detectors, none of the new ones: the findings are the same), CPU time
+ * of one thread, best of five, against the seven-detector engine in the
+ * same run: raw Hyperscan 470 -> 415 MB/s, veil_detect_scan 218 -> 175
+ * MB/s, `veil scan` 180 -> 139 MB/s. The rest of the engine's cost is the
+ * context walk that claims need (a fitted id's words are looked for even
+ * when a phone is valid); it walks lazily, as far back as a question
+ * needs. */
 enum shape {
         SHAPE_EMAIL = 0,
         SHAPE_NUMERIC,
