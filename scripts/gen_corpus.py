@@ -16,6 +16,7 @@ secret with its check broken, in its own context).
 Only the standard library; run with the project venv or /usr/bin/python3.
 """
 import argparse
+import base64
 import os
 import random
 import sys
@@ -496,7 +497,6 @@ def aws_key(rng, valid=True):
 
 
 def b64url(data):
-    import base64
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
