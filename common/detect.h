@@ -20,11 +20,23 @@ enum veil_detector_id {
         VEIL_DET_IBAN,
         VEIL_DET_IPV4,
         VEIL_DET_IPV6,
+        VEIL_DET_UK_NHS,
+        VEIL_DET_CA_SIN,
+        VEIL_DET_FR_NIR,
+        VEIL_DET_ES_DNI,
+        VEIL_DET_IT_FISCAL_CODE,
+        VEIL_DET_NL_BSN,
+        VEIL_DET_IN_AADHAAR,
+        VEIL_DET_IN_PAN,
+        VEIL_DET_BR_CPF,
+        VEIL_DET_AWS_ACCESS_KEY,
+        VEIL_DET_JWT,
         VEIL_DET__BUILTIN,
 };
 
 /* Findings below this confidence are not reported: weak shapes (a bare
- * 9-digit or 10-digit number) only reach it with a context word nearby. */
+ * 9- to 12-digit number, an identifier that shares its digits with
+ * others) only reach it with a context word nearby. */
 #define VEIL_DETECT_MIN_CONFIDENCE 0.5f
 
 /* One finding: [start, end) byte offsets into the scanned text. */
@@ -46,8 +58,7 @@ struct veil_detect_opts {
         bool som;
 };
 
-/* True when `name` is a built-in detector (email, phone, us_ssn,
- * credit_card, iban, ipv4, ipv6). */
+/* True when `name` is a built-in detector (docs/detectors.md lists them). */
 bool veil_detect_known(const char *name);
 
 /* Compiles one block-mode database from the built-ins and `custom`
@@ -94,6 +105,39 @@ int veil_detect_scan_raw(const struct veil_detect_engine *engine,
                          struct veil_detect_scratch *scratch, const char *buf,
                          size_t len, uint64_t *n_matches, char *errstr,
                          size_t errstr_size);
+
+/* Validators: pure functions over a value in its compact form (separators
+ * removed), as the issuer defines it. `s` need not be NUL-terminated; a
+ * wrong length is invalid. The engine calls them after a shape matched;
+ * they are public so that tests and other modules check values the same
+ * way. */
+bool veil_valid_luhn(const char *digits, size_t n);
+/* 10 digits, mod-11 check digit (weights 10..2; remainder 10 is invalid) */
+bool veil_valid_uk_nhs(const char *s, size_t n);
+/* 9 digits, Luhn; first digit 8 (business numbers) is not a person's */
+bool veil_valid_ca_sin(const char *s, size_t n);
+/* 15 chars: sex, year, month, department (or 2A/2B), commune, order,
+ * key = 97 - (first 13 mod 97) */
+bool veil_valid_fr_nir(const char *s, size_t n);
+/* DNI 8 digits + letter, NIE X/Y/Z + 7 digits + letter: mod-23 letter */
+bool veil_valid_es_dni(const char *s, size_t n);
+/* 16 chars (upper case): name letters, year, month letter, day (1-31,
+ * 41-71), place, odd/even check letter; omocodia letters accepted */
+bool veil_valid_it_fiscal_code(const char *s, size_t n);
+/* 9 digits, the 11-proof (weights 9..2 and -1) */
+bool veil_valid_nl_bsn(const char *s, size_t n);
+/* 12 digits, first 2-9, Verhoeff */
+bool veil_valid_in_aadhaar(const char *s, size_t n);
+/* 10 chars: 3 letters, holder type (ABCFGHJLPT), letter, 4 digits (not
+ * 0000), letter */
+bool veil_valid_in_pan(const char *s, size_t n);
+/* 11 digits, two mod-11 check digits, not one digit repeated */
+bool veil_valid_br_cpf(const char *s, size_t n);
+/* 20 chars: AKIA or ASIA, then 16 of base32's alphabet A-Z 2-7 */
+bool veil_valid_aws_access_key(const char *s, size_t n);
+/* header.payload.signature in base64url; the header decodes to a JSON
+ * object with a string "alg" */
+bool veil_valid_jwt(const char *s, size_t n);
 
 /* A growable byte buffer owned by the caller and reused across calls.
  * `data` is NUL-terminated after a successful call (not counted in len). */

@@ -27,7 +27,10 @@ static const char *const tx_names[VEIL_TX__COUNT] = {
 };
 
 const char *const veil_builtin_detectors[] = {
-        "email", "phone", "us_ssn", "credit_card", "iban", "ipv4", "ipv6",
+        "email",  "phone",          "us_ssn", "credit_card", "iban",
+        "ipv4",   "ipv6",           "uk_nhs", "ca_sin",      "fr_nir",
+        "es_dni", "it_fiscal_code", "nl_bsn", "in_aadhaar",  "in_pan",
+        "br_cpf", "aws_access_key", "jwt",
 };
 const size_t veil_n_builtin_detectors = VEIL_ARRAY_SIZE(veil_builtin_detectors);
 

@@ -151,9 +151,8 @@ void veil_transform_clear(struct veil_transform *tx);
  * redact replace template stays NULL, which means "[{detector}]". */
 void veil_transform_defaults(struct veil_transform *tx, enum veil_tx_kind kind);
 
-/* The built-in detector names (email, phone, us_ssn, credit_card, iban,
- * ipv4, ipv6): what `detector:` and `redact_text.detectors` may name besides
- * the policy's own `detectors:`. */
+/* The built-in detector names (docs/detectors.md): what `detector:` and
+ * `redact_text.detectors` may name besides the policy's own `detectors:`. */
 extern const char *const veil_builtin_detectors[];
 extern const size_t veil_n_builtin_detectors;
 bool veil_detector_is_builtin(const char *name);

@@ -4,9 +4,11 @@
 Writes tests/corpus/corpus.txt (mixed free text, one document per line) and
 tests/corpus/labels.tsv (`start<TAB>end<TAB>detector`, byte offsets into
 corpus.txt, end exclusive). Ground truth comes from construction: every
-positive is generated valid (Luhn, mod-97, SSN ranges, octets), every hard
-negative is generated to look like PII and not be (ids, UUIDs, digests,
-timestamps, prices, ISBNs, invalid Luhn, invalid SSN ranges, versions).
+positive is generated valid (Luhn, mod-97, mod-11, mod-23, Verhoeff, SSN
+ranges, octets, JSON headers), every hard negative is generated to look
+like PII and not be (ids, UUIDs, digests, timestamps, prices, ISBNs,
+invalid Luhn, invalid SSN ranges, versions, and every national id or
+secret with its check broken, in its own context).
 
     gen_corpus.py                       # regenerate tests/corpus/ (seed 4)
     gen_corpus.py --bulk 100 --out F    # ~100 MB of unlabeled mixed text
@@ -14,6 +16,7 @@ timestamps, prices, ISBNs, invalid Luhn, invalid SSN ranges, versions).
 Only the standard library; run with the project venv or /usr/bin/python3.
 """
 import argparse
+import base64
 import os
 import random
 import sys
@@ -297,6 +300,273 @@ def gen_ipv6(rng):
     return "2001:db8:%s:%s::%s" % (hexgroup(rng), hexgroup(rng), hexgroup(rng))
 
 
+# ------------------------------------------------- national ids, secrets
+# Each builder makes a value valid by its issuer's rule, or (valid=False)
+# the same shape with the check broken: the hard negatives.
+UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def other_digit(rng, d):
+    return str((int(d) + rng.randint(1, 9)) % 10)
+
+
+def nhs_number(rng, valid=True):
+    while True:
+        body = digits(rng, 9)
+        total = sum(int(c) * (10 - i) for i, c in enumerate(body))
+        check = 11 - total % 11
+        if check == 11:
+            check = 0
+        if check != 10:
+            break
+    return body + (str(check) if valid else other_digit(rng, str(check)))
+
+
+def fmt_nhs(rng, n):
+    return rng.choice(["%s %s %s", "%s %s %s", "%s-%s-%s", "%s%s%s"]) % (n[:3], n[3:6], n[6:])
+
+
+def sin_number(rng, valid=True):
+    body = rng.choice("12345679") + digits(rng, 7)
+    check = luhn_digit(body)
+    if not valid:
+        if rng.random() < 0.2:   # Luhn-valid, but 8 is no person's
+            body = "8" + body[1:]
+            return body + luhn_digit(body)
+        check = other_digit(rng, check)
+    return body + check
+
+
+def fmt_sin(rng, n):
+    return rng.choice(["%s %s %s", "%s-%s-%s", "%s%s%s"]) % (n[:3], n[3:6], n[6:])
+
+
+def nir_number(rng, valid=True):
+    dept = rng.choice(["%02d" % rng.randint(1, 95), "2A", "2B"]) \
+        if rng.random() < 0.15 else "%02d" % rng.randint(1, 95)
+    body = "%s%02d%02d%s%03d%03d" % (rng.choice("12"), rng.randint(0, 99),
+                                     rng.randint(1, 12), dept,
+                                     rng.randint(1, 999), rng.randint(1, 999))
+    num = int(body.replace("2A", "19").replace("2B", "18"))
+    key = 97 - num % 97
+    if not valid:
+        key = (key + rng.randint(1, 96) - 1) % 97 + 1
+    return body + "%02d" % key
+
+
+def fmt_nir(n):
+    return " ".join([n[0], n[1:3], n[3:5], n[5:7], n[7:10], n[10:13], n[13:]])
+
+
+DNI_LETTERS = "TRWAGMYFPDXBNJZSQVHLCKE"
+
+
+def dni_number(rng, valid=True):
+    nie = rng.random() < 0.3
+    if nie:
+        lead = rng.choice("XYZ")
+        num = digits(rng, 7)
+        value = int(str("XYZ".index(lead)) + num)
+        head = lead + num
+    else:
+        head = "%08d" % rng.randint(1, 99999999)
+        value = int(head)
+    letter = DNI_LETTERS[value % 23]
+    if not valid:
+        letter = rng.choice([c for c in DNI_LETTERS if c != letter])
+    return head + letter
+
+
+def fmt_dni(rng, v):
+    if v[0] in "XYZ":
+        return rng.choice([v, v, "%s-%s-%s" % (v[0], v[1:8], v[8])])
+    return rng.choice([v, v, v[:8] + "-" + v[8],
+                       "%s.%s.%s-%s" % (v[:2], v[2:5], v[5:8], v[8])])
+
+
+FISCAL_ODD = [1, 0, 5, 7, 9, 13, 15, 17, 19, 21, 2, 4, 18, 20, 11, 3, 6, 8,
+              12, 14, 16, 10, 22, 25, 24, 23]
+OMOCODIA = "LMNPQRSTUV"
+
+
+def fiscal_check(body):
+    total = 0
+    for i, c in enumerate(body):
+        v = int(c) if c.isdigit() else ord(c) - 65
+        total += FISCAL_ODD[v] if i % 2 == 0 else v
+    return chr(65 + total % 26)
+
+
+def fiscal_code(rng, valid=True):
+    day = rng.randint(1, 28) + rng.choice([0, 40])
+    body = "".join(rng.choice(UPPER) for _ in range(6)) + "%02d" % rng.randint(0, 99) + \
+        rng.choice("ABCDEHLMPRST") + "%02d" % day + rng.choice("ABCDEFGHILMZ") + digits(rng, 3)
+    if rng.random() < 0.005:   # omocodia (rare): the last digit as a letter
+        body = body[:14] + OMOCODIA[int(body[14])]
+    check = fiscal_check(body)
+    if not valid:
+        check = rng.choice([c for c in UPPER if c != check])
+    return body + check
+
+
+def bsn_number(rng, valid=True):
+    while True:
+        body = str(rng.randint(1, 9)) + digits(rng, 7)
+        total = sum(int(c) * (9 - i) for i, c in enumerate(body))
+        check = total % 11
+        if check < 10:
+            break
+    if not valid:
+        check = (check + rng.randint(1, 9)) % 10
+        if (total - check) % 11 == 0:
+            check = (check + 1) % 10
+    return body + str(check)
+
+
+def fmt_bsn(rng, n):
+    return rng.choice([n, n, "%s.%s.%s" % (n[:4], n[4:6], n[6:]), "%s %s %s" % (n[:3], n[3:6], n[6:])])
+
+
+VERHOEFF_D = [[0, 1, 2, 3, 4, 5, 6, 7, 8, 9], [1, 2, 3, 4, 0, 6, 7, 8, 9, 5],
+              [2, 3, 4, 0, 1, 7, 8, 9, 5, 6], [3, 4, 0, 1, 2, 8, 9, 5, 6, 7],
+              [4, 0, 1, 2, 3, 9, 5, 6, 7, 8], [5, 9, 8, 7, 6, 0, 4, 3, 2, 1],
+              [6, 5, 9, 8, 7, 1, 0, 4, 3, 2], [7, 6, 5, 9, 8, 2, 1, 0, 4, 3],
+              [8, 7, 6, 5, 9, 3, 2, 1, 0, 4], [9, 8, 7, 6, 5, 4, 3, 2, 1, 0]]
+VERHOEFF_P = [[0, 1, 2, 3, 4, 5, 6, 7, 8, 9], [1, 5, 7, 6, 2, 8, 3, 0, 9, 4],
+              [5, 8, 0, 3, 7, 9, 6, 1, 4, 2], [8, 9, 1, 6, 0, 4, 3, 5, 2, 7],
+              [9, 4, 5, 3, 1, 2, 6, 8, 7, 0], [4, 2, 8, 6, 5, 7, 3, 9, 0, 1],
+              [2, 7, 9, 3, 8, 0, 6, 4, 1, 5], [7, 0, 4, 6, 9, 1, 3, 2, 5, 8]]
+VERHOEFF_INV = [0, 4, 3, 2, 1, 5, 6, 7, 8, 9]
+
+
+def verhoeff_digit(body):
+    c = 0
+    for i, ch in enumerate(reversed(body)):
+        c = VERHOEFF_D[c][VERHOEFF_P[(i + 1) % 8][int(ch)]]
+    return str(VERHOEFF_INV[c])
+
+
+def aadhaar_number(rng, valid=True):
+    body = str(rng.randint(2, 9)) + digits(rng, 10)
+    check = verhoeff_digit(body)
+    return body + (check if valid else other_digit(rng, check))
+
+
+def fmt_aadhaar(rng, n):
+    return rng.choice(["%s %s %s", "%s %s %s", "%s-%s-%s", "%s%s%s"]) % (n[:4], n[4:8], n[8:])
+
+
+def pan_number(rng, valid=True):
+    holder = rng.choice("PPPPCHFATBLJG") if valid else rng.choice("DEIKMNOQRSUVWXYZ")
+    return "".join(rng.choice(UPPER) for _ in range(3)) + holder + rng.choice(UPPER) + \
+        "%04d" % rng.randint(1, 9999) + rng.choice(UPPER)
+
+
+def cpf_number(rng, valid=True):
+    body = digits(rng, 9)
+    while len(set(body)) == 1:
+        body = digits(rng, 9)
+    for k in (9, 10):
+        dv = sum(int(c) * (k + 1 - i) for i, c in enumerate(body)) * 10 % 11
+        body += str(0 if dv == 10 else dv)
+    if not valid:
+        body = body[:10] + other_digit(rng, body[10])
+    return body
+
+
+def fmt_cpf(n):
+    return "%s.%s.%s-%s" % (n[:3], n[3:6], n[6:9], n[9:])
+
+
+BASE32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+
+
+def aws_key(rng, valid=True):
+    prefix = rng.choice(["AKIA", "AKIA", "ASIA"])
+    if valid:
+        return prefix + "".join(rng.choice(BASE32) for _ in range(16))
+    kind = rng.randrange(3)
+    if kind == 0:   # one short
+        return prefix + "".join(rng.choice(BASE32) for _ in range(15))
+    if kind == 1:   # one long
+        return prefix + "".join(rng.choice(BASE32) for _ in range(17))
+    # outside base32's alphabet
+    body = [rng.choice(BASE32) for _ in range(16)]
+    body[rng.randrange(16)] = rng.choice("01890")
+    return prefix + "".join(body)
+
+
+def b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def jwt_token(rng, valid=True):
+    alg = rng.choice(["HS256", "RS256", "ES256", "HS512"])
+    if valid:
+        header = '{"alg":"%s","typ":"JWT"}' % alg
+        if rng.random() < 0.3:
+            header = '{"typ":"JWT","alg":"%s","kid":"k%d"}' % (alg, rng.randint(1, 99))
+    else:
+        header = rng.choice(['{"typ":"JWT"}', '{"alg":%d,"typ":"JWT"}' % rng.randint(1, 9),
+                             '{"alg":"%s","typ":"JWT"' % alg, '["alg","%s"]' % alg])
+    payload = '{"sub":"%s","iat":%d,"exp":%d}' % (rng.choice(NAMES), rng.randint(1600000000, 1800000000),
+                                                 rng.randint(1800000000, 1900000000))
+    sig = b64url(bytes(rng.getrandbits(8) for _ in range(rng.choice([32, 64]))))
+    return "%s.%s.%s" % (b64url(header.encode()), b64url(payload.encode()), sig)
+
+
+def gen_nhs(rng):
+    return fmt_nhs(rng, nhs_number(rng))
+
+
+def gen_sin(rng):
+    return fmt_sin(rng, sin_number(rng))
+
+
+def gen_nir(rng):
+    return fmt_nir(nir_number(rng))
+
+
+def gen_dni(rng):
+    return fmt_dni(rng, dni_number(rng))
+
+
+def gen_fiscal(rng):
+    return fiscal_code(rng)
+
+
+def gen_bsn(rng):
+    return fmt_bsn(rng, bsn_number(rng))
+
+
+def gen_aadhaar(rng):
+    return fmt_aadhaar(rng, aadhaar_number(rng))
+
+
+def gen_pan(rng):
+    return pan_number(rng)
+
+
+def gen_cpf(rng):
+    return fmt_cpf(cpf_number(rng))
+
+
+def gen_aws(rng):
+    return aws_key(rng)
+
+
+def gen_jwt(rng):
+    return jwt_token(rng)
+
+
+# the bare forms that several ids share: only ever written after a word of
+# their context
+BARE_FORMS = {
+    "br_cpf": lambda r: cpf_number(r),
+    "fr_nir": lambda r: nir_number(r),
+}
+
+
 # ---------------------------------------------------------------- negatives
 def neg_uuid(rng):
     h = "%032x" % rng.getrandbits(128)
@@ -471,8 +741,35 @@ def neg_lookalike(rng):
     return "ext. %d" % rng.randint(100, 99999)
 
 
+def neg_national(rng):
+    """A national id or secret in its own context, with the check broken:
+    same shape, same words around it, not a finding (and never a phone)."""
+    det = rng.choice(sorted(INVALID))
+    return rng.choice(CONTEXT[det]) + " " + INVALID[det](rng)
+
+
+INVALID = {
+    "uk_nhs": lambda r: fmt_nhs(r, nhs_number(r, False)),
+    "ca_sin": lambda r: fmt_sin(r, sin_number(r, False)),
+    "fr_nir": lambda r: rng_pick(r, fmt_nir(nir_number(r, False)), nir_number(r, False)),
+    "es_dni": lambda r: fmt_dni(r, dni_number(r, False)),
+    "it_fiscal_code": lambda r: fiscal_code(r, False),
+    "nl_bsn": lambda r: fmt_bsn(r, bsn_number(r, False)),
+    "in_aadhaar": lambda r: fmt_aadhaar(r, aadhaar_number(r, False)),
+    "in_pan": lambda r: pan_number(r, False),
+    "br_cpf": lambda r: rng_pick(r, fmt_cpf(cpf_number(r, False)), cpf_number(r, False)),
+    "aws_access_key": lambda r: aws_key(r, False),
+    "jwt": lambda r: jwt_token(r, False),
+}
+
+
+def rng_pick(rng, *choices):
+    return rng.choice(choices)
+
+
 NEGATIVES = [neg_lookalike, neg_uuid, neg_digest, neg_timestamp, neg_price, neg_isbn,
-             neg_invalid_card, neg_invalid_ssn, neg_version, neg_id, neg_misc]
+             neg_invalid_card, neg_invalid_ssn, neg_version, neg_id, neg_misc,
+             neg_national, neg_national]
 
 # context words a positive may carry (weak shapes need one)
 CONTEXT = {
@@ -483,12 +780,34 @@ CONTEXT = {
     "iban": ["IBAN", "iban", "bank account", "account"],
     "ipv4": ["ip", "host", "from", "client"],
     "ipv6": ["ip", "address", "from", "peer"],
+    "uk_nhs": ["NHS number", "NHS no.", "NHS", "rhif GIG"],
+    "ca_sin": ["SIN", "social insurance number", "NAS", "numéro d'assurance sociale"],
+    "fr_nir": ["NIR", "numéro de sécurité sociale", "n° INSEE", "carte Vitale"],
+    "es_dni": ["DNI", "NIE", "NIF", "documento de identidad"],
+    "it_fiscal_code": ["codice fiscale", "CF", "cod. fiscale"],
+    "nl_bsn": ["BSN", "burgerservicenummer", "BSN-nummer", "sofinummer"],
+    "in_aadhaar": ["Aadhaar", "Aadhaar no.", "UID", "आधार संख्या"],
+    "in_pan": ["PAN", "PAN card", "permanent account number"],
+    "br_cpf": ["CPF", "CPF nº", "cadastro de pessoas físicas"],
+    "aws_access_key": ["aws_access_key_id", "AWS key", "access key"],
+    "jwt": ["token", "Bearer", "Authorization: Bearer", "jwt"],
 }
 GENERATORS = {
     "email": gen_email, "phone": gen_phone, "us_ssn": gen_ssn,
     "credit_card": gen_card, "iban": gen_iban, "ipv4": gen_ipv4,
     "ipv6": gen_ipv6,
+    "uk_nhs": gen_nhs, "ca_sin": gen_sin, "fr_nir": gen_nir, "es_dni": gen_dni,
+    "it_fiscal_code": gen_fiscal, "nl_bsn": gen_bsn, "in_aadhaar": gen_aadhaar,
+    "in_pan": gen_pan, "br_cpf": gen_cpf, "aws_access_key": gen_aws, "jwt": gen_jwt,
 }
+# identifiers that are only digits shared with others: always in context
+NEEDS_CONTEXT = {"uk_nhs", "ca_sin", "nl_bsn", "in_aadhaar"}
+LOG_KEYS = {"email": "email", "phone": "phone", "us_ssn": "ssn",
+            "credit_card": "card", "iban": "iban", "ipv4": "client_ip",
+            "ipv6": "peer", "uk_nhs": "nhs_number", "ca_sin": "sin",
+            "fr_nir": "nir", "es_dni": "dni", "it_fiscal_code": "codice_fiscale",
+            "nl_bsn": "bsn", "in_aadhaar": "aadhaar", "in_pan": "pan",
+            "br_cpf": "cpf", "aws_access_key": "aws_access_key_id", "jwt": "token"}
 
 
 # ---------------------------------------------------------------- documents
@@ -529,6 +848,13 @@ def positive_doc(rng, det):
         doc.add(gen_phone_bare(rng), det)
         doc.add(" " + filler(rng, 1, 4))
         return doc
+    if det in BARE_FORMS and rng.random() < 0.3:
+        doc.add(filler(rng, 1, 4) + " " + ctx + ": ")
+        doc.add(BARE_FORMS[det](rng), det)
+        doc.add(" " + filler(rng, 1, 4))
+        return doc
+    if det in NEEDS_CONTEXT:
+        shape = rng.choice([0, 2, 4])
     value = value_gen(rng)
     if shape == 0:
         doc.add(filler(rng) + " " + ctx + " ")
@@ -548,9 +874,7 @@ def positive_doc(rng, det):
         doc.add(".")
     elif shape == 4:   # key=value log line
         doc.add("%s INFO [svc-%s] %s=" % (neg_timestamp(rng), rng.choice(SERVICES),
-                                          {"email": "email", "phone": "phone", "us_ssn": "ssn",
-                                           "credit_card": "card", "iban": "iban", "ipv4": "client_ip",
-                                           "ipv6": "peer"}[det]))
+                                          LOG_KEYS[det]))
         doc.add(value, det)
         doc.add(" request_id=%s status=%d" % (neg_uuid(rng), rng.choice([200, 201, 404, 500])))
     else:              # CSV row

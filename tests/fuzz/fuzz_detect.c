@@ -1,12 +1,9 @@
-/* fuzz_detect.c - libFuzzer harness over the detection engine and
- * redact_text: any bytes in, findings must be in bounds, sorted and
- * disjoint, and redaction must change nothing but the spans.
+/* fuzz_detect.c - libFuzzer harness over the detection engine, its
+ * validators and redact_text: any bytes in, findings must be in bounds,
+ * sorted and disjoint, and redaction must change nothing but the spans.
  *
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Icommon \
- *       $(pkg-config --cflags libhs) tests/fuzz/fuzz_detect.c \
- *       common/detect.c common/util.c -o build/fuzz/fuzz_detect \
- *       $(pkg-config --libs libhs)
- *   build/fuzz/fuzz_detect tests/fuzz/corpus_detect
+ *   FUZZ_SECONDS=300 scripts/fuzz.sh fuzz_detect
+ *   (seeds: tests/fuzz/corpus_detect)
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -90,6 +87,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         char errstr[256];
         size_t n, i, pos, opos, n_red = 0;
 
+        /* the validators take any bytes of any length */
+        {
+                static bool (*const valid[])(const char *, size_t) = {
+                        veil_valid_luhn,           veil_valid_uk_nhs,
+                        veil_valid_ca_sin,         veil_valid_fr_nir,
+                        veil_valid_es_dni,         veil_valid_it_fiscal_code,
+                        veil_valid_nl_bsn,         veil_valid_in_aadhaar,
+                        veil_valid_in_pan,         veil_valid_br_cpf,
+                        veil_valid_aws_access_key, veil_valid_jwt,
+                };
+                size_t k;
+
+                for (k = 0; k < sizeof(valid) / sizeof(valid[0]); k++)
+                        (void)valid[k](text, size);
+        }
         CHECK(veil_detect_scan(engine, scratch, text, size, &f, &n, errstr,
                                sizeof(errstr)) == 0);
         for (i = 0; i < n; i++) {

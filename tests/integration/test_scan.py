@@ -299,3 +299,21 @@ def test_large_file_line_numbers_across_chunks(tmp_path):
     assert [(o["line"], o["start"], o["end"], o["detector"]) for o in objs] \
         == [(1, 6, 6 + len(EMAIL), "email"),
             (n + 2, 6, 6 + len(SSN), "us_ssn")]
+
+
+def test_national_ids_and_secrets_by_name(tmp_path):
+    """The issue-17 detectors are names `--detectors` accepts; an NHS
+    number's context keeps it from being a phone, valid or not."""
+    f = tmp_path / "ids.txt"
+    f.write_text("NHS number 943 476 5919\n"
+                 "NHS number 943 476 5918\n"
+                 "aws_access_key_id=AKIAIOSFODNN7EXAMPLE\n"
+                 "CPF 123.456.789-09, call 415-555-2671\n")
+    r = run_scan("--format", "json", str(f))
+    assert r.returncode == 1, r.stderr
+    got = [(j["line"], j["detector"]) for j in map(json.loads, r.stdout.decode().splitlines())]
+    assert got == [(1, "uk_nhs"), (3, "aws_access_key"), (4, "br_cpf"), (4, "phone")]
+    r = run_scan("--detectors", "uk_nhs,jwt", "--format", "json", str(f))
+    assert r.returncode == 1, r.stderr
+    assert [json.loads(x)["detector"] for x in r.stdout.decode().splitlines()] == ["uk_nhs"]
+    assert b"943" not in r.stdout and b"AKIA" not in r.stdout

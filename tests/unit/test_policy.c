@@ -70,9 +70,11 @@ Test(policy, transform_names_round_trip)
 
 Test(policy, builtin_detectors)
 {
-        cr_assert_eq(veil_n_builtin_detectors, 7);
+        cr_assert_eq(veil_n_builtin_detectors, 18);
         cr_assert(veil_detector_is_builtin("us_ssn"));
         cr_assert(veil_detector_is_builtin("ipv6"));
+        cr_assert(veil_detector_is_builtin("uk_nhs"));
+        cr_assert(veil_detector_is_builtin("jwt"));
         cr_assert_not(veil_detector_is_builtin("ssn"));
         cr_assert_not(veil_detector_is_builtin(NULL));
 }

@@ -77,6 +77,34 @@ Test(redact, every_builtin_and_custom)
                                    "[iban]|[ipv4]|[ipv6]|[employee_id]");
 }
 
+Test(redact, national_ids_and_secrets)
+{
+        const char *in = "NHS number 943 476 5919|SIN 046 454 286|"
+                         "1 84 12 76 451 089 46|12345678Z|RSSMRA85T10A562S|"
+                         "BSN 123456782|Aadhaar 4991 1866 5246|ABCPE1234F|"
+                         "123.456.789-09|AKIAIOSFODNN7EXAMPLE|"
+                         "eyJhbGciOiJub25lIn0.eyJzdWIiOiIxIn0.|"
+                         "NHS number 943 476 5918";
+
+        cr_expect_eq(redact(NULL, in, strlen(in)), 11);
+        cr_expect_str_eq(out.data,
+                         "NHS number [uk_nhs]|SIN [ca_sin]|[fr_nir]|[es_dni]|"
+                         "[it_fiscal_code]|BSN [nl_bsn]|Aadhaar [in_aadhaar]|"
+                         "[in_pan]|[br_cpf]|[aws_access_key]|[jwt]|"
+                         "NHS number 943 476 5918");
+}
+
+Test(redact, identifier_filter_leaves_the_rest)
+{
+        const char *in   = "NHS number 943 476 5919, call 415-555-2671";
+        char *only_nhs[] = {"uk_nhs"};
+        struct veil_transform tx;
+
+        tx = tx_with(NULL, only_nhs, 1);
+        cr_expect_eq(redact(&tx, in, strlen(in)), 1);
+        cr_expect_str_eq(out.data, "NHS number [uk_nhs], call 415-555-2671");
+}
+
 Test(redact, template_placeholders)
 {
         const char *in = "x alice@example.com y";
