@@ -83,7 +83,8 @@ def test_help():
     r = run_scan("--help")
     assert r.returncode == 0
     assert r.stdout.startswith(b"usage: veil scan")
-    for word in (b"text", b"json", b"sarif", b"--baseline", b"--detectors"):
+    for word in (b"text", b"json", b"sarif", b"--baseline", b"--detectors",
+                 b"--jobs", b"--salt-file", b"VEIL_SCAN_SALT"):
         assert word in r.stdout
 
 
