@@ -127,22 +127,6 @@ struct scan {
 };
 
 /* -------------------------------------------------------------- baseline */
-static int key_cmp(const void *a, const void *b)
-{
-        return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static char *tuple_key(const char *path, size_t line, size_t start, size_t end,
-                       const char *det)
-{
-        char *k = NULL;
-
-        if (asprintf(&k, "T%s\t%zu\t%zu\t%zu\t%s", path, line, start, end,
-                     det) < 0)
-                abort();
-        return k;
-}
-
 static int load_baseline(struct scan *sc, const char *file)
 {
         char errstr[512];
@@ -177,11 +161,12 @@ static int load_baseline(struct scan *sc, const char *file)
                 } else if (json_is_string(path) && json_is_string(det) &&
                            json_is_integer(ln) && json_is_integer(st) &&
                            json_is_integer(en)) {
-                        key                 = tuple_key(json_string_value(path),
-                                                        (size_t)json_integer_value(ln),
-                                                        (size_t)json_integer_value(st),
-                                                        (size_t)json_integer_value(en),
-                                                        json_string_value(det));
+                        key = veil_scan_tuple_key(
+                                json_string_value(path),
+                                (size_t)json_integer_value(ln),
+                                (size_t)json_integer_value(st),
+                                (size_t)json_integer_value(en),
+                                json_string_value(det));
                         sc->rep.base_tuples = true;
                 } else {
                         fprintf(stderr,
@@ -202,7 +187,8 @@ static int load_baseline(struct scan *sc, const char *file)
         }
         free(text);
         if (sc->n_base)
-                qsort(sc->base, sc->n_base, sizeof(*sc->base), key_cmp);
+                qsort(sc->base, sc->n_base, sizeof(*sc->base),
+                      veil_scan_key_cmp);
         return 0;
 }
 
@@ -417,6 +403,9 @@ static int pool_start(struct scan *sc, int jobs, char *errstr,
 {
         int i, n_scratch = jobs > 1 ? jobs : 1;
 
+        pthread_mutex_init(&sc->mu, NULL);
+        pthread_cond_init(&sc->cv_work, NULL);
+        pthread_cond_init(&sc->cv_done, NULL);
         sc->n_threads = jobs > 1 ? jobs : 0;
         sc->n_slots   = sc->n_threads ? 4 * (size_t)sc->n_threads : 1;
         sc->slots     = veil_calloc(sc->n_slots, sizeof(*sc->slots));
@@ -429,9 +418,6 @@ static int pool_start(struct scan *sc, int jobs, char *errstr,
         }
         if (!sc->n_threads)
                 return 0;
-        pthread_mutex_init(&sc->mu, NULL);
-        pthread_cond_init(&sc->cv_work, NULL);
-        pthread_cond_init(&sc->cv_done, NULL);
         sc->threads = veil_calloc((size_t)sc->n_threads, sizeof(*sc->threads));
         for (i = 0; i < sc->n_threads; i++) {
                 struct worker_arg *arg = veil_malloc(sizeof(*arg));
@@ -465,6 +451,8 @@ static void pool_stop(struct scan *sc)
                 pthread_mutex_unlock(&sc->mu);
                 for (i = 0; i < sc->n_started; i++)
                         pthread_join(sc->threads[i], NULL);
+        }
+        if (sc->slots) { /* pool_start ran */
                 pthread_cond_destroy(&sc->cv_done);
                 pthread_cond_destroy(&sc->cv_work);
                 pthread_mutex_destroy(&sc->mu);

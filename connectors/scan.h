@@ -79,6 +79,12 @@ struct veil_scan_report {
         bool base_tuples;
 };
 
+/* Baseline keys: strcmp order for qsort/bsearch over char *, and the key
+ * of a finding's position (caller frees). */
+int veil_scan_key_cmp(const void *a, const void *b);
+char *veil_scan_tuple_key(const char *path, size_t line, size_t start,
+                          size_t end, const char *det);
+
 /* One piece's report, built by one thread. `out` and `fp` are reused
  * from piece to piece (steady state allocates nothing). */
 struct veil_scan_out {

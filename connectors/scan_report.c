@@ -108,15 +108,26 @@ void veil_scan_file_fini(struct veil_scan_file *file)
  * (common/crypto.h) over path NUL detector NUL value, truncated: the same
  * value in the same file keeps its fingerprint when lines move, and the
  * report never carries the value itself. */
-static int key_cmp(const void *a, const void *b)
+int veil_scan_key_cmp(const void *a, const void *b)
 {
         return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+char *veil_scan_tuple_key(const char *path, size_t line, size_t start,
+                          size_t end, const char *det)
+{
+        char *k = NULL;
+
+        if (asprintf(&k, "T%s\t%zu\t%zu\t%zu\t%s", path, line, start, end,
+                     det) < 0)
+                abort(); /* out of memory */
+        return k;
 }
 
 static bool in_baseline(const struct veil_scan_report *rep, const char *key)
 {
         return bsearch(&key, rep->base, rep->n_base, sizeof(*rep->base),
-                       key_cmp) != NULL;
+                       veil_scan_key_cmp) != NULL;
 }
 
 static bool baseline_has(const struct veil_scan_report *rep,
@@ -133,9 +144,7 @@ static bool baseline_has(const struct veil_scan_report *rep,
                 return true;
         if (!rep->base_tuples)
                 return false;
-        if (asprintf(&tk, "T%s\t%zu\t%zu\t%zu\t%s", file->path, line, start,
-                     end, det) < 0)
-                abort();
+        tk  = veil_scan_tuple_key(file->path, line, start, end, det);
         hit = in_baseline(rep, tk);
         free(tk);
         return hit;
