@@ -111,8 +111,8 @@ bench_out=$(build/bench/bench_scan --engine-only "$dense")
 echo "$bench_out" | grep '^#' || true
 raw=$(echo "$bench_out" | awk '/^bench: hs_raw_mbps/ { print $3 }')
 engine=$(echo "$bench_out" | awk '/^bench: engine_mbps/ { print $3 }')
-echo "bench: scan_dense_hs_raw_mbps $raw MB/s (the engine's Hyperscan database, no-op callback)"
-echo "bench: scan_dense_engine_mbps $engine MB/s (veil_detect_scan alone, no report: the ceiling of -j 1)"
+echo "bench: scan_dense_hs_raw_mbps $raw MB/s (cpu time; the engine's Hyperscan database, no-op callback)"
+echo "bench: scan_dense_engine_mbps $engine MB/s (cpu time; veil_detect_scan alone, no report: the ceiling of -j 1)"
 
 # Per core: bytes over the CPU time (user + sys) of `veil scan -j 1`; the
 # ratio to grep compares CPU times too (both run on one core; wall clocks
