@@ -487,7 +487,7 @@ static void scan_src(struct scan *sc, struct scan_src *src)
         if (src->len &&
             !memchr(src->data, 0,
                     src->len < BINARY_PROBE ? src->len : BINARY_PROBE)) {
-                while (start < src->len) {
+                while (start < src->len && !sc->write_failed) {
                         size_t end = veil_scan_piece_end(src->data, src->len,
                                                          start, sc->piece_size);
 
@@ -915,7 +915,7 @@ int veil_cmd_scan(int argc, char **argv)
                 out_put(&sc, tail.data, tail.len);
                 tail.len = 0;
         }
-        for (i = optind; i < argc; i++)
+        for (i = optind; i < argc && !sc.write_failed; i++)
                 scan_path(&sc, argv[i]);
         pool_stop(&sc);
         if (sc.rep.fmt == VEIL_SCAN_SARIF) {

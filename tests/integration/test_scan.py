@@ -9,6 +9,7 @@ import json
 import os
 import pathlib
 import re
+import signal
 import subprocess
 import sys
 
@@ -519,3 +520,19 @@ def test_bad_jobs_exit_2(sample, jobs):
     r = run_scan("-j", jobs, str(sample))
     assert r.returncode == 2
     assert b"--jobs" in r.stderr
+
+
+def test_closed_output_exit_2(tmp_path):
+    # the reader went away (SIGPIPE ignored, as under some supervisors):
+    # a clear error and exit 2, and the scan stops instead of running on
+    p = tmp_path / "many.txt"
+    p.write_text(TEXT * 20000)
+    proc = subprocess.Popen(
+        [VEIL, "scan", "-j", "2", str(p)], stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, env={**os.environ, "VEIL_SCAN_SALT": SALT},
+        preexec_fn=lambda: signal.signal(signal.SIGPIPE, signal.SIG_IGN))
+    proc.stdout.read(100)
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 2
+    assert b"writing the report" in err
