@@ -407,9 +407,12 @@ static int pool_start(struct scan *sc, int jobs, char *errstr,
         pthread_cond_init(&sc->cv_work, NULL);
         pthread_cond_init(&sc->cv_done, NULL);
         sc->n_threads = jobs > 1 ? jobs : 0;
-        sc->n_slots   = sc->n_threads ? 4 * (size_t)sc->n_threads : 1;
-        sc->slots     = veil_calloc(sc->n_slots, sizeof(*sc->slots));
-        sc->scratch   = veil_calloc((size_t)n_scratch, sizeof(*sc->scratch));
+        /* pieces in flight: enough that a slow piece at the head does not
+         * idle the threads, few enough that their reports (a SARIF report
+         * is ~6x its piece) stay a few MB per thread */
+        sc->n_slots = sc->n_threads ? 3 * (size_t)sc->n_threads : 1;
+        sc->slots   = veil_calloc(sc->n_slots, sizeof(*sc->slots));
+        sc->scratch = veil_calloc((size_t)n_scratch, sizeof(*sc->scratch));
         for (i = 0; i < n_scratch; i++) {
                 sc->scratch[i] = veil_detect_scratch_new(sc->engine, errstr,
                                                          errstr_size);

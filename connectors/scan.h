@@ -11,20 +11,24 @@
 #include "crypto.h"
 #include "detect.h"
 
-/* Pieces are about this size, cut at the first line end after it. */
-#define VEIL_SCAN_PIECE (1u << 20)
+/* Pieces are about this size, cut at the first line end after it: small
+ * enough that the reports of the pieces in flight stay small (SARIF is ~6x
+ * the text on dense input), large enough that the overlap below costs
+ * little. */
+#define VEIL_SCAN_PIECE (256u << 10)
 /* A line longer than this is cut without a line end (Hyperscan's block
  * mode stops at 4 GiB; findings across such a cut are lost). */
 #define VEIL_SCAN_PIECE_MAX (256u << 20)
 /* Bytes before a piece that its scan also reads, so that detectors see
  * the same context as in one scan of the whole file. No built-in shape
  * matches a line end, so a finding never starts in one piece and ends in
- * the next; what reaches back across the cut is the context-word window
- * of common/detect.c (48 bytes and the byte before) and the span
- * recovery walks (at most 254 bytes, an e-mail address). 4 KiB covers
- * these with room for detectors to come; tests/unit/test_scan_piece.c
- * checks pieces against one scan of the whole labelled corpus. */
-#define VEIL_SCAN_OVERLAP 4096u
+ * the next, and the span recovery walks of common/detect.c never cross a
+ * piece's start; what reaches back across it is the context-word window
+ * (48 bytes and the byte before). 1 KiB covers that twenty times over,
+ * for detectors to come, at 0.4 % more scanning with 256 KiB pieces;
+ * tests/unit/test_scan_piece.c and tests/fuzz/fuzz_scan.c check pieces
+ * against one scan of the whole text. */
+#define VEIL_SCAN_OVERLAP 1024u
 
 /* End of the piece that starts at `start` (a line start) in text[0, len):
  * just after the first '\n' at or after start + piece_size, or len. */

@@ -64,7 +64,7 @@ int veil_scan_piece(const struct veil_detect_engine *engine,
         /* findings are sorted by start: drop those of the context */
         while (skip < n_all && all[skip].start < start - from)
                 skip++;
-        *f    = all + skip;
+        *f    = skip < n_all ? all + skip : NULL; /* `all` may be NULL */
         *n    = n_all - skip;
         *base = from;
         return 0;
