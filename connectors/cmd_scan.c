@@ -1,11 +1,18 @@
 /* cmd_scan.c - `veil scan`: static scan of files, directories or stdin for
- * PII with the detectors the pipeline uses; reports name positions and
- * detectors, never the matched text. */
+ * PII with the detectors the pipeline uses. The main thread walks the
+ * paths and cuts files into pieces (scan_piece.c); a pool of threads, one
+ * Hyperscan scratch each, scans them and builds each piece's report
+ * (scan_report.c); the main thread writes the reports in input order, so
+ * the output does not depend on -j. Reports give positions and detector
+ * names, never the matched text. */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,18 +21,19 @@
 #include <unistd.h>
 
 #include <jansson.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
+#include <openssl/crypto.h>
 
 #include "commands.h"
+#include "crypto.h"
 #include "detect.h"
+#include "scan.h"
 #include "util.h"
 #include "veil.h"
 
 static const struct veil_cmd_help help_scan = {
         "scan",
-        "scan [--format text|json|sarif] [--detectors LIST] [--baseline "
-        "FILE] PATH…",
+        "scan [--format text|json|sarif] [--detectors LIST] [-j N] "
+        "[--salt-file FILE] [--baseline FILE] PATH…",
         "Static scan of files for PII with the same detectors as the "
         "pipeline.\nDirectories are scanned recursively (binary files "
         "skipped); '-' reads stdin.\nReports give positions and detector "
@@ -37,7 +45,7 @@ static const struct veil_cmd_help help_scan = {
         "(1-based),\n"
         "                        start, end (0-based bytes in the line, end "
         "exclusive),\n"
-        "                        detector, fingerprint\n"
+        "                        detector, fingerprint (with a salt)\n"
         "                        sarif: SARIF 2.1.0, one result per finding\n"
         "  -d, --detectors LIST  comma-separated detectors (default: all): "
         "email,\n"
@@ -48,93 +56,82 @@ static const struct veil_cmd_help help_scan = {
         "                        nl_bsn, in_aadhaar, in_pan, br_cpf, "
         "aws_access_key,\n"
         "                        jwt (docs/detectors.md)\n"
-        "  -b, --baseline FILE   a previous json report: the findings it "
-        "holds are\n"
-        "                        not reported again, even if their line "
-        "moved\n"
+        "  -j, --jobs N          scanning threads (default: the CPUs); the "
+        "report is\n"
+        "                        the same for every N\n"
+        "      --salt-file FILE  secret key of the fingerprints (one "
+        "trailing newline\n"
+        "                        is ignored); instead of VEIL_SCAN_SALT\n"
+        "  -b, --baseline FILE   a previous json report made with the same "
+        "salt: the\n"
+        "                        findings it holds are not reported again, "
+        "even if\n"
+        "                        their line moved (needs a salt)\n"
         "environment:\n"
-        "  VEIL_SCAN_SALT        key of the fingerprints (default: a fixed "
-        "one)\n"
+        "  VEIL_SCAN_SALT        secret key of the fingerprints; without a "
+        "salt,\n"
+        "                        reports carry no fingerprint\n"
         "exit: 0 no findings, 1 findings, 2 error\n"};
 
-enum scan_format { FMT_TEXT = 0, FMT_JSON, FMT_SARIF };
-
-/* Files are scanned in pieces of about this size cut at line ends: the
- * line mapping that follows each scan then reads bytes still in cache, and
- * the finding list stays small (one block call could take up to 4 GiB). */
-#define SCAN_CHUNK (4u << 20)
 /* A NUL byte in the first 8 KiB marks a binary file, as git does. */
 #define BINARY_PROBE 8192
-#define FP_BYTES 16
-#define DEFAULT_SALT "veil-scan-fingerprint-v1"
+/* Report bytes gathered before one write(2). */
+#define WRITE_BLOCK (1u << 20)
+#define MAX_JOBS 256
+
+/* A file being scanned: its bytes and its names. Owned by the main
+ * thread, which frees it when the last of its pieces is written. */
+struct scan_src {
+        struct veil_scan_file file;
+        char *data;
+        size_t len;
+        bool mapped;
+        unsigned refs; /* pieces not yet written, + 1 while being cut */
+};
+
+/* A piece on its way: cut by the main thread, scanned by a worker,
+ * written by the main thread. Slots are reused in a ring, with their
+ * buffers. */
+struct job {
+        struct scan_src *src;
+        size_t start, end, line;
+        size_t n_lines; /* line ends in the piece, counted by the scan */
+        bool done;
+        int rc;
+        char errstr[256];
+        struct veil_scan_out out;
+};
 
 struct scan {
-        enum scan_format fmt;
+        struct veil_scan_report rep;
         struct veil_detect_engine *engine;
-        struct veil_detect_scratch *scratch;
-        bool *want; /* by detector id */
-        const char *salt;
-        /* baseline: sorted keys, "F<fingerprint>" or
-         * "T<path>\t<line>\t<start>\t<end>\t<detector>" */
+        struct veil_detect_scratch **scratch; /* one per thread */
+        bool *want;
+        const char **det_name;
+        size_t *det_len;
+        struct veil_hmac hmac;
         char **base;
         size_t n_base;
-        bool base_tuples;
-        json_t *results;            /* sarif */
-        struct veil_text_buf fpbuf; /* fingerprint input, reused */
+        size_t piece_size;
+
+        /* the pool: n_threads == 0 scans on the main thread */
+        int n_threads, n_started;
+        pthread_t *threads;
+        pthread_mutex_t mu;
+        pthread_cond_t cv_work, cv_done;
+        struct job *slots;
+        size_t n_slots;
+        uint64_t seq_next, seq_take, seq_write;
+        bool closing;
+
+        /* output, main thread only */
+        struct veil_text_buf wbuf;
+        bool sarif_any, write_failed;
         size_t reported, suppressed;
         int errors;
 };
 
-/* ----------------------------------------------------------- fingerprint */
-/* HMAC-SHA256 over path, detector and the matched bytes, truncated: the
- * same value in the same file keeps its fingerprint when lines move, and
- * the report never carries the value itself. */
-static void fingerprint(struct scan *sc, const char *path, const char *det,
-                        const char *m, size_t mlen, char hex[2 * FP_BYTES + 1])
-{
-        unsigned char md[EVP_MAX_MD_SIZE];
-        unsigned int mdlen = 0;
-        size_t plen = strlen(path) + 1, dlen = strlen(det) + 1;
-        struct veil_text_buf *tb = &sc->fpbuf;
-
-        if (tb->cap < plen + dlen + mlen) {
-                tb->cap  = plen + dlen + mlen + 256;
-                tb->data = veil_realloc(tb->data, tb->cap);
-        }
-        memcpy(tb->data, path, plen);
-        memcpy(tb->data + plen, det, dlen);
-        memcpy(tb->data + plen + dlen, m, mlen);
-        if (!HMAC(EVP_sha256(), sc->salt, (int)strlen(sc->salt),
-                  (const unsigned char *)tb->data, plen + dlen + mlen, md,
-                  &mdlen) ||
-            mdlen < FP_BYTES)
-                memset(md, 0, sizeof(md)); /* keeps the report well-formed */
-        veil_hex_encode(md, FP_BYTES, hex);
-}
-
 /* -------------------------------------------------------------- baseline */
-static int key_cmp(const void *a, const void *b)
-{
-        return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static char *tuple_key(const char *path, size_t line, size_t start, size_t end,
-                       const char *det)
-{
-        char *k = NULL;
-
-        if (asprintf(&k, "T%s\t%zu\t%zu\t%zu\t%s", path, line, start, end,
-                     det) < 0)
-                abort();
-        return k;
-}
-
-static bool in_baseline(const struct scan *sc, const char *key)
-{
-        return sc->n_base && bsearch(&key, sc->base, sc->n_base,
-                                     sizeof(*sc->base), key_cmp) != NULL;
-}
-
 static int load_baseline(struct scan *sc, const char *file)
 {
         char errstr[512];
@@ -169,12 +166,13 @@ static int load_baseline(struct scan *sc, const char *file)
                 } else if (json_is_string(path) && json_is_string(det) &&
                            json_is_integer(ln) && json_is_integer(st) &&
                            json_is_integer(en)) {
-                        key             = tuple_key(json_string_value(path),
-                                                    (size_t)json_integer_value(ln),
-                                                    (size_t)json_integer_value(st),
-                                                    (size_t)json_integer_value(en),
-                                                    json_string_value(det));
-                        sc->base_tuples = true;
+                        key = veil_scan_tuple_key(
+                                json_string_value(path),
+                                (size_t)json_integer_value(ln),
+                                (size_t)json_integer_value(st),
+                                (size_t)json_integer_value(en),
+                                json_string_value(det));
+                        sc->rep.base_tuples = true;
                 } else {
                         fprintf(stderr,
                                 "veil scan: baseline %s:%zu: not a finding "
@@ -194,229 +192,333 @@ static int load_baseline(struct scan *sc, const char *file)
         }
         free(text);
         if (sc->n_base)
-                qsort(sc->base, sc->n_base, sizeof(*sc->base), key_cmp);
+                qsort(sc->base, sc->n_base, sizeof(*sc->base),
+                      veil_scan_key_cmp);
         return 0;
 }
 
 /* ---------------------------------------------------------------- output */
-/* jansson wants UTF-8; a path that is not gets '?' for its bad bytes. */
-static json_t *json_path(const char *path)
+static void out_write(struct scan *sc, const char *p, size_t n)
 {
-        json_t *s = json_string(path);
-        char *copy;
-        size_t i;
+        while (n && !sc->write_failed) {
+                ssize_t w = write(STDOUT_FILENO, p, n);
 
-        if (s)
-                return s;
-        copy = veil_strdup(path);
-        for (i = 0; copy[i]; i++)
-                if ((unsigned char)copy[i] >= 0x80)
-                        copy[i] = '?';
-        s = json_string(copy);
-        free(copy);
-        return s;
-}
-
-/* SARIF wants a URI reference: percent-encode what is not unreserved. */
-static char *uri_of(const char *path)
-{
-        static const char hexd[] = "0123456789ABCDEF";
-        size_t n = strlen(path), i, o = 0;
-        char *u = veil_malloc(3 * n + 1);
-
-        for (i = 0; i < n; i++) {
-                unsigned char c = (unsigned char)path[i];
-
-                if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-                    (c >= '0' && c <= '9') || strchr("-._~/", c)) {
-                        u[o++] = (char)c;
-                } else {
-                        u[o++] = '%';
-                        u[o++] = hexd[c >> 4];
-                        u[o++] = hexd[c & 15];
-                }
-        }
-        u[o] = 0;
-        return u;
-}
-
-static size_t codepoints(const char *s, size_t n)
-{
-        size_t i, cp = 0;
-
-        for (i = 0; i < n; i++)
-                if (((unsigned char)s[i] & 0xC0) != 0x80)
-                        cp++;
-        return cp;
-}
-
-static void put_size(size_t v)
-{
-        char buf[24];
-        size_t i = sizeof(buf);
-
-        do {
-                buf[--i] = (char)('0' + v % 10);
-                v /= 10;
-        } while (v);
-        fwrite_unlocked(buf + i, 1, sizeof(buf) - i, stdout);
-}
-
-struct located {
-        const char *path;
-        const char *text;  /* the scanned piece */
-        size_t base;       /* its offset in the file */
-        size_t line;       /* 1-based */
-        size_t line_start; /* offset of the line in `text` */
-};
-
-static void report(struct scan *sc, const struct located *at,
-                   const struct veil_finding *f)
-{
-        const char *det           = veil_detect_name(sc->engine, f->detector);
-        size_t start              = f->start - at->line_start;
-        size_t end                = f->end - at->line_start;
-        char fp[2 * FP_BYTES + 1] = "";
-        bool need_fp              = sc->fmt != FMT_TEXT || sc->n_base;
-
-        if (need_fp)
-                fingerprint(sc, at->path, det, at->text + f->start,
-                            f->end - f->start, fp);
-        if (sc->n_base) {
-                char key[2 * FP_BYTES + 2];
-                bool hit;
-
-                key[0] = 'F';
-                memcpy(key + 1, fp, sizeof(fp));
-                hit = in_baseline(sc, key);
-                if (!hit && sc->base_tuples) {
-                        char *tk =
-                                tuple_key(at->path, at->line, start, end, det);
-
-                        hit = in_baseline(sc, tk);
-                        free(tk);
-                }
-                if (hit) {
-                        sc->suppressed++;
+                if (w < 0 && errno == EINTR)
+                        continue;
+                if (w < 0) {
+                        fprintf(stderr, "veil scan: writing the report: %s\n",
+                                strerror(errno));
+                        sc->write_failed = true;
                         return;
                 }
-        }
-        sc->reported++;
-        if (sc->fmt == FMT_TEXT) {
-                /* the hot output path on big trees: no printf parsing */
-                fputs_unlocked(at->path, stdout);
-                putchar_unlocked(':');
-                put_size(at->line);
-                putchar_unlocked(':');
-                put_size(start);
-                putchar_unlocked('-');
-                put_size(end);
-                fputs_unlocked(": ", stdout);
-                fputs_unlocked(det, stdout);
-                putchar_unlocked('\n');
-        } else if (sc->fmt == FMT_JSON) {
-                json_t *obj = json_object();
-
-                json_object_set_new(obj, "path", json_path(at->path));
-                json_object_set_new(obj, "line",
-                                    json_integer((json_int_t)at->line));
-                json_object_set_new(obj, "start",
-                                    json_integer((json_int_t)start));
-                json_object_set_new(obj, "end", json_integer((json_int_t)end));
-                json_object_set_new(obj, "detector", json_string(det));
-                json_object_set_new(obj, "fingerprint", json_string(fp));
-                json_dumpf(obj, stdout, JSON_COMPACT);
-                putchar('\n');
-                json_decref(obj);
-        } else {
-                const char *ls = at->text + at->line_start;
-                size_t col     = codepoints(ls, start) + 1;
-                size_t ecol    = col + codepoints(ls + start, end - start);
-                char *uri      = uri_of(at->path);
-                char msg[128];
-                json_t *res;
-
-                snprintf(msg, sizeof(msg), "%s found (confidence %.2f)", det,
-                         (double)f->confidence);
-                res = json_pack(
-                        "{s:s, s:i, s:s, s:{s:s}, s:[{s:{s:{s:s}, "
-                        "s:{s:I, s:I, s:I, s:I, s:I}}}], s:{s:s}}",
-                        "ruleId", det, "ruleIndex", f->detector, "level",
-                        "warning", "message", "text", msg, "locations",
-                        "physicalLocation", "artifactLocation", "uri", uri,
-                        "region", "startLine", (json_int_t)at->line,
-                        "startColumn", (json_int_t)col, "endColumn",
-                        (json_int_t)ecol, "byteOffset",
-                        (json_int_t)(at->base + f->start), "byteLength",
-                        (json_int_t)(f->end - f->start), "partialFingerprints",
-                        "veilFingerprint/v1", fp);
-                free(uri);
-                if (res)
-                        json_array_append_new(sc->results, res);
+                p += w;
+                n -= (size_t)w;
         }
 }
 
-/* Scans one piece of a file; `line` carries the line count across
- * pieces. */
-static int scan_piece(struct scan *sc, const char *path, const char *text,
-                      size_t len, size_t base, size_t *line)
+static void out_flush(struct scan *sc)
+{
+        out_write(sc, sc->wbuf.data, sc->wbuf.len);
+        sc->wbuf.len = 0;
+}
+
+/* Small reports are gathered into one block; large ones go out as they
+ * are, after what was gathered. */
+static void out_put(struct scan *sc, const char *p, size_t n)
+{
+        if (n >= WRITE_BLOCK / 4) {
+                out_flush(sc);
+                out_write(sc, p, n);
+                return;
+        }
+        if (sc->wbuf.cap - sc->wbuf.len < n) {
+                out_flush(sc);
+                if (sc->wbuf.cap < WRITE_BLOCK) {
+                        sc->wbuf.data =
+                                veil_realloc(sc->wbuf.data, WRITE_BLOCK);
+                        sc->wbuf.cap = WRITE_BLOCK;
+                }
+        }
+        memcpy(sc->wbuf.data + sc->wbuf.len, p, n);
+        sc->wbuf.len += n;
+        if (sc->wbuf.len >= WRITE_BLOCK / 2)
+                out_flush(sc);
+}
+
+/* ----------------------------------------------------------------- files */
+static void src_unref(struct scan_src *src)
+{
+        if (--src->refs)
+                return;
+        if (src->mapped)
+                munmap(src->data, src->len);
+        else
+                free(src->data);
+        veil_scan_file_fini(&src->file);
+        free(src);
+}
+
+/* ------------------------------------------------------------------ pool */
+static void job_run(struct scan *sc, struct veil_detect_scratch *scratch,
+                    struct job *job)
 {
         const struct veil_finding *f;
-        struct located at = {path, text, base, *line, 0};
-        size_t n, i, pos = 0;
-        char errstr[256];
+        size_t n, base;
 
-        if (veil_detect_scan(sc->engine, sc->scratch, text, len, &f, &n, errstr,
-                             sizeof(errstr))) {
-                fprintf(stderr, "veil scan: %s: %s\n", path, errstr);
-                return -1;
-        }
-        for (i = 0; i < n; i++) {
-                const char *nl;
+        job->out.out.len  = 0;
+        job->out.reported = job->out.suppressed = 0;
+        job->rc = veil_scan_piece(sc->engine, scratch, job->src->data,
+                                  job->start, job->end, &f, &n, &base,
+                                  job->errstr, sizeof(job->errstr));
+        if (!job->rc)
+                job->n_lines = veil_scan_report_piece(
+                        &sc->rep, &job->src->file, job->src->data, job->start,
+                        job->end, job->line, f, n, base, &job->out);
+        else
+                job->n_lines = veil_scan_count_lines(
+                        job->src->data + job->start, job->end - job->start);
+}
 
-                if (!sc->want[f[i].detector])
-                        continue;
-                while ((nl = memchr(text + pos, '\n', f[i].start - pos))) {
-                        at.line++;
-                        pos           = (size_t)(nl - text) + 1;
-                        at.line_start = pos;
+/* Main thread: a scanned piece goes out. */
+static void job_write(struct scan *sc, struct job *job)
+{
+        const char *p = job->out.out.data;
+        size_t n      = job->out.out.len;
+
+        if (job->rc) {
+                out_flush(sc); /* the error after the findings before it */
+                fprintf(stderr, "veil scan: %s: %s\n", job->src->file.path,
+                        job->errstr);
+                sc->errors++;
+        } else if (n) {
+                if (sc->rep.fmt == VEIL_SCAN_SARIF && !sc->sarif_any) {
+                        p++; /* the run's first result: no ',' before it */
+                        n--;
+                        sc->sarif_any = true;
                 }
-                pos = f[i].start;
-                report(sc, &at, &f[i]);
+                out_put(sc, p, n);
         }
-        /* count the rest of the lines for the next piece */
-        while (pos < len) {
-                const char *nl = memchr(text + pos, '\n', len - pos);
+        sc->reported += job->out.reported;
+        sc->suppressed += job->out.suppressed;
+        src_unref(job->src);
+        job->src = NULL;
+}
 
-                if (!nl)
-                        break;
-                at.line++;
-                pos = (size_t)(nl - text) + 1;
+struct worker_arg {
+        struct scan *sc;
+        struct veil_detect_scratch *scratch;
+};
+
+static void *worker_main(void *arg)
+{
+        struct scan *sc = ((struct worker_arg *)arg)->sc;
+        struct veil_detect_scratch *scratch =
+                ((struct worker_arg *)arg)->scratch;
+
+        free(arg);
+        pthread_mutex_lock(&sc->mu);
+        for (;;) {
+                struct job *job;
+
+                while (sc->seq_take == sc->seq_next && !sc->closing)
+                        pthread_cond_wait(&sc->cv_work, &sc->mu);
+                if (sc->seq_take == sc->seq_next)
+                        break; /* closing, nothing left */
+                job = &sc->slots[sc->seq_take++ % sc->n_slots];
+                pthread_mutex_unlock(&sc->mu);
+                job_run(sc, scratch, job);
+                pthread_mutex_lock(&sc->mu);
+                job->done = true;
+                pthread_cond_signal(&sc->cv_done);
         }
-        *line = at.line;
+        pthread_mutex_unlock(&sc->mu);
+        return NULL;
+}
+
+/* Main thread: writes the pieces at the head of the ring that are done;
+ * with `all`, waits for every piece handed out. */
+static void pool_drain(struct scan *sc, bool all)
+{
+        if (!sc->n_threads)
+                return;
+        pthread_mutex_lock(&sc->mu);
+        while (sc->seq_write < sc->seq_next) {
+                struct job *head = &sc->slots[sc->seq_write % sc->n_slots];
+
+                if (!head->done) {
+                        if (!all)
+                                break;
+                        pthread_cond_wait(&sc->cv_done, &sc->mu);
+                        continue;
+                }
+                pthread_mutex_unlock(&sc->mu);
+                job_write(sc, head);
+                pthread_mutex_lock(&sc->mu);
+                sc->seq_write++;
+        }
+        pthread_mutex_unlock(&sc->mu);
+}
+
+/* Main thread: hands a piece to the pool, or scans it here with -j 1 and
+ * returns the number of its line ends (SIZE_MAX: count them). */
+static size_t submit(struct scan *sc, struct scan_src *src, size_t start,
+                     size_t end, size_t line)
+{
+        struct job *job;
+
+        src->refs++;
+        if (!sc->n_threads) {
+                job        = &sc->slots[0];
+                job->src   = src;
+                job->start = start;
+                job->end   = end;
+                job->line  = line;
+                job_run(sc, sc->scratch[0], job);
+                job_write(sc, job);
+                return job->n_lines;
+        }
+        pthread_mutex_lock(&sc->mu);
+        while (sc->seq_next - sc->seq_write == sc->n_slots) {
+                struct job *head = &sc->slots[sc->seq_write % sc->n_slots];
+
+                if (!head->done) {
+                        pthread_cond_wait(&sc->cv_done, &sc->mu);
+                        continue;
+                }
+                pthread_mutex_unlock(&sc->mu);
+                job_write(sc, head);
+                pthread_mutex_lock(&sc->mu);
+                sc->seq_write++;
+        }
+        job        = &sc->slots[sc->seq_next % sc->n_slots];
+        job->src   = src;
+        job->start = start;
+        job->end   = end;
+        job->line  = line;
+        job->done  = false;
+        sc->seq_next++;
+        pthread_cond_signal(&sc->cv_work);
+        pthread_mutex_unlock(&sc->mu);
+        pool_drain(sc, false);
+        return SIZE_MAX;
+}
+
+static int pool_start(struct scan *sc, int jobs, char *errstr,
+                      size_t errstr_size)
+{
+        int i, n_scratch = jobs > 1 ? jobs : 1;
+
+        pthread_mutex_init(&sc->mu, NULL);
+        pthread_cond_init(&sc->cv_work, NULL);
+        pthread_cond_init(&sc->cv_done, NULL);
+        sc->n_threads = jobs > 1 ? jobs : 0;
+        /* pieces in flight: enough that a slow piece at the head does not
+         * idle the threads, few enough that their reports (a SARIF report
+         * is ~6x its piece) stay a few MB per thread */
+        sc->n_slots = sc->n_threads ? 3 * (size_t)sc->n_threads : 1;
+        sc->slots   = veil_calloc(sc->n_slots, sizeof(*sc->slots));
+        sc->scratch = veil_calloc((size_t)n_scratch, sizeof(*sc->scratch));
+        for (i = 0; i < n_scratch; i++) {
+                sc->scratch[i] = veil_detect_scratch_new(sc->engine, errstr,
+                                                         errstr_size);
+                if (!sc->scratch[i])
+                        return -1;
+        }
+        if (!sc->n_threads)
+                return 0;
+        sc->threads = veil_calloc((size_t)sc->n_threads, sizeof(*sc->threads));
+        for (i = 0; i < sc->n_threads; i++) {
+                struct worker_arg *arg = veil_malloc(sizeof(*arg));
+                int rc;
+
+                arg->sc      = sc;
+                arg->scratch = sc->scratch[i];
+                rc = pthread_create(&sc->threads[i], NULL, worker_main, arg);
+                if (rc) {
+                        free(arg);
+                        snprintf(errstr, errstr_size,
+                                 "cannot start a scanning thread: %s",
+                                 strerror(rc));
+                        return -1;
+                }
+                sc->n_started++;
+        }
         return 0;
 }
 
-static int scan_buffer(struct scan *sc, const char *path, const char *text,
-                       size_t len)
+/* Waits for every piece, writes it, and stops the threads. */
+static void pool_stop(struct scan *sc)
 {
-        size_t off = 0, line = 1;
+        int i;
 
-        if (memchr(text, 0, len < BINARY_PROBE ? len : BINARY_PROBE))
-                return 0; /* binary */
-        while (off < len) {
-                size_t n = len - off;
-
-                if (n > SCAN_CHUNK) {
-                        const char *nl = memrchr(text + off, '\n', SCAN_CHUNK);
-
-                        n = nl ? (size_t)(nl - (text + off)) + 1 : SCAN_CHUNK;
-                }
-                if (scan_piece(sc, path, text + off, n, off, &line))
-                        return -1;
-                off += n;
+        if (sc->n_threads) {
+                pool_drain(sc, true);
+                pthread_mutex_lock(&sc->mu);
+                sc->closing = true;
+                pthread_cond_broadcast(&sc->cv_work);
+                pthread_mutex_unlock(&sc->mu);
+                for (i = 0; i < sc->n_started; i++)
+                        pthread_join(sc->threads[i], NULL);
         }
-        return 0;
+        if (sc->slots) { /* pool_start ran */
+                pthread_cond_destroy(&sc->cv_done);
+                pthread_cond_destroy(&sc->cv_work);
+                pthread_mutex_destroy(&sc->mu);
+        }
+        free(sc->threads);
+        sc->threads = NULL;
+        if (sc->slots) {
+                size_t k;
+
+                for (k = 0; k < sc->n_slots; k++) {
+                        veil_text_buf_free(&sc->slots[k].out.out);
+                        veil_text_buf_free(&sc->slots[k].out.fp);
+                }
+        }
+        free(sc->slots);
+        sc->slots = NULL;
+        if (sc->scratch)
+                for (i = 0; i < (sc->n_threads ? sc->n_threads : 1); i++)
+                        veil_detect_scratch_destroy(sc->scratch[i]);
+        free(sc->scratch);
+        sc->scratch = NULL;
+}
+
+/* ------------------------------------------------------------------ walk */
+/* Cuts a file into pieces and numbers their first lines; takes `src`'s
+ * first reference. */
+static void scan_src(struct scan *sc, struct scan_src *src)
+{
+        size_t start = 0, line = 1;
+
+        src->refs = 1;
+        if (src->len &&
+            !memchr(src->data, 0,
+                    src->len < BINARY_PROBE ? src->len : BINARY_PROBE)) {
+                while (start < src->len && !sc->write_failed) {
+                        size_t end = veil_scan_piece_end(src->data, src->len,
+                                                         start, sc->piece_size);
+
+                        size_t n = submit(sc, src, start, end, line);
+
+                        /* the pool needs the next piece's first line now:
+                         * count here (memory speed) while threads scan */
+                        if (n == SIZE_MAX && end < src->len)
+                                n = veil_scan_count_lines(src->data + start,
+                                                          end - start);
+                        line += n == SIZE_MAX ? 0 : n;
+                        start = end;
+                }
+        }
+        src_unref(src);
+}
+
+static struct scan_src *src_new(const char *path)
+{
+        struct scan_src *src = veil_calloc(1, sizeof(*src));
+
+        veil_scan_file_init(&src->file, path);
+        return src;
 }
 
 static int read_all(int fd, struct veil_text_buf *tb)
@@ -443,25 +545,39 @@ static int read_all(int fd, struct veil_text_buf *tb)
 static void scan_fd_stream(struct scan *sc, const char *path, int fd)
 {
         struct veil_text_buf tb = {0};
+        struct scan_src *src;
 
         if (read_all(fd, &tb)) {
+                pool_drain(sc, true); /* the error after earlier findings */
+                out_flush(sc);
                 fprintf(stderr, "veil scan: %s: %s\n", path, strerror(errno));
                 sc->errors++;
-        } else if (scan_buffer(sc, path, tb.data ? tb.data : "", tb.len)) {
-                sc->errors++;
+                veil_text_buf_free(&tb);
+                return;
         }
-        veil_text_buf_free(&tb);
+        src       = src_new(path);
+        src->data = tb.data;
+        src->len  = tb.len;
+        scan_src(sc, src);
+}
+
+static void report_errno(struct scan *sc, const char *path, int err)
+{
+        pool_drain(sc, true); /* the error after the findings before it */
+        out_flush(sc);
+        fprintf(stderr, "veil scan: %s: %s\n", path, strerror(err));
+        sc->errors++;
 }
 
 static void scan_file(struct scan *sc, const char *path)
 {
+        struct scan_src *src;
         struct stat st;
         void *map;
         int fd = open(path, O_RDONLY | O_CLOEXEC);
 
         if (fd < 0 || fstat(fd, &st) < 0) {
-                fprintf(stderr, "veil scan: %s: %s\n", path, strerror(errno));
-                sc->errors++;
+                report_errno(sc, path, errno);
                 if (fd >= 0)
                         close(fd);
                 return;
@@ -485,9 +601,11 @@ static void scan_file(struct scan *sc, const char *path)
                 return;
         }
         close(fd);
-        if (scan_buffer(sc, path, map, (size_t)st.st_size))
-                sc->errors++;
-        munmap(map, (size_t)st.st_size);
+        src         = src_new(path);
+        src->data   = map;
+        src->len    = (size_t)st.st_size;
+        src->mapped = true;
+        scan_src(sc, src);
 }
 
 static bool skip_dir_entry(const char *name)
@@ -506,8 +624,7 @@ static void scan_dir(struct scan *sc, const char *dir)
         size_t dlen          = strlen(dir);
 
         if (n < 0) {
-                fprintf(stderr, "veil scan: %s: %s\n", dir, strerror(errno));
-                sc->errors++;
+                report_errno(sc, dir, errno);
                 return;
         }
         for (i = 0; i < n; i++) {
@@ -528,9 +645,7 @@ static void scan_dir(struct scan *sc, const char *dir)
                         else if (S_ISREG(st.st_mode))
                                 scan_file(sc, child);
                 } else {
-                        fprintf(stderr, "veil scan: %s: %s\n", child,
-                                strerror(errno));
-                        sc->errors++;
+                        report_errno(sc, child, errno);
                 }
                 free(child);
                 free(ents[i]);
@@ -547,8 +662,7 @@ static void scan_path(struct scan *sc, const char *path)
                 return;
         }
         if (stat(path, &st) < 0) {
-                fprintf(stderr, "veil scan: %s: %s\n", path, strerror(errno));
-                sc->errors++;
+                report_errno(sc, path, errno);
                 return;
         }
         if (S_ISDIR(st.st_mode))
@@ -557,39 +671,6 @@ static void scan_path(struct scan *sc, const char *path)
                 scan_file(sc, path);
 }
 
-/* ----------------------------------------------------------------- sarif */
-static void sarif_write(struct scan *sc)
-{
-        json_t *rules = json_array(), *doc;
-        int i;
-
-        for (i = 0; i < veil_detect_count(sc->engine); i++) {
-                const char *name = veil_detect_name(sc->engine, i);
-                char text[96];
-
-                snprintf(text, sizeof(text), "Personal data (%s) in text",
-                         name);
-                json_array_append_new(rules, json_pack("{s:s, s:s, s:{s:s}}",
-                                                       "id", name, "name", name,
-                                                       "shortDescription",
-                                                       "text", text));
-        }
-        doc = json_pack("{s:s, s:s, s:[{s:{s:{s:s, s:s, s:s, s:o}}, s:s, "
-                        "s:O}]}",
-                        "$schema",
-                        "https://json.schemastore.org/sarif-2.1.0.json",
-                        "version", "2.1.0", "runs", "tool", "driver", "name",
-                        "veil", "version", VEIL_VERSION, "semanticVersion",
-                        VEIL_VERSION, "rules", rules, "columnKind",
-                        "unicodeCodePoints", "results", sc->results);
-        if (doc) {
-                json_dumpf(doc, stdout, JSON_INDENT(2));
-                putchar('\n');
-        }
-        json_decref(doc);
-}
-
-/* ------------------------------------------------------------------ main */
 static int parse_detectors(struct scan *sc, const char *list)
 {
         char *copy = veil_strdup(list), *tok, *save = NULL;
@@ -638,24 +719,85 @@ static int parse_detectors(struct scan *sc, const char *list)
         return 0;
 }
 
+/* ------------------------------------------------------------------ salt */
+/* The fingerprint key: --salt-file, else VEIL_SCAN_SALT (taken out of the
+ * environment once read). There is no default: a public salt would let
+ * anyone test a guessed value against a report's fingerprints. *salt is
+ * NULL when none was given. Returns -1 on a bad salt file. */
+static int read_salt(const char *salt_file, char **salt, size_t *len)
+{
+        const char *env = getenv("VEIL_SCAN_SALT");
+        char errstr[512];
+
+        *salt = NULL;
+        *len  = 0;
+        if (salt_file) {
+                *salt = veil_file_read(salt_file, len, errstr, sizeof(errstr));
+                if (!*salt) {
+                        fprintf(stderr, "veil scan: --salt-file %s\n", errstr);
+                        return -1;
+                }
+                if (*len && (*salt)[*len - 1] == '\n')
+                        (*len)--;
+                if (*len && (*salt)[*len - 1] == '\r')
+                        (*len)--;
+                if (!*len) {
+                        fprintf(stderr,
+                                "veil scan: --salt-file %s: empty salt\n",
+                                salt_file);
+                        free(*salt);
+                        *salt = NULL;
+                        return -1;
+                }
+        } else if (env && *env) {
+                *salt = veil_strdup(env);
+                *len  = strlen(env);
+        }
+        if (env) {
+                OPENSSL_cleanse((char *)env, strlen(env));
+                unsetenv("VEIL_SCAN_SALT");
+        }
+        return 0;
+}
+
+/* ------------------------------------------------------------------ main */
+static int default_jobs(void)
+{
+        cpu_set_t set;
+        int n = 0;
+
+        if (sched_getaffinity(0, sizeof(set), &set) == 0)
+                n = CPU_COUNT(&set);
+        if (n < 1)
+                n = (int)sysconf(_SC_NPROCESSORS_ONLN);
+        if (n < 1)
+                n = 1;
+        return n > MAX_JOBS ? MAX_JOBS : n;
+}
+
 int veil_cmd_scan(int argc, char **argv)
 {
+        enum { OPT_SALT_FILE = 256 };
         static const struct option longopts[] = {
                 {"format", required_argument, NULL, 'f'},
                 {"detectors", required_argument, NULL, 'd'},
                 {"baseline", required_argument, NULL, 'b'},
+                {"jobs", required_argument, NULL, 'j'},
+                {"salt-file", required_argument, NULL, OPT_SALT_FILE},
                 {"help", no_argument, NULL, 'h'},
                 {NULL, 0, NULL, 0},
         };
         struct scan sc     = {0};
         const char *format = "text", *detectors = NULL, *baseline = NULL;
-        char errstr[512];
-        int opt, i, rc = VEIL_EXIT_USAGE;
-        size_t k;
+        const char *salt_file = NULL, *piece_env;
+        char errstr[512], *salt = NULL;
+        size_t salt_len = 0, k;
+        int opt, i, jobs = 0, rc = VEIL_EXIT_USAGE;
+        struct veil_text_buf tail = {0};
 
         opterr = 0;
         optind = 1;
-        while ((opt = getopt_long(argc, argv, ":f:d:b:h", longopts, NULL)) !=
+        while ((opt = getopt_long(argc, argv, ":f:d:b:j:h", longopts, NULL)) !=
                -1) {
                 switch (opt) {
                 case 'f':
@@ -666,6 +808,17 @@ int veil_cmd_scan(int argc, char **argv)
                         break;
                 case 'b':
                         baseline = optarg;
+                        break;
+                case 'j':
+                        if (veil_cmd_int_arg(optarg, 1, MAX_JOBS, &jobs))
+                                return veil_cmd_usage_error(
+                                        &help_scan,
+                                        "--jobs: '%s' is not a number from 1 "
+                                        "to %d",
+                                        optarg, MAX_JOBS);
+                        break;
+                case OPT_SALT_FILE:
+                        salt_file = optarg;
                         break;
                 case 'h':
                         veil_cmd_print_help(&help_scan);
@@ -682,11 +835,11 @@ int veil_cmd_scan(int argc, char **argv)
                 }
         }
         if (!strcmp(format, "text"))
-                sc.fmt = FMT_TEXT;
+                sc.rep.fmt = VEIL_SCAN_TEXT;
         else if (!strcmp(format, "json"))
-                sc.fmt = FMT_JSON;
+                sc.rep.fmt = VEIL_SCAN_JSON;
         else if (!strcmp(format, "sarif"))
-                sc.fmt = FMT_SARIF;
+                sc.rep.fmt = VEIL_SCAN_SARIF;
         else
                 return veil_cmd_usage_error(&help_scan,
                                             "unknown format '%s' (text, json "
@@ -694,21 +847,46 @@ int veil_cmd_scan(int argc, char **argv)
                                             format);
         if (optind >= argc)
                 return veil_cmd_usage_error(&help_scan, "no PATH to scan");
+        if (!jobs)
+                jobs = default_jobs();
+        /* tests cut tiny pieces to check that pieces change nothing */
+        sc.piece_size = VEIL_SCAN_PIECE;
+        piece_env     = getenv("VEIL_SCAN_PIECE_SIZE");
+        if (piece_env && *piece_env) {
+                int v;
 
-        /* reports can be long: write them in large blocks unless a
-         * terminal is watching */
-        if (!isatty(STDOUT_FILENO))
-                setvbuf(stdout, NULL, _IOFBF, 1 << 16);
-        sc.salt = getenv("VEIL_SCAN_SALT");
-        if (!sc.salt || !*sc.salt)
-                sc.salt = DEFAULT_SALT;
+                if (veil_cmd_int_arg(piece_env, 1, INT32_MAX, &v)) {
+                        fprintf(stderr,
+                                "veil scan: VEIL_SCAN_PIECE_SIZE: '%s' is not "
+                                "a number of bytes\n",
+                                piece_env);
+                        return VEIL_EXIT_USAGE;
+                }
+                sc.piece_size = (size_t)v;
+        }
+
+        if (read_salt(salt_file, &salt, &salt_len))
+                return VEIL_EXIT_USAGE;
+        if (baseline && !salt) {
+                fprintf(stderr,
+                        "veil scan: --baseline needs the secret salt the "
+                        "baseline was made with: set VEIL_SCAN_SALT or give "
+                        "--salt-file FILE\n");
+                return VEIL_EXIT_USAGE;
+        }
+        if (salt) {
+                veil_hmac_init(&sc.hmac, salt, salt_len);
+                OPENSSL_cleanse(salt, salt_len);
+                free(salt);
+                sc.rep.hmac = &sc.hmac;
+        } else if (sc.rep.fmt != VEIL_SCAN_TEXT) {
+                fprintf(stderr, "veil scan: no salt (VEIL_SCAN_SALT or "
+                                "--salt-file): the report carries no "
+                                "fingerprints\n");
+        }
+
         sc.engine = veil_detect_engine_new(NULL, 0, errstr, sizeof(errstr));
         if (!sc.engine) {
-                fprintf(stderr, "veil scan: %s\n", errstr);
-                goto out;
-        }
-        sc.scratch = veil_detect_scratch_new(sc.engine, errstr, sizeof(errstr));
-        if (!sc.scratch) {
                 fprintf(stderr, "veil scan: %s\n", errstr);
                 goto out;
         }
@@ -720,30 +898,57 @@ int veil_cmd_scan(int argc, char **argv)
                 goto out;
         if (baseline && load_baseline(&sc, baseline))
                 goto out;
-        if (sc.fmt == FMT_SARIF)
-                sc.results = json_array();
+        sc.det_name = veil_calloc((size_t)veil_detect_count(sc.engine),
+                                  sizeof(*sc.det_name));
+        sc.det_len  = veil_calloc((size_t)veil_detect_count(sc.engine),
+                                  sizeof(*sc.det_len));
+        for (i = 0; i < veil_detect_count(sc.engine); i++) {
+                sc.det_name[i] = veil_detect_name(sc.engine, i);
+                sc.det_len[i]  = strlen(sc.det_name[i]);
+        }
+        sc.rep.det_name = sc.det_name;
+        sc.rep.det_len  = sc.det_len;
+        sc.rep.engine   = sc.engine;
+        sc.rep.want     = sc.want;
+        sc.rep.base     = sc.base;
+        sc.rep.n_base   = sc.n_base;
+        if (pool_start(&sc, jobs, errstr, sizeof(errstr))) {
+                fprintf(stderr, "veil scan: %s\n", errstr);
+                pool_stop(&sc);
+                goto out;
+        }
 
-        for (i = optind; i < argc; i++)
+        if (sc.rep.fmt == VEIL_SCAN_SARIF) {
+                veil_scan_sarif_begin(sc.engine, &tail);
+                out_put(&sc, tail.data, tail.len);
+                tail.len = 0;
+        }
+        for (i = optind; i < argc && !sc.write_failed; i++)
                 scan_path(&sc, argv[i]);
-        if (sc.fmt == FMT_SARIF)
-                sarif_write(&sc);
-        fflush(stdout);
+        pool_stop(&sc);
+        if (sc.rep.fmt == VEIL_SCAN_SARIF) {
+                veil_scan_sarif_end(&tail);
+                out_put(&sc, tail.data, tail.len);
+        }
+        out_flush(&sc);
         if (sc.suppressed)
                 fprintf(stderr,
                         "veil scan: %zu finding(s) in the baseline "
                         "not reported\n",
                         sc.suppressed);
-        rc = sc.errors     ? VEIL_EXIT_USAGE
-             : sc.reported ? VEIL_EXIT_GAPS
-                           : VEIL_EXIT_OK;
+        rc = sc.errors || sc.write_failed ? VEIL_EXIT_USAGE
+             : sc.reported                ? VEIL_EXIT_GAPS
+                                          : VEIL_EXIT_OK;
 out:
-        json_decref(sc.results);
+        veil_text_buf_free(&tail);
+        veil_text_buf_free(&sc.wbuf);
         for (k = 0; k < sc.n_base; k++)
                 free(sc.base[k]);
         free(sc.base);
         free(sc.want);
-        veil_text_buf_free(&sc.fpbuf);
-        veil_detect_scratch_destroy(sc.scratch);
+        free(sc.det_name);
+        free(sc.det_len);
+        veil_hmac_cleanse(&sc.hmac);
         veil_detect_engine_destroy(sc.engine);
         return rc;
 }

@@ -12,6 +12,8 @@ secret with its check broken, in its own context).
 
     gen_corpus.py                       # regenerate tests/corpus/ (seed 4)
     gen_corpus.py --bulk 100 --out F    # ~100 MB of unlabeled mixed text
+    gen_corpus.py --bulk 100 --density dense --out F
+                                        # PII-dense: a finding every ~60 bytes
 
 Only the standard library; run with the project venv or /usr/bin/python3.
 """
@@ -970,13 +972,63 @@ def write_corpus(outdir, seed, n_docs):
           (len(docs), off, " ".join("%s=%d" % kv for kv in sorted(per_det.items()))))
 
 
-def write_bulk(path, seed, megabytes):
-    """Mixed text for the benchmark: ~4 MB of unique documents, repeated
-    with a rotating start until the size is reached (throughput does not
-    depend on the text being unique, only on its mix)."""
+# Dense bulk text: support tickets, payment notes and logs in five
+# languages, a PII value every ~60 bytes. Only the words around the values
+# live here; the values come from GENERATORS, whatever detectors it holds.
+DENSE_WORDS = {
+    "en": "customer asked refund order late please update account thanks "
+          "ticket reopened agent will call back".split(),
+    "de": "Kunde bittet Rückerstattung Bestellung verspätet bitte Konto "
+          "aktualisieren danke Rückruf morgen".split(),
+    "fr": "client demande remboursement commande retard merci mettre à jour "
+          "compte rappel demain".split(),
+    "es": "cliente pide reembolso pedido retrasado por favor actualizar "
+          "cuenta gracias llamada mañana".split(),
+    "ja": "お客様 返金 注文 遅延 確認 お願いします 口座 更新 折り返し 明日".split(),
+}
+
+
+def dense_lines(rng, n_lines):
+    langs = sorted(DENSE_WORDS)
+    dets = sorted(GENERATORS)
+    lines = []
+    for _ in range(n_lines):
+        words = DENSE_WORDS[rng.choice(langs)]
+        kind = rng.randrange(3)
+        parts = []
+        if kind == 2:      # a log line: key=value pairs
+            parts.append("%s INFO [svc-%s]" % (neg_timestamp(rng),
+                                               rng.choice(SERVICES)))
+        elif kind == 1:    # a payment note
+            parts.append("#%d %s" % (rng.randint(1000, 99999),
+                                     " ".join(rng.sample(words, 2))))
+        else:              # a support ticket
+            parts.append(" ".join(rng.sample(words, 3)))
+        for _ in range(rng.randint(1, 4)):
+            det = rng.choice(dets)
+            ctx = rng.choice(CONTEXT[det])
+            if kind == 2:
+                parts.append("%s=%s" % (ctx.replace(" ", "_"),
+                                        GENERATORS[det](rng)))
+            else:
+                parts.append("%s %s: %s," % (" ".join(rng.sample(words, 2)),
+                                             ctx, GENERATORS[det](rng)))
+        parts.append(" ".join(rng.sample(words, 2)))
+        lines.append(" ".join(parts).encode("utf-8") + b"\n")
+    return lines
+
+
+def write_bulk(path, seed, megabytes, density="sparse"):
+    """Text for the benchmark: ~4 MB of unique documents, repeated with a
+    rotating start until the size is reached (throughput does not depend on
+    the text being unique, only on its mix). sparse: the labelled corpus's
+    mix (a finding per ~140 bytes); dense: dense_lines()."""
     rng = random.Random(seed)
-    docs, _ = generate(rng, 40000)
-    lines = [d.text() + b"\n" for d in docs]
+    if density == "dense":
+        lines = dense_lines(rng, 40000)
+    else:
+        docs, _ = generate(rng, 40000)
+        lines = [d.text() + b"\n" for d in docs]
     target = megabytes * 1024 * 1024
     written = 0
     with open(path, "wb") as f:
@@ -986,7 +1038,7 @@ def write_bulk(path, seed, megabytes):
             f.write(chunk)
             written += len(chunk)
             rot = (rot + 7919) % len(lines)
-    print("bulk: %s %d bytes" % (path, written))
+    print("bulk: %s %d bytes (%s)" % (path, written, density))
 
 
 def main():
@@ -998,11 +1050,14 @@ def main():
     ap.add_argument("--bulk", type=int, metavar="MB",
                     help="write MB of unlabeled mixed text to --out instead")
     ap.add_argument("--out")
+    ap.add_argument("--density", choices=("sparse", "dense"), default="sparse",
+                    help="--bulk text: the labelled corpus's mix (sparse) or "
+                         "a finding every ~60 bytes (dense)")
     args = ap.parse_args()
     if args.bulk:
         if not args.out:
             ap.error("--bulk needs --out FILE")
-        write_bulk(args.out, args.seed, args.bulk)
+        write_bulk(args.out, args.seed, args.bulk, args.density)
     else:
         write_corpus(os.path.normpath(args.outdir), args.seed, args.docs)
     return 0

@@ -1,11 +1,17 @@
 """`veil scan`: formats (text, JSON lines, SARIF 2.1.0 read back with a JSON
-parser), offsets, directories, stdin, detector filters, baselines and exit
-codes. Self-contained: needs only the binary (env VEIL)."""
+parser and checked against the shape the SARIF 2.1.0 schema requires),
+offsets, directories, stdin, detector filters, fingerprint salts,
+baselines, exit codes, and reports that do not depend on -j or on how files
+are cut into pieces. Self-contained: needs only the binary (env VEIL)."""
+import hashlib
+import hmac
 import json
 import os
 import pathlib
 import re
+import signal
 import subprocess
+import sys
 
 import pytest
 
@@ -31,8 +37,16 @@ TEXT = (
 )
 
 
-def run_scan(*args, stdin=None, env=None):
+SALT = "test-salt-not-a-secret"
+CORPUS = ROOT / "tests" / "corpus" / "corpus.txt"
+
+
+def run_scan(*args, stdin=None, env=None, salt=SALT):
+    """Runs `veil scan` with the fingerprint salt `salt` (None: none)."""
     e = dict(os.environ)
+    e.pop("VEIL_SCAN_SALT", None)
+    if salt is not None:
+        e["VEIL_SCAN_SALT"] = salt
     if env:
         e.update(env)
     return subprocess.run([VEIL, "scan", *args], capture_output=True,
@@ -70,7 +84,8 @@ def test_help():
     r = run_scan("--help")
     assert r.returncode == 0
     assert r.stdout.startswith(b"usage: veil scan")
-    for word in (b"text", b"json", b"sarif", b"--baseline", b"--detectors"):
+    for word in (b"text", b"json", b"sarif", b"--baseline", b"--detectors",
+                 b"--jobs", b"--salt-file", b"VEIL_SCAN_SALT"):
         assert word in r.stdout
 
 
@@ -105,23 +120,76 @@ def test_json_lines(sample):
     assert_no_values(r.stdout)
 
 
+def check_sarif_shape(doc):
+    """What the SARIF 2.1.0 schema requires of the parts veil writes (no
+    schema validator is installed by scripts/deps.sh): required properties,
+    types, ranges, and every reference (rule index, message id) resolved."""
+    assert set(doc) <= {"$schema", "version", "runs"}
+    assert doc["version"] == "2.1.0"
+    assert isinstance(doc["runs"], list) and len(doc["runs"]) == 1
+    run = doc["runs"][0]
+    assert set(run) <= {"tool", "columnKind", "results"}
+    driver = run["tool"]["driver"]
+    assert isinstance(driver["name"], str) and driver["name"]
+    assert re.fullmatch(r"\d+\.\d+\.\d+.*", driver["semanticVersion"])
+    rules = driver["rules"]
+    ids = [r["id"] for r in rules]
+    assert len(ids) == len(set(ids)), "each rule declared once"
+    for r in rules:
+        assert isinstance(r["id"], str) and r["id"]
+        assert isinstance(r["shortDescription"]["text"], str)
+        assert r["defaultConfiguration"]["level"] in (
+            "none", "note", "warning", "error")
+        for m in r["messageStrings"].values():
+            assert isinstance(m["text"], str)
+    assert run["columnKind"] in ("utf16CodeUnits", "unicodeCodePoints")
+    assert isinstance(run["results"], list)
+    for res in run["results"]:
+        assert set(res) <= {"ruleId", "ruleIndex", "message", "locations",
+                            "partialFingerprints"}
+        idx = res["ruleIndex"]
+        assert isinstance(idx, int) and 0 <= idx < len(rules)
+        assert rules[idx]["id"] == res["ruleId"]
+        msg = res["message"]
+        assert "text" in msg or "id" in msg  # the schema's anyOf
+        if "id" in msg:
+            text = rules[idx]["messageStrings"][msg["id"]]["text"]
+            for k, arg in enumerate(msg.get("arguments", [])):
+                assert isinstance(arg, str)
+                assert "{%d}" % k in text
+        assert len(res["locations"]) == 1
+        loc = res["locations"][0]["physicalLocation"]
+        assert isinstance(loc["artifactLocation"]["uri"], str)
+        reg = loc["region"]
+        assert reg["startLine"] >= 1 and reg["startColumn"] >= 1
+        assert reg["endColumn"] >= reg["startColumn"]
+        assert reg["byteOffset"] >= 0 and reg["byteLength"] >= 0
+        for v in res.get("partialFingerprints", {}).values():
+            assert isinstance(v, str)
+
+
 def test_sarif(sample):
     r = run_scan("-f", "sarif", str(sample))
     assert r.returncode == 1, r.stderr
     doc = json.loads(r.stdout)
-    assert doc["version"] == "2.1.0"
+    check_sarif_shape(doc)
     assert "sarif" in doc["$schema"]
     run = doc["runs"][0]
     assert run["tool"]["driver"]["name"] == "veil"
-    rules = [rule["id"] for rule in run["tool"]["driver"]["rules"]]
-    assert set(VALUES) <= set(rules)
+    rules = run["tool"]["driver"]["rules"]
+    assert set(VALUES) <= {rule["id"] for rule in rules}
+    for rule in rules:  # the level and the message, once per rule
+        assert rule["defaultConfiguration"]["level"] == "warning"
+        assert rule["messageStrings"]["found"]["text"] == \
+            rule["id"] + " found (confidence {0})"
     results = run["results"]
     assert len(results) == 7
     text_lines = TEXT.split("\n")
     for res in results:
         assert res["ruleId"] in VALUES
-        assert rules[res["ruleIndex"]] == res["ruleId"]
-        assert res["level"] == "warning"
+        assert res["message"]["id"] == "found"
+        conf = float(res["message"]["arguments"][0])
+        assert 0.5 <= conf <= 1.0
         loc = res["locations"][0]["physicalLocation"]
         assert loc["artifactLocation"]["uri"] == str(sample)
         reg = loc["region"]
@@ -132,9 +200,31 @@ def test_sarif(sample):
         raw = TEXT.encode()
         assert raw[reg["byteOffset"]:reg["byteOffset"] + reg["byteLength"]] \
             == VALUES[res["ruleId"]].encode()
-        assert "veilFingerprint/v1" in res["partialFingerprints"]
+        assert re.fullmatch(r"[0-9a-f]{32}",
+                            res["partialFingerprints"]["veilFingerprint/v1"])
     assert run["columnKind"] == "unicodeCodePoints"
     assert_no_values(r.stdout)
+
+
+def test_sarif_is_compact(tmp_path):
+    # size in proportion to the findings: a fixed head, then a few hundred
+    # bytes per result (no indentation, no per-result level or text)
+    sizes = {}
+    for n in (0, 10, 1000):
+        p = tmp_path / ("n%d.txt" % n)
+        p.write_text("".join("ticket %d mail %s\n" % (i, EMAIL)
+                             for i in range(n)) + "end\n")
+        r = run_scan("-f", "sarif", str(p))
+        assert r.returncode == (1 if n else 0)
+        doc = json.loads(r.stdout)
+        check_sarif_shape(doc)
+        assert len(doc["runs"][0]["results"]) == n
+        sizes[n] = len(r.stdout)
+    per10 = (sizes[10] - sizes[0]) / 10
+    per1000 = (sizes[1000] - sizes[0]) / 1000
+    assert per1000 < 400, per1000
+    assert abs(per1000 - per10) < 10  # linear: nothing grows per result
+    assert b"\n  " not in r.stdout  # not indented
 
 
 def test_sarif_without_findings_is_valid(tmp_path):
@@ -143,6 +233,7 @@ def test_sarif_without_findings_is_valid(tmp_path):
     r = run_scan("--format=sarif", str(p))
     assert r.returncode == 0
     doc = json.loads(r.stdout)
+    check_sarif_shape(doc)
     assert doc["runs"][0]["results"] == []
 
 
@@ -317,3 +408,149 @@ def test_national_ids_and_secrets_by_name(tmp_path):
     assert r.returncode == 1, r.stderr
     assert [json.loads(x)["detector"] for x in r.stdout.decode().splitlines()] == ["uk_nhs"]
     assert b"943" not in r.stdout and b"AKIA" not in r.stdout
+
+
+# ------------------------------------------------------------ salt (issue 11)
+def test_no_salt_no_fingerprints(sample):
+    r = run_scan("-f", "json", str(sample), salt=None)
+    assert r.returncode == 1, r.stderr
+    objs = [json.loads(ln) for ln in r.stdout.splitlines()]
+    assert len(objs) == 7
+    for o in objs:
+        assert set(o) == {"path", "line", "start", "end", "detector"}
+    assert b"no salt" in r.stderr
+    r = run_scan("-f", "sarif", str(sample), salt=None)
+    assert r.returncode == 1, r.stderr
+    doc = json.loads(r.stdout)
+    check_sarif_shape(doc)
+    results = doc["runs"][0]["results"]
+    assert len(results) == 7
+    assert all("partialFingerprints" not in res for res in results)
+    # an empty VEIL_SCAN_SALT is no salt either
+    r = run_scan("-f", "json", str(sample), salt="")
+    assert all("fingerprint" not in json.loads(ln)
+               for ln in r.stdout.splitlines())
+
+
+def test_fingerprint_is_hmac_of_path_detector_value(sample):
+    r = run_scan("-f", "json", str(sample))
+    for o in (json.loads(ln) for ln in r.stdout.splitlines()):
+        msg = b"\0".join([o["path"].encode(), o["detector"].encode(),
+                          VALUES[o["detector"]].encode()])
+        want = hmac.new(SALT.encode(), msg, hashlib.sha256).hexdigest()[:32]
+        assert o["fingerprint"] == want
+
+
+@pytest.mark.parametrize("args", [["--baseline"], ["-b"]])
+def test_baseline_needs_a_salt(sample, tmp_path, args):
+    base = tmp_path / "baseline.json"
+    base.write_bytes(run_scan("-f", "json", str(sample)).stdout)
+    r = run_scan(*args, str(base), str(sample), salt=None)
+    assert r.returncode == 2
+    assert b"--baseline needs the secret salt" in r.stderr
+    assert b"VEIL_SCAN_SALT" in r.stderr and b"--salt-file" in r.stderr
+    assert r.stdout == b""
+
+
+def test_salt_file(sample, tmp_path):
+    env_fps = [json.loads(ln)["fingerprint"] for ln in
+               run_scan("-f", "json", str(sample)).stdout.splitlines()]
+    sf = tmp_path / "salt"
+    sf.write_text(SALT + "\n")  # one trailing newline is not part of it
+    r = run_scan("-f", "json", "--salt-file", str(sf), str(sample), salt=None)
+    assert r.returncode == 1, r.stderr
+    assert [json.loads(ln)["fingerprint"]
+            for ln in r.stdout.splitlines()] == env_fps
+    # the file wins over the environment
+    r = run_scan("-f", "json", "--salt-file", str(sf), str(sample),
+                 salt="other")
+    assert [json.loads(ln)["fingerprint"]
+            for ln in r.stdout.splitlines()] == env_fps
+    # and a baseline made with it suppresses
+    base = tmp_path / "baseline.json"
+    base.write_bytes(r.stdout)
+    r = run_scan("--salt-file", str(sf), "-b", str(base), str(sample),
+                 salt=None)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("content", [None, "", "\n"])
+def test_bad_salt_file_exit_2(sample, tmp_path, content):
+    sf = tmp_path / "salt"
+    if content is not None:
+        sf.write_text(content)
+    r = run_scan("-f", "json", "--salt-file", str(sf), str(sample), salt=None)
+    assert r.returncode == 2
+    assert b"salt" in r.stderr
+    assert r.stdout == b""
+
+
+# ------------------------------------------------------- threads and pieces
+def scan_all_formats(paths, jobs, piece=None):
+    env = {"VEIL_SCAN_PIECE_SIZE": str(piece)} if piece else None
+    out = {}
+    for fmt in ("text", "json", "sarif"):
+        r = run_scan("-f", fmt, "-j", str(jobs), *map(str, paths), env=env)
+        assert r.returncode in (0, 1), r.stderr
+        out[fmt] = r.stdout
+    return out
+
+
+def test_report_same_for_any_jobs_and_pieces(sample, tmp_path):
+    # the labelled corpus, the sample, and a tree of small files; pieces
+    # of 1 GiB (each file in one scan), the default, and tiny ones (a
+    # piece per line or so, each scanned with the bytes before it)
+    tree = tmp_path / "tree"
+    (tree / "sub").mkdir(parents=True)
+    for i in range(30):
+        (tree / ("f%02d.txt" % i)).write_text(TEXT * (i % 3))
+        (tree / "sub" / ("g%02d.log" % i)).write_text(
+            "x\n" * i + "peer " + IPV6 + " card " + CARD + "\n")
+    dense = tmp_path / "dense.txt"
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "gen_corpus.py"),
+                    "--bulk", "1", "--density", "dense", "--out", str(dense)],
+                   check=True, capture_output=True)
+    paths = [CORPUS, sample, tree, dense]
+    whole = scan_all_formats(paths, 1, piece=1 << 30)
+    assert whole["text"].count(b"\n") > 20000
+    assert whole == scan_all_formats(paths, 1)
+    assert whole == scan_all_formats(paths, 3)
+    assert whole == scan_all_formats(paths, 4, piece=100)
+    assert whole == scan_all_formats(paths, 1, piece=4096)
+    check_sarif_shape(json.loads(whole["sarif"]))
+
+
+def test_context_before_a_piece_is_seen(tmp_path):
+    # a bare 9-digit SSN needs its context word, which sits on the line
+    # before: a piece that starts at the number still sees it
+    p = tmp_path / "ctx.txt"
+    p.write_text("filler\nsocial security\n536221234 rest\n")
+    for piece in (1, 1 << 20):
+        r = run_scan("-j", "2", str(p), env={"VEIL_SCAN_PIECE_SIZE":
+                                              str(piece)})
+        assert parse_text(r.stdout) == [(str(p), 3, 0, 9, "us_ssn")], piece
+    p.write_text("filler\nnothing here\n536221234 rest\n")
+    assert run_scan(str(p)).stdout == b""
+
+
+@pytest.mark.parametrize("jobs", ["0", "x", "257", ""])
+def test_bad_jobs_exit_2(sample, jobs):
+    r = run_scan("-j", jobs, str(sample))
+    assert r.returncode == 2
+    assert b"--jobs" in r.stderr
+
+
+def test_closed_output_exit_2(tmp_path):
+    # the reader went away (SIGPIPE ignored, as under some supervisors):
+    # a clear error and exit 2, and the scan stops instead of running on
+    p = tmp_path / "many.txt"
+    p.write_text(TEXT * 20000)
+    proc = subprocess.Popen(
+        [VEIL, "scan", "-j", "2", str(p)], stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, env={**os.environ, "VEIL_SCAN_SALT": SALT},
+        preexec_fn=lambda: signal.signal(signal.SIGPIPE, signal.SIG_IGN))
+    proc.stdout.read(100)
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 2
+    assert b"writing the report" in err
