@@ -19,7 +19,13 @@
  *   DROP     skip without copying (flush the range before it)
  *   NULLIFY  skip, write the null branch of the derived ["null", T]
  *   TX       read a leaf and write its transform
- *   DESCEND  a record, array, map or union with changes inside
+ *   DESCEND  a record, array, map or union with changes inside (for a
+ *            map: in its values, or its keys get a transform)
+ * Map keys are data (DESIGN.md §5): the label of a map covers its keys,
+ * which are strings, so every transform that reaches them applies (encrypt
+ * always writes its string token there); a drop or null of the keys drops
+ * or nulls the whole map. Keys of an unlabelled map are unclassified unless
+ * the route's classify: names "PATH{key}".
  * Unchanged bytes are never re-encoded: the executor keeps a pending range
  * [copy, p) and appends it to the output only when something changes. */
 
@@ -65,7 +71,9 @@ struct pnode {
                             * node that skips the source value */
         uint32_t min_size; /* fewest bytes a value of this type takes */
         uint32_t syms;     /* enum: first entry in plan->syms */
-        const struct veil_transform *tx; /* TX: borrowed from the policy */
+        /* TX: the leaf's transform; MAP: the keys' transform (NULL: keys
+         * pass as they are). Borrowed from the policy. */
+        const struct veil_transform *tx;
         const char *path; /* for error reports; NULL in skip trees */
 };
 
@@ -728,14 +736,89 @@ static int result_nullify(struct comp *c, avro_schema_t t, json_t *j,
         return 0;
 }
 
+/* ---- map keys ------------------------------------------------------------
+ * Keys are strings the record's producer chose, so they are data like the
+ * values: the map's label covers them, the route's "PATH{key}" override
+ * wins over it, and without either they are unclassified. */
+
+struct keys {
+        char *path; /* "PATH{key}", owned */
+        const char *label;
+        enum veil_label_source src;
+        const struct veil_transform *tx; /* NULL: unlicensed/undefined */
+        bool own;                        /* from the override */
+};
+
+enum keys_fate { KEYS_TX = 0, KEYS_DROP, KEYS_NULL };
+
+/* Does the value at a position hold a map of its own (itself, or a branch
+ * of its union)? Maps inside records and arrays are positions of their
+ * own. */
+static bool holds_map(avro_schema_t t)
+{
+        size_t i, n;
+
+        t = resolve(t);
+        if (avro_typeof(t) == AVRO_MAP)
+                return true;
+        if (avro_typeof(t) != AVRO_UNION)
+                return false;
+        n = avro_schema_union_size(t);
+        for (i = 0; i < n; i++)
+                if (avro_typeof(resolve(avro_schema_union_branch(t, (int)i))) ==
+                    AVRO_MAP)
+                        return true;
+        return false;
+}
+
+static void keys_resolve(struct comp *c, const char *path, const char *label,
+                         struct keys *k)
+{
+        memset(k, 0, sizeof(*k));
+        if (asprintf(&k->path, "%s{key}", path) < 0)
+                abort();
+        k->label = veil_policy_classify(c->opts->policy, c->opts->route,
+                                        k->path, NULL, &k->src);
+        k->own   = k->label != NULL;
+        if (!k->label)
+                k->label = label;
+        if (k->label)
+                k->tx = veil_policy_transform(c->opts->purpose, c->opts->policy,
+                                              k->label);
+}
+
+static enum keys_fate keys_fate(const struct keys *k)
+{
+        if (!k->tx || k->tx->kind == VEIL_TX_DROP)
+                return KEYS_DROP;
+        return k->tx->kind == VEIL_TX_NULL ? KEYS_NULL : KEYS_TX;
+}
+
+/* The keys' entry in the plan's field summary (fail-closed ones count). */
+static void keys_note(struct comp *c, const struct keys *k)
+{
+        enum veil_plan_reason why =
+                k->own ? VEIL_PLAN_LICENSED : VEIL_PLAN_INHERITED;
+
+        if (!k->label)
+                why = VEIL_PLAN_UNCLASSIFIED;
+        else if (!k->tx)
+                why = veil_policy_label_tier(c->opts->policy, k->label) ==
+                                      VEIL_TIER_NONE
+                              ? VEIL_PLAN_UNDEFINED
+                              : VEIL_PLAN_UNLICENSED;
+        field_add(c, k->path, k->label, k->own ? k->src : VEIL_LABEL_NONE, why,
+                  k->tx ? k->tx->kind : VEIL_TX_DROP);
+}
+
 /* One classified position: a record field, array items ("p[]"), map values
  * ("p{}") or the whole value (keys). `inherited` is the enclosing
  * position's label. */
-static int compile_position(struct comp *c, avro_schema_t t, json_t *j,
-                            const char *ns, const char *path,
-                            const char *inherited,
-                            const struct veil_field_annotations *ann,
-                            enum mode mode, int depth, struct cres *r)
+static int compile_value(struct comp *c, avro_schema_t t, json_t *j,
+                         const char *ns, const char *path,
+                         const char *inherited,
+                         const struct veil_field_annotations *ann,
+                         enum mode mode, int depth, struct cres *r)
 {
         const struct veil_policy *policy = c->opts->policy;
         const struct veil_transform *tx;
@@ -782,6 +865,49 @@ static int compile_position(struct comp *c, avro_schema_t t, json_t *j,
                                  path, veil_tx_name(tx->kind), label);
         return compile_type(c, t, j, ns, path, label, tx, M_CLASSIFY, depth,
                             false, r);
+}
+
+/* A position that holds a map: when its keys cannot reach the purpose, or
+ * their transform is drop or null, the whole position goes (here, so that
+ * a nullable map in a union becomes one ["null", map] and not a union in a
+ * union); else the map's own compile settles the keys. */
+static int compile_position(struct comp *c, avro_schema_t t, json_t *j,
+                            const char *ns, const char *path,
+                            const char *inherited,
+                            const struct veil_field_annotations *ann,
+                            enum mode mode, int depth, struct cres *r)
+{
+        const struct veil_policy *policy = c->opts->policy;
+        const struct veil_transform *tx;
+        const char *label;
+        struct keys k;
+        enum keys_fate fate;
+
+        if (mode == M_KEEP || !holds_map(t))
+                return compile_value(c, t, j, ns, path, inherited, ann, mode,
+                                     depth, r);
+        label = veil_policy_classify(policy, c->opts->route, path, ann, NULL);
+        if (!label)
+                label = inherited;
+        tx = label ? veil_policy_transform(c->opts->purpose, policy, label)
+                   : NULL;
+        /* The position's own drop or null decides first (no keys left). */
+        if (label &&
+            (!tx || tx->kind == VEIL_TX_DROP || tx->kind == VEIL_TX_NULL))
+                return compile_value(c, t, j, ns, path, inherited, ann, mode,
+                                     depth, r);
+        keys_resolve(c, path, label, &k);
+        fate = keys_fate(&k);
+        if (fate == KEYS_TX) {
+                free(k.path);
+                return compile_value(c, t, j, ns, path, inherited, ann, mode,
+                                     depth, r);
+        }
+        keys_note(c, &k);
+        free(k.path);
+        if (fate == KEYS_NULL)
+                return result_nullify(c, t, j, ns, path, depth, r);
+        return result_drop(c, t, depth, r);
 }
 
 /* Annotations of record field `fj` at `path`: schema.c's entry (which adds
@@ -1025,9 +1151,41 @@ static int compile_type(struct comp *c, avro_schema_t t, json_t *j,
                                                     : avro_schema_map_values(t);
                 json_t *ij       = json_object_get(j, kind == PK_ARRAY ? "items"
                                                                        : "values");
+                const struct veil_transform *ktx = NULL;
+                size_t kfield                    = SIZE_MAX;
                 json_t *shell;
                 char *ipath;
 
+                if (kind == PK_MAP && mode == M_CLASSIFY) {
+                        struct keys k;
+                        enum keys_fate fate;
+
+                        /* Reached with drop or null only at the root (a
+                         * position settles those first). */
+                        keys_resolve(c, path, label, &k);
+                        fate = keys_fate(&k);
+                        keys_note(c, &k);
+                        kfield = plan->n_fields - 1;
+                        free(k.path);
+                        if (fate == KEYS_DROP)
+                                return result_drop(c, t, depth, r);
+                        if (fate == KEYS_NULL)
+                                return result_nullify(c, t, j, ns, path, depth,
+                                                      r);
+                        if (k.tx->kind != VEIL_TX_KEEP) {
+                                rc = veil_tx_check(k.tx, c->errstr,
+                                                   c->errstr_size);
+                                if (rc)
+                                        return veil_errf(
+                                                c->errstr, c->errstr_size, rc,
+                                                "field '%s{key}': transform "
+                                                "'%s' (label '%s'): bad "
+                                                "parameters",
+                                                path, veil_tx_name(k.tx->kind),
+                                                k.label);
+                                ktx = k.tx;
+                        }
+                }
                 if (asprintf(&ipath, "%s%s", path,
                              kind == PK_ARRAY ? "[]" : "{}") < 0)
                         abort();
@@ -1036,19 +1194,29 @@ static int compile_type(struct comp *c, avro_schema_t t, json_t *j,
                 free(ipath);
                 if (rc)
                         return rc;
-                if (ir.dropped)
+                if (ir.dropped) {
+                        /* The keys go with the values. */
+                        if (kfield != SIZE_MAX)
+                                plan->fields[kfield].tx = VEIL_TX_DROP;
                         return result_drop(c, t, depth, r);
+                }
                 idx                       = node_new(plan, kind);
                 plan->nodes[idx].kids     = ir.node;
                 plan->nodes[idx].min_size = 1;
-                plan->nodes[idx].act      = ir.changed ? PA_DESCEND : PA_PASS;
-                plan->nodes[idx].path     = plan_str(plan, path);
+                plan->nodes[idx].tx       = ktx;
+                plan->nodes[idx].act = ir.changed || ktx ? PA_DESCEND : PA_PASS;
+                plan->nodes[idx].path = plan_str(plan, path);
+                if (ktx &&
+                    (ktx->kind == VEIL_TX_HASH || ktx->kind == VEIL_TX_ENCRYPT))
+                        plan->needs_keys = true;
+                if (ktx && ktx->kind == VEIL_TX_REDACT_TEXT)
+                        plan->needs_detect = true;
                 shell = container_shell(j, kind == PK_ARRAY ? "array" : "map");
                 json_object_set_new(
                         shell, kind == PK_ARRAY ? "items" : "values", ir.type);
                 r->node    = idx;
                 r->type    = shell;
-                r->changed = ir.changed;
+                r->changed = ir.changed || ktx;
                 return 0;
         }
         case PK_UNION: {
@@ -1805,14 +1973,18 @@ static enum veil_wire_err ex_generalize_num(struct ex *e,
         }
 }
 
+static enum veil_wire_err ex_put_tx(struct ex *e,
+                                    const struct veil_transform *tx,
+                                    enum veil_encrypt_output output,
+                                    const uint8_t *data, size_t len);
+
 /* Transform one leaf: read it, flush what precedes it, write the result. */
 static enum veil_wire_err ex_tx(struct ex *e, const struct pnode *node)
 {
         const struct veil_transform *tx = node->tx;
-        struct veil_plan_env *env       = e->env;
         const uint8_t *vstart = e->p, *data = NULL;
         char numbuf[24];
-        size_t len = 0, n;
+        size_t len = 0;
         int64_t iv = 0;
 
         switch (node->kind) {
@@ -1856,6 +2028,21 @@ static enum veil_wire_err ex_tx(struct ex *e, const struct pnode *node)
         }
         TRY(ex_flush(e, vstart));
         e->copy = e->p;
+        if (tx->kind == VEIL_TX_GENERALIZE && node->kind != PK_STRING)
+                return ex_generalize_num(e, node, iv, data);
+        return ex_put_tx(e, tx, tx->encrypt.output, data, len);
+}
+
+/* Write the transform of a string or bytes value (or of the text of an
+ * integer or enum symbol, for hash). `output` is encrypt's form: a map key
+ * always takes the string token. */
+static enum veil_wire_err ex_put_tx(struct ex *e,
+                                    const struct veil_transform *tx,
+                                    enum veil_encrypt_output output,
+                                    const uint8_t *data, size_t len)
+{
+        struct veil_plan_env *env = e->env;
+        size_t n;
 
         switch (tx->kind) {
         case VEIL_TX_HASH:
@@ -1868,13 +2055,12 @@ static enum veil_wire_err ex_tx(struct ex *e, const struct pnode *node)
                 e->out->len += n;
                 return VEIL_WIRE_OK;
         case VEIL_TX_ENCRYPT:
-                n = veil_tx_encrypt_len(env->keys, tx->encrypt.mode,
-                                        tx->encrypt.output, len);
+                n = veil_tx_encrypt_len(env->keys, tx->encrypt.mode, output,
+                                        len);
                 TRY(ex_room(e, VEIL_VARINT_MAX + n));
                 ex_put_varint(e, (int64_t)n);
-                if (veil_tx_encrypt(env->keys, tx->encrypt.mode,
-                                    tx->encrypt.output, data, len,
-                                    e->out->data + e->out->len, n, &n))
+                if (veil_tx_encrypt(env->keys, tx->encrypt.mode, output, data,
+                                    len, e->out->data + e->out->len, n, &n))
                         return VEIL_WIRE_TRANSFORM_FAILED;
                 e->out->len += n;
                 return VEIL_WIRE_OK;
@@ -1895,12 +2081,9 @@ static enum veil_wire_err ex_tx(struct ex *e, const struct pnode *node)
                 return ex_put_bytes(e, env->text.data, env->text.len);
         }
         case VEIL_TX_GENERALIZE:
-                if (node->kind == PK_STRING)
-                        return ex_put_bytes(
-                                e, data,
-                                veil_tx_prefix_len((const char *)data, len,
-                                                   tx->generalize.prefix));
-                return ex_generalize_num(e, node, iv, data);
+                return ex_put_bytes(e, data,
+                                    veil_tx_prefix_len((const char *)data, len,
+                                                       tx->generalize.prefix));
         default:
                 return VEIL_WIRE_TRANSFORM_FAILED;
         }
@@ -2020,8 +2203,22 @@ static enum veil_wire_err ex_run(struct ex *e, const struct pnode *node,
                         }
                         block = e->p;
                         for (k = 0; k < count; k++) {
-                                if (map)
+                                if (map) {
+                                        const uint8_t *key = e->p;
+
                                         TRY(ex_lenbytes(e, &data, &len));
+                                        if (node->tx) {
+                                                TRY(ex_flush(e, key));
+                                                e->copy = e->p;
+                                                rc      = ex_put_tx(
+                                                             e, node->tx,
+                                                             VEIL_ENCRYPT_OUT_STRING,
+                                                             data, len);
+                                                if (rc)
+                                                        return ex_fail(e, node,
+                                                                       rc);
+                                        }
+                                }
                                 rc = ex_run(e, item, depth + 1);
                                 if (rc)
                                         return ex_fail(e, item, rc);

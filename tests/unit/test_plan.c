@@ -748,7 +748,12 @@ Test(plan, negative_block_counts_copied_or_reframed)
         avro_value_get_string(&item, &s, &n);
         cr_assert_str_eq(s, "c");
         avro_value_get_by_name(&out, "m", &f, NULL);
-        avro_value_get_by_name(&f, "k", &item, NULL);
+        /* the map is labelled email: its key is hashed too */
+        cr_assert_eq(
+                veil_tx_hash(&sm.keys, "k", 1, tok, sizeof(tok) - 1, &block),
+                0);
+        tok[block] = 0;
+        cr_assert_eq(avro_value_get_by_name(&f, tok, &item, NULL), 0);
         avro_value_get_string(&item, &s, &n);
         cr_assert_eq(
                 veil_tx_hash(&sm.keys, "v12", 3, tok, sizeof(tok) - 1, &block),
@@ -1565,4 +1570,343 @@ Test(plan, confluent_tags_and_metadata_classify_through_tag_classes)
         veil_plan_destroy(plan);
         veil_schema_destroy(schema);
         veil_policy_destroy(&policy);
+}
+
+/* ---- map keys are data (DESIGN.md §5) ----------------------------------- */
+
+static void small_recompile(struct small *sm)
+{
+        struct veil_plan_opts opts = {0};
+        char err[512]              = "";
+
+        veil_plan_destroy(sm->plan);
+        opts.policy  = &sm->policy;
+        opts.route   = &sm->policy.routes[0];
+        opts.purpose = &sm->policy.purposes[0];
+        sm->plan     = veil_plan_compile(sm->schema, &opts, err, sizeof(err));
+        cr_assert_not_null(sm->plan, "%s", err);
+}
+
+/* The hash token of `s` under the small policy's keys (NUL-terminated). */
+static void hash_token(struct small *sm, const char *s, char *tok, size_t cap)
+{
+        size_t n = 0;
+
+        cr_assert_eq(veil_tx_hash(&sm->keys, s, strlen(s), tok, cap - 1, &n),
+                     0);
+        tok[n] = 0;
+}
+
+static bool bytes_contain(const struct veil_buf *b, const char *s)
+{
+        return memmem(b->data, b->len, s, strlen(s)) != NULL;
+}
+
+/* The plan field entry of `path`, or NULL. */
+static const struct veil_plan_field *plan_field(const struct veil_plan *plan,
+                                                const char *path)
+{
+        const struct veil_plan_field *f;
+        size_t n, i;
+
+        f = veil_plan_fields(plan, &n);
+        for (i = 0; i < n; i++)
+                if (!strcmp(f[i].path, path))
+                        return &f[i];
+        return NULL;
+}
+
+static const char map_schema[] =
+        "{\"type\":\"record\",\"name\":\"T\",\"fields\":["
+        "{\"name\":\"id\",\"type\":\"string\",\"pii\":\"public\"},"
+        "{\"name\":\"m\",\"type\":{\"type\":\"map\",\"values\":\"string\"},"
+        "\"pii\":\"email\"}]}";
+
+/* The issue's case: a map<string> labelled email under a purpose that hashes
+ * email carried its keys (email addresses) in clear beside hashed values. */
+Test(plan, map_keys_under_hash_never_pass_in_clear)
+{
+        struct small sm;
+        avro_schema_t ds;
+        avro_value_iface_t *di;
+        avro_value_t out, m, v;
+        const char *key, *s;
+        char ktok[VEIL_TX_HASH_TOKEN_MAX + 1], vtok[VEIL_TX_HASH_TOKEN_MAX + 1];
+        const struct veil_plan_field *f;
+        size_t n = 0;
+
+        small_open(&sm, map_schema);
+        sm.in.len = 0;
+        put_str(&sm.in, "r1");
+        put_long(&sm.in, 1);
+        put_str(&sm.in, "alias@example.net");
+        put_str(&sm.in, "work");
+        put_long(&sm.in, 0);
+        cr_assert_eq(small_run(&sm), VEIL_WIRE_OK, "%s",
+                     veil_wire_error_code(sm.err.code));
+        cr_assert_not(bytes_contain(&sm.out, "alias@example.net"),
+                      "a map key reached the purpose in clear");
+        cr_assert_not(bytes_contain(&sm.out, "example"));
+        decode(veil_plan_derived_text(sm.plan), sm.out.data, sm.out.len, &ds,
+               &di, &out);
+        cr_assert_eq(avro_value_get_by_name(&out, "m", &m, NULL), 0);
+        cr_assert_eq(avro_value_get_size(&m, &n), 0);
+        cr_assert_eq(n, 1);
+        cr_assert_eq(avro_value_get_by_index(&m, 0, &v, &key), 0);
+        hash_token(&sm, "alias@example.net", ktok, sizeof(ktok));
+        hash_token(&sm, "work", vtok, sizeof(vtok));
+        cr_assert_str_eq(key, ktok, "the key is the email's hash token");
+        cr_assert_eq(avro_value_get_string(&v, &s, &n), 0);
+        cr_assert_str_eq(s, vtok);
+        /* the same address as a value hashes the same: joinable */
+        f = plan_field(sm.plan, "m{key}");
+        cr_assert_not_null(f, "the keys have an entry in the field summary");
+        cr_assert_eq(f->tx, VEIL_TX_HASH);
+        cr_assert_eq(f->reason, VEIL_PLAN_INHERITED);
+        cr_assert_str_eq(f->label, "email");
+        cr_assert(veil_plan_needs_keys(sm.plan));
+        avro_value_decref(&out);
+        avro_value_iface_decref(di);
+        avro_schema_decref(ds);
+        small_fini(&sm);
+}
+
+/* Keys take every transform that applies to a string; encrypt's bytes
+ * form would not be a string, so keys get the string token. */
+Test(plan, map_keys_take_mask_generalize_redact_and_string_encrypt)
+{
+        static const struct {
+                const char *label;
+                const char *key;
+                const char *want; /* NULL: check the prefix */
+                const char *prefix;
+        } cases[] = {
+                {"card", "4111111111111111", "************1111", NULL},
+                {"when", "Zo\xc3\xab", "Z", NULL},
+                {"notes", "mail bob@example.org now", "mail [email] now", NULL},
+                {"enc", "alias@example.net", NULL, "k1:s:"},
+        };
+        struct veil_detect_engine *engine;
+        char schema[512], err[256] = "";
+        size_t i;
+
+        engine = veil_detect_engine_new(NULL, 0, err, sizeof(err));
+        cr_assert_not_null(engine, "%s", err);
+        for (i = 0; i < VEIL_ARRAY_SIZE(cases); i++) {
+                struct small sm;
+                struct veil_transform *tx;
+                avro_schema_t ds;
+                avro_value_iface_t *di;
+                avro_value_t out, m, v;
+                const char *key;
+                size_t n = 0;
+
+                snprintf(schema, sizeof(schema),
+                         "{\"type\":\"record\",\"name\":\"T\",\"fields\":["
+                         "{\"name\":\"m\",\"type\":{\"type\":\"map\","
+                         "\"values\":\"string\"},\"pii\":\"%s\"}]}",
+                         cases[i].label);
+                small_open(&sm, schema);
+                avro_ref_class(&sm.policy, "notes", VEIL_TIER_INTERNAL);
+                avro_ref_class(&sm.policy, "enc", VEIL_TIER_RESTRICTED);
+                avro_ref_rule(&sm.policy.purposes[0], "notes",
+                              VEIL_TX_REDACT_TEXT);
+                tx = avro_ref_rule(&sm.policy.purposes[0], "enc",
+                                   VEIL_TX_ENCRYPT);
+                tx->encrypt.output = VEIL_ENCRYPT_OUT_BYTES;
+                sm.env.detect      = engine;
+                sm.env.detect_scratch =
+                        veil_detect_scratch_new(engine, err, sizeof(err));
+                cr_assert_not_null(sm.env.detect_scratch, "%s", err);
+                small_recompile(&sm);
+                sm.in.len = 0;
+                put_long(&sm.in, 1);
+                put_str(&sm.in, cases[i].key);
+                put_str(&sm.in, "4111111111111111");
+                put_long(&sm.in, 0);
+                cr_assert_eq(small_run(&sm), VEIL_WIRE_OK, "%s: %s",
+                             cases[i].label, veil_wire_error_code(sm.err.code));
+                decode(veil_plan_derived_text(sm.plan), sm.out.data, sm.out.len,
+                       &ds, &di, &out);
+                cr_assert_eq(avro_value_get_by_name(&out, "m", &m, NULL), 0);
+                cr_assert_eq(avro_value_get_size(&m, &n), 0);
+                cr_assert_eq(n, 1, "%s", cases[i].label);
+                cr_assert_eq(avro_value_get_by_index(&m, 0, &v, &key), 0);
+                if (cases[i].want)
+                        cr_assert_str_eq(key, cases[i].want, "%s",
+                                         cases[i].label);
+                else
+                        cr_assert(!strncmp(key, cases[i].prefix,
+                                           strlen(cases[i].prefix)),
+                                  "%s: key %s", cases[i].label, key);
+                cr_assert_eq(plan_field(sm.plan, "m{key}")->tx,
+                             veil_policy_transform(&sm.policy.purposes[0],
+                                                   &sm.policy, cases[i].label)
+                                     ->kind);
+                avro_value_decref(&out);
+                avro_value_iface_decref(di);
+                avro_schema_decref(ds);
+                veil_detect_scratch_destroy(sm.env.detect_scratch);
+                small_fini(&sm);
+        }
+        veil_detect_engine_destroy(engine);
+}
+
+/* Drop and null cannot apply to a key alone: the whole map goes. */
+Test(plan, map_keys_dropped_or_nulled_take_the_whole_map)
+{
+        static const char schema[] =
+                "{\"type\":\"record\",\"name\":\"T\",\"fields\":["
+                "{\"name\":\"id\",\"type\":\"string\",\"pii\":\"public\"},"
+                "{\"name\":\"m\",\"type\":[\"null\",{\"type\":\"map\","
+                "\"values\":\"string\"}],\"pii\":\"public\"}]}";
+        struct small sm;
+        avro_schema_t ds;
+        avro_value_iface_t *di;
+        avro_value_t out, f, b;
+        const struct veil_plan_field *pf;
+
+        small_open(&sm, schema);
+        sm.in.len = 0;
+        put_str(&sm.in, "r1");
+        put_long(&sm.in, 1); /* branch: map */
+        put_long(&sm.in, 1);
+        put_str(&sm.in, "alias@example.net");
+        put_str(&sm.in, "v");
+        put_long(&sm.in, 0);
+        /* the keys' override says null: m becomes ["null", map], null */
+        avro_ref_override(&sm.policy.routes[0], "m{key}", "phone");
+        small_recompile(&sm);
+        cr_assert_eq(small_run(&sm), VEIL_WIRE_OK);
+        cr_assert_not(bytes_contain(&sm.out, "alias"));
+        decode(veil_plan_derived_text(sm.plan), sm.out.data, sm.out.len, &ds,
+               &di, &out);
+        cr_assert_eq(avro_value_get_by_name(&out, "m", &f, NULL), 0);
+        cr_assert_eq(avro_value_get_current_branch(&f, &b), 0);
+        cr_assert_eq(avro_value_get_type(&b), AVRO_NULL);
+        pf = plan_field(sm.plan, "m{key}");
+        cr_assert_not_null(pf);
+        cr_assert_eq(pf->tx, VEIL_TX_NULL);
+        cr_assert_eq(pf->source, VEIL_LABEL_OVERRIDE);
+        avro_value_decref(&out);
+        avro_value_iface_decref(di);
+        avro_schema_decref(ds);
+        /* ... says drop: m leaves the derived schema */
+        free(sm.policy.routes[0].classify[0].label);
+        sm.policy.routes[0].classify[0].label = veil_strdup("secret");
+        small_recompile(&sm);
+        cr_assert_eq(small_run(&sm), VEIL_WIRE_OK);
+        cr_assert_not(bytes_contain(&sm.out, "alias"));
+        cr_assert_null(strstr(veil_plan_derived_text(sm.plan), "\"m\""));
+        cr_assert_eq(plan_field(sm.plan, "m{key}")->tx, VEIL_TX_DROP);
+        /* ... names a class the licence does not list: dropped, counted */
+        free(sm.policy.routes[0].classify[0].label);
+        sm.policy.routes[0].classify[0].label = veil_strdup("nosuch");
+        small_recompile(&sm);
+        cr_assert_eq(small_run(&sm), VEIL_WIRE_OK);
+        cr_assert_null(strstr(veil_plan_derived_text(sm.plan), "\"m\""));
+        cr_assert_eq(plan_field(sm.plan, "m{key}")->reason,
+                     VEIL_PLAN_UNDEFINED);
+        cr_assert_eq(veil_plan_failclosed_count(sm.plan), 1);
+        small_fini(&sm);
+}
+
+/* Keys of an unlabelled map are unclassified: the map is dropped (fail
+ * closed, counted) even when its values are labelled, unless classify:
+ * names PATH{key}. */
+Test(plan, unlabelled_map_keys_fail_closed_unless_classified)
+{
+        static const char schema[] =
+                "{\"type\":\"record\",\"name\":\"T\",\"fields\":["
+                "{\"name\":\"id\",\"type\":\"string\",\"pii\":\"public\"},"
+                "{\"name\":\"a\",\"type\":{\"type\":\"array\",\"items\":"
+                "{\"type\":\"map\",\"values\":\"string\"}}}]}";
+        char tok[VEIL_TX_HASH_TOKEN_MAX + 1];
+        const struct veil_plan_field *pf;
+        struct small sm;
+        avro_schema_t ds;
+        avro_value_iface_t *di;
+        avro_value_t out, a, m, v;
+        const char *key, *s;
+        size_t n = 0;
+
+        small_open(&sm, schema);
+        sm.in.len = 0;
+        put_str(&sm.in, "r1");
+        put_long(&sm.in, 1); /* one array item: a map */
+        put_long(&sm.in, 1);
+        put_str(&sm.in, "alias@example.net");
+        put_str(&sm.in, "v");
+        put_long(&sm.in, 0);
+        put_long(&sm.in, 0);
+        /* the values alone are labelled: still dropped */
+        avro_ref_override(&sm.policy.routes[0], "a[]{}", "public");
+        small_recompile(&sm);
+        cr_assert_eq(small_run(&sm), VEIL_WIRE_OK);
+        cr_assert_not(bytes_contain(&sm.out, "alias"));
+        cr_assert_null(strstr(veil_plan_derived_text(sm.plan), "\"a\""));
+        pf = plan_field(sm.plan, "a[]{key}");
+        cr_assert_not_null(pf);
+        cr_assert_eq(pf->reason, VEIL_PLAN_UNCLASSIFIED);
+        cr_assert_eq(pf->tx, VEIL_TX_DROP);
+        cr_assert_null(pf->label);
+        cr_assert_eq(veil_plan_failclosed_count(sm.plan), 1);
+        /* classify: { "a[]{key}": email } lets it through, keys hashed */
+        avro_ref_override(&sm.policy.routes[0], "a[]{key}", "email");
+        small_recompile(&sm);
+        cr_assert_eq(small_run(&sm), VEIL_WIRE_OK);
+        cr_assert_not(bytes_contain(&sm.out, "alias"));
+        cr_assert_eq(veil_plan_failclosed_count(sm.plan), 0);
+        pf = plan_field(sm.plan, "a[]{key}");
+        cr_assert_eq(pf->reason, VEIL_PLAN_LICENSED);
+        cr_assert_eq(pf->source, VEIL_LABEL_OVERRIDE);
+        cr_assert_eq(pf->tx, VEIL_TX_HASH);
+        decode(veil_plan_derived_text(sm.plan), sm.out.data, sm.out.len, &ds,
+               &di, &out);
+        cr_assert_eq(avro_value_get_by_name(&out, "a", &a, NULL), 0);
+        cr_assert_eq(avro_value_get_by_index(&a, 0, &m, NULL), 0);
+        cr_assert_eq(avro_value_get_by_index(&m, 0, &v, &key), 0);
+        hash_token(&sm, "alias@example.net", tok, sizeof(tok));
+        cr_assert_str_eq(key, tok);
+        cr_assert_eq(avro_value_get_string(&v, &s, &n), 0);
+        cr_assert_str_eq(s, "v", "the values keep their own label");
+        avro_value_decref(&out);
+        avro_value_iface_decref(di);
+        avro_schema_decref(ds);
+        small_fini(&sm);
+}
+
+/* A map of maps: the label covers the keys at every level. */
+Test(plan, nested_map_keys_all_transformed)
+{
+        static const char schema[] =
+                "{\"type\":\"record\",\"name\":\"T\",\"fields\":["
+                "{\"name\":\"mm\",\"type\":{\"type\":\"map\",\"values\":"
+                "{\"type\":\"map\",\"values\":\"string\"}},"
+                "\"pii\":\"email\"}]}";
+        struct small sm;
+
+        struct veil_buf blk;
+
+        small_open(&sm, schema);
+        veil_buf_init(&blk, 0);
+        put_str(&blk, "outer@x.org");
+        put_long(&blk, 1);
+        put_str(&blk, "inner@y.org");
+        put_str(&blk, "v");
+        put_long(&blk, 0);
+        sm.in.len = 0;
+        put_long(&sm.in, -1); /* a block with its byte size */
+        put_long(&sm.in, (int64_t)blk.len);
+        put_raw(&sm.in, blk.data, blk.len);
+        put_long(&sm.in, 0);
+        veil_buf_free(&blk);
+        cr_assert_eq(small_run(&sm), VEIL_WIRE_OK, "%s at %s",
+                     veil_wire_error_code(sm.err.code),
+                     sm.err.path ? sm.err.path : "-");
+        cr_assert_not(bytes_contain(&sm.out, "outer"));
+        cr_assert_not(bytes_contain(&sm.out, "inner"));
+        cr_assert_eq(plan_field(sm.plan, "mm{key}")->tx, VEIL_TX_HASH);
+        cr_assert_eq(plan_field(sm.plan, "mm{}{key}")->tx, VEIL_TX_HASH);
+        small_fini(&sm);
 }
