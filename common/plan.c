@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <sys/types.h>
 
 #include "derive.h"
 #include "util.h"
@@ -64,6 +66,7 @@ struct pnode {
         uint8_t kind;
         uint8_t act;
         uint8_t logical;
+        uint8_t unique;    /* MAP: the key transform can make keys equal */
         uint32_t n;        /* record fields, union branches, enum
                             * symbols, fixed size */
         uint32_t kids;     /* record/union: first entry in plan->kids;
@@ -222,6 +225,7 @@ void veil_plan_env_free(struct veil_plan_env *env)
         if (!env)
                 return;
         veil_buf_free(&env->tmp);
+        veil_buf_free(&env->seen);
         veil_text_buf_free(&env->text);
 }
 
@@ -1204,6 +1208,12 @@ static int compile_type(struct comp *c, avro_schema_t t, json_t *j,
                 plan->nodes[idx].kids     = ir.node;
                 plan->nodes[idx].min_size = 1;
                 plan->nodes[idx].tx       = ktx;
+                /* mask, generalize and redact_text can map two keys to
+                 * one; hash and encrypt cannot */
+                plan->nodes[idx].unique =
+                        ktx && (ktx->kind == VEIL_TX_MASK ||
+                                ktx->kind == VEIL_TX_GENERALIZE ||
+                                ktx->kind == VEIL_TX_REDACT_TEXT);
                 plan->nodes[idx].act = ir.changed || ktx ? PA_DESCEND : PA_PASS;
                 plan->nodes[idx].path = plan_str(plan, path);
                 if (ktx &&
@@ -2089,6 +2099,190 @@ static enum veil_wire_err ex_put_tx(struct ex *e,
         }
 }
 
+/* ---- map keys a transform made equal ---------------------------------------
+ * Readers disagree over a map with two equal keys (avro-c merges nested
+ * values, Java and Python keep the last), so a plan never writes one: when
+ * the keys' transform can make two equal (mask, generalize, redact_text),
+ * each entry becomes a block of its own and an entry whose key equals an
+ * earlier one of the same map is left out (the first wins). The keys seen
+ * live in hash tables in env->seen, a stack (a map inside a value pushes
+ * its own), keyed by a per-env random seed so that no input can be built
+ * to collide them. The memory is reused: steady state allocates nothing. */
+
+struct kslot {
+        uint64_t off; /* the key as written (length and bytes) in out */
+        uint32_t len;
+        uint32_t hash; /* 0: empty */
+};
+
+struct kset {
+        size_t base; /* offset of the table in env->seen */
+        uint32_t cap, n;
+};
+
+static uint32_t key_hash(uint64_t seed, const uint8_t *p, size_t n)
+{
+        uint64_t h = seed ^ ((uint64_t)n * 0x9e3779b97f4a7c15ULL), w;
+
+        for (; n >= 8; p += 8, n -= 8) {
+                memcpy(&w, p, 8);
+                h = (h ^ w) * 0xff51afd7ed558ccdULL;
+                h ^= h >> 29;
+        }
+        w = 0;
+        memcpy(&w, p, n);
+        h = (h ^ w) * 0xc4ceb9fe1a85ec53ULL;
+        h ^= h >> 32;
+        return (uint32_t)h | 1;
+}
+
+static bool kset_open(struct ex *e, struct kset *ks)
+{
+        struct veil_buf *b = &e->env->seen;
+        const size_t sz    = 16 * sizeof(struct kslot);
+
+        if (!e->env->seen_seed &&
+            getrandom(&e->env->seen_seed, sizeof(e->env->seen_seed),
+                      GRND_NONBLOCK) != (ssize_t)sizeof(e->env->seen_seed))
+                e->env->seen_seed =
+                        (uint64_t)(uintptr_t)e->env ^ 0x6a09e667f3bcc909ULL;
+        ks->base = b->len;
+        ks->cap  = 16;
+        ks->n    = 0;
+        if (!veil_buf_reserve(b, sz))
+                return false;
+        memset(b->data + b->len, 0, sz);
+        b->len += sz;
+        return true;
+}
+
+static void kset_put(struct kslot *slots, uint32_t cap, const struct kslot *k)
+{
+        uint32_t i;
+
+        for (i = k->hash & (cap - 1); slots[i].hash; i = (i + 1) & (cap - 1))
+                ;
+        slots[i] = *k;
+}
+
+/* Double the table on top of the stack (no nested table is open then). */
+static bool kset_grow(struct ex *e, struct kset *ks)
+{
+        struct veil_buf *b = &e->env->seen;
+        size_t old         = (size_t)ks->cap * sizeof(struct kslot);
+        struct kslot *slots, *tmp;
+        uint32_t i;
+
+        if (ks->cap >= UINT32_MAX / 4 || !veil_buf_reserve(b, 2 * old))
+                return false;
+        slots = (struct kslot *)(void *)(b->data + ks->base);
+        tmp   = (struct kslot *)(void *)(b->data + ks->base + 2 * old);
+        memcpy(tmp, slots, old);
+        memset(slots, 0, 2 * old);
+        for (i = 0; i < ks->cap; i++)
+                if (tmp[i].hash)
+                        kset_put(slots, ks->cap * 2, &tmp[i]);
+        ks->cap *= 2;
+        b->len = ks->base + 2 * old;
+        return true;
+}
+
+/* Is out[off, out->len) a key this map has not had yet? Adds it. */
+static enum veil_wire_err kset_add(struct ex *e, struct kset *ks, size_t off,
+                                   bool *fresh)
+{
+        const uint8_t *key = e->out->data + off;
+        size_t len         = e->out->len - off;
+        struct kslot k, *slots;
+        uint32_t i;
+
+        if (len > UINT32_MAX)
+                return VEIL_WIRE_TOO_LARGE;
+        if ((ks->n + 1) * 2 > ks->cap && !kset_grow(e, ks))
+                return VEIL_WIRE_TOO_LARGE;
+        k.off  = off;
+        k.len  = (uint32_t)len;
+        k.hash = key_hash(e->env->seen_seed, key, len);
+        slots  = (struct kslot *)(void *)(e->env->seen.data + ks->base);
+        for (i = k.hash & (ks->cap - 1); slots[i].hash;
+             i = (i + 1) & (ks->cap - 1))
+                if (slots[i].hash == k.hash && slots[i].len == k.len &&
+                    !memcmp(e->out->data + slots[i].off, key, len)) {
+                        *fresh = false;
+                        return VEIL_WIRE_OK;
+                }
+        slots[i] = k;
+        ks->n++;
+        *fresh = true;
+        return VEIL_WIRE_OK;
+}
+
+static enum veil_wire_err ex_run(struct ex *e, const struct pnode *node,
+                                 int depth);
+
+/* One entry of a unique-keys map: a block of one, or nothing when its key
+ * was had. */
+static enum veil_wire_err ex_map_entry(struct ex *e, const struct pnode *node,
+                                       const struct pnode *item,
+                                       struct kset *ks, int depth)
+{
+        const uint8_t *key = e->p, *data;
+        enum veil_wire_err rc;
+        size_t len, at;
+        bool fresh;
+
+        TRY(ex_lenbytes(e, &data, &len));
+        TRY(ex_flush(e, key));
+        e->copy = e->p;
+        at      = e->out->len;
+        TRY(ex_room(e, 1));
+        e->out->data[e->out->len++] = 2; /* a block of 1 (zig-zag) */
+        TRY(ex_put_tx(e, node->tx, VEIL_ENCRYPT_OUT_STRING, data, len));
+        TRY(kset_add(e, ks, at + 1, &fresh));
+        if (fresh)
+                rc = ex_run(e, item, depth + 1);
+        else {
+                e->out->len = at;
+                rc          = ex_skip(e, item, depth + 1);
+                e->copy     = e->p;
+        }
+        return rc ? ex_fail(e, item, rc) : VEIL_WIRE_OK;
+}
+
+static enum veil_wire_err ex_map_unique(struct ex *e, const struct pnode *node,
+                                        int depth)
+{
+        const struct pnode *item = &e->plan->nodes[node->kids];
+        enum veil_wire_err rc    = VEIL_WIRE_OK;
+        int64_t count, size, k;
+        struct kset ks;
+
+        if (!kset_open(e, &ks))
+                return VEIL_WIRE_TOO_LARGE;
+        for (;;) {
+                const uint8_t *hdr = e->p, *block;
+
+                rc = ex_block(e, item, true, &count, &size);
+                if (rc || !count)
+                        break; /* the final 0 stays in the copy range */
+                rc = ex_flush(e, hdr);
+                if (rc)
+                        break;
+                e->copy = e->p; /* each entry writes its own header */
+                block   = e->p;
+                for (k = 0; k < count && !rc; k++)
+                        rc = ex_map_entry(e, node, item, &ks, depth);
+                if (rc)
+                        break;
+                if (size >= 0 && e->p - block != size) {
+                        rc = VEIL_WIRE_BAD_LENGTH;
+                        break;
+                }
+        }
+        e->env->seen.len = ks.base;
+        return rc;
+}
+
 static enum veil_wire_err ex_run(struct ex *e, const struct pnode *node,
                                  int depth)
 {
@@ -2187,6 +2381,8 @@ static enum veil_wire_err ex_run(struct ex *e, const struct pnode *node,
                 size_t len;
                 int64_t count, size, k;
 
+                if (node->unique)
+                        return ex_map_unique(e, node, depth);
                 for (;;) {
                         const uint8_t *hdr = e->p, *block;
 
@@ -2247,6 +2443,7 @@ enum veil_wire_err veil_plan_exec(const struct veil_plan *plan,
          * (allocated per record, so callers in a loop pass their own). */
         if (!env)
                 env = &local;
+        env->seen.len = 0;
         memset(&e, 0, sizeof(e));
         e.p = e.start = e.copy = body;
         e.end                  = body + len;

@@ -122,6 +122,8 @@ struct veil_plan_env {
         struct veil_detect_scratch *detect_scratch;
         struct veil_buf tmp;       /* owned */
         struct veil_text_buf text; /* owned */
+        struct veil_buf seen;      /* owned: map keys met (see plan.c) */
+        uint64_t seen_seed;        /* set on first use */
 };
 
 /* Frees the env's own buffers (not keys, engine or scratch). */

@@ -2,7 +2,9 @@
  * (nested records, unions, arrays, maps, named references, logical types),
  * random policies and random data made with avro-c, the plan's bytes decoded
  * by avro-c with the derived schema equal the reference implementation's
- * result over generic values. Fixed seeds: a failure names its seed. */
+ * result over generic values. Map keys are data: random keys (some personal
+ * text), transformed by the map's label or a PATH{key} override. Fixed seeds: a
+ * failure names its seed. */
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
 #include <inttypes.h>
@@ -223,6 +225,11 @@ static json_t *gen_type(struct gen *g, int depth, const char *path,
                 free(sub);
                 return t;
         case 10:
+                /* the keys' path, for classify: overrides */
+                if (asprintf(&sub, "%s{key}", path) < 0)
+                        abort();
+                json_array_append_new(g->paths, json_string(sub));
+                free(sub);
                 if (asprintf(&sub, "%s{}", path) < 0)
                         abort();
                 t = json_pack("{s:s,s:o}", "type", "map", "values",
@@ -548,7 +555,42 @@ static bool strict_skip(avro_schema_t t, const uint8_t **p, const uint8_t *end)
 
 struct stats {
         unsigned schemas, records, refused, changed, failed_alike;
+        unsigned keys_tx, keys_unique, keys_failclosed, keys_override;
 };
+
+/* What the plan does to map keys, so the property is known to cover them. */
+static void count_keys(const struct veil_plan *plan, struct stats *stats)
+{
+        const struct veil_plan_field *f = NULL;
+        size_t n                        = 0, i;
+
+        f = veil_plan_fields(plan, &n);
+        for (i = 0; i < n; i++) {
+                size_t len = strlen(f[i].path);
+
+                if (len < 5 || strcmp(f[i].path + len - 5, "{key}"))
+                        continue;
+                if (f[i].reason == VEIL_PLAN_UNCLASSIFIED ||
+                    f[i].reason == VEIL_PLAN_UNLICENSED ||
+                    f[i].reason == VEIL_PLAN_UNDEFINED)
+                        stats->keys_failclosed++;
+                if (f[i].source == VEIL_LABEL_OVERRIDE)
+                        stats->keys_override++;
+                switch (f[i].tx) {
+                case VEIL_TX_MASK:
+                case VEIL_TX_GENERALIZE:
+                case VEIL_TX_REDACT_TEXT:
+                        stats->keys_unique++;
+                        /* fall through */
+                case VEIL_TX_HASH:
+                case VEIL_TX_ENCRYPT:
+                        stats->keys_tx++;
+                        break;
+                default:
+                        break;
+                }
+        }
+}
 
 /* Refusals become drops, as in the reference. */
 static void equiv_on_refuse(void *opaque, const char *path, const char *label,
@@ -626,6 +668,7 @@ static void run_seed(uint64_t seed, struct veil_detect_engine *engine,
         opts.on_refuse = equiv_on_refuse;
         plan           = veil_plan_compile(schema, &opts, err, sizeof(err));
         cr_assert_not_null(plan, "seed %" PRIu64 ": %s", seed, err);
+        count_keys(plan, stats);
         ref = avro_ref_new(schema, &opts, err, sizeof(err));
         cr_assert_not_null(ref, "seed %" PRIu64 ": %s", seed, err);
         cr_assert_eq(avro_schema_from_json_length(
@@ -758,10 +801,19 @@ Test(plan_equiv, random_schemas_policies_and_records, .timeout = 600)
         cr_assert_gt(stats.records, N_SCHEMAS * N_RECORDS / 2);
         cr_assert_gt(stats.changed, stats.records / 4);
         cr_assert_gt(stats.refused, 10);
+        /* map keys: transformed (some by transforms that can merge keys),
+         * dropped with their map, classified by PATH{key} */
+        cr_assert_gt(stats.keys_tx, 50);
+        cr_assert_gt(stats.keys_unique, 20);
+        cr_assert_gt(stats.keys_failclosed, 50);
+        cr_assert_gt(stats.keys_override, 5);
         cr_log_info("equiv: %u schemas, %u records (%u rewritten), %u "
-                    "schemas with refusals, %u failing alike",
+                    "schemas with refusals, %u failing alike; map keys: %u "
+                    "transformed (%u may merge), %u fail closed, %u by "
+                    "classify:",
                     stats.schemas, stats.records, stats.changed, stats.refused,
-                    stats.failed_alike);
+                    stats.failed_alike, stats.keys_tx, stats.keys_unique,
+                    stats.keys_failclosed, stats.keys_override);
         veil_detect_scratch_destroy(scratch);
         veil_detect_engine_destroy(engine);
 }
