@@ -64,6 +64,23 @@ static const char *const extra_schemas[] = {
         "{\"name\":\"v\",\"type\":\"string\",\"pii\":\"email\"},"
         "{\"name\":\"kids\",\"type\":{\"type\":\"array\",\"items\":\"Node\"}},"
         "{\"name\":\"next\",\"type\":[\"null\",\"Node\"]}]}",
+        /* map keys are data: hashed, masked (keys may merge), redacted,
+         * generalized, nested, nulled with their map, and classified by
+         * the route's PATH{key} */
+        "{\"type\":\"record\",\"name\":\"Maps\",\"fields\":["
+        "{\"name\":\"h\",\"type\":{\"type\":\"map\",\"values\":\"string\"},"
+        "\"pii\":\"email\"},"
+        "{\"name\":\"k\",\"type\":{\"type\":\"map\",\"values\":{\"type\":"
+        "\"map\",\"values\":[\"null\",\"string\"]}},\"pii\":\"card\"},"
+        "{\"name\":\"r\",\"type\":{\"type\":\"map\",\"values\":\"string\"},"
+        "\"pii\":\"notes\"},"
+        "{\"name\":\"g\",\"type\":[\"null\",{\"type\":\"map\",\"values\":"
+        "{\"type\":\"array\",\"items\":\"int\"}}],\"pii\":\"birth_date\"},"
+        "{\"name\":\"n\",\"type\":{\"type\":\"map\",\"values\":\"string\"},"
+        "\"pii\":\"phone\"},"
+        "{\"name\":\"u\",\"type\":{\"type\":\"array\",\"items\":{\"type\":"
+        "\"map\",\"values\":\"string\"}}},"
+        "{\"name\":\"x\",\"type\":{\"type\":\"map\",\"values\":\"string\"}}]}",
 };
 
 struct target {
@@ -141,6 +158,20 @@ static void build_policy(void)
         add_rule(m, "phone", VEIL_TX_MASK);
         /* the read-back purpose keeps whatever a derived schema holds */
         add_rule(k, "public", VEIL_TX_KEEP);
+        /* Maps.u's keys and values are classified by the route; Maps.x's
+         * keys are not (the map is dropped) */
+        policy.routes           = veil_calloc(1, sizeof(*policy.routes));
+        policy.n_routes         = 1;
+        policy.routes[0].source = veil_strdup("t");
+        policy.routes[0].classify =
+                veil_calloc(3, sizeof(struct veil_classify_override));
+        policy.routes[0].n_classify        = 3;
+        policy.routes[0].classify[0].path  = veil_strdup("u[]{key}");
+        policy.routes[0].classify[0].label = veil_strdup("card");
+        policy.routes[0].classify[1].path  = veil_strdup("u[]{}");
+        policy.routes[0].classify[1].label = veil_strdup("email");
+        policy.routes[0].classify[2].path  = veil_strdup("x{}");
+        policy.routes[0].classify[2].label = veil_strdup("public");
 }
 
 static struct veil_schema *parse(const char *text, size_t len)
@@ -166,6 +197,7 @@ static void add_target(struct veil_schema *schema, const char *purpose,
         (void)own_schema;
         t->schema    = schema;
         opts.policy  = &policy;
+        opts.route   = &policy.routes[0];
         opts.purpose = veil_policy_purpose(&policy, purpose);
         t->plan      = veil_plan_compile(schema, &opts, err, sizeof(err));
         if (!t->plan)
@@ -177,6 +209,7 @@ static void add_target(struct veil_schema *schema, const char *purpose,
          * their own labels, so they may drop, but a drop still reads and
          * validates every byte. */
         opts.purpose    = veil_policy_purpose(&policy, "check");
+        opts.route      = NULL;
         opts.root_label = "public";
         t->check = veil_plan_compile(t->derived, &opts, err, sizeof(err));
         if (!t->check)
@@ -218,6 +251,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         for (i = 0; i < sizeof(extra_schemas) / sizeof(extra_schemas[0]); i++)
                 add_target(parse(extra_schemas[i], strlen(extra_schemas[i])),
                            "analytics", true);
+        /* the maps again under marketing: keys encrypted (string tokens) */
+        i--;
+        add_target(parse(extra_schemas[i], strlen(extra_schemas[i])),
+                   "marketing", true);
         veil_buf_init(&out, 0);
         veil_buf_init(&out2, 0);
         return 0;
