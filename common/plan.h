@@ -39,7 +39,9 @@ enum veil_plan_reason {
 };
 
 struct veil_plan_field {
-        const char *path;  /* owned by the plan */
+        /* Owned by the plan: a field, items "a[]", map values "m{}" or
+         * map keys "m{key}" (DESIGN.md §5: map keys are data). */
+        const char *path;
         const char *label; /* NULL when unclassified; borrowed */
         enum veil_label_source source;
         enum veil_plan_reason reason;
