@@ -2055,15 +2055,35 @@ static enum veil_wire_err ex_put_tx(struct ex *e,
         size_t n;
 
         switch (tx->kind) {
-        case VEIL_TX_HASH:
+        case VEIL_TX_HASH: {
+                /* Only values in the input are remembered (an integer's
+                 * text lives on the stack); the output only grows within a
+                 * record, so a remembered token stays where it was. */
+                bool in_body = data >= e->start && data < e->end;
+                unsigned i;
+
                 n = veil_tx_hash_len(env->keys);
                 TRY(ex_room(e, VEIL_VARINT_MAX + n));
                 ex_put_varint(e, (int64_t)n);
+                for (i = 0; in_body && i < env->n_memo; i++)
+                        if (env->memo[i].len == len &&
+                            !memcmp(env->memo[i].val, data, len)) {
+                                memcpy(e->out->data + e->out->len,
+                                       e->out->data + env->memo[i].off, n);
+                                e->out->len += n;
+                                return VEIL_WIRE_OK;
+                        }
                 if (veil_tx_hash(env->keys, data, len,
                                  (char *)e->out->data + e->out->len, n, &n))
                         return VEIL_WIRE_TRANSFORM_FAILED;
+                if (in_body && env->n_memo < VEIL_PLAN_MEMO) {
+                        env->memo[env->n_memo].val   = data;
+                        env->memo[env->n_memo].len   = len;
+                        env->memo[env->n_memo++].off = e->out->len;
+                }
                 e->out->len += n;
                 return VEIL_WIRE_OK;
+        }
         case VEIL_TX_ENCRYPT:
                 n = veil_tx_encrypt_len(env->keys, tx->encrypt.mode, output,
                                         len);
@@ -2444,6 +2464,7 @@ enum veil_wire_err veil_plan_exec(const struct veil_plan *plan,
         if (!env)
                 env = &local;
         env->seen.len = 0;
+        env->n_memo   = 0;
         memset(&e, 0, sizeof(e));
         e.p = e.start = e.copy = body;
         e.end                  = body + len;

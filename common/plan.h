@@ -23,6 +23,8 @@
 /* Items of zero-width types (null, empty records) allowed in one record:
  * they consume no input, so only a count bounds the work. */
 #define VEIL_PLAN_MAX_EMPTY_ITEMS 65536
+/* Hash tokens a record remembers (struct veil_plan_env). */
+#define VEIL_PLAN_MEMO 8
 /* Default cap of one output record. */
 #define VEIL_PLAN_DEFAULT_MAX_OUTPUT ((size_t)64 << 20)
 
@@ -126,6 +128,14 @@ struct veil_plan_env {
         struct veil_text_buf text; /* owned */
         struct veil_buf seen;      /* owned: map keys met (see plan.c) */
         uint64_t seen_seed;        /* set on first use */
+        /* Hash tokens written in the current record, by value: a value
+         * that comes again (an address in `email` and in `contacts`)
+         * copies its token instead of paying the HMAC again. */
+        struct {
+                const uint8_t *val; /* in the input body */
+                size_t len, off;    /* the token's bytes in out */
+        } memo[VEIL_PLAN_MEMO];
+        unsigned n_memo;
 };
 
 /* Frees the env's own buffers (not keys, engine or scratch). */
