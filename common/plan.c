@@ -1058,6 +1058,7 @@ static int compile_record(struct comp *c, avro_schema_t t, json_t *j,
                 if (rc)
                         goto out;
                 k[i].node = fr.node;
+
                 min += plan->nodes[fr.node].min_size;
                 changed |= fr.changed;
                 if (fr.dropped)
@@ -1989,58 +1990,85 @@ static enum veil_wire_err ex_put_tx(struct ex *e,
                                     const uint8_t *data, size_t len);
 
 /* Transform one leaf: read it, flush what precedes it, write the result. */
-static enum veil_wire_err ex_tx(struct ex *e, const struct pnode *node)
-{
-        const struct veil_transform *tx = node->tx;
-        const uint8_t *vstart = e->p, *data = NULL;
-        char numbuf[24];
-        size_t len = 0;
-        int64_t iv = 0;
+/* A leaf as read from the input: its bytes (string, bytes, fixed, float,
+ * the text of an integer, an enum symbol) and an integer's value. */
+struct leaf {
+        const uint8_t *data;
+        size_t len;
+        int64_t iv;
+        char num[24];
+};
 
+static inline enum veil_wire_err
+ex_read_leaf(struct ex *e, const struct pnode *node, struct leaf *lf)
+{
+        lf->data = NULL;
+        lf->len  = 0;
+        lf->iv   = 0;
         switch (node->kind) {
         case PK_STRING:
         case PK_BYTES:
-                TRY(ex_lenbytes(e, &data, &len));
-                break;
+                return ex_lenbytes(e, &lf->data, &lf->len);
         case PK_INT:
         case PK_LONG:
-                TRY(ex_varint(e, node->kind == PK_INT ? 5 : 10, &iv));
-                len  = int_text(iv, numbuf);
-                data = (const uint8_t *)numbuf;
-                break;
+                TRY(ex_varint(e, node->kind == PK_INT ? 5 : 10, &lf->iv));
+                lf->len  = int_text(lf->iv, lf->num);
+                lf->data = (const uint8_t *)lf->num;
+                return VEIL_WIRE_OK;
         case PK_FLOAT:
         case PK_DOUBLE:
         case PK_FIXED:
-                len = node->kind == PK_FLOAT    ? 4
-                      : node->kind == PK_DOUBLE ? 8
-                                                : node->n;
-                if ((size_t)(e->end - e->p) < len)
+                lf->len = node->kind == PK_FLOAT    ? 4
+                          : node->kind == PK_DOUBLE ? 8
+                                                    : node->n;
+                if ((size_t)(e->end - e->p) < lf->len)
                         return VEIL_WIRE_TRUNCATED;
-                data = e->p;
-                e->p += len;
-                break;
+                lf->data = e->p;
+                e->p += lf->len;
+                return VEIL_WIRE_OK;
         case PK_ENUM:
-                TRY(ex_varint(e, 5, &iv));
-                if (iv < 0 || iv >= (int64_t)node->n)
+                TRY(ex_varint(e, 5, &lf->iv));
+                if (lf->iv < 0 || lf->iv >= (int64_t)node->n)
                         return VEIL_WIRE_BAD_VALUE;
-                data = (const uint8_t *)e->plan->syms[node->syms + iv].s;
-                len  = e->plan->syms[node->syms + iv].len;
-                break;
+                lf->data =
+                        (const uint8_t *)e->plan->syms[node->syms + lf->iv].s;
+                lf->len = e->plan->syms[node->syms + lf->iv].len;
+                return VEIL_WIRE_OK;
         case PK_BOOL:
                 if (e->p >= e->end)
                         return VEIL_WIRE_TRUNCATED;
                 if (*e->p > 1)
                         return VEIL_WIRE_BAD_VALUE;
                 e->p++;
-                break;
+                return VEIL_WIRE_OK;
         default:
-                break;
+                return VEIL_WIRE_OK;
         }
+}
+
+/* Write the transform of the leaf read from [vstart, vend). */
+static enum veil_wire_err ex_write_tx(struct ex *e, const struct pnode *node,
+                                      const uint8_t *vstart,
+                                      const uint8_t *vend,
+                                      const struct leaf *lf)
+{
+        const struct veil_transform *tx = node->tx;
+
         TRY(ex_flush(e, vstart));
-        e->copy = e->p;
+        e->copy = vend;
         if (tx->kind == VEIL_TX_GENERALIZE && node->kind != PK_STRING)
-                return ex_generalize_num(e, node, iv, data);
-        return ex_put_tx(e, tx, tx->encrypt.output, data, len);
+                return ex_generalize_num(e, node, lf->iv, lf->data);
+        return ex_put_tx(e, tx, tx->encrypt.output, lf->data, lf->len);
+}
+
+/* Transform one leaf: read it, flush what precedes it, write the result. */
+static enum veil_wire_err ex_tx(struct ex *e, const struct pnode *node)
+{
+        const uint8_t *vstart = e->p;
+        struct leaf lf;
+
+        TRY(ex_read_leaf(e, node, &lf));
+        return ex_write_tx(e, node, vstart, e->p, &lf);
 }
 
 /* Write the transform of a string or bytes value (or of the text of an
@@ -2502,6 +2530,587 @@ enum veil_wire_err veil_plan_exec(const struct veil_plan *plan,
                 err->path   = NULL;
         }
         return VEIL_WIRE_OK;
+}
+
+/* ---- one pass for every purpose ---------------------------------------------
+ * The plans of one source schema (the purposes of a route) read the same
+ * bytes in the same order. A plan set merges them once into one graph:
+ * each merged node holds, for the position, what every plan does there
+ * (pass, drop, null, transform, descend) as bit masks, and the positions
+ * that no plan transforms or descends into are read once, like a pass in
+ * one plan. One reader walks the input once (one decode, one validation);
+ * each plan's writer keeps its own pending copy range and output. A
+ * failure of the input fails every plan; a failure of one plan's writing
+ * (its output limit, a transform) fails that plan only. */
+
+struct mnode {
+        uint8_t kind; /* the source type's kind */
+        bool quiet;   /* no writer transforms or descends: read once */
+        uint8_t srcw; /* the writer whose plan `src` lives in */
+        uint32_t drop, nul, tx, desc; /* writers, by bit */
+        uint32_t n;                   /* record fields, union branches */
+        uint32_t kids;     /* record/union: first in set->kids; array/map:
+                            * the item's merged node */
+        uint32_t min_size; /* array/map: the largest minimum of the items */
+        const struct pnode *src; /* reads (skips) the value */
+        const struct pnode *w[VEIL_PLAN_MULTI_MAX]; /* each writer's node */
+};
+
+struct mmemo {
+        uint32_t mask;
+        const struct pnode *w[VEIL_PLAN_MULTI_MAX];
+        uint32_t node;
+};
+
+struct veil_plan_set {
+        const struct veil_plan *plans[VEIL_PLAN_MULTI_MAX];
+        size_t n;
+        struct mnode *nodes;
+        size_t n_nodes, cap_nodes;
+        uint32_t *kids;
+        size_t n_kids, cap_kids;
+        struct mmemo *memo;
+        size_t n_memo, cap_memo;
+        uint32_t root;
+};
+
+void veil_plan_set_destroy(struct veil_plan_set *set)
+{
+        if (!set)
+                return;
+        free(set->nodes);
+        free(set->kids);
+        free(set->memo);
+        free(set);
+}
+
+/* The merged node of the writers in `mask` at nodes w[] (recursive types
+ * meet the same tuple again: the memo points back). */
+static int set_build(struct veil_plan_set *set, uint32_t mask,
+                     const struct pnode *const *w, int depth, uint32_t *out,
+                     char *errstr, size_t errstr_size)
+{
+        struct mnode mn = {0};
+        uint32_t idx, i, f, first = UINT32_MAX, cmask;
+        size_t m;
+        int rc;
+
+        for (m = 0; m < set->n_memo; m++)
+                if (set->memo[m].mask == mask &&
+                    !memcmp(set->memo[m].w, w, sizeof(set->memo[m].w))) {
+                        *out = set->memo[m].node;
+                        return 0;
+                }
+        if (depth > 4 * VEIL_PLAN_MAX_DEPTH)
+                return veil_errf(errstr, errstr_size, VEIL_EINVAL,
+                                 "plan set: schema nests too deep");
+        for (i = 0; i < set->n; i++) {
+                const struct pnode *node = w[i], *src;
+
+                if (!(mask & (1u << i)))
+                        continue;
+                mn.w[i] = node;
+                src     = node;
+                switch (node->act) {
+                case PA_DROP:
+                        mn.drop |= 1u << i;
+                        src = &set->plans[i]->nodes[node->kids];
+                        break;
+                case PA_NULLIFY:
+                        mn.nul |= 1u << i;
+                        src = &set->plans[i]->nodes[node->kids];
+                        break;
+                case PA_TX:
+                        mn.tx |= 1u << i;
+                        break;
+                case PA_DESCEND:
+                        mn.desc |= 1u << i;
+                        if (first == UINT32_MAX)
+                                first = i;
+                        break;
+                default:
+                        break;
+                }
+                if (!mn.src) {
+                        mn.src  = src;
+                        mn.srcw = (uint8_t)i;
+                        mn.kind = src->kind;
+                } else if (src->kind != mn.kind) {
+                        return veil_errf(errstr, errstr_size, VEIL_EINVAL,
+                                         "plan set: the plans do not read "
+                                         "the same schema");
+                }
+        }
+        mn.quiet   = !(mn.tx | mn.desc);
+        set->nodes = grow(set->nodes, &set->cap_nodes, set->n_nodes + 1,
+                          sizeof(*set->nodes));
+        idx        = (uint32_t)set->n_nodes++;
+        set->memo  = grow(set->memo, &set->cap_memo, set->n_memo + 1,
+                          sizeof(*set->memo));
+        set->memo[set->n_memo].mask = mask;
+        memcpy(set->memo[set->n_memo].w, w, sizeof(set->memo[0].w));
+        set->memo[set->n_memo++].node = idx;
+        cmask                         = mn.desc;
+        if (cmask) {
+                const struct pnode *fw = mn.w[first];
+                const struct pnode *cw[VEIL_PLAN_MULTI_MAX];
+                uint32_t base, nk = 0, item;
+
+                for (i = 0; i < set->n; i++)
+                        if ((cmask & (1u << i)) && mn.w[i]->kind == PK_RECORD &&
+                            mn.w[i]->n != fw->n)
+                                return veil_errf(errstr, errstr_size,
+                                                 VEIL_EINVAL,
+                                                 "plan set: the plans do not "
+                                                 "read the same schema");
+                switch (mn.kind) {
+                case PK_RECORD:
+                case PK_UNION:
+                        nk = fw->n;
+                        set->kids =
+                                grow(set->kids, &set->cap_kids,
+                                     set->n_kids + nk + 1, sizeof(*set->kids));
+                        base = (uint32_t)set->n_kids;
+                        set->n_kids += nk;
+                        mn.n    = nk;
+                        mn.kids = base;
+                        for (f = 0; f < nk; f++) {
+                                memset(cw, 0, sizeof(cw));
+                                for (i = 0; i < set->n; i++)
+                                        if (cmask & (1u << i))
+                                                cw[i] = &set->plans[i]->nodes
+                                                                 [set->plans[i]
+                                                                          ->kids[mn.w[i]->kids +
+                                                                                 f]
+                                                                          .node];
+                                rc = set_build(set, cmask, cw, depth + 1, &item,
+                                               errstr, errstr_size);
+                                if (rc)
+                                        return rc;
+                                set->kids[base + f] = item;
+                        }
+                        break;
+                case PK_ARRAY:
+                case PK_MAP:
+                        memset(cw, 0, sizeof(cw));
+                        for (i = 0; i < set->n; i++)
+                                if (cmask & (1u << i)) {
+                                        cw[i] = &set->plans[i]
+                                                         ->nodes[mn.w[i]->kids];
+                                        if (cw[i]->min_size > mn.min_size)
+                                                mn.min_size = cw[i]->min_size;
+                                }
+                        rc = set_build(set, cmask, cw, depth + 1, &item, errstr,
+                                       errstr_size);
+                        if (rc)
+                                return rc;
+                        mn.kids = item;
+                        break;
+                default:
+                        return veil_errf(errstr, errstr_size, VEIL_EINVAL,
+                                         "plan set: a leaf cannot descend");
+                }
+        }
+        set->nodes[idx] = mn;
+        *out            = idx;
+        return 0;
+}
+
+struct veil_plan_set *veil_plan_set_new(const struct veil_plan *const *plans,
+                                        size_t n, char *errstr,
+                                        size_t errstr_size)
+{
+        struct veil_plan_set *set;
+        const struct pnode *w[VEIL_PLAN_MULTI_MAX] = {0};
+        size_t i;
+
+        if (!n || n > VEIL_PLAN_MULTI_MAX) {
+                veil_errf(errstr, errstr_size, VEIL_EINVAL,
+                          "plan set: 1 to %d plans", VEIL_PLAN_MULTI_MAX);
+                return NULL;
+        }
+        set    = veil_calloc(1, sizeof(*set));
+        set->n = n;
+        for (i = 0; i < n; i++) {
+                if (plans[i]->source_id != plans[0]->source_id) {
+                        veil_errf(errstr, errstr_size, VEIL_EINVAL,
+                                  "plan set: plans of schemas %d and %d",
+                                  plans[0]->source_id, plans[i]->source_id);
+                        veil_plan_set_destroy(set);
+                        return NULL;
+                }
+                set->plans[i] = plans[i];
+                w[i]          = &plans[i]->nodes[plans[i]->root];
+        }
+        if (set_build(set, (uint32_t)((1u << n) - 1), w, 0, &set->root, errstr,
+                      errstr_size)) {
+                veil_plan_set_destroy(set);
+                return NULL;
+        }
+        free(set->memo);
+        set->memo   = NULL;
+        set->n_memo = set->cap_memo = 0;
+        return set;
+}
+
+struct mx {
+        struct ex r; /* the reader: p, end, empty_items, err_path */
+        struct ex o[VEIL_PLAN_MULTI_MAX];
+        enum veil_wire_err dead[VEIL_PLAN_MULTI_MAX];
+        uint32_t deadm; /* writers that failed */
+        uint32_t susp;  /* writers left out of the value being read (an
+                         * entry whose key they had already) */
+        const struct veil_plan_set *set;
+};
+
+/* Each set bit i of mask, lowest first. */
+#define FOR_BITS(i, mask)                                                      \
+        for (uint32_t bits_ = (mask), i;                                       \
+             bits_ && ((i = (uint32_t)__builtin_ctz(bits_)), 1);               \
+             bits_ &= bits_ - 1)
+
+static inline uint32_t mx_live(const struct mx *m)
+{
+        return ~(m->deadm | m->susp);
+}
+
+static inline void mx_kill(struct mx *m, uint32_t i, enum veil_wire_err rc)
+{
+        if (!m->dead[i])
+                m->dead[i] = rc;
+        m->deadm |= 1u << i;
+}
+
+static inline enum veil_wire_err mx_skip(struct mx *m, const struct mnode *mn,
+                                         int depth)
+{
+        m->r.plan = m->set->plans[mn->srcw];
+        if (mn->src->kind < PK_RECORD)
+                return ex_skip_leaf(&m->r, mn->src);
+        return ex_skip(&m->r, mn->src, depth);
+}
+
+static enum veil_wire_err mx_run(struct mx *m, const struct mnode *mn,
+                                 int depth);
+
+static enum veil_wire_err mx_leaf(struct mx *m, const struct mnode *mn)
+{
+        const uint8_t *vstart = m->r.p;
+        uint32_t want         = mn->tx & mx_live(m);
+        uint32_t first        = (uint32_t)__builtin_ctz(want);
+        struct leaf lf;
+
+        m->r.plan = m->set->plans[first];
+        TRY(ex_read_leaf(&m->r, mn->w[first], &lf));
+        FOR_BITS(i, want)
+        {
+                enum veil_wire_err rc =
+                        ex_write_tx(&m->o[i], mn->w[i], vstart, m->r.p, &lf);
+
+                if (rc)
+                        mx_kill(m, i, rc);
+        }
+        return VEIL_WIRE_OK;
+}
+
+static enum veil_wire_err mx_record(struct mx *m, const struct mnode *mn,
+                                    int depth)
+{
+        const struct veil_plan_set *set = m->set;
+        const uint32_t *kids            = &set->kids[mn->kids];
+        enum veil_wire_err rc;
+        uint32_t f;
+
+        for (f = 0; f < mn->n; f++) {
+                const struct mnode *c = &set->nodes[kids[f]];
+
+                /* The common case without a call: a leaf every writer
+                 * passes or drops. */
+                if (c->quiet && c->kind < PK_RECORD && !c->nul) {
+                        const uint8_t *at = m->r.p;
+                        uint32_t drop     = c->drop & mx_live(m);
+
+                        FOR_BITS(i, drop)
+                        {
+                                rc = ex_flush(&m->o[i], at);
+                                if (rc)
+                                        mx_kill(m, i, rc);
+                        }
+                        rc = ex_skip_leaf(&m->r, c->src);
+                        FOR_BITS(i, drop)
+                        m->o[i].copy = m->r.p;
+                } else {
+                        rc = mx_run(m, c, depth + 1);
+                }
+                if (rc)
+                        return ex_fail(&m->r, c->w[c->srcw], rc);
+        }
+        return VEIL_WIRE_OK;
+}
+
+static enum veil_wire_err mx_union(struct mx *m, const struct mnode *mn,
+                                   int depth)
+{
+        const uint8_t *at = m->r.p;
+        const struct mnode *c;
+        enum veil_wire_err rc;
+        int64_t v;
+
+        TRY(ex_varint(&m->r, 5, &v));
+        if (v < 0 || v >= (int64_t)mn->n)
+                return VEIL_WIRE_BAD_UNION_INDEX;
+        FOR_BITS(i, mn->desc & mx_live(m))
+        {
+                const struct veil_plan *plan = m->set->plans[i];
+                const struct pkid *k         = &plan->kids[mn->w[i]->kids + v];
+                struct ex *o                 = &m->o[i];
+
+                if (k->out == (uint32_t)v)
+                        continue;
+                rc = ex_flush(o, at);
+                if (!rc)
+                        rc = ex_room(o, VEIL_VARINT_MAX);
+                if (rc) {
+                        mx_kill(m, i, rc);
+                        continue;
+                }
+                ex_put_varint(o, k->out);
+                o->copy = m->r.p;
+        }
+        c  = &m->set->nodes[m->set->kids[mn->kids + v]];
+        rc = mx_run(m, c, depth + 1);
+        return rc ? ex_fail(&m->r, c->w[c->srcw], rc) : VEIL_WIRE_OK;
+}
+
+/* Arrays and maps: blocks read once; each writer reframes what its plan
+ * changes (a counted block, per-entry blocks of a unique-keys map) and
+ * writes its own keys. */
+static enum veil_wire_err mx_blocks(struct mx *m, const struct mnode *mn,
+                                    int depth)
+{
+        const bool map        = mn->kind == PK_MAP;
+        const struct mnode *c = &m->set->nodes[mn->kids];
+        struct kset ks[VEIL_PLAN_MULTI_MAX];
+        struct pnode bound    = {0};
+        enum veil_wire_err rc = VEIL_WIRE_OK;
+        uint32_t uniq = 0, desc = mn->desc & mx_live(m);
+        int64_t count, size, k;
+
+        bound.min_size = mn->min_size;
+        FOR_BITS(i, desc)
+        {
+                if (!mn->w[i]->unique)
+                        continue;
+                if (kset_open(&m->o[i], &ks[i]))
+                        uniq |= 1u << i;
+                else
+                        mx_kill(m, i, VEIL_WIRE_TOO_LARGE);
+        }
+        for (;;) {
+                const uint8_t *hdr = m->r.p, *block;
+
+                rc = ex_block(&m->r, &bound, map, &count, &size);
+                if (rc || !count)
+                        break;
+                FOR_BITS(i, desc & mx_live(m))
+                {
+                        struct ex *o           = &m->o[i];
+                        enum veil_wire_err wrc = VEIL_WIRE_OK;
+
+                        if (mn->w[i]->unique) {
+                                wrc     = ex_flush(o, hdr);
+                                o->copy = m->r.p;
+                        } else if (size >= 0) {
+                                wrc = ex_flush(o, hdr);
+                                if (!wrc)
+                                        wrc = ex_room(o, VEIL_VARINT_MAX);
+                                if (!wrc) {
+                                        ex_put_varint(o, count);
+                                        o->copy = m->r.p;
+                                }
+                        }
+                        if (wrc)
+                                mx_kill(m, i, wrc);
+                }
+                block = m->r.p;
+                for (k = 0; k < count; k++) {
+                        const uint8_t *key = m->r.p, *data = NULL;
+                        uint32_t saved = m->susp, skip = 0;
+                        size_t len = 0;
+
+                        if (map) {
+                                rc = ex_lenbytes(&m->r, &data, &len);
+                                if (rc)
+                                        break;
+                                FOR_BITS(i, desc & mx_live(m))
+                                {
+                                        const struct pnode *node = mn->w[i];
+                                        struct ex *o             = &m->o[i];
+                                        enum veil_wire_err wrc;
+                                        bool fresh = true;
+                                        size_t at;
+
+                                        if (!node->tx)
+                                                continue;
+                                        wrc     = ex_flush(o, key);
+                                        o->copy = m->r.p;
+                                        at      = o->out->len;
+                                        if (!wrc && node->unique) {
+                                                wrc = ex_room(o, 1);
+                                                if (!wrc)
+                                                        o->out->data
+                                                                [o->out->len++] =
+                                                                2;
+                                        }
+                                        if (!wrc)
+                                                wrc = ex_put_tx(
+                                                        o, node->tx,
+                                                        VEIL_ENCRYPT_OUT_STRING,
+                                                        data, len);
+                                        if (!wrc && node->unique)
+                                                wrc = kset_add(o, &ks[i],
+                                                               at + 1, &fresh);
+                                        if (wrc) {
+                                                mx_kill(m, i, wrc);
+                                        } else if (!fresh) {
+                                                o->out->len = at;
+                                                skip |= 1u << i;
+                                        }
+                                }
+                        }
+                        m->susp |= skip;
+                        rc      = mx_run(m, c, depth + 1);
+                        m->susp = saved;
+                        FOR_BITS(i, skip & ~m->deadm)
+                        m->o[i].copy = m->r.p;
+                        if (rc) {
+                                rc = ex_fail(&m->r, c->w[c->srcw], rc);
+                                break;
+                        }
+                }
+                if (rc)
+                        break;
+                if (size >= 0 && m->r.p - block != size) {
+                        rc = VEIL_WIRE_BAD_LENGTH;
+                        break;
+                }
+        }
+        FOR_BITS(i, uniq)
+        m->o[i].env->seen.len = ks[i].base;
+        return rc;
+}
+
+static enum veil_wire_err mx_run(struct mx *m, const struct mnode *mn,
+                                 int depth)
+{
+        const uint8_t *start = m->r.p;
+        uint32_t closing     = (mn->drop | mn->nul) & mx_live(m);
+        enum veil_wire_err rc;
+
+        FOR_BITS(i, closing)
+        {
+                rc = ex_flush(&m->o[i], start);
+                if (rc)
+                        mx_kill(m, i, rc);
+        }
+        if (!((mn->tx | mn->desc) & mx_live(m))) {
+                rc = mx_skip(m, mn, depth);
+        } else if (depth >= VEIL_PLAN_MAX_DEPTH) {
+                rc = VEIL_WIRE_TOO_DEEP;
+        } else {
+                switch (mn->kind) {
+                case PK_RECORD:
+                        rc = mx_record(m, mn, depth);
+                        break;
+                case PK_UNION:
+                        rc = mx_union(m, mn, depth);
+                        break;
+                case PK_ARRAY:
+                case PK_MAP:
+                        rc = mx_blocks(m, mn, depth);
+                        break;
+                default:
+                        rc = mx_leaf(m, mn);
+                        break;
+                }
+        }
+        if (rc)
+                return rc;
+        FOR_BITS(i, closing & ~m->deadm)
+        {
+                struct ex *o = &m->o[i];
+
+                o->copy = m->r.p;
+                if (!(mn->nul & (1u << i)))
+                        continue;
+                rc = ex_room(o, 1);
+                if (rc)
+                        mx_kill(m, i, rc);
+                else
+                        o->out->data[o->out->len++] = 0; /* branch 0: null */
+        }
+        return VEIL_WIRE_OK;
+}
+
+enum veil_wire_err veil_plan_set_exec(const struct veil_plan_set *set,
+                                      struct veil_plan_env *const *envs,
+                                      const uint8_t *body, size_t len,
+                                      struct veil_buf *const *outs,
+                                      struct veil_plan_error *errs)
+{
+        struct mx m;
+        size_t start_len[VEIL_PLAN_MULTI_MAX];
+        enum veil_wire_err rc, first = VEIL_WIRE_OK;
+        uint32_t i;
+
+        memset(&m, 0, sizeof(m));
+        m.set = set;
+        m.r.p = m.r.start = m.r.copy = body;
+        m.r.end                      = body + len;
+        m.r.plan                     = set->plans[0];
+        for (i = 0; i < set->n; i++) {
+                const struct veil_plan *plan = set->plans[i];
+                struct veil_plan_env *env    = envs[i];
+                struct ex *o                 = &m.o[i];
+
+                start_len[i] = outs[i]->len;
+                o->p = o->start = o->copy = body;
+                o->end                    = body + len;
+                o->out                    = outs[i];
+                o->plan                   = plan;
+                o->env                    = env;
+                o->limit      = plan->max_output > SIZE_MAX - start_len[i]
+                                        ? SIZE_MAX
+                                        : start_len[i] + plan->max_output;
+                env->seen.len = 0;
+                env->n_memo   = 0;
+                if ((plan->needs_keys && !env->keys) ||
+                    (plan->needs_detect &&
+                     (!env->detect || !env->detect_scratch)))
+                        mx_kill(&m, i, VEIL_WIRE_TRANSFORM_FAILED);
+        }
+        rc = mx_run(&m, &set->nodes[set->root], 0);
+        if (rc)
+                ex_fail(&m.r, set->nodes[set->root].src, rc);
+        if (!rc && m.r.p != m.r.end)
+                rc = VEIL_WIRE_TRAILING_BYTES;
+        for (i = 0; i < set->n; i++) {
+                enum veil_wire_err orc = rc ? rc : m.dead[i];
+
+                if (!orc)
+                        orc = ex_flush(&m.o[i], m.r.p);
+                if (orc) {
+                        outs[i]->len = start_len[i];
+                        if (!first)
+                                first = orc;
+                }
+                if (errs) {
+                        errs[i].code   = orc;
+                        errs[i].offset = orc ? (size_t)(m.r.p - body) : 0;
+                        errs[i].path   = orc ? m.r.err_path : NULL;
+                }
+        }
+        return first;
 }
 
 enum veil_wire_err veil_plan_exec_framed(const struct veil_plan *plan,

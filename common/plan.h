@@ -160,6 +160,35 @@ enum veil_wire_err veil_plan_exec(const struct veil_plan *plan,
                                   struct veil_buf *out,
                                   struct veil_plan_error *err);
 
+/* At most this many plans run in one pass (struct veil_plan_set). */
+#define VEIL_PLAN_MULTI_MAX 8
+
+/* ---- one pass for every purpose of a route ----------------------------------
+ * A plan set merges the plans of one source schema (the purposes of a
+ * route) so that one pass over a record serves them all: one decode and
+ * validation, each plan writing its own output exactly as veil_plan_exec
+ * would. The plans must outlive the set; they must come from the same
+ * schema (VEIL_EINVAL otherwise). Read-only once built: threads may share
+ * it, each with its own envs. */
+struct veil_plan_set;
+
+struct veil_plan_set *veil_plan_set_new(const struct veil_plan *const *plans,
+                                        size_t n, char *errstr,
+                                        size_t errstr_size);
+void veil_plan_set_destroy(struct veil_plan_set *set);
+
+/* Rewrite one Avro body for every plan of the set: outs[i] (appended to)
+ * and envs[i] (one per plan, never shared) go with the set's plan i. On a
+ * failure of the input every out is restored and every errs[i] (may be
+ * NULL) names it; a failure of one plan's own writing (its output limit, a
+ * transform) fails that plan only. Returns the first failure, or
+ * VEIL_WIRE_OK. Steady state allocates nothing. */
+enum veil_wire_err veil_plan_set_exec(const struct veil_plan_set *set,
+                                      struct veil_plan_env *const *envs,
+                                      const uint8_t *body, size_t len,
+                                      struct veil_buf *const *outs,
+                                      struct veil_plan_error *errs);
+
 /* Rewrite a framed message: out is reset (also on error) to the 5-byte
  * header with the plan's output id followed by the rewritten body.
  * Tombstones (msg NULL) are the caller's to forward; here they are

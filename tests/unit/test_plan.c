@@ -2085,3 +2085,119 @@ Test(plan, repeated_values_hash_alike_past_the_memo)
         }
         small_fini(&sm);
 }
+
+/* One pass for every purpose (struct veil_plan_set): each output is what
+ * the purpose's own pass writes; a purpose whose own writing fails (its
+ * output limit here) fails alone; bad input fails every one; plans of
+ * other schemas are refused. */
+Test(plan, plan_set_one_pass_matches_each_purpose)
+{
+        struct fixture fx;
+        struct veil_plan *pl[2], *other;
+        struct veil_plan_set *set;
+        struct veil_plan_env env[2] = {{0}}, *envs[2] = {&env[0], &env[1]};
+        struct veil_tx_keys keys[2];
+        struct veil_buf own[2], one[2], *outs[2] = {&one[0], &one[1]};
+        struct veil_plan_error errs[2];
+        struct veil_plan_opts opts = {0};
+        struct veil_detect_engine *engine;
+        const char *names[2] = {"analytics", "marketing"};
+        char err[256]        = "";
+        int i;
+
+        fixture_init(&fx, "analytics");
+        customer_bytes(&fx);
+        engine = veil_detect_engine_new(NULL, 0, err, sizeof(err));
+        cr_assert_not_null(engine, "%s", err);
+        for (i = 0; i < 2; i++) {
+                pl[i] = compile(&fx, names[i], NULL);
+                cr_assert_eq(veil_tx_keys_init(&keys[i], master, sizeof(master),
+                                               "k1", names[i], false, err,
+                                               sizeof(err)),
+                             0);
+                env[i].keys   = &keys[i];
+                env[i].detect = engine;
+                env[i].detect_scratch =
+                        veil_detect_scratch_new(engine, err, sizeof(err));
+                veil_buf_init(&own[i], 0);
+                veil_buf_init(&one[i], 0);
+        }
+        set = veil_plan_set_new((const struct veil_plan *const *)pl, 2, err,
+                                sizeof(err));
+        cr_assert_not_null(set, "%s", err);
+        for (i = 0; i < 2; i++)
+                cr_assert_eq(veil_plan_exec(pl[i], &env[i], fx.in.data,
+                                            fx.in.len, &own[i], NULL),
+                             VEIL_WIRE_OK);
+        cr_assert_eq(veil_plan_set_exec(set, envs, fx.in.data, fx.in.len, outs,
+                                        errs),
+                     VEIL_WIRE_OK);
+        for (i = 0; i < 2; i++) {
+                cr_assert_eq(errs[i].code, VEIL_WIRE_OK);
+                cr_assert_eq(one[i].len, own[i].len);
+                cr_assert_eq(memcmp(one[i].data, own[i].data, own[i].len), 0,
+                             "%s", names[i]);
+        }
+        /* steady state: the buffers do not grow */
+        {
+                size_t cap0 = one[0].cap, cap1 = one[1].cap;
+
+                one[0].len = one[1].len = 0;
+                cr_assert_eq(veil_plan_set_exec(set, envs, fx.in.data,
+                                                fx.in.len, outs, errs),
+                             VEIL_WIRE_OK);
+                cr_assert_eq(one[0].cap, cap0);
+                cr_assert_eq(one[1].cap, cap1);
+        }
+        /* analytics without its keys fails alone */
+        env[0].keys = NULL;
+        one[0].len = one[1].len = 0;
+        cr_assert_eq(veil_plan_set_exec(set, envs, fx.in.data, fx.in.len, outs,
+                                        errs),
+                     VEIL_WIRE_TRANSFORM_FAILED);
+        cr_assert_eq(errs[0].code, VEIL_WIRE_TRANSFORM_FAILED);
+        cr_assert_eq(one[0].len, 0);
+        cr_assert_eq(errs[1].code, VEIL_WIRE_OK);
+        cr_assert_eq(one[1].len, own[1].len);
+        cr_assert_eq(memcmp(one[1].data, own[1].data, own[1].len), 0);
+        env[0].keys = &keys[0];
+        /* truncated input fails both, outputs restored */
+        one[0].len = one[1].len = 0;
+        cr_assert_neq(veil_plan_set_exec(set, envs, fx.in.data, fx.in.len / 2,
+                                         outs, errs),
+                      VEIL_WIRE_OK);
+        cr_assert_neq(errs[0].code, VEIL_WIRE_OK);
+        cr_assert_neq(errs[1].code, VEIL_WIRE_OK);
+        cr_assert_eq(one[0].len + one[1].len, 0);
+        /* a plan of another schema cannot join */
+        opts.policy  = &fx.policy;
+        opts.purpose = veil_policy_purpose(&fx.policy, "analytics");
+        {
+                struct veil_schema *s2 = parse_schema(
+                        "{\"type\":\"record\",\"name\":\"X\",\"fields\":[{"
+                        "\"name\":\"a\",\"type\":\"string\",\"pii\":"
+                        "\"public\"}]}");
+                const struct veil_plan *mix[2];
+
+                s2->id = 77;
+                other  = veil_plan_compile(s2, &opts, err, sizeof(err));
+                cr_assert_not_null(other, "%s", err);
+                mix[0] = pl[0];
+                mix[1] = other;
+                cr_assert_null(veil_plan_set_new(mix, 2, err, sizeof(err)));
+                cr_assert(strstr(err, "schemas"), "%s", err);
+                veil_plan_destroy(other);
+                veil_schema_destroy(s2);
+        }
+        veil_plan_set_destroy(set);
+        for (i = 0; i < 2; i++) {
+                veil_plan_destroy(pl[i]);
+                veil_buf_free(&own[i]);
+                veil_buf_free(&one[i]);
+                veil_detect_scratch_destroy(env[i].detect_scratch);
+                veil_plan_env_free(&env[i]);
+                veil_tx_keys_destroy(&keys[i]);
+        }
+        veil_detect_engine_destroy(engine);
+        fixture_fini(&fx);
+}
