@@ -183,12 +183,13 @@ static enum veil_verdict verdict(struct veil_record *rec, enum veil_verdict v,
 
 /* The plan of (schema, purpose, key-or-value), compiled and its derived
  * schema registered under `<topic>-value` / `<topic>-key` on first sight.
- * NULL with the verdict in *vp. */
+ * NULL with the verdict in *vp. `again`: a second look-up for the same
+ * record, not counted in the hit/miss statistics. */
 static struct veil_plan *plan_for(struct license_ctx *ctx,
                                   struct veil_record *rec,
                                   const struct veil_schema *schema,
                                   const struct veil_route_purpose *rp, bool key,
-                                  enum veil_verdict *vp)
+                                  bool again, enum veil_verdict *vp)
 {
         const struct veil_policy *policy = &ctx->config->policy;
         struct rp_state *st              = rp_state_of(ctx, rec, rp);
@@ -199,13 +200,13 @@ static struct veil_plan *plan_for(struct license_ctx *ctx,
         size_t i, j;
 
         if (st->mru[key] && st->mru_id[key] == schema->id) {
-                if (ctx->stats)
+                if (ctx->stats && !again)
                         ctx->stats->plan_hits++;
                 return st->mru[key];
         }
         plan = veil_plan_cache_get(ctx->cache, schema->id, st->cache_key,
                                    policy->digest, key);
-        if (ctx->stats) {
+        if (ctx->stats && !again) {
                 if (plan)
                         ctx->stats->plan_hits++;
                 else
@@ -321,7 +322,7 @@ static enum veil_verdict license_key(struct license_ctx *ctx,
                         return verdict(rec, VEIL_RETRY, "registry-unavailable",
                                        "key schema: %s", err);
                 }
-                plan = plan_for(ctx, rec, schema, out->rp, true, &v);
+                plan = plan_for(ctx, rec, schema, out->rp, true, false, &v);
                 if (!plan)
                         return v;
                 werr = veil_plan_exec_framed(plan, penv, rec->key, rec->key_len,
@@ -467,7 +468,8 @@ static enum veil_verdict license_process(void *ctx_, struct veil_record *rec)
                         out->reason     = "upstream-delete";
                         continue;
                 }
-                plan = plan_for(ctx, rec, rec->schema, out->rp, false, &v);
+                plan = plan_for(ctx, rec, rec->schema, out->rp, false, false,
+                                &v);
                 if (!plan)
                         return v;
                 out->plan = plan;
@@ -491,8 +493,9 @@ static enum veil_verdict license_process(void *ctx_, struct veil_record *rec)
                 for (j = 0; j < n; j++) {
                         struct veil_plan_error perr = {0};
                         enum veil_verdict v         = VEIL_CONTINUE;
-                        struct veil_plan *plan      = plan_for(
-                                     ctx, rec, rec->schema, vouts[j]->rp, false, &v);
+                        struct veil_plan *plan =
+                                plan_for(ctx, rec, rec->schema, vouts[j]->rp,
+                                         false, true, &v);
 
                         if (!plan)
                                 return v;
