@@ -11,6 +11,7 @@
 #include "plan.h"
 #include "registry.h"
 #include "schema.h"
+#include "transform.h"
 #include "util.h"
 #include "veil.h"
 
@@ -118,6 +119,121 @@ static void check_label(struct ctx *c, const struct veil_route *route,
         }
 }
 
+/* ---- map keys (DESIGN.md §5: map keys are data) ----------------------------
+ * The walk over a field's type down to the records inside it (their fields
+ * are schema fields of their own): every map met has keys at "PATH{key}",
+ * classified by that override or by the map's label. `known` collects the
+ * positions seen (PATH[], PATH{}, PATH{key}) for the unused-override
+ * check. */
+struct keys_walk {
+        struct ctx *c;
+        const struct veil_route *route;
+        int64_t now;
+        json_t *known;
+};
+
+static void check_keys_label(struct keys_walk *w, const char *kpath,
+                             const char *label)
+{
+        struct ctx *c = w->c;
+        char err[256];
+        size_t j;
+
+        if (veil_policy_label_tier(c->policy, label) == VEIL_TIER_NONE) {
+                finding(c, VEIL_CHECK_ERROR, VEIL_GAP_UNDEFINED_CLASS,
+                        w->route->source, NULL, kpath, label,
+                        "class '%s' is not defined under classes: (from "
+                        "classify:)",
+                        label);
+                return;
+        }
+        for (j = 0; j < w->route->n_purposes; j++) {
+                const struct veil_purpose *pu = w->route->purposes[j].ref;
+                const struct veil_transform *tx;
+
+                if (!pu || (pu->valid_until && pu->valid_until <= w->now))
+                        continue;
+                tx = veil_policy_transform(pu, c->policy, label);
+                if (!tx)
+                        finding(c, VEIL_CHECK_WARNING, VEIL_GAP_UNLICENSED,
+                                w->route->source, pu->name, kpath, label,
+                                "licence does not list '%s' (or its tier): "
+                                "the map is dropped for this purpose",
+                                label);
+                else if (tx->kind != VEIL_TX_KEEP && tx->kind != VEIL_TX_DROP &&
+                         tx->kind != VEIL_TX_NULL &&
+                         veil_tx_check(tx, err, sizeof(err)))
+                        finding(c, VEIL_CHECK_ERROR, VEIL_GAP_TYPE_MISMATCH,
+                                w->route->source, pu->name, kpath, label, "%s",
+                                err);
+        }
+}
+
+/* Returns true when a leaf below is unclassified (no label, none of the
+ * route's PATH[] / PATH{} overrides). */
+static bool walk_keys(struct keys_walk *w, avro_schema_t t, const char *path,
+                      const char *label, int depth, bool top)
+{
+        const struct veil_policy *policy = w->c->policy;
+        const char *own;
+        bool bare = false;
+        char *sub;
+        size_t i;
+
+        while (avro_typeof(t) == AVRO_LINK)
+                t = avro_schema_link_target(t);
+        if (depth > VEIL_SCHEMA_MAX_DEPTH)
+                return false;
+        switch (avro_typeof(t)) {
+        case AVRO_UNION:
+                for (i = 0; i < avro_schema_union_size(t); i++)
+                        bare |= walk_keys(w,
+                                          avro_schema_union_branch(t, (int)i),
+                                          path, label, depth + 1, false);
+                return bare;
+        case AVRO_MAP:
+                if (asprintf(&sub, "%s{key}", path) < 0)
+                        abort();
+                json_object_set_new(w->known, sub, json_true());
+                own = veil_policy_classify(policy, w->route, sub, NULL, NULL);
+                if (own)
+                        check_keys_label(w, sub, own);
+                else if (!label)
+                        finding(w->c, VEIL_CHECK_ERROR, VEIL_GAP_UNCLASSIFIED,
+                                w->route->source, NULL, sub, NULL,
+                                "map keys are unclassified: no purpose will "
+                                "receive the map (label the map, or name "
+                                "\"%s\" in the route's classify:)",
+                                sub);
+                free(sub);
+                /* fall through to the values */
+                if (asprintf(&sub, "%s{}", path) < 0)
+                        abort();
+                break;
+        case AVRO_ARRAY:
+                if (asprintf(&sub, "%s[]", path) < 0)
+                        abort();
+                break;
+        case AVRO_RECORD:
+                return false; /* its fields are schema fields of their own */
+        case AVRO_NULL:
+                /* carries nothing: passes inside a union or a container,
+                 * but a field of type null is a field like any other */
+                return top && !label;
+        default:
+                return !label;
+        }
+        json_object_set_new(w->known, sub, json_true());
+        own  = veil_policy_classify(policy, w->route, sub, NULL, NULL);
+        bare = walk_keys(w,
+                         avro_typeof(t) == AVRO_MAP
+                                 ? avro_schema_map_values(t)
+                                 : avro_schema_array_items(t),
+                         sub, own ? own : label, depth + 1, false);
+        free(sub);
+        return bare;
+}
+
 static int check_route(struct ctx *c, struct veil_registry *reg,
                        const struct veil_route *route, int64_t now,
                        char *errstr, size_t errstr_size)
@@ -130,7 +246,9 @@ static int check_route(struct ctx *c, struct veil_registry *reg,
         char err[512];
         int id, rc;
         size_t i, j;
-        int *covered = NULL; /* 1 when an ancestor carries a label */
+        int *covered        = NULL; /* 1 when an ancestor carries a label */
+        const char **labels = NULL; /* the label in force at each field */
+        struct keys_walk kw = {c, route, now, NULL};
 
         if (!route->key_class)
                 finding(c, VEIL_CHECK_ERROR, VEIL_GAP_NO_KEY_CLASS,
@@ -182,33 +300,25 @@ static int check_route(struct ctx *c, struct veil_registry *reg,
         }
         free(subject);
 
-        covered = veil_calloc(schema->n_fields, sizeof(*covered));
+        covered = veil_calloc(schema->n_fields + 1, sizeof(*covered));
+        labels  = veil_calloc(schema->n_fields + 1, sizeof(*labels));
         for (i = 0; i < schema->n_fields; i++) {
                 const struct veil_schema_field *f = &schema->fields[i];
                 struct veil_field_annotations ann;
                 enum veil_label_source src;
                 const char *label;
-                int has_children = i + 1 < schema->n_fields &&
-                                   schema->fields[i + 1].parent == (int)i;
 
                 if (f->parent >= 0 && covered[f->parent]) {
                         covered[i] = 1; /* the ancestor's transform rules */
+                        labels[i]  = labels[f->parent];
                         continue;
                 }
                 veil_schema_field_annotations(f, &ann);
-                label = veil_policy_classify(policy, route, f->path, &ann,
-                                             &src);
-                if (!label) {
-                        if (!has_children)
-                                finding(c, VEIL_CHECK_ERROR,
-                                        VEIL_GAP_UNCLASSIFIED, route->source,
-                                        NULL, f->path, NULL,
-                                        "field is unclassified: no purpose "
-                                        "will receive it (annotate it with "
-                                        "\"pii\" or add it to the route's "
-                                        "classify:)");
-                        continue;
-                }
+                label     = veil_policy_classify(policy, route, f->path, &ann,
+                                                 &src);
+                labels[i] = label;
+                if (!label)
+                        continue; /* leaves below: see walk_keys */
                 covered[i] = 1;
                 if (veil_policy_label_tier(policy, label) == VEIL_TIER_NONE) {
                         finding(c, VEIL_CHECK_ERROR, VEIL_GAP_UNDEFINED_CLASS,
@@ -223,14 +333,35 @@ static int check_route(struct ctx *c, struct veil_registry *reg,
                 }
                 check_label(c, route, schema, f, label, now);
         }
+        kw.known = json_object();
+        for (i = 0; i < schema->n_fields; i++) {
+                const struct veil_schema_field *f = &schema->fields[i];
+                int has_children                  = i + 1 < schema->n_fields &&
+                                   schema->fields[i + 1].parent == (int)i;
+
+                /* A field unclassified with values below it that no
+                 * PATH[] / PATH{} override labels either (records below
+                 * are classified field by field). */
+                if (walk_keys(&kw, f->type, f->path, labels[i], f->depth,
+                              true) &&
+                    !has_children)
+                        finding(c, VEIL_CHECK_ERROR, VEIL_GAP_UNCLASSIFIED,
+                                route->source, NULL, f->path, NULL,
+                                "field is unclassified: no purpose will "
+                                "receive it (annotate it with \"pii\" or "
+                                "add it to the route's classify:)");
+        }
         for (i = 0; i < route->n_classify; i++)
-                if (!veil_schema_field(schema, route->classify[i].path))
+                if (!veil_schema_field(schema, route->classify[i].path) &&
+                    !json_object_get(kw.known, route->classify[i].path))
                         finding(c, VEIL_CHECK_WARNING, VEIL_GAP_UNUSED_OVERRIDE,
                                 route->source, NULL, route->classify[i].path,
                                 route->classify[i].label,
                                 "classify: names a path that schema %d does "
                                 "not have",
                                 schema->id);
+        json_decref(kw.known);
+        free(labels);
         free(covered);
         veil_schema_destroy(schema);
         return 0;

@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <sys/types.h>
 
 #include "derive.h"
 #include "util.h"
@@ -19,7 +21,13 @@
  *   DROP     skip without copying (flush the range before it)
  *   NULLIFY  skip, write the null branch of the derived ["null", T]
  *   TX       read a leaf and write its transform
- *   DESCEND  a record, array, map or union with changes inside
+ *   DESCEND  a record, array, map or union with changes inside (for a
+ *            map: in its values, or its keys get a transform)
+ * Map keys are data (DESIGN.md §5): the label of a map covers its keys,
+ * which are strings, so every transform that reaches them applies (encrypt
+ * always writes its string token there); a drop or null of the keys drops
+ * or nulls the whole map. Keys of an unlabelled map are unclassified unless
+ * the route's classify: names "PATH{key}".
  * Unchanged bytes are never re-encoded: the executor keeps a pending range
  * [copy, p) and appends it to the output only when something changes. */
 
@@ -58,6 +66,7 @@ struct pnode {
         uint8_t kind;
         uint8_t act;
         uint8_t logical;
+        uint8_t unique;    /* MAP: the key transform can make keys equal */
         uint32_t n;        /* record fields, union branches, enum
                             * symbols, fixed size */
         uint32_t kids;     /* record/union: first entry in plan->kids;
@@ -65,7 +74,9 @@ struct pnode {
                             * node that skips the source value */
         uint32_t min_size; /* fewest bytes a value of this type takes */
         uint32_t syms;     /* enum: first entry in plan->syms */
-        const struct veil_transform *tx; /* TX: borrowed from the policy */
+        /* TX: the leaf's transform; MAP: the keys' transform (NULL: keys
+         * pass as they are). Borrowed from the policy. */
+        const struct veil_transform *tx;
         const char *path; /* for error reports; NULL in skip trees */
 };
 
@@ -214,6 +225,7 @@ void veil_plan_env_free(struct veil_plan_env *env)
         if (!env)
                 return;
         veil_buf_free(&env->tmp);
+        veil_buf_free(&env->seen);
         veil_text_buf_free(&env->text);
 }
 
@@ -728,14 +740,89 @@ static int result_nullify(struct comp *c, avro_schema_t t, json_t *j,
         return 0;
 }
 
+/* ---- map keys ------------------------------------------------------------
+ * Keys are strings the record's producer chose, so they are data like the
+ * values: the map's label covers them, the route's "PATH{key}" override
+ * wins over it, and without either they are unclassified. */
+
+struct keys {
+        char *path; /* "PATH{key}", owned */
+        const char *label;
+        enum veil_label_source src;
+        const struct veil_transform *tx; /* NULL: unlicensed/undefined */
+        bool own;                        /* from the override */
+};
+
+enum keys_fate { KEYS_TX = 0, KEYS_DROP, KEYS_NULL };
+
+/* Does the value at a position hold a map of its own (itself, or a branch
+ * of its union)? Maps inside records and arrays are positions of their
+ * own. */
+static bool holds_map(avro_schema_t t)
+{
+        size_t i, n;
+
+        t = resolve(t);
+        if (avro_typeof(t) == AVRO_MAP)
+                return true;
+        if (avro_typeof(t) != AVRO_UNION)
+                return false;
+        n = avro_schema_union_size(t);
+        for (i = 0; i < n; i++)
+                if (avro_typeof(resolve(avro_schema_union_branch(t, (int)i))) ==
+                    AVRO_MAP)
+                        return true;
+        return false;
+}
+
+static void keys_resolve(struct comp *c, const char *path, const char *label,
+                         struct keys *k)
+{
+        memset(k, 0, sizeof(*k));
+        if (asprintf(&k->path, "%s{key}", path) < 0)
+                abort();
+        k->label = veil_policy_classify(c->opts->policy, c->opts->route,
+                                        k->path, NULL, &k->src);
+        k->own   = k->label != NULL;
+        if (!k->label)
+                k->label = label;
+        if (k->label)
+                k->tx = veil_policy_transform(c->opts->purpose, c->opts->policy,
+                                              k->label);
+}
+
+static enum keys_fate keys_fate(const struct keys *k)
+{
+        if (!k->tx || k->tx->kind == VEIL_TX_DROP)
+                return KEYS_DROP;
+        return k->tx->kind == VEIL_TX_NULL ? KEYS_NULL : KEYS_TX;
+}
+
+/* The keys' entry in the plan's field summary (fail-closed ones count). */
+static void keys_note(struct comp *c, const struct keys *k)
+{
+        enum veil_plan_reason why =
+                k->own ? VEIL_PLAN_LICENSED : VEIL_PLAN_INHERITED;
+
+        if (!k->label)
+                why = VEIL_PLAN_UNCLASSIFIED;
+        else if (!k->tx)
+                why = veil_policy_label_tier(c->opts->policy, k->label) ==
+                                      VEIL_TIER_NONE
+                              ? VEIL_PLAN_UNDEFINED
+                              : VEIL_PLAN_UNLICENSED;
+        field_add(c, k->path, k->label, k->own ? k->src : VEIL_LABEL_NONE, why,
+                  k->tx ? k->tx->kind : VEIL_TX_DROP);
+}
+
 /* One classified position: a record field, array items ("p[]"), map values
  * ("p{}") or the whole value (keys). `inherited` is the enclosing
  * position's label. */
-static int compile_position(struct comp *c, avro_schema_t t, json_t *j,
-                            const char *ns, const char *path,
-                            const char *inherited,
-                            const struct veil_field_annotations *ann,
-                            enum mode mode, int depth, struct cres *r)
+static int compile_value(struct comp *c, avro_schema_t t, json_t *j,
+                         const char *ns, const char *path,
+                         const char *inherited,
+                         const struct veil_field_annotations *ann,
+                         enum mode mode, int depth, struct cres *r)
 {
         const struct veil_policy *policy = c->opts->policy;
         const struct veil_transform *tx;
@@ -782,6 +869,49 @@ static int compile_position(struct comp *c, avro_schema_t t, json_t *j,
                                  path, veil_tx_name(tx->kind), label);
         return compile_type(c, t, j, ns, path, label, tx, M_CLASSIFY, depth,
                             false, r);
+}
+
+/* A position that holds a map: when its keys cannot reach the purpose, or
+ * their transform is drop or null, the whole position goes (here, so that
+ * a nullable map in a union becomes one ["null", map] and not a union in a
+ * union); else the map's own compile settles the keys. */
+static int compile_position(struct comp *c, avro_schema_t t, json_t *j,
+                            const char *ns, const char *path,
+                            const char *inherited,
+                            const struct veil_field_annotations *ann,
+                            enum mode mode, int depth, struct cres *r)
+{
+        const struct veil_policy *policy = c->opts->policy;
+        const struct veil_transform *tx;
+        const char *label;
+        struct keys k;
+        enum keys_fate fate;
+
+        if (mode == M_KEEP || !holds_map(t))
+                return compile_value(c, t, j, ns, path, inherited, ann, mode,
+                                     depth, r);
+        label = veil_policy_classify(policy, c->opts->route, path, ann, NULL);
+        if (!label)
+                label = inherited;
+        tx = label ? veil_policy_transform(c->opts->purpose, policy, label)
+                   : NULL;
+        /* The position's own drop or null decides first (no keys left). */
+        if (label &&
+            (!tx || tx->kind == VEIL_TX_DROP || tx->kind == VEIL_TX_NULL))
+                return compile_value(c, t, j, ns, path, inherited, ann, mode,
+                                     depth, r);
+        keys_resolve(c, path, label, &k);
+        fate = keys_fate(&k);
+        if (fate == KEYS_TX) {
+                free(k.path);
+                return compile_value(c, t, j, ns, path, inherited, ann, mode,
+                                     depth, r);
+        }
+        keys_note(c, &k);
+        free(k.path);
+        if (fate == KEYS_NULL)
+                return result_nullify(c, t, j, ns, path, depth, r);
+        return result_drop(c, t, depth, r);
 }
 
 /* Annotations of record field `fj` at `path`: schema.c's entry (which adds
@@ -928,6 +1058,7 @@ static int compile_record(struct comp *c, avro_schema_t t, json_t *j,
                 if (rc)
                         goto out;
                 k[i].node = fr.node;
+
                 min += plan->nodes[fr.node].min_size;
                 changed |= fr.changed;
                 if (fr.dropped)
@@ -1025,9 +1156,41 @@ static int compile_type(struct comp *c, avro_schema_t t, json_t *j,
                                                     : avro_schema_map_values(t);
                 json_t *ij       = json_object_get(j, kind == PK_ARRAY ? "items"
                                                                        : "values");
+                const struct veil_transform *ktx = NULL;
+                size_t kfield                    = SIZE_MAX;
                 json_t *shell;
                 char *ipath;
 
+                if (kind == PK_MAP && mode == M_CLASSIFY) {
+                        struct keys k;
+                        enum keys_fate fate;
+
+                        /* Reached with drop or null only at the root (a
+                         * position settles those first). */
+                        keys_resolve(c, path, label, &k);
+                        fate = keys_fate(&k);
+                        keys_note(c, &k);
+                        kfield = plan->n_fields - 1;
+                        free(k.path);
+                        if (fate == KEYS_DROP)
+                                return result_drop(c, t, depth, r);
+                        if (fate == KEYS_NULL)
+                                return result_nullify(c, t, j, ns, path, depth,
+                                                      r);
+                        if (k.tx->kind != VEIL_TX_KEEP) {
+                                rc = veil_tx_check(k.tx, c->errstr,
+                                                   c->errstr_size);
+                                if (rc)
+                                        return veil_errf(
+                                                c->errstr, c->errstr_size, rc,
+                                                "field '%s{key}': transform "
+                                                "'%s' (label '%s'): bad "
+                                                "parameters",
+                                                path, veil_tx_name(k.tx->kind),
+                                                k.label);
+                                ktx = k.tx;
+                        }
+                }
                 if (asprintf(&ipath, "%s%s", path,
                              kind == PK_ARRAY ? "[]" : "{}") < 0)
                         abort();
@@ -1036,19 +1199,35 @@ static int compile_type(struct comp *c, avro_schema_t t, json_t *j,
                 free(ipath);
                 if (rc)
                         return rc;
-                if (ir.dropped)
+                if (ir.dropped) {
+                        /* The keys go with the values. */
+                        if (kfield != SIZE_MAX)
+                                plan->fields[kfield].tx = VEIL_TX_DROP;
                         return result_drop(c, t, depth, r);
+                }
                 idx                       = node_new(plan, kind);
                 plan->nodes[idx].kids     = ir.node;
                 plan->nodes[idx].min_size = 1;
-                plan->nodes[idx].act      = ir.changed ? PA_DESCEND : PA_PASS;
-                plan->nodes[idx].path     = plan_str(plan, path);
+                plan->nodes[idx].tx       = ktx;
+                /* mask, generalize and redact_text can map two keys to
+                 * one; hash and encrypt cannot */
+                plan->nodes[idx].unique =
+                        ktx && (ktx->kind == VEIL_TX_MASK ||
+                                ktx->kind == VEIL_TX_GENERALIZE ||
+                                ktx->kind == VEIL_TX_REDACT_TEXT);
+                plan->nodes[idx].act = ir.changed || ktx ? PA_DESCEND : PA_PASS;
+                plan->nodes[idx].path = plan_str(plan, path);
+                if (ktx &&
+                    (ktx->kind == VEIL_TX_HASH || ktx->kind == VEIL_TX_ENCRYPT))
+                        plan->needs_keys = true;
+                if (ktx && ktx->kind == VEIL_TX_REDACT_TEXT)
+                        plan->needs_detect = true;
                 shell = container_shell(j, kind == PK_ARRAY ? "array" : "map");
                 json_object_set_new(
                         shell, kind == PK_ARRAY ? "items" : "values", ir.type);
                 r->node    = idx;
                 r->type    = shell;
-                r->changed = ir.changed;
+                r->changed = ir.changed || ktx;
                 return 0;
         }
         case PK_UNION: {
@@ -1805,76 +1984,141 @@ static enum veil_wire_err ex_generalize_num(struct ex *e,
         }
 }
 
-/* Transform one leaf: read it, flush what precedes it, write the result. */
-static enum veil_wire_err ex_tx(struct ex *e, const struct pnode *node)
-{
-        const struct veil_transform *tx = node->tx;
-        struct veil_plan_env *env       = e->env;
-        const uint8_t *vstart = e->p, *data = NULL;
-        char numbuf[24];
-        size_t len = 0, n;
-        int64_t iv = 0;
+static enum veil_wire_err ex_put_tx(struct ex *e,
+                                    const struct veil_transform *tx,
+                                    enum veil_encrypt_output output,
+                                    const uint8_t *data, size_t len);
 
+/* Transform one leaf: read it, flush what precedes it, write the result. */
+/* A leaf as read from the input: its bytes (string, bytes, fixed, float,
+ * the text of an integer, an enum symbol) and an integer's value. */
+struct leaf {
+        const uint8_t *data;
+        size_t len;
+        int64_t iv;
+        char num[24];
+};
+
+static inline enum veil_wire_err
+ex_read_leaf(struct ex *e, const struct pnode *node, struct leaf *lf)
+{
+        lf->data = NULL;
+        lf->len  = 0;
+        lf->iv   = 0;
         switch (node->kind) {
         case PK_STRING:
         case PK_BYTES:
-                TRY(ex_lenbytes(e, &data, &len));
-                break;
+                return ex_lenbytes(e, &lf->data, &lf->len);
         case PK_INT:
         case PK_LONG:
-                TRY(ex_varint(e, node->kind == PK_INT ? 5 : 10, &iv));
-                len  = int_text(iv, numbuf);
-                data = (const uint8_t *)numbuf;
-                break;
+                TRY(ex_varint(e, node->kind == PK_INT ? 5 : 10, &lf->iv));
+                lf->len  = int_text(lf->iv, lf->num);
+                lf->data = (const uint8_t *)lf->num;
+                return VEIL_WIRE_OK;
         case PK_FLOAT:
         case PK_DOUBLE:
         case PK_FIXED:
-                len = node->kind == PK_FLOAT    ? 4
-                      : node->kind == PK_DOUBLE ? 8
-                                                : node->n;
-                if ((size_t)(e->end - e->p) < len)
+                lf->len = node->kind == PK_FLOAT    ? 4
+                          : node->kind == PK_DOUBLE ? 8
+                                                    : node->n;
+                if ((size_t)(e->end - e->p) < lf->len)
                         return VEIL_WIRE_TRUNCATED;
-                data = e->p;
-                e->p += len;
-                break;
+                lf->data = e->p;
+                e->p += lf->len;
+                return VEIL_WIRE_OK;
         case PK_ENUM:
-                TRY(ex_varint(e, 5, &iv));
-                if (iv < 0 || iv >= (int64_t)node->n)
+                TRY(ex_varint(e, 5, &lf->iv));
+                if (lf->iv < 0 || lf->iv >= (int64_t)node->n)
                         return VEIL_WIRE_BAD_VALUE;
-                data = (const uint8_t *)e->plan->syms[node->syms + iv].s;
-                len  = e->plan->syms[node->syms + iv].len;
-                break;
+                lf->data =
+                        (const uint8_t *)e->plan->syms[node->syms + lf->iv].s;
+                lf->len = e->plan->syms[node->syms + lf->iv].len;
+                return VEIL_WIRE_OK;
         case PK_BOOL:
                 if (e->p >= e->end)
                         return VEIL_WIRE_TRUNCATED;
                 if (*e->p > 1)
                         return VEIL_WIRE_BAD_VALUE;
                 e->p++;
-                break;
+                return VEIL_WIRE_OK;
         default:
-                break;
+                return VEIL_WIRE_OK;
         }
+}
+
+/* Write the transform of the leaf read from [vstart, vend). */
+static enum veil_wire_err ex_write_tx(struct ex *e, const struct pnode *node,
+                                      const uint8_t *vstart,
+                                      const uint8_t *vend,
+                                      const struct leaf *lf)
+{
+        const struct veil_transform *tx = node->tx;
+
         TRY(ex_flush(e, vstart));
-        e->copy = e->p;
+        e->copy = vend;
+        if (tx->kind == VEIL_TX_GENERALIZE && node->kind != PK_STRING)
+                return ex_generalize_num(e, node, lf->iv, lf->data);
+        return ex_put_tx(e, tx, tx->encrypt.output, lf->data, lf->len);
+}
+
+/* Transform one leaf: read it, flush what precedes it, write the result. */
+static enum veil_wire_err ex_tx(struct ex *e, const struct pnode *node)
+{
+        const uint8_t *vstart = e->p;
+        struct leaf lf;
+
+        TRY(ex_read_leaf(e, node, &lf));
+        return ex_write_tx(e, node, vstart, e->p, &lf);
+}
+
+/* Write the transform of a string or bytes value (or of the text of an
+ * integer or enum symbol, for hash). `output` is encrypt's form: a map key
+ * always takes the string token. */
+static enum veil_wire_err ex_put_tx(struct ex *e,
+                                    const struct veil_transform *tx,
+                                    enum veil_encrypt_output output,
+                                    const uint8_t *data, size_t len)
+{
+        struct veil_plan_env *env = e->env;
+        size_t n;
 
         switch (tx->kind) {
-        case VEIL_TX_HASH:
+        case VEIL_TX_HASH: {
+                /* Only values in the input are remembered (an integer's
+                 * text lives on the stack); the output only grows within a
+                 * record, so a remembered token stays where it was. */
+                bool in_body = data >= e->start && data < e->end;
+                unsigned i;
+
                 n = veil_tx_hash_len(env->keys);
                 TRY(ex_room(e, VEIL_VARINT_MAX + n));
                 ex_put_varint(e, (int64_t)n);
+                for (i = 0; in_body && i < env->n_memo; i++)
+                        if (env->memo[i].len == len &&
+                            !memcmp(env->memo[i].val, data, len)) {
+                                memcpy(e->out->data + e->out->len,
+                                       e->out->data + env->memo[i].off, n);
+                                e->out->len += n;
+                                return VEIL_WIRE_OK;
+                        }
                 if (veil_tx_hash(env->keys, data, len,
                                  (char *)e->out->data + e->out->len, n, &n))
                         return VEIL_WIRE_TRANSFORM_FAILED;
+                if (in_body && env->n_memo < VEIL_PLAN_MEMO) {
+                        env->memo[env->n_memo].val   = data;
+                        env->memo[env->n_memo].len   = len;
+                        env->memo[env->n_memo++].off = e->out->len;
+                }
                 e->out->len += n;
                 return VEIL_WIRE_OK;
+        }
         case VEIL_TX_ENCRYPT:
-                n = veil_tx_encrypt_len(env->keys, tx->encrypt.mode,
-                                        tx->encrypt.output, len);
+                n = veil_tx_encrypt_len(env->keys, tx->encrypt.mode, output,
+                                        len);
                 TRY(ex_room(e, VEIL_VARINT_MAX + n));
                 ex_put_varint(e, (int64_t)n);
-                if (veil_tx_encrypt(env->keys, tx->encrypt.mode,
-                                    tx->encrypt.output, data, len,
-                                    e->out->data + e->out->len, n, &n))
+                if (veil_tx_encrypt(env->keys, tx->encrypt.mode, output, data,
+                                    len, e->out->data + e->out->len, n, &n))
                         return VEIL_WIRE_TRANSFORM_FAILED;
                 e->out->len += n;
                 return VEIL_WIRE_OK;
@@ -1895,15 +2139,196 @@ static enum veil_wire_err ex_tx(struct ex *e, const struct pnode *node)
                 return ex_put_bytes(e, env->text.data, env->text.len);
         }
         case VEIL_TX_GENERALIZE:
-                if (node->kind == PK_STRING)
-                        return ex_put_bytes(
-                                e, data,
-                                veil_tx_prefix_len((const char *)data, len,
-                                                   tx->generalize.prefix));
-                return ex_generalize_num(e, node, iv, data);
+                return ex_put_bytes(e, data,
+                                    veil_tx_prefix_len((const char *)data, len,
+                                                       tx->generalize.prefix));
         default:
                 return VEIL_WIRE_TRANSFORM_FAILED;
         }
+}
+
+/* ---- map keys a transform made equal ---------------------------------------
+ * Readers disagree over a map with two equal keys (avro-c merges nested
+ * values, Java and Python keep the last), so a plan never writes one: when
+ * the keys' transform can make two equal (mask, generalize, redact_text),
+ * each entry becomes a block of its own and an entry whose key equals an
+ * earlier one of the same map is left out (the first wins). The keys seen
+ * live in hash tables in env->seen, a stack (a map inside a value pushes
+ * its own), keyed by a per-env random seed so that no input can be built
+ * to collide them. The memory is reused: steady state allocates nothing. */
+
+struct kslot {
+        uint64_t off; /* the key as written (length and bytes) in out */
+        uint32_t len;
+        uint32_t hash; /* 0: empty */
+};
+
+struct kset {
+        size_t base; /* offset of the table in env->seen */
+        uint32_t cap, n;
+};
+
+static uint32_t key_hash(uint64_t seed, const uint8_t *p, size_t n)
+{
+        uint64_t h = seed ^ ((uint64_t)n * 0x9e3779b97f4a7c15ULL), w;
+
+        for (; n >= 8; p += 8, n -= 8) {
+                memcpy(&w, p, 8);
+                h = (h ^ w) * 0xff51afd7ed558ccdULL;
+                h ^= h >> 29;
+        }
+        w = 0;
+        memcpy(&w, p, n);
+        h = (h ^ w) * 0xc4ceb9fe1a85ec53ULL;
+        h ^= h >> 32;
+        return (uint32_t)h | 1;
+}
+
+static bool kset_open(struct ex *e, struct kset *ks)
+{
+        struct veil_buf *b = &e->env->seen;
+        const size_t sz    = 16 * sizeof(struct kslot);
+
+        if (!e->env->seen_seed &&
+            getrandom(&e->env->seen_seed, sizeof(e->env->seen_seed),
+                      GRND_NONBLOCK) != (ssize_t)sizeof(e->env->seen_seed))
+                e->env->seen_seed =
+                        (uint64_t)(uintptr_t)e->env ^ 0x6a09e667f3bcc909ULL;
+        ks->base = b->len;
+        ks->cap  = 16;
+        ks->n    = 0;
+        if (!veil_buf_reserve(b, sz))
+                return false;
+        memset(b->data + b->len, 0, sz);
+        b->len += sz;
+        return true;
+}
+
+static void kset_put(struct kslot *slots, uint32_t cap, const struct kslot *k)
+{
+        uint32_t i;
+
+        for (i = k->hash & (cap - 1); slots[i].hash; i = (i + 1) & (cap - 1))
+                ;
+        slots[i] = *k;
+}
+
+/* Double the table on top of the stack (no nested table is open then). */
+static bool kset_grow(struct ex *e, struct kset *ks)
+{
+        struct veil_buf *b = &e->env->seen;
+        size_t old         = (size_t)ks->cap * sizeof(struct kslot);
+        struct kslot *slots, *tmp;
+        uint32_t i;
+
+        if (ks->cap >= UINT32_MAX / 4 || !veil_buf_reserve(b, 2 * old))
+                return false;
+        slots = (struct kslot *)(void *)(b->data + ks->base);
+        tmp   = (struct kslot *)(void *)(b->data + ks->base + 2 * old);
+        memcpy(tmp, slots, old);
+        memset(slots, 0, 2 * old);
+        for (i = 0; i < ks->cap; i++)
+                if (tmp[i].hash)
+                        kset_put(slots, ks->cap * 2, &tmp[i]);
+        ks->cap *= 2;
+        b->len = ks->base + 2 * old;
+        return true;
+}
+
+/* Is out[off, out->len) a key this map has not had yet? Adds it. */
+static enum veil_wire_err kset_add(struct ex *e, struct kset *ks, size_t off,
+                                   bool *fresh)
+{
+        const uint8_t *key = e->out->data + off;
+        size_t len         = e->out->len - off;
+        struct kslot k, *slots;
+        uint32_t i;
+
+        if (len > UINT32_MAX)
+                return VEIL_WIRE_TOO_LARGE;
+        if ((ks->n + 1) * 2 > ks->cap && !kset_grow(e, ks))
+                return VEIL_WIRE_TOO_LARGE;
+        k.off  = off;
+        k.len  = (uint32_t)len;
+        k.hash = key_hash(e->env->seen_seed, key, len);
+        slots  = (struct kslot *)(void *)(e->env->seen.data + ks->base);
+        for (i = k.hash & (ks->cap - 1); slots[i].hash;
+             i = (i + 1) & (ks->cap - 1))
+                if (slots[i].hash == k.hash && slots[i].len == k.len &&
+                    !memcmp(e->out->data + slots[i].off, key, len)) {
+                        *fresh = false;
+                        return VEIL_WIRE_OK;
+                }
+        slots[i] = k;
+        ks->n++;
+        *fresh = true;
+        return VEIL_WIRE_OK;
+}
+
+static enum veil_wire_err ex_run(struct ex *e, const struct pnode *node,
+                                 int depth);
+
+/* One entry of a unique-keys map: a block of one, or nothing when its key
+ * was had. */
+static enum veil_wire_err ex_map_entry(struct ex *e, const struct pnode *node,
+                                       const struct pnode *item,
+                                       struct kset *ks, int depth)
+{
+        const uint8_t *key = e->p, *data;
+        enum veil_wire_err rc;
+        size_t len, at;
+        bool fresh;
+
+        TRY(ex_lenbytes(e, &data, &len));
+        TRY(ex_flush(e, key));
+        e->copy = e->p;
+        at      = e->out->len;
+        TRY(ex_room(e, 1));
+        e->out->data[e->out->len++] = 2; /* a block of 1 (zig-zag) */
+        TRY(ex_put_tx(e, node->tx, VEIL_ENCRYPT_OUT_STRING, data, len));
+        TRY(kset_add(e, ks, at + 1, &fresh));
+        if (fresh)
+                rc = ex_run(e, item, depth + 1);
+        else {
+                e->out->len = at;
+                rc          = ex_skip(e, item, depth + 1);
+                e->copy     = e->p;
+        }
+        return rc ? ex_fail(e, item, rc) : VEIL_WIRE_OK;
+}
+
+static enum veil_wire_err ex_map_unique(struct ex *e, const struct pnode *node,
+                                        int depth)
+{
+        const struct pnode *item = &e->plan->nodes[node->kids];
+        enum veil_wire_err rc    = VEIL_WIRE_OK;
+        int64_t count, size, k;
+        struct kset ks;
+
+        if (!kset_open(e, &ks))
+                return VEIL_WIRE_TOO_LARGE;
+        for (;;) {
+                const uint8_t *hdr = e->p, *block;
+
+                rc = ex_block(e, item, true, &count, &size);
+                if (rc || !count)
+                        break; /* the final 0 stays in the copy range */
+                rc = ex_flush(e, hdr);
+                if (rc)
+                        break;
+                e->copy = e->p; /* each entry writes its own header */
+                block   = e->p;
+                for (k = 0; k < count && !rc; k++)
+                        rc = ex_map_entry(e, node, item, &ks, depth);
+                if (rc)
+                        break;
+                if (size >= 0 && e->p - block != size) {
+                        rc = VEIL_WIRE_BAD_LENGTH;
+                        break;
+                }
+        }
+        e->env->seen.len = ks.base;
+        return rc;
 }
 
 static enum veil_wire_err ex_run(struct ex *e, const struct pnode *node,
@@ -2004,6 +2429,8 @@ static enum veil_wire_err ex_run(struct ex *e, const struct pnode *node,
                 size_t len;
                 int64_t count, size, k;
 
+                if (node->unique)
+                        return ex_map_unique(e, node, depth);
                 for (;;) {
                         const uint8_t *hdr = e->p, *block;
 
@@ -2020,8 +2447,22 @@ static enum veil_wire_err ex_run(struct ex *e, const struct pnode *node,
                         }
                         block = e->p;
                         for (k = 0; k < count; k++) {
-                                if (map)
+                                if (map) {
+                                        const uint8_t *key = e->p;
+
                                         TRY(ex_lenbytes(e, &data, &len));
+                                        if (node->tx) {
+                                                TRY(ex_flush(e, key));
+                                                e->copy = e->p;
+                                                rc      = ex_put_tx(
+                                                             e, node->tx,
+                                                             VEIL_ENCRYPT_OUT_STRING,
+                                                             data, len);
+                                                if (rc)
+                                                        return ex_fail(e, node,
+                                                                       rc);
+                                        }
+                                }
                                 rc = ex_run(e, item, depth + 1);
                                 if (rc)
                                         return ex_fail(e, item, rc);
@@ -2050,6 +2491,8 @@ enum veil_wire_err veil_plan_exec(const struct veil_plan *plan,
          * (allocated per record, so callers in a loop pass their own). */
         if (!env)
                 env = &local;
+        env->seen.len = 0;
+        env->n_memo   = 0;
         memset(&e, 0, sizeof(e));
         e.p = e.start = e.copy = body;
         e.end                  = body + len;
@@ -2087,6 +2530,587 @@ enum veil_wire_err veil_plan_exec(const struct veil_plan *plan,
                 err->path   = NULL;
         }
         return VEIL_WIRE_OK;
+}
+
+/* ---- one pass for every purpose ---------------------------------------------
+ * The plans of one source schema (the purposes of a route) read the same
+ * bytes in the same order. A plan set merges them once into one graph:
+ * each merged node holds, for the position, what every plan does there
+ * (pass, drop, null, transform, descend) as bit masks, and the positions
+ * that no plan transforms or descends into are read once, like a pass in
+ * one plan. One reader walks the input once (one decode, one validation);
+ * each plan's writer keeps its own pending copy range and output. A
+ * failure of the input fails every plan; a failure of one plan's writing
+ * (its output limit, a transform) fails that plan only. */
+
+struct mnode {
+        uint8_t kind; /* the source type's kind */
+        bool quiet;   /* no writer transforms or descends: read once */
+        uint8_t srcw; /* the writer whose plan `src` lives in */
+        uint32_t drop, nul, tx, desc; /* writers, by bit */
+        uint32_t n;                   /* record fields, union branches */
+        uint32_t kids;     /* record/union: first in set->kids; array/map:
+                            * the item's merged node */
+        uint32_t min_size; /* array/map: the largest minimum of the items */
+        const struct pnode *src; /* reads (skips) the value */
+        const struct pnode *w[VEIL_PLAN_MULTI_MAX]; /* each writer's node */
+};
+
+struct mmemo {
+        uint32_t mask;
+        const struct pnode *w[VEIL_PLAN_MULTI_MAX];
+        uint32_t node;
+};
+
+struct veil_plan_set {
+        const struct veil_plan *plans[VEIL_PLAN_MULTI_MAX];
+        size_t n;
+        struct mnode *nodes;
+        size_t n_nodes, cap_nodes;
+        uint32_t *kids;
+        size_t n_kids, cap_kids;
+        struct mmemo *memo;
+        size_t n_memo, cap_memo;
+        uint32_t root;
+};
+
+void veil_plan_set_destroy(struct veil_plan_set *set)
+{
+        if (!set)
+                return;
+        free(set->nodes);
+        free(set->kids);
+        free(set->memo);
+        free(set);
+}
+
+/* The merged node of the writers in `mask` at nodes w[] (recursive types
+ * meet the same tuple again: the memo points back). */
+static int set_build(struct veil_plan_set *set, uint32_t mask,
+                     const struct pnode *const *w, int depth, uint32_t *out,
+                     char *errstr, size_t errstr_size)
+{
+        struct mnode mn = {0};
+        uint32_t idx, i, f, first = UINT32_MAX, cmask;
+        size_t m;
+        int rc;
+
+        for (m = 0; m < set->n_memo; m++)
+                if (set->memo[m].mask == mask &&
+                    !memcmp(set->memo[m].w, w, sizeof(set->memo[m].w))) {
+                        *out = set->memo[m].node;
+                        return 0;
+                }
+        if (depth > 4 * VEIL_PLAN_MAX_DEPTH)
+                return veil_errf(errstr, errstr_size, VEIL_EINVAL,
+                                 "plan set: schema nests too deep");
+        for (i = 0; i < set->n; i++) {
+                const struct pnode *node = w[i], *src;
+
+                if (!(mask & (1u << i)))
+                        continue;
+                mn.w[i] = node;
+                src     = node;
+                switch (node->act) {
+                case PA_DROP:
+                        mn.drop |= 1u << i;
+                        src = &set->plans[i]->nodes[node->kids];
+                        break;
+                case PA_NULLIFY:
+                        mn.nul |= 1u << i;
+                        src = &set->plans[i]->nodes[node->kids];
+                        break;
+                case PA_TX:
+                        mn.tx |= 1u << i;
+                        break;
+                case PA_DESCEND:
+                        mn.desc |= 1u << i;
+                        if (first == UINT32_MAX)
+                                first = i;
+                        break;
+                default:
+                        break;
+                }
+                if (!mn.src) {
+                        mn.src  = src;
+                        mn.srcw = (uint8_t)i;
+                        mn.kind = src->kind;
+                } else if (src->kind != mn.kind) {
+                        return veil_errf(errstr, errstr_size, VEIL_EINVAL,
+                                         "plan set: the plans do not read "
+                                         "the same schema");
+                }
+        }
+        mn.quiet   = !(mn.tx | mn.desc);
+        set->nodes = grow(set->nodes, &set->cap_nodes, set->n_nodes + 1,
+                          sizeof(*set->nodes));
+        idx        = (uint32_t)set->n_nodes++;
+        set->memo  = grow(set->memo, &set->cap_memo, set->n_memo + 1,
+                          sizeof(*set->memo));
+        set->memo[set->n_memo].mask = mask;
+        memcpy(set->memo[set->n_memo].w, w, sizeof(set->memo[0].w));
+        set->memo[set->n_memo++].node = idx;
+        cmask                         = mn.desc;
+        if (cmask) {
+                const struct pnode *fw = mn.w[first];
+                const struct pnode *cw[VEIL_PLAN_MULTI_MAX];
+                uint32_t base, nk = 0, item;
+
+                for (i = 0; i < set->n; i++)
+                        if ((cmask & (1u << i)) && mn.w[i]->kind == PK_RECORD &&
+                            mn.w[i]->n != fw->n)
+                                return veil_errf(errstr, errstr_size,
+                                                 VEIL_EINVAL,
+                                                 "plan set: the plans do not "
+                                                 "read the same schema");
+                switch (mn.kind) {
+                case PK_RECORD:
+                case PK_UNION:
+                        nk = fw->n;
+                        set->kids =
+                                grow(set->kids, &set->cap_kids,
+                                     set->n_kids + nk + 1, sizeof(*set->kids));
+                        base = (uint32_t)set->n_kids;
+                        set->n_kids += nk;
+                        mn.n    = nk;
+                        mn.kids = base;
+                        for (f = 0; f < nk; f++) {
+                                memset(cw, 0, sizeof(cw));
+                                for (i = 0; i < set->n; i++)
+                                        if (cmask & (1u << i))
+                                                cw[i] = &set->plans[i]->nodes
+                                                                 [set->plans[i]
+                                                                          ->kids[mn.w[i]->kids +
+                                                                                 f]
+                                                                          .node];
+                                rc = set_build(set, cmask, cw, depth + 1, &item,
+                                               errstr, errstr_size);
+                                if (rc)
+                                        return rc;
+                                set->kids[base + f] = item;
+                        }
+                        break;
+                case PK_ARRAY:
+                case PK_MAP:
+                        memset(cw, 0, sizeof(cw));
+                        for (i = 0; i < set->n; i++)
+                                if (cmask & (1u << i)) {
+                                        cw[i] = &set->plans[i]
+                                                         ->nodes[mn.w[i]->kids];
+                                        if (cw[i]->min_size > mn.min_size)
+                                                mn.min_size = cw[i]->min_size;
+                                }
+                        rc = set_build(set, cmask, cw, depth + 1, &item, errstr,
+                                       errstr_size);
+                        if (rc)
+                                return rc;
+                        mn.kids = item;
+                        break;
+                default:
+                        return veil_errf(errstr, errstr_size, VEIL_EINVAL,
+                                         "plan set: a leaf cannot descend");
+                }
+        }
+        set->nodes[idx] = mn;
+        *out            = idx;
+        return 0;
+}
+
+struct veil_plan_set *veil_plan_set_new(const struct veil_plan *const *plans,
+                                        size_t n, char *errstr,
+                                        size_t errstr_size)
+{
+        struct veil_plan_set *set;
+        const struct pnode *w[VEIL_PLAN_MULTI_MAX] = {0};
+        size_t i;
+
+        if (!n || n > VEIL_PLAN_MULTI_MAX) {
+                veil_errf(errstr, errstr_size, VEIL_EINVAL,
+                          "plan set: 1 to %d plans", VEIL_PLAN_MULTI_MAX);
+                return NULL;
+        }
+        set    = veil_calloc(1, sizeof(*set));
+        set->n = n;
+        for (i = 0; i < n; i++) {
+                if (plans[i]->source_id != plans[0]->source_id) {
+                        veil_errf(errstr, errstr_size, VEIL_EINVAL,
+                                  "plan set: plans of schemas %d and %d",
+                                  plans[0]->source_id, plans[i]->source_id);
+                        veil_plan_set_destroy(set);
+                        return NULL;
+                }
+                set->plans[i] = plans[i];
+                w[i]          = &plans[i]->nodes[plans[i]->root];
+        }
+        if (set_build(set, (uint32_t)((1u << n) - 1), w, 0, &set->root, errstr,
+                      errstr_size)) {
+                veil_plan_set_destroy(set);
+                return NULL;
+        }
+        free(set->memo);
+        set->memo   = NULL;
+        set->n_memo = set->cap_memo = 0;
+        return set;
+}
+
+struct mx {
+        struct ex r; /* the reader: p, end, empty_items, err_path */
+        struct ex o[VEIL_PLAN_MULTI_MAX];
+        enum veil_wire_err dead[VEIL_PLAN_MULTI_MAX];
+        uint32_t deadm; /* writers that failed */
+        uint32_t susp;  /* writers left out of the value being read (an
+                         * entry whose key they had already) */
+        const struct veil_plan_set *set;
+};
+
+/* Each set bit i of mask, lowest first. */
+#define FOR_BITS(i, mask)                                                      \
+        for (uint32_t bits_ = (mask), i;                                       \
+             bits_ && ((i = (uint32_t)__builtin_ctz(bits_)), 1);               \
+             bits_ &= bits_ - 1)
+
+static inline uint32_t mx_live(const struct mx *m)
+{
+        return ~(m->deadm | m->susp);
+}
+
+static inline void mx_kill(struct mx *m, uint32_t i, enum veil_wire_err rc)
+{
+        if (!m->dead[i])
+                m->dead[i] = rc;
+        m->deadm |= 1u << i;
+}
+
+static inline enum veil_wire_err mx_skip(struct mx *m, const struct mnode *mn,
+                                         int depth)
+{
+        m->r.plan = m->set->plans[mn->srcw];
+        if (mn->src->kind < PK_RECORD)
+                return ex_skip_leaf(&m->r, mn->src);
+        return ex_skip(&m->r, mn->src, depth);
+}
+
+static enum veil_wire_err mx_run(struct mx *m, const struct mnode *mn,
+                                 int depth);
+
+static enum veil_wire_err mx_leaf(struct mx *m, const struct mnode *mn)
+{
+        const uint8_t *vstart = m->r.p;
+        uint32_t want         = mn->tx & mx_live(m);
+        uint32_t first        = (uint32_t)__builtin_ctz(want);
+        struct leaf lf;
+
+        m->r.plan = m->set->plans[first];
+        TRY(ex_read_leaf(&m->r, mn->w[first], &lf));
+        FOR_BITS(i, want)
+        {
+                enum veil_wire_err rc =
+                        ex_write_tx(&m->o[i], mn->w[i], vstart, m->r.p, &lf);
+
+                if (rc)
+                        mx_kill(m, i, rc);
+        }
+        return VEIL_WIRE_OK;
+}
+
+static enum veil_wire_err mx_record(struct mx *m, const struct mnode *mn,
+                                    int depth)
+{
+        const struct veil_plan_set *set = m->set;
+        const uint32_t *kids            = &set->kids[mn->kids];
+        enum veil_wire_err rc;
+        uint32_t f;
+
+        for (f = 0; f < mn->n; f++) {
+                const struct mnode *c = &set->nodes[kids[f]];
+
+                /* The common case without a call: a leaf every writer
+                 * passes or drops. */
+                if (c->quiet && c->kind < PK_RECORD && !c->nul) {
+                        const uint8_t *at = m->r.p;
+                        uint32_t drop     = c->drop & mx_live(m);
+
+                        FOR_BITS(i, drop)
+                        {
+                                rc = ex_flush(&m->o[i], at);
+                                if (rc)
+                                        mx_kill(m, i, rc);
+                        }
+                        rc = ex_skip_leaf(&m->r, c->src);
+                        FOR_BITS(i, drop)
+                        m->o[i].copy = m->r.p;
+                } else {
+                        rc = mx_run(m, c, depth + 1);
+                }
+                if (rc)
+                        return ex_fail(&m->r, c->w[c->srcw], rc);
+        }
+        return VEIL_WIRE_OK;
+}
+
+static enum veil_wire_err mx_union(struct mx *m, const struct mnode *mn,
+                                   int depth)
+{
+        const uint8_t *at = m->r.p;
+        const struct mnode *c;
+        enum veil_wire_err rc;
+        int64_t v;
+
+        TRY(ex_varint(&m->r, 5, &v));
+        if (v < 0 || v >= (int64_t)mn->n)
+                return VEIL_WIRE_BAD_UNION_INDEX;
+        FOR_BITS(i, mn->desc & mx_live(m))
+        {
+                const struct veil_plan *plan = m->set->plans[i];
+                const struct pkid *k         = &plan->kids[mn->w[i]->kids + v];
+                struct ex *o                 = &m->o[i];
+
+                if (k->out == (uint32_t)v)
+                        continue;
+                rc = ex_flush(o, at);
+                if (!rc)
+                        rc = ex_room(o, VEIL_VARINT_MAX);
+                if (rc) {
+                        mx_kill(m, i, rc);
+                        continue;
+                }
+                ex_put_varint(o, k->out);
+                o->copy = m->r.p;
+        }
+        c  = &m->set->nodes[m->set->kids[mn->kids + v]];
+        rc = mx_run(m, c, depth + 1);
+        return rc ? ex_fail(&m->r, c->w[c->srcw], rc) : VEIL_WIRE_OK;
+}
+
+/* Arrays and maps: blocks read once; each writer reframes what its plan
+ * changes (a counted block, per-entry blocks of a unique-keys map) and
+ * writes its own keys. */
+static enum veil_wire_err mx_blocks(struct mx *m, const struct mnode *mn,
+                                    int depth)
+{
+        const bool map        = mn->kind == PK_MAP;
+        const struct mnode *c = &m->set->nodes[mn->kids];
+        struct kset ks[VEIL_PLAN_MULTI_MAX];
+        struct pnode bound    = {0};
+        enum veil_wire_err rc = VEIL_WIRE_OK;
+        uint32_t uniq = 0, desc = mn->desc & mx_live(m);
+        int64_t count, size, k;
+
+        bound.min_size = mn->min_size;
+        FOR_BITS(i, desc)
+        {
+                if (!mn->w[i]->unique)
+                        continue;
+                if (kset_open(&m->o[i], &ks[i]))
+                        uniq |= 1u << i;
+                else
+                        mx_kill(m, i, VEIL_WIRE_TOO_LARGE);
+        }
+        for (;;) {
+                const uint8_t *hdr = m->r.p, *block;
+
+                rc = ex_block(&m->r, &bound, map, &count, &size);
+                if (rc || !count)
+                        break;
+                FOR_BITS(i, desc & mx_live(m))
+                {
+                        struct ex *o           = &m->o[i];
+                        enum veil_wire_err wrc = VEIL_WIRE_OK;
+
+                        if (mn->w[i]->unique) {
+                                wrc     = ex_flush(o, hdr);
+                                o->copy = m->r.p;
+                        } else if (size >= 0) {
+                                wrc = ex_flush(o, hdr);
+                                if (!wrc)
+                                        wrc = ex_room(o, VEIL_VARINT_MAX);
+                                if (!wrc) {
+                                        ex_put_varint(o, count);
+                                        o->copy = m->r.p;
+                                }
+                        }
+                        if (wrc)
+                                mx_kill(m, i, wrc);
+                }
+                block = m->r.p;
+                for (k = 0; k < count; k++) {
+                        const uint8_t *key = m->r.p, *data = NULL;
+                        uint32_t saved = m->susp, skip = 0;
+                        size_t len = 0;
+
+                        if (map) {
+                                rc = ex_lenbytes(&m->r, &data, &len);
+                                if (rc)
+                                        break;
+                                FOR_BITS(i, desc & mx_live(m))
+                                {
+                                        const struct pnode *node = mn->w[i];
+                                        struct ex *o             = &m->o[i];
+                                        enum veil_wire_err wrc;
+                                        bool fresh = true;
+                                        size_t at;
+
+                                        if (!node->tx)
+                                                continue;
+                                        wrc     = ex_flush(o, key);
+                                        o->copy = m->r.p;
+                                        at      = o->out->len;
+                                        if (!wrc && node->unique) {
+                                                wrc = ex_room(o, 1);
+                                                if (!wrc)
+                                                        o->out->data
+                                                                [o->out->len++] =
+                                                                2;
+                                        }
+                                        if (!wrc)
+                                                wrc = ex_put_tx(
+                                                        o, node->tx,
+                                                        VEIL_ENCRYPT_OUT_STRING,
+                                                        data, len);
+                                        if (!wrc && node->unique)
+                                                wrc = kset_add(o, &ks[i],
+                                                               at + 1, &fresh);
+                                        if (wrc) {
+                                                mx_kill(m, i, wrc);
+                                        } else if (!fresh) {
+                                                o->out->len = at;
+                                                skip |= 1u << i;
+                                        }
+                                }
+                        }
+                        m->susp |= skip;
+                        rc      = mx_run(m, c, depth + 1);
+                        m->susp = saved;
+                        FOR_BITS(i, skip & ~m->deadm)
+                        m->o[i].copy = m->r.p;
+                        if (rc) {
+                                rc = ex_fail(&m->r, c->w[c->srcw], rc);
+                                break;
+                        }
+                }
+                if (rc)
+                        break;
+                if (size >= 0 && m->r.p - block != size) {
+                        rc = VEIL_WIRE_BAD_LENGTH;
+                        break;
+                }
+        }
+        FOR_BITS(i, uniq)
+        m->o[i].env->seen.len = ks[i].base;
+        return rc;
+}
+
+static enum veil_wire_err mx_run(struct mx *m, const struct mnode *mn,
+                                 int depth)
+{
+        const uint8_t *start = m->r.p;
+        uint32_t closing     = (mn->drop | mn->nul) & mx_live(m);
+        enum veil_wire_err rc;
+
+        FOR_BITS(i, closing)
+        {
+                rc = ex_flush(&m->o[i], start);
+                if (rc)
+                        mx_kill(m, i, rc);
+        }
+        if (!((mn->tx | mn->desc) & mx_live(m))) {
+                rc = mx_skip(m, mn, depth);
+        } else if (depth >= VEIL_PLAN_MAX_DEPTH) {
+                rc = VEIL_WIRE_TOO_DEEP;
+        } else {
+                switch (mn->kind) {
+                case PK_RECORD:
+                        rc = mx_record(m, mn, depth);
+                        break;
+                case PK_UNION:
+                        rc = mx_union(m, mn, depth);
+                        break;
+                case PK_ARRAY:
+                case PK_MAP:
+                        rc = mx_blocks(m, mn, depth);
+                        break;
+                default:
+                        rc = mx_leaf(m, mn);
+                        break;
+                }
+        }
+        if (rc)
+                return rc;
+        FOR_BITS(i, closing & ~m->deadm)
+        {
+                struct ex *o = &m->o[i];
+
+                o->copy = m->r.p;
+                if (!(mn->nul & (1u << i)))
+                        continue;
+                rc = ex_room(o, 1);
+                if (rc)
+                        mx_kill(m, i, rc);
+                else
+                        o->out->data[o->out->len++] = 0; /* branch 0: null */
+        }
+        return VEIL_WIRE_OK;
+}
+
+enum veil_wire_err veil_plan_set_exec(const struct veil_plan_set *set,
+                                      struct veil_plan_env *const *envs,
+                                      const uint8_t *body, size_t len,
+                                      struct veil_buf *const *outs,
+                                      struct veil_plan_error *errs)
+{
+        struct mx m;
+        size_t start_len[VEIL_PLAN_MULTI_MAX];
+        enum veil_wire_err rc, first = VEIL_WIRE_OK;
+        uint32_t i;
+
+        memset(&m, 0, sizeof(m));
+        m.set = set;
+        m.r.p = m.r.start = m.r.copy = body;
+        m.r.end                      = body + len;
+        m.r.plan                     = set->plans[0];
+        for (i = 0; i < set->n; i++) {
+                const struct veil_plan *plan = set->plans[i];
+                struct veil_plan_env *env    = envs[i];
+                struct ex *o                 = &m.o[i];
+
+                start_len[i] = outs[i]->len;
+                o->p = o->start = o->copy = body;
+                o->end                    = body + len;
+                o->out                    = outs[i];
+                o->plan                   = plan;
+                o->env                    = env;
+                o->limit      = plan->max_output > SIZE_MAX - start_len[i]
+                                        ? SIZE_MAX
+                                        : start_len[i] + plan->max_output;
+                env->seen.len = 0;
+                env->n_memo   = 0;
+                if ((plan->needs_keys && !env->keys) ||
+                    (plan->needs_detect &&
+                     (!env->detect || !env->detect_scratch)))
+                        mx_kill(&m, i, VEIL_WIRE_TRANSFORM_FAILED);
+        }
+        rc = mx_run(&m, &set->nodes[set->root], 0);
+        if (rc)
+                ex_fail(&m.r, set->nodes[set->root].src, rc);
+        if (!rc && m.r.p != m.r.end)
+                rc = VEIL_WIRE_TRAILING_BYTES;
+        for (i = 0; i < set->n; i++) {
+                enum veil_wire_err orc = rc ? rc : m.dead[i];
+
+                if (!orc)
+                        orc = ex_flush(&m.o[i], m.r.p);
+                if (orc) {
+                        outs[i]->len = start_len[i];
+                        if (!first)
+                                first = orc;
+                }
+                if (errs) {
+                        errs[i].code   = orc;
+                        errs[i].offset = orc ? (size_t)(m.r.p - body) : 0;
+                        errs[i].path   = orc ? m.r.err_path : NULL;
+                }
+        }
+        return first;
 }
 
 enum veil_wire_err veil_plan_exec_framed(const struct veil_plan *plan,

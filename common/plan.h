@@ -23,6 +23,8 @@
 /* Items of zero-width types (null, empty records) allowed in one record:
  * they consume no input, so only a count bounds the work. */
 #define VEIL_PLAN_MAX_EMPTY_ITEMS 65536
+/* Hash tokens a record remembers (struct veil_plan_env). */
+#define VEIL_PLAN_MEMO 8
 /* Default cap of one output record. */
 #define VEIL_PLAN_DEFAULT_MAX_OUTPUT ((size_t)64 << 20)
 
@@ -39,7 +41,9 @@ enum veil_plan_reason {
 };
 
 struct veil_plan_field {
-        const char *path;  /* owned by the plan */
+        /* Owned by the plan: a field, items "a[]", map values "m{}" or
+         * map keys "m{key}" (DESIGN.md §5: map keys are data). */
+        const char *path;
         const char *label; /* NULL when unclassified; borrowed */
         enum veil_label_source source;
         enum veil_plan_reason reason;
@@ -122,6 +126,16 @@ struct veil_plan_env {
         struct veil_detect_scratch *detect_scratch;
         struct veil_buf tmp;       /* owned */
         struct veil_text_buf text; /* owned */
+        struct veil_buf seen;      /* owned: map keys met (see plan.c) */
+        uint64_t seen_seed;        /* set on first use */
+        /* Hash tokens written in the current record, by value: a value
+         * that comes again (an address in `email` and in `contacts`)
+         * copies its token instead of paying the HMAC again. */
+        struct {
+                const uint8_t *val; /* in the input body */
+                size_t len, off;    /* the token's bytes in out */
+        } memo[VEIL_PLAN_MEMO];
+        unsigned n_memo;
 };
 
 /* Frees the env's own buffers (not keys, engine or scratch). */
@@ -145,6 +159,35 @@ enum veil_wire_err veil_plan_exec(const struct veil_plan *plan,
                                   const uint8_t *body, size_t len,
                                   struct veil_buf *out,
                                   struct veil_plan_error *err);
+
+/* At most this many plans run in one pass (struct veil_plan_set). */
+#define VEIL_PLAN_MULTI_MAX 8
+
+/* ---- one pass for every purpose of a route ----------------------------------
+ * A plan set merges the plans of one source schema (the purposes of a
+ * route) so that one pass over a record serves them all: one decode and
+ * validation, each plan writing its own output exactly as veil_plan_exec
+ * would. The plans must outlive the set; they must come from the same
+ * schema (VEIL_EINVAL otherwise). Read-only once built: threads may share
+ * it, each with its own envs. */
+struct veil_plan_set;
+
+struct veil_plan_set *veil_plan_set_new(const struct veil_plan *const *plans,
+                                        size_t n, char *errstr,
+                                        size_t errstr_size);
+void veil_plan_set_destroy(struct veil_plan_set *set);
+
+/* Rewrite one Avro body for every plan of the set: outs[i] (appended to)
+ * and envs[i] (one per plan, never shared) go with the set's plan i. On a
+ * failure of the input every out is restored and every errs[i] (may be
+ * NULL) names it; a failure of one plan's own writing (its output limit, a
+ * transform) fails that plan only. Returns the first failure, or
+ * VEIL_WIRE_OK. Steady state allocates nothing. */
+enum veil_wire_err veil_plan_set_exec(const struct veil_plan_set *set,
+                                      struct veil_plan_env *const *envs,
+                                      const uint8_t *body, size_t len,
+                                      struct veil_buf *const *outs,
+                                      struct veil_plan_error *errs);
 
 /* Rewrite a framed message: out is reset (also on error) to the 5-byte
  * header with the plan's output id followed by the rewritten body.

@@ -99,7 +99,8 @@ struct veil_route_purpose {
 };
 
 struct veil_classify_override {
-        char *path;  /* field path: `address.zip`, `contacts[].email` */
+        char *path;  /* position path: `address.zip`, `contacts[].email`,
+                      * map values `attrs{}`, map keys `attrs{key}` */
         char *label; /* class or tier name */
 };
 

@@ -29,6 +29,17 @@ struct license_ctx {
         /* per route, per route purpose */
         struct rp_state **rps;
         size_t n_routes;
+        /* per route: the plans of its purposes merged for one pass over
+         * each record (rebuilt when the plans change; dropped whenever the
+         * cache gets a plan, which may evict any) */
+        struct route_set *sets;
+        uint64_t puts; /* plans put in the cache so far */
+};
+
+struct route_set {
+        struct veil_plan_set *set;
+        const struct veil_plan *plans[VEIL_PLAN_MULTI_MAX];
+        size_t n;
 };
 
 /* What one purpose of one route remembers between records. */
@@ -74,6 +85,9 @@ static void license_destroy(void *ctx_)
                 free(ctx->rps[i]);
         }
         free(ctx->rps);
+        for (i = 0; i < ctx->n_routes && ctx->sets; i++)
+                veil_plan_set_destroy(ctx->sets[i].set);
+        free(ctx->sets);
         veil_plan_cache_destroy(ctx->cache);
         veil_detect_scratch_destroy(ctx->scratch);
         veil_detect_engine_destroy(ctx->detect);
@@ -114,6 +128,7 @@ static int license_init(void *ctx_, const struct veil_filter_env *env,
                 return VEIL_ECONFIG;
         ctx->n_routes = policy->n_routes;
         ctx->rps      = veil_calloc(ctx->n_routes + 1, sizeof(*ctx->rps));
+        ctx->sets     = veil_calloc(ctx->n_routes + 1, sizeof(*ctx->sets));
         for (i = 0; i < ctx->n_routes; i++) {
                 const struct veil_route *route = &policy->routes[i];
                 size_t j;
@@ -178,12 +193,13 @@ static enum veil_verdict verdict(struct veil_record *rec, enum veil_verdict v,
 
 /* The plan of (schema, purpose, key-or-value), compiled and its derived
  * schema registered under `<topic>-value` / `<topic>-key` on first sight.
- * NULL with the verdict in *vp. */
+ * NULL with the verdict in *vp. `again`: a second look-up for the same
+ * record, not counted in the hit/miss statistics. */
 static struct veil_plan *plan_for(struct license_ctx *ctx,
                                   struct veil_record *rec,
                                   const struct veil_schema *schema,
                                   const struct veil_route_purpose *rp, bool key,
-                                  enum veil_verdict *vp)
+                                  bool again, enum veil_verdict *vp)
 {
         const struct veil_policy *policy = &ctx->config->policy;
         struct rp_state *st              = rp_state_of(ctx, rec, rp);
@@ -194,13 +210,13 @@ static struct veil_plan *plan_for(struct license_ctx *ctx,
         size_t i, j;
 
         if (st->mru[key] && st->mru_id[key] == schema->id) {
-                if (ctx->stats)
+                if (ctx->stats && !again)
                         ctx->stats->plan_hits++;
                 return st->mru[key];
         }
         plan = veil_plan_cache_get(ctx->cache, schema->id, st->cache_key,
                                    policy->digest, key);
-        if (ctx->stats) {
+        if (ctx->stats && !again) {
                 if (plan)
                         ctx->stats->plan_hits++;
                 else
@@ -228,11 +244,16 @@ static struct veil_plan *plan_for(struct license_ctx *ctx,
                         return NULL;
                 }
                 /* The put may evict any cached plan: forget them all. */
-                for (i = 0; i < ctx->n_routes; i++)
+                for (i = 0; i < ctx->n_routes; i++) {
                         for (j = 0; j < policy->routes[i].n_purposes; j++) {
                                 ctx->rps[i][j].mru[0] = NULL;
                                 ctx->rps[i][j].mru[1] = NULL;
                         }
+                        veil_plan_set_destroy(ctx->sets[i].set);
+                        ctx->sets[i].set = NULL;
+                        ctx->sets[i].n   = 0;
+                }
+                ctx->puts++;
                 plan = veil_plan_cache_put(ctx->cache, schema->id,
                                            st->cache_key, policy->digest, key,
                                            plan);
@@ -312,7 +333,7 @@ static enum veil_verdict license_key(struct license_ctx *ctx,
                         return verdict(rec, VEIL_RETRY, "registry-unavailable",
                                        "key schema: %s", err);
                 }
-                plan = plan_for(ctx, rec, schema, out->rp, true, &v);
+                plan = plan_for(ctx, rec, schema, out->rp, true, false, &v);
                 if (!plan)
                         return v;
                 werr = veil_plan_exec_framed(plan, penv, rec->key, rec->key_len,
@@ -340,11 +361,94 @@ static enum veil_verdict license_key(struct license_ctx *ctx,
         return VEIL_CONTINUE;
 }
 
+/* The route's plan set for these plans (NULL with the reason in err when
+ * they cannot be merged: the caller runs them one by one). */
+static const struct veil_plan_set *set_for(struct license_ctx *ctx,
+                                           const struct veil_record *rec,
+                                           const struct veil_plan *const *plans,
+                                           size_t n, char *err, size_t errsz)
+{
+        struct route_set *rs =
+                &ctx->sets[rec->route - ctx->config->policy.routes];
+
+        if (rs->set && rs->n == n &&
+            !memcmp(rs->plans, plans, n * sizeof(*plans)))
+                return rs->set;
+        veil_plan_set_destroy(rs->set);
+        rs->n   = 0;
+        rs->set = veil_plan_set_new(plans, n, err, errsz);
+        if (rs->set) {
+                memcpy(rs->plans, plans, n * sizeof(*plans));
+                rs->n = n;
+        }
+        return rs->set;
+}
+
+/* The values of every purpose from one pass over the record (DESIGN.md
+ * §7, issue 15): each output framed with its plan's derived schema id. */
+static enum veil_verdict license_values(struct license_ctx *ctx,
+                                        struct veil_record *rec,
+                                        const struct veil_plan *const *plans,
+                                        struct veil_plan_env *const *envs,
+                                        struct veil_record_out *const *outs,
+                                        size_t n)
+{
+        struct veil_buf *bufs[VEIL_PLAN_MULTI_MAX];
+        struct veil_plan_error errs[VEIL_PLAN_MULTI_MAX];
+        const struct veil_plan_set *set = NULL;
+        struct veil_wire_frame frame;
+        enum veil_wire_err werr;
+        char err[256];
+        size_t i;
+
+        werr = veil_wire_parse(rec->value, rec->value_len, &frame);
+        if (n > 1 && werr == VEIL_WIRE_OK && !frame.tombstone)
+                set = set_for(ctx, rec, plans, n, err, sizeof(err));
+        if (!set) {
+                /* one pass per purpose */
+                for (i = 0; i < n; i++) {
+                        werr = veil_plan_exec_framed(plans[i], envs[i],
+                                                     rec->value, rec->value_len,
+                                                     &outs[i]->value, &errs[i]);
+                        if (werr != VEIL_WIRE_OK)
+                                return exec_error(rec, "value", &errs[i]);
+                }
+                return VEIL_CONTINUE;
+        }
+        for (i = 0; i < n; i++) {
+                struct veil_buf *b = &outs[i]->value;
+
+                b->len = 0;
+                if (!veil_buf_reserve(b, VEIL_WIRE_HEADER_SIZE)) {
+                        errs[i].code   = VEIL_WIRE_TOO_LARGE;
+                        errs[i].offset = 0;
+                        errs[i].path   = NULL;
+                        return exec_error(rec, "value", &errs[i]);
+                }
+                veil_wire_header_write(b->data, veil_plan_output_id(plans[i]));
+                b->len  = VEIL_WIRE_HEADER_SIZE;
+                bufs[i] = b;
+        }
+        werr = veil_plan_set_exec(set, envs, frame.body, frame.body_len, bufs,
+                                  errs);
+        if (werr == VEIL_WIRE_OK)
+                return VEIL_CONTINUE;
+        for (i = 0; i < n; i++)
+                outs[i]->value.len = 0;
+        for (i = 0; i < n && errs[i].code == VEIL_WIRE_OK; i++)
+                ;
+        return exec_error(rec, "value", &errs[i < n ? i : 0]);
+}
+
 static enum veil_verdict license_process(void *ctx_, struct veil_record *rec)
 {
         struct license_ctx *ctx          = ctx_;
         const struct veil_policy *policy = &ctx->config->policy;
-        size_t j;
+        const struct veil_plan *plans[VEIL_PLAN_MULTI_MAX];
+        struct veil_plan_env *envs[VEIL_PLAN_MULTI_MAX];
+        struct veil_record_out *vouts[VEIL_PLAN_MULTI_MAX];
+        const uint64_t puts = ctx->puts;
+        size_t j, n = 0;
 
         for (j = 0; j < rec->n_outs; j++) {
                 struct veil_record_out *out        = &rec->outs[j];
@@ -375,17 +479,47 @@ static enum veil_verdict license_process(void *ctx_, struct veil_record *rec)
                         out->reason     = "upstream-delete";
                         continue;
                 }
-                plan = plan_for(ctx, rec, rec->schema, out->rp, false, &v);
+                plan = plan_for(ctx, rec, rec->schema, out->rp, false, false,
+                                &v);
                 if (!plan)
                         return v;
+                out->plan = plan;
+                if (n < VEIL_PLAN_MULTI_MAX) {
+                        /* the values: below, in one pass for all */
+                        plans[n]   = plan;
+                        envs[n]    = penv;
+                        vouts[n++] = out;
+                        continue;
+                }
                 werr = veil_plan_exec_framed(plan, penv, rec->value,
                                              rec->value_len, &out->value,
                                              &perr);
                 if (werr != VEIL_WIRE_OK)
                         return exec_error(rec, "value", &perr);
-                out->plan = plan;
         }
-        return VEIL_CONTINUE;
+        if (ctx->puts != puts) {
+                /* A plan was put in the cache meanwhile, which may have
+                 * evicted one gathered before it: look each up again and
+                 * run it at once (rare: the first records of a schema). */
+                for (j = 0; j < n; j++) {
+                        struct veil_plan_error perr = {0};
+                        enum veil_verdict v         = VEIL_CONTINUE;
+                        struct veil_plan *plan =
+                                plan_for(ctx, rec, rec->schema, vouts[j]->rp,
+                                         false, true, &v);
+
+                        if (!plan)
+                                return v;
+                        vouts[j]->plan = plan;
+                        if (veil_plan_exec_framed(plan, envs[j], rec->value,
+                                                  rec->value_len,
+                                                  &vouts[j]->value, &perr))
+                                return exec_error(rec, "value", &perr);
+                }
+                return VEIL_CONTINUE;
+        }
+        return n ? license_values(ctx, rec, plans, envs, vouts, n)
+                 : VEIL_CONTINUE;
 }
 
 const struct veil_filter_plugin veil_filter_license = {

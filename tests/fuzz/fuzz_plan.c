@@ -7,6 +7,7 @@
  *
  * Input: byte 0 picks the target (low bits) and whether the rest is a framed
  * message (bit 7) or a bare Avro body. */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,6 +65,23 @@ static const char *const extra_schemas[] = {
         "{\"name\":\"v\",\"type\":\"string\",\"pii\":\"email\"},"
         "{\"name\":\"kids\",\"type\":{\"type\":\"array\",\"items\":\"Node\"}},"
         "{\"name\":\"next\",\"type\":[\"null\",\"Node\"]}]}",
+        /* map keys are data: hashed, masked (keys may merge), redacted,
+         * generalized, nested, nulled with their map, and classified by
+         * the route's PATH{key} */
+        "{\"type\":\"record\",\"name\":\"Maps\",\"fields\":["
+        "{\"name\":\"h\",\"type\":{\"type\":\"map\",\"values\":\"string\"},"
+        "\"pii\":\"email\"},"
+        "{\"name\":\"k\",\"type\":{\"type\":\"map\",\"values\":{\"type\":"
+        "\"map\",\"values\":[\"null\",\"string\"]}},\"pii\":\"card\"},"
+        "{\"name\":\"r\",\"type\":{\"type\":\"map\",\"values\":\"string\"},"
+        "\"pii\":\"notes\"},"
+        "{\"name\":\"g\",\"type\":[\"null\",{\"type\":\"map\",\"values\":"
+        "{\"type\":\"array\",\"items\":\"int\"}}],\"pii\":\"birth_date\"},"
+        "{\"name\":\"n\",\"type\":{\"type\":\"map\",\"values\":\"string\"},"
+        "\"pii\":\"phone\"},"
+        "{\"name\":\"u\",\"type\":{\"type\":\"array\",\"items\":{\"type\":"
+        "\"map\",\"values\":\"string\"}}},"
+        "{\"name\":\"x\",\"type\":{\"type\":\"map\",\"values\":\"string\"}}]}",
 };
 
 struct target {
@@ -79,6 +97,17 @@ static struct veil_detect_engine *engine;
 static struct veil_plan_env env;
 static struct target targets[8];
 static int n_targets;
+
+/* Targets of one schema under two purposes, also run in one pass
+ * (struct veil_plan_set): each output must be what its own pass writes. */
+struct pair {
+        int a, b;
+        struct veil_plan_set *set;
+};
+static struct pair pairs[2];
+static int n_pairs;
+static struct veil_plan_env env2;
+static struct veil_buf pa, pb, sa, sb;
 static struct veil_buf out, out2;
 
 static void add_class(const char *name, enum veil_tier tier)
@@ -141,6 +170,20 @@ static void build_policy(void)
         add_rule(m, "phone", VEIL_TX_MASK);
         /* the read-back purpose keeps whatever a derived schema holds */
         add_rule(k, "public", VEIL_TX_KEEP);
+        /* Maps.u's keys and values are classified by the route; Maps.x's
+         * keys are not (the map is dropped) */
+        policy.routes           = veil_calloc(1, sizeof(*policy.routes));
+        policy.n_routes         = 1;
+        policy.routes[0].source = veil_strdup("t");
+        policy.routes[0].classify =
+                veil_calloc(3, sizeof(struct veil_classify_override));
+        policy.routes[0].n_classify        = 3;
+        policy.routes[0].classify[0].path  = veil_strdup("u[]{key}");
+        policy.routes[0].classify[0].label = veil_strdup("card");
+        policy.routes[0].classify[1].path  = veil_strdup("u[]{}");
+        policy.routes[0].classify[1].label = veil_strdup("email");
+        policy.routes[0].classify[2].path  = veil_strdup("x{}");
+        policy.routes[0].classify[2].label = veil_strdup("public");
 }
 
 static struct veil_schema *parse(const char *text, size_t len)
@@ -166,6 +209,7 @@ static void add_target(struct veil_schema *schema, const char *purpose,
         (void)own_schema;
         t->schema    = schema;
         opts.policy  = &policy;
+        opts.route   = &policy.routes[0];
         opts.purpose = veil_policy_purpose(&policy, purpose);
         t->plan      = veil_plan_compile(schema, &opts, err, sizeof(err));
         if (!t->plan)
@@ -177,6 +221,7 @@ static void add_target(struct veil_schema *schema, const char *purpose,
          * their own labels, so they may drop, but a drop still reads and
          * validates every byte. */
         opts.purpose    = veil_policy_purpose(&policy, "check");
+        opts.route      = NULL;
         opts.root_label = "public";
         t->check = veil_plan_compile(t->derived, &opts, err, sizeof(err));
         if (!t->check)
@@ -184,8 +229,42 @@ static void add_target(struct veil_schema *schema, const char *purpose,
         CHECK(t->check);
 }
 
+static void add_pair(int a, int b)
+{
+        const struct veil_plan *plans[2] = {targets[a].plan, targets[b].plan};
+        char err[256];
+
+        pairs[n_pairs].a   = a;
+        pairs[n_pairs].b   = b;
+        pairs[n_pairs].set = veil_plan_set_new(plans, 2, err, sizeof(err));
+        if (!pairs[n_pairs].set)
+                fprintf(stderr, "fuzz_plan: plan set: %s\n", err);
+        CHECK(pairs[n_pairs].set);
+        n_pairs++;
+}
+
+static void check_pair(const struct pair *pr, const uint8_t *body, size_t len)
+{
+        struct veil_plan_env *envs[2] = {&env, &env2};
+        struct veil_buf *outs[2]      = {&sa, &sb};
+        struct veil_plan_error errs[2];
+        enum veil_wire_err ra, rb;
+
+        pa.len = pb.len = sa.len = sb.len = 0;
+        ra = veil_plan_exec(targets[pr->a].plan, &env, body, len, &pa, NULL);
+        rb = veil_plan_exec(targets[pr->b].plan, &env2, body, len, &pb, NULL);
+        veil_plan_set_exec(pr->set, envs, body, len, outs, errs);
+        CHECK((errs[0].code == VEIL_WIRE_OK) == (ra == VEIL_WIRE_OK));
+        CHECK((errs[1].code == VEIL_WIRE_OK) == (rb == VEIL_WIRE_OK));
+        CHECK(sa.len == (ra ? 0 : pa.len));
+        CHECK(sb.len == (rb ? 0 : pb.len));
+        CHECK(!sa.len || !memcmp(sa.data, pa.data, sa.len));
+        CHECK(!sb.len || !memcmp(sb.data, pb.data, sb.len));
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
+        bool text_ok = false;
         char err[256];
         size_t len, i;
         char *text;
@@ -209,6 +288,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
                 add_target(s, "analytics", true);
                 add_target(s, "marketing", false);
                 free(text);
+                text_ok = true;
         } else {
                 fprintf(stderr,
                         "fuzz_plan: %s (run from the repository "
@@ -218,8 +298,18 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         for (i = 0; i < sizeof(extra_schemas) / sizeof(extra_schemas[0]); i++)
                 add_target(parse(extra_schemas[i], strlen(extra_schemas[i])),
                            "analytics", true);
+        /* the maps again under marketing: keys encrypted (string tokens) */
+        i--;
+        add_target(parse(extra_schemas[i], strlen(extra_schemas[i])),
+                   "marketing", true);
         veil_buf_init(&out, 0);
         veil_buf_init(&out2, 0);
+        env2.keys           = &keys;
+        env2.detect         = engine;
+        env2.detect_scratch = env.detect_scratch;
+        if (text_ok)
+                add_pair(0, 1);
+        add_pair(n_targets - 2, n_targets - 1);
         return 0;
 }
 
@@ -234,6 +324,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (size < 1 || !n_targets)
                 return 0;
         t = &targets[(data[0] & 0x7f) % n_targets];
+        if (!(data[0] & 0x80)) {
+                int k;
+
+                for (k = 0; k < n_pairs; k++)
+                        if (t == &targets[pairs[k].a] ||
+                            t == &targets[pairs[k].b])
+                                check_pair(&pairs[k], data + 1, size - 1);
+        }
         if (data[0] & 0x80) {
                 rc = veil_plan_exec_framed(t->plan, &env, data + 1, size - 1,
                                            &out, &perr);

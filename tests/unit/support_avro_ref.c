@@ -121,8 +121,9 @@ struct rnode {
         avro_type_t type; /* source type */
         enum rlt lt;
         const struct veil_transform *tx;
-        avro_schema_t schema; /* source type (enum symbols) */
-        const char *name;     /* named types: short name */
+        const struct veil_transform *ktx; /* R_MAP: the keys' (NULL: keep) */
+        avro_schema_t schema;             /* source type (enum symbols) */
+        const char *name;                 /* named types: short name */
         size_t n;
         struct rnode **kids;
         char **names; /* record field names */
@@ -286,6 +287,49 @@ static bool is_container(avro_schema_t t)
                at == AVRO_UNION;
 }
 
+/* The keys of the map at `path` (DESIGN.md §5): classify:'s "PATH{key}",
+ * else the map's label; R_KEEP when they get *ktx, R_DROP or R_NULL when
+ * the whole map does. */
+static enum ract ref_keys(struct avro_ref *ref, const char *path,
+                          const char *label, const struct veil_transform **ktx)
+{
+        const char *klabel;
+        char *kpath;
+
+        if (asprintf(&kpath, "%s{key}", path) < 0)
+                abort();
+        klabel = veil_policy_classify(ref->opts->policy, ref->opts->route,
+                                      kpath, NULL, NULL);
+        free(kpath);
+        if (!klabel)
+                klabel = label;
+        *ktx = klabel ? veil_policy_transform(ref->opts->purpose,
+                                              ref->opts->policy, klabel)
+                      : NULL;
+        if (!*ktx || (*ktx)->kind == VEIL_TX_DROP)
+                return R_DROP;
+        if ((*ktx)->kind == VEIL_TX_NULL)
+                return R_NULL;
+        if ((*ktx)->kind == VEIL_TX_KEEP)
+                *ktx = NULL;
+        return R_KEEP;
+}
+
+static bool has_map(avro_schema_t t)
+{
+        size_t i;
+
+        t = deref(t);
+        if (avro_typeof(t) == AVRO_MAP)
+                return true;
+        if (avro_typeof(t) == AVRO_UNION)
+                for (i = 0; i < avro_schema_union_size(t); i++)
+                        if (avro_typeof(deref(avro_schema_union_branch(
+                                    t, (int)i))) == AVRO_MAP)
+                                return true;
+        return false;
+}
+
 static struct rnode *ref_position(struct avro_ref *ref, avro_schema_t t,
                                   json_t *j, const char *ns, const char *path,
                                   const char *inherited, json_t *field_json,
@@ -331,15 +375,24 @@ static struct rnode *ref_position(struct avro_ref *ref, avro_schema_t t,
                                      field_json ? &ann : NULL, NULL);
         if (!label)
                 label = inherited;
+        tx = label ? veil_policy_transform(ref->opts->purpose, policy, label)
+                   : NULL;
+        if (label && (!tx || tx->kind == VEIL_TX_DROP))
+                return rnode(R_DROP, avro_typeof(deref(t)));
+        if (label && tx->kind == VEIL_TX_NULL)
+                return rnode(R_NULL, avro_typeof(deref(t)));
+        if (has_map(t)) {
+                /* Keys that cannot pass take the whole position. */
+                const struct veil_transform *ktx;
+                enum ract fate = ref_keys(ref, path, label, &ktx);
+
+                if (fate != R_KEEP)
+                        return rnode(fate, avro_typeof(deref(t)));
+        }
         if (!label)
                 return is_container(t) ? ref_type(ref, t, j, ns, path, NULL,
                                                   NULL, false, false, depth)
                                        : rnode(R_DROP, avro_typeof(deref(t)));
-        tx = veil_policy_transform(ref->opts->purpose, policy, label);
-        if (!tx || tx->kind == VEIL_TX_DROP)
-                return rnode(R_DROP, avro_typeof(deref(t)));
-        if (tx->kind == VEIL_TX_NULL)
-                return rnode(R_NULL, avro_typeof(deref(t)));
         return ref_type(ref, t, j, ns, path, label, tx, false, false, depth);
 }
 
@@ -406,9 +459,17 @@ static struct rnode *ref_type(struct avro_ref *ref, avro_schema_t t, json_t *j,
         }
         case AVRO_ARRAY:
         case AVRO_MAP: {
+                const struct veil_transform *ktx = NULL;
                 struct rnode *item;
                 char *ipath;
 
+                if (at == AVRO_MAP && !keep_all) {
+                        enum ract fate = ref_keys(ref, path, label, &ktx);
+
+                        if (fate != R_KEEP) /* the root: a position has
+                                             * settled these */
+                                return rnode(fate, at);
+                }
                 if (asprintf(&ipath, "%s%s", path,
                              at == AVRO_ARRAY ? "[]" : "{}") < 0)
                         abort();
@@ -427,6 +488,7 @@ static struct rnode *ref_type(struct avro_ref *ref, avro_schema_t t, json_t *j,
                         return rnode(R_DROP, at);
                 }
                 n          = rnode(at == AVRO_ARRAY ? R_ARRAY : R_MAP, at);
+                n->ktx     = ktx;
                 n->n       = 1;
                 n->kids    = veil_calloc(1, sizeof(*n->kids));
                 n->kids[0] = item;
@@ -696,6 +758,39 @@ static int apply_tx(struct avro_ref *ref, struct rnode *n,
         }
 }
 
+/* A map key under its transform, as a new NUL-terminated string. Keys are
+ * strings: encrypt gives its string token whatever the rule's output. */
+static int key_tx(const struct veil_transform *ktx, struct veil_plan_env *env,
+                  const char *key, char **outp)
+{
+        struct veil_transform t = *ktx;
+        size_t len = strlen(key), cap, outlen = 0;
+        char *out;
+        int rc;
+
+        if (t.kind == VEIL_TX_REDACT_TEXT) {
+                char err[128];
+
+                rc = veil_redact_text(env->detect, env->detect_scratch, &t, key,
+                                      len, &env->text, NULL, err, sizeof(err));
+                if (rc)
+                        return rc;
+                *outp = strndup(env->text.data, env->text.len);
+                return 0;
+        }
+        t.encrypt.output = VEIL_ENCRYPT_OUT_STRING;
+        cap              = veil_tx_string_max(env->keys, &t, len) + 1;
+        out              = veil_malloc(cap);
+        rc = veil_tx_string(env->keys, &t, key, len, out, cap, &outlen);
+        if (rc) {
+                free(out);
+                return rc;
+        }
+        out[outlen] = 0;
+        *outp       = out;
+        return 0;
+}
+
 static int apply(struct avro_ref *ref, struct rnode *n,
                  struct veil_plan_env *env, avro_value_t *src,
                  avro_value_t *dst)
@@ -729,13 +824,28 @@ static int apply(struct avro_ref *ref, struct rnode *n,
         case R_MAP:
                 avro_value_get_size(src, &count);
                 for (i = 0; i < count; i++) {
+                        char *newkey = NULL;
+                        int is_new   = 1;
+
                         if (avro_value_get_by_index(src, i, &s, &key))
                                 return -1;
+                        if (n->ktx) {
+                                rc = key_tx(n->ktx, env, key, &newkey);
+                                if (rc)
+                                        return rc;
+                                key = newkey;
+                        }
                         rc = n->act == R_ARRAY
                                      ? avro_value_append(dst, &d, NULL)
-                                     : avro_value_add(dst, key, &d, NULL, NULL);
+                                     : avro_value_add(dst, key, &d, NULL,
+                                                      &is_new);
+                        free(newkey);
                         if (rc)
                                 return rc;
+                        /* Two keys a transform made equal: the first entry
+                         * stays, the later ones are left out. */
+                        if (!is_new)
+                                continue;
                         rc = apply(ref, n->kids[0], env, &s, &d);
                         if (rc)
                                 return rc;
@@ -924,7 +1034,11 @@ void avro_ref_random_value(uint64_t *st, avro_value_t *v, json_t *json,
         case AVRO_MAP:
                 n = depth > 6 ? 0 : (size_t)avro_ref_below(st, 4);
                 for (i = 0; i < n; i++) {
-                        snprintf(buf, sizeof(buf), "k%zu", i);
+                        /* Keys are data too: sometimes personal text. */
+                        if (avro_ref_below(st, 2))
+                                random_text(st, buf, sizeof(buf), &len);
+                        else
+                                snprintf(buf, sizeof(buf), "k%zu", i);
                         avro_value_add(v, buf, &child, NULL, NULL);
                         avro_ref_random_value(st, &child, NULL, NULL,
                                               depth + 1);

@@ -262,6 +262,100 @@ Test(check, findings_never_carry_values)
         json_decref(r);
 }
 
+/* Map keys are data: an unlabelled map's keys are a gap (the map would be
+ * dropped) even when its values are labelled, until classify: names
+ * PATH{key}; a labelled map covers its keys. */
+Test(check, unclassified_map_keys_by_path)
+{
+        static const char *schema =
+                "{\"type\":\"record\",\"name\":\"C\",\"fields\":["
+                "{\"name\":\"id\",\"type\":\"string\",\"pii\":\"customer_id\"},"
+                "{\"name\":\"attrs\",\"type\":{\"type\":\"map\",\"values\":"
+                "\"string\"}},"
+                "{\"name\":\"tags\",\"type\":[\"null\",{\"type\":\"array\","
+                "\"items\":{\"type\":\"map\",\"values\":\"long\"}}],"
+                "\"pii\":\"internal\"},"
+                "{\"name\":\"byname\",\"type\":{\"type\":\"map\",\"values\":"
+                "{\"type\":\"record\",\"name\":\"P\",\"fields\":[{\"name\":"
+                "\"email\",\"type\":\"string\",\"pii\":\"email\"}]}}}]}";
+        char yaml[2048];
+        int rc;
+        json_t *r, *f;
+        size_t i;
+
+        /* base_yaml ends in a flow map: write the overrides as a block */
+        snprintf(yaml, sizeof(yaml),
+                 "%.*s    classify:\n"
+                 "      \"attrs{}\": internal\n",
+                 (int)(strstr(base_yaml, "    classify:") - base_yaml),
+                 base_yaml);
+        r = run(yaml, schema, &rc);
+        cr_assert_eq(rc, 0);
+        cr_assert_eq(count(r, VEIL_GAP_UNCLASSIFIED, "attrs{key}"), 1, "%s",
+                     json_dumps(r, JSON_COMPACT));
+        cr_assert_eq(count(r, VEIL_GAP_UNCLASSIFIED, "byname{key}"), 1);
+        /* tags is labelled: it covers the keys of the maps inside it */
+        cr_assert_eq(count(r, VEIL_GAP_UNCLASSIFIED, "tags[]{key}"), 0);
+        /* "attrs{}" names map values, a position this schema has */
+        cr_assert_eq(count(r, VEIL_GAP_UNUSED_OVERRIDE, NULL), 0);
+        json_array_foreach(r, i, f)
+        {
+                if (strcmp(json_string_value(json_object_get(f, "path")),
+                           "attrs{key}"))
+                        continue;
+                cr_assert_str_eq(
+                        json_string_value(json_object_get(f, "severity")),
+                        "error");
+                cr_assert(
+                        strstr(json_string_value(json_object_get(f, "message")),
+                               "classify:"));
+        }
+        json_decref(r);
+
+        /* classify: PATH{key} closes the gaps */
+        snprintf(yaml, sizeof(yaml),
+                 "%.*s    classify:\n"
+                 "      \"attrs{}\": internal\n"
+                 "      \"attrs{key}\": email\n"
+                 "      \"byname{key}\": customer_id\n"
+                 "      \"tags[]{key}\": card\n"
+                 "      \"attrs{key}.x\": email\n",
+                 (int)(strstr(base_yaml, "    classify:") - base_yaml),
+                 base_yaml);
+        r = run(yaml, schema, &rc);
+        cr_assert_eq(count(r, VEIL_GAP_UNCLASSIFIED, NULL), 0, "%s",
+                     json_dumps(r, JSON_COMPACT));
+        /* a key is a string: nothing is below it */
+        cr_assert_eq(count(r, VEIL_GAP_UNUSED_OVERRIDE, "attrs{key}.x"), 1);
+        cr_assert_eq(count(r, VEIL_GAP_UNUSED_OVERRIDE, NULL), 1);
+        json_decref(r);
+}
+
+/* A PATH{key} class the licence does not list drops the map: a warning, as
+ * for fields; an undefined one is an error. */
+Test(check, map_key_override_unlicensed_or_undefined)
+{
+        static const char *schema =
+                "{\"type\":\"record\",\"name\":\"C\",\"fields\":["
+                "{\"name\":\"id\",\"type\":\"string\",\"pii\":\"customer_id\"},"
+                "{\"name\":\"attrs\",\"type\":{\"type\":\"map\",\"values\":"
+                "\"string\"},\"pii\":\"internal\"}]}";
+        char yaml[2048];
+        int rc;
+        json_t *r;
+
+        snprintf(yaml, sizeof(yaml),
+                 "%.*s    classify:\n"
+                 "      \"attrs{key}\": restricted\n",
+                 (int)(strstr(base_yaml, "    classify:") - base_yaml),
+                 base_yaml);
+        r = run(yaml, schema, &rc);
+        cr_assert_eq(count(r, VEIL_GAP_UNLICENSED, "attrs{key}"), 1, "%s",
+                     json_dumps(r, JSON_COMPACT));
+        cr_assert_eq(count(r, VEIL_GAP_UNCLASSIFIED, NULL), 0);
+        json_decref(r);
+}
+
 /* The type rule behind "transform-type" is the plan compiler's own. */
 /* Strings inline: Criterion re-executes the binary for each test, so a
  * pointer in a parameter would not survive (ASLR). */

@@ -313,3 +313,63 @@ Test(derive, customer_schema_per_purpose)
         veil_schema_destroy(schema);
         veil_policy_destroy(&policy);
 }
+
+/* Map keys are data: what the derived schema says of maps whose keys are
+ * hashed, nulled with their map (in a union: one ["null", map], never a
+ * union in a union), unclassified (dropped) or classified by PATH{key};
+ * avro-c reads every one. */
+Test(derive, maps_with_transformed_nulled_and_unclassified_keys)
+{
+        static const char text[] =
+                "{\"type\":\"record\",\"name\":\"M\",\"namespace\":\"n\","
+                "\"fields\":["
+                "{\"name\":\"id\",\"type\":\"string\",\"pii\":\"public\"},"
+                "{\"name\":\"ids\",\"type\":{\"type\":\"map\",\"values\":"
+                "\"long\"},\"pii\":\"customer_id\"},"
+                "{\"name\":\"tags\",\"type\":[\"null\",{\"type\":\"map\","
+                "\"values\":\"string\"}],\"default\":null,\"pii\":\"public\"},"
+                "{\"name\":\"bare\",\"type\":{\"type\":\"map\",\"values\":"
+                "\"string\"}},"
+                "{\"name\":\"keyed\",\"type\":{\"type\":\"array\",\"items\":"
+                "{\"type\":\"map\",\"values\":\"int\"}}}]}";
+        struct veil_policy policy;
+        struct veil_plan_opts opts = {0};
+        struct veil_schema *schema;
+        char err[512] = "", *out;
+        avro_schema_t s;
+        json_t *d, *f;
+
+        design_policy(&policy);
+        avro_ref_override(&policy.routes[0], "tags{key}", "phone");
+        avro_ref_override(&policy.routes[0], "bare{}", "public");
+        avro_ref_override(&policy.routes[0], "keyed[]{key}", "email");
+        avro_ref_override(&policy.routes[0], "keyed[]{}", "internal");
+        schema = veil_schema_parse(text, strlen(text), NULL, 1, err,
+                                   sizeof(err));
+        cr_assert_not_null(schema, "%s", err);
+        plan_fx_opts(&opts, &policy, "customers", "analytics");
+        out = veil_derive_schema(schema, &opts, err, sizeof(err));
+        cr_assert_not_null(out, "%s", err);
+        cr_assert_eq(avro_schema_from_json_length(out, strlen(out), &s), 0,
+                     "%s: %s", avro_strerror(), out);
+        avro_schema_decref(s);
+        d = json_loads(out, 0, NULL);
+        /* hashed keys, long values hashed too: a map of strings */
+        assert_json(json_object_get(field_named(d, "ids"), "type"),
+                    "{\"type\":\"map\",\"values\":\"string\"}");
+        /* the keys' class (phone) is nulled for analytics: the map too */
+        f = field_named(d, "tags");
+        assert_json(json_object_get(f, "type"),
+                    "[\"null\",{\"type\":\"map\",\"values\":\"string\"}]");
+        cr_assert(json_is_null(json_object_get(f, "default")));
+        /* values labelled, keys not: dropped */
+        cr_assert_null(field_named(d, "bare"));
+        /* keys and values classified by the route: kept */
+        assert_json(json_object_get(field_named(d, "keyed"), "type"),
+                    "{\"type\":\"array\",\"items\":{\"type\":\"map\","
+                    "\"values\":\"int\"}}");
+        json_decref(d);
+        free(out);
+        veil_schema_destroy(schema);
+        veil_policy_destroy(&policy);
+}

@@ -748,7 +748,12 @@ Test(plan, negative_block_counts_copied_or_reframed)
         avro_value_get_string(&item, &s, &n);
         cr_assert_str_eq(s, "c");
         avro_value_get_by_name(&out, "m", &f, NULL);
-        avro_value_get_by_name(&f, "k", &item, NULL);
+        /* the map is labelled email: its key is hashed too */
+        cr_assert_eq(
+                veil_tx_hash(&sm.keys, "k", 1, tok, sizeof(tok) - 1, &block),
+                0);
+        tok[block] = 0;
+        cr_assert_eq(avro_value_get_by_name(&f, tok, &item, NULL), 0);
         avro_value_get_string(&item, &s, &n);
         cr_assert_eq(
                 veil_tx_hash(&sm.keys, "v12", 3, tok, sizeof(tok) - 1, &block),
@@ -1565,4 +1570,634 @@ Test(plan, confluent_tags_and_metadata_classify_through_tag_classes)
         veil_plan_destroy(plan);
         veil_schema_destroy(schema);
         veil_policy_destroy(&policy);
+}
+
+/* ---- map keys are data (DESIGN.md §5) ----------------------------------- */
+
+static void small_recompile(struct small *sm)
+{
+        struct veil_plan_opts opts = {0};
+        char err[512]              = "";
+
+        veil_plan_destroy(sm->plan);
+        opts.policy  = &sm->policy;
+        opts.route   = &sm->policy.routes[0];
+        opts.purpose = &sm->policy.purposes[0];
+        sm->plan     = veil_plan_compile(sm->schema, &opts, err, sizeof(err));
+        cr_assert_not_null(sm->plan, "%s", err);
+}
+
+/* The hash token of `s` under the small policy's keys (NUL-terminated). */
+static void hash_token(struct small *sm, const char *s, char *tok, size_t cap)
+{
+        size_t n = 0;
+
+        cr_assert_eq(veil_tx_hash(&sm->keys, s, strlen(s), tok, cap - 1, &n),
+                     0);
+        tok[n] = 0;
+}
+
+static bool bytes_contain(const struct veil_buf *b, const char *s)
+{
+        return memmem(b->data, b->len, s, strlen(s)) != NULL;
+}
+
+/* The plan field entry of `path`, or NULL. */
+static const struct veil_plan_field *plan_field(const struct veil_plan *plan,
+                                                const char *path)
+{
+        const struct veil_plan_field *f;
+        size_t n, i;
+
+        f = veil_plan_fields(plan, &n);
+        for (i = 0; i < n; i++)
+                if (!strcmp(f[i].path, path))
+                        return &f[i];
+        return NULL;
+}
+
+static const char map_schema[] =
+        "{\"type\":\"record\",\"name\":\"T\",\"fields\":["
+        "{\"name\":\"id\",\"type\":\"string\",\"pii\":\"public\"},"
+        "{\"name\":\"m\",\"type\":{\"type\":\"map\",\"values\":\"string\"},"
+        "\"pii\":\"email\"}]}";
+
+/* The issue's case: a map<string> labelled email under a purpose that hashes
+ * email carried its keys (email addresses) in clear beside hashed values. */
+Test(plan, map_keys_under_hash_never_pass_in_clear)
+{
+        struct small sm;
+        avro_schema_t ds;
+        avro_value_iface_t *di;
+        avro_value_t out, m, v;
+        const char *key, *s;
+        char ktok[VEIL_TX_HASH_TOKEN_MAX + 1], vtok[VEIL_TX_HASH_TOKEN_MAX + 1];
+        const struct veil_plan_field *f;
+        size_t n = 0;
+
+        small_open(&sm, map_schema);
+        sm.in.len = 0;
+        put_str(&sm.in, "r1");
+        put_long(&sm.in, 1);
+        put_str(&sm.in, "alias@example.net");
+        put_str(&sm.in, "work");
+        put_long(&sm.in, 0);
+        cr_assert_eq(small_run(&sm), VEIL_WIRE_OK, "%s",
+                     veil_wire_error_code(sm.err.code));
+        cr_assert_not(bytes_contain(&sm.out, "alias@example.net"),
+                      "a map key reached the purpose in clear");
+        cr_assert_not(bytes_contain(&sm.out, "example"));
+        decode(veil_plan_derived_text(sm.plan), sm.out.data, sm.out.len, &ds,
+               &di, &out);
+        cr_assert_eq(avro_value_get_by_name(&out, "m", &m, NULL), 0);
+        cr_assert_eq(avro_value_get_size(&m, &n), 0);
+        cr_assert_eq(n, 1);
+        cr_assert_eq(avro_value_get_by_index(&m, 0, &v, &key), 0);
+        hash_token(&sm, "alias@example.net", ktok, sizeof(ktok));
+        hash_token(&sm, "work", vtok, sizeof(vtok));
+        cr_assert_str_eq(key, ktok, "the key is the email's hash token");
+        cr_assert_eq(avro_value_get_string(&v, &s, &n), 0);
+        cr_assert_str_eq(s, vtok);
+        /* the same address as a value hashes the same: joinable */
+        f = plan_field(sm.plan, "m{key}");
+        cr_assert_not_null(f, "the keys have an entry in the field summary");
+        cr_assert_eq(f->tx, VEIL_TX_HASH);
+        cr_assert_eq(f->reason, VEIL_PLAN_INHERITED);
+        cr_assert_str_eq(f->label, "email");
+        cr_assert(veil_plan_needs_keys(sm.plan));
+        avro_value_decref(&out);
+        avro_value_iface_decref(di);
+        avro_schema_decref(ds);
+        small_fini(&sm);
+}
+
+/* Keys take every transform that applies to a string; encrypt's bytes
+ * form would not be a string, so keys get the string token. */
+Test(plan, map_keys_take_mask_generalize_redact_and_string_encrypt)
+{
+        static const struct {
+                const char *label;
+                const char *key;
+                const char *want; /* NULL: check the prefix */
+                const char *prefix;
+        } cases[] = {
+                {"card", "4111111111111111", "************1111", NULL},
+                {"when", "Zo\xc3\xab", "Z", NULL},
+                {"notes", "mail bob@example.org now", "mail [email] now", NULL},
+                {"enc", "alias@example.net", NULL, "k1:s:"},
+        };
+        struct veil_detect_engine *engine;
+        char schema[512], err[256] = "";
+        size_t i;
+
+        engine = veil_detect_engine_new(NULL, 0, err, sizeof(err));
+        cr_assert_not_null(engine, "%s", err);
+        for (i = 0; i < VEIL_ARRAY_SIZE(cases); i++) {
+                struct small sm;
+                struct veil_transform *tx;
+                avro_schema_t ds;
+                avro_value_iface_t *di;
+                avro_value_t out, m, v;
+                const char *key;
+                size_t n = 0;
+
+                snprintf(schema, sizeof(schema),
+                         "{\"type\":\"record\",\"name\":\"T\",\"fields\":["
+                         "{\"name\":\"m\",\"type\":{\"type\":\"map\","
+                         "\"values\":\"string\"},\"pii\":\"%s\"}]}",
+                         cases[i].label);
+                small_open(&sm, schema);
+                avro_ref_class(&sm.policy, "notes", VEIL_TIER_INTERNAL);
+                avro_ref_class(&sm.policy, "enc", VEIL_TIER_RESTRICTED);
+                avro_ref_rule(&sm.policy.purposes[0], "notes",
+                              VEIL_TX_REDACT_TEXT);
+                tx = avro_ref_rule(&sm.policy.purposes[0], "enc",
+                                   VEIL_TX_ENCRYPT);
+                tx->encrypt.output = VEIL_ENCRYPT_OUT_BYTES;
+                sm.env.detect      = engine;
+                sm.env.detect_scratch =
+                        veil_detect_scratch_new(engine, err, sizeof(err));
+                cr_assert_not_null(sm.env.detect_scratch, "%s", err);
+                small_recompile(&sm);
+                sm.in.len = 0;
+                put_long(&sm.in, 1);
+                put_str(&sm.in, cases[i].key);
+                put_str(&sm.in, "4111111111111111");
+                put_long(&sm.in, 0);
+                cr_assert_eq(small_run(&sm), VEIL_WIRE_OK, "%s: %s",
+                             cases[i].label, veil_wire_error_code(sm.err.code));
+                decode(veil_plan_derived_text(sm.plan), sm.out.data, sm.out.len,
+                       &ds, &di, &out);
+                cr_assert_eq(avro_value_get_by_name(&out, "m", &m, NULL), 0);
+                cr_assert_eq(avro_value_get_size(&m, &n), 0);
+                cr_assert_eq(n, 1, "%s", cases[i].label);
+                cr_assert_eq(avro_value_get_by_index(&m, 0, &v, &key), 0);
+                if (cases[i].want)
+                        cr_assert_str_eq(key, cases[i].want, "%s",
+                                         cases[i].label);
+                else
+                        cr_assert(!strncmp(key, cases[i].prefix,
+                                           strlen(cases[i].prefix)),
+                                  "%s: key %s", cases[i].label, key);
+                cr_assert_eq(plan_field(sm.plan, "m{key}")->tx,
+                             veil_policy_transform(&sm.policy.purposes[0],
+                                                   &sm.policy, cases[i].label)
+                                     ->kind);
+                avro_value_decref(&out);
+                avro_value_iface_decref(di);
+                avro_schema_decref(ds);
+                veil_detect_scratch_destroy(sm.env.detect_scratch);
+                small_fini(&sm);
+        }
+        veil_detect_engine_destroy(engine);
+}
+
+/* Drop and null cannot apply to a key alone: the whole map goes. */
+Test(plan, map_keys_dropped_or_nulled_take_the_whole_map)
+{
+        static const char schema[] =
+                "{\"type\":\"record\",\"name\":\"T\",\"fields\":["
+                "{\"name\":\"id\",\"type\":\"string\",\"pii\":\"public\"},"
+                "{\"name\":\"m\",\"type\":[\"null\",{\"type\":\"map\","
+                "\"values\":\"string\"}],\"pii\":\"public\"}]}";
+        struct small sm;
+        avro_schema_t ds;
+        avro_value_iface_t *di;
+        avro_value_t out, f, b;
+        const struct veil_plan_field *pf;
+
+        small_open(&sm, schema);
+        sm.in.len = 0;
+        put_str(&sm.in, "r1");
+        put_long(&sm.in, 1); /* branch: map */
+        put_long(&sm.in, 1);
+        put_str(&sm.in, "alias@example.net");
+        put_str(&sm.in, "v");
+        put_long(&sm.in, 0);
+        /* the keys' override says null: m becomes ["null", map], null */
+        avro_ref_override(&sm.policy.routes[0], "m{key}", "phone");
+        small_recompile(&sm);
+        cr_assert_eq(small_run(&sm), VEIL_WIRE_OK);
+        cr_assert_not(bytes_contain(&sm.out, "alias"));
+        decode(veil_plan_derived_text(sm.plan), sm.out.data, sm.out.len, &ds,
+               &di, &out);
+        cr_assert_eq(avro_value_get_by_name(&out, "m", &f, NULL), 0);
+        cr_assert_eq(avro_value_get_current_branch(&f, &b), 0);
+        cr_assert_eq(avro_value_get_type(&b), AVRO_NULL);
+        pf = plan_field(sm.plan, "m{key}");
+        cr_assert_not_null(pf);
+        cr_assert_eq(pf->tx, VEIL_TX_NULL);
+        cr_assert_eq(pf->source, VEIL_LABEL_OVERRIDE);
+        avro_value_decref(&out);
+        avro_value_iface_decref(di);
+        avro_schema_decref(ds);
+        /* ... says drop: m leaves the derived schema */
+        free(sm.policy.routes[0].classify[0].label);
+        sm.policy.routes[0].classify[0].label = veil_strdup("secret");
+        small_recompile(&sm);
+        cr_assert_eq(small_run(&sm), VEIL_WIRE_OK);
+        cr_assert_not(bytes_contain(&sm.out, "alias"));
+        cr_assert_null(strstr(veil_plan_derived_text(sm.plan), "\"m\""));
+        cr_assert_eq(plan_field(sm.plan, "m{key}")->tx, VEIL_TX_DROP);
+        /* ... names a class the licence does not list: dropped, counted */
+        free(sm.policy.routes[0].classify[0].label);
+        sm.policy.routes[0].classify[0].label = veil_strdup("nosuch");
+        small_recompile(&sm);
+        cr_assert_eq(small_run(&sm), VEIL_WIRE_OK);
+        cr_assert_null(strstr(veil_plan_derived_text(sm.plan), "\"m\""));
+        cr_assert_eq(plan_field(sm.plan, "m{key}")->reason,
+                     VEIL_PLAN_UNDEFINED);
+        cr_assert_eq(veil_plan_failclosed_count(sm.plan), 1);
+        small_fini(&sm);
+}
+
+/* Keys of an unlabelled map are unclassified: the map is dropped (fail
+ * closed, counted) even when its values are labelled, unless classify:
+ * names PATH{key}. */
+Test(plan, unlabelled_map_keys_fail_closed_unless_classified)
+{
+        static const char schema[] =
+                "{\"type\":\"record\",\"name\":\"T\",\"fields\":["
+                "{\"name\":\"id\",\"type\":\"string\",\"pii\":\"public\"},"
+                "{\"name\":\"a\",\"type\":{\"type\":\"array\",\"items\":"
+                "{\"type\":\"map\",\"values\":\"string\"}}}]}";
+        char tok[VEIL_TX_HASH_TOKEN_MAX + 1];
+        const struct veil_plan_field *pf;
+        struct small sm;
+        avro_schema_t ds;
+        avro_value_iface_t *di;
+        avro_value_t out, a, m, v;
+        const char *key, *s;
+        size_t n = 0;
+
+        small_open(&sm, schema);
+        sm.in.len = 0;
+        put_str(&sm.in, "r1");
+        put_long(&sm.in, 1); /* one array item: a map */
+        put_long(&sm.in, 1);
+        put_str(&sm.in, "alias@example.net");
+        put_str(&sm.in, "v");
+        put_long(&sm.in, 0);
+        put_long(&sm.in, 0);
+        /* the values alone are labelled: still dropped */
+        avro_ref_override(&sm.policy.routes[0], "a[]{}", "public");
+        small_recompile(&sm);
+        cr_assert_eq(small_run(&sm), VEIL_WIRE_OK);
+        cr_assert_not(bytes_contain(&sm.out, "alias"));
+        cr_assert_null(strstr(veil_plan_derived_text(sm.plan), "\"a\""));
+        pf = plan_field(sm.plan, "a[]{key}");
+        cr_assert_not_null(pf);
+        cr_assert_eq(pf->reason, VEIL_PLAN_UNCLASSIFIED);
+        cr_assert_eq(pf->tx, VEIL_TX_DROP);
+        cr_assert_null(pf->label);
+        cr_assert_eq(veil_plan_failclosed_count(sm.plan), 1);
+        /* classify: { "a[]{key}": email } lets it through, keys hashed */
+        avro_ref_override(&sm.policy.routes[0], "a[]{key}", "email");
+        small_recompile(&sm);
+        cr_assert_eq(small_run(&sm), VEIL_WIRE_OK);
+        cr_assert_not(bytes_contain(&sm.out, "alias"));
+        cr_assert_eq(veil_plan_failclosed_count(sm.plan), 0);
+        pf = plan_field(sm.plan, "a[]{key}");
+        cr_assert_eq(pf->reason, VEIL_PLAN_LICENSED);
+        cr_assert_eq(pf->source, VEIL_LABEL_OVERRIDE);
+        cr_assert_eq(pf->tx, VEIL_TX_HASH);
+        decode(veil_plan_derived_text(sm.plan), sm.out.data, sm.out.len, &ds,
+               &di, &out);
+        cr_assert_eq(avro_value_get_by_name(&out, "a", &a, NULL), 0);
+        cr_assert_eq(avro_value_get_by_index(&a, 0, &m, NULL), 0);
+        cr_assert_eq(avro_value_get_by_index(&m, 0, &v, &key), 0);
+        hash_token(&sm, "alias@example.net", tok, sizeof(tok));
+        cr_assert_str_eq(key, tok);
+        cr_assert_eq(avro_value_get_string(&v, &s, &n), 0);
+        cr_assert_str_eq(s, "v", "the values keep their own label");
+        avro_value_decref(&out);
+        avro_value_iface_decref(di);
+        avro_schema_decref(ds);
+        small_fini(&sm);
+}
+
+/* A map of maps: the label covers the keys at every level. */
+Test(plan, nested_map_keys_all_transformed)
+{
+        static const char schema[] =
+                "{\"type\":\"record\",\"name\":\"T\",\"fields\":["
+                "{\"name\":\"mm\",\"type\":{\"type\":\"map\",\"values\":"
+                "{\"type\":\"map\",\"values\":\"string\"}},"
+                "\"pii\":\"email\"}]}";
+        struct small sm;
+
+        struct veil_buf blk;
+
+        small_open(&sm, schema);
+        veil_buf_init(&blk, 0);
+        put_str(&blk, "outer@x.org");
+        put_long(&blk, 1);
+        put_str(&blk, "inner@y.org");
+        put_str(&blk, "v");
+        put_long(&blk, 0);
+        sm.in.len = 0;
+        put_long(&sm.in, -1); /* a block with its byte size */
+        put_long(&sm.in, (int64_t)blk.len);
+        put_raw(&sm.in, blk.data, blk.len);
+        put_long(&sm.in, 0);
+        veil_buf_free(&blk);
+        cr_assert_eq(small_run(&sm), VEIL_WIRE_OK, "%s at %s",
+                     veil_wire_error_code(sm.err.code),
+                     sm.err.path ? sm.err.path : "-");
+        cr_assert_not(bytes_contain(&sm.out, "outer"));
+        cr_assert_not(bytes_contain(&sm.out, "inner"));
+        cr_assert_eq(plan_field(sm.plan, "mm{key}")->tx, VEIL_TX_HASH);
+        cr_assert_eq(plan_field(sm.plan, "mm{}{key}")->tx, VEIL_TX_HASH);
+        small_fini(&sm);
+}
+
+/* Generalize, mask and redact_text can make two keys of one map equal;
+ * readers disagree over such a map (avro-c merges nested values, others keep
+ * the last), so the first entry stays and later ones are left out. */
+Test(plan, map_keys_made_equal_keep_the_first_entry)
+{
+        static const char schema[] =
+                "{\"type\":\"record\",\"name\":\"T\",\"fields\":["
+                "{\"name\":\"m\",\"type\":{\"type\":\"map\",\"values\":"
+                "{\"type\":\"array\",\"items\":\"string\"}},"
+                "\"pii\":\"when\"},"
+                "{\"name\":\"id\",\"type\":\"string\",\"pii\":\"public\"}]}";
+        static const char *const keys[] = {"alpha", "beta", "avocado", "bob",
+                                           "carol"};
+        struct small sm;
+        struct veil_buf blk;
+        avro_schema_t ds;
+        avro_value_iface_t *di;
+        avro_value_t out, m, v, item;
+        const char *key, *s;
+        size_t n = 0, i, cap, three = 0;
+        int round;
+
+        small_open(&sm, schema);
+        veil_buf_init(&blk, 0);
+        for (i = 0; i < VEIL_ARRAY_SIZE(keys); i++) {
+                char val[8];
+
+                /* the value names its entry (generalize keeps one char) */
+                snprintf(val, sizeof(val), "%zu", i);
+                put_str(&blk, keys[i]);
+                put_long(&blk, 1);
+                put_str(&blk, val);
+                put_long(&blk, 0);
+                if (i == 2)
+                        three = blk.len;
+        }
+        sm.in.len = 0;
+        put_long(&sm.in, -3); /* 3 entries with their byte size, then 2 */
+        put_long(&sm.in, (int64_t)three);
+        put_raw(&sm.in, blk.data, three);
+        put_long(&sm.in, 2);
+        put_raw(&sm.in, blk.data + three, blk.len - three);
+        put_long(&sm.in, 0);
+        put_str(&sm.in, "r1");
+        veil_buf_free(&blk);
+        for (round = 0; round < 3; round++) {
+                cap = sm.env.seen.cap;
+                cr_assert_eq(small_run(&sm), VEIL_WIRE_OK, "%s at %s",
+                             veil_wire_error_code(sm.err.code),
+                             sm.err.path ? sm.err.path : "-");
+                if (round)
+                        cr_assert_eq(sm.env.seen.cap, cap,
+                                     "steady state allocates nothing");
+        }
+        cr_assert_gt(sm.env.seen.cap, 0);
+        decode(veil_plan_derived_text(sm.plan), sm.out.data, sm.out.len, &ds,
+               &di, &out);
+        cr_assert_eq(avro_value_get_by_name(&out, "m", &m, NULL), 0);
+        cr_assert_eq(avro_value_get_size(&m, &n), 0);
+        cr_assert_eq(n, 3, "a, b and c: one entry each");
+        cr_assert_eq(avro_value_get_by_index(&m, 0, &v, &key), 0);
+        cr_assert_str_eq(key, "a");
+        cr_assert_eq(avro_value_get_size(&v, &n), 0);
+        cr_assert_eq(n, 1, "avocado's value was not merged in");
+        cr_assert_eq(avro_value_get_by_index(&v, 0, &item, NULL), 0);
+        cr_assert_eq(avro_value_get_string(&item, &s, &n), 0);
+        cr_assert_str_eq(s, "0", "the first entry wins");
+        cr_assert_eq(avro_value_get_by_index(&m, 1, &v, &key), 0);
+        cr_assert_str_eq(key, "b");
+        cr_assert_eq(avro_value_get_by_index(&v, 0, &item, NULL), 0);
+        cr_assert_eq(avro_value_get_string(&item, &s, &n), 0);
+        cr_assert_str_eq(s, "1");
+        cr_assert_eq(avro_value_get_by_index(&m, 2, &v, &key), 0);
+        cr_assert_str_eq(key, "c");
+        cr_assert_str_eq(get_str(&out, "id"), "r1");
+        avro_value_decref(&out);
+        avro_value_iface_decref(di);
+        avro_schema_decref(ds);
+        small_fini(&sm);
+}
+
+/* Many distinct keys grow the table of keys met; a hostile block count
+ * still fails cleanly. */
+Test(plan, unique_keys_table_grows_and_bad_input_fails_cleanly)
+{
+        static const char schema[] =
+                "{\"type\":\"record\",\"name\":\"T\",\"fields\":["
+                "{\"name\":\"m\",\"type\":{\"type\":\"map\",\"values\":"
+                "\"string\"},\"pii\":\"card\"}]}";
+        struct small sm;
+        avro_schema_t ds;
+        avro_value_iface_t *di;
+        avro_value_t out, m;
+        char key[32];
+        size_t n = 0;
+        int i;
+
+        small_open(&sm, schema);
+        sm.in.len = 0;
+        put_long(&sm.in, 1000);
+        for (i = 0; i < 1000; i++) {
+                /* keep_last 4: "k0007" and "x0007" both mask to "*0007" */
+                snprintf(key, sizeof(key), "%c%04d", i % 2 ? 'k' : 'x', i / 2);
+                put_str(&sm.in, key);
+                put_str(&sm.in, "v");
+        }
+        put_long(&sm.in, 0);
+        cr_assert_eq(small_run(&sm), VEIL_WIRE_OK, "%s",
+                     veil_wire_error_code(sm.err.code));
+        decode(veil_plan_derived_text(sm.plan), sm.out.data, sm.out.len, &ds,
+               &di, &out);
+        cr_assert_eq(avro_value_get_by_name(&out, "m", &m, NULL), 0);
+        cr_assert_eq(avro_value_get_size(&m, &n), 0);
+        cr_assert_eq(n, 500);
+        avro_value_decref(&out);
+        avro_value_iface_decref(di);
+        avro_schema_decref(ds);
+        /* truncated inside the map: an error, output rolled back */
+        sm.in.len -= 3;
+        sm.out.len = 0;
+        cr_assert_neq(small_run(&sm), VEIL_WIRE_OK);
+        cr_assert_eq(sm.out.len, 0);
+        small_fini(&sm);
+}
+
+/* A value hashed again in the same record reuses its token (no second
+ * HMAC); every token is still the value's own, past the memo's size too,
+ * and nothing carries over to the next record. */
+Test(plan, repeated_values_hash_alike_past_the_memo)
+{
+        char schema[2048], name[16], tok[VEIL_TX_HASH_TOKEN_MAX + 1];
+        static const char *const vals[] = {
+                "a@x.org", "b@x.org", "a@x.org", "c@x.org", "d@x.org",
+                "e@x.org", "f@x.org", "g@x.org", "h@x.org", "i@x.org",
+                "a@x.org", "i@x.org", "j@x.org", "b@x.org"};
+        const size_t nv = VEIL_ARRAY_SIZE(vals);
+        avro_schema_t ds;
+        avro_value_iface_t *di;
+        avro_value_t out;
+        struct small sm;
+        size_t i, o = 0;
+        int round;
+
+        cr_assert_gt(nv, VEIL_PLAN_MEMO + 2);
+        o += (size_t)snprintf(schema + o, sizeof(schema) - o,
+                              "{\"type\":\"record\",\"name\":\"T\","
+                              "\"fields\":[");
+        for (i = 0; i < nv; i++)
+                o += (size_t)snprintf(schema + o, sizeof(schema) - o,
+                                      "%s{\"name\":\"f%zu\",\"type\":"
+                                      "\"string\",\"pii\":\"email\"}",
+                                      i ? "," : "", i);
+        snprintf(schema + o, sizeof(schema) - o, "]}");
+        small_open(&sm, schema);
+        for (round = 0; round < 2; round++) {
+                sm.in.len = 0;
+                for (i = 0; i < nv; i++)
+                        /* the second record shifts the values */
+                        put_str(&sm.in, vals[(i + (size_t)round) % nv]);
+                cr_assert_eq(small_run(&sm), VEIL_WIRE_OK);
+                decode(veil_plan_derived_text(sm.plan), sm.out.data, sm.out.len,
+                       &ds, &di, &out);
+                for (i = 0; i < nv; i++) {
+                        snprintf(name, sizeof(name), "f%zu", i);
+                        hash_token(&sm, vals[(i + (size_t)round) % nv], tok,
+                                   sizeof(tok));
+                        cr_assert_str_eq(get_str(&out, name), tok, "%s", name);
+                }
+                avro_value_decref(&out);
+                avro_value_iface_decref(di);
+                avro_schema_decref(ds);
+        }
+        small_fini(&sm);
+}
+
+/* One pass for every purpose (struct veil_plan_set): each output is what
+ * the purpose's own pass writes; a purpose whose own writing fails (its
+ * output limit here) fails alone; bad input fails every one; plans of
+ * other schemas are refused. */
+Test(plan, plan_set_one_pass_matches_each_purpose)
+{
+        struct fixture fx;
+        struct veil_plan *pl[2], *other;
+        struct veil_plan_set *set;
+        struct veil_plan_env env[2] = {{0}}, *envs[2] = {&env[0], &env[1]};
+        struct veil_tx_keys keys[2];
+        struct veil_buf own[2], one[2], *outs[2] = {&one[0], &one[1]};
+        struct veil_plan_error errs[2];
+        struct veil_plan_opts opts = {0};
+        struct veil_detect_engine *engine;
+        const char *names[2] = {"analytics", "marketing"};
+        char err[256]        = "";
+        int i;
+
+        fixture_init(&fx, "analytics");
+        customer_bytes(&fx);
+        engine = veil_detect_engine_new(NULL, 0, err, sizeof(err));
+        cr_assert_not_null(engine, "%s", err);
+        for (i = 0; i < 2; i++) {
+                pl[i] = compile(&fx, names[i], NULL);
+                cr_assert_eq(veil_tx_keys_init(&keys[i], master, sizeof(master),
+                                               "k1", names[i], false, err,
+                                               sizeof(err)),
+                             0);
+                env[i].keys   = &keys[i];
+                env[i].detect = engine;
+                env[i].detect_scratch =
+                        veil_detect_scratch_new(engine, err, sizeof(err));
+                veil_buf_init(&own[i], 0);
+                veil_buf_init(&one[i], 0);
+        }
+        set = veil_plan_set_new((const struct veil_plan *const *)pl, 2, err,
+                                sizeof(err));
+        cr_assert_not_null(set, "%s", err);
+        for (i = 0; i < 2; i++)
+                cr_assert_eq(veil_plan_exec(pl[i], &env[i], fx.in.data,
+                                            fx.in.len, &own[i], NULL),
+                             VEIL_WIRE_OK);
+        cr_assert_eq(veil_plan_set_exec(set, envs, fx.in.data, fx.in.len, outs,
+                                        errs),
+                     VEIL_WIRE_OK);
+        for (i = 0; i < 2; i++) {
+                cr_assert_eq(errs[i].code, VEIL_WIRE_OK);
+                cr_assert_eq(one[i].len, own[i].len);
+                cr_assert_eq(memcmp(one[i].data, own[i].data, own[i].len), 0,
+                             "%s", names[i]);
+        }
+        /* steady state: the buffers do not grow */
+        {
+                size_t cap0 = one[0].cap, cap1 = one[1].cap;
+
+                one[0].len = one[1].len = 0;
+                cr_assert_eq(veil_plan_set_exec(set, envs, fx.in.data,
+                                                fx.in.len, outs, errs),
+                             VEIL_WIRE_OK);
+                cr_assert_eq(one[0].cap, cap0);
+                cr_assert_eq(one[1].cap, cap1);
+        }
+        /* analytics without its keys fails alone */
+        env[0].keys = NULL;
+        one[0].len = one[1].len = 0;
+        cr_assert_eq(veil_plan_set_exec(set, envs, fx.in.data, fx.in.len, outs,
+                                        errs),
+                     VEIL_WIRE_TRANSFORM_FAILED);
+        cr_assert_eq(errs[0].code, VEIL_WIRE_TRANSFORM_FAILED);
+        cr_assert_eq(one[0].len, 0);
+        cr_assert_eq(errs[1].code, VEIL_WIRE_OK);
+        cr_assert_eq(one[1].len, own[1].len);
+        cr_assert_eq(memcmp(one[1].data, own[1].data, own[1].len), 0);
+        env[0].keys = &keys[0];
+        /* truncated input fails both, outputs restored */
+        one[0].len = one[1].len = 0;
+        cr_assert_neq(veil_plan_set_exec(set, envs, fx.in.data, fx.in.len / 2,
+                                         outs, errs),
+                      VEIL_WIRE_OK);
+        cr_assert_neq(errs[0].code, VEIL_WIRE_OK);
+        cr_assert_neq(errs[1].code, VEIL_WIRE_OK);
+        cr_assert_eq(one[0].len + one[1].len, 0);
+        /* a plan of another schema cannot join */
+        opts.policy  = &fx.policy;
+        opts.purpose = veil_policy_purpose(&fx.policy, "analytics");
+        {
+                struct veil_schema *s2 = parse_schema(
+                        "{\"type\":\"record\",\"name\":\"X\",\"fields\":[{"
+                        "\"name\":\"a\",\"type\":\"string\",\"pii\":"
+                        "\"public\"}]}");
+                const struct veil_plan *mix[2];
+
+                s2->id = 77;
+                other  = veil_plan_compile(s2, &opts, err, sizeof(err));
+                cr_assert_not_null(other, "%s", err);
+                mix[0] = pl[0];
+                mix[1] = other;
+                cr_assert_null(veil_plan_set_new(mix, 2, err, sizeof(err)));
+                cr_assert(strstr(err, "schemas"), "%s", err);
+                veil_plan_destroy(other);
+                veil_schema_destroy(s2);
+        }
+        veil_plan_set_destroy(set);
+        for (i = 0; i < 2; i++) {
+                veil_plan_destroy(pl[i]);
+                veil_buf_free(&own[i]);
+                veil_buf_free(&one[i]);
+                veil_detect_scratch_destroy(env[i].detect_scratch);
+                veil_plan_env_free(&env[i]);
+                veil_tx_keys_destroy(&keys[i]);
+        }
+        veil_detect_engine_destroy(engine);
+        fixture_fini(&fx);
 }

@@ -2,7 +2,9 @@
  * (nested records, unions, arrays, maps, named references, logical types),
  * random policies and random data made with avro-c, the plan's bytes decoded
  * by avro-c with the derived schema equal the reference implementation's
- * result over generic values. Fixed seeds: a failure names its seed. */
+ * result over generic values. Map keys are data: random keys (some personal
+ * text), transformed by the map's label or a PATH{key} override. Fixed seeds: a
+ * failure names its seed. */
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
 #include <inttypes.h>
@@ -223,6 +225,11 @@ static json_t *gen_type(struct gen *g, int depth, const char *path,
                 free(sub);
                 return t;
         case 10:
+                /* the keys' path, for classify: overrides */
+                if (asprintf(&sub, "%s{key}", path) < 0)
+                        abort();
+                json_array_append_new(g->paths, json_string(sub));
+                free(sub);
                 if (asprintf(&sub, "%s{}", path) < 0)
                         abort();
                 t = json_pack("{s:s,s:o}", "type", "map", "values",
@@ -316,6 +323,15 @@ static void random_policy(struct gen *g, struct veil_policy *policy)
                                 r, path,
                                 labels[below(g, VEIL_ARRAY_SIZE(labels))]);
         }
+        /* A second purpose of the same route, for the one-pass executor
+         * (added last: the first purpose's stream stays as it was). */
+        p = avro_ref_purpose(policy, "q");
+        for (i = 0; i < VEIL_ARRAY_SIZE(fixed_classes); i++)
+                random_rule(g, p, fixed_classes[i].name);
+        random_rule(g, p, "public");
+        random_rule(g, p, "internal");
+        random_rule(g, p, "confidential");
+        random_rule(g, p, "restricted");
 }
 
 static void encode(avro_value_t *v, struct veil_buf *out)
@@ -548,7 +564,43 @@ static bool strict_skip(avro_schema_t t, const uint8_t **p, const uint8_t *end)
 
 struct stats {
         unsigned schemas, records, refused, changed, failed_alike;
+        unsigned multi_same, multi_one_failed;
+        unsigned keys_tx, keys_unique, keys_failclosed, keys_override;
 };
+
+/* What the plan does to map keys, so the property is known to cover them. */
+static void count_keys(const struct veil_plan *plan, struct stats *stats)
+{
+        const struct veil_plan_field *f = NULL;
+        size_t n                        = 0, i;
+
+        f = veil_plan_fields(plan, &n);
+        for (i = 0; i < n; i++) {
+                size_t len = strlen(f[i].path);
+
+                if (len < 5 || strcmp(f[i].path + len - 5, "{key}"))
+                        continue;
+                if (f[i].reason == VEIL_PLAN_UNCLASSIFIED ||
+                    f[i].reason == VEIL_PLAN_UNLICENSED ||
+                    f[i].reason == VEIL_PLAN_UNDEFINED)
+                        stats->keys_failclosed++;
+                if (f[i].source == VEIL_LABEL_OVERRIDE)
+                        stats->keys_override++;
+                switch (f[i].tx) {
+                case VEIL_TX_MASK:
+                case VEIL_TX_GENERALIZE:
+                case VEIL_TX_REDACT_TEXT:
+                        stats->keys_unique++;
+                        /* fall through */
+                case VEIL_TX_HASH:
+                case VEIL_TX_ENCRYPT:
+                        stats->keys_tx++;
+                        break;
+                default:
+                        break;
+                }
+        }
+}
 
 /* Refusals become drops, as in the reference. */
 static void equiv_on_refuse(void *opaque, const char *path, const char *label,
@@ -562,14 +614,73 @@ static void equiv_on_refuse(void *opaque, const char *path, const char *label,
         (void)message;
 }
 
+/* The one-pass executor over both purposes, in both orders, writes what
+ * each purpose's own pass writes; a purpose that fails alone (a bucket
+ * below its type's range) fails alone. */
+static void multi_check(uint64_t seed, int k, struct veil_plan_set *const *sets,
+                        const struct veil_plan *planq,
+                        struct veil_plan_env *env, struct veil_plan_env *envq,
+                        const struct veil_buf *in, const struct veil_buf *out,
+                        enum veil_wire_err rc, struct veil_buf *outq,
+                        struct veil_buf *mo, struct stats *stats)
+{
+        struct veil_plan_env *envs[2];
+        struct veil_buf *outs[2] = {&mo[0], &mo[1]};
+        struct veil_plan_error merr[2];
+        enum veil_wire_err rcq;
+        int order;
+
+        outq->len = 0;
+        rcq       = veil_plan_exec(planq, envq, in->data, in->len, outq, NULL);
+        for (order = 0; order < 2; order++) {
+                const struct veil_buf *want[2] = {out, outq};
+                enum veil_wire_err wrc[2]      = {rc, rcq};
+                int a = order, b = 1 - order, i;
+
+                envs[0]   = a ? envq : env;
+                envs[1]   = b ? envq : env;
+                mo[0].len = mo[1].len = 0;
+                veil_plan_set_exec(sets[order], envs, in->data, in->len, outs,
+                                   merr);
+                for (i = 0; i < 2; i++) {
+                        int w = i ? b : a;
+
+                        cr_assert_eq(merr[i].code, wrc[w],
+                                     "seed %" PRIu64 " record %d purpose %d: "
+                                     "one pass %s, own pass %s",
+                                     seed, k, w,
+                                     veil_wire_error_code(merr[i].code),
+                                     veil_wire_error_code(wrc[w]));
+                        if (wrc[w]) {
+                                cr_assert_eq(mo[i].len, 0);
+                                continue;
+                        }
+                        cr_assert(mo[i].len == want[w]->len &&
+                                          (!mo[i].len ||
+                                           !memcmp(mo[i].data, want[w]->data,
+                                                   mo[i].len)),
+                                  "seed %" PRIu64 " record %d purpose %d: one "
+                                  "pass writes other bytes",
+                                  seed, k, w);
+                }
+        }
+        if (!rc && !rcq)
+                stats->multi_same++;
+        else if (!rc || !rcq)
+                stats->multi_one_failed++;
+}
+
 static void run_seed(uint64_t seed, struct veil_detect_engine *engine,
                      struct veil_detect_scratch *scratch, struct stats *stats)
 {
         struct gen g = {.st = seed * 0x9e3779b97f4a7c15ULL + 1};
         struct veil_policy policy;
         struct veil_plan_opts opts = {0};
-        struct veil_plan_env env   = {0};
-        struct veil_tx_keys keys;
+        struct veil_plan_env env = {0}, envq = {0};
+        struct veil_tx_keys keys, keysq;
+        struct veil_plan *planq;
+        struct veil_plan_set *sets[2];
+        struct veil_buf outq, mo[2];
         struct veil_schema *schema;
         struct veil_plan *plan;
         struct avro_ref *ref;
@@ -626,6 +737,7 @@ static void run_seed(uint64_t seed, struct veil_detect_engine *engine,
         opts.on_refuse = equiv_on_refuse;
         plan           = veil_plan_compile(schema, &opts, err, sizeof(err));
         cr_assert_not_null(plan, "seed %" PRIu64 ": %s", seed, err);
+        count_keys(plan, stats);
         ref = avro_ref_new(schema, &opts, err, sizeof(err));
         cr_assert_not_null(ref, "seed %" PRIu64 ": %s", seed, err);
         cr_assert_eq(avro_schema_from_json_length(
@@ -639,6 +751,27 @@ static void run_seed(uint64_t seed, struct veil_detect_engine *engine,
         di = avro_generic_class_from_schema(ds);
         veil_buf_init(&in, 0);
         veil_buf_init(&out, 0);
+        veil_buf_init(&outq, 0);
+        veil_buf_init(&mo[0], 0);
+        veil_buf_init(&mo[1], 0);
+        cr_assert_eq(veil_tx_keys_init(&keysq, master, sizeof(master), "k1",
+                                       "q", false, err, sizeof(err)),
+                     0);
+        envq.keys           = &keysq;
+        envq.detect         = engine;
+        envq.detect_scratch = scratch;
+        opts.purpose        = veil_policy_purpose(&policy, "q");
+        planq = veil_plan_compile(schema, &opts, err, sizeof(err));
+        cr_assert_not_null(planq, "seed %" PRIu64 ": %s", seed, err);
+        {
+                const struct veil_plan *pq[2] = {plan, planq},
+                                       *qp[2] = {planq, plan};
+
+                sets[0] = veil_plan_set_new(pq, 2, err, sizeof(err));
+                cr_assert_not_null(sets[0], "seed %" PRIu64 ": %s", seed, err);
+                sets[1] = veil_plan_set_new(qp, 2, err, sizeof(err));
+                cr_assert_not_null(sets[1], "seed %" PRIu64 ": %s", seed, err);
+        }
         for (k = 0; k < N_RECORDS; k++) {
                 avro_value_t src, got, want;
                 avro_reader_t rd;
@@ -657,6 +790,8 @@ static void run_seed(uint64_t seed, struct veil_detect_engine *engine,
                 }
                 out.len = 0;
                 rc = veil_plan_exec(plan, &env, in.data, in.len, &out, &perr);
+                multi_check(seed, k, sets, planq, &env, &envq, &in, &out, rc,
+                            &outq, mo, stats);
                 avro_generic_value_new(di, &want);
                 rrc = avro_ref_apply(ref, &env, &src, &want, err, sizeof(err));
                 if (rc || rrc) {
@@ -716,6 +851,14 @@ static void run_seed(uint64_t seed, struct veil_detect_engine *engine,
         stats->schemas++;
         veil_buf_free(&in);
         veil_buf_free(&out);
+        veil_buf_free(&outq);
+        veil_buf_free(&mo[0]);
+        veil_buf_free(&mo[1]);
+        veil_plan_set_destroy(sets[0]);
+        veil_plan_set_destroy(sets[1]);
+        veil_plan_destroy(planq);
+        veil_plan_env_free(&envq);
+        veil_tx_keys_destroy(&keysq);
         avro_value_iface_decref(si);
         avro_value_iface_decref(di);
         avro_schema_decref(ds);
@@ -758,10 +901,23 @@ Test(plan_equiv, random_schemas_policies_and_records, .timeout = 600)
         cr_assert_gt(stats.records, N_SCHEMAS * N_RECORDS / 2);
         cr_assert_gt(stats.changed, stats.records / 4);
         cr_assert_gt(stats.refused, 10);
+        /* map keys: transformed (some by transforms that can merge keys),
+         * dropped with their map, classified by PATH{key} */
+        cr_assert_gt(stats.keys_tx, 50);
+        cr_assert_gt(stats.keys_unique, 20);
+        cr_assert_gt(stats.keys_failclosed, 50);
+        cr_assert_gt(stats.keys_override, 5);
+        cr_assert_gt(stats.multi_same, stats.records / 2);
         cr_log_info("equiv: %u schemas, %u records (%u rewritten), %u "
-                    "schemas with refusals, %u failing alike",
+                    "schemas with refusals, %u failing alike; map keys: %u "
+                    "transformed (%u may merge), %u fail closed, %u by "
+                    "classify:",
                     stats.schemas, stats.records, stats.changed, stats.refused,
-                    stats.failed_alike);
+                    stats.failed_alike, stats.keys_tx, stats.keys_unique,
+                    stats.keys_failclosed, stats.keys_override);
+        cr_log_info("one pass: %u records alike for both purposes, %u with "
+                    "one purpose failing alone",
+                    stats.multi_same, stats.multi_one_failed);
         veil_detect_scratch_destroy(scratch);
         veil_detect_engine_destroy(engine);
 }
