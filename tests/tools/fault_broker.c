@@ -8,11 +8,12 @@
  *
  * Commands (API is a Kafka request name such as EndTxn or its number; CODE
  * is an error name as librdkafka spells it, e.g. NOT_COORDINATOR or
- * _TRANSPORT, or its number; CODE*N repeats it N times):
+ * _TRANSPORT, or its number; CODE*N repeats it N times; broker-errors also
+ * take CODE[*N]@RTT_MS, each answer that many ms late):
  *   topic NAME PARTITIONS        create a topic
  *   errors API CODE...           the next requests of API, on any broker,
  *                                fail with these codes in order
- *   broker-errors ID API CODE[@RTT_MS]...
+ *   broker-errors ID API CODE[*N][@RTT_MS]...
  *                                the same on broker ID only, each with an
  *                                optional response delay; countable:
  *   stack ID API                 "ok N": errors still queued on broker ID
@@ -120,7 +121,7 @@ static int fb_parse_code(const char *s, rd_kafka_resp_err_t *err)
         return 0;
 }
 
-/* CODE[*N][@RTT]: fills err, count and rtt (rtt only when rtt_out). */
+/* CODE[*N][@RTT]: fills err, count and rtt (0 when absent). */
 static int fb_parse_err_spec(char *spec, rd_kafka_resp_err_t *err, long *cnt,
                              long *rtt)
 {
