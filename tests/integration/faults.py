@@ -2,6 +2,7 @@
 import os
 import signal
 import subprocess
+import tempfile
 
 from helpers import DEFAULT_TIMEOUT, read_line, wait_for
 
@@ -25,11 +26,15 @@ class FaultBroker:
     def __init__(self, path, brokers=1):
         self.argv = [path, "--brokers", str(brokers)]
         self.proc = None
+        self.log = None
         self.bootstrap = None
 
     def start(self, timeout=DEFAULT_TIMEOUT):
+        # stderr (the mock's own warnings) goes to a file: a pipe nobody
+        # reads would fill up and stall the mock's threads.
+        self.log = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                                     stdout=subprocess.PIPE, stderr=self.log)
         self.bootstrap = read_line(self.proc.stdout, timeout, "the fault broker's bootstrap")
         return self.bootstrap
 
@@ -99,6 +104,7 @@ class FaultBroker:
                 except subprocess.TimeoutExpired:
                     self.proc.kill()
                     self.proc.wait()
-        for s in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
-            s.close()
+        self.proc.stdin.close()
+        self.proc.stdout.close()
+        self.log.close()
         self.proc = None

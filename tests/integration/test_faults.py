@@ -214,6 +214,27 @@ def test_abortable_errors_abort_rewind_and_redeliver(fault_broker, mock_pipeline
     assert not [e for e in log_events(w) if e.get("event") == "fatal"], stderr_text(w)[-3000:]
 
 
+def test_an_abort_that_is_retried_still_redelivers(fault_broker, mock_pipeline):
+    """A failed write makes the transaction abortable; the abort's own
+    EndTxn then meets a busy coordinator twice. The abort is retried, not
+    given up, and the batch still arrives."""
+    pl = mock_pipeline(partitions=2)
+    port = free_port()
+    with_metrics(pl, port)
+
+    def inject():
+        fault_broker.push_broker_errors("Produce", "INVALID_RECORD")
+        fault_broker.push_broker_errors("EndTxn", "COORDINATOR_LOAD_IN_PROGRESS*2")
+    w, where = run_through_fault(fault_broker, pl, inject, "Produce")
+    try:
+        fault_broker.wait_consumed("EndTxn")
+        wait_for(lambda: transactions(port, "aborted") >= 1, timeout=30,
+                 what="an aborted transaction in /metrics")
+    finally:
+        rc = stop(w)
+    assert rc == 0, stderr_text(w)[-3000:]
+
+
 # Fatal: the producer is fenced or not allowed to be transactional. The
 # worker must stop, say why, and exit non-zero.
 FATAL = [
@@ -420,6 +441,7 @@ def test_fenced_worker_exits_without_committing_then_restart_is_exactly_once(kaf
     assert rc != 0, log[-3000:]
     assert says(w, r"fenc|epoch"), log[-3000:]
     where.update(fed)
+    print(f"fenced after {len(where)} inputs; the worker's last lines:\n{log[-1500:]}")
 
     w2 = pl.start()
     try:
