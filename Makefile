@@ -83,8 +83,15 @@ test: deps
 unit: $(UNIT_BIN) $(BIN)
 	@scripts/run-unit.sh $(UNIT_BIN)
 
-integration: $(BIN)
-	@VEIL=$(abspath $(BIN)) tests/integration/run.sh
+# The fault-injecting mock cluster of tests/integration/test_faults.py.
+FAULT_BROKER := $(O)/tools/fault_broker
+$(FAULT_BROKER): tests/tools/fault_broker.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LDLIBS)
+
+integration: $(BIN) $(FAULT_BROKER)
+	@VEIL=$(abspath $(BIN)) VEIL_FAULT_BROKER=$(abspath $(FAULT_BROKER)) \
+		tests/integration/run.sh
 
 kafka-up:
 	@scripts/kafka.sh up
@@ -106,7 +113,7 @@ demo: deps all
 	@scripts/demo.sh
 
 FORMAT_SRC = $(wildcard common/*.[ch] filters/*.[ch] connectors/*.[ch] \
-	tests/unit/*.[ch] tests/fuzz/*.c bench/*.c)
+	tests/unit/*.[ch] tests/fuzz/*.c tests/tools/*.c bench/*.c)
 format:
 	clang-format -i $(FORMAT_SRC)
 format-check:

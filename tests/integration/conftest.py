@@ -37,3 +37,20 @@ def mock_broker(veil):
     b.start()
     yield b
     b.stop()
+
+
+@pytest.fixture
+def fault_broker():
+    """tests/tools/fault_broker of its own for one test: the mock cluster
+    with error injection (tests/integration/faults.py). `make integration`
+    builds it; missing is a failure, never a skip."""
+    from faults import FaultBroker, tool_path
+
+    path = tool_path()
+    if not path or not os.access(path, os.X_OK):
+        pytest.fail(f"no fault broker at {path!r}: run `make integration` "
+                    "(or build $(O)/tools/fault_broker)")
+    b = FaultBroker(path)
+    b.start()
+    yield b
+    b.stop()
