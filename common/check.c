@@ -66,8 +66,18 @@ static void check_purposes(struct ctx *c, int64_t now)
                                 NULL, pu->name, NULL, NULL,
                                 "purpose has no retention: its data would "
                                 "never be deleted downstream");
-                if (!pu->valid_until)
+                if (!pu->valid_until) {
+                        /* `valid_until: never` said explicitly: allowed,
+                         * but a licence without an end is worth a look. */
+                        if (pu->license_id)
+                                finding(c, VEIL_CHECK_WARNING,
+                                        VEIL_GAP_LICENSE_NEVER, NULL, pu->name,
+                                        NULL, NULL,
+                                        "licence %s never ends "
+                                        "(valid_until: never)",
+                                        pu->license_id);
                         continue;
+                }
                 if (pu->valid_until <= now)
                         finding(c, VEIL_CHECK_ERROR, VEIL_GAP_LICENSE_EXPIRED,
                                 NULL, pu->name, NULL, NULL,

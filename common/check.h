@@ -20,6 +20,7 @@ enum veil_check_severity { VEIL_CHECK_WARNING = 0, VEIL_CHECK_ERROR };
 #define VEIL_GAP_UNLICENSED "unlicensed"
 #define VEIL_GAP_LICENSE_EXPIRED "license-expired"
 #define VEIL_GAP_LICENSE_EXPIRING "license-expiring"
+#define VEIL_GAP_LICENSE_NEVER "license-never"
 #define VEIL_GAP_NO_RETENTION "no-retention"
 #define VEIL_GAP_NO_KEY_CLASS "no-key-class"
 #define VEIL_GAP_KEY_UNLICENSED "key-unlicensed"

@@ -231,6 +231,10 @@ Test(check, licences_retention_key_class_and_missing_schema)
                 "  soon:\n"
                 "    license: { id: LIC-SOON, valid_until: 2030-01-15 }\n"
                 "    transforms: { public: keep }\n"
+                "  forever:\n"
+                "    license: { id: LIC-EVER, valid_until: never }\n"
+                "    retention: 1d\n"
+                "    transforms: { public: keep }\n"
                 "routes:\n"
                 "  - source: customers\n"
                 "    purposes: { soon: c.soon }\n"
@@ -243,6 +247,8 @@ Test(check, licences_retention_key_class_and_missing_schema)
         cr_assert_eq(rc, 0);
         cr_assert_eq(count(r, VEIL_GAP_LICENSE_EXPIRED, NULL), 1);
         cr_assert_eq(count(r, VEIL_GAP_LICENSE_EXPIRING, NULL), 1);
+        /* `never` is allowed, said explicitly, and warned about */
+        cr_assert_eq(count(r, VEIL_GAP_LICENSE_NEVER, NULL), 1);
         cr_assert_eq(count(r, VEIL_GAP_NO_RETENTION, NULL), 1);
         cr_assert_eq(count(r, VEIL_GAP_NO_KEY_CLASS, NULL), 1);
         /* orders has no schema in the registry */
