@@ -43,7 +43,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(O)/tests/%)
 TEST_SUPPORT_SRC := $(wildcard tests/unit/support_*.c)
 TEST_SUPPORT_OBJ := $(TEST_SUPPORT_SRC:%.c=$(O)/obj/%.o)
 
-.PHONY: all deps test unit integration demo bench fuzz format format-check \
+.PHONY: all deps test unit integration demo bench fuzz fuzz-seeds format format-check \
 	kafka-up kafka-down clean check-deps
 all: $(BIN)
 
@@ -93,6 +93,14 @@ kafka-down:
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 fuzz:
 	@scripts/fuzz.sh $(FUZZ_SRC:tests/fuzz/%.c=%)
+
+# Rewrites the binary seed corpora (ledger, token, erasure) from bytes the
+# code itself produces (tests/fuzz/gen_seeds.c).
+fuzz-seeds: $(O)/tests/gen_seeds
+	$(O)/tests/gen_seeds
+$(O)/tests/gen_seeds: tests/fuzz/gen_seeds.c $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
 
 bench: deps
 	@scripts/bench.sh
