@@ -1,7 +1,8 @@
 /* gen_seeds.c - writes the binary seed corpora of the fuzz harnesses from
  * bytes the code itself produces (ledger records, encrypt tokens, erasure
- * requests), so the seeds are exactly what Veil writes. Not a harness (the
- * harnesses are tests/fuzz/fuzz_*.c). Regenerate, from the repository root:
+ * requests, dead letters sealed with config/veil.yaml's DLQ key), so the seeds
+ * are exactly what Veil writes. Not a harness (the harnesses are
+ * tests/fuzz/fuzz_*.c). Regenerate, from the repository root:
  *
  *   make fuzz-seeds
  *
@@ -14,6 +15,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "config.h"
+#include "dlq.h"
 #include "ledger.h"
 #include "transform.h"
 #include "util.h"
@@ -202,10 +205,138 @@ static void gen_erasure(void)
         veil_erasure_keys_destroy(&ek);
 }
 
+/* ---- dead letters: flags | n headers | (name idx | len | bytes)* |
+ * key len (2) | key | value (fuzz_dlq.c's names[]) ---- */
+
+struct letter {
+        const char *name;
+        int flags;
+        const char *hdrs[8][2]; /* name index as a digit string, value */
+        const char *key, *value;
+        int seal;
+};
+
+static void gen_dlq(void)
+{
+        static const struct letter letters[] = {
+                {"sealed",
+                 3,
+                 {{"0", "SCHEMA_NOT_FOUND"},
+                  {"5", "schema id 99 not in the registry"},
+                  {"1", "customers/1/42"},
+                  {"2", "encrypted"},
+                  {"6", "aes-256-gcm"},
+                  {"3", "k1"}},
+                 "c-1001",
+                 "\x00\x00\x00\x00\x63\x02\x06"
+                 "abc",
+                 1},
+                {"raw",
+                 3,
+                 {{"0", "DECODE"}, {"1", "customers/0/7"}, {"2", "raw"}},
+                 "c-1002",
+                 "raw value bytes",
+                 0},
+                {"raw_null_key",
+                 2,
+                 {{"0", "DECODE"}, {"1", "customers/2/9"}},
+                 NULL,
+                 "x",
+                 0},
+                {"replayed_before",
+                 7,
+                 {{"0", "DECODE"}, {"1", "customers/0/1"}, {"2", "raw"}},
+                 "k",
+                 "v",
+                 0},
+                {"marker", 0, {{"4", "veil.dlq/0/3"}}, NULL, NULL, 0},
+                {"replay_of",
+                 3,
+                 {{"0", "DECODE"},
+                  {"1", "customers/1/2"},
+                  {"7", "veil.dlq/0/1"},
+                  {"2", "encrypted"},
+                  {"3", "k1"}},
+                 "k",
+                 "v",
+                 1},
+                {"other_key_id",
+                 3,
+                 {{"0", "DECODE"},
+                  {"1", "customers/1/2"},
+                  {"2", "encrypted"},
+                  {"3", "k9"}},
+                 "k",
+                 "v",
+                 1},
+        };
+        struct veil_config_opts opts = {.skip_kafka_check = true};
+        struct veil_config *config;
+        struct veil_aead aead;
+        unsigned char buf[2048], sealed[512];
+        char err[512];
+        size_t i, h, pos, n, len, nh_at;
+
+        config = veil_config_load("config/veil.yaml", &opts, err, sizeof(err));
+        CHECK(config);
+        CHECK(veil_dlq_aead_init(&aead, config, err, sizeof(err)) == 0);
+        for (i = 0; i < sizeof(letters) / sizeof(letters[0]); i++) {
+                const struct letter *l = &letters[i];
+                const char *kv[2]      = {l->key, l->value};
+                size_t kvlen[2]        = {l->key ? strlen(l->key) : 0,
+                                   l->value ? strlen(l->value) : 0};
+                unsigned char *kvout[2];
+                size_t kvout_len[2];
+                unsigned char kbuf[256], vbuf[256];
+
+                kvout[0] = kbuf;
+                kvout[1] = vbuf;
+                if (l->value && !strcmp(l->name, "sealed"))
+                        kvlen[1] = 10; /* the Avro-ish bytes hold a NUL */
+                for (n = 0; n < 2; n++) {
+                        if (!kv[n]) {
+                                kvout_len[n] = 0;
+                                continue;
+                        }
+                        if (l->seal) {
+                                CHECK(veil_aead_seal(&aead, kv[n], kvlen[n],
+                                                     sealed, sizeof(sealed),
+                                                     &len) == 0);
+                                memcpy(kvout[n], sealed, len);
+                                kvout_len[n] = len;
+                        } else {
+                                memcpy(kvout[n], kv[n], kvlen[n]);
+                                kvout_len[n] = kvlen[n];
+                        }
+                }
+                buf[0] = (unsigned char)l->flags;
+                nh_at  = 1;
+                pos    = 2;
+                for (h = 0; h < 8 && l->hdrs[h][0]; h++) {
+                        len        = strlen(l->hdrs[h][1]);
+                        buf[pos++] = (unsigned char)atoi(l->hdrs[h][0]);
+                        buf[pos++] = (unsigned char)len;
+                        memcpy(buf + pos, l->hdrs[h][1], len);
+                        pos += len;
+                }
+                buf[nh_at] = (unsigned char)h;
+                buf[pos++] = (unsigned char)(kvout_len[0] >> 8);
+                buf[pos++] = (unsigned char)kvout_len[0];
+                memcpy(buf + pos, kvout[0], kvout_len[0]);
+                pos += kvout_len[0];
+                memcpy(buf + pos, kvout[1], kvout_len[1]);
+                pos += kvout_len[1];
+                put("tests/fuzz/corpus_dlq", l->name, buf, pos);
+        }
+        veil_aead_destroy(&aead);
+        veil_config_destroy(config);
+}
+
 int main(void)
 {
         gen_ledger();
         gen_tokens();
         gen_erasure();
+        gen_dlq();
         return 0;
 }
