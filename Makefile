@@ -43,9 +43,9 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(O)/tests/%)
 TEST_SUPPORT_SRC := $(wildcard tests/unit/support_*.c)
 TEST_SUPPORT_OBJ := $(TEST_SUPPORT_SRC:%.c=$(O)/obj/%.o)
 
-.PHONY: all deps test unit integration demo bench fuzz format format-check \
-	kafka-up kafka-down clean check-deps bench-e2e install config-reference \
-	deploy-check
+.PHONY: all deps test unit integration demo bench fuzz fuzz-seeds format \
+	format-check kafka-up kafka-down clean check-deps bench-e2e install \
+	config-reference deploy-check
 all: $(BIN)
 
 # Keep intermediate objects (test support files) between runs.
@@ -101,6 +101,14 @@ kafka-down:
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 fuzz:
 	@scripts/fuzz.sh $(FUZZ_SRC:tests/fuzz/%.c=%)
+
+# Rewrites the binary seed corpora (ledger, token, erasure) from bytes the
+# code itself produces (tests/fuzz/gen_seeds.c).
+fuzz-seeds: $(O)/tests/gen_seeds
+	$(O)/tests/gen_seeds
+$(O)/tests/gen_seeds: tests/fuzz/gen_seeds.c $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
 
 bench: deps
 	@scripts/bench.sh

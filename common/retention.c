@@ -765,14 +765,17 @@ void veil_retention_rollback(struct veil_retention *ri)
          * and the index only shrinks back toward a size it had. */
         ri->txn = false;
         for (i = ri->n_undo; i-- > 0;) {
+                const unsigned char *key;
+
                 u = &ri->undo[i];
+                /* undo_keys is NULL while every logged key was empty. */
+                key = ri->undo_keys ? ri->undo_keys + u->key_off : NULL;
                 if (u->existed)
-                        (void)ri_put(ri, u->purpose, ri->undo_keys + u->key_off,
-                                     u->key_len, u->deadline_ms, u->partition,
-                                     true, NULL, NULL, 0);
+                        (void)ri_put(ri, u->purpose, key, u->key_len,
+                                     u->deadline_ms, u->partition, true, NULL,
+                                     NULL, 0);
                 else
-                        (void)veil_retention_remove(ri, u->purpose,
-                                                    ri->undo_keys + u->key_off,
+                        (void)veil_retention_remove(ri, u->purpose, key,
                                                     u->key_len, NULL);
         }
         veil_retention_commit(ri);

@@ -36,9 +36,10 @@ static char *full_name(const char *name, const char *ns)
 }
 
 /* Collect every named definition (record, enum, fixed) so that a field whose
- * type is a name reference still finds its JSON (and annotations). */
+ * type is a name reference still finds its JSON (and annotations). The first
+ * full name defined twice goes to *dup (owned by the caller). */
 static void collect_named(json_t *node, const char *ns, json_t *named,
-                          int depth)
+                          int depth, char **dup)
 {
         const char *type, *name, *own_ns;
         json_t *v;
@@ -48,7 +49,7 @@ static void collect_named(json_t *node, const char *ns, json_t *named,
                 return;
         if (json_is_array(node)) {
                 json_array_foreach(node, i, v)
-                        collect_named(v, ns, named, depth + 1);
+                        collect_named(v, ns, named, depth + 1, dup);
                 return;
         }
         if (!json_is_object(node))
@@ -63,6 +64,8 @@ static void collect_named(json_t *node, const char *ns, json_t *named,
                 const char *dot;
 
                 fn = full_name(name, own_ns ? own_ns : ns);
+                if (!*dup && json_object_get(named, fn))
+                        *dup = veil_strdup(fn);
                 json_object_set(named, fn, node);
                 /* Names declared inside inherit this one's namespace. */
                 dot = strrchr(fn, '.');
@@ -72,13 +75,13 @@ static void collect_named(json_t *node, const char *ns, json_t *named,
                         json_array_foreach(json_object_get(node, "fields"), i,
                                            v)
                                 collect_named(json_object_get(v, "type"), inner,
-                                              named, depth + 1);
+                                              named, depth + 1, dup);
                         free(inner);
                 } else {
                         json_array_foreach(json_object_get(node, "fields"), i,
                                            v)
                                 collect_named(json_object_get(v, "type"), "",
-                                              named, depth + 1);
+                                              named, depth + 1, dup);
                 }
                 free(fn);
                 return;
@@ -86,9 +89,11 @@ static void collect_named(json_t *node, const char *ns, json_t *named,
         if (json_is_object(json_object_get(node, "type")) ||
             json_is_array(json_object_get(node, "type")))
                 collect_named(json_object_get(node, "type"), ns, named,
-                              depth + 1);
-        collect_named(json_object_get(node, "items"), ns, named, depth + 1);
-        collect_named(json_object_get(node, "values"), ns, named, depth + 1);
+                              depth + 1, dup);
+        collect_named(json_object_get(node, "items"), ns, named, depth + 1,
+                      dup);
+        collect_named(json_object_get(node, "values"), ns, named, depth + 1,
+                      dup);
 }
 
 static json_t *record_json(struct walk *w, avro_schema_t rec)
@@ -334,17 +339,28 @@ struct veil_schema *veil_schema_parse(const char *text, size_t len,
 {
         struct veil_schema *schema = veil_calloc(1, sizeof(*schema));
         struct walk w              = {0};
-        char *root_full            = NULL;
+        char *root_full = NULL, *dup = NULL;
         json_error_t jerr;
 
-        schema->id = id;
+        schema->id    = id;
+        schema->json  = json_loadb(text, len, JSON_DECODE_ANY, &jerr);
+        schema->named = json_object();
+        /* A name defined twice is invalid Avro, and avro-c leaks the second
+         * definition when it refuses it: refuse it first. */
+        collect_named(schema->json, "", schema->named, 0, &dup);
+        if (dup) {
+                veil_errf(errstr, errstr_size, VEIL_EINVAL,
+                          "invalid Avro schema: named type '%s' is defined "
+                          "more than once",
+                          dup);
+                goto err;
+        }
         if (avro_schema_from_json_length(text, len, &schema->avro)) {
                 veil_errf(errstr, errstr_size, VEIL_EINVAL,
                           "invalid Avro schema: %s", avro_strerror());
                 schema->avro = NULL;
                 goto err;
         }
-        schema->json = json_loadb(text, len, JSON_DECODE_ANY, &jerr);
         if (!schema->json) {
                 veil_errf(errstr, errstr_size, VEIL_EINVAL,
                           "invalid schema JSON at line %d: %s", jerr.line,
@@ -353,8 +369,6 @@ struct veil_schema *veil_schema_parse(const char *text, size_t len,
         }
         if (metadata)
                 schema->metadata = json_incref(metadata);
-        schema->named = json_object();
-        collect_named(schema->json, "", schema->named, 0);
 
         w.schema      = schema;
         w.errstr      = errstr;
@@ -370,6 +384,7 @@ struct veil_schema *veil_schema_parse(const char *text, size_t len,
         free(root_full);
         return schema;
 err:
+        free(dup);
         free(root_full);
         veil_schema_destroy(schema);
         return NULL;

@@ -2,7 +2,10 @@
 # fuzz.sh - build each named libFuzzer harness (tests/fuzz/NAME.c) with clang
 # against the library sources (never build/libveil.a, which gcc built without
 # coverage instrumentation) and run it for FUZZ_SECONDS (default 20) from its
-# seed corpus tests/fuzz/corpus_<NAME without fuzz_>.
+# seed corpus tests/fuzz/corpus_<NAME without fuzz_>. Inputs that once
+# crashed a parser live in tests/fuzz/regress_<NAME without fuzz_> and are
+# replayed first on every run (libFuzzer runs every file of every corpus
+# directory before it mutates), so a regression fails the script.
 #
 #   scripts/fuzz.sh fuzz_plan fuzz_detect     (no names: every harness)
 #
@@ -69,6 +72,8 @@ for name in "${names[@]}"; do
   mkdir -p "$work"
   dirs=("$work")
   [ -d "$seeds" ] && dirs+=("$seeds")
+  regress="tests/fuzz/regress_${name#fuzz_}"
+  [ -d "$regress" ] && dirs+=("$regress")
   echo "== fuzz: $name for ${secs}s (seeds: ${seeds})"
   par=()
   [ "$jobs" -gt 1 ] && par=(-jobs="$jobs" -workers="$jobs")

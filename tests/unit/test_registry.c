@@ -572,6 +572,20 @@ Test(registry, file_register_writes_files, .init = file_setup,
                      VEIL_EINVAL);
         cr_assert(strstr(errstr, "Avro"), "%s", errstr);
         cr_assert(!file_exists("bad-value.avsc"));
+        /* A named type defined twice: refused by name, and under ASan
+         * without avro-c's leak on that path. */
+        cr_assert_eq(veil_registry_register(
+                             reg, "dup-value",
+                             "{\"type\":\"record\",\"name\":\"R\",\"fields\":["
+                             "{\"name\":\"a\",\"type\":{\"type\":\"enum\","
+                             "\"name\":\"E\",\"symbols\":[\"A\"]}},"
+                             "{\"name\":\"b\",\"type\":{\"type\":\"enum\","
+                             "\"name\":\"E\",\"symbols\":[\"A\"]}}]}",
+                             &again, errstr, sizeof(errstr)),
+                     VEIL_EINVAL);
+        cr_assert(strstr(errstr, "'E' is defined more than once"), "%s",
+                  errstr);
+        cr_assert(!file_exists("dup-value.avsc"));
         veil_registry_destroy(reg);
 }
 

@@ -320,6 +320,26 @@ Test(retention_fx, rollback_restores_the_state_at_begin)
         cr_assert_eq(veil_retention_txn_changes(ri), 0);
 }
 
+/* A transaction whose only logged key is empty (a ledger record
+ * "topic\0" restores one) rolls back. The bug fuzz_ledger found here
+ * (NULL + 0 on the empty key log) is flagged by clang's UBSan only, so
+ * the regression that fails without the fix is
+ * tests/fuzz/regress_ledger/empty-key-rollback under `make fuzz`. */
+Test(retention_fx, rollback_of_only_empty_keys)
+{
+        veil_retention_begin(ri);
+        cr_assert_eq(veil_retention_set(ri, 2, "", 0, 5, 0, NULL, 0), 0);
+        cr_assert_eq(veil_retention_count(ri), 1);
+        veil_retention_rollback(ri);
+        cr_assert_eq(veil_retention_count(ri), 0);
+
+        up(2, "", 7, 0);
+        veil_retention_begin(ri);
+        cr_assert_eq(veil_retention_remove(ri, 2, "", 0, NULL), 0);
+        veil_retention_rollback(ri);
+        cr_assert_eq(deadline_of(2, ""), 7);
+}
+
 Test(retention_fx, memory_per_key_is_within_the_design_number)
 {
         char key[32];
