@@ -2600,3 +2600,13 @@ void veil_config_each_key(veil_config_key_fn fn, void *arg)
                         fn(doc_tables[i].section, spec->name, spec->required,
                            arg);
 }
+
+const char *veil_config_kafka(const struct veil_config *config, const char *key)
+{
+        size_t i;
+
+        for (i = 0; i < config->n_kafka; i++)
+                if (!strcmp(config->kafka[i].key, key))
+                        return config->kafka[i].value;
+        return NULL;
+}

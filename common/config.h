@@ -133,6 +133,11 @@ void veil_config_destroy(struct veil_config *config);
 int veil_instance_lock(const struct veil_config *config, char *errstr,
                        size_t errstr_size);
 
+/* The value of `kafka:` entry `key` as the file wrote it, or NULL when the
+ * file does not set it (librdkafka's default applies). Borrowed. */
+const char *veil_config_kafka(const struct veil_config *config,
+                              const char *key);
+
 /* "90d", "12h", "30m", "90s", "500ms" (also combined: "1h30m") → ms.
  * Returns 0 or VEIL_EINVAL. */
 int veil_duration_parse(const char *s, int64_t *msp);

@@ -33,6 +33,11 @@
 /* On audit events: "KEY_ID:HEX" HMAC of the event (audit.h). */
 #define VEIL_H_MAC "veil.mac"
 
+/* Room left under message.max.bytes for one output's headers and record
+ * framing: an output larger than the limit less this is refused as
+ * too-large before any output of its record is produced. */
+#define VEIL_MESSAGE_HEADROOM 2048
+
 /* On erasure requests: the request id. */
 #define VEIL_H_REQUEST "veil.request"
 

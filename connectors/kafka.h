@@ -20,12 +20,12 @@ int veil_kafka_conf_apply(rd_kafka_conf_t *conf,
                           const char *bootstrap, char *errstr,
                           size_t errstr_size);
 
-/* Bounds librdkafka's queues (fetch queue, produce buffer) on a consumer
- * (producer = false) or producer config, for each bound the `kafka:`
- * section does not set itself: librdkafka's defaults (64 MB per consumer,
- * 1 GB of produce buffer) are sized for large machines, and a worker runs
- * several clients per pipeline. Call after veil_kafka_conf_apply. 0 or
- * VEIL_ECONFIG with errstr. */
+/* Veil's defaults on a consumer (producer = false) or producer config, for
+ * each one the `kafka:` section does not set itself: bounded queues
+ * (librdkafka's 64 MB per consumer and 1 GB of produce buffer are sized for
+ * large machines, and a worker runs several clients per pipeline) and a
+ * short linger for the transactional producer. Call after
+ * veil_kafka_conf_apply. 0 or VEIL_ECONFIG with errstr. */
 int veil_kafka_conf_bound(rd_kafka_conf_t *conf,
                           const struct veil_config *config, bool producer,
                           char *errstr, size_t errstr_size);

@@ -21,16 +21,6 @@ struct veil_source {
         size_t n_parts;
 };
 
-static bool kafka_key_set(const struct veil_config *config, const char *key)
-{
-        size_t i;
-
-        for (i = 0; i < config->n_kafka; i++)
-                if (!strcmp(config->kafka[i].key, key))
-                        return true;
-        return false;
-}
-
 static rd_kafka_conf_t *conf_new(const struct veil_config *config,
                                  const char *client_id, bool eof,
                                  const struct veil_source_hooks *hooks,
@@ -59,7 +49,8 @@ static rd_kafka_conf_t *conf_new(const struct veil_config *config,
                                                      : "roundrobin");
         SET("auto.offset.reset", "earliest");
         /* Consumer lag for /metrics, unless kafka: says otherwise. */
-        if (hooks->stats && !kafka_key_set(config, "statistics.interval.ms"))
+        if (hooks->stats &&
+            !veil_config_kafka(config, "statistics.interval.ms"))
                 SET("statistics.interval.ms", "5000");
         if (veil_kafka_conf_apply(conf, config, NULL, errstr, errstr_size) ||
             veil_kafka_conf_bound(conf, config, false, errstr, errstr_size))

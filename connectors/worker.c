@@ -51,11 +51,6 @@ void veil_worker_reload(void)
         reload_gen = (sig_atomic_t)(reload_gen + 1);
 }
 
-/* Margin under message.max.bytes for the headers and record framing of one
- * output, so that a record refused for its size is known before any of its
- * outputs is produced. */
-#define HEADROOM_BYTES 2048
-
 /* ---- what the pipelines share -------------------------------------------- */
 
 struct shared {
@@ -334,7 +329,7 @@ static bool outputs_fit(const struct pipe *p, const struct veil_record *rec,
 {
         size_t max = veil_sink_max_message(p->sink), j;
 
-        max = max > HEADROOM_BYTES ? max - HEADROOM_BYTES : 0;
+        max = max > VEIL_MESSAGE_HEADROOM ? max - VEIL_MESSAGE_HEADROOM : 0;
         for (j = 0; j < rec->n_outs; j++) {
                 const struct veil_record_out *out = &rec->outs[j];
                 size_t n = (out->key_null ? 0 : out->key.len) +
@@ -646,20 +641,11 @@ static rd_kafka_conf_t *producer_conf(struct pipe *p, char *errstr,
         const struct veil_config *config = p->config;
         rd_kafka_conf_t *conf            = rd_kafka_conf_new();
         char err[512];
-        size_t i;
 
         if (veil_kafka_conf_apply(conf, config, NULL, errstr, errstr_size) ||
             veil_kafka_conf_bound(conf, config, true, errstr, errstr_size))
                 goto err;
-        /* Small batches wait a little for company: fewer, fuller produce
-         * requests per transaction. */
-        for (i = 0; i < config->n_kafka; i++)
-                if (!strcmp(config->kafka[i].key, "linger.ms"))
-                        break;
-        if ((i == config->n_kafka &&
-             rd_kafka_conf_set(conf, "linger.ms", "10", err, sizeof(err)) !=
-                     RD_KAFKA_CONF_OK) ||
-            rd_kafka_conf_set(conf, "transactional.id", p->txn_id, err,
+        if (rd_kafka_conf_set(conf, "transactional.id", p->txn_id, err,
                               sizeof(err)) != RD_KAFKA_CONF_OK) {
                 veil_errf(errstr, errstr_size, VEIL_ECONFIG, "kafka: %s", err);
                 goto err;

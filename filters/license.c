@@ -9,6 +9,7 @@
 
 #include "derive.h"
 #include "filter.h"
+#include "headers.h"
 #include "util.h"
 #include "veil.h"
 
@@ -111,13 +112,14 @@ static int license_init(void *ctx_, const struct veil_filter_env *env,
         ctx->cache = veil_plan_cache_new((size_t)ctx->plan_cache_size);
         /* An output the producer would refuse is refused here first, as
          * too-large, before any purpose of the record is produced. */
-        for (i = 0; i < config->n_kafka; i++)
-                if (!strcmp(config->kafka[i].key, "message.max.bytes") &&
-                    strtoull(config->kafka[i].value, NULL, 10) > 4096)
-                        ctx->max_output =
-                                (size_t)strtoull(config->kafka[i].value, NULL,
-                                                 10) -
-                                2048;
+        if (veil_config_kafka(config, "message.max.bytes")) {
+                unsigned long long max =
+                        strtoull(veil_config_kafka(config, "message.max.bytes"),
+                                 NULL, 10);
+
+                if (max > 2 * VEIL_MESSAGE_HEADROOM)
+                        ctx->max_output = (size_t)max - VEIL_MESSAGE_HEADROOM;
+        }
         ctx->detect = veil_detect_engine_new(
                 policy->detectors, policy->n_detectors, errstr, errstr_size);
         if (!ctx->detect)
