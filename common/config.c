@@ -1543,9 +1543,11 @@ static int get_key_id(struct loader *ld, yaml_node_t *node, const char **out)
         return 0;
 }
 
-static int parse_keys_id(struct loader *ld, yaml_node_t *node, void *obj)
+/* keys.key_id (a ring of one) and keys.active both name the active key;
+ * the node says which form the file used. */
+static int set_active_id(struct loader *ld, yaml_node_t *node,
+                         struct veil_config *config, yaml_node_t **which)
 {
-        struct veil_config *config = obj;
         const char *s;
         int r;
 
@@ -1553,22 +1555,18 @@ static int parse_keys_id(struct loader *ld, yaml_node_t *node, void *obj)
                 return r;
         free(config->keys.key_id);
         config->keys.key_id = veil_strdup(s);
-        ld->key_id_node     = node;
+        *which              = node;
         return 0;
+}
+
+static int parse_keys_id(struct loader *ld, yaml_node_t *node, void *obj)
+{
+        return set_active_id(ld, node, obj, &ld->key_id_node);
 }
 
 static int parse_keys_active(struct loader *ld, yaml_node_t *node, void *obj)
 {
-        struct veil_config *config = obj;
-        const char *s;
-        int r;
-
-        if ((r = get_key_id(ld, node, &s)))
-                return r;
-        free(config->keys.key_id);
-        config->keys.key_id = veil_strdup(s);
-        ld->active_node     = node;
-        return 0;
+        return set_active_id(ld, node, obj, &ld->active_node);
 }
 
 static int parse_ring_file(struct loader *ld, yaml_node_t *node, void *obj)

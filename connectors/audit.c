@@ -113,6 +113,7 @@ struct veil_audit {
         struct veil_hmac mac;
         bool mac_ok;
         struct chain *chains;
+        struct chain *last; /* the chain found last: records come in runs */
         struct chain retention;
         struct info *infos;
         struct info *none; /* per (route purpose) without plan: see info_for */
@@ -216,11 +217,13 @@ void veil_audit_set_config(struct veil_audit *a,
 static struct chain *chain_find(struct veil_audit *a, const char *topic,
                                 int32_t partition)
 {
-        struct chain *c;
+        struct chain *c = a->last;
 
+        if (c && c->partition == partition && !strcmp(c->topic, topic))
+                return c;
         for (c = a->chains; c; c = c->next)
                 if (c->partition == partition && !strcmp(c->topic, topic))
-                        return c;
+                        return a->last = c;
         return NULL;
 }
 
@@ -237,6 +240,8 @@ void veil_audit_revoke(struct veil_audit *a,
                         if (c->partition == list->elems[i].partition &&
                             !strcmp(c->topic, list->elems[i].topic)) {
                                 *cp = c->next;
+                                if (a->last == c)
+                                        a->last = NULL;
                                 chain_free(c);
                         } else {
                                 cp = &c->next;

@@ -297,14 +297,6 @@ static int tombstone(struct veil_retain *r, const char *topic,
                        hdrs, errstr, errstr_size);
 }
 
-/* ---- audit: the worker's retention events, one chain per worker -------- */
-
-static int audit(struct veil_retain *r, json_t *ev, char *errstr,
-                 size_t errstr_size)
-{
-        return veil_audit_retention(r->audit, ev, errstr, errstr_size);
-}
-
 /* ---- life cycle ---------------------------------------------------------- */
 
 struct veil_retain *veil_retain_new(const struct veil_config *config,
@@ -705,7 +697,7 @@ static int expire(struct veil_retain *r, int64_t now_ms, int64_t *produced,
                 if (!ev)
                         return veil_errf(errstr, errstr_size, VEIL_ENOMEM,
                                          "building an audit event failed");
-                rc = audit(r, ev, errstr, errstr_size);
+                rc = veil_audit_retention(r->audit, ev, errstr, errstr_size);
                 if (rc)
                         return rc;
                 (*produced)++;
@@ -816,7 +808,7 @@ static int erase(struct veil_retain *r, const rd_kafka_message_t *rkm,
                                "building an audit event failed");
                 goto out;
         }
-        rc = audit(r, ev, errstr, errstr_size);
+        rc = veil_audit_retention(r->audit, ev, errstr, errstr_size);
         if (rc)
                 goto out;
         r->n_erasures++;
