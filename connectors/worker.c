@@ -515,8 +515,9 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
         struct pipe *p = opaque;
-        bool cooperative =
-                !strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE");
+        /* NULL once the consumer has left its group (while closing). */
+        const char *protocol = rd_kafka_rebalance_protocol(rk);
+        bool cooperative     = protocol && !strcmp(protocol, "COOPERATIVE");
         rd_kafka_error_t *error = NULL;
         char rerr[512];
 
