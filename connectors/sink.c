@@ -40,9 +40,11 @@ void veil_sink_fail(struct veil_sink *s, const char *fmt, ...)
                 va_end(ap);
                 veil_log("error", "fatal", "%s", s->fatal_msg);
         }
-        /* Whatever the batch holds is incomplete: it must never commit. */
-        if (s->in_txn)
-                veil_sink_abort(s);
+        /* Whatever the batch holds is incomplete: from now on it cannot
+         * commit, and the caller's next step aborts it. Not here: this
+         * runs from librdkafka's error callback too, which a transactional
+         * call serves while it waits (commit_transaction flushes), and an
+         * abort inside it would conflict with that call. */
 }
 
 const char *veil_sink_fatal(const struct veil_sink *s)

@@ -62,7 +62,9 @@ veil_sink_commit(struct veil_sink *s, rd_kafka_t *consumer,
 enum veil_sink_status veil_sink_abort(struct veil_sink *s);
 
 /* Marks the sink fatal with a reason (an error elsewhere in the batch):
- * the open transaction is aborted and nothing is committed again. */
+ * nothing is committed again; the caller then aborts the open transaction
+ * (veil_sink_abort, or veil_sink_destroy). Safe from librdkafka callbacks,
+ * which may run inside a transactional call. */
 void veil_sink_fail(struct veil_sink *s, const char *fmt, ...)
         __attribute__((format(printf, 2, 3)));
 

@@ -516,8 +516,8 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 {
         struct pipe *p = opaque;
         /* NULL once the consumer has left its group (while closing). */
-        const char *protocol = rd_kafka_rebalance_protocol(rk);
-        bool cooperative     = protocol && !strcmp(protocol, "COOPERATIVE");
+        const char *protocol    = rd_kafka_rebalance_protocol(rk);
+        bool cooperative        = protocol && !strcmp(protocol, "COOPERATIVE");
         rd_kafka_error_t *error = NULL;
         char rerr[512];
 
@@ -614,7 +614,10 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *rkm,
 {
         (void)rk;
         (void)opaque;
-        if (rkm->err)
+        /* An aborted transaction purges what it had queued: expected, and
+         * one line per record would bury the abort's own log line. */
+        if (rkm->err && rkm->err != RD_KAFKA_RESP_ERR__PURGE_QUEUE &&
+            rkm->err != RD_KAFKA_RESP_ERR__PURGE_INFLIGHT)
                 veil_log("warn", "delivery", "to %s: %s",
                          rd_kafka_topic_name(rkm->rkt),
                          rd_kafka_err2str(rkm->err));

@@ -12,6 +12,7 @@ larger than message.max.bytes (it goes to the DLQ as too-large)."""
 import json
 import random
 import re
+import shutil
 import signal
 import subprocess
 import threading
@@ -100,16 +101,26 @@ def transactions(port, outcome):
     return value(samples, "veil_transactions_total", outcome=outcome) or 0
 
 
+def thread_stacks(pid):
+    """Where a hung worker's threads are (gdb, where the machine has it)."""
+    if not shutil.which("gdb"):
+        return "(no gdb for thread stacks)"
+    r = subprocess.run(["gdb", "-p", str(pid), "-batch", "-ex", "thread apply all bt 25"],
+                       capture_output=True, text=True, timeout=120)
+    return "\n".join(l for l in r.stdout.splitlines() if l.startswith(("#", "Thread")))
+
+
 def exit_code(collector, timeout=90):
     """Waits for a worker that should stop by itself; returns its code."""
     try:
         collector.proc.wait(timeout)
     except subprocess.TimeoutExpired:
+        stacks = thread_stacks(collector.proc.pid)
         collector.proc.kill()
         collector.proc.wait()
         collector.close()
         raise AssertionError(f"veil run did not exit within {timeout} s:\n"
-                             f"{stderr_text(collector)[-3000:]}")
+                             f"{stderr_text(collector)[-3000:]}\n{stacks}")
     collector.close()
     return collector.proc.returncode
 
