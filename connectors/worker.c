@@ -516,8 +516,8 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 {
         struct pipe *p = opaque;
         /* NULL once the consumer has left its group (while closing). */
-        const char *protocol = rd_kafka_rebalance_protocol(rk);
-        bool cooperative     = protocol && !strcmp(protocol, "COOPERATIVE");
+        const char *protocol    = rd_kafka_rebalance_protocol(rk);
+        bool cooperative        = protocol && !strcmp(protocol, "COOPERATIVE");
         rd_kafka_error_t *error = NULL;
         char rerr[512];
 

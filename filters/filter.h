@@ -171,8 +171,8 @@ struct veil_filter_plugin {
 
 struct veil_chain;
 
-/* The chain: decode, the config's `plugins:` in order, license. config and
- * reg must outlive it. NULL with errstr when a plugin cannot be loaded (or
+/* The chain: decode, accept, the config's `plugins:` in order, license. config
+ * and reg must outlive it. NULL with errstr when a plugin cannot be loaded (or
  * has another ABI version) or a filter's init fails. */
 struct veil_chain *veil_chain_new(const struct veil_config *config,
                                   struct veil_registry *reg, char *errstr,
@@ -205,6 +205,7 @@ const struct veil_chain_stats *veil_chain_stats(const struct veil_chain *chain);
 void veil_chain_print_help(void);
 
 extern const struct veil_filter_plugin veil_filter_decode;
+extern const struct veil_filter_plugin veil_filter_accept;
 extern const struct veil_filter_plugin veil_filter_license;
 
 #endif
