@@ -320,7 +320,8 @@ static const char *fconf_type(enum veil_filter_config_type t)
 static void print_filters(void)
 {
         const struct veil_filter_plugin *const builtins[] = {
-                &veil_filter_decode, &veil_filter_accept, &veil_filter_license};
+                &veil_filter_decode, &veil_filter_accept, &veil_filter_license,
+                &veil_filter_consent};
         size_t i;
 
         printf("\n## Built-in filters\n\n"

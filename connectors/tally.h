@@ -17,6 +17,7 @@
 struct veil_families {
         struct veil_metrics *reg;
         struct veil_metric *in, *out, *tomb, *expired, *dlq, *tx, *lag, *audit;
+        struct veil_metric *consent; /* records a consent gate withheld */
         struct veil_series *plan_hits, *plan_misses, *batch_s, *commit_s,
                 *committed, *aborted, *assigned;
 };
@@ -47,6 +48,10 @@ bool veil_tally_expired(struct veil_tally *t, size_t route, size_t purpose);
 void veil_tally_tombstone(struct veil_tally *t, const char *route,
                           const char *purpose, const char *reason);
 void veil_tally_dlq(struct veil_tally *t, const char *code);
+/* A record the purpose's consent gate did not let through (`reason`: a
+ * veil_consent_name). */
+void veil_tally_consent(struct veil_tally *t, const char *route,
+                        const char *purpose, const char *reason);
 /* The field transforms of the plan `out` used (flattened on first sight
  * of (route purpose, schema id), while the plan is alive). */
 void veil_tally_plan(struct veil_tally *t, const struct veil_record_out *out,

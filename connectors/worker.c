@@ -343,6 +343,37 @@ static bool outputs_fit(const struct pipe *p, const struct veil_record *rec,
         return true;
 }
 
+/* A purpose whose consent gate the record failed (out->gate): counted and
+ * audited; a key the purpose holds (or may hold: keys of a purpose without
+ * retention or licence end are not tracked) becomes a tombstone with
+ * veil.reason consent-withdrawn, which the caller then produces like any
+ * tombstone (the ledger forgets the key). */
+static enum rec_outcome consent_gate(struct pipe *p, struct veil_record *rec,
+                                     size_t j)
+{
+        struct veil_record_out *out = &rec->outs[j];
+        bool tomb                   = !out->key_null &&
+                    veil_retain_holds(p->retain, out->rp, out->key.data,
+                                      out->key.len) != 0;
+        char err[512];
+
+        veil_tally_consent(p->tally, rec->route->source, out->rp->purpose,
+                           out->gate);
+        if (veil_audit_consent(p->audit, rec->route, j, rec->partition,
+                               rec->offset, rec->frame.schema_id, out->gate,
+                               tomb ? VEIL_REASON_CONSENT_WITHDRAWN : NULL, err,
+                               sizeof(err))) {
+                fail(p, "%s", err);
+                return REC_FATAL;
+        }
+        if (tomb) {
+                out->value_null = true;
+                out->reason     = VEIL_REASON_CONSENT_WITHDRAWN;
+                out->plan       = NULL;
+        }
+        return REC_OK;
+}
+
 static enum rec_outcome handle(struct pipe *p, rd_kafka_message_t *rkm)
 {
         const char *topic = rd_kafka_topic_name(rkm->rkt);
@@ -432,6 +463,14 @@ static enum rec_outcome handle(struct pipe *p, rd_kafka_message_t *rkm)
                 rd_kafka_headers_t *hdrs;
                 enum veil_sink_status st;
 
+                if (out->gate) {
+                        enum rec_outcome o = consent_gate(p, &rec, j);
+
+                        if (o != REC_OK)
+                                return o;
+                        if (!out->value_null)
+                                continue; /* withheld */
+                }
                 if (out->plan)
                         veil_tally_plan(p->tally, out, rec.frame.schema_id);
                 if (veil_audit_record(p->audit, route, j, rec.partition,

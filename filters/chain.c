@@ -17,6 +17,7 @@ static const struct veil_filter_plugin *const builtins[] = {
         &veil_filter_decode,
         &veil_filter_accept,
         &veil_filter_license,
+        &veil_filter_consent,
 };
 #define N_BUILTINS VEIL_ARRAY_SIZE(builtins)
 #define N_PRE 2

@@ -53,6 +53,10 @@ struct veil_record_out {
         /* Plans used (owned by the license filter's cache; valid until
          * the next record is processed): for audit events. */
         const struct veil_plan *plan;
+        /* Set by the consent filter when the purpose's `requires:` fails
+         * (a veil_consent_name: "consent-not-given"…): the worker
+         * withholds the record, or tombstones a key the purpose holds. */
+        const char *gate;
 };
 
 /* One source record as it moves down the chain. The connectors own the
@@ -171,7 +175,8 @@ struct veil_filter_plugin {
 
 struct veil_chain;
 
-/* The chain: decode, accept, the config's `plugins:` in order, license. config
+/* The chain: decode, accept, the config's `plugins:` in order, license,
+ * consent. config
  * and reg must outlive it. NULL with errstr when a plugin cannot be loaded (or
  * has another ABI version) or a filter's init fails. */
 struct veil_chain *veil_chain_new(const struct veil_config *config,
@@ -207,5 +212,6 @@ void veil_chain_print_help(void);
 extern const struct veil_filter_plugin veil_filter_decode;
 extern const struct veil_filter_plugin veil_filter_accept;
 extern const struct veil_filter_plugin veil_filter_license;
+extern const struct veil_filter_plugin veil_filter_consent;
 
 #endif

@@ -12,6 +12,7 @@ import test_worker
 from helpers import VeilBroker, consume_all, wait_for
 from sr_double import SchemaRegistryDouble
 from test_worker import Pipeline, demo_produce, headers, stderr_text, stop
+from test_worker_ops import free_port, get, parse_metrics, value, with_metrics
 
 
 def mock_create_topic(bootstrap, name, partitions=1, config=None, timeout=30):
@@ -45,20 +46,34 @@ def customer_schema_text():
         return json.dumps(json.load(f))
 
 
-def run_until(pl, broker, counts, timeout=90):
+def run_until(pl, broker, counts, timeout=90, before_stop=None):
     """`veil run` until each topic of `counts` ({topic: n}) holds at least n
-    records, then SIGTERM (the open batch is committed); returns the log."""
+    records, then SIGTERM (the open batch is committed); returns the log,
+    or (log, before_stop()) when given (called while the worker runs)."""
     w = pl.start()
+    got = None
     try:
         for t, n in counts.items():
             wait_for(lambda t=t, n=n: len(consume_all(broker, t)) >= n,
                      timeout=timeout, what=f"{n} records on {t}")
-    except AssertionError:
+        if before_stop:
+            got = before_stop()
+    except AssertionError as e:
         stop(w)
-        raise AssertionError(stderr_text(w)[-3000:])
+        raise AssertionError(f"{e}\n{stderr_text(w)[-3000:]}")
     rc = stop(w)
     assert rc == 0, stderr_text(w)[-3000:]
-    return stderr_text(w)
+    return (stderr_text(w), got) if before_stop else stderr_text(w)
+
+
+def by_source(msgs):
+    """{source offset label: message}, one per source record (the mock
+    broker's read_committed shows an aborted batch's records too; a redone
+    batch writes them again with the same veil.source)."""
+    out = {}
+    for m in msgs:
+        out[(headers(m)["veil.source"], m.value() is None)] = m
+    return out
 
 
 # ---- accept: source validation ----------------------------------------------
@@ -152,3 +167,107 @@ def test_accept_config_errors_name_file_line_col(veil, tmp_path):
     assert f"{cfg}:" in r.stderr
     assert "routes[0].accept.records[0]: 'com.example..Bad' is not an Avro full name" \
         in r.stderr, r.stderr
+
+
+# ---- requires: the consent gate -----------------------------------------------
+
+def frame_customers(pl, rows, seed):
+    """[(key, framed value)] for rows of (id, {field: value}) overrides."""
+    rng = random.Random(seed)
+    out = []
+    for i, (cid, over) in enumerate(rows):
+        c = demo_produce.customer(rng, i)
+        c["customer_id"] = cid
+        c.update(over)
+        out.append((cid.encode(), demo_produce.frame(pl.schema_id, pl.schema, c)))
+    return out
+
+
+def test_consent_gate_withholds_and_tombstones_on_withdrawal(broker, tmp_path):
+    port = free_port()
+    pl = Pipeline(broker, str(tmp_path), partitions=1,
+                  edits=[("    license: { id: LIC-MKT-2, valid_until: 2035-06-30 }\n",
+                          "    license: { id: LIC-MKT-2, valid_until: 2035-06-30 }\n"
+                          "    requires: { field: marketing_opt_in, equals: true }\n")])
+    with_metrics(pl, port)
+    # Per key, in order on its partition: A consents then withdraws; B never
+    # consents; C consents; D arrives without consent.
+    rows = [("C-A", {"marketing_opt_in": True}), ("C-B", {"marketing_opt_in": False}),
+            ("C-C", {"marketing_opt_in": True}), ("C-A", {"marketing_opt_in": False}),
+            ("C-B", {"marketing_opt_in": False}), ("C-D", {"marketing_opt_in": False})]
+    msgs = frame_customers(pl, rows, 17)
+    where = pl.produce(msgs)
+
+    def scrape():
+        def done():
+            s, _ = parse_metrics(get(f"http://127.0.0.1:{port}/metrics")[1])
+            n = sum(v for (name, labels), v in s.items()
+                    if name == "veil_consent_withheld_total")
+            return s if n >= 4 else None
+        return wait_for(done, timeout=60, what="4 consent drops in /metrics")
+
+    log, s = run_until(pl, broker, {pl.topics["analytics"]: 6,
+                                    pl.topics["marketing"]: 3}, before_stop=scrape)
+    assert consume_all(broker, pl.dlq) == []
+    mk = by_source(consume_all(broker, pl.topics["marketing"]))
+    idx = {k: where[tuple(int(x) for x in k[0].rsplit("/", 2)[1:])] for k in mk}
+    # Records: A's grant and C; a tombstone for A on its withdrawal; nothing
+    # for B and D, which the purpose never held.
+    assert sorted((idx[k], k[1]) for k in mk) == [(0, False), (2, False), (3, True)]
+    tomb = [m for k, m in mk.items() if k[1]][0]
+    assert tomb.key() == b"C-A"
+    h = headers(tomb)
+    assert h["veil.reason"] == "consent-withdrawn"
+    assert h["veil.purpose"] == "marketing"
+    # Other purposes are not gated.
+    assert len(by_source(consume_all(broker, pl.topics["analytics"]))) == 6
+    # Counted by reason ...
+    assert value(s, "veil_consent_withheld_total", route=pl.source,
+                 purpose="marketing", reason="consent-not-given") == 4
+    assert value(s, "veil_tombstones_out_total", route=pl.source,
+                 purpose="marketing", reason="consent-withdrawn") == 1
+    # ... and audited with the reason and the field, never a value.
+    events = [json.loads(m.value()) for m in consume_all(broker, pl.audit)]
+    ce = {(where[(e["source"]["partition"], e["source"]["first"])], e["tombstone"])
+          for e in events if e["kind"] == "consent"}
+    assert ce == {(1, None), (3, "consent-withdrawn"), (4, None), (5, None)}
+    for e in events:
+        if e["kind"] == "consent":
+            assert e["purpose"] == "marketing"
+            assert e["reason"] == "consent-not-given"
+            assert e["field"] == "marketing_opt_in"
+
+
+def test_consent_gate_on_nested_string_and_enum(broker, tmp_path):
+    pl = Pipeline(broker, str(tmp_path), partitions=1,
+                  edits=[("    license: { id: LIC-ANALYTICS-7, valid_until: 2035-12-31 }\n",
+                          "    license: { id: LIC-ANALYTICS-7, valid_until: 2035-12-31 }\n"
+                          "    requires: { field: address.country, equals: \"FR\" }\n"),
+                         ("    license: { id: LIC-SUPPORT-1, valid_until: 2034-12-31 }\n",
+                          "    license: { id: LIC-SUPPORT-1, valid_until: 2034-12-31 }\n"
+                          "    requires: { field: status, equals: ACTIVE }\n")])
+    rng = random.Random(23)
+    rows = []
+    for i in range(12):
+        c = demo_produce.customer(rng, i)
+        rows.append((f"K-{i}", {"address": dict(c["address"],
+                                                country=["FR", "DE", "US"][i % 3]),
+                                "status": ["ACTIVE", "SUSPENDED"][i % 2]}))
+    msgs = frame_customers(pl, rows, 29)
+    where = pl.produce(msgs)
+    want_an = {i for i in range(12) if i % 3 == 0}
+    want_su = {i for i in range(12) if i % 2 == 0}
+    run_until(pl, broker, {pl.topics["marketing"]: 12,
+                           pl.topics["analytics"]: len(want_an),
+                           pl.topics["support"]: len(want_su)})
+
+    def got(purpose):
+        res = set()
+        for (src, tomb), m in by_source(consume_all(broker, pl.topics[purpose])).items():
+            _, part, off = src.rsplit("/", 2)
+            res.add((where[(int(part), int(off))], tomb))
+        return res
+    # No retention ledger entry for keys never held: no tombstones either.
+    assert got("analytics") == {(i, False) for i in want_an}
+    assert got("support") == {(i, False) for i in want_su}
+    assert got("marketing") == {(i, False) for i in range(12)}
