@@ -2,6 +2,7 @@
 validation (`accept:`) and the consent gate (`requires:`), end to end
 against `veil broker` with records produced by confluent_kafka."""
 import json
+import os
 import random
 import subprocess
 
@@ -13,6 +14,9 @@ from helpers import VeilBroker, consume_all, wait_for
 from sr_double import SchemaRegistryDouble
 from test_worker import Pipeline, demo_produce, headers, stderr_text, stop
 from test_worker_ops import free_port, get, parse_metrics, value, with_metrics
+
+
+REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
 
 def mock_create_topic(bootstrap, name, partitions=1, config=None, timeout=30):
@@ -157,8 +161,7 @@ def test_accept_lists_every_name_it_allows(broker, tmp_path):
 
 def test_accept_config_errors_name_file_line_col(veil, tmp_path):
     cfg = tmp_path / "v.yaml"
-    base = open(demo_produce.SCHEMA_PATH.replace("schemas/customers-value.avsc",
-                                                 "config/veil.yaml")).read()
+    base = open(f"{REPO_ROOT}/config/veil.yaml").read()
     cfg.write_text(base.replace("    key_class: customer_id\n",
                                 "    key_class: customer_id\n"
                                 "    accept: { records: [com.example..Bad] }\n"))
@@ -271,3 +274,62 @@ def test_consent_gate_on_nested_string_and_enum(broker, tmp_path):
     assert got("analytics") == {(i, False) for i in want_an}
     assert got("support") == {(i, False) for i in want_su}
     assert got("marketing") == {(i, False) for i in range(12)}
+
+
+# ---- veil check ----------------------------------------------------------------
+
+def check_config(veil, tmp_path, edits):
+    """`veil check` on the demo config with edits, against a copy of the
+    file registry; returns (exit code, stdout)."""
+    import shutil
+    root = REPO_ROOT
+    shutil.copytree(f"{root}/schemas", tmp_path / "schemas")
+    key = tmp_path / "dev-hmac.key"
+    shutil.copyfile(f"{root}/config/dev-hmac.key", key)
+    key.chmod(0o600)
+    text = open(f"{root}/config/veil.yaml").read().replace(
+        "file://../schemas", "file://schemas")
+    for old, new in edits:
+        assert old in text, old
+        text = text.replace(old, new)
+    cfg = tmp_path / "v.yaml"
+    cfg.write_text(text)
+    r = subprocess.run([veil, "check", "-c", str(cfg)], capture_output=True,
+                       text=True, timeout=60)
+    return r.returncode, r.stdout + r.stderr
+
+
+MKT = "    license: { id: LIC-MKT-2, valid_until: 2035-06-30 }\n"
+SUP = "    license: { id: LIC-SUPPORT-1, valid_until: 2034-12-31 }\n"
+ANA = "    license: { id: LIC-ANALYTICS-7, valid_until: 2035-12-31 }\n"
+
+
+def test_check_reports_requires_fields_it_cannot_test(veil, tmp_path):
+    rc, out = check_config(veil, tmp_path, [
+        (MKT, MKT + "    requires: { field: consents.marketing, equals: true }\n"),
+        (SUP, SUP + "    requires: { field: loyalty_points, equals: true }\n"),
+        (ANA, ANA + "    requires: { field: status, equals: GONE }\n"),
+        ("    key_class: customer_id\n",
+         "    key_class: customer_id\n    accept: { records: [com.example.crm.Client] }\n")])
+    assert rc == 1, out
+    assert ("purpose marketing: consents.marketing: schema 1: requires.field "
+            "consents.marketing: the record Customer has no field 'consents'") in out
+    assert "[requires-missing]" in out
+    assert ("purpose support: loyalty_points: schema 1: requires.field loyalty_points "
+            "is an int; equals: true needs a boolean") in out
+    assert ("purpose analytics: status: schema 1: requires.field status is the enum "
+            "Status, which has no symbol 'GONE'") in out
+    assert out.count("[requires-type]") == 2
+    assert ("schema 1 is the record com.example.crm.Customer, which accept: does "
+            "not list") in out
+
+
+def test_check_accepts_testable_requires_fields(veil, tmp_path):
+    rc, out = check_config(veil, tmp_path, [
+        (MKT, MKT + "    requires: { field: marketing_opt_in, equals: true }\n"),
+        (SUP, SUP + "    requires: { field: status, equals: ACTIVE }\n"),
+        (ANA, ANA + "    requires: { field: address.country, equals: \"FR\" }\n"),
+        ("    key_class: customer_id\n",
+         "    key_class: customer_id\n    accept: { records: [com.example.crm.Customer] }\n")])
+    assert "requires-" not in out and "not-accepted" not in out, out
+    assert rc == 0, out
