@@ -1148,11 +1148,39 @@ static int parse_purpose_requires(struct loader *ld, yaml_node_t *node,
         return walk_map(ld, node, requires_specs, obj);
 }
 
+/* guard: { on_leak: redact | quarantine } */
+static int parse_guard_on_leak(struct loader *ld, yaml_node_t *node, void *obj)
+{
+        static const char *const names[] = {"redact", "quarantine", NULL};
+        struct veil_purpose *purpose     = obj;
+        int v, r;
+
+        if ((r = get_enum(ld, node, names, &v)))
+                return r;
+        purpose->guard.on_leak = (enum veil_on_leak)v;
+        return 0;
+}
+
+static const struct key_spec guard_specs[] = {
+        {"on_leak", parse_guard_on_leak, false},
+        {NULL, NULL, false},
+};
+
+static int parse_purpose_guard(struct loader *ld, yaml_node_t *node, void *obj)
+{
+        struct veil_purpose *purpose = obj;
+
+        purpose->guard.enabled = true;
+        purpose->guard.on_leak = VEIL_LEAK_REDACT;
+        return walk_map(ld, node, guard_specs, obj);
+}
+
 static const struct key_spec purpose_specs[] = {
         {"license", parse_purpose_license, false},
         {"retention", parse_purpose_retention, false},
         {"transforms", parse_purpose_transforms, false},
         {"requires", parse_purpose_requires, false},
+        {"guard", parse_purpose_guard, false},
         {NULL, NULL, false},
 };
 
@@ -2713,6 +2741,7 @@ static const struct {
         {"purposes.*", purpose_specs},
         {"purposes.*.license", license_specs},
         {"purposes.*.requires", requires_specs},
+        {"purposes.*.guard", guard_specs},
         {"purposes.*.transforms.*.mask", mask_specs},
         {"purposes.*.transforms.*.generalize", generalize_specs},
         {"purposes.*.transforms.*.encrypt", encrypt_specs},

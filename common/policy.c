@@ -480,6 +480,10 @@ static void put_purpose(struct digest *d, const struct veil_purpose *purpose)
                 put_int(d, purpose->requires.boolean);
                 put_str(d, purpose->requires.string);
         }
+        if (purpose->guard.enabled) {
+                put_str(d, "guard");
+                put_int(d, (int64_t)purpose->guard.on_leak);
+        }
 }
 
 static void put_route(struct digest *d, const struct veil_route *route)

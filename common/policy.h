@@ -98,6 +98,19 @@ struct veil_requires {
         char *string;
 };
 
+/* A purpose's egress leak guard (`guard:`, filters/guard.c): what happens
+ * when a detector finds, in a string the purpose receives, a class its
+ * licence does not let it see raw. */
+enum veil_on_leak {
+        VEIL_LEAK_REDACT = 0, /* the span is replaced, the record goes on */
+        VEIL_LEAK_QUARANTINE, /* the record goes to the DLQ */
+};
+
+struct veil_guard {
+        bool enabled; /* `guard:` given */
+        enum veil_on_leak on_leak;
+};
+
 struct veil_purpose {
         char *name;
         char *license_id;
@@ -108,6 +121,7 @@ struct veil_purpose {
         struct veil_tx_rule *rules;
         size_t n_rules;
         struct veil_requires requires; /* kind NONE when not set */
+        struct veil_guard guard;
 };
 
 struct veil_route_purpose {

@@ -119,6 +119,14 @@ int veil_audit_consent(struct veil_audit *a, const struct veil_route *route,
                        size_t purpose, int32_t partition, int64_t offset,
                        int schema_in, const char *reason, const char *tombstone,
                        char *errstr, size_t errstr_size);
+/* A leak the guard found in route purpose `purpose`'s output of a record:
+ * one event per (field path, detector) with the span count and the action
+ * (redact, quarantine). Names only, never the text. */
+int veil_audit_leak(struct veil_audit *a, const struct veil_route *route,
+                    size_t purpose, int32_t partition, int64_t offset,
+                    int schema_in, const char *path, const char *detector,
+                    uint32_t count, const char *action, char *errstr,
+                    size_t errstr_size);
 /* The retention side's events: `ev` (taken) gets v, chain, policy, prev
  * and ts and goes on the retention chain. */
 int veil_audit_retention(struct veil_audit *a, json_t *ev, char *errstr,

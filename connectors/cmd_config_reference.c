@@ -113,6 +113,13 @@ static const struct note notes[] = {
          "consent gate: a record whose `field` does not equal `equals` is "
          "not routed to the purpose; a key the purpose holds gets a "
          "tombstone (`consent-withdrawn`)"},
+        {"purposes.*", "guard", "map", "-",
+         "egress leak guard: every string the purpose receives is scanned "
+         "with the detectors; a class its transforms do not keep is a leak "
+         "(`guard: {}` turns it on with the defaults)"},
+        {"purposes.*.guard", "on_leak", "redact or quarantine", "redact",
+         "redact: the span is replaced by `[DETECTOR]` and the record goes "
+         "on; quarantine: the record goes to the DLQ (`leak-quarantined`)"},
         {"purposes.*.requires", "field", "field path", "-",
          "the source record's field, record names joined by `.` "
          "(`consents.marketing`); a null or missing value fails the gate"},
@@ -321,7 +328,7 @@ static void print_filters(void)
 {
         const struct veil_filter_plugin *const builtins[] = {
                 &veil_filter_decode, &veil_filter_accept, &veil_filter_license,
-                &veil_filter_consent};
+                &veil_filter_consent, &veil_filter_guard};
         size_t i;
 
         printf("\n## Built-in filters\n\n"

@@ -14,10 +14,8 @@
 /* The first N_PRE run before the user's plugins: what they reject never
  * reaches a plugin. */
 static const struct veil_filter_plugin *const builtins[] = {
-        &veil_filter_decode,
-        &veil_filter_accept,
-        &veil_filter_license,
-        &veil_filter_consent,
+        &veil_filter_decode,  &veil_filter_accept, &veil_filter_license,
+        &veil_filter_consent, &veil_filter_guard,
 };
 #define N_BUILTINS VEIL_ARRAY_SIZE(builtins)
 #define N_PRE 2

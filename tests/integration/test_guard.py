@@ -333,3 +333,88 @@ def test_check_accepts_testable_requires_fields(veil, tmp_path):
          "    key_class: customer_id\n    accept: { records: [com.example.crm.Customer] }\n")])
     assert "requires-" not in out and "not-accepted" not in out, out
     assert rc == 0, out
+
+
+# ---- guard: the egress leak guard ------------------------------------------------
+
+PLANTED = "call me at jane.roe@example.org please"
+
+
+def guarded(broker, tmp_path, on_leak):
+    guard = "    guard: {}\n" if on_leak is None else f"    guard: {{ on_leak: {on_leak} }}\n"
+    pl = Pipeline(broker, str(tmp_path), partitions=1,
+                  edits=[(ANA, ANA + guard)])
+    # `tier` is labelled public: analytics keeps it, but gets emails only
+    # hashed, so an email typed into it is a leak for analytics (and not for
+    # marketing, whose licence keeps emails).
+    rows = [(f"G-{i}", {"tier": PLANTED} if i in (1, 4) else {}) for i in range(6)]
+    return pl, pl.produce(frame_customers(pl, rows, 31))
+
+
+def test_guard_redacts_a_planted_leak_and_counts_it(broker, tmp_path):
+    port = free_port()
+    pl, where = guarded(broker, tmp_path, None)
+    with_metrics(pl, port)
+
+    def scrape():
+        def done():
+            s, _ = parse_metrics(get(f"http://127.0.0.1:{port}/metrics")[1])
+            return s if value(s, "veil_leaks_total", purpose="analytics", field="tier",
+                              detector="email", action="redact") == 2 else None
+        return wait_for(done, timeout=60, what="2 leaks in /metrics")
+
+    log, s = run_until(pl, broker, {t: 6 for t in pl.topics.values()},
+                       before_stop=scrape)
+    assert consume_all(broker, pl.dlq) == []
+    # Only the planted spans, only for the purpose that may not see them.
+    for (src, _), m in by_source(consume_all(broker, pl.topics["analytics"])).items():
+        i = where[tuple(int(x) for x in src.rsplit("/", 2)[1:])]
+        _, rec = pl.decode(m.value())
+        if i in (1, 4):
+            assert rec["tier"] == "call me at [email] please"
+        else:
+            assert rec["tier"] in ("bronze", "silver", "gold", "platinum")
+    mk = [pl.decode(m.value())[1]["tier"]
+          for m in by_source(consume_all(broker, pl.topics["marketing"])).values()]
+    assert mk.count(PLANTED) == 2
+    # Nothing else in the demo records is a leak for analytics.
+    leaks = {k: v for k, v in s.items() if k[0] == "veil_leaks_total"}
+    assert sum(leaks.values()) == 2, leaks
+    events = [json.loads(m.value()) for m in consume_all(broker, pl.audit)]
+    le = [e for e in events if e["kind"] == "leak"]
+    assert sorted(where[(e["source"]["partition"], e["source"]["first"])]
+                  for e in le) == [1, 4]
+    assert all(e["purpose"] == "analytics" and e["field"] == "tier"
+               and e["detector"] == "email" and e["action"] == "redact"
+               and e["spans"] == 1 for e in le)
+    # Named, never shown.
+    assert "jane.roe" not in log
+    assert all("jane.roe" not in m.value().decode() for m in consume_all(broker, pl.audit))
+
+
+def test_guard_quarantines_a_leaking_record(broker, tmp_path):
+    pl, where = guarded(broker, tmp_path, "quarantine")
+    log = run_until(pl, broker, {pl.dlq: 2, **{t: 4 for t in pl.topics.values()}})
+    dlq = list(by_source(consume_all(broker, pl.dlq)).values())
+    assert len(dlq) == 2
+    for m in dlq:
+        h = headers(m)
+        assert h["veil.error"] == "leak-quarantined"
+        assert h["veil.error.detail"] == "purpose analytics: email found in tier"
+        assert "jane.roe" not in h["veil.error.detail"]
+        assert where[tuple(int(x) for x in h["veil.source"].rsplit("/", 2)[1:])] in (1, 4)
+    # The quarantined records reach no purpose; the others all of them.
+    for t in pl.topics.values():
+        got = by_source(consume_all(broker, t))
+        assert sorted(where[tuple(int(x) for x in k[0].rsplit("/", 2)[1:])]
+                      for k in got) == [0, 2, 3, 5]
+    assert "jane.roe" not in log
+
+
+def test_guard_off_lets_the_planted_value_through(broker, tmp_path):
+    # Without guard: the licence alone trusts the label (what the guard is for).
+    pl = Pipeline(broker, str(tmp_path), partitions=1)
+    where = pl.produce(frame_customers(pl, [("G-0", {"tier": PLANTED})], 31))
+    run_until(pl, broker, {pl.topics["analytics"]: 1})
+    m = consume_all(broker, pl.topics["analytics"])[0]
+    assert pl.decode(m.value())[1]["tier"] == PLANTED
