@@ -74,6 +74,16 @@ ParameterizedTestParameters(consent, bad_config)
                 {BASE "    requires:\n",
                  "6:14: purposes.marketing.requires: expected a map with "
                  "'field' and 'equals', got nothing"},
+                {BASE "    guard: { on_leak: quarantin }\n",
+                 "6:23: purposes.marketing.guard.on_leak: expected one of "
+                 "redact, quarantine, got 'quarantin' (did you mean "
+                 "'quarantine'?)"},
+                {BASE "    guard: { on_leek: redact }\n",
+                 "6:14: purposes.marketing.guard.on_leek: unknown key (did "
+                 "you mean 'on_leak'?)"},
+                {BASE "    guard: [redact]\n",
+                 "6:12: purposes.marketing.guard: expected a map, got a "
+                 "list"},
                 {BASE "routes:\n  - source: customers\n"
                       "    accept: { records: [] }\n",
                  "8:24: routes[0].accept.records: name at least one record, "
@@ -125,7 +135,9 @@ Test(consent, config_values)
                      "  support:\n"
                      "    requires: { field: status, equals: ACTIVE }\n"
                      "    transforms: { public: keep }\n"
+                     "    guard: {}\n"
                      "  sales:\n"
+                     "    guard: { on_leak: quarantine }\n"
                      "    requires: { field: a.b, equals: \"false\" }\n"
                      "    transforms: { public: keep }\n"
                      "routes:\n  - source: customers\n"
@@ -142,13 +154,17 @@ Test(consent, config_values)
         cr_assert_eq(pu->requires.kind, VEIL_REQUIRES_BOOL);
         cr_assert_str_eq(pu->requires.field, "consents.marketing");
         cr_assert(pu->requires.boolean);
+        cr_assert_not(pu->guard.enabled);
         pu = veil_policy_purpose(&config->policy, "support");
+        cr_assert(pu->guard.enabled);
+        cr_assert_eq(pu->guard.on_leak, VEIL_LEAK_REDACT);
         cr_assert_eq(pu->requires.kind, VEIL_REQUIRES_STRING);
         cr_assert_str_eq(pu->requires.string, "ACTIVE");
         /* quoted: text, not a boolean */
         pu = veil_policy_purpose(&config->policy, "sales");
         cr_assert_eq(pu->requires.kind, VEIL_REQUIRES_STRING);
         cr_assert_str_eq(pu->requires.string, "false");
+        cr_assert_eq(pu->guard.on_leak, VEIL_LEAK_QUARANTINE);
         route = veil_policy_route(&config->policy, "customers");
         cr_assert_eq(route->n_accept_records, 2);
         cr_assert_str_eq(route->accept_records[0], "com.x.A");
