@@ -158,14 +158,24 @@ def private_key():
     return key
 
 
-def veil_config(text, bootstrap, registry, pre, source, metrics_port, level=None):
+GUARD_EDITS = [
+    ("    license: { id: LIC-ANALYTICS-7, valid_until: 2035-12-31 }\n",
+     "    license: { id: LIC-ANALYTICS-7, valid_until: 2035-12-31 }\n    guard: {}\n"),
+    ("    license: { id: LIC-MKT-2, valid_until: 2035-06-30 }\n",
+     "    license: { id: LIC-MKT-2, valid_until: 2035-06-30 }\n    guard: {}\n"),
+]
+
+
+def veil_config(text, bootstrap, registry, pre, source, metrics_port, level=None,
+                guard=False):
     """config/veil.yaml as shipped, pointed at the bench broker and this
     run's topics: the bootstrap, the registry directory, the key file's
     path (the copy lives elsewhere), the group, topic names and the metrics
     port. The analytics and marketing purposes are routed (the copy's two
     outputs). Nothing else changes: audit level, batch size, commit
     interval, DLQ, retention and metrics stay as shipped, unless `level`
-    asks for the other audit level (the audit comparison)."""
+    asks for the other audit level (the audit comparison), or `guard` turns
+    the egress leak guard on for both routed purposes (its comparison)."""
     edits = [
         ("  bootstrap.servers: 127.0.0.1:9092", f"  bootstrap.servers: {bootstrap}"),
         ("url: file://../schemas", f"url: file://{registry}"),
@@ -180,7 +190,7 @@ def veil_config(text, bootstrap, registry, pre, source, metrics_port, level=None
          f"erasure: {pre}.erasure"),
         ("listen: 127.0.0.1:9464", f"listen: 127.0.0.1:{metrics_port}"),
     ]
-    for old, new in edits:
+    for old, new in edits + (GUARD_EDITS if guard else []):
         if old not in text:
             raise SystemExit(f"e2e: config/veil.yaml changed: {old!r} not found")
         text = text.replace(old, new, 1)
@@ -299,7 +309,7 @@ class Bench:
                 self.fail(pre, "the group did not settle in 90 s")
             time.sleep(0.1)
 
-    def start(self, kind, pre, source, partitions, level=None):
+    def start(self, kind, pre, source, partitions, level=None, guard=False):
         """Creates the run's output topics, starts the pipeline; returns
         (Popen, the output topic to count)."""
         logf = open(os.path.join(self.a.tmp, f"{pre}.log"), "wb")
@@ -307,7 +317,7 @@ class Bench:
             cfg = os.path.join(self.a.tmp, f"{pre}.yaml")
             with open(cfg, "w") as f:
                 f.write(veil_config(self.shipped, self.a.bootstrap, self.registry, pre,
-                                    source, free_port(), level))
+                                    source, free_port(), level, guard))
             # The topics as a user creates them.
             r = subprocess.run([self.a.veil, "topics", "-c", cfg, "--apply"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -350,7 +360,7 @@ class Bench:
                 tail = f.read()[-1500:].decode("utf-8", "replace")
         raise SystemExit(f"e2e: {pre}: {why}\n{tail}")
 
-    def throughput(self, kind, partitions, count, level=None, perf=None):
+    def throughput(self, kind, partitions, count, level=None, perf=None, guard=False):
         """One run. A fresh source holds a primer and `count` records, each
         in a transaction left open; the pipeline starts with nothing to read
         and its group settles; the primer is committed and passes through
@@ -359,14 +369,14 @@ class Bench:
         them is on a purpose topic, read read_committed (what a reader can
         see). Returns records/s, the worker's CPU per record (utime + stime
         over the timed span) and its peak RSS (VmHWM)."""
-        pre = self.prefix(kind + (f"-{level}" if level else ""))
+        pre = self.prefix(kind + (f"-{level}" if level else "") + ("-guard" if guard else ""))
         source = f"{pre}.customers"
         prime = self.a.prime
         fill = self.fill(source, partitions, prime, count)
         proc = counter = None
         try:
             t_launch = time.monotonic()
-            proc = self.start(kind, pre, source, partitions, level)
+            proc = self.start(kind, pre, source, partitions, level, guard)
             counter = subprocess.Popen([self.a.copy, "count", self.a.bootstrap,
                                         f"{pre}.analytics", str(prime + count),
                                         str(self.a.timeout), str(prime)],
@@ -471,16 +481,20 @@ def bench(a):
         w_veil = b.throughput("veil", a.partitions, a.warmup_records)
         log("warm-up: " + describe("copy", w_copy) + "; " + describe("veil", w_veil))
 
-        runs = {"copy16": [], "veil16": [], "veil16_other": []}
+        runs = {"copy16": [], "veil16": [], "veil16_other": [], "veil16_guard": []}
         for r in range(a.rounds):
             runs["copy16"].append(b.throughput("copy", a.partitions, a.records))
             runs["veil16"].append(b.throughput("veil", a.partitions, a.records))
             runs["veil16_other"].append(b.throughput("veil", a.partitions, a.records,
                                                      level=other))
+            # The leak guard on both routed purposes, same config otherwise.
+            runs["veil16_guard"].append(b.throughput("veil", a.partitions, a.records,
+                                                     guard=True))
             log(f"round {r + 1} ({a.partitions} partitions, {a.records} records): " +
                 describe("copy", runs["copy16"][-1]) + "; " +
                 describe(f"veil audit {shipped_level}", runs["veil16"][-1]) + "; " +
-                describe(f"veil audit {other}", runs["veil16_other"][-1]))
+                describe(f"veil audit {other}", runs["veil16_other"][-1]) + "; " +
+                describe("veil guard on", runs["veil16_guard"][-1]))
         copy2 = b.throughput("copy", 2, a.records)
         veil2 = b.throughput("veil", 2, a.records)
         log("2 partitions: " + describe("copy", copy2) + "; " + describe("veil", veil2))
@@ -505,6 +519,7 @@ def bench(a):
         return max(runs[name], key=lambda r: r["rps"])
 
     c16, v16, o16 = best("copy16"), best("veil16"), best("veil16_other")
+    g16 = best("veil16_guard")
     rec, off = v16, o16
     print(f"bench: e2e16_rps {v16['rps']} rec/s")
     print(f"bench: copy16_rps {c16['rps']} rec/s")
@@ -520,6 +535,13 @@ def bench(a):
     print(f"bench: audit_record_overhead_pct {100 * (off['rps'] / rec['rps'] - 1):.0f} %")
     print(f"bench: audit_record_cpu_overhead_pct "
           f"{100 * (rec['cpu_us'] / off['cpu_us'] - 1):.0f} %")
+    # The egress leak guard (`guard: {}` on analytics and marketing) against
+    # the same config without it, same run: the throughput it costs and the
+    # CPU it adds per record.
+    print(f"bench: e2e16_guard_rps {g16['rps']} rec/s")
+    print(f"bench: guard_overhead_pct {100 * (v16['rps'] / g16['rps'] - 1):.0f} %")
+    print(f"bench: guard_cpu_overhead_pct "
+          f"{100 * (g16['cpu_us'] / v16['cpu_us'] - 1):.0f} %")
     print(f"bench: latency_p50_ms {lat_veil['p50']} ms")
     print(f"bench: latency_p99_ms {lat_veil['p99']} ms")
     print(f"bench: copy_latency_p50_ms {lat_copy['p50']} ms")

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "consent.h"
 #include "plan.h"
 #include "registry.h"
 #include "schema.h"
@@ -244,6 +245,61 @@ static bool walk_keys(struct keys_walk *w, avro_schema_t t, const char *path,
         return bare;
 }
 
+/* The consent gates of the route's purposes: the field must be in the
+ * schema with a type the condition can test (the worker would otherwise
+ * withhold every record from the purpose). */
+static void check_requires(struct ctx *c, const struct veil_route *route,
+                           const struct veil_schema *schema)
+{
+        size_t j;
+
+        for (j = 0; j < route->n_purposes; j++) {
+                const struct veil_purpose *pu = route->purposes[j].ref;
+                struct veil_consent_probe *probe;
+                char err[384];
+                int rc = 0;
+
+                if (!pu || pu->requires.kind == VEIL_REQUIRES_NONE)
+                        continue;
+                probe = veil_consent_probe_new(schema, &pu->requires, &rc, err,
+                                               sizeof(err));
+                if (probe) {
+                        veil_consent_probe_destroy(probe);
+                        continue;
+                }
+                finding(c, VEIL_CHECK_ERROR,
+                        rc == VEIL_ENOTFOUND ? VEIL_GAP_REQUIRES_MISSING
+                                             : VEIL_GAP_REQUIRES_TYPE,
+                        route->source, pu->name, pu->requires.field, NULL,
+                        "schema %d: %s; the purpose would receive none of "
+                        "its records",
+                        schema->id, err);
+        }
+}
+
+/* accept: must let the source's own latest schema through. */
+static void check_accept(struct ctx *c, const struct veil_route *route,
+                         const struct veil_schema *schema)
+{
+        const char *name = avro_schema_name(schema->avro);
+        const char *ns   = avro_schema_namespace(schema->avro);
+        char full[384];
+        size_t i;
+
+        if (!route->n_accept_records)
+                return;
+        snprintf(full, sizeof(full), "%s%s%s", ns && *ns ? ns : "",
+                 ns && *ns ? "." : "", name ? name : "?");
+        for (i = 0; i < route->n_accept_records; i++)
+                if (!strcmp(route->accept_records[i], full))
+                        return;
+        finding(c, VEIL_CHECK_ERROR, VEIL_GAP_NOT_ACCEPTED, route->source, NULL,
+                NULL, NULL,
+                "schema %d is the record %s, which accept: does not list: "
+                "every record of the source would go to the DLQ",
+                schema->id, full);
+}
+
 static int check_route(struct ctx *c, struct veil_registry *reg,
                        const struct veil_route *route, int64_t now,
                        char *errstr, size_t errstr_size)
@@ -309,6 +365,8 @@ static int check_route(struct ctx *c, struct veil_registry *reg,
                 return 0;
         }
         free(subject);
+        check_accept(c, route, schema);
+        check_requires(c, route, schema);
 
         covered = veil_calloc(schema->n_fields + 1, sizeof(*covered));
         labels  = veil_calloc(schema->n_fields + 1, sizeof(*labels));

@@ -27,6 +27,9 @@ enum veil_check_severity { VEIL_CHECK_WARNING = 0, VEIL_CHECK_ERROR };
 #define VEIL_GAP_NO_SCHEMA "no-schema"
 #define VEIL_GAP_BAD_SCHEMA "bad-schema"
 #define VEIL_GAP_UNUSED_OVERRIDE "unused-override"
+#define VEIL_GAP_REQUIRES_MISSING "requires-missing" /* field not in schema */
+#define VEIL_GAP_REQUIRES_TYPE "requires-type" /* field cannot be tested */
+#define VEIL_GAP_NOT_ACCEPTED "not-accepted"   /* accept: refuses the schema */
 
 /* Run every check. Findings are appended to `report` (a JSON array the
  * caller owns) as objects {severity, kind, route, purpose, path, label,

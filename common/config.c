@@ -1066,10 +1066,121 @@ static int parse_purpose_transforms(struct loader *ld, yaml_node_t *node,
         return each_entry(ld, node, rule_entry, purpose);
 }
 
+/* An Avro full name or a dotted field path: segments of [A-Za-z_]
+ * followed by [A-Za-z0-9_], joined by single dots. */
+static bool avro_dotted_ok(const char *s)
+{
+        bool start = true;
+
+        for (; *s; s++) {
+                if (*s == '.') {
+                        if (start)
+                                return false;
+                        start = true;
+                        continue;
+                }
+                if (!(isalpha((unsigned char)*s) || *s == '_' ||
+                      (!start && isdigit((unsigned char)*s))))
+                        return false;
+                start = false;
+        }
+        return !start;
+}
+
+/* requires: { field: "consents.marketing", equals: true } */
+static int parse_requires_field(struct loader *ld, yaml_node_t *node, void *obj)
+{
+        struct veil_purpose *purpose = obj;
+        const char *s;
+        int r;
+
+        if ((r = get_string(ld, node, &s)))
+                return r;
+        if (!avro_dotted_ok(s))
+                return fail(ld, node,
+                            "'%s' is not a field path (record field names "
+                            "joined by '.', e.g. consents.marketing)",
+                            s);
+        free(purpose->requires.field);
+        purpose->requires.field = veil_strdup(s);
+        return 0;
+}
+
+/* A plain true/false is a boolean; anything else (quoted, or a bare word
+ * such as an enum symbol) is compared as text. */
+static int parse_requires_equals(struct loader *ld, yaml_node_t *node,
+                                 void *obj)
+{
+        struct veil_purpose *purpose = obj;
+        const char *s;
+        int r;
+
+        if ((r = get_scalar(ld, node, "true, false or a string", &s)))
+                return r;
+        if (node->data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
+            (!strcasecmp(s, "true") || !strcasecmp(s, "false"))) {
+                purpose->requires.kind    = VEIL_REQUIRES_BOOL;
+                purpose->requires.boolean = !strcasecmp(s, "true");
+                return 0;
+        }
+        if (!*s)
+                return fail(ld, node,
+                            "expected true, false or a non-empty string");
+        purpose->requires.kind = VEIL_REQUIRES_STRING;
+        free(purpose->requires.string);
+        purpose->requires.string = veil_strdup(s);
+        return 0;
+}
+
+static const struct key_spec requires_specs[] = {
+        {"field", parse_requires_field, true},
+        {"equals", parse_requires_equals, true},
+        {NULL, NULL, false},
+};
+
+static int parse_purpose_requires(struct loader *ld, yaml_node_t *node,
+                                  void *obj)
+{
+        if (is_null(node))
+                return fail(ld, node,
+                            "expected a map with 'field' and 'equals', got "
+                            "nothing");
+        return walk_map(ld, node, requires_specs, obj);
+}
+
+/* guard: { on_leak: redact | quarantine } */
+static int parse_guard_on_leak(struct loader *ld, yaml_node_t *node, void *obj)
+{
+        static const char *const names[] = {"redact", "quarantine", NULL};
+        struct veil_purpose *purpose     = obj;
+        int v, r;
+
+        if ((r = get_enum(ld, node, names, &v)))
+                return r;
+        purpose->guard.on_leak = (enum veil_on_leak)v;
+        return 0;
+}
+
+static const struct key_spec guard_specs[] = {
+        {"on_leak", parse_guard_on_leak, false},
+        {NULL, NULL, false},
+};
+
+static int parse_purpose_guard(struct loader *ld, yaml_node_t *node, void *obj)
+{
+        struct veil_purpose *purpose = obj;
+
+        purpose->guard.enabled = true;
+        purpose->guard.on_leak = VEIL_LEAK_REDACT;
+        return walk_map(ld, node, guard_specs, obj);
+}
+
 static const struct key_spec purpose_specs[] = {
         {"license", parse_purpose_license, false},
         {"retention", parse_purpose_retention, false},
         {"transforms", parse_purpose_transforms, false},
+        {"requires", parse_purpose_requires, false},
+        {"guard", parse_purpose_guard, false},
         {NULL, NULL, false},
 };
 
@@ -1278,11 +1389,68 @@ static int parse_route_classify(struct loader *ld, yaml_node_t *node, void *obj)
         return each_entry(ld, node, classify_entry, route);
 }
 
+/* accept: { records: [com.example.crm.Customer, ...] } */
+static int parse_accept_records(struct loader *ld, yaml_node_t *node, void *obj)
+{
+        struct veil_route *route = obj;
+        yaml_node_item_t *item;
+        size_t n, i, j;
+        int r;
+
+        if (node->type != YAML_SEQUENCE_NODE)
+                return fail(ld, node,
+                            "expected a list of record full names, got %s",
+                            kind_name(node));
+        n = (size_t)(node->data.sequence.items.top -
+                     node->data.sequence.items.start);
+        if (n == 0)
+                return fail(ld, node,
+                            "name at least one record, or leave 'accept' "
+                            "out to accept every schema");
+        route->accept_records = veil_calloc(n, sizeof(char *));
+        for (item = node->data.sequence.items.start, i = 0;
+             item < node->data.sequence.items.top; item++, i++) {
+                yaml_node_t *d = node_at(ld, *item);
+                size_t old     = path_push_index(ld, i);
+                const char *s;
+
+                r = get_string(ld, d, &s);
+                if (!r && !avro_dotted_ok(s))
+                        r = fail(ld, d,
+                                 "'%s' is not an Avro full name (e.g. "
+                                 "com.example.crm.Customer)",
+                                 s);
+                for (j = 0; !r && j < route->n_accept_records; j++)
+                        if (!strcmp(route->accept_records[j], s))
+                                r = fail(ld, d, "'%s' is listed twice", s);
+                path_pop(ld, old);
+                if (r)
+                        return r;
+                route->accept_records[route->n_accept_records++] =
+                        veil_strdup(s);
+        }
+        return 0;
+}
+
+static const struct key_spec accept_specs[] = {
+        {"records", parse_accept_records, true},
+        {NULL, NULL, false},
+};
+
+static int parse_route_accept(struct loader *ld, yaml_node_t *node, void *obj)
+{
+        if (is_null(node))
+                return fail(ld, node,
+                            "expected a map with 'records', got nothing");
+        return walk_map(ld, node, accept_specs, obj);
+}
+
 static const struct key_spec route_specs[] = {
         {"source", parse_route_source, true},
         {"key_class", parse_route_key_class, false},
         {"purposes", parse_route_purposes, false},
         {"classify", parse_route_classify, false},
+        {"accept", parse_route_accept, false},
         {NULL, NULL, false},
 };
 
@@ -2572,12 +2740,15 @@ static const struct {
         {"classes.*", class_specs},
         {"purposes.*", purpose_specs},
         {"purposes.*.license", license_specs},
+        {"purposes.*.requires", requires_specs},
+        {"purposes.*.guard", guard_specs},
         {"purposes.*.transforms.*.mask", mask_specs},
         {"purposes.*.transforms.*.generalize", generalize_specs},
         {"purposes.*.transforms.*.encrypt", encrypt_specs},
         {"purposes.*.transforms.*.redact_text", redact_specs},
         {"topics", topics_specs},
         {"routes[]", route_specs},
+        {"routes[].accept", accept_specs},
         {"registry", registry_specs},
         {"keys", keys_specs},
         {"keys.ring.*", ring_specs},

@@ -15,6 +15,7 @@
 #define VEIL_REASON_ERASURE "erasure"
 #define VEIL_REASON_LICENSE_EXPIRED "license-expired"
 #define VEIL_REASON_UPSTREAM_DELETE "upstream-delete"
+#define VEIL_REASON_CONSENT_WITHDRAWN "consent-withdrawn"
 
 /* On dead letters (dlq.h owns their format). */
 #define VEIL_H_ERROR "veil.error"               /* a stable code */

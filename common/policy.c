@@ -130,6 +130,8 @@ void veil_policy_destroy(struct veil_policy *policy)
                         veil_transform_clear(&purpose->rules[j].tx);
                 }
                 free(purpose->rules);
+                free(purpose->requires.field);
+                free(purpose->requires.string);
         }
         free(policy->purposes);
         for (i = 0; i < policy->n_routes; i++) {
@@ -147,6 +149,9 @@ void veil_policy_destroy(struct veil_policy *policy)
                         free(route->classify[j].label);
                 }
                 free(route->classify);
+                for (j = 0; j < route->n_accept_records; j++)
+                        free(route->accept_records[j]);
+                free(route->accept_records);
         }
         free(policy->routes);
         for (i = 0; i < policy->n_tag_classes; i++) {
@@ -467,6 +472,18 @@ static void put_purpose(struct digest *d, const struct veil_purpose *purpose)
                 put_transform(d, &purpose->rules[idx[i]].tx);
         }
         free(idx);
+        /* Only when set: policies without a gate keep their digest. */
+        if (purpose->requires.kind != VEIL_REQUIRES_NONE) {
+                put_str(d, "requires");
+                put_int(d, (int64_t)purpose->requires.kind);
+                put_str(d, purpose->requires.field);
+                put_int(d, purpose->requires.boolean);
+                put_str(d, purpose->requires.string);
+        }
+        if (purpose->guard.enabled) {
+                put_str(d, "guard");
+                put_int(d, (int64_t)purpose->guard.on_leak);
+        }
 }
 
 static void put_route(struct digest *d, const struct veil_route *route)
@@ -491,6 +508,16 @@ static void put_route(struct digest *d, const struct veil_route *route)
                 put_str(d, route->classify[idx[i]].label);
         }
         free(idx);
+        if (route->n_accept_records) {
+                put_str(d, "accept.records");
+                put_int(d, (int64_t)route->n_accept_records);
+                idx = sorted_by_name(route->accept_records,
+                                     route->n_accept_records, sizeof(char *),
+                                     0);
+                for (i = 0; i < route->n_accept_records; i++)
+                        put_str(d, route->accept_records[idx[i]]);
+                free(idx);
+        }
 }
 
 int veil_policy_digest(struct veil_policy *policy, char *errstr,

@@ -81,6 +81,36 @@ struct veil_tx_rule {
         struct veil_transform tx;
 };
 
+/* A purpose's consent gate (`requires:`): the source record's field at
+ * `field` (a dotted path through records; unions with null are looked
+ * through) must equal the value. A record that fails it is not routed to
+ * the purpose (filters/consent.c). */
+enum veil_requires_kind {
+        VEIL_REQUIRES_NONE = 0, /* no gate */
+        VEIL_REQUIRES_BOOL,     /* equals: true | false */
+        VEIL_REQUIRES_STRING,   /* equals: "text" or an enum symbol */
+};
+
+struct veil_requires {
+        enum veil_requires_kind kind;
+        char *field; /* "consents.marketing" */
+        bool boolean;
+        char *string;
+};
+
+/* A purpose's egress leak guard (`guard:`, filters/guard.c): what happens
+ * when a detector finds, in a string the purpose receives, a class its
+ * licence does not let it see raw. */
+enum veil_on_leak {
+        VEIL_LEAK_REDACT = 0, /* the span is replaced, the record goes on */
+        VEIL_LEAK_QUARANTINE, /* the record goes to the DLQ */
+};
+
+struct veil_guard {
+        bool enabled; /* `guard:` given */
+        enum veil_on_leak on_leak;
+};
+
 struct veil_purpose {
         char *name;
         char *license_id;
@@ -90,6 +120,8 @@ struct veil_purpose {
         int64_t retention_ms; /* 0 when not set */
         struct veil_tx_rule *rules;
         size_t n_rules;
+        struct veil_requires requires; /* kind NONE when not set */
+        struct veil_guard guard;
 };
 
 struct veil_route_purpose {
@@ -111,6 +143,11 @@ struct veil_route {
         size_t n_purposes;
         struct veil_classify_override *classify;
         size_t n_classify;
+        /* `accept: { records: [...] }`: full names of the writer schemas
+         * this source may carry; anything else goes to the DLQ
+         * (source-rejected). n_accept_records 0: every schema. */
+        char **accept_records;
+        size_t n_accept_records;
 };
 
 /* Custom detector from `detectors:`. */

@@ -696,6 +696,71 @@ int veil_audit_record(struct veil_audit *a, const struct veil_route *route,
                             errstr_size);
 }
 
+int veil_audit_consent(struct veil_audit *a, const struct veil_route *route,
+                       size_t purpose, int32_t partition, int64_t offset,
+                       int schema_in, const char *reason, const char *tombstone,
+                       char *errstr, size_t errstr_size)
+{
+        const struct veil_route_purpose *rp = &route->purposes[purpose];
+        struct chain *c;
+        json_t *ev;
+
+        if (!audit_on(a->config))
+                return 0;
+        c = chain_get(a, route->source, partition);
+        if (!c)
+                return veil_errf(errstr, errstr_size, VEIL_EINVAL,
+                                 "no audit chain for %s/%" PRId32,
+                                 route->source, partition);
+        ev = json_pack("{s:s, s:{s:s, s:i, s:I, s:I}, s:s, s:s, s:s, s:i, "
+                       "s:s, s:s, s:o}",
+                       "kind", "consent", "source", "topic", route->source,
+                       "partition", (int)partition, "first", (json_int_t)offset,
+                       "last", (json_int_t)offset, "purpose", rp->purpose,
+                       "topic", rp->topic, "license",
+                       rp->ref->license_id ? rp->ref->license_id : "",
+                       "schema_in", schema_in, "reason", reason, "field",
+                       rp->ref->requires.field ? rp->ref->requires.field : "",
+                       "tombstone",
+                       tombstone ? json_string(tombstone) : json_null());
+        if (!ev)
+                return veil_errf(errstr, errstr_size, VEIL_ENOMEM,
+                                 "building an audit event failed");
+        return emit_json(a, c, ev, errstr, errstr_size);
+}
+
+int veil_audit_leak(struct veil_audit *a, const struct veil_route *route,
+                    size_t purpose, int32_t partition, int64_t offset,
+                    int schema_in, const char *path, const char *detector,
+                    uint32_t count, const char *action, char *errstr,
+                    size_t errstr_size)
+{
+        const struct veil_route_purpose *rp = &route->purposes[purpose];
+        struct chain *c;
+        json_t *ev;
+
+        if (!audit_on(a->config))
+                return 0;
+        c = chain_get(a, route->source, partition);
+        if (!c)
+                return veil_errf(errstr, errstr_size, VEIL_EINVAL,
+                                 "no audit chain for %s/%" PRId32,
+                                 route->source, partition);
+        ev = json_pack("{s:s, s:{s:s, s:i, s:I, s:I}, s:s, s:s, s:s, s:i, "
+                       "s:s, s:s, s:I, s:s}",
+                       "kind", "leak", "source", "topic", route->source,
+                       "partition", (int)partition, "first", (json_int_t)offset,
+                       "last", (json_int_t)offset, "purpose", rp->purpose,
+                       "topic", rp->topic, "license",
+                       rp->ref->license_id ? rp->ref->license_id : "",
+                       "schema_in", schema_in, "field", path, "detector",
+                       detector, "spans", (json_int_t)count, "action", action);
+        if (!ev)
+                return veil_errf(errstr, errstr_size, VEIL_ENOMEM,
+                                 "building an audit event failed");
+        return emit_json(a, c, ev, errstr, errstr_size);
+}
+
 static void json_int_set_add(json_t *arr, int v)
 {
         size_t i;

@@ -110,6 +110,23 @@ int veil_audit_record(struct veil_audit *a, const struct veil_route *route,
                       const struct veil_plan *plan, int schema_in, bool skip,
                       bool tombstone, char *errstr, size_t errstr_size);
 
+/* A record that route purpose `purpose` did not receive because its
+ * consent gate failed: one event (at levels record and batch alike) with
+ * the gate's `reason` (a veil_consent_name), the condition's field path
+ * (never its value) and `tombstone` (the veil.reason of the tombstone the
+ * purpose got for a key it held, or NULL). */
+int veil_audit_consent(struct veil_audit *a, const struct veil_route *route,
+                       size_t purpose, int32_t partition, int64_t offset,
+                       int schema_in, const char *reason, const char *tombstone,
+                       char *errstr, size_t errstr_size);
+/* A leak the guard found in route purpose `purpose`'s output of a record:
+ * one event per (field path, detector) with the span count and the action
+ * (redact, quarantine). Names only, never the text. */
+int veil_audit_leak(struct veil_audit *a, const struct veil_route *route,
+                    size_t purpose, int32_t partition, int64_t offset,
+                    int schema_in, const char *path, const char *detector,
+                    uint32_t count, const char *action, char *errstr,
+                    size_t errstr_size);
 /* The retention side's events: `ev` (taken) gets v, chain, policy, prev
  * and ts and goes on the retention chain. */
 int veil_audit_retention(struct veil_audit *a, json_t *ev, char *errstr,

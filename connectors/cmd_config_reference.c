@@ -109,6 +109,24 @@ static const struct note notes[] = {
          "purpose gets nothing and its data is tombstoned "
          "(`license-expired`)"},
 
+        {"purposes.*", "requires", "map", "-",
+         "consent gate: a record whose `field` does not equal `equals` is "
+         "not routed to the purpose; a key the purpose holds gets a "
+         "tombstone (`consent-withdrawn`)"},
+        {"purposes.*", "guard", "map", "-",
+         "egress leak guard: every string the purpose receives is scanned "
+         "with the detectors; a class its transforms do not keep is a leak "
+         "(`guard: {}` turns it on with the defaults)"},
+        {"purposes.*.guard", "on_leak", "redact or quarantine", "redact",
+         "redact: the span is replaced by `[DETECTOR]` and the record goes "
+         "on; quarantine: the record goes to the DLQ (`leak-quarantined`)"},
+        {"purposes.*.requires", "field", "field path", "-",
+         "the source record's field, record names joined by `.` "
+         "(`consents.marketing`); a null or missing value fails the gate"},
+        {"purposes.*.requires", "equals", "bool, string or enum symbol", "-",
+         "plain true/false tests a boolean; anything else is compared with "
+         "a string or an enum symbol"},
+
         {"purposes.*.transforms.*.mask", "keep_last", "integer", "4",
          "characters kept at the end (4 when neither end is given)"},
         {"purposes.*.transforms.*.mask", "keep_first", "integer", "0",
@@ -152,6 +170,13 @@ static const struct note notes[] = {
         {"routes[]", "classify", "map", "-",
          "field path (`address.zip`, `contacts[].email`, `PATH{key}`) to "
          "class or tier; overrides schema annotations"},
+
+        {"routes[]", "accept", "map", "-",
+         "source validation: only these writer schemas may come from the "
+         "source; any other record goes to the DLQ (`source-rejected`)"},
+        {"routes[].accept", "records", "list", "-",
+         "full names of the accepted record schemas "
+         "(`com.example.crm.Customer`)"},
 
         {"registry", "url", "URL", "-",
          "http(s):// Confluent-compatible REST, or file://DIR (relative to "
@@ -302,7 +327,8 @@ static const char *fconf_type(enum veil_filter_config_type t)
 static void print_filters(void)
 {
         const struct veil_filter_plugin *const builtins[] = {
-                &veil_filter_decode, &veil_filter_license};
+                &veil_filter_decode, &veil_filter_accept, &veil_filter_license,
+                &veil_filter_consent, &veil_filter_guard};
         size_t i;
 
         printf("\n## Built-in filters\n\n"

@@ -602,6 +602,24 @@ int veil_retain_note(struct veil_retain *r, const struct veil_route *route,
                                      partition, &lv, errstr, errstr_size);
 }
 
+int veil_retain_holds(const struct veil_retain *r,
+                      const struct veil_route_purpose *rp, const void *key,
+                      size_t key_len)
+{
+        enum veil_retention_reason reason;
+        uint16_t n;
+
+        if (!r || !key)
+                return -1;
+        veil_retention_deadline(rp->ref, veil_now_ms(), &reason);
+        if (reason == VEIL_RETENTION_NONE)
+                return -1;
+        n = slot_of(r, rp->topic, strlen(rp->topic));
+        if (n == UINT16_MAX)
+                return -1;
+        return veil_retention_get(r->ri, n, key, key_len, NULL) == 0;
+}
+
 /* ---- timers -------------------------------------------------------------- */
 
 bool veil_retain_due(struct veil_retain *r, int64_t now_ms)

@@ -63,6 +63,13 @@ int veil_retain_note(struct veil_retain *r, const struct veil_route *route,
                      const void *key, size_t key_len, bool value_null,
                      int64_t ts_ms, char *errstr, size_t errstr_size);
 
+/* Does purpose topic rp hold `key` (transformed for it)? 1 when the index
+ * tracks it, 0 when not, -1 when the purpose's keys are not tracked at all
+ * (neither retention nor a licence end): the caller cannot know. */
+int veil_retain_holds(const struct veil_retain *r,
+                      const struct veil_route_purpose *rp, const void *key,
+                      size_t key_len);
+
 /* Is there work for a transaction: a deadline passed or an erasure request
  * waiting? Polls the erasure consumer without blocking. */
 bool veil_retain_due(struct veil_retain *r, int64_t now_ms);

@@ -40,6 +40,16 @@ void veil_families_init(struct veil_families *m)
                 "records a purpose did not receive because its licence "
                 "expired",
                 "route,purpose", NULL, 0);
+        m->consent = veil_metrics_family(
+                m->reg, VEIL_METRIC_COUNTER, "veil_consent_withheld_total",
+                "records a purpose did not receive because its requires: "
+                "condition failed, by reason",
+                "route,purpose,reason", NULL, 0);
+        m->leaks = veil_metrics_family(
+                m->reg, VEIL_METRIC_COUNTER, "veil_leaks_total",
+                "spans the leak guard found in what a purpose would receive, "
+                "by field, detector and action",
+                "purpose,field,detector,action", NULL, 0);
         m->dlq = veil_metrics_family(
                 m->reg, VEIL_METRIC_COUNTER, "veil_dlq_records_total",
                 "records committed to the DLQ, by veil.error code", "code",
@@ -278,6 +288,23 @@ void veil_tally_tombstone(struct veil_tally *t, const char *route,
         const char *v[3] = {route, purpose, reason ? reason : ""};
 
         veil_counter_add(t->ctr, veil_counter_get(t->ctr, t->m->tomb, v), 1);
+}
+
+void veil_tally_consent(struct veil_tally *t, const char *route,
+                        const char *purpose, const char *reason)
+{
+        const char *v[3] = {route, purpose, reason};
+
+        veil_counter_add(t->ctr, veil_counter_get(t->ctr, t->m->consent, v), 1);
+}
+
+void veil_tally_leak(struct veil_tally *t, const char *purpose,
+                     const char *path, const char *detector, const char *action,
+                     uint64_t n)
+{
+        const char *v[4] = {purpose, path, detector, action};
+
+        veil_counter_add(t->ctr, veil_counter_get(t->ctr, t->m->leaks, v), n);
 }
 
 void veil_tally_dlq(struct veil_tally *t, const char *code)

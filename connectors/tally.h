@@ -17,6 +17,8 @@
 struct veil_families {
         struct veil_metrics *reg;
         struct veil_metric *in, *out, *tomb, *expired, *dlq, *tx, *lag, *audit;
+        struct veil_metric *consent; /* records a consent gate withheld */
+        struct veil_metric *leaks;   /* leak guard findings */
         struct veil_series *plan_hits, *plan_misses, *batch_s, *commit_s,
                 *committed, *aborted, *assigned;
 };
@@ -47,6 +49,15 @@ bool veil_tally_expired(struct veil_tally *t, size_t route, size_t purpose);
 void veil_tally_tombstone(struct veil_tally *t, const char *route,
                           const char *purpose, const char *reason);
 void veil_tally_dlq(struct veil_tally *t, const char *code);
+/* `n` spans of `detector` the leak guard found at field `path` of an
+ * output of `purpose`, and what it did (`action`: redact, quarantine). */
+void veil_tally_leak(struct veil_tally *t, const char *purpose,
+                     const char *path, const char *detector, const char *action,
+                     uint64_t n);
+/* A record the purpose's consent gate did not let through (`reason`: a
+ * veil_consent_name). */
+void veil_tally_consent(struct veil_tally *t, const char *route,
+                        const char *purpose, const char *reason);
 /* The field transforms of the plan `out` used (flattened on first sight
  * of (route purpose, schema id), while the plan is alive). */
 void veil_tally_plan(struct veil_tally *t, const struct veil_record_out *out,

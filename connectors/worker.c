@@ -343,6 +343,76 @@ static bool outputs_fit(const struct pipe *p, const struct veil_record *rec,
         return true;
 }
 
+/* A purpose whose consent gate the record failed (out->gate): counted and
+ * audited; a key the purpose holds (or may hold: keys of a purpose without
+ * retention or licence end are not tracked) becomes a tombstone with
+ * veil.reason consent-withdrawn, which the caller then produces like any
+ * tombstone (the ledger forgets the key). */
+static enum rec_outcome consent_gate(struct pipe *p, struct veil_record *rec,
+                                     size_t j)
+{
+        struct veil_record_out *out = &rec->outs[j];
+        bool tomb                   = !out->key_null &&
+                    veil_retain_holds(p->retain, out->rp, out->key.data,
+                                      out->key.len) != 0;
+        char err[512];
+
+        veil_tally_consent(p->tally, rec->route->source, out->rp->purpose,
+                           out->gate);
+        if (veil_audit_consent(p->audit, rec->route, j, rec->partition,
+                               rec->offset, rec->frame.schema_id, out->gate,
+                               tomb ? VEIL_REASON_CONSENT_WITHDRAWN : NULL, err,
+                               sizeof(err))) {
+                fail(p, "%s", err);
+                return REC_FATAL;
+        }
+        if (tomb) {
+                out->value_null = true;
+                out->reason     = VEIL_REASON_CONSENT_WITHDRAWN;
+                out->plan       = NULL;
+        }
+        return REC_OK;
+}
+
+/* The leaks the guard found in the record's outputs (redacted, or the
+ * record quarantined): counted per purpose, field and detector, audited,
+ * and logged by name — never the text. */
+static enum rec_outcome guard_account(struct pipe *p, struct veil_record *rec)
+{
+        char err[512];
+        size_t j, i;
+
+        for (j = 0; rec->guarded && j < rec->n_outs; j++) {
+                const struct veil_record_out *out = &rec->outs[j];
+                const char *action =
+                        out->rp->ref->guard.on_leak == VEIL_LEAK_QUARANTINE
+                                ? "quarantine"
+                                : "redact";
+
+                for (i = 0; i < out->n_leaks; i++) {
+                        const struct veil_leak *l = &out->leaks[i];
+
+                        veil_tally_leak(p->tally, out->rp->purpose, l->path,
+                                        l->detector, action, l->count);
+                        if (veil_audit_leak(p->audit, rec->route, j,
+                                            rec->partition, rec->offset,
+                                            rec->frame.schema_id, l->path,
+                                            l->detector, l->count, action, err,
+                                            sizeof(err))) {
+                                fail(p, "%s", err);
+                                return REC_FATAL;
+                        }
+                        veil_log("warn", "leak",
+                                 "purpose %s: %s found in %s at "
+                                 "%s/%" PRId32 "/%" PRId64 " (%s)",
+                                 out->rp->purpose, l->detector, l->path,
+                                 rec->topic, rec->partition, rec->offset,
+                                 action);
+                }
+        }
+        return REC_OK;
+}
+
 static enum rec_outcome handle(struct pipe *p, rd_kafka_message_t *rkm)
 {
         const char *topic = rd_kafka_topic_name(rkm->rkt);
@@ -398,6 +468,8 @@ static enum rec_outcome handle(struct pipe *p, rd_kafka_message_t *rkm)
                 return dead_letter(p, rkm, &rec, replay_of);
         }
         v = veil_chain_process(p->chain, &rec);
+        if (rec.guarded && guard_account(p, &rec) != REC_OK)
+                return REC_FATAL;
         switch (v) {
         case VEIL_DROP:
                 return REC_OK;
@@ -432,6 +504,14 @@ static enum rec_outcome handle(struct pipe *p, rd_kafka_message_t *rkm)
                 rd_kafka_headers_t *hdrs;
                 enum veil_sink_status st;
 
+                if (out->gate) {
+                        enum rec_outcome o = consent_gate(p, &rec, j);
+
+                        if (o != REC_OK)
+                                return o;
+                        if (!out->value_null)
+                                continue; /* withheld */
+                }
                 if (out->plan)
                         veil_tally_plan(p->tally, out, rec.frame.schema_id);
                 if (veil_audit_record(p->audit, route, j, rec.partition,

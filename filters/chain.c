@@ -11,11 +11,14 @@
 #include "util.h"
 #include "veil.h"
 
+/* The first N_PRE run before the user's plugins: what they reject never
+ * reaches a plugin. */
 static const struct veil_filter_plugin *const builtins[] = {
-        &veil_filter_decode,
-        &veil_filter_license,
+        &veil_filter_decode,  &veil_filter_accept, &veil_filter_license,
+        &veil_filter_consent, &veil_filter_guard,
 };
 #define N_BUILTINS VEIL_ARRAY_SIZE(builtins)
+#define N_PRE 2
 
 /* One filter in the chain: built in, or loaded from a shared object. */
 struct stage {
@@ -255,8 +258,10 @@ struct veil_chain *veil_chain_new(const struct veil_config *config,
          * whatever they drop or divert never reaches a purpose. */
         chain->stages = veil_calloc(N_BUILTINS + config->n_plugins,
                                     sizeof(*chain->stages));
-        chain->stages[chain->n_stages].plugin_index = -1;
-        chain->stages[chain->n_stages++].p          = builtins[0];
+        for (i = 0; i < N_PRE; i++) {
+                chain->stages[chain->n_stages].plugin_index = -1;
+                chain->stages[chain->n_stages++].p          = builtins[i];
+        }
         for (i = 0; i < config->n_plugins; i++) {
                 /* Counted before loading: a half-loaded one is closed by
                  * veil_chain_destroy. */
@@ -266,7 +271,7 @@ struct veil_chain *veil_chain_new(const struct veil_config *config,
                 if (plugin_load(config->plugins[i], st, errstr, errstr_size))
                         goto err;
         }
-        for (i = 1; i < N_BUILTINS; i++) {
+        for (i = N_PRE; i < N_BUILTINS; i++) {
                 chain->stages[chain->n_stages].plugin_index = -1;
                 chain->stages[chain->n_stages++].p          = builtins[i];
         }

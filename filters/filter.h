@@ -40,6 +40,15 @@ enum veil_verdict {
                             * batch, backs off and processes it again */
 };
 
+/* One leak the guard filter found in an output: where and which detector
+ * (names owned by the guard, valid for the chain's life), how many spans. */
+struct veil_leak {
+        const char *path;
+        const char *detector;
+        uint32_t count;
+};
+#define VEIL_LEAKS_MAX 8
+
 /* What one purpose of the route receives for one record. Filled by the
  * license filter; the sink produces it. */
 struct veil_record_out {
@@ -53,6 +62,17 @@ struct veil_record_out {
         /* Plans used (owned by the license filter's cache; valid until
          * the next record is processed): for audit events. */
         const struct veil_plan *plan;
+        /* Set by the consent filter when the purpose's `requires:` fails
+         * (a veil_consent_name: "consent-not-given"…): the worker
+         * withholds the record, or tombstones a key the purpose holds. */
+        const char *gate;
+        /* Set by the guard filter (valid when the record's guarded is
+         * true): the leaks it found in the value, distinct (path,
+         * detector) pairs, at most VEIL_LEAKS_MAX (leaks_dropped counts
+         * the pairs beyond); redacted or quarantined per on_leak. */
+        struct veil_leak leaks[VEIL_LEAKS_MAX];
+        size_t n_leaks;
+        uint32_t leaks_dropped;
 };
 
 /* One source record as it moves down the chain. The connectors own the
@@ -81,6 +101,10 @@ struct veil_record {
          * with positions and codes only, never a value */
         const char *reason;
         char detail[256];
+
+        /* set by the guard filter once it has looked at the outputs (their
+         * leaks are then current) */
+        bool guarded;
 };
 
 /* What an out-of-tree filter sees of a record: its position, its bytes and
@@ -171,8 +195,9 @@ struct veil_filter_plugin {
 
 struct veil_chain;
 
-/* The chain: decode, the config's `plugins:` in order, license. config and
- * reg must outlive it. NULL with errstr when a plugin cannot be loaded (or
+/* The chain: decode, accept, the config's `plugins:` in order, license,
+ * consent, guard. config
+ * and reg must outlive it. NULL with errstr when a plugin cannot be loaded (or
  * has another ABI version) or a filter's init fails. */
 struct veil_chain *veil_chain_new(const struct veil_config *config,
                                   struct veil_registry *reg, char *errstr,
@@ -205,6 +230,9 @@ const struct veil_chain_stats *veil_chain_stats(const struct veil_chain *chain);
 void veil_chain_print_help(void);
 
 extern const struct veil_filter_plugin veil_filter_decode;
+extern const struct veil_filter_plugin veil_filter_accept;
 extern const struct veil_filter_plugin veil_filter_license;
+extern const struct veil_filter_plugin veil_filter_consent;
+extern const struct veil_filter_plugin veil_filter_guard;
 
 #endif

@@ -1,0 +1,524 @@
+/* guard.c - the egress leak guard: after licensing, every string a guarded
+ * purpose will receive (its output value, walked with the derived schema)
+ * is scanned with the detection engine. A finding whose class the
+ * purpose's transforms do not keep (an email typed into a field labelled
+ * public, for a purpose that only gets emails hashed) is a leak: the span
+ * is replaced (on_leak: redact) or the record goes to the DLQ
+ * (quarantine). The leaks are left on the output for the worker to count
+ * and audit: paths and detector names, never the text. */
+#include <avro.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "detect.h"
+#include "filter.h"
+#include "log.h"
+#include "util.h"
+#include "veil.h"
+
+#define MAX_DEPTH 64
+#define PATH_MAX_LEN 512
+
+/* The derived schema of one output id, parsed once. */
+struct derived {
+        int id;
+        struct veil_schema *schema;
+        struct derived *next;
+};
+
+/* Field paths handed out in leaks: kept for the chain's life. */
+struct interned {
+        struct interned *next;
+        char s[];
+};
+
+struct guard_ctx {
+        const struct veil_policy *policy;
+        struct veil_detect_engine *detect;
+        struct veil_detect_scratch *scratch;
+        int n_detectors;
+        /* per policy purpose, per detector id: may the purpose see it raw */
+        bool **allowed;
+        size_t n_purposes;
+        struct derived *derived;
+        struct interned *paths;
+        struct veil_buf tmp;       /* the rewritten value */
+        struct veil_text_buf text; /* one redacted string */
+};
+
+static const struct veil_filter_config guard_config[] = {{0}};
+
+static void guard_destroy(void *ctx_)
+{
+        struct guard_ctx *ctx = ctx_;
+        size_t i;
+
+        while (ctx->derived) {
+                struct derived *d = ctx->derived;
+
+                ctx->derived = d->next;
+                veil_schema_destroy(d->schema);
+                free(d);
+        }
+        while (ctx->paths) {
+                struct interned *n = ctx->paths;
+
+                ctx->paths = n->next;
+                free(n);
+        }
+        for (i = 0; i < ctx->n_purposes && ctx->allowed; i++)
+                free(ctx->allowed[i]);
+        free(ctx->allowed);
+        veil_buf_free(&ctx->tmp);
+        veil_text_buf_free(&ctx->text);
+        veil_detect_scratch_destroy(ctx->scratch);
+        veil_detect_engine_destroy(ctx->detect);
+}
+
+/* A detector's finding is allowed when some class found by that detector
+ * is kept as is by the purpose (its transform for the class, or the
+ * class's tier, is keep). Anything else the purpose must not see raw. */
+static void allowed_init(struct guard_ctx *ctx, size_t pi)
+{
+        const struct veil_purpose *pu = &ctx->policy->purposes[pi];
+        size_t c;
+
+        ctx->allowed[pi] =
+                veil_calloc((size_t)ctx->n_detectors + 1, sizeof(bool));
+        for (c = 0; c < ctx->policy->n_classes; c++) {
+                const struct veil_class *cls = &ctx->policy->classes[c];
+                const struct veil_transform *tx;
+                int id;
+
+                if (!cls->detector)
+                        continue;
+                id = veil_detect_id(ctx->detect, cls->detector);
+                tx = veil_policy_transform(pu, ctx->policy, cls->name);
+                if (id >= 0 && tx && tx->kind == VEIL_TX_KEEP)
+                        ctx->allowed[pi][id] = true;
+        }
+}
+
+static int guard_init(void *ctx_, const struct veil_filter_env *env,
+                      char *errstr, size_t errstr_size)
+{
+        struct guard_ctx *ctx = ctx_;
+        bool any              = false;
+        size_t i;
+
+        ctx->policy = &env->config->policy;
+        for (i = 0; i < ctx->policy->n_purposes; i++)
+                any |= ctx->policy->purposes[i].guard.enabled;
+        veil_buf_init(&ctx->tmp, 0);
+        if (!any)
+                return 0; /* nothing to guard: no engine */
+        ctx->detect = veil_detect_engine_new(ctx->policy->detectors,
+                                             ctx->policy->n_detectors, errstr,
+                                             errstr_size);
+        if (!ctx->detect)
+                return VEIL_ECONFIG;
+        ctx->scratch =
+                veil_detect_scratch_new(ctx->detect, errstr, errstr_size);
+        if (!ctx->scratch)
+                return VEIL_ECONFIG;
+        ctx->n_detectors = veil_detect_count(ctx->detect);
+        ctx->n_purposes  = ctx->policy->n_purposes;
+        ctx->allowed = veil_calloc(ctx->n_purposes + 1, sizeof(*ctx->allowed));
+        for (i = 0; i < ctx->n_purposes; i++)
+                allowed_init(ctx, i);
+        return 0;
+}
+
+static const struct veil_schema *derived_of(struct guard_ctx *ctx,
+                                            const struct veil_plan *plan)
+{
+        int id = veil_plan_output_id(plan);
+        struct derived *d;
+        const char *text;
+        char err[256];
+
+        for (d = ctx->derived; d; d = d->next)
+                if (d->id == id)
+                        return d->schema;
+        text      = veil_plan_derived_text(plan);
+        d         = veil_calloc(1, sizeof(*d));
+        d->id     = id;
+        d->schema = veil_schema_parse(text, strlen(text), NULL, id, err,
+                                      sizeof(err));
+        if (!d->schema)
+                veil_log("error", "guard",
+                         "derived schema %d cannot be parsed: %s", id, err);
+        d->next      = ctx->derived;
+        ctx->derived = d;
+        return d->schema;
+}
+
+static const char *intern(struct guard_ctx *ctx, const char *s)
+{
+        struct interned *n;
+        size_t len = strlen(s);
+
+        for (n = ctx->paths; n; n = n->next)
+                if (!strcmp(n->s, s))
+                        return n->s;
+        n = veil_malloc(sizeof(*n) + len + 1);
+        memcpy(n->s, s, len + 1);
+        n->next    = ctx->paths;
+        ctx->paths = n;
+        return n->s;
+}
+
+/* ---- walking an output value ----------------------------------------------
+ */
+
+struct walk {
+        struct guard_ctx *ctx;
+        const bool *allowed;
+        bool redact;
+        struct veil_record_out *out;
+        const uint8_t *base, *p, *end;
+        size_t done;  /* base[0, done) is in ctx->tmp (rewriting) */
+        bool rewrote; /* ctx->tmp holds the value being rewritten */
+        const char *names[MAX_DEPTH];
+        char kinds[MAX_DEPTH]; /* 'f' field, '[' item, '{' value, 'k' key */
+        int depth;
+        size_t budget; /* items left: bounds zero-width items */
+        bool failed;   /* out of memory or Hyperscan failed */
+};
+
+static avro_schema_t deref(avro_schema_t t)
+{
+        while (t && is_avro_link(t))
+                t = avro_schema_link_target(t);
+        return t;
+}
+
+static void path_of(const struct walk *w, char *buf, size_t size)
+{
+        size_t n = 0;
+        int i;
+
+        buf[0] = '\0';
+        for (i = 0; i < w->depth && n < size; i++) {
+                int k;
+
+                switch (w->kinds[i]) {
+                case 'f':
+                        k = snprintf(buf + n, size - n, "%s%s", n ? "." : "",
+                                     w->names[i]);
+                        break;
+                case '[':
+                        k = snprintf(buf + n, size - n, "[]");
+                        break;
+                case '{':
+                        k = snprintf(buf + n, size - n, "{}");
+                        break;
+                default:
+                        k = snprintf(buf + n, size - n, "{key}");
+                        break;
+                }
+                n += k > 0 ? (size_t)k : 0;
+        }
+}
+
+static void note_leak(struct walk *w, int detector)
+{
+        struct veil_record_out *out = w->out;
+        const char *name = veil_detect_name(w->ctx->detect, detector);
+        char path[PATH_MAX_LEN];
+        size_t i;
+
+        path_of(w, path, sizeof(path));
+        for (i = 0; i < out->n_leaks; i++)
+                if (!strcmp(out->leaks[i].path, path) &&
+                    out->leaks[i].detector == name) {
+                        out->leaks[i].count++;
+                        return;
+                }
+        if (out->n_leaks == VEIL_LEAKS_MAX) {
+                out->leaks_dropped++;
+                return;
+        }
+        out->leaks[out->n_leaks].path     = intern(w->ctx, path);
+        out->leaks[out->n_leaks].detector = name;
+        out->leaks[out->n_leaks].count    = 1;
+        out->n_leaks++;
+}
+
+static bool rd_long(struct walk *w, int64_t *v)
+{
+        return veil_varint_read(&w->p, w->end, 10, v) == VEIL_WIRE_OK;
+}
+
+static bool rd_skip(struct walk *w, int64_t n)
+{
+        if (n < 0 || (uint64_t)n > (uint64_t)(w->end - w->p))
+                return false;
+        w->p += n;
+        return true;
+}
+
+/* One string of the output at [s, s + len), its length prefix at q. */
+static bool scan_string(struct walk *w, const uint8_t *q, const uint8_t *s,
+                        size_t len)
+{
+        struct guard_ctx *ctx = w->ctx;
+        const struct veil_finding *f;
+        struct veil_text_buf *tb = &ctx->text;
+        uint8_t vi[VEIL_VARINT_MAX];
+        size_t n, i, at = 0, leaks = 0;
+        char err[128];
+
+        if (!len)
+                return true;
+        if (veil_detect_scan(ctx->detect, ctx->scratch, (const char *)s, len,
+                             &f, &n, err, sizeof(err))) {
+                w->failed = true;
+                return false;
+        }
+        for (i = 0; i < n; i++) {
+                if (w->allowed[f[i].detector])
+                        continue;
+                note_leak(w, f[i].detector);
+                leaks++;
+        }
+        if (!leaks || !w->redact)
+                return true;
+        /* Redact: the string is written again with each leaked span
+         * replaced by "[detector]" (allowed findings stay). */
+        tb->len = 0;
+        for (i = 0; i < n; i++) {
+                const char *name;
+                char rep[80];
+                int k;
+
+                if (w->allowed[f[i].detector])
+                        continue;
+                name = veil_detect_name(ctx->detect, f[i].detector);
+                k    = snprintf(rep, sizeof(rep), "[%s]", name);
+                if (tb->cap < tb->len + (f[i].start - at) + (size_t)k + 1) {
+                        size_t cap = 2 * (tb->len + len + (size_t)k) + 64;
+                        char *d    = realloc(tb->data, cap);
+
+                        if (!d)
+                                abort();
+                        tb->data = d;
+                        tb->cap  = cap;
+                }
+                memcpy(tb->data + tb->len, s + at, f[i].start - at);
+                tb->len += f[i].start - at;
+                memcpy(tb->data + tb->len, rep, (size_t)k);
+                tb->len += (size_t)k;
+                at = f[i].end;
+        }
+        if (!w->rewrote) {
+                ctx->tmp.len = 0;
+                w->rewrote   = true;
+        }
+        if (!veil_buf_append(&ctx->tmp, w->base + w->done,
+                             (size_t)(q - (w->base + w->done))) ||
+            !veil_buf_append(
+                    &ctx->tmp, vi,
+                    veil_varint_write(vi, (int64_t)(tb->len + len - at))) ||
+            !veil_buf_append(&ctx->tmp, tb->data, tb->len) ||
+            !veil_buf_append(&ctx->tmp, s + at, len - at)) {
+                w->failed = true;
+                return false;
+        }
+        w->done = (size_t)(s + len - w->base);
+        return true;
+}
+
+static bool walk(struct walk *w, avro_schema_t t);
+
+static bool push(struct walk *w, char kind, const char *name)
+{
+        if (w->depth >= MAX_DEPTH)
+                return false;
+        w->kinds[w->depth]   = kind;
+        w->names[w->depth++] = name;
+        return true;
+}
+
+static bool walk_blocks(struct walk *w, avro_schema_t item, bool map)
+{
+        int64_t n, size;
+
+        for (;;) {
+                if (!rd_long(w, &n))
+                        return false;
+                if (n == 0)
+                        return true;
+                if (n < 0) {
+                        if (n == INT64_MIN || !rd_long(w, &size))
+                                return false;
+                        n = -n;
+                }
+                while (n-- > 0) {
+                        if (!w->budget--)
+                                return false;
+                        if (map) {
+                                const uint8_t *q = w->p;
+                                int64_t klen;
+
+                                if (!rd_long(w, &klen) || !push(w, 'k', NULL))
+                                        return false;
+                                if (!rd_skip(w, klen) ||
+                                    !scan_string(w, q, w->p - klen,
+                                                 (size_t)klen))
+                                        return false;
+                                w->depth--;
+                        }
+                        if (!push(w, map ? '{' : '[', NULL) || !walk(w, item))
+                                return false;
+                        w->depth--;
+                }
+        }
+}
+
+static bool walk(struct walk *w, avro_schema_t t)
+{
+        int64_t v;
+        size_t i, n;
+
+        t = deref(t);
+        switch (avro_typeof(t)) {
+        case AVRO_NULL:
+                return true;
+        case AVRO_BOOLEAN:
+                return rd_skip(w, 1);
+        case AVRO_INT32:
+        case AVRO_INT64:
+        case AVRO_ENUM:
+                return rd_long(w, &v);
+        case AVRO_FLOAT:
+                return rd_skip(w, 4);
+        case AVRO_DOUBLE:
+                return rd_skip(w, 8);
+        case AVRO_BYTES:
+                return rd_long(w, &v) && rd_skip(w, v);
+        case AVRO_STRING: {
+                const uint8_t *q = w->p;
+
+                return rd_long(w, &v) && rd_skip(w, v) &&
+                       scan_string(w, q, w->p - v, (size_t)v);
+        }
+        case AVRO_FIXED:
+                return rd_skip(w, avro_schema_fixed_size(t));
+        case AVRO_RECORD:
+                n = avro_schema_record_size(t);
+                for (i = 0; i < n; i++) {
+                        if (!push(w, 'f',
+                                  avro_schema_record_field_name(t, (int)i)) ||
+                            !walk(w, avro_schema_record_field_get_by_index(
+                                             t, (int)i)))
+                                return false;
+                        w->depth--;
+                }
+                return true;
+        case AVRO_ARRAY:
+                return walk_blocks(w, avro_schema_array_items(t), false);
+        case AVRO_MAP:
+                return walk_blocks(w, avro_schema_map_values(t), true);
+        case AVRO_UNION:
+                if (!rd_long(w, &v) || v < 0 ||
+                    (uint64_t)v >= avro_schema_union_size(t))
+                        return false;
+                return walk(w, avro_schema_union_branch(t, (int)v));
+        default:
+                return false;
+        }
+}
+
+/* Scans one output; false when it cannot be read (the plan wrote it, so
+ * that is a bug or memory: the record is diverted, fail closed). */
+static bool guard_out(struct guard_ctx *ctx, struct veil_record_out *out,
+                      size_t pi, bool redact)
+{
+        const struct veil_schema *schema = derived_of(ctx, out->plan);
+        struct walk w;
+
+        if (!schema || out->value.len < VEIL_WIRE_HEADER_SIZE)
+                return false;
+        memset(&w, 0, sizeof(w));
+        w.ctx     = ctx;
+        w.allowed = ctx->allowed[pi];
+        w.redact  = redact;
+        w.out     = out;
+        w.base    = out->value.data;
+        w.p       = out->value.data + VEIL_WIRE_HEADER_SIZE;
+        w.end     = out->value.data + out->value.len;
+        w.budget  = out->value.len + 65536;
+        if (!walk(&w, schema->avro) || w.p != w.end)
+                return false;
+        if (w.rewrote) {
+                struct veil_buf swap;
+
+                if (!veil_buf_append(&ctx->tmp, w.base + w.done,
+                                     (size_t)(w.end - (w.base + w.done))))
+                        return false;
+                /* The rewritten value becomes the output; the old buffer
+                 * is reused for the next rewrite. */
+                swap            = out->value;
+                out->value.data = ctx->tmp.data;
+                out->value.len  = ctx->tmp.len;
+                out->value.cap  = ctx->tmp.cap;
+                ctx->tmp.data   = swap.data;
+                ctx->tmp.len    = 0;
+                ctx->tmp.cap    = swap.cap;
+        }
+        return true;
+}
+
+static enum veil_verdict guard_process(void *ctx_, struct veil_record *rec)
+{
+        struct guard_ctx *ctx = ctx_;
+        size_t j;
+
+        rec->guarded = true;
+        for (j = 0; j < rec->n_outs; j++) {
+                struct veil_record_out *out   = &rec->outs[j];
+                const struct veil_purpose *pu = out->rp->ref;
+                size_t pi = (size_t)(pu - ctx->policy->purposes);
+                bool quarantine;
+
+                out->n_leaks       = 0;
+                out->leaks_dropped = 0;
+                if (!pu->guard.enabled || out->skip || out->value_null ||
+                    out->gate || !out->plan || !ctx->detect)
+                        continue;
+                quarantine = pu->guard.on_leak == VEIL_LEAK_QUARANTINE;
+                if (!guard_out(ctx, out, pi, !quarantine)) {
+                        rec->reason = "guard-failed";
+                        snprintf(rec->detail, sizeof(rec->detail),
+                                 "purpose %s: the output could not be "
+                                 "scanned",
+                                 out->rp->purpose);
+                        return VEIL_DIVERT;
+                }
+                if (quarantine && out->n_leaks) {
+                        rec->reason = "leak-quarantined";
+                        snprintf(rec->detail, sizeof(rec->detail),
+                                 "purpose %.40s: %.40s found in %.120s%s",
+                                 out->rp->purpose, out->leaks[0].detector,
+                                 out->leaks[0].path,
+                                 out->n_leaks > 1 ? " (and more)" : "");
+                        return VEIL_DIVERT;
+                }
+        }
+        return VEIL_CONTINUE;
+}
+
+const struct veil_filter_plugin veil_filter_guard = {
+        .abi_version = VEIL_FILTER_ABI_VERSION,
+        .name        = "guard",
+        .description = "the egress leak guard: strings a guarded purpose "
+                       "receives are scanned; a class its licence does not "
+                       "keep is redacted or quarantined",
+        .config      = guard_config,
+        .ctx_size    = sizeof(struct guard_ctx),
+        .init        = guard_init,
+        .process     = guard_process,
+        .destroy     = guard_destroy,
+};
