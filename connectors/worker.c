@@ -516,8 +516,8 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 {
         struct pipe *p = opaque;
         /* NULL once the consumer has left its group (while closing). */
-        const char *protocol = rd_kafka_rebalance_protocol(rk);
-        bool cooperative     = protocol && !strcmp(protocol, "COOPERATIVE");
+        const char *protocol    = rd_kafka_rebalance_protocol(rk);
+        bool cooperative        = protocol && !strcmp(protocol, "COOPERATIVE");
         rd_kafka_error_t *error = NULL;
         char rerr[512];
 
@@ -739,6 +739,8 @@ static int pipe_open(struct pipe *p, char *errstr, size_t errstr_size)
                                     p->audit, errstr, errstr_size);
         if (!p->retain)
                 return VEIL_ECONFIG;
+        veil_chain_set_subject_keys(p->chain,
+                                    veil_retain_subject_keys(p->retain));
         p->source = veil_source_new(p->config, p->txn_id, p->sh->opts.once,
                                     &hooks, errstr, errstr_size);
         return p->source ? 0 : VEIL_ECONFIG;
@@ -837,6 +839,7 @@ static void reload(struct pipe *p)
                 veil_config_destroy(config);
                 return;
         }
+        veil_chain_set_subject_keys(chain, veil_retain_subject_keys(p->retain));
         veil_log("info", "reload", "%s: policy %.12s replaces %.12s", p->txn_id,
                  config->policy.digest, p->config->policy.digest);
         veil_tally_chain(p->tally, veil_chain_stats(p->chain));
