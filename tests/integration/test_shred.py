@@ -9,6 +9,7 @@ import base64
 import json
 import os
 import random
+import signal
 import subprocess
 
 import confluent_kafka as ck
@@ -16,9 +17,10 @@ import pytest
 
 from helpers import consume_all, wait_for
 from test_kafka import create_topic
-from test_retention import COMPACT, retention_pipeline, veil_erase
+from test_retention import COMPACT, customers, retention_pipeline, veil_erase
 from test_worker import HMAC_KEY, demo_produce, stderr_text, stop
 
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 PER_SUBJECT = ("      email: keep\n",
                "      email: { encrypt: { per_subject: true } }\n")
 
@@ -53,9 +55,9 @@ def frame(pl, c):
     return (c["customer_id"].encode(), demo_produce.frame(pl.schema_id, pl.schema, c))
 
 
-@pytest.fixture(scope="module")
-def shred(veil, kafka, tmp_path_factory):
-    root = str(tmp_path_factory.mktemp("shred"))
+def shred_pipeline(kafka, root):
+    """A retention pipeline whose marketing purpose encrypts email per
+    subject, with its own compacted key topic."""
     pl = retention_pipeline(kafka, root, edits=[PER_SUBJECT])
     pl.keys = f"{pl.prefix}.subject-keys"
     create_topic(kafka, pl.keys, partitions=2, config=dict(COMPACT))
@@ -66,6 +68,12 @@ def shred(veil, kafka, tmp_path_factory):
     text = text.replace(old, f"erasure: {pl.erasure}, subject_keys: {pl.keys}")
     with open(pl.config, "w") as f:
         f.write(text)
+    return pl
+
+
+@pytest.fixture(scope="module")
+def shred(veil, kafka, tmp_path_factory):
+    pl = shred_pipeline(kafka, str(tmp_path_factory.mktemp("shred")))
     rng = random.Random(16)
     a, b = demo_produce.customer(rng, 1), demo_produce.customer(rng, 2)
     b["email"] = a["email"]              # one value, two subjects
@@ -190,3 +198,54 @@ def test_after_compaction_the_wrapped_key_is_gone(shred, kafka):
     r = reveal(pl, shred["tokens"][0])
     assert r.returncode == 1
     assert r.stderr.strip() == "veil reveal: subject erased"
+
+
+def test_kill9_never_leaves_a_token_without_its_key(veil, kafka, tmp_path):
+    pl = shred_pipeline(kafka, str(tmp_path))
+    n = 3000
+    pl.produce(customers(pl, 9, n))
+    w = pl.start()
+    try:
+        wait_for(lambda: len(marketing_emails(kafka, pl)) >= 200, timeout=120,
+                 what="some committed output before the kill")
+    finally:
+        w.proc.send_signal(signal.SIGKILL)
+        w.proc.wait(30)
+        w.close()
+    w = pl.start()
+    try:
+        toks = wait_for(lambda: (lambda m: len(m) >= n and m)(marketing_emails(kafka, pl)),
+                        timeout=240, what="every record after the restart")
+    except AssertionError:
+        print(stderr_text(w)[-4000:])
+        raise
+    finally:
+        stop(w)
+    live = {}
+    for m in consume_all(kafka, pl.keys):
+        live[m.key()] = m.value()
+    live = {k for k, v in live.items() if v is not None}
+    refs = {ref_of(t) for t in toks.values()}
+    assert refs <= live, f"{len(refs - live)} token(s) without a committed key"
+    assert len(refs) == n           # one key per subject, none made twice
+
+
+def test_topics_lists_the_key_topic_compacted_only_with_per_subject(veil, tmp_path):
+    with open(os.path.join(REPO, "config", "veil.example.yaml")) as f:
+        text = f.read()
+    off = tmp_path / "off.yaml"
+    on = tmp_path / "on.yaml"
+    off.write_text(text)
+    old = "          per_subject: false "
+    assert old in text
+    on.write_text(text.replace(old, "          per_subject: true  "))
+    outs = {}
+    for name, path in (("off", off), ("on", on)):
+        r = subprocess.run([veil, "topics", "-c", str(path)], capture_output=True,
+                           text=True, timeout=60, cwd=os.path.join(REPO, "config"))
+        assert r.returncode == 0, r.stderr
+        outs[name] = r.stdout
+    assert "veil.subject-keys" not in outs["off"]
+    block = outs["on"][outs["on"].index("--topic 'veil.subject-keys'"):]
+    block = block[:block.index("\n\n")] if "\n\n" in block else block
+    assert "cleanup.policy=compact" in block, block
