@@ -67,10 +67,21 @@ int veil_subject_cipher_key(struct veil_subject_cipher *c,
                 return rc;
         }
         memcpy(c->ref, ref, VEIL_SUBJECT_REF_LEN);
+        memcpy(c->key, key, VEIL_SUBJECT_KEY_LEN);
         c->kid_len = strlen(kid);
         memcpy(c->kid, kid, c->kid_len + 1);
         c->keyed = true;
         return 0;
+}
+
+bool veil_subject_cipher_is(const struct veil_subject_cipher *c,
+                            const unsigned char key[VEIL_SUBJECT_KEY_LEN],
+                            const unsigned char ref[VEIL_SUBJECT_REF_LEN],
+                            const char *kid)
+{
+        return c->keyed && !memcmp(c->ref, ref, VEIL_SUBJECT_REF_LEN) &&
+               !memcmp(c->key, key, VEIL_SUBJECT_KEY_LEN) &&
+               !strcmp(c->kid, kid);
 }
 
 static size_t sealed_len(enum veil_encrypt_mode mode, size_t len)

@@ -51,8 +51,16 @@ struct veil_subject_cipher {
         size_t kid_len;
         struct veil_aead siv;
         struct veil_aead gcm;
+        unsigned char key[VEIL_SUBJECT_KEY_LEN]; /* to tell a re-keying */
         bool keyed;
 };
+
+/* Is `c` keyed for exactly this data key, ref and key id (the previous
+ * record's subject again: no re-keying needed)? */
+bool veil_subject_cipher_is(const struct veil_subject_cipher *c,
+                            const unsigned char key[VEIL_SUBJECT_KEY_LEN],
+                            const unsigned char ref[VEIL_SUBJECT_REF_LEN],
+                            const char *kid);
 
 /* Keys `c` for `purpose` with data key `key` (ref and kid are copied
  * into the tokens). Re-keying frees the old contexts. 0 or VEIL_EIO. */

@@ -41,6 +41,7 @@ struct license_ctx {
          * subject */
         const struct veil_filter_env *fenv; /* for subject_keys */
         bool *per_subject;
+        bool *use_subject; /* keyed for the current record */
         struct veil_subject_cipher *subject;
 };
 
@@ -86,6 +87,7 @@ static void license_destroy(void *ctx_)
         }
         free(ctx->subject);
         free(ctx->per_subject);
+        free(ctx->use_subject);
         free(ctx->envs);
         free(ctx->keys);
         for (i = 0; i < ctx->n_routes && ctx->rps; i++) {
@@ -167,6 +169,8 @@ static int license_init(void *ctx_, const struct veil_filter_env *env,
         ctx->subject = veil_calloc(ctx->n_envs + 1, sizeof(*ctx->subject));
         ctx->per_subject =
                 veil_calloc(ctx->n_envs + 1, sizeof(*ctx->per_subject));
+        ctx->use_subject =
+                veil_calloc(ctx->n_envs + 1, sizeof(*ctx->use_subject));
         for (i = 0; i < ctx->n_envs; i++) {
                 const struct veil_purpose *pu = &policy->purposes[i];
                 size_t j;
@@ -486,7 +490,7 @@ static enum veil_verdict subject_prepare(struct license_ctx *ctx,
                 const struct veil_purpose *purpose = rec->outs[j].rp->ref;
                 size_t i = (size_t)(purpose - policy->purposes);
 
-                ctx->subject[i].keyed = false;
+                ctx->use_subject[i] = false;
                 if (!ctx->per_subject[i] || rec->frame.tombstone || !rec->key ||
                     !sk || !veil_purpose_licensed(purpose, rec->now))
                         continue;
@@ -500,6 +504,10 @@ static enum veil_verdict subject_prepare(struct license_ctx *ctx,
                                                "subject key: %s", err);
                         have = true;
                 }
+                /* The same subject as the last record: keyed already. */
+                ctx->use_subject[i] = true;
+                if (veil_subject_cipher_is(&ctx->subject[i], key, ref, kid))
+                        continue;
                 rc = veil_subject_cipher_key(&ctx->subject[i], key, ref, kid,
                                              purpose->name, err, sizeof(err));
                 if (rc) {
@@ -553,7 +561,7 @@ static enum veil_verdict license_process(void *ctx_, struct veil_record *rec)
                 penv->subject = NULL;
                 v             = license_key(ctx, rec, out, penv);
                 penv->subject =
-                        ctx->subject[purpose - policy->purposes].keyed
+                        ctx->use_subject[purpose - policy->purposes]
                                 ? &ctx->subject[purpose - policy->purposes]
                                 : NULL;
                 if (v != VEIL_CONTINUE)
