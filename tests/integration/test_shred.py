@@ -249,3 +249,4 @@ def test_topics_lists_the_key_topic_compacted_only_with_per_subject(veil, tmp_pa
     block = outs["on"][outs["on"].index("--topic 'veil.subject-keys'"):]
     block = block[:block.index("\n\n")] if "\n\n" in block else block
     assert "cleanup.policy=compact" in block, block
+
