@@ -829,8 +829,16 @@ static int parse_enc_output(struct loader *ld, yaml_node_t *node, void *obj)
         return 0;
 }
 
+static int parse_enc_per_subject(struct loader *ld, yaml_node_t *node,
+                                 void *obj)
+{
+        return get_bool(ld, node,
+                        &((struct veil_transform *)obj)->encrypt.per_subject);
+}
+
 static const struct key_spec encrypt_specs[] = {
         {"mode", parse_enc_mode, false},
+        {"per_subject", parse_enc_per_subject, false},
         {"output", parse_enc_output, false},
         {NULL, NULL, false},
 };
@@ -1234,6 +1242,13 @@ static int parse_topic_ledger(struct loader *ld, yaml_node_t *node, void *obj)
         return set_topic(ld, node, &((struct veil_config *)obj)->topics.ledger);
 }
 
+static int parse_topic_subject_keys(struct loader *ld, yaml_node_t *node,
+                                    void *obj)
+{
+        return set_topic(ld, node,
+                         &((struct veil_config *)obj)->topics.subject_keys);
+}
+
 static int parse_topic_erasure(struct loader *ld, yaml_node_t *node, void *obj)
 {
         return set_topic(ld, node,
@@ -1245,6 +1260,7 @@ static const struct key_spec topics_specs[] = {
         {"audit", parse_topic_audit, false},
         {"ledger", parse_topic_ledger, false},
         {"erasure", parse_topic_erasure, false},
+        {"subject_keys", parse_topic_subject_keys, false},
         {NULL, NULL, false},
 };
 
@@ -1298,7 +1314,8 @@ static const char *topic_taken(struct loader *ld,
         const struct veil_config *config = ld->config;
         const struct veil_policy *policy = &config->policy;
         const char *sys[] = {config->topics.dlq, config->topics.audit,
-                             config->topics.ledger, config->topics.erasure};
+                             config->topics.ledger, config->topics.erasure,
+                             config->topics.subject_keys};
         size_t i, j;
 
         if (!strcmp(topic, route->source))
@@ -2437,6 +2454,7 @@ static void set_defaults(struct veil_config *config)
         config->topics.audit            = veil_strdup("veil.audit");
         config->topics.ledger           = veil_strdup("veil.retention");
         config->topics.erasure          = veil_strdup("veil.erasure");
+        config->topics.subject_keys     = veil_strdup("veil.subject-keys");
         config->dlq_payload             = VEIL_DLQ_ENCRYPTED;
         config->audit_level             = VEIL_AUDIT_RECORD;
         config->log_level               = veil_strdup("info");
@@ -2563,6 +2581,7 @@ void veil_config_destroy(struct veil_config *config)
         free(config->topics.audit);
         free(config->topics.ledger);
         free(config->topics.erasure);
+        free(config->topics.subject_keys);
         free(config->metrics_listen);
         free(config->log_level);
         for (i = 0; i < config->n_plugins; i++)

@@ -90,6 +90,7 @@ struct veil_config {
 
         struct {
                 char *dlq, *audit, *ledger, *erasure;
+                char *subject_keys; /* wrapped per-subject data keys */
         } topics;
 
         enum veil_dlq_payload dlq_payload;

@@ -10,6 +10,7 @@
 #include <sys/types.h>
 
 #include "derive.h"
+#include "subject_keys.h"
 #include "util.h"
 #include "veil.h"
 
@@ -2113,6 +2114,21 @@ static enum veil_wire_err ex_put_tx(struct ex *e,
                 return VEIL_WIRE_OK;
         }
         case VEIL_TX_ENCRYPT:
+                if (tx->encrypt.per_subject) {
+                        if (!env->subject || !env->subject->keyed)
+                                return VEIL_WIRE_TRANSFORM_FAILED;
+                        n = veil_subject_encrypt_len(
+                                env->subject, tx->encrypt.mode, output, len);
+                        TRY(ex_room(e, VEIL_VARINT_MAX + n));
+                        ex_put_varint(e, (int64_t)n);
+                        if (veil_subject_encrypt(env->subject, tx->encrypt.mode,
+                                                 output, data, len,
+                                                 e->out->data + e->out->len, n,
+                                                 &n))
+                                return VEIL_WIRE_TRANSFORM_FAILED;
+                        e->out->len += n;
+                        return VEIL_WIRE_OK;
+                }
                 n = veil_tx_encrypt_len(env->keys, tx->encrypt.mode, output,
                                         len);
                 TRY(ex_room(e, VEIL_VARINT_MAX + n));

@@ -120,8 +120,13 @@ int veil_plan_check_field(const struct veil_schema *schema,
 /* What a plan needs while it runs, owned by the caller, one per thread (and
  * per purpose for `keys`, whose ciphers are not thread-safe). The buffers
  * grow on first use and are reused: steady state allocates nothing. */
+struct veil_subject_cipher;
 struct veil_plan_env {
-        struct veil_tx_keys *keys;               /* hash/encrypt */
+        struct veil_tx_keys *keys; /* hash/encrypt */
+        /* encrypt { per_subject: true }: the ciphers of this record's
+         * subject for this purpose (set per record by the caller; NULL
+         * fails such a field closed, as transform-failed) */
+        struct veil_subject_cipher *subject;
         const struct veil_detect_engine *detect; /* redact_text */
         struct veil_detect_scratch *detect_scratch;
         struct veil_buf tmp;       /* owned */

@@ -59,6 +59,7 @@ struct veil_transform {
         struct {
                 enum veil_encrypt_mode mode;     /* default SIV */
                 enum veil_encrypt_output output; /* default string */
+                bool per_subject; /* the subject's own data key */
         } encrypt;
         struct {
                 char *replace;    /* default "[{detector}]" */

@@ -636,6 +636,10 @@ int veil_tx_string(struct veil_tx_keys *keys, const struct veil_transform *tx,
                 return veil_tx_prefix(in, len, tx->generalize.prefix, out, cap,
                                       outlen);
         case VEIL_TX_ENCRYPT:
+                /* per_subject needs the record's subject: the plan's
+                 * business (keys never take it) */
+                if (tx->encrypt.per_subject)
+                        return VEIL_ETYPE;
                 return veil_tx_encrypt(keys, tx->encrypt.mode,
                                        tx->encrypt.output, in, len, out, cap,
                                        outlen);

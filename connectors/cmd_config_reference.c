@@ -145,6 +145,9 @@ static const struct note notes[] = {
          "siv: deterministic (joinable); gcm: randomised"},
         {"purposes.*.transforms.*.encrypt", "output", "string or bytes",
          "string", "token as text or raw bytes"},
+        {"purposes.*.transforms.*.encrypt", "per_subject", "bool", "false",
+         "crypto-shredding: encrypt under the subject's (the source record "
+         "key's) own data key, destroyed by an erasure"},
 
         {"purposes.*.transforms.*.redact_text", "replace", "string",
          "[{detector}]",
@@ -159,6 +162,8 @@ static const struct note notes[] = {
         {"topics", "ledger", "topic", "veil.retention",
          "retention ledger: key to deadline, compacted"},
         {"topics", "erasure", "topic", "veil.erasure", "erasure requests"},
+        {"topics", "subject_keys", "topic", "veil.subject-keys",
+         "wrapped per-subject data keys (compacted; used with per_subject)"},
 
         {"routes[]", "source", "topic", "-",
          "the source topic (one route per source)"},

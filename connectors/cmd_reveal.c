@@ -9,6 +9,8 @@
 #include "commands.h"
 #include "config.h"
 #include "crypto.h"
+#include "reader.h"
+#include "subject_keys.h"
 #include "transform.h"
 #include "util.h"
 #include "veil.h"
@@ -33,7 +35,9 @@ static const struct veil_cmd_help help = {
         "written in hex\n"
         "  -h, --help           this help\n"
         "TOKEN is KEYID:s:… (deterministic) or KEYID:e:… / KEYID:g:… (random "
-        "nonce); "
+        "nonce);\nper-subject tokens KEYID:S:… / KEYID:G:… open with their "
+        "subject's key, read from\ntopics.subject_keys: an erased subject "
+        "exits 1 with \"subject erased\". "
         "'-' reads it\nfrom standard input.\n"
         "exit: 0 revealed, 1 the token does not open with these keys or is "
         "malformed,\n      2 usage or config error\n"};
@@ -114,6 +118,108 @@ static int reveal_with(const struct veil_config *config,
                             errstr_size);
         veil_tx_keys_destroy(&keys);
         return rc;
+}
+
+/* What the key topic says of one ref: its last record. */
+struct subject_find {
+        const unsigned char *ref;
+        bool live;
+        unsigned char blob[VEIL_SUBJECT_WRAPPED_MAX];
+        size_t blob_len;
+};
+
+static int subject_find_cb(void *opaque, const rd_kafka_message_t *rkm)
+{
+        struct subject_find *f = opaque;
+
+        if (rkm->key_len != VEIL_SUBJECT_REF_LEN ||
+            memcmp(rkm->key, f->ref, VEIL_SUBJECT_REF_LEN))
+                return 0;
+        f->live = rkm->payload && rkm->len <= sizeof(f->blob);
+        if (f->live) {
+                memcpy(f->blob, rkm->payload, rkm->len);
+                f->blob_len = rkm->len;
+        }
+        return 0;
+}
+
+/* A per-subject token: finds the subject's wrapped key in the key topic
+ * (read_committed, the whole topic: the token names the record key, not
+ * its partition's offset), unwraps it and opens the token. An erased
+ * subject (a tombstone, or no record left after compaction) prints
+ * "subject erased" and nothing else. Returns the exit code. */
+static int reveal_subject(const struct veil_config *config, const char *path,
+                          const char *purpose, const char *token, size_t len,
+                          unsigned char *plain, size_t *plen)
+{
+        struct veil_subject_token t;
+        struct subject_find f;
+        struct veil_reader_part *parts = NULL;
+        unsigned char key[VEIL_SUBJECT_KEY_LEN], *buf = veil_malloc(len);
+        char errstr[1024] = "";
+        rd_kafka_t *rk    = NULL;
+        size_t n          = 0, i;
+        int rc, exit_code = VEIL_EXIT_GAPS;
+
+        memset(&f, 0, sizeof(f));
+        if (veil_subject_token_parse(token, len, buf, len, &t)) {
+                fprintf(stderr, "veil reveal: a malformed per-subject token\n");
+                goto out;
+        }
+        f.ref = t.ref;
+        rk    = veil_reader_consumer(config, "reveal", NULL, errstr,
+                                     sizeof(errstr));
+        if (!rk) {
+                fprintf(stderr, "veil reveal: %s\n", errstr);
+                exit_code = VEIL_EXIT_USAGE;
+                goto out;
+        }
+        rc = veil_reader_ends(rk, config->topics.subject_keys, &parts, &n,
+                              10000, errstr, sizeof(errstr));
+        if (!rc)
+                rc = veil_reader_run(rk, config->topics.subject_keys, parts, n,
+                                     60000, subject_find_cb, &f, errstr,
+                                     sizeof(errstr));
+        if (rc && rc != VEIL_ENOTFOUND) {
+                fprintf(stderr, "veil reveal: %s\n", errstr);
+                goto out;
+        }
+        if (!f.live) {
+                fprintf(stderr, "veil reveal: subject erased\n");
+                goto out;
+        }
+        if (veil_subject_unwrap(config, t.ref, f.blob, f.blob_len, key, errstr,
+                                sizeof(errstr))) {
+                fprintf(stderr, "veil reveal: %s\n", errstr);
+                goto out;
+        }
+        rc = VEIL_EDATA;
+        if (purpose)
+                rc = veil_subject_open(&t, key, purpose, plain, len, plen,
+                                       errstr, sizeof(errstr));
+        for (i = 0;
+             !purpose && i < config->policy.n_purposes && rc == VEIL_EDATA; i++)
+                rc = veil_subject_open(&t, key, config->policy.purposes[i].name,
+                                       plain, len, plen, errstr,
+                                       sizeof(errstr));
+        veil_cleanse(key, sizeof(key));
+        if (rc) {
+                if (!purpose)
+                        snprintf(errstr, sizeof(errstr),
+                                 "the token does not open with its subject's "
+                                 "key for any purpose of %s",
+                                 path);
+                fprintf(stderr, "veil reveal: %s\n", errstr);
+                goto out;
+        }
+        exit_code = VEIL_EXIT_OK;
+out:
+        veil_cleanse(&f, sizeof(f));
+        free(parts);
+        if (rk)
+                rd_kafka_destroy(rk);
+        free(buf);
+        return exit_code;
 }
 
 /* The closest purpose name, for "did you mean". */
@@ -220,6 +326,26 @@ int veil_cmd_reveal(int argc, char **argv)
                 goto out;
         }
 
+        {
+                struct veil_subject_token t;
+                unsigned char *tmp = veil_malloc(len);
+                int kind = veil_subject_token_parse(token, len, tmp, len, &t);
+
+                free(tmp);
+                if (kind != VEIL_ENOTFOUND) {
+                        plain     = veil_malloc(len);
+                        exit_code = reveal_subject(config, path, purpose, token,
+                                                   len, plain, &plen);
+                        if (exit_code == VEIL_EXIT_OK &&
+                            (fwrite(plain, 1, plen, stdout) != plen ||
+                             fputc('\n', stdout) == EOF || fflush(stdout))) {
+                                fprintf(stderr, "veil reveal: cannot write "
+                                                "to standard output\n");
+                                exit_code = VEIL_EXIT_GAPS;
+                        }
+                        goto out;
+                }
+        }
         /* The token names its key: any key of the ring opens what it
          * made, so rotating never strands old tokens. */
         if (veil_tx_token_key_id(token, len, &kid, &kid_len)) {

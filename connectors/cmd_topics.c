@@ -14,6 +14,7 @@
 #include "commands.h"
 #include "config.h"
 #include "kafka.h"
+#include "subject_keys.h"
 #include "util.h"
 #include "veil.h"
 
@@ -37,6 +38,11 @@
  *   expired keys must leave it too, so it gets the same one-day bounds.
  *   It needs as many partitions as the largest source: the state of
  *   source partition p lives in ledger partition p.
+ * The subject-key topic (compacted, only when a purpose encrypts
+ *   per_subject) holds one wrapped data key per subject; an erasure
+ *   tombstones it, and the same one-day bounds make the key leave the
+ *   log within a day (crypto-shredding: every copy of the subject's
+ *   tokens stops opening). Partitions: like the largest source.
  * The audit topic keeps its events (delete policy) for at least a year
  *   and at least as long as any purpose keeps data, so the record of
  *   what was done outlives the data it describes.
@@ -316,6 +322,16 @@ static void plan_build(struct plan *plan, const struct veil_config *config)
                 snprintf(s->detail, sizeof(s->detail),
                          "key -> deadline; partition p holds the state of "
                          "source partition p");
+                spec_config_str(s, "cleanup.policy", "compact");
+                spec_config(s, "max.compaction.lag.ms", DAY_MS);
+                spec_config(s, "delete.retention.ms", DAY_MS);
+        }
+        if (config->topics.subject_keys && veil_policy_per_subject(config) &&
+            (s = plan_add(plan, config->topics.subject_keys))) {
+                s->comment = "subject keys";
+                snprintf(s->detail, sizeof(s->detail),
+                         "keyed hash -> wrapped per-subject data key; an "
+                         "erased subject's key is gone within 1d");
                 spec_config_str(s, "cleanup.policy", "compact");
                 spec_config(s, "max.compaction.lag.ms", DAY_MS);
                 spec_config(s, "delete.retention.ms", DAY_MS);

@@ -15,6 +15,7 @@
 #include "ledger.h"
 #include "plan.h"
 #include "retain.h"
+#include "shred.h"
 #include "retention.h"
 #include "transform.h"
 #include "log.h"
@@ -75,6 +76,7 @@ struct veil_retain {
 
         struct veil_retention_entry *popped;
         int64_t n_tombstones, n_erasures;
+        struct veil_shred *shred; /* per-subject keys; NULL when unused */
 };
 
 /* ---- purpose topics and key transforms ---------------------------------- */
@@ -323,6 +325,8 @@ struct veil_retain *veil_retain_new(const struct veil_config *config,
         r->restore = consumer_new(config, group, "50", errstr, errstr_size);
         if (!r->restore)
                 goto err;
+        if (veil_shred_new(config, producer, &r->shred, errstr, errstr_size))
+                goto err;
         if (config->topics.erasure) {
                 rd_kafka_topic_partition_list_t *topics;
                 rd_kafka_resp_err_t err;
@@ -364,6 +368,11 @@ static void epos_clear(struct veil_retain *r)
         r->n_epos = 0;
 }
 
+struct veil_subject_keys *veil_retain_subject_keys(struct veil_retain *r)
+{
+        return r ? veil_shred_store(r->shred) : NULL;
+}
+
 void veil_retain_destroy(struct veil_retain *r)
 {
         size_t k;
@@ -380,6 +389,7 @@ void veil_retain_destroy(struct veil_retain *r)
                 rd_kafka_destroy(r->restore);
         if (r->ek_ok)
                 veil_erasure_keys_destroy(&r->ek);
+        veil_shred_destroy(r->shred);
         envs_free(r->keys, r->envs, r->n_envs);
         veil_buf_free(&r->key);
         epos_clear(r);
@@ -402,6 +412,14 @@ int veil_retain_set_config(struct veil_retain *r,
         size_t n;
         int rc;
 
+        if (r->shred)
+                rc = veil_shred_set_config(r->shred, config, errstr,
+                                           errstr_size);
+        else
+                rc = veil_shred_new(config, r->producer, &r->shred, errstr,
+                                    errstr_size);
+        if (rc)
+                return rc;
         rc = envs_new(config, &keys, &envs, &n, errstr, errstr_size);
         if (rc)
                 return rc;
@@ -453,6 +471,13 @@ void veil_retain_begin(struct veil_retain *r)
         veil_retention_begin(r->ri);
         veil_ledger_batch_clear(r->batch);
         epos_clear(r);
+        if (r->shred) {
+                char err[512];
+
+                /* Erasures by other pipelines; a failure only delays it. */
+                if (veil_shred_catch_up(r->shred, false, err, sizeof(err)))
+                        veil_log("warn", "subject-keys", "%s", err);
+        }
 }
 
 int veil_retain_flush(struct veil_retain *r, char *errstr, size_t errstr_size)
@@ -463,6 +488,9 @@ int veil_retain_flush(struct veil_retain *r, char *errstr, size_t errstr_size)
 
         if (!r)
                 return 0;
+        rc = veil_shred_flush(r->shred, errstr, errstr_size);
+        if (rc)
+                return rc;
         /* Without a ledger topic deadlines live in memory only. */
         n = r->config->topics.ledger ? veil_ledger_batch_count(r->batch) : 0;
         if (n) {
@@ -515,6 +543,7 @@ void veil_retain_commit(struct veil_retain *r)
         if (!r)
                 return;
         veil_retention_commit(r->ri);
+        veil_shred_commit(r->shred);
         veil_ledger_batch_clear(r->batch);
         epos_clear(r);
 }
@@ -526,6 +555,7 @@ void veil_retain_rollback(struct veil_retain *r)
         if (!r)
                 return;
         veil_retention_rollback(r->ri);
+        veil_shred_rollback(r->shred);
         veil_ledger_batch_clear(r->batch);
         /* The aborted transaction's requests come again. */
         for (i = 0; i < r->n_epos; i++) {
@@ -757,7 +787,7 @@ static int erase(struct veil_retain *r, const rd_kafka_message_t *rkm,
         struct veil_retention_entry old;
         char hash[VEIL_ERASURE_KEY_HASH_MAX + 1], err[256];
         json_t *topics, *ev;
-        int64_t tombstones = 0, cleared = 0;
+        int64_t tombstones = 0, cleared = 0, key_tombstones = 0;
         size_t i, j;
         int rc;
 
@@ -815,12 +845,21 @@ static int erase(struct veil_retain *r, const rd_kafka_message_t *rkm,
                         }
                 }
         }
-        ev = json_pack("{s:s, s:s, s:s, s:I, s:O, s:I, s:I}", "kind",
+        if (r->shred) {
+                /* Crypto-shredding: the subject's data key goes in the same
+                 * transaction as the purpose tombstones and the event. */
+                rc = veil_shred_erase(r->shred, req.key, req.key_len,
+                                      &key_tombstones, errstr, errstr_size);
+                if (rc)
+                        goto out;
+        }
+        ev = json_pack("{s:s, s:s, s:s, s:I, s:O, s:I, s:I, s:I}", "kind",
                        "erasure-completed", "request_id", req.request_id,
                        "key_hash", hash, "requested_at",
                        (json_int_t)req.requested_at_ms, "topics", topics,
                        "tombstones", (json_int_t)tombstones, "cleared",
-                       (json_int_t)cleared);
+                       (json_int_t)cleared, "subject_key_tombstones",
+                       (json_int_t)key_tombstones);
         if (!ev) {
                 rc = veil_errf(errstr, errstr_size, VEIL_ENOMEM,
                                "building an audit event failed");
@@ -830,7 +869,7 @@ static int erase(struct veil_retain *r, const rd_kafka_message_t *rkm,
         if (rc)
                 goto out;
         r->n_erasures++;
-        *produced += tombstones + 1;
+        *produced += tombstones + key_tombstones + 1;
         veil_log("info", "erasure-completed",
                  "request %s: %" PRId64 " tombstone(s), %" PRId64
                  " tracked entr%s cleared",
@@ -959,7 +998,13 @@ int veil_retain_assign(struct veil_retain *r,
         rd_kafka_resp_err_t err;
         int i, k, done = 0, rc = 0;
 
-        if (!r || !r->config->topics.ledger || parts->cnt == 0)
+        if (!r || parts->cnt == 0)
+                return 0;
+        /* The previous owner's last keys, committed before it let go. */
+        rc = veil_shred_catch_up(r->shred, true, errstr, errstr_size);
+        if (rc)
+                return rc;
+        if (!r->config->topics.ledger)
                 return 0;
         ledger = r->config->topics.ledger;
         rc     = ledger_parts(r, errstr, errstr_size);

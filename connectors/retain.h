@@ -15,6 +15,7 @@
 #include "config.h"
 
 struct veil_retain;
+struct veil_subject_keys;
 
 /* Everything is per worker and single-threaded (the worker's loop and its
  * rebalance callback). Functions returning int give 0 or a VEIL_E* code
@@ -33,6 +34,10 @@ struct veil_retain *veil_retain_new(const struct veil_config *config,
                                     struct veil_audit *audit, char *errstr,
                                     size_t errstr_size);
 void veil_retain_destroy(struct veil_retain *r);
+/* The per-subject key store (crypto-shredding) the license filter takes
+ * data keys from, or NULL when no purpose uses per_subject. It changes
+ * with veil_retain_set_config. */
+struct veil_subject_keys *veil_retain_subject_keys(struct veil_retain *r);
 
 /* A reloaded config (between transactions): new purposes, key transforms
  * and licences from now on; tracked keys keep their deadlines. 0 or an

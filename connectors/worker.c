@@ -822,6 +822,8 @@ static int pipe_open(struct pipe *p, char *errstr, size_t errstr_size)
                                     p->audit, errstr, errstr_size);
         if (!p->retain)
                 return VEIL_ECONFIG;
+        veil_chain_set_subject_keys(p->chain,
+                                    veil_retain_subject_keys(p->retain));
         p->source = veil_source_new(p->config, p->txn_id, p->sh->opts.once,
                                     &hooks, errstr, errstr_size);
         return p->source ? 0 : VEIL_ECONFIG;
@@ -920,6 +922,7 @@ static void reload(struct pipe *p)
                 veil_config_destroy(config);
                 return;
         }
+        veil_chain_set_subject_keys(chain, veil_retain_subject_keys(p->retain));
         veil_log("info", "reload", "%s: policy %.12s replaces %.12s", p->txn_id,
                  config->policy.digest, p->config->policy.digest);
         veil_tally_chain(p->tally, veil_chain_stats(p->chain));

@@ -229,6 +229,12 @@ static int plugin_load(const char *path, struct stage *st, char *errstr,
         return 0;
 }
 
+void veil_chain_set_subject_keys(struct veil_chain *chain,
+                                 struct veil_subject_keys *sk)
+{
+        chain->env.subject_keys = sk;
+}
+
 struct veil_chain *veil_chain_new(const struct veil_config *config,
                                   struct veil_registry *reg, char *errstr,
                                   size_t errstr_size)

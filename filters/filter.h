@@ -14,6 +14,8 @@
 #include "schema.h"
 #include "wire.h"
 
+struct veil_subject_keys;
+
 /* Bump when struct veil_filter_plugin, struct veil_filter_env or struct
  * veil_record_view change shape: an out-of-tree plugin built against
  * another version is refused. Version 2: plugins see a record view, not
@@ -146,6 +148,10 @@ struct veil_filter_env {
         /* Appended after ABI version 1 shipped: a plugin built against the
          * shorter struct never reads it, so the version stays. */
         struct veil_chain_stats *stats;
+        /* Appended too: per-subject data keys (crypto-shredding), set by
+         * the worker with veil_chain_set_subject_keys; NULL otherwise.
+         * Built-in filters read it per record. */
+        struct veil_subject_keys *subject_keys;
 };
 
 /* ---- declarative config ---------------------------------------------- */
@@ -203,6 +209,10 @@ struct veil_chain *veil_chain_new(const struct veil_config *config,
                                   struct veil_registry *reg, char *errstr,
                                   size_t errstr_size);
 void veil_chain_destroy(struct veil_chain *chain);
+/* The store that `encrypt: { per_subject: true }` takes data keys from
+ * (borrowed; NULL: such fields fail closed). */
+void veil_chain_set_subject_keys(struct veil_chain *chain,
+                                 struct veil_subject_keys *sk);
 
 /* Runs every filter on rec until one returns something other than
  * VEIL_CONTINUE. */

@@ -10,6 +10,7 @@
 #include "derive.h"
 #include "filter.h"
 #include "headers.h"
+#include "subject_keys.h"
 #include "util.h"
 #include "veil.h"
 
@@ -35,6 +36,13 @@ struct license_ctx {
          * cache gets a plan, which may evict any) */
         struct route_set *sets;
         uint64_t puts; /* plans put in the cache so far */
+        /* crypto-shredding: per policy purpose (same index), does it use
+         * encrypt { per_subject }, and its ciphers for the current record's
+         * subject */
+        const struct veil_filter_env *fenv; /* for subject_keys */
+        bool *per_subject;
+        bool *use_subject; /* keyed for the current record */
+        struct veil_subject_cipher *subject;
 };
 
 struct route_set {
@@ -74,7 +82,12 @@ static void license_destroy(void *ctx_)
         for (i = 0; i < ctx->n_envs; i++) {
                 veil_plan_env_free(&ctx->envs[i]);
                 veil_tx_keys_destroy(&ctx->keys[i]);
+                if (ctx->subject)
+                        veil_subject_cipher_clear(&ctx->subject[i]);
         }
+        free(ctx->subject);
+        free(ctx->per_subject);
+        free(ctx->use_subject);
         free(ctx->envs);
         free(ctx->keys);
         for (i = 0; i < ctx->n_routes && ctx->rps; i++) {
@@ -103,6 +116,7 @@ static int license_init(void *ctx_, const struct veil_filter_env *env,
         size_t i;
 
         ctx->config = config;
+        ctx->fenv   = env;
         ctx->reg    = env->reg;
         ctx->chain  = env->chain;
         ctx->stats  = env->stats;
@@ -149,9 +163,23 @@ static int license_init(void *ctx_, const struct veil_filter_env *env,
                                 st->key_err, sizeof(st->key_err));
                 }
         }
-        ctx->n_envs = policy->n_purposes;
-        ctx->envs   = veil_calloc(ctx->n_envs + 1, sizeof(*ctx->envs));
-        ctx->keys   = veil_calloc(ctx->n_envs + 1, sizeof(*ctx->keys));
+        ctx->n_envs  = policy->n_purposes;
+        ctx->envs    = veil_calloc(ctx->n_envs + 1, sizeof(*ctx->envs));
+        ctx->keys    = veil_calloc(ctx->n_envs + 1, sizeof(*ctx->keys));
+        ctx->subject = veil_calloc(ctx->n_envs + 1, sizeof(*ctx->subject));
+        ctx->per_subject =
+                veil_calloc(ctx->n_envs + 1, sizeof(*ctx->per_subject));
+        ctx->use_subject =
+                veil_calloc(ctx->n_envs + 1, sizeof(*ctx->use_subject));
+        for (i = 0; i < ctx->n_envs; i++) {
+                const struct veil_purpose *pu = &policy->purposes[i];
+                size_t j;
+
+                for (j = 0; j < pu->n_rules; j++)
+                        if (pu->rules[j].tx.kind == VEIL_TX_ENCRYPT &&
+                            pu->rules[j].tx.encrypt.per_subject)
+                                ctx->per_subject[i] = true;
+        }
         for (i = 0; i < ctx->n_envs; i++) {
                 int rc = veil_tx_keys_init(
                         &ctx->keys[i], config->keys.key, config->keys.key_len,
@@ -442,6 +470,56 @@ static enum veil_verdict license_values(struct license_ctx *ctx,
         return exec_error(rec, "value", &errs[i < n ? i : 0]);
 }
 
+/* Crypto-shredding: keys the ciphers of every licensed purpose of the
+ * route that uses encrypt { per_subject } with the data key of the
+ * record's subject (its key); the others are left unkeyed, so a
+ * per-subject field without a subject (null key, no store) fails closed. */
+static enum veil_verdict subject_prepare(struct license_ctx *ctx,
+                                         struct veil_record *rec)
+{
+        const struct veil_policy *policy = &ctx->config->policy;
+        struct veil_subject_keys *sk     = ctx->fenv->subject_keys;
+        unsigned char key[VEIL_SUBJECT_KEY_LEN], ref[VEIL_SUBJECT_REF_LEN];
+        const char *kid = NULL;
+        bool have       = false;
+        char err[256];
+        size_t j;
+        int rc;
+
+        for (j = 0; j < rec->n_outs; j++) {
+                const struct veil_purpose *purpose = rec->outs[j].rp->ref;
+                size_t i = (size_t)(purpose - policy->purposes);
+
+                ctx->use_subject[i] = false;
+                if (!ctx->per_subject[i] || rec->frame.tombstone || !rec->key ||
+                    !sk || !veil_purpose_licensed(purpose, rec->now))
+                        continue;
+                if (!have) {
+                        rc = veil_subject_keys_get(sk, rec->route->source,
+                                                   rec->key, rec->key_len, key,
+                                                   ref, &kid, err, sizeof(err));
+                        if (rc)
+                                return verdict(rec, VEIL_DIVERT,
+                                               "transform-failed",
+                                               "subject key: %s", err);
+                        have = true;
+                }
+                /* The same subject as the last record: keyed already. */
+                ctx->use_subject[i] = true;
+                if (veil_subject_cipher_is(&ctx->subject[i], key, ref, kid))
+                        continue;
+                rc = veil_subject_cipher_key(&ctx->subject[i], key, ref, kid,
+                                             purpose->name, err, sizeof(err));
+                if (rc) {
+                        veil_cleanse(key, sizeof(key));
+                        return verdict(rec, VEIL_DIVERT, "transform-failed",
+                                       "subject key: %s", err);
+                }
+        }
+        veil_cleanse(key, sizeof(key));
+        return VEIL_CONTINUE;
+}
+
 static enum veil_verdict license_process(void *ctx_, struct veil_record *rec)
 {
         struct license_ctx *ctx          = ctx_;
@@ -451,6 +529,11 @@ static enum veil_verdict license_process(void *ctx_, struct veil_record *rec)
         struct veil_record_out *vouts[VEIL_PLAN_MULTI_MAX];
         const uint64_t puts = ctx->puts;
         size_t j, n = 0;
+        enum veil_verdict sv;
+
+        sv = subject_prepare(ctx, rec);
+        if (sv != VEIL_CONTINUE)
+                return sv;
 
         for (j = 0; j < rec->n_outs; j++) {
                 struct veil_record_out *out        = &rec->outs[j];
@@ -473,7 +556,14 @@ static enum veil_verdict license_process(void *ctx_, struct veil_record *rec)
                         out->skip = true;
                         continue;
                 }
-                v = license_key(ctx, rec, out, penv);
+                /* A key never takes a per-subject token (its tombstones
+                 * must match after the subject's key is gone). */
+                penv->subject = NULL;
+                v             = license_key(ctx, rec, out, penv);
+                penv->subject =
+                        ctx->use_subject[purpose - policy->purposes]
+                                ? &ctx->subject[purpose - policy->purposes]
+                                : NULL;
                 if (v != VEIL_CONTINUE)
                         return v;
                 if (rec->frame.tombstone) {

@@ -1,0 +1,1002 @@
+/* subject_keys.c - per-subject data keys (crypto-shredding): refs, wrapping,
+ * tokens, and the worker's store (an index of wrapped keys, an LRU of
+ * unwrapped ones, an undo log for the open transaction).
+ *
+ * Why an index of wrapped keys and a bounded LRU of unwrapped ones: the
+ * index (84 bytes a subject) is what tells "this subject already has a key"
+ * without a broker round trip on every new subject; it is filled from the
+ * compacted key topic and kept current by reading that topic between
+ * transactions. Unwrapped keys, the secrets that matter, are bounded by
+ * the LRU (60 bytes plus the 32-byte key with its bucket, see
+ * veil_subject_keys_cache_entry_bytes). */
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "keyring.h"
+#include "subject_keys.h"
+#include "util.h"
+#include "veil.h"
+
+#define REF_INFO "veil:subject-ref"
+#define WRAP_INFO "veil:subject-wrap"
+#define WRAP_AD "veil:subject-key"
+#define NIL UINT32_MAX
+
+/* ---- ciphers and tokens ---------------------------------------------------
+ */
+
+void veil_subject_cipher_clear(struct veil_subject_cipher *c)
+{
+        if (!c)
+                return;
+        veil_aead_destroy(&c->siv);
+        veil_aead_destroy(&c->gcm);
+        veil_cleanse(c, sizeof(*c));
+}
+
+int veil_subject_cipher_key(struct veil_subject_cipher *c,
+                            const unsigned char key[VEIL_SUBJECT_KEY_LEN],
+                            const unsigned char ref[VEIL_SUBJECT_REF_LEN],
+                            const char *kid, const char *purpose, char *errstr,
+                            size_t errstr_size)
+{
+        unsigned char k[VEIL_AEAD_SIV_KEY_LEN + VEIL_AEAD_GCM_KEY_LEN];
+        char info[256];
+        int rc;
+
+        veil_subject_cipher_clear(c);
+        if (strlen(kid) >= sizeof(c->kid))
+                return veil_errf(errstr, errstr_size, VEIL_EINVAL,
+                                 "subject key: key id too long");
+        snprintf(info, sizeof(info), "veil:subject:%s", purpose);
+        rc = veil_hkdf_sha256(key, VEIL_SUBJECT_KEY_LEN, NULL, 0, info,
+                              strlen(info), k, sizeof(k), errstr, errstr_size);
+        if (!rc)
+                rc = veil_aead_init(&c->siv, VEIL_AEAD_SIV, k,
+                                    VEIL_AEAD_SIV_KEY_LEN, errstr, errstr_size);
+        if (!rc)
+                rc = veil_aead_init(&c->gcm, VEIL_AEAD_GCM,
+                                    k + VEIL_AEAD_SIV_KEY_LEN,
+                                    VEIL_AEAD_GCM_KEY_LEN, errstr, errstr_size);
+        veil_cleanse(k, sizeof(k));
+        if (rc) {
+                veil_subject_cipher_clear(c);
+                return rc;
+        }
+        memcpy(c->ref, ref, VEIL_SUBJECT_REF_LEN);
+        memcpy(c->key, key, VEIL_SUBJECT_KEY_LEN);
+        c->kid_len = strlen(kid);
+        memcpy(c->kid, kid, c->kid_len + 1);
+        c->keyed = true;
+        return 0;
+}
+
+bool veil_subject_cipher_is(const struct veil_subject_cipher *c,
+                            const unsigned char key[VEIL_SUBJECT_KEY_LEN],
+                            const unsigned char ref[VEIL_SUBJECT_REF_LEN],
+                            const char *kid)
+{
+        return c->keyed && !memcmp(c->ref, ref, VEIL_SUBJECT_REF_LEN) &&
+               !memcmp(c->key, key, VEIL_SUBJECT_KEY_LEN) &&
+               !strcmp(c->kid, kid);
+}
+
+static size_t sealed_len(enum veil_encrypt_mode mode, size_t len)
+{
+        return len + (mode == VEIL_ENCRYPT_SIV ? VEIL_AEAD_TAG_LEN
+                                               : VEIL_AEAD_OVERHEAD);
+}
+
+size_t veil_subject_encrypt_len(const struct veil_subject_cipher *c,
+                                enum veil_encrypt_mode mode,
+                                enum veil_encrypt_output output, size_t len)
+{
+        size_t raw = VEIL_SUBJECT_REF_LEN + sealed_len(mode, len);
+
+        if (output == VEIL_ENCRYPT_OUT_BYTES)
+                return 2 + c->kid_len + raw;
+        return c->kid_len + 3 + VEIL_B64URL_LEN(raw);
+}
+
+int veil_subject_encrypt(struct veil_subject_cipher *c,
+                         enum veil_encrypt_mode mode,
+                         enum veil_encrypt_output output, const void *in,
+                         size_t len, void *out, size_t cap, size_t *outlen)
+{
+        unsigned char *o = out, *raw;
+        size_t total, raw_len, n, head;
+        struct veil_aead *a;
+
+        if (!c->keyed || len > VEIL_AEAD_MAX_LEN ||
+            (mode != VEIL_ENCRYPT_SIV && mode != VEIL_ENCRYPT_GCM))
+                return VEIL_EINVAL;
+        total = veil_subject_encrypt_len(c, mode, output, len);
+        if (cap < total)
+                return VEIL_EINVAL;
+        a       = mode == VEIL_ENCRYPT_SIV ? &c->siv : &c->gcm;
+        raw_len = VEIL_SUBJECT_REF_LEN + sealed_len(mode, len);
+        if (output == VEIL_ENCRYPT_OUT_BYTES) {
+                o[0] = mode == VEIL_ENCRYPT_SIV ? VEIL_SUBJECT_BYTES_SIV
+                                                : VEIL_SUBJECT_BYTES_GCM;
+                o[1] = (unsigned char)c->kid_len;
+                memcpy(o + 2, c->kid, c->kid_len);
+                head = 2 + c->kid_len;
+                memcpy(o + head, c->ref, VEIL_SUBJECT_REF_LEN);
+                if (veil_aead_seal(a, in, len, o + head + VEIL_SUBJECT_REF_LEN,
+                                   cap - head - VEIL_SUBJECT_REF_LEN, &n))
+                        return VEIL_EIO;
+                *outlen = head + VEIL_SUBJECT_REF_LEN + n;
+                return 0;
+        }
+        memcpy(o, c->kid, c->kid_len);
+        o[c->kid_len]     = ':';
+        o[c->kid_len + 1] = mode == VEIL_ENCRYPT_SIV ? 'S' : 'G';
+        o[c->kid_len + 2] = ':';
+        head              = c->kid_len + 3;
+        /* Seal at the end of the buffer and encode in place (the encoder
+         * allows exactly this overlap). */
+        raw = o + total - raw_len;
+        memcpy(raw, c->ref, VEIL_SUBJECT_REF_LEN);
+        if (veil_aead_seal(a, in, len, raw + VEIL_SUBJECT_REF_LEN,
+                           raw_len - VEIL_SUBJECT_REF_LEN, &n))
+                return VEIL_EIO;
+        if (veil_b64url_encode(raw, raw_len, (char *)o + head, total - head,
+                               &n))
+                return VEIL_EIO;
+        *outlen = head + n;
+        return 0;
+}
+
+int veil_subject_token_parse(const void *token, size_t len, unsigned char *buf,
+                             size_t cap, struct veil_subject_token *t)
+{
+        const unsigned char *p = token;
+        const unsigned char *raw;
+        size_t raw_len, i;
+
+        memset(t, 0, sizeof(*t));
+        if (len >= 2 && (p[0] == VEIL_SUBJECT_BYTES_SIV ||
+                         p[0] == VEIL_SUBJECT_BYTES_GCM)) {
+                t->mode    = p[0] == VEIL_SUBJECT_BYTES_SIV ? VEIL_ENCRYPT_SIV
+                                                            : VEIL_ENCRYPT_GCM;
+                t->kid_len = p[1];
+                if (len < 2 + t->kid_len + VEIL_SUBJECT_REF_LEN ||
+                    !veil_key_id_valid((const char *)p + 2, t->kid_len))
+                        return VEIL_EINVAL;
+                t->kid  = (const char *)p + 2;
+                raw     = p + 2 + t->kid_len;
+                raw_len = len - 2 - t->kid_len;
+                if (raw_len > cap)
+                        return VEIL_EINVAL;
+                memcpy(buf, raw, raw_len);
+        } else {
+                for (i = 0; i < len && p[i] != ':'; i++)
+                        ;
+                if (i == len || i + 2 >= len || p[i + 2] != ':' ||
+                    (p[i + 1] != 'S' && p[i + 1] != 'G'))
+                        return VEIL_ENOTFOUND;
+                if (!veil_key_id_valid((const char *)p, i))
+                        return VEIL_EINVAL;
+                t->kid     = (const char *)p;
+                t->kid_len = i;
+                t->mode = p[i + 1] == 'S' ? VEIL_ENCRYPT_SIV : VEIL_ENCRYPT_GCM;
+                if (veil_b64url_decode((const char *)p + i + 3, len - i - 3,
+                                       buf, cap, &raw_len))
+                        return VEIL_EINVAL;
+        }
+        if (raw_len < VEIL_SUBJECT_REF_LEN + sealed_len(t->mode, 0))
+                return VEIL_EINVAL;
+        memcpy(t->ref, buf, VEIL_SUBJECT_REF_LEN);
+        t->sealed     = buf + VEIL_SUBJECT_REF_LEN;
+        t->sealed_len = raw_len - VEIL_SUBJECT_REF_LEN;
+        return 0;
+}
+
+int veil_subject_open(const struct veil_subject_token *t,
+                      const unsigned char key[VEIL_SUBJECT_KEY_LEN],
+                      const char *purpose, void *out, size_t cap,
+                      size_t *outlen, char *errstr, size_t errstr_size)
+{
+        static const unsigned char zero[VEIL_SUBJECT_REF_LEN];
+        struct veil_subject_cipher c;
+        int rc;
+
+        memset(&c, 0, sizeof(c));
+        rc = veil_subject_cipher_key(&c, key, zero, "x", purpose, errstr,
+                                     errstr_size);
+        if (rc)
+                return rc;
+        rc = veil_aead_open(t->mode == VEIL_ENCRYPT_SIV ? &c.siv : &c.gcm,
+                            t->sealed, t->sealed_len, out, cap, outlen);
+        veil_subject_cipher_clear(&c);
+        if (rc == VEIL_EDATA)
+                return veil_errf(errstr, errstr_size, VEIL_EDATA,
+                                 "the token does not open with its "
+                                 "subject's key for purpose %s",
+                                 purpose);
+        if (rc)
+                return veil_errf(errstr, errstr_size, rc,
+                                 "opening the token failed");
+        return 0;
+}
+
+/* ---- refs and wrapping ------------------------------------------------------
+ */
+
+static const struct veil_key *ring_key(const struct veil_config *config,
+                                       const char *kid, size_t kid_len,
+                                       char *errstr, size_t errstr_size)
+{
+        const struct veil_key *k = veil_keyring_find(config, kid, kid_len);
+
+        if (!k || !k->key) {
+                veil_errf(errstr, errstr_size, VEIL_ENOTFOUND,
+                          "key id '%.*s' is not in the keyring",
+                          (int)(kid_len > 32 ? 32 : kid_len), kid);
+                return NULL;
+        }
+        return k;
+}
+
+static void ref_of(const struct veil_hmac *h, const char *source,
+                   const void *subject, size_t len,
+                   unsigned char ref[VEIL_SUBJECT_REF_LEN])
+{
+        unsigned char mac[VEIL_SHA256_LEN], stack[512], *b = stack;
+        size_t sl = strlen(source), n = sl + 1 + len;
+
+        /* source | 0x00 | subject: a source name has no NUL. */
+        if (n > sizeof(stack))
+                b = veil_malloc(n);
+        memcpy(b, source, sl);
+        b[sl] = 0;
+        if (len)
+                memcpy(b + sl + 1, subject, len);
+        veil_hmac_sha256(h, b, n, mac);
+        veil_cleanse(b, n);
+        if (b != stack)
+                free(b);
+        memcpy(ref, mac, VEIL_SUBJECT_REF_LEN);
+        veil_cleanse(mac, sizeof(mac));
+}
+
+int veil_subject_ref(const struct veil_config *config, const char *kid,
+                     const char *source, const void *subject, size_t len,
+                     unsigned char ref[VEIL_SUBJECT_REF_LEN], char *errstr,
+                     size_t errstr_size)
+{
+        const struct veil_key *k =
+                ring_key(config, kid, strlen(kid), errstr, errstr_size);
+        struct veil_hmac h;
+        int rc;
+
+        if (!k)
+                return VEIL_ENOTFOUND;
+        rc = veil_hmac_init_derived(&h, k->key, k->len, REF_INFO, errstr,
+                                    errstr_size);
+        if (rc)
+                return rc;
+        ref_of(&h, source, subject, len, ref);
+        veil_hmac_cleanse(&h);
+        return 0;
+}
+
+static int wrap_with(struct veil_aead *a, const char *kid,
+                     const unsigned char ref[VEIL_SUBJECT_REF_LEN],
+                     const unsigned char key[VEIL_SUBJECT_KEY_LEN],
+                     unsigned char *out, size_t cap, size_t *outlen)
+{
+        unsigned char ad[sizeof(WRAP_AD) - 1 + VEIL_SUBJECT_REF_LEN];
+        size_t kl = strlen(kid), n;
+
+        if (kl > 32 || cap < 2 + kl + VEIL_SUBJECT_SEALED_LEN)
+                return VEIL_EINVAL;
+        memcpy(ad, WRAP_AD, sizeof(WRAP_AD) - 1);
+        memcpy(ad + sizeof(WRAP_AD) - 1, ref, VEIL_SUBJECT_REF_LEN);
+        out[0] = VEIL_SUBJECT_WRAP_VERSION;
+        out[1] = (unsigned char)kl;
+        memcpy(out + 2, kid, kl);
+        if (veil_aead_seal_ad(a, ad, sizeof(ad), key, VEIL_SUBJECT_KEY_LEN,
+                              out + 2 + kl, cap - 2 - kl, &n))
+                return VEIL_EIO;
+        *outlen = 2 + kl + n;
+        return 0;
+}
+
+/* Checks a blob's shape; *kid / *kid_len point into it. */
+static int blob_parse(const unsigned char *b, size_t len, const char **kid,
+                      size_t *kid_len)
+{
+        if (len < 2 || b[0] != VEIL_SUBJECT_WRAP_VERSION ||
+            len != 2u + b[1] + VEIL_SUBJECT_SEALED_LEN ||
+            !veil_key_id_valid((const char *)b + 2, b[1]))
+                return VEIL_EINVAL;
+        *kid     = (const char *)b + 2;
+        *kid_len = b[1];
+        return 0;
+}
+
+static int unwrap_with(struct veil_aead *a,
+                       const unsigned char ref[VEIL_SUBJECT_REF_LEN],
+                       const unsigned char *sealed,
+                       unsigned char key[VEIL_SUBJECT_KEY_LEN])
+{
+        unsigned char ad[sizeof(WRAP_AD) - 1 + VEIL_SUBJECT_REF_LEN];
+        unsigned char tmp[VEIL_SUBJECT_SEALED_LEN];
+        size_t n;
+        int rc;
+
+        memcpy(ad, WRAP_AD, sizeof(WRAP_AD) - 1);
+        memcpy(ad + sizeof(WRAP_AD) - 1, ref, VEIL_SUBJECT_REF_LEN);
+        rc = veil_aead_open_ad(a, ad, sizeof(ad), sealed,
+                               VEIL_SUBJECT_SEALED_LEN, tmp, sizeof(tmp), &n);
+        if (!rc && n != VEIL_SUBJECT_KEY_LEN)
+                rc = VEIL_EDATA;
+        if (!rc)
+                memcpy(key, tmp, VEIL_SUBJECT_KEY_LEN);
+        veil_cleanse(tmp, sizeof(tmp));
+        return rc;
+}
+
+int veil_subject_wrap(const struct veil_config *config, const char *kid,
+                      const unsigned char ref[VEIL_SUBJECT_REF_LEN],
+                      const unsigned char key[VEIL_SUBJECT_KEY_LEN],
+                      unsigned char *out, size_t cap, size_t *outlen,
+                      char *errstr, size_t errstr_size)
+{
+        const struct veil_key *k =
+                ring_key(config, kid, strlen(kid), errstr, errstr_size);
+        struct veil_aead a;
+        int rc;
+
+        if (!k)
+                return VEIL_ENOTFOUND;
+        rc = veil_aead_init_derived(&a, VEIL_AEAD_GCM, k->key, k->len,
+                                    WRAP_INFO, errstr, errstr_size);
+        if (rc)
+                return rc;
+        rc = wrap_with(&a, kid, ref, key, out, cap, outlen);
+        veil_aead_destroy(&a);
+        if (rc)
+                return veil_errf(errstr, errstr_size, rc,
+                                 "wrapping a subject key failed");
+        return 0;
+}
+
+int veil_subject_unwrap(const struct veil_config *config,
+                        const unsigned char ref[VEIL_SUBJECT_REF_LEN],
+                        const void *blob, size_t len,
+                        unsigned char key[VEIL_SUBJECT_KEY_LEN], char *errstr,
+                        size_t errstr_size)
+{
+        const struct veil_key *k;
+        const char *kid;
+        size_t kid_len;
+        struct veil_aead a;
+        int rc;
+
+        if (blob_parse(blob, len, &kid, &kid_len))
+                return veil_errf(errstr, errstr_size, VEIL_EINVAL,
+                                 "malformed subject-key record");
+        k = ring_key(config, kid, kid_len, errstr, errstr_size);
+        if (!k)
+                return VEIL_ENOTFOUND;
+        rc = veil_aead_init_derived(&a, VEIL_AEAD_GCM, k->key, k->len,
+                                    WRAP_INFO, errstr, errstr_size);
+        if (rc)
+                return rc;
+        rc = unwrap_with(&a, ref, (const unsigned char *)blob + 2 + kid_len,
+                         key);
+        veil_aead_destroy(&a);
+        if (rc)
+                return veil_errf(errstr, errstr_size, VEIL_EDATA,
+                                 "the subject-key record does not open "
+                                 "(tampered, moved, or another master key)");
+        return 0;
+}
+
+bool veil_policy_per_subject(const struct veil_config *config)
+{
+        const struct veil_policy *policy = &config->policy;
+        size_t i, j;
+
+        for (i = 0; i < policy->n_purposes; i++)
+                for (j = 0; j < policy->purposes[i].n_rules; j++) {
+                        const struct veil_transform *tx =
+                                &policy->purposes[i].rules[j].tx;
+
+                        if (tx->kind == VEIL_TX_ENCRYPT &&
+                            tx->encrypt.per_subject)
+                                return true;
+                }
+        return false;
+}
+
+/* ---- the store
+ * ---------------------------------------------------------------
+ */
+
+/* One ring key as the store uses it. */
+struct ring_slot {
+        const char *kid; /* borrowed from config */
+        struct veil_hmac ref;
+        struct veil_aead wrap; /* GCM under HKDF(master, WRAP_INFO) */
+};
+
+/* An index entry: the wrapped key of one subject. 84 bytes. */
+struct ientry {
+        unsigned char ref[VEIL_SUBJECT_REF_LEN];
+        unsigned char sealed[VEIL_SUBJECT_SEALED_LEN];
+        uint8_t slot; /* ring slot of the wrapping key */
+        uint8_t used;
+        uint8_t dirty; /* made or re-wrapped in the open transaction */
+        uint8_t pad;
+        uint32_t next; /* bucket chain / free list */
+};
+
+/* An LRU entry: one unwrapped key. 60 bytes. */
+struct centry {
+        unsigned char ref[VEIL_SUBJECT_REF_LEN];
+        unsigned char key[VEIL_SUBJECT_KEY_LEN];
+        uint32_t prev, next; /* LRU order, most recent at head */
+        uint32_t hnext;      /* bucket chain */
+};
+
+/* One change made in the open transaction, for rollback. */
+struct undo {
+        struct ientry old; /* old.used == 0: there was no entry */
+};
+
+struct veil_subject_keys {
+        const struct veil_config *config;
+        struct ring_slot *slots;
+        size_t n_slots;
+        size_t active; /* slot of keys.active */
+        /* index */
+        struct ientry *ie;
+        uint32_t *ib; /* buckets */
+        size_t ie_n, ie_cap, ib_n, known;
+        uint32_t ie_free;
+        /* LRU */
+        struct centry *ce;
+        uint32_t *cb;
+        size_t ce_n, ce_max, cb_n;
+        uint32_t head, tail;
+        /* undo log of the open transaction */
+        struct undo *undo;
+        size_t n_undo, cap_undo;
+        struct veil_subject_keys_stats st;
+};
+
+static uint64_t ref_hash(const unsigned char *ref)
+{
+        uint64_t h;
+
+        memcpy(&h, ref, sizeof(h)); /* an HMAC: already uniform */
+        return h;
+}
+
+static struct ientry *index_find(struct veil_subject_keys *sk,
+                                 const unsigned char *ref)
+{
+        uint32_t i = sk->ib[ref_hash(ref) % sk->ib_n];
+
+        for (; i != NIL; i = sk->ie[i].next)
+                if (!memcmp(sk->ie[i].ref, ref, VEIL_SUBJECT_REF_LEN))
+                        return &sk->ie[i];
+        return NULL;
+}
+
+static void index_rehash(struct veil_subject_keys *sk, size_t nb)
+{
+        size_t i;
+
+        free(sk->ib);
+        sk->ib   = veil_malloc(nb * sizeof(*sk->ib));
+        sk->ib_n = nb;
+        for (i = 0; i < nb; i++)
+                sk->ib[i] = NIL;
+        for (i = 0; i < sk->ie_n; i++) {
+                uint64_t b;
+
+                if (!sk->ie[i].used)
+                        continue;
+                b              = ref_hash(sk->ie[i].ref) % nb;
+                sk->ie[i].next = sk->ib[b];
+                sk->ib[b]      = (uint32_t)i;
+        }
+}
+
+/* Inserts or replaces the entry of e->ref. */
+static void index_put(struct veil_subject_keys *sk, const struct ientry *e)
+{
+        struct ientry *cur = index_find(sk, e->ref);
+        uint32_t i;
+        uint64_t b;
+
+        if (cur) {
+                uint32_t next = cur->next;
+
+                *cur      = *e;
+                cur->used = 1;
+                cur->next = next;
+                return;
+        }
+        if (sk->ie_free != NIL) {
+                i           = sk->ie_free;
+                sk->ie_free = sk->ie[i].next;
+        } else {
+                if (sk->ie_n == sk->ie_cap) {
+                        sk->ie_cap = sk->ie_cap ? sk->ie_cap * 2 : 1024;
+                        sk->ie     = veil_realloc(sk->ie,
+                                                  sk->ie_cap * sizeof(*sk->ie));
+                }
+                i = (uint32_t)sk->ie_n++;
+        }
+        sk->ie[i]      = *e;
+        sk->ie[i].used = 1;
+        b              = ref_hash(e->ref) % sk->ib_n;
+        sk->ie[i].next = sk->ib[b];
+        sk->ib[b]      = i;
+        sk->known++;
+        if (sk->known > sk->ib_n)
+                index_rehash(sk, sk->ib_n * 2);
+}
+
+static void index_del(struct veil_subject_keys *sk, const unsigned char *ref)
+{
+        uint32_t *pp = &sk->ib[ref_hash(ref) % sk->ib_n];
+
+        for (; *pp != NIL; pp = &sk->ie[*pp].next) {
+                uint32_t i = *pp;
+
+                if (memcmp(sk->ie[i].ref, ref, VEIL_SUBJECT_REF_LEN))
+                        continue;
+                *pp = sk->ie[i].next;
+                veil_cleanse(&sk->ie[i], sizeof(sk->ie[i]));
+                sk->ie[i].next = sk->ie_free;
+                sk->ie_free    = i;
+                sk->known--;
+                return;
+        }
+}
+
+static void lru_unlink(struct veil_subject_keys *sk, uint32_t i)
+{
+        struct centry *c = &sk->ce[i];
+
+        if (c->prev != NIL)
+                sk->ce[c->prev].next = c->next;
+        else
+                sk->head = c->next;
+        if (c->next != NIL)
+                sk->ce[c->next].prev = c->prev;
+        else
+                sk->tail = c->prev;
+}
+
+static void lru_front(struct veil_subject_keys *sk, uint32_t i)
+{
+        sk->ce[i].prev = NIL;
+        sk->ce[i].next = sk->head;
+        if (sk->head != NIL)
+                sk->ce[sk->head].prev = i;
+        sk->head = i;
+        if (sk->tail == NIL)
+                sk->tail = i;
+}
+
+static uint32_t *lru_slot(struct veil_subject_keys *sk,
+                          const unsigned char *ref)
+{
+        uint32_t *pp = &sk->cb[ref_hash(ref) % sk->cb_n];
+
+        for (; *pp != NIL; pp = &sk->ce[*pp].hnext)
+                if (!memcmp(sk->ce[*pp].ref, ref, VEIL_SUBJECT_REF_LEN))
+                        return pp;
+        return pp;
+}
+
+static const unsigned char *lru_get(struct veil_subject_keys *sk,
+                                    const unsigned char *ref)
+{
+        uint32_t i = *lru_slot(sk, ref);
+
+        if (i == NIL)
+                return NULL;
+        lru_unlink(sk, i);
+        lru_front(sk, i);
+        return sk->ce[i].key;
+}
+
+static void lru_del(struct veil_subject_keys *sk, const unsigned char *ref)
+{
+        uint32_t *pp = lru_slot(sk, ref), i = *pp;
+
+        if (i == NIL)
+                return;
+        *pp = sk->ce[i].hnext;
+        lru_unlink(sk, i);
+        veil_cleanse(&sk->ce[i], sizeof(sk->ce[i]));
+        /* Keep the array dense: move the last entry into the hole. */
+        if (i != sk->ce_n - 1) {
+                uint32_t last = (uint32_t)sk->ce_n - 1, *lp;
+
+                lp  = lru_slot(sk, sk->ce[last].ref);
+                *lp = i;
+                if (sk->ce[last].prev != NIL)
+                        sk->ce[sk->ce[last].prev].next = i;
+                else
+                        sk->head = i;
+                if (sk->ce[last].next != NIL)
+                        sk->ce[sk->ce[last].next].prev = i;
+                else
+                        sk->tail = i;
+                sk->ce[i] = sk->ce[last];
+                veil_cleanse(&sk->ce[last], sizeof(sk->ce[last]));
+        }
+        sk->ce_n--;
+}
+
+static void lru_put(struct veil_subject_keys *sk, const unsigned char *ref,
+                    const unsigned char *key)
+{
+        uint32_t *pp, i;
+
+        if (sk->ce_max == 0)
+                return;
+        if (sk->ce_n == sk->ce_max)
+                lru_del(sk, sk->ce[sk->tail].ref);
+        pp = lru_slot(sk, ref);
+        if (*pp != NIL) {
+                memcpy(sk->ce[*pp].key, key, VEIL_SUBJECT_KEY_LEN);
+                return;
+        }
+        i = (uint32_t)sk->ce_n++;
+        memcpy(sk->ce[i].ref, ref, VEIL_SUBJECT_REF_LEN);
+        memcpy(sk->ce[i].key, key, VEIL_SUBJECT_KEY_LEN);
+        sk->ce[i].hnext = NIL;
+        *pp             = i;
+        lru_front(sk, i);
+}
+
+size_t veil_subject_keys_cache_entry_bytes(void)
+{
+        return sizeof(struct centry) + sizeof(uint32_t);
+}
+
+struct veil_subject_keys *
+veil_subject_keys_new(const struct veil_config *config, size_t cache_max,
+                      char *errstr, size_t errstr_size)
+{
+        struct veil_subject_keys *sk = veil_calloc(1, sizeof(*sk));
+        size_t i;
+        int rc;
+
+        sk->config  = config;
+        sk->n_slots = config->keys.n_ring;
+        if (sk->n_slots == 0 || sk->n_slots > 255) {
+                veil_errf(errstr, errstr_size, VEIL_ECONFIG,
+                          "subject keys need a keyring of 1 to 255 keys");
+                goto err;
+        }
+        sk->slots = veil_calloc(sk->n_slots, sizeof(*sk->slots));
+        for (i = 0; i < sk->n_slots; i++) {
+                const struct veil_key *k = &config->keys.ring[i];
+
+                sk->slots[i].kid = k->id;
+                if (!strcmp(k->id, config->keys.key_id))
+                        sk->active = i;
+                if (!k->key)
+                        continue; /* not loaded: its subjects do not open */
+                rc = veil_hmac_init_derived(&sk->slots[i].ref, k->key, k->len,
+                                            REF_INFO, errstr, errstr_size);
+                if (!rc)
+                        rc = veil_aead_init_derived(
+                                &sk->slots[i].wrap, VEIL_AEAD_GCM, k->key,
+                                k->len, WRAP_INFO, errstr, errstr_size);
+                if (rc)
+                        goto err;
+        }
+        if (!config->keys.ring[sk->active].key) {
+                veil_errf(errstr, errstr_size, VEIL_ECONFIG,
+                          "subject keys: the active key is not loaded");
+                goto err;
+        }
+        sk->ie_free = NIL;
+        index_rehash(sk, 1024);
+        sk->ce_max = cache_max;
+        sk->ce     = veil_calloc(cache_max + 1, sizeof(*sk->ce));
+        sk->cb_n   = cache_max ? cache_max : 1;
+        sk->cb     = veil_malloc(sk->cb_n * sizeof(*sk->cb));
+        for (i = 0; i < sk->cb_n; i++)
+                sk->cb[i] = NIL;
+        sk->head = sk->tail = NIL;
+        return sk;
+err:
+        veil_subject_keys_destroy(sk);
+        return NULL;
+}
+
+void veil_subject_keys_destroy(struct veil_subject_keys *sk)
+{
+        size_t i;
+
+        if (!sk)
+                return;
+        for (i = 0; sk->slots && i < sk->n_slots; i++) {
+                veil_hmac_cleanse(&sk->slots[i].ref);
+                veil_aead_destroy(&sk->slots[i].wrap);
+        }
+        free(sk->slots);
+        if (sk->ie)
+                veil_cleanse(sk->ie, sk->ie_cap * sizeof(*sk->ie));
+        free(sk->ie);
+        free(sk->ib);
+        if (sk->ce)
+                veil_cleanse(sk->ce, (sk->ce_max + 1) * sizeof(*sk->ce));
+        free(sk->ce);
+        free(sk->cb);
+        if (sk->undo)
+                veil_cleanse(sk->undo, sk->cap_undo * sizeof(*sk->undo));
+        free(sk->undo);
+        free(sk);
+}
+
+static void undo_log(struct veil_subject_keys *sk, const unsigned char *ref)
+{
+        struct ientry *cur = index_find(sk, ref);
+        struct undo *u;
+
+        if (sk->n_undo == sk->cap_undo) {
+                sk->cap_undo = sk->cap_undo ? sk->cap_undo * 2 : 16;
+                sk->undo     = veil_realloc(sk->undo,
+                                            sk->cap_undo * sizeof(*sk->undo));
+        }
+        u = &sk->undo[sk->n_undo++];
+        memset(u, 0, sizeof(*u));
+        if (cur)
+                u->old = *cur;
+        else
+                memcpy(u->old.ref, ref, VEIL_SUBJECT_REF_LEN);
+}
+
+/* Wraps `key` at `ref` under the active key into the index (dirty). */
+static int store_new(struct veil_subject_keys *sk, const unsigned char *ref,
+                     const unsigned char *key, char *errstr, size_t errstr_size)
+{
+        struct ring_slot *slot = &sk->slots[sk->active];
+        unsigned char blob[VEIL_SUBJECT_WRAPPED_MAX];
+        struct ientry e;
+        size_t n;
+
+        if (wrap_with(&slot->wrap, slot->kid, ref, key, blob, sizeof(blob), &n))
+                return veil_errf(errstr, errstr_size, VEIL_EIO,
+                                 "wrapping a subject key failed");
+        undo_log(sk, ref);
+        memset(&e, 0, sizeof(e));
+        memcpy(e.ref, ref, VEIL_SUBJECT_REF_LEN);
+        memcpy(e.sealed, blob + n - VEIL_SUBJECT_SEALED_LEN,
+               VEIL_SUBJECT_SEALED_LEN);
+        e.slot  = (uint8_t)sk->active;
+        e.dirty = 1;
+        index_put(sk, &e);
+        veil_cleanse(blob, sizeof(blob));
+        return 0;
+}
+
+/* The ring slot tried n-th: the active key first, then the others in
+ * ring order. */
+static size_t slot_nth(const struct veil_subject_keys *sk, size_t n)
+{
+        if (n == 0)
+                return sk->active;
+        return n - 1 < sk->active ? n - 1 : n;
+}
+
+int veil_subject_keys_get(struct veil_subject_keys *sk, const char *source,
+                          const void *subject, size_t len,
+                          unsigned char key[VEIL_SUBJECT_KEY_LEN],
+                          unsigned char ref[VEIL_SUBJECT_REF_LEN],
+                          const char **kid, char *errstr, size_t errstr_size)
+{
+        unsigned char r[VEIL_SUBJECT_REF_LEN];
+        const unsigned char *k;
+        size_t n, s = sk->active;
+        int rc;
+
+        /* The active key's ref first: after a rotation, subjects met before
+         * it are found under the ref of the key that was active then. */
+        for (n = 0; n < sk->n_slots; n++) {
+                struct ientry *e;
+
+                s = slot_nth(sk, n);
+                if (!sk->config->keys.ring[s].key)
+                        continue;
+                ref_of(&sk->slots[s].ref, source, subject, len, r);
+                if ((k = lru_get(sk, r))) {
+                        sk->st.hits++;
+                        memcpy(key, k, VEIL_SUBJECT_KEY_LEN);
+                        goto found;
+                }
+                e = index_find(sk, r);
+                if (!e)
+                        continue;
+                sk->st.misses++;
+                if (!sk->config->keys.ring[e->slot].key ||
+                    unwrap_with(&sk->slots[e->slot].wrap, r, e->sealed, key))
+                        return veil_errf(errstr, errstr_size, VEIL_EDATA,
+                                         "a subject key does not unwrap "
+                                         "(its master key id %s)",
+                                         sk->slots[e->slot].kid);
+                if (e->slot != sk->active) {
+                        /* Lazy re-wrap under the active key. */
+                        rc = store_new(sk, r, key, errstr, errstr_size);
+                        if (rc)
+                                return rc;
+                        sk->st.rewrapped++;
+                }
+                lru_put(sk, r, key);
+                goto found;
+        }
+        /* A new subject (or a new lifecycle after an erasure). */
+        sk->st.misses++;
+        s = sk->active;
+        ref_of(&sk->slots[s].ref, source, subject, len, r);
+        if (RAND_bytes(key, VEIL_SUBJECT_KEY_LEN) != 1)
+                return veil_errf(errstr, errstr_size, VEIL_EIO,
+                                 "RAND_bytes failed for a subject key");
+        rc = store_new(sk, r, key, errstr, errstr_size);
+        if (rc)
+                return rc;
+        sk->st.created++;
+        lru_put(sk, r, key);
+found:
+        memcpy(ref, r, VEIL_SUBJECT_REF_LEN);
+        *kid = sk->slots[s].kid;
+        return 0;
+}
+
+void veil_subject_keys_apply(struct veil_subject_keys *sk, const void *key,
+                             size_t key_len, const void *value,
+                             size_t value_len)
+{
+        const unsigned char *ref = key;
+        const char *kid;
+        size_t kid_len, i;
+        struct ientry e;
+
+        if (!key || key_len != VEIL_SUBJECT_REF_LEN) {
+                sk->st.bad_records++;
+                return;
+        }
+        lru_del(sk, ref);
+        if (!value) {
+                index_del(sk, ref);
+                return;
+        }
+        if (blob_parse(value, value_len, &kid, &kid_len)) {
+                sk->st.bad_records++;
+                return;
+        }
+        for (i = 0; i < sk->n_slots; i++)
+                if (strlen(sk->slots[i].kid) == kid_len &&
+                    !memcmp(sk->slots[i].kid, kid, kid_len))
+                        break;
+        if (i == sk->n_slots) {
+                sk->st.bad_records++; /* a key id no longer in the ring */
+                return;
+        }
+        memset(&e, 0, sizeof(e));
+        memcpy(e.ref, ref, VEIL_SUBJECT_REF_LEN);
+        memcpy(e.sealed, (const unsigned char *)value + 2 + kid_len,
+               VEIL_SUBJECT_SEALED_LEN);
+        e.slot = (uint8_t)i;
+        index_put(sk, &e);
+}
+
+size_t veil_subject_keys_ring_size(const struct veil_subject_keys *sk)
+{
+        return sk->n_slots;
+}
+
+int veil_subject_keys_erase(struct veil_subject_keys *sk, const char *source,
+                            const void *subject, size_t len,
+                            unsigned char (*refs)[VEIL_SUBJECT_REF_LEN],
+                            size_t cap, size_t *n, char *errstr,
+                            size_t errstr_size)
+{
+        size_t i;
+
+        *n = 0;
+        for (i = 0; i < sk->n_slots; i++) {
+                if (!sk->config->keys.ring[i].key)
+                        continue;
+                if (*n == cap)
+                        return veil_errf(errstr, errstr_size, VEIL_EINVAL,
+                                         "erase: too many refs");
+                ref_of(&sk->slots[i].ref, source, subject, len, refs[*n]);
+                lru_del(sk, refs[*n]);
+                if (index_find(sk, refs[*n])) {
+                        undo_log(sk, refs[*n]);
+                        index_del(sk, refs[*n]);
+                        sk->st.destroyed++;
+                }
+                (*n)++;
+        }
+        return 0;
+}
+
+int veil_subject_keys_pending(struct veil_subject_keys *sk,
+                              veil_subject_keys_write_fn fn, void *arg)
+{
+        unsigned char blob[VEIL_SUBJECT_WRAPPED_MAX];
+        size_t i;
+        int rc = 0;
+
+        for (i = 0; i < sk->n_undo && !rc; i++) {
+                struct ientry *e = index_find(sk, sk->undo[i].old.ref);
+                const char *kid;
+                size_t kl;
+
+                if (!e || !e->dirty)
+                        continue;
+                e->dirty = 0; /* written once even when logged twice */
+                kid      = sk->slots[e->slot].kid;
+                kl       = strlen(kid);
+                blob[0]  = VEIL_SUBJECT_WRAP_VERSION;
+                blob[1]  = (unsigned char)kl;
+                memcpy(blob + 2, kid, kl);
+                memcpy(blob + 2 + kl, e->sealed, VEIL_SUBJECT_SEALED_LEN);
+                rc = fn(arg, e->ref, blob, 2 + kl + VEIL_SUBJECT_SEALED_LEN);
+        }
+        return rc;
+}
+
+void veil_subject_keys_commit(struct veil_subject_keys *sk)
+{
+        size_t i;
+
+        for (i = 0; i < sk->n_undo; i++) {
+                struct ientry *e = index_find(sk, sk->undo[i].old.ref);
+
+                if (e)
+                        e->dirty = 0;
+        }
+        veil_cleanse(sk->undo, sk->n_undo * sizeof(*sk->undo));
+        sk->n_undo = 0;
+}
+
+void veil_subject_keys_rollback(struct veil_subject_keys *sk)
+{
+        size_t i = sk->n_undo;
+
+        while (i-- > 0) {
+                struct ientry *old = &sk->undo[i].old;
+
+                lru_del(sk, old->ref);
+                if (old->used) {
+                        old->dirty = 0;
+                        index_put(sk, old);
+                } else {
+                        index_del(sk, old->ref);
+                }
+        }
+        veil_cleanse(sk->undo, sk->n_undo * sizeof(*sk->undo));
+        sk->n_undo = 0;
+}
+
+void veil_subject_keys_stats(const struct veil_subject_keys *sk,
+                             struct veil_subject_keys_stats *st)
+{
+        *st        = sk->st;
+        st->known  = sk->known;
+        st->cached = sk->ce_n;
+        st->cache_bytes =
+                (sk->ce_max + 1) * sizeof(*sk->ce) + sk->cb_n * sizeof(*sk->cb);
+        st->index_bytes =
+                sk->ie_cap * sizeof(*sk->ie) + sk->ib_n * sizeof(*sk->ib);
+}

@@ -1,0 +1,280 @@
+/* shred.c - crypto-shredding in the worker: the subject-key store kept
+ * current from the compacted key topic (read in full at start, then from
+ * where it stopped on every assignment and every second), key writes and
+ * erasure tombstones produced into the worker's transaction. */
+#define _GNU_SOURCE
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "headers.h"
+#include "kafka.h"
+#include "log.h"
+#include "reader.h"
+#include "shred.h"
+#include "util.h"
+#include "veil.h"
+
+struct veil_shred {
+        const struct veil_config *config;
+        rd_kafka_t *producer; /* borrowed */
+        rd_kafka_t *reader;   /* assign-only, read_committed */
+        struct veil_subject_keys *sk;
+        /* where the next read starts, per key-topic partition */
+        int64_t *next;
+        size_t n_next;
+        int64_t last_catch_up_ms;
+        bool warned;
+};
+
+static int apply_cb(void *opaque, const rd_kafka_message_t *rkm)
+{
+        struct veil_shred *s = opaque;
+
+        veil_subject_keys_apply(s->sk, rkm->key, rkm->key_len, rkm->payload,
+                                rkm->len);
+        if (rkm->partition >= 0 && (size_t)rkm->partition < s->n_next)
+                s->next[rkm->partition] = rkm->offset + 1;
+        return 0;
+}
+
+int veil_shred_catch_up(struct veil_shred *s, bool force, char *errstr,
+                        size_t errstr_size)
+{
+        struct veil_reader_part *parts = NULL;
+        int64_t now                    = veil_now_ms();
+        size_t n                       = 0, i;
+        int rc;
+
+        if (!s)
+                return 0;
+        if (!force && now - s->last_catch_up_ms < VEIL_SHRED_CATCHUP_MS)
+                return 0;
+        s->last_catch_up_ms = now;
+        rc = veil_reader_ends(s->reader, s->config->topics.subject_keys, &parts,
+                              &n, 10000, errstr, errstr_size);
+        if (rc == VEIL_ENOTFOUND) {
+                /* No key topic yet: no subject has a key. The first key
+                 * write creates it where brokers auto-create topics. */
+                if (!s->warned)
+                        veil_log("warn", "subject-keys",
+                                 "key topic %s does not exist yet "
+                                 "(create it: veil topics --apply)",
+                                 s->config->topics.subject_keys);
+                s->warned = true;
+                return 0;
+        }
+        if (rc)
+                return rc;
+        if (n > s->n_next) {
+                s->next = veil_realloc(s->next, n * sizeof(*s->next));
+                for (i = s->n_next; i < n; i++)
+                        s->next[i] = -1;
+                s->n_next = n;
+        }
+        for (i = 0; i < n; i++) {
+                int32_t p = parts[i].partition;
+
+                if (p >= 0 && (size_t)p < s->n_next && s->next[p] >= 0 &&
+                    s->next[p] > parts[i].from)
+                        parts[i].from = s->next[p];
+        }
+        rc = veil_reader_run(s->reader, s->config->topics.subject_keys, parts,
+                             n, 30000, apply_cb, s, errstr, errstr_size);
+        /* Where the read reached: the end (nothing more below it). */
+        for (i = 0; !rc && i < n; i++) {
+                int32_t p = parts[i].partition;
+
+                if (p >= 0 && (size_t)p < s->n_next && parts[i].to > s->next[p])
+                        s->next[p] = parts[i].to;
+        }
+        free(parts);
+        return rc;
+}
+
+int veil_shred_new(const struct veil_config *config, rd_kafka_t *producer,
+                   struct veil_shred **shredp, char *errstr, size_t errstr_size)
+{
+        struct veil_shred *s;
+        struct veil_subject_keys_stats st;
+        int rc;
+
+        *shredp = NULL;
+        if (!veil_policy_per_subject(config) || !config->topics.subject_keys)
+                return 0;
+        s           = veil_calloc(1, sizeof(*s));
+        s->config   = config;
+        s->producer = producer;
+        s->sk = veil_subject_keys_new(config, VEIL_SHRED_CACHE_MAX, errstr,
+                                      errstr_size);
+        if (!s->sk) {
+                veil_shred_destroy(s);
+                return VEIL_ECONFIG;
+        }
+        s->reader = veil_reader_consumer(config, "subject-keys", NULL, errstr,
+                                         errstr_size);
+        if (!s->reader) {
+                veil_shred_destroy(s);
+                return VEIL_ECONFIG;
+        }
+        rc = veil_shred_catch_up(s, true, errstr, errstr_size);
+        if (rc) {
+                veil_shred_destroy(s);
+                return rc;
+        }
+        veil_subject_keys_stats(s->sk, &st);
+        veil_log("info", "subject-keys", "%s: %zu subject key(s) known",
+                 config->topics.subject_keys, st.known);
+        *shredp = s;
+        return 0;
+}
+
+void veil_shred_destroy(struct veil_shred *s)
+{
+        if (!s)
+                return;
+        if (s->reader)
+                rd_kafka_destroy(s->reader);
+        veil_subject_keys_destroy(s->sk);
+        free(s->next);
+        free(s);
+}
+
+struct veil_subject_keys *veil_shred_store(struct veil_shred *s)
+{
+        return s ? s->sk : NULL;
+}
+
+int veil_shred_set_config(struct veil_shred *s,
+                          const struct veil_config *config, char *errstr,
+                          size_t errstr_size)
+{
+        struct veil_subject_keys *old_sk;
+        const struct veil_config *old_config;
+        int64_t *old_next;
+        size_t i;
+        int rc;
+
+        if (!s)
+                return 0;
+        old_sk     = s->sk;
+        old_config = s->config;
+        old_next   = veil_calloc(s->n_next + 1, sizeof(*old_next));
+        if (s->n_next)
+                memcpy(old_next, s->next, s->n_next * sizeof(*old_next));
+        s->sk = veil_subject_keys_new(config, VEIL_SHRED_CACHE_MAX, errstr,
+                                      errstr_size);
+        rc    = s->sk ? 0 : VEIL_ECONFIG;
+        if (!rc) {
+                s->config = config;
+                for (i = 0; i < s->n_next; i++)
+                        s->next[i] = -1;
+                rc = veil_shred_catch_up(s, true, errstr, errstr_size);
+        }
+        if (rc) {
+                /* The old config stays: so do its store and positions. */
+                veil_subject_keys_destroy(s->sk);
+                s->sk     = old_sk;
+                s->config = old_config;
+                if (s->n_next)
+                        memcpy(s->next, old_next,
+                               s->n_next * sizeof(*old_next));
+        } else {
+                veil_subject_keys_destroy(old_sk);
+        }
+        free(old_next);
+        return rc;
+}
+
+struct flush_ctx {
+        struct veil_shred *s;
+        char *errstr;
+        size_t errstr_size;
+};
+
+static int flush_one(void *arg, const unsigned char *ref,
+                     const unsigned char *blob, size_t blob_len)
+{
+        struct flush_ctx *f = arg;
+        rd_kafka_resp_err_t err;
+
+        err = veil_kafka_produce(f->s->producer,
+                                 f->s->config->topics.subject_keys,
+                                 RD_KAFKA_PARTITION_UA, ref,
+                                 VEIL_SUBJECT_REF_LEN, blob, blob_len, NULL, 0);
+        if (err)
+                return veil_errf(f->errstr, f->errstr_size, VEIL_ENET,
+                                 "producing to %s: %s",
+                                 f->s->config->topics.subject_keys,
+                                 rd_kafka_err2str(err));
+        return 0;
+}
+
+int veil_shred_flush(struct veil_shred *s, char *errstr, size_t errstr_size)
+{
+        struct flush_ctx f = {s, errstr, errstr_size};
+
+        if (!s)
+                return 0;
+        return veil_subject_keys_pending(s->sk, flush_one, &f);
+}
+
+void veil_shred_commit(struct veil_shred *s)
+{
+        if (s)
+                veil_subject_keys_commit(s->sk);
+}
+
+void veil_shred_rollback(struct veil_shred *s)
+{
+        if (s)
+                veil_subject_keys_rollback(s->sk);
+}
+
+int veil_shred_erase(struct veil_shred *s, const void *subject, size_t len,
+                     int64_t *produced, char *errstr, size_t errstr_size)
+{
+        const struct veil_policy *policy;
+        unsigned char(*refs)[VEIL_SUBJECT_REF_LEN];
+        size_t cap, i, j, k, n;
+        int rc = 0;
+
+        if (!s)
+                return 0;
+        policy = &s->config->policy;
+        cap    = veil_subject_keys_ring_size(s->sk);
+        refs   = veil_calloc(cap + 1, sizeof(*refs));
+        for (i = 0; i < policy->n_routes && !rc; i++) {
+                const char *source = policy->routes[i].source;
+
+                /* Two routes of one source share its subjects' keys. */
+                for (j = 0; j < i; j++)
+                        if (!strcmp(policy->routes[j].source, source))
+                                break;
+                if (j < i)
+                        continue;
+                rc = veil_subject_keys_erase(s->sk, source, subject, len, refs,
+                                             cap, &n, errstr, errstr_size);
+                for (k = 0; k < n && !rc; k++) {
+                        rd_kafka_headers_t *hdrs = rd_kafka_headers_new(1);
+                        rd_kafka_resp_err_t err;
+
+                        rd_kafka_header_add(hdrs, VEIL_H_REASON, -1, "erasure",
+                                            -1);
+                        err = veil_kafka_produce(
+                                s->producer, s->config->topics.subject_keys,
+                                RD_KAFKA_PARTITION_UA, refs[k],
+                                VEIL_SUBJECT_REF_LEN, NULL, 0, hdrs, 0);
+                        if (err)
+                                rc = veil_errf(errstr, errstr_size, VEIL_ENET,
+                                               "producing to %s: %s",
+                                               s->config->topics.subject_keys,
+                                               rd_kafka_err2str(err));
+                        else
+                                (*produced)++;
+                }
+        }
+        veil_cleanse(refs, (cap + 1) * sizeof(*refs));
+        free(refs);
+        return rc;
+}

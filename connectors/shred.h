@@ -1,0 +1,53 @@
+/* shred.h - the worker's side of crypto-shredding: the subject-key store
+ * kept current from the compacted key topic, its writes and erasure
+ * tombstones inside the worker's Kafka transaction. */
+#ifndef VEIL_CONNECTORS_SHRED_H
+#define VEIL_CONNECTORS_SHRED_H
+
+#include <librdkafka/rdkafka.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "subject_keys.h"
+
+struct veil_shred;
+
+/* Unwrapped data keys kept per worker pipeline (the LRU's bound). */
+#define VEIL_SHRED_CACHE_MAX 65536
+/* How often, at most, a transaction's begin reads what other workers
+ * wrote to the key topic (erasures by another pipeline). */
+#define VEIL_SHRED_CATCHUP_MS 1000
+
+/* The shredding side of a worker whose transactional producer is
+ * `producer` (borrowed). *shredp is NULL (and 0 returned) when no purpose
+ * uses per_subject. Reads the key topic to its end (blocking). */
+int veil_shred_new(const struct veil_config *config, rd_kafka_t *producer,
+                   struct veil_shred **shredp, char *errstr,
+                   size_t errstr_size);
+void veil_shred_destroy(struct veil_shred *s);
+/* The store the license filter takes keys from (NULL for NULL). */
+struct veil_subject_keys *veil_shred_store(struct veil_shred *s);
+/* A reloaded config: a new store (the keyring may have changed), read
+ * again from the key topic. Between transactions. */
+int veil_shred_set_config(struct veil_shred *s,
+                          const struct veil_config *config, char *errstr,
+                          size_t errstr_size);
+/* Reads the key topic from where it stopped to its end: `force` on an
+ * assignment (a previous owner's keys), else at most every
+ * VEIL_SHRED_CATCHUP_MS. Outside a transaction. */
+int veil_shred_catch_up(struct veil_shred *s, bool force, char *errstr,
+                        size_t errstr_size);
+/* Inside the transaction, before its commit: produces the keys made or
+ * re-wrapped by its records. */
+int veil_shred_flush(struct veil_shred *s, char *errstr, size_t errstr_size);
+void veil_shred_commit(struct veil_shred *s);
+void veil_shred_rollback(struct veil_shred *s);
+/* Erasure, inside the transaction: tombstones the subject's key record
+ * (under every ring key, for every route source). Adds the tombstones
+ * produced to *produced. */
+int veil_shred_erase(struct veil_shred *s, const void *subject, size_t len,
+                     int64_t *produced, char *errstr, size_t errstr_size);
+
+#endif
