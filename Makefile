@@ -99,6 +99,10 @@ integration: $(BIN) $(FAULT_BROKER)
 chaos: deps $(BIN)
 	@VEIL=$(abspath $(BIN)) tests/chaos/run.sh
 
+# 30 minutes at a steady rate; prints the RSS and fd slopes (not in CI).
+soak: deps $(BIN)
+	@VEIL=$(abspath $(BIN)) CHAOS_SCRIPT=soak tests/chaos/run.sh
+
 kafka-up:
 	@scripts/kafka.sh up
 kafka-down:

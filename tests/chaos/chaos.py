@@ -249,7 +249,12 @@ class Producer:
         return v
 
     def _run(self):
-        p = ck.Producer({"bootstrap.servers": self.run.kafka, "enable.idempotence": True,
+        # Not idempotent: the Python client's bundled librdkafka has been
+        # seen to stop with a fatal "Unable to reconstruct MessageSet" on a
+        # busy broker. A retry may write a record twice; the verifier takes
+        # its inputs from the source topic itself, so a second copy is just
+        # one more input to see exactly once.
+        p = ck.Producer({"bootstrap.servers": self.run.kafka, "acks": "all",
                          "linger.ms": 20, "queue.buffering.max.messages": 200000})
 
         def cb(i):
@@ -385,12 +390,22 @@ def source_index(run, where, msg, verdict, topic):
 
 
 def verify(run, prod, erased, retention_s, verdict):
-    """Reads every output and checks it against what was produced; returns
-    the counts for the summary line."""
-    where = prod.where
-    valid = {i for i, k in prod.kind.items() if k == "valid"}
-    malformed = {i for i, k in prod.kind.items() if k != "valid"}
-    out_key = {p: {} for p in PURPOSES}    # index -> output key, per purpose
+    """Reads the source (the ground truth: every committed input, keyed by
+    its position) and every output, and checks one against the other;
+    returns the counts for the summary line. erased: {key number: requests}."""
+    where, kind, ts, keyno = {}, {}, {}, {}
+    for n, m in enumerate(consume_all(run, run.source)):
+        where[(m.partition(), m.offset())] = n
+        keyno[n] = int(m.key()[2:])
+        kind[n] = prod.plan[keyno[n]]
+        ts[n] = m.timestamp()[1]
+    run.n_inputs = len(where)
+    missing_inputs = prod.count - len(set(keyno.values()))
+    if missing_inputs:
+        verdict.bad(f"source: {missing_inputs} produced records not on the source topic")
+    valid = {i for i, k in kind.items() if k == "valid"}
+    malformed = {i for i, k in kind.items() if k != "valid"}
+    out_key = {p: {} for p in PURPOSES}    # input -> output key, per purpose
     tomb = {p: [] for p in PURPOSES}
     for p, topic in run.topics.items():
         seen = {}
@@ -433,7 +448,7 @@ def verify(run, prod, erased, retention_s, verdict):
         seen[i] = seen.get(i, 0) + 1
         code = headers(m).get("veil.error")
         codes[code] = codes.get(code, 0) + 1
-        want = prod.kind.get(i)
+        want = kind.get(i)
         if want != "valid" and code != want:
             verdict.bad(f"dlq: input {i} ({want}) has veil.error {code}")
     dups = {i: n for i, n in seen.items() if n > 1}
@@ -449,21 +464,26 @@ def verify(run, prod, erased, retention_s, verdict):
         verdict.bad(f"dlq: {len(good)} valid inputs dead-lettered (e.g. {sorted(good)[:5]})")
     log(f"dlq: {len(dlq)} dead letters {json.dumps(codes, sort_keys=True)}")
 
-    # Erasure: one tombstone per request on every purpose, for the key the
-    # purpose holds (analytics hashes it).
     n_tomb = 0
     for p in PURPOSES:
+        # The key each subject has on this purpose (analytics hashes it),
+        # and its deadline: the newest input of the key plus the retention.
+        okey, deadline = {}, {}
+        for i, k in out_key[p].items():
+            okey[keyno[i]] = k
+            deadline[k] = max(deadline.get(k, 0), ts[i] + retention_s * 1000)
         by_key = {}
         for m in tomb[p]:
             by_key.setdefault((m.key(), headers(m).get("veil.reason")), []).append(m)
-        for i, n_req in erased.items():
-            k = out_key[p].get(i)
+        # Erasure: one tombstone per request.
+        for kn, n_req in erased.items():
+            k = okey.get(kn)
             if k is None:
                 continue                     # already counted as lost
             got = len(by_key.get((k, "erasure"), []))
             n_tomb += got
             if got != n_req:
-                verdict.bad(f"{p}: {got} erasure tombstones for input {i} "
+                verdict.bad(f"{p}: {got} erasure tombstones for key {kn} "
                             f"({n_req} requests)")
                 if got > n_req:
                     verdict.dup += got - n_req
@@ -471,42 +491,36 @@ def verify(run, prod, erased, retention_s, verdict):
                     verdict.lost += n_req - got
         # Retention: the short purpose tombstones every key it received once,
         # never before its deadline; the others none (their retention is long).
-        rt = {}
-        for m in tomb[p]:
-            if headers(m).get("veil.reason") == "retention":
-                rt.setdefault(m.key(), []).append(m)
+        rt = {k: ms for (k, reason), ms in by_key.items() if reason == "retention"}
         if p != SHORT:
             if rt:
                 verdict.bad(f"{p}: {sum(map(len, rt.values()))} retention tombstones "
                             "on a long-retention purpose")
             continue
-        by_out = {k: i for i, k in out_key[p].items()}
         for k, ms in rt.items():
-            i = by_out.get(k)
-            if i is None:
+            if k not in deadline:
                 verdict.bad(f"{p}: retention tombstone for a key it never received")
                 continue
-            deadline = prod.ts[i] + retention_s * 1000
             for m in ms:
-                if m.timestamp()[1] < deadline:
-                    verdict.bad(f"{p}: retention tombstone of input {i} "
-                                f"{deadline - m.timestamp()[1]} ms early")
+                if m.timestamp()[1] < deadline[k]:
+                    verdict.bad(f"{p}: retention tombstone "
+                                f"{deadline[k] - m.timestamp()[1]} ms early")
             if len(ms) > 1:
                 verdict.dup += len(ms) - 1
-                verdict.bad(f"{p}: {len(ms)} retention tombstones for input {i}")
+                verdict.bad(f"{p}: {len(ms)} retention tombstones for one key")
         n_tomb += sum(map(len, rt.values()))
-        missing = [i for i in out_key[p] if i not in erased and out_key[p][i] not in rt]
+        missing = [kn for kn, k in okey.items() if kn not in erased and k not in rt]
         if missing:
             verdict.lost += len(missing)
             verdict.bad(f"{p}: {len(missing)} due retention tombstones missing "
-                        f"(e.g. {sorted(missing)[:5]})")
+                        f"(e.g. keys {sorted(missing)[:5]})")
     return {"dlq": len(dlq), "tombstones": n_tomb}
 
 
 def retention_done(run, prod, erased):
     """True once the short purpose holds a retention tombstone for every
     valid, non-erased key (checked cheaply: counts only)."""
-    want = {prod.key(i) for i, k in prod.kind.items() if k == "valid" and i not in erased}
+    want = {prod.key(i) for i, k in enumerate(prod.plan) if k == "valid" and i not in erased}
     got = {m.key() for m in consume_all(run, run.topics[SHORT])
            if m.value() is None and headers(m).get("veil.reason") == "retention"}
     return not (want - got), len(got & want), len(want)
@@ -650,7 +664,7 @@ def chaos(args):
         verdict.bad(f"veil audit verify exited {arc}: {aout[-1500:]}")
     else:
         log(f"audit: {aout.splitlines()[-1] if aout else 'intact'}")
-    print(f"chaos: seed={args.seed} kills={kills} records={args.records} "
+    print(f"chaos: seed={args.seed} kills={kills} records={run.n_inputs} "
           f"purposes={len(PURPOSES)} dup={verdict.dup} lost={verdict.lost} "
           f"dlq={counts['dlq']} tombstones={counts['tombstones']} audit={audit}",
           flush=True)
