@@ -204,6 +204,10 @@ static void erasure_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                             !strcmp(rd_kafka_topic_name(r->stash->rkt),
                                     tp->topic)) {
                                 /* the next owner handles it */
+                                veil_log("info", "erasure",
+                                         "%s/%" PRId32 " revoked: a polled "
+                                         "request is left to its next owner",
+                                         tp->topic, tp->partition);
                                 rd_kafka_message_destroy(r->stash);
                                 r->stash = NULL;
                         }
