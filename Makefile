@@ -45,7 +45,7 @@ TEST_SUPPORT_OBJ := $(TEST_SUPPORT_SRC:%.c=$(O)/obj/%.o)
 
 .PHONY: all deps test unit integration demo bench fuzz fuzz-seeds format \
 	format-check kafka-up kafka-down clean check-deps bench-e2e install \
-	config-reference deploy-check
+	config-reference deploy-check chaos soak
 all: $(BIN)
 
 # Keep intermediate objects (test support files) between runs.
@@ -92,6 +92,16 @@ $(FAULT_BROKER): tests/tools/fault_broker.c
 integration: $(BIN) $(FAULT_BROKER)
 	@VEIL=$(abspath $(BIN)) VEIL_FAULT_BROKER=$(abspath $(FAULT_BROKER)) \
 		tests/integration/run.sh
+
+# The crash test (tests/chaos/): two workers, kill -9 at seeded moments, an
+# independent read_committed verifier. CHAOS_KILLS=3 is CI's short mode;
+# CHAOS_SEED reproduces a run. VEIL_KAFKA_PORT/VEIL_STATE are honoured.
+chaos: deps $(BIN)
+	@VEIL=$(abspath $(BIN)) tests/chaos/run.sh
+
+# 30 minutes at a steady rate; prints the RSS and fd slopes (not in CI).
+soak: deps $(BIN)
+	@VEIL=$(abspath $(BIN)) CHAOS_SCRIPT=soak tests/chaos/run.sh
 
 kafka-up:
 	@scripts/kafka.sh up

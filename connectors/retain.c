@@ -70,6 +70,10 @@ struct veil_retain {
         bool ek_ok;
         struct erase_pos *epos;
         size_t n_epos;
+        /* An erasure partition the open transaction consumed from was
+         * revoked: another member may already be reading the same
+         * requests, so the transaction must not commit them. */
+        bool epos_revoked;
         bool erasure_warned;
 
         struct veil_audit *audit; /* borrowed: the worker's emitter */
@@ -167,8 +171,67 @@ static int envs_new(const struct veil_config *config,
 
 /* ---- Kafka handles ------------------------------------------------------- */
 
+/* The erasure consumer's group rebalances when a worker joins or leaves.
+ * Requests the open transaction consumed from a revoked partition are
+ * read again by the partition's next owner, from the committed offset: the
+ * transaction must then abort (veil_retain_flush says so) or both would
+ * commit the same requests. Kafka does not fence this by itself: the
+ * offsets go into the transaction with the group's new generation. */
+static void erasure_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                                 rd_kafka_topic_partition_list_t *parts,
+                                 void *opaque)
+{
+        struct veil_retain *r = opaque;
+        /* NULL once the consumer has left its group (while closing). */
+        const char *protocol    = rd_kafka_rebalance_protocol(rk);
+        bool cooperative        = protocol && !strcmp(protocol, "COOPERATIVE");
+        rd_kafka_error_t *error = NULL;
+        size_t i;
+        int k;
+
+        if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+                if (cooperative)
+                        error = rd_kafka_incremental_assign(rk, parts);
+                else
+                        rd_kafka_assign(rk, parts);
+        } else {
+                for (k = 0; k < parts->cnt; k++) {
+                        const rd_kafka_topic_partition_t *tp = &parts->elems[k];
+
+                        for (i = 0; i < r->n_epos; i++)
+                                if (r->epos[i].partition == tp->partition &&
+                                    !strcmp(r->epos[i].topic, tp->topic))
+                                        r->epos_revoked = true;
+                        if (r->stash && r->stash->partition == tp->partition &&
+                            !strcmp(rd_kafka_topic_name(r->stash->rkt),
+                                    tp->topic)) {
+                                /* the next owner handles it */
+                                veil_log("info", "erasure",
+                                         "%s/%" PRId32 " revoked: a polled "
+                                         "request is left to its next owner",
+                                         tp->topic, tp->partition);
+                                rd_kafka_message_destroy(r->stash);
+                                r->stash = NULL;
+                        }
+                }
+                /* A failed rebalance: nothing consumed may be committed. */
+                if (err != RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS && r->n_epos)
+                        r->epos_revoked = true;
+                if (cooperative && err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS)
+                        error = rd_kafka_incremental_unassign(rk, parts);
+                else
+                        rd_kafka_assign(rk, NULL);
+        }
+        if (error) {
+                veil_log("error", "erasure", "assignment failed: %s",
+                         rd_kafka_error_string(error));
+                rd_kafka_error_destroy(error);
+        }
+}
+
 static rd_kafka_t *consumer_new(const struct veil_config *config,
                                 const char *group, const char *fetch_wait_ms,
+                                struct veil_retain *rebalance_opaque,
                                 char *errstr, size_t errstr_size)
 {
         rd_kafka_conf_t *conf = rd_kafka_conf_new();
@@ -199,6 +262,10 @@ static rd_kafka_t *consumer_new(const struct veil_config *config,
         SET("enable.partition.eof", "true");
         SET("fetch.wait.max.ms", fetch_wait_ms);
 #undef SET
+        if (rebalance_opaque) {
+                rd_kafka_conf_set_rebalance_cb(conf, erasure_rebalance_cb);
+                rd_kafka_conf_set_opaque(conf, rebalance_opaque);
+        }
         rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
         if (!rk) {
                 rd_kafka_conf_destroy(conf);
@@ -322,7 +389,8 @@ struct veil_retain *veil_retain_new(const struct veil_config *config,
                 goto err;
         snprintf(group, sizeof(group), "%s-ledger-restore", config->group);
         /* A restore waits for nothing but the end of the partition. */
-        r->restore = consumer_new(config, group, "50", errstr, errstr_size);
+        r->restore =
+                consumer_new(config, group, "50", NULL, errstr, errstr_size);
         if (!r->restore)
                 goto err;
         if (veil_shred_new(config, producer, &r->shred, errstr, errstr_size))
@@ -336,8 +404,8 @@ struct veil_retain *veil_retain_new(const struct veil_config *config,
                         goto err;
                 r->ek_ok = true;
                 snprintf(group, sizeof(group), "%s-erasure", config->group);
-                r->erasure =
-                        consumer_new(config, group, "500", errstr, errstr_size);
+                r->erasure = consumer_new(config, group, "500", r, errstr,
+                                          errstr_size);
                 if (!r->erasure)
                         goto err;
                 topics = rd_kafka_topic_partition_list_new(1);
@@ -365,7 +433,8 @@ static void epos_clear(struct veil_retain *r)
 
         for (i = 0; i < r->n_epos; i++)
                 free(r->epos[i].topic);
-        r->n_epos = 0;
+        r->n_epos       = 0;
+        r->epos_revoked = false;
 }
 
 struct veil_subject_keys *veil_retain_subject_keys(struct veil_retain *r)
@@ -488,6 +557,11 @@ int veil_retain_flush(struct veil_retain *r, char *errstr, size_t errstr_size)
 
         if (!r)
                 return 0;
+        if (r->epos_revoked)
+                return veil_errf(errstr, errstr_size, VEIL_RETAIN_REDO,
+                                 "an erasure partition this transaction "
+                                 "read from was revoked; aborting so that "
+                                 "its new owner handles the requests once");
         rc = veil_shred_flush(r->shred, errstr, errstr_size);
         if (rc)
                 return rc;

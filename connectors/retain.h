@@ -54,6 +54,11 @@ int veil_retain_set_config(struct veil_retain *r,
  * index comes back to where begin left it and the erasure consumer is
  * rewound to the requests the transaction consumed). */
 void veil_retain_begin(struct veil_retain *r);
+/* veil_retain_flush's answer when an erasure partition the open
+ * transaction consumed from was revoked in a rebalance: abort the
+ * transaction and rewind (its requests belong to the next owner now);
+ * not an error of the worker. */
+#define VEIL_RETAIN_REDO (-100)
 int veil_retain_flush(struct veil_retain *r, char *errstr, size_t errstr_size);
 void veil_retain_commit(struct veil_retain *r);
 void veil_retain_rollback(struct veil_retain *r);

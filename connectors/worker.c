@@ -196,13 +196,19 @@ static enum veil_sink_status commit(struct pipe *p)
         enum veil_sink_status st;
         char err[512];
         int64_t t0;
+        int rc;
 
         if (!veil_sink_in_txn(p->sink))
                 return VEIL_SINK_OK;
         if (dead(p))
                 return VEIL_SINK_FATAL;
-        if (veil_retain_flush(p->retain, err, sizeof(err)) ||
-            veil_audit_flush(p->audit, err, sizeof(err))) {
+        rc = veil_retain_flush(p->retain, err, sizeof(err));
+        if (rc == VEIL_RETAIN_REDO) {
+                veil_log("warn", "erasure", "%s", err);
+                abort_batch(p, true);
+                return dead(p) ? VEIL_SINK_FATAL : VEIL_SINK_ABORTED;
+        }
+        if (rc || veil_audit_flush(p->audit, err, sizeof(err))) {
                 fail(p, "%s", err);
                 rollback(p, false);
                 return VEIL_SINK_FATAL;

@@ -7,6 +7,7 @@ import json
 import re
 import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote
 
@@ -19,6 +20,11 @@ class SchemaRegistryDouble:
         self.by_id = {}      # id -> schema text
         self.subjects = {}   # subject -> [ids], one per version
         self.requests = []   # (method, path)
+        # Faults for the tests: answer the next `fail_next` requests with
+        # HTTP `fail_status`, and delay every answer by `delay_s` seconds.
+        self.fail_next = 0
+        self.fail_status = 500
+        self.delay_s = 0.0
         self.server = None
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
@@ -61,6 +67,18 @@ class SchemaRegistryDouble:
             def log_message(self, *a):
                 pass
 
+            def fault(self):
+                """True when a configured fault answered the request."""
+                if reg.delay_s:
+                    time.sleep(reg.delay_s)
+                with reg.lock:
+                    if reg.fail_next <= 0:
+                        return False
+                    reg.fail_next -= 1
+                self.reply(reg.fail_status, {"error_code": 50001,
+                                             "message": "injected fault"})
+                return True
+
             def reply(self, code, obj):
                 body = json.dumps(obj).encode()
                 self.send_response(code)
@@ -78,6 +96,8 @@ class SchemaRegistryDouble:
             def do_GET(self):
                 path = self.path.split("?")[0]
                 reg.requests.append(("GET", path))
+                if self.fault():
+                    return
                 m = re.fullmatch(r"/schemas/ids/(\d+)", path)
                 if m:
                     text = reg.by_id.get(int(m.group(1)))
@@ -108,6 +128,8 @@ class SchemaRegistryDouble:
                 reg.requests.append(("POST", path))
                 n = int(self.headers.get("Content-Length", 0))
                 text = json.loads(self.rfile.read(n))["schema"]
+                if self.fault():
+                    return
                 m = re.fullmatch(r"/subjects/([^/]+)/versions", path)
                 if m:
                     return self.reply(200, {"id": reg.register(unquote(m.group(1)), text)})
