@@ -983,11 +983,15 @@ int veil_b64url_encode(const void *in, size_t len, char *out, size_t cap,
         if (cap < need)
                 return VEIL_EINVAL;
         for (; i + 3 <= len; i += 3) {
+                char g[4]; /* one store: the next group's loads need not
+                            * wait for four byte stores to `o` */
+
                 v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
-                o[0] = b64url_alphabet[v >> 18];
-                o[1] = b64url_alphabet[(v >> 12) & 63];
-                o[2] = b64url_alphabet[(v >> 6) & 63];
-                o[3] = b64url_alphabet[v & 63];
+                g[0] = b64url_alphabet[v >> 18];
+                g[1] = b64url_alphabet[(v >> 12) & 63];
+                g[2] = b64url_alphabet[(v >> 6) & 63];
+                g[3] = b64url_alphabet[v & 63];
+                memcpy(o, g, 4);
                 o += 4;
         }
         if (len - i == 1) {
