@@ -45,6 +45,12 @@ int veil_hmac_init_impl(struct veil_hmac *h, const void *key, size_t len,
 /* out = HMAC-SHA256(key, data). Reads `h` only: thread-safe. */
 void veil_hmac_sha256(const struct veil_hmac *h, const void *data, size_t len,
                       unsigned char out[VEIL_SHA256_LEN]);
+/* out[i] = HMAC-SHA256(key, data[i][0, len[i])) for i < n: on CPUs with
+ * AVX-512 sixteen values are hashed side by side (several times the rate
+ * of one call each on short values), else one call each. */
+void veil_hmac_sha256_many(const struct veil_hmac *h, size_t n,
+                           const void *const *data, const size_t *len,
+                           unsigned char (*out)[VEIL_SHA256_LEN]);
 /* Wipes the keyed states. */
 void veil_hmac_cleanse(struct veil_hmac *h);
 

@@ -270,6 +270,13 @@ int veil_tx_mask(const struct veil_transform *tx, const char *in, size_t len,
                 *outlen = len;
                 return 0;
         }
+        if (nc == len) { /* no continuation byte: one byte a character */
+                memcpy(out, in, first);
+                memset(out + first, mc, len - first - last);
+                memcpy(out + len - last, in + len - last, last);
+                *outlen = len;
+                return 0;
+        }
         for (i = 0, o = 0, c = 0; i < len; c++) {
                 n = s[i] < 0x80 ? 1 : utf8_char_len(s + i, len - i);
                 if (c < first || c + last >= nc) {

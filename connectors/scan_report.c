@@ -211,6 +211,44 @@ static size_t codepoints(const char *s, size_t n)
         return n - cont;
 }
 
+/* Fingerprints are computed ahead, for the next FP_BATCH findings the
+ * report wants: veil_hmac_sha256_many hashes them side by side. */
+#define FP_BATCH 16
+
+/* Fingerprints of the first (up to FP_BATCH) wanted findings of f[0, n),
+ * in hex, into fps[0, *n_fps). The inputs (path NUL detector NUL value)
+ * are laid end to end in out->fp. */
+static void fp_batch(const struct veil_scan_report *rep,
+                     const struct veil_scan_file *file, const char *text,
+                     size_t base, const struct veil_finding *f, size_t n,
+                     struct veil_scan_out *out,
+                     char fps[][2 * VEIL_SCAN_FP_BYTES + 1], size_t *n_fps)
+{
+        size_t off[FP_BATCH], len[FP_BATCH], i, k = 0;
+        const void *data[FP_BATCH];
+        unsigned char md[FP_BATCH][VEIL_SHA256_LEN];
+
+        out->fp.len = 0;
+        for (i = 0; i < n && k < FP_BATCH; i++) {
+                int d = f[i].detector;
+
+                if (!rep->want[d])
+                        continue;
+                off[k] = out->fp.len;
+                put(&out->fp, file->path, file->path_len + 1);
+                put(&out->fp, rep->det_name[d], rep->det_len[d] + 1);
+                put(&out->fp, text + base + f[i].start, f[i].end - f[i].start);
+                len[k] = out->fp.len - off[k];
+                k++;
+        }
+        for (i = 0; i < k; i++) /* out->fp no longer moves */
+                data[i] = out->fp.data + off[i];
+        veil_hmac_sha256_many(rep->hmac, k, data, len, md);
+        for (i = 0; i < k; i++)
+                veil_hex_encode(md[i], VEIL_SCAN_FP_BYTES, fps[i]);
+        *n_fps = k;
+}
+
 size_t veil_scan_report_piece(const struct veil_scan_report *rep,
                               const struct veil_scan_file *file,
                               const char *text, size_t start, size_t end,
@@ -224,12 +262,9 @@ size_t veil_scan_report_piece(const struct veil_scan_report *rep,
          * a long line costs its length once, not once per finding */
         size_t cp_pos = start, cp = 0;
         bool need_fp = rep->hmac && (rep->fmt != VEIL_SCAN_TEXT || rep->n_base);
-        size_t fp_prefix = file->path_len + 1;
+        char fps[FP_BATCH][2 * VEIL_SCAN_FP_BYTES + 1];
+        size_t fp_n = 0, fp_at = 0;
 
-        if (need_fp) { /* fingerprint input: path NUL detector NUL value */
-                out->fp.len = 0;
-                put(&out->fp, file->path, fp_prefix);
-        }
         for (i = 0; i < n; i++) {
                 size_t fs = base + f[i].start, fe = base + f[i].end;
                 int d = f[i].detector;
@@ -248,14 +283,12 @@ size_t veil_scan_report_piece(const struct veil_scan_report *rep,
                 det  = rep->det_name[d];
                 dlen = rep->det_len[d];
                 if (need_fp) {
-                        unsigned char md[VEIL_SHA256_LEN];
-
-                        out->fp.len = fp_prefix;
-                        put(&out->fp, det, dlen + 1);
-                        put(&out->fp, text + fs, fe - fs);
-                        veil_hmac_sha256(rep->hmac, out->fp.data, out->fp.len,
-                                         md);
-                        veil_hex_encode(md, VEIL_SCAN_FP_BYTES, fp);
+                        if (fp_at == fp_n) {
+                                fp_batch(rep, file, text, base, f + i, n - i,
+                                         out, fps, &fp_n);
+                                fp_at = 0;
+                        }
+                        memcpy(fp, fps[fp_at++], sizeof(fp));
                 }
                 if (rep->n_base &&
                     baseline_has(rep, file, fp, line, fs - line_start,

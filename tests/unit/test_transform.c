@@ -254,6 +254,7 @@ ParameterizedTestParameters(transform, mask)
                 {0, 4, '*', false, "4111111111111111", "************1111"},
                 {1, 0, '*', false, "alice@example.com", "a****************"},
                 {0, 4, '#', false, "secret", "##cret"},
+                {2, 3, '*', false, "+1 (415) 555-0100", "+1************100"},
                 /* Code points, not bytes. */
                 {0, 1, '*', false, "Zoë", "**ë"},
                 {0, 2, '*', false, "日本語テキスト", "*****スト"},
