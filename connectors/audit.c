@@ -696,36 +696,56 @@ int veil_audit_record(struct veil_audit *a, const struct veil_route *route,
                             errstr_size);
 }
 
+/* The head every per-record purpose event shares (kind, source position,
+ * purpose, topic, licence, schema) into *ev, and its chain; the caller adds
+ * its own fields and emits. */
+static int purpose_event(struct veil_audit *a, const char *kind,
+                         const struct veil_route *route, size_t purpose,
+                         int32_t partition, int64_t offset, int schema_in,
+                         json_t **ev, struct chain **c, char *errstr,
+                         size_t errstr_size)
+{
+        const struct veil_route_purpose *rp = &route->purposes[purpose];
+
+        *c = chain_get(a, route->source, partition);
+        if (!*c)
+                return veil_errf(errstr, errstr_size, VEIL_EINVAL,
+                                 "no audit chain for %s/%" PRId32,
+                                 route->source, partition);
+        *ev = json_pack("{s:s, s:{s:s, s:i, s:I, s:I}, s:s, s:s, s:s, s:i}",
+                        "kind", kind, "source", "topic", route->source,
+                        "partition", (int)partition, "first",
+                        (json_int_t)offset, "last", (json_int_t)offset,
+                        "purpose", rp->purpose, "topic", rp->topic, "license",
+                        rp->ref->license_id ? rp->ref->license_id : "",
+                        "schema_in", schema_in);
+        return *ev ? 0
+                   : veil_errf(errstr, errstr_size, VEIL_ENOMEM,
+                               "building an audit event failed");
+}
+
 int veil_audit_consent(struct veil_audit *a, const struct veil_route *route,
                        size_t purpose, int32_t partition, int64_t offset,
                        int schema_in, const char *reason, const char *tombstone,
                        char *errstr, size_t errstr_size)
 {
-        const struct veil_route_purpose *rp = &route->purposes[purpose];
+        const struct veil_purpose *pu = route->purposes[purpose].ref;
         struct chain *c;
         json_t *ev;
+        int rc;
 
         if (!audit_on(a->config))
                 return 0;
-        c = chain_get(a, route->source, partition);
-        if (!c)
-                return veil_errf(errstr, errstr_size, VEIL_EINVAL,
-                                 "no audit chain for %s/%" PRId32,
-                                 route->source, partition);
-        ev = json_pack("{s:s, s:{s:s, s:i, s:I, s:I}, s:s, s:s, s:s, s:i, "
-                       "s:s, s:s, s:o}",
-                       "kind", "consent", "source", "topic", route->source,
-                       "partition", (int)partition, "first", (json_int_t)offset,
-                       "last", (json_int_t)offset, "purpose", rp->purpose,
-                       "topic", rp->topic, "license",
-                       rp->ref->license_id ? rp->ref->license_id : "",
-                       "schema_in", schema_in, "reason", reason, "field",
-                       rp->ref->requires.field ? rp->ref->requires.field : "",
-                       "tombstone",
-                       tombstone ? json_string(tombstone) : json_null());
-        if (!ev)
-                return veil_errf(errstr, errstr_size, VEIL_ENOMEM,
-                                 "building an audit event failed");
+        rc = purpose_event(a, "consent", route, purpose, partition, offset,
+                           schema_in, &ev, &c, errstr, errstr_size);
+        if (rc)
+                return rc;
+        json_object_set_new(ev, "reason", json_string(reason));
+        json_object_set_new(
+                ev, "field",
+                json_string(pu->requires.field ? pu->requires.field : ""));
+        json_object_set_new(ev, "tombstone",
+                            tombstone ? json_string(tombstone) : json_null());
         return emit_json(a, c, ev, errstr, errstr_size);
 }
 
@@ -735,29 +755,20 @@ int veil_audit_leak(struct veil_audit *a, const struct veil_route *route,
                     uint32_t count, const char *action, char *errstr,
                     size_t errstr_size)
 {
-        const struct veil_route_purpose *rp = &route->purposes[purpose];
         struct chain *c;
         json_t *ev;
+        int rc;
 
         if (!audit_on(a->config))
                 return 0;
-        c = chain_get(a, route->source, partition);
-        if (!c)
-                return veil_errf(errstr, errstr_size, VEIL_EINVAL,
-                                 "no audit chain for %s/%" PRId32,
-                                 route->source, partition);
-        ev = json_pack("{s:s, s:{s:s, s:i, s:I, s:I}, s:s, s:s, s:s, s:i, "
-                       "s:s, s:s, s:I, s:s}",
-                       "kind", "leak", "source", "topic", route->source,
-                       "partition", (int)partition, "first", (json_int_t)offset,
-                       "last", (json_int_t)offset, "purpose", rp->purpose,
-                       "topic", rp->topic, "license",
-                       rp->ref->license_id ? rp->ref->license_id : "",
-                       "schema_in", schema_in, "field", path, "detector",
-                       detector, "spans", (json_int_t)count, "action", action);
-        if (!ev)
-                return veil_errf(errstr, errstr_size, VEIL_ENOMEM,
-                                 "building an audit event failed");
+        rc = purpose_event(a, "leak", route, purpose, partition, offset,
+                           schema_in, &ev, &c, errstr, errstr_size);
+        if (rc)
+                return rc;
+        json_object_set_new(ev, "field", json_string(path));
+        json_object_set_new(ev, "detector", json_string(detector));
+        json_object_set_new(ev, "spans", json_integer((json_int_t)count));
+        json_object_set_new(ev, "action", json_string(action));
         return emit_json(a, c, ev, errstr, errstr_size);
 }
 

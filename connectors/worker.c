@@ -380,15 +380,15 @@ static enum rec_outcome consent_gate(struct pipe *p, struct veil_record *rec,
         return REC_OK;
 }
 
-/* The leaks the guard found in the record's outputs (redacted, or the
- * record quarantined): counted per purpose, field and detector, audited,
+/* The leaks the guard found in the outputs of a guarded record (redacted,
+ * or the record quarantined): counted per purpose, field and detector, audited,
  * and logged by name — never the text. */
 static enum rec_outcome guard_account(struct pipe *p, struct veil_record *rec)
 {
         char err[512];
         size_t j, i;
 
-        for (j = 0; rec->guarded && j < rec->n_outs; j++) {
+        for (j = 0; j < rec->n_outs; j++) {
                 const struct veil_record_out *out = &rec->outs[j];
                 const char *action =
                         out->rp->ref->guard.on_leak == VEIL_LEAK_QUARANTINE
