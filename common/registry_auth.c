@@ -245,8 +245,8 @@ static X509 *read_cert(const char *path, const char *what, int *rcp,
 }
 
 int veil_registry_check_client_cert(const char *cert_file, const char *key_file,
-                                    bool allow_insecure, char *errstr,
-                                    size_t errstr_size)
+                                    bool allow_insecure, bool *key_faultp,
+                                    char *errstr, size_t errstr_size)
 {
         X509 *x        = NULL;
         EVP_PKEY *pkey = NULL;
@@ -256,6 +256,8 @@ int veil_registry_check_client_cert(const char *cert_file, const char *key_file,
         bool asked = false;
         int fd, err, rc = 0;
 
+        if (key_faultp)
+                *key_faultp = false;
         if (!(x = read_cert(cert_file, "client certificate", &rc, errstr,
                             errstr_size)))
                 return rc;
@@ -274,6 +276,8 @@ int veil_registry_check_client_cert(const char *cert_file, const char *key_file,
                 goto done;
         }
 
+        if (key_faultp)
+                *key_faultp = true; /* from here on, the key is at fault */
         fd = open(key_file, O_RDONLY | O_CLOEXEC | O_NOCTTY);
         if (fd < 0) {
                 err = errno;

@@ -31,10 +31,11 @@ int veil_registry_token_env(const char *name, char **tokenp, char *errstr,
  * cert_file holds a PEM certificate that is valid now, key_file a PEM
  * private key without a passphrase that belongs to it, and key_file is
  * owner-only unless allow_insecure (VEIL_EAUTH). Errors name the files and
- * what is wrong with them, never key material. */
+ * what is wrong with them, never key material; *key_faultp (may be NULL)
+ * says whether the key file is the one to fix. */
 int veil_registry_check_client_cert(const char *cert_file, const char *key_file,
-                                    bool allow_insecure, char *errstr,
-                                    size_t errstr_size);
+                                    bool allow_insecure, bool *key_faultp,
+                                    char *errstr, size_t errstr_size);
 
 /* Checks that ca_file holds at least one PEM certificate. */
 int veil_registry_check_ca_file(const char *ca_file, char *errstr,

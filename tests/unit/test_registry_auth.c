@@ -185,6 +185,7 @@ Test(registry_auth, token_env_is_taken_out_of_the_environment)
 Test(registry_auth, client_cert_and_key_checked)
 {
         char *cert, *key, *other_key, *enc_cert, *enc_key;
+        bool key_fault = false;
 
         make_cert("c.pem", "c.key", -60, 86400, NULL);
         make_cert("o.pem", "o.key", -60, 86400, NULL);
@@ -195,36 +196,47 @@ Test(registry_auth, client_cert_and_key_checked)
         enc_cert  = path_of("e.pem");
         enc_key   = path_of("e.key");
 
-        cr_assert_eq(veil_registry_check_client_cert(cert, key, false, errstr,
-                                                     sizeof(errstr)),
+        cr_assert_eq(veil_registry_check_client_cert(cert, key, false, NULL,
+                                                     errstr, sizeof(errstr)),
                      0, "%s", errstr);
 
         cr_assert_eq(veil_registry_check_client_cert(cert, other_key, false,
-                                                     errstr, sizeof(errstr)),
+                                                     NULL, errstr,
+                                                     sizeof(errstr)),
                      VEIL_EINVAL);
         cr_assert(strstr(errstr, "does not belong"), "%s", errstr);
+        cr_assert_eq(veil_registry_check_client_cert(cert, other_key, false,
+                                                     &key_fault, errstr,
+                                                     sizeof(errstr)),
+                     VEIL_EINVAL);
+        cr_assert(key_fault, "the key is the file to fix");
 
         cr_assert_eq(veil_registry_check_client_cert(enc_cert, enc_key, false,
-                                                     errstr, sizeof(errstr)),
+                                                     NULL, errstr,
+                                                     sizeof(errstr)),
                      VEIL_EINVAL);
         cr_assert(strstr(errstr, "encrypted"), "%s", errstr);
 
         cr_assert_eq(chmod(key, 0644), 0);
-        cr_assert_eq(veil_registry_check_client_cert(cert, key, false, errstr,
-                                                     sizeof(errstr)),
+        cr_assert_eq(veil_registry_check_client_cert(cert, key, false, NULL,
+                                                     errstr, sizeof(errstr)),
                      VEIL_EAUTH);
         cr_assert(strstr(errstr, "0644") && strstr(errstr, key), "%s", errstr);
-        cr_assert_eq(veil_registry_check_client_cert(cert, key, true, errstr,
-                                                     sizeof(errstr)),
+        cr_assert_eq(veil_registry_check_client_cert(cert, key, true, NULL,
+                                                     errstr, sizeof(errstr)),
                      0, "%s", errstr);
 
         /* A key where the certificate should be, and the other way round. */
-        cr_assert_eq(veil_registry_check_client_cert(key, key, true, errstr,
-                                                     sizeof(errstr)),
+        cr_assert_eq(veil_registry_check_client_cert(key, key, true, NULL,
+                                                     errstr, sizeof(errstr)),
                      VEIL_EINVAL);
         cr_assert(strstr(errstr, "no PEM certificate"), "%s", errstr);
-        cr_assert_eq(veil_registry_check_client_cert(cert, cert, true, errstr,
-                                                     sizeof(errstr)),
+        cr_assert_eq(veil_registry_check_client_cert(key, key, true, &key_fault,
+                                                     errstr, sizeof(errstr)),
+                     VEIL_EINVAL);
+        cr_assert_not(key_fault, "the certificate is the file to fix");
+        cr_assert_eq(veil_registry_check_client_cert(cert, cert, true, NULL,
+                                                     errstr, sizeof(errstr)),
                      VEIL_EINVAL);
         cr_assert(strstr(errstr, "no PEM private key"), "%s", errstr);
         /* Never key material in a message. */
@@ -243,8 +255,8 @@ Test(registry_auth, client_cert_outside_its_validity_is_refused)
         make_cert("old.pem", "old.key", -7200, -3600, NULL);
         cert = path_of("old.pem");
         key  = path_of("old.key");
-        cr_assert_eq(veil_registry_check_client_cert(cert, key, false, errstr,
-                                                     sizeof(errstr)),
+        cr_assert_eq(veil_registry_check_client_cert(cert, key, false, NULL,
+                                                     errstr, sizeof(errstr)),
                      VEIL_EINVAL);
         cr_assert(strstr(errstr, "expired on"), "%s", errstr);
         free(cert);
@@ -253,8 +265,8 @@ Test(registry_auth, client_cert_outside_its_validity_is_refused)
         make_cert("new.pem", "new.key", 3600, 7200, NULL);
         cert = path_of("new.pem");
         key  = path_of("new.key");
-        cr_assert_eq(veil_registry_check_client_cert(cert, key, false, errstr,
-                                                     sizeof(errstr)),
+        cr_assert_eq(veil_registry_check_client_cert(cert, key, false, NULL,
+                                                     errstr, sizeof(errstr)),
                      VEIL_EINVAL);
         cr_assert(strstr(errstr, "not valid before"), "%s", errstr);
         free(cert);
