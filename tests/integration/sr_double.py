@@ -57,6 +57,25 @@ class SchemaRegistryDouble:
             ctx.load_verify_locations(self.client_ca)
         return ctx
 
+    @staticmethod
+    def _linger(tls):
+        """Closes after a failed handshake the way web servers do: stop
+        sending, read what the client had already sent, then close, so
+        the client reads the TLS alert instead of a TCP reset."""
+        try:
+            raw = socket.socket(fileno=tls.detach())
+            raw.shutdown(socket.SHUT_WR)
+            raw.settimeout(1)
+            while raw.recv(4096):
+                pass
+        except OSError:
+            pass
+        finally:
+            try:
+                raw.close()
+            except (OSError, UnboundLocalError):
+                pass
+
     def start(self):
         reg = self
 
@@ -65,12 +84,17 @@ class SchemaRegistryDouble:
                 # The handshake runs in the request's own thread, so a
                 # client that never completes it cannot stall the others.
                 if reg.tls:
+                    tls = reg._tls_context().wrap_socket(
+                        request, server_side=True, do_handshake_on_connect=False)
                     try:
-                        request = reg._tls_context().wrap_socket(request, server_side=True)
+                        tls.settimeout(10)
+                        tls.do_handshake()
                     except (ssl.SSLError, OSError):
                         with reg.lock:
                             reg.handshakes_failed += 1
+                        reg._linger(tls)
                         return
+                    request = tls
                 try:
                     super().finish_request(request, client_address)
                 finally:
