@@ -18,7 +18,10 @@ import pytest
 
 from helpers import consume_all, private_key, wait_for
 from sr_double import SchemaRegistryDouble
+from test_worker import Pipeline, headers, stderr_text, stop
 from tls_certs import make_certs
+
+import demo_produce  # noqa: E402  (scripts/, put on the path by test_worker)
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.dmVpbC10ZXN0.c2lnbmF0dXJl"
@@ -319,18 +322,15 @@ def test_refusal_mid_stream_stops_the_worker_with_the_reason(certs, kafka, tmp_p
     on the registry's side): the worker stops with the reason instead of
     spinning, dead-letters nothing, and a restart with the new token
     delivers every record exactly once."""
-    import demo_produce
-    from test_worker import Pipeline, headers, stderr_text, stop
-
     reg = registry(certs, client_ca=certs.ca, bearer=TOKEN)
     sid = reg.latest("customers-value")[0]
     token_file = write_token(tmp_path)
     pl = Pipeline(kafka, str(tmp_path), partitions=1, registry_url=reg.url,
-                  edits=[(f"url: {reg.url}\n",
+                  edits=[(f"url: {reg.url}",
                           f"url: {reg.url}\n  ca_file: {certs.ca}\n"
                           f"  cert_file: {certs.client_cert}\n"
                           f"  key_file: {certs.client_key}\n"
-                          f"  bearer_token_file: {token_file}\n")])
+                          f"  bearer_token_file: {token_file}")])
     rng = random.Random(23)
     first = [demo_produce.frame(sid, pl.schema, demo_produce.customer(rng, i))
              for i in range(6)]
