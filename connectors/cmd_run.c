@@ -32,7 +32,9 @@ static const struct veil_cmd_help help_run = {
         "(Prometheus text format)\nand GET /healthz (200 while the worker "
         "runs, 503 after a fatal error or a stall)\n"
         "exit: 0 on clean shutdown (SIGINT/SIGTERM, or --once done), 1 on a "
-        "fatal Kafka or\nsetup error, 2 on a usage or config error\n"};
+        "fatal Kafka or\nsetup error (or a registry that refuses Veil while "
+        "records flow), 2 on a usage\nor config error (or a registry that "
+        "refuses Veil at start: TLS, credentials)\n"};
 
 static void on_signal(int sig)
 {
