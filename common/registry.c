@@ -414,8 +414,8 @@ static const char *reg_tls_refusal(const struct veil_registry *reg, CURLcode rc,
         case CURLE_SEND_ERROR:
                 if (strncmp(reg->base, "https:", 6))
                         return NULL;
-                if (strstr(msg, "alert certificate required"))
-                        return reg->client_cert ? refused : no_cert;
+                /* "tlsv13 alert certificate required", "tlsv1 alert
+                 * unknown ca", "sslv3 alert handshake failure"… */
                 if (strstr(msg, " alert "))
                         return reg->client_cert ? refused : no_cert;
                 if (strstr(msg, "wrong version number"))
