@@ -8,6 +8,7 @@
 #include "config.h"
 #include "config_yaml.h"
 #include "registry.h"
+#include "registry_auth.h"
 #include "util.h"
 #include "veil.h"
 
@@ -1165,6 +1166,7 @@ static int parse_registry_ca_file(struct loader *ld, yaml_node_t *node,
                                   void *obj)
 {
         struct veil_registry_opts *reg = obj;
+        char msg[512];
         const char *s;
         int r;
 
@@ -1177,6 +1179,70 @@ static int parse_registry_ca_file(struct loader *ld, yaml_node_t *node,
                 return r;
         free(reg->ca_file);
         reg->ca_file = veil_yaml_resolve_path(ld, s);
+        if (veil_registry_check_ca_file(reg->ca_file, msg, sizeof(msg)))
+                return veil_yaml_fail(ld, node, "%s", msg);
+        return 0;
+}
+
+/* A path setting of registry:, resolved against the config's folder;
+ * *nodep remembers where it was written for the checks after keys:. */
+static int set_registry_path(struct loader *ld, yaml_node_t *node, char **dst,
+                             yaml_node_t **nodep)
+{
+        const char *s;
+        int r;
+
+        free(*dst);
+        *dst   = NULL;
+        *nodep = NULL;
+        if (veil_yaml_is_null(node))
+                return 0;
+        if ((r = veil_yaml_get_string(ld, node, &s)))
+                return r;
+        *dst   = veil_yaml_resolve_path(ld, s);
+        *nodep = node;
+        return 0;
+}
+
+static int parse_registry_cert_file(struct loader *ld, yaml_node_t *node,
+                                    void *obj)
+{
+        return set_registry_path(ld, node,
+                                 &((struct veil_registry_opts *)obj)->cert_file,
+                                 &ld->reg_cert_node);
+}
+
+static int parse_registry_key_file(struct loader *ld, yaml_node_t *node,
+                                   void *obj)
+{
+        return set_registry_path(ld, node,
+                                 &((struct veil_registry_opts *)obj)->key_file,
+                                 &ld->reg_key_node);
+}
+
+/* Runs before bearer_token_env (table order), which checks for both. */
+static int parse_registry_token_file(struct loader *ld, yaml_node_t *node,
+                                     void *obj)
+{
+        return set_registry_path(
+                ld, node,
+                &((struct veil_registry_opts *)obj)->bearer_token_file,
+                &ld->reg_token_node);
+}
+
+static int parse_registry_token_env(struct loader *ld, yaml_node_t *node,
+                                    void *obj)
+{
+        struct veil_registry_opts *reg = obj;
+        int r;
+
+        if (reg->bearer_token_file)
+                return veil_yaml_fail(ld, node,
+                                      "set bearer_token_file or "
+                                      "bearer_token_env, not both");
+        if ((r = veil_yaml_set_string(ld, node, &reg->bearer_token_env, true)))
+                return r;
+        ld->reg_token_node = reg->bearer_token_env ? node : NULL;
         return 0;
 }
 
@@ -1211,6 +1277,10 @@ static const struct key_spec registry_specs[] = {
         {"allow_insecure", parse_registry_insecure, false},
         {"basic_auth", parse_registry_basic_auth, false},
         {"ca_file", parse_registry_ca_file, false},
+        {"cert_file", parse_registry_cert_file, false},
+        {"key_file", parse_registry_key_file, false},
+        {"bearer_token_file", parse_registry_token_file, false},
+        {"bearer_token_env", parse_registry_token_env, false},
         {"timeout", parse_registry_timeout, false},
         {"retries", parse_registry_retries, false},
         {NULL, NULL, false},
@@ -1817,6 +1887,74 @@ static const struct key_spec top_specs[] = {
 };
 
 /* ---------------------------------------------------------------------- */
+/* The registry's credentials                                              */
+
+/* veil_yaml_fail() at node with the message under registry.KEY. */
+static int fail_registry(struct loader *ld, yaml_node_t *node, const char *key,
+                         const char *msg)
+{
+        size_t old = veil_yaml_path_push(ld, "registry");
+        int r;
+
+        veil_yaml_path_push(ld, key);
+        r = veil_yaml_fail(ld, node, "%s", msg);
+        veil_yaml_path_pop(ld, old);
+        return r;
+}
+
+/* Reads the bearer token and checks the client certificate, after keys:
+ * (whose allow_insecure_permissions covers these files too), so that a
+ * wrong file is an error at its line rather than a refusal later. */
+static int load_registry_auth(struct loader *ld)
+{
+        struct veil_registry_opts *reg = &ld->config->registry;
+        bool loose = ld->config->keys.allow_insecure_permissions, key_fault;
+        const char *token_key;
+        char msg[768];
+        int r;
+
+        if (reg->cert_file && !reg->key_file)
+                return fail_registry(ld, ld->reg_cert_node, "cert_file",
+                                     "a client certificate needs its key: "
+                                     "set registry.key_file too");
+        if (reg->key_file && !reg->cert_file)
+                return fail_registry(ld, ld->reg_key_node, "key_file",
+                                     "a client key needs its certificate: "
+                                     "set registry.cert_file too");
+        if (reg->cert_file) {
+                if (reg->url && strncmp(reg->url, "https://", 8))
+                        return fail_registry(ld, ld->reg_cert_node, "cert_file",
+                                             "a client certificate needs an "
+                                             "https:// registry.url");
+                if (veil_registry_check_client_cert(
+                            reg->cert_file, reg->key_file, loose, &key_fault,
+                            msg, sizeof(msg)))
+                        return key_fault ? fail_registry(ld, ld->reg_key_node,
+                                                         "key_file", msg)
+                                         : fail_registry(ld, ld->reg_cert_node,
+                                                         "cert_file", msg);
+        }
+        if (!reg->bearer_token_file && !reg->bearer_token_env)
+                return 0;
+        token_key = reg->bearer_token_file ? "bearer_token_file"
+                                           : "bearer_token_env";
+        if (reg->basic_auth)
+                return fail_registry(ld, ld->reg_token_node, token_key,
+                                     "a bearer token and registry.basic_auth "
+                                     "are both set; keep one");
+        r = reg->bearer_token_file
+                    ? veil_registry_token_file(reg->bearer_token_file, loose,
+                                               &reg->bearer_token, msg,
+                                               sizeof(msg))
+                    : veil_registry_token_env(reg->bearer_token_env,
+                                              &reg->bearer_token, msg,
+                                              sizeof(msg));
+        if (r)
+                return fail_registry(ld, ld->reg_token_node, token_key, msg);
+        return 0;
+}
+
+/* ---------------------------------------------------------------------- */
 /* The key                                                                 */
 
 /* Makes the legacy form (hmac_key_file + key_id, or VEIL_HMAC_KEY alone)
@@ -1994,6 +2132,8 @@ struct veil_config *veil_config_load(const char *path,
         ring_of_one(&ld);
         if (!(opts && opts->skip_key) && load_keys(&ld))
                 goto err;
+        if (load_registry_auth(&ld))
+                goto err;
         if (veil_policy_digest(&config->policy, errstr, errstr_size))
                 goto err;
 
@@ -2052,6 +2192,14 @@ void veil_config_destroy(struct veil_config *config)
                                 strlen(config->registry.basic_auth));
         free(config->registry.basic_auth);
         free(config->registry.ca_file);
+        free(config->registry.cert_file);
+        free(config->registry.key_file);
+        if (config->registry.bearer_token)
+                OPENSSL_cleanse(config->registry.bearer_token,
+                                strlen(config->registry.bearer_token));
+        free(config->registry.bearer_token);
+        free(config->registry.bearer_token_file);
+        free(config->registry.bearer_token_env);
         free(config->keys.hmac_key_file);
         free(config->keys.key_id);
         /* keys.key points into the ring: wiped and freed there. */

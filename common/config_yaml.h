@@ -28,6 +28,8 @@ struct loader {
         yaml_node_t *keys_node, *key_file_node, *key_id_node, *active_node;
         yaml_node_t *ring_node;
         yaml_node_t **ring_nodes; /* the id of each keys.ring entry */
+        /* registry credentials, checked once keys: is read */
+        yaml_node_t *reg_cert_node, *reg_key_node, *reg_token_node;
         char path[512];
         size_t path_len;
         char *errstr;

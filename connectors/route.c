@@ -269,6 +269,14 @@ enum rec_outcome veil_route_record(struct pipe *p, rd_kafka_message_t *rkm)
                          rec.reason ? rec.reason : "retry", topic,
                          rec.partition, rec.offset, rec.detail);
                 return REC_RETRY;
+        case VEIL_FATAL:
+                /* The registry refuses Veil (TLS, credentials): waiting
+                 * cannot mend it, and the record is not at fault. The
+                 * batch is aborted; a restart reads the record again. */
+                veil_pipe_fail(p, "%s at %s/%" PRId32 "/%" PRId64 ": %s",
+                               rec.reason ? rec.reason : "fatal", topic,
+                               rec.partition, rec.offset, rec.detail);
+                return REC_FATAL;
         case VEIL_CONTINUE:
                 break;
         }
