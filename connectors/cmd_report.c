@@ -394,7 +394,7 @@ static void print_counts(const char *label, json_t *obj, bool zeros)
         keys = veil_calloc(json_object_size(obj) + 1, sizeof(*keys));
         json_object_foreach(obj, key, v) keys[n++] = key;
         qsort(keys, n, sizeof(*keys), str_cmp);
-        printf("  %-24s", label);
+        printf("  %-26s", label);
         for (i = 0, k = 0; i < n; i++) {
                 int64_t c = json_integer_value(json_object_get(obj, keys[i]));
 
@@ -416,7 +416,7 @@ static void print_purpose(const char *name, json_t *p)
                 const char *until =
                         json_string_value(json_object_get(lic, "valid_until"));
 
-                printf("  %-24s%s, ", "licence",
+                printf("  %-26s%s, ", "licence",
                        json_string_value(json_object_get(lic, "id")));
                 if (!strcmp(until, "never"))
                         printf("no end date\n");
@@ -426,25 +426,25 @@ static void print_purpose(const char *name, json_t *p)
                         printf("valid until %s (%" PRId64 " day(s) left)\n",
                                until, int_of(lic, "days_left"));
         } else {
-                printf("  %-24snot in this config\n", "licence");
+                printf("  %-26snot in this config\n", "licence");
         }
-        printf("  %-24s%" PRId64 "\n", "records received",
+        printf("  %-26s%" PRId64 "\n", "records received",
                int_of(p, "records"));
-        printf("  %-24s%" PRId64 "\n", "skipped, licence expired",
+        printf("  %-26s%" PRId64 "\n", "skipped, licence expired",
                int_of(p, "expired"));
         print_counts("transforms applied", json_object_get(p, "transforms"),
                      false);
         print_counts("fields dropped", json_object_get(p, "drops"), false);
         print_counts("tombstones", json_object_get(p, "tombstones"), true);
         leaks = json_object_get(p, "leaks");
-        printf("  %-24s%" PRId64 " span(s) in %" PRId64 " finding(s)\n",
+        printf("  %-26s%" PRId64 " span(s) in %" PRId64 " finding(s)\n",
                "leaks caught", int_of(leaks, "spans"),
                int_of(leaks, "findings"));
         if (int_of(leaks, "spans"))
                 print_counts("  by detector",
                              json_object_get(leaks, "by_detector"), false);
         cd = json_object_get(p, "consent_drops");
-        printf("  %-24s%" PRId64 "\n", "consent drops", int_of(cd, "total"));
+        printf("  %-26s%" PRId64 "\n", "consent drops", int_of(cd, "total"));
         if (int_of(cd, "total"))
                 print_counts("  by reason", json_object_get(cd, "by_reason"),
                              false);
