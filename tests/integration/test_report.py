@@ -14,6 +14,7 @@ import subprocess
 import time
 
 import pytest
+from confluent_kafka.schema_registry import SchemaRegistryClient
 
 import test_worker
 from helpers import VeilBroker, consume_all, wait_for
@@ -147,9 +148,13 @@ def produced(broker, tmp_path_factory):
         rc = stop(w)
         assert rc == 0, stderr_text(w)[-3000:]
         logs = [stderr_text(w)]
+        # The derived schemas as any Confluent client reads them back.
+        src = SchemaRegistryClient({"url": reg.url})
+        derived = {p: json.loads(src.get_latest_version(f"{t}-value").schema.schema_str)
+                   for p, t in pl.topics.items()}
     finally:
         reg.stop()
-    return {"pl": pl, "t1": t1, "t2": t2, "logs": logs,
+    return {"pl": pl, "derived": derived, "t1": t1, "t2": t2, "logs": logs,
             "full": report(pl), "audit": [json.loads(m.value())
                                           for m in consume_all(broker, pl.audit)]}
 
@@ -221,6 +226,56 @@ def test_audit_events_tell_unclassified_from_policy_drops(produced):
         assert e["dropped"]["referrer"] == "unclassified"
         if e["purpose"] == "marketing":
             assert e["dropped"]["loyalty_points"] == "policy"
+
+
+def field(record, path):
+    """The field at a dotted path of a derived record schema."""
+    head, _, rest = path.partition(".")
+    f = next(f for f in record["fields"] if f["name"] == head)
+    return field(f["type"], rest) if rest else f
+
+
+def test_derived_schemas_say_what_was_done(produced):
+    d = produced["derived"]
+    want = {"analytics": {"customer_id": ("customer_id", "hash"),
+                          "email": ("email", "hash"),
+                          "birth_date": ("birth_date", "generalize"),
+                          "card_number": ("card", "mask"),
+                          "notes": ("notes", "redact_text"),
+                          "status": ("public", "keep"),
+                          "address.zip": ("internal", "keep")},
+            "marketing": {"email": ("email", "keep"),
+                          "customer_id": ("customer_id", "keep"),
+                          "full_name": ("name", "keep")},
+            "support": {"phone": ("phone", "mask"),
+                        "ssn": ("ssn", "mask"),
+                        "email": ("email", "keep")}}
+    src = json.loads(customer_schema_text())
+    for purpose, fields in want.items():
+        for path, (cls, tx) in fields.items():
+            f = field(d[purpose], path)
+            assert f.get("veil.class") == cls, (purpose, path, f)
+            assert f.get("veil.transform") == tx, (purpose, path, f)
+            source_pii = field(src, path).get("pii")
+            if tx == "keep":
+                # the value is what the source said it is
+                assert f.get("pii") == source_pii, (purpose, path)
+            else:
+                # a token is not an e-mail any more
+                assert "pii" not in f and "confluent:tags" not in f, (purpose, path)
+    # An unlabelled container says nothing itself; its leaves do.
+    assert "veil.transform" not in field(d["analytics"], "address")
+    # Every field a purpose receives is marked.
+    def leaves(record, prefix=""):
+        for f in record["fields"]:
+            t = f["type"]
+            if isinstance(t, dict) and t.get("type") == "record":
+                yield from leaves(t, prefix + f["name"] + ".")
+            else:
+                yield prefix + f["name"], f
+    for purpose, record in d.items():
+        for path, f in leaves(record):
+            assert "veil.transform" in f, (purpose, path)
 
 
 def test_report_licences(produced):
