@@ -6,6 +6,8 @@ keeps only the recent window; the text table names each purpose; errors
 exit 2. Also: audit events tell an unclassified drop from a policy drop."""
 import collections
 import datetime
+import hashlib
+import hmac
 import json
 import math
 import os
@@ -13,6 +15,7 @@ import random
 import subprocess
 import time
 
+import confluent_kafka as ck
 import pytest
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
@@ -356,3 +359,49 @@ def test_report_help_and_command_list(veil):
     assert "--since DURATION" in r.stdout and "--format text|json" in r.stdout
     r = subprocess.run([veil, "--help"], capture_output=True, text=True)
     assert "report" in r.stdout
+
+
+def hkdf_sha256(ikm, info, length=32):
+    """RFC 5869 with no salt (as test_topics_erase, from the RFC)."""
+    prk = hmac.new(b"\0" * 32, ikm, hashlib.sha256).digest()
+    out, t, i = b"", b"", 1
+    while len(out) < length:
+        t = hmac.new(prk, t + info + bytes([i]), hashlib.sha256).digest()
+        out += t
+        i += 1
+    return out[:length]
+
+
+def test_events_before_and_after_drop_reasons_verify_and_report(broker, tmp_path):
+    """An event written before "dropped" existed and one written after chain
+    and verify alike; the report counts the old one's drops as unspecified."""
+    pl = Pipeline(broker, str(tmp_path), partitions=1)
+    audit_key = hkdf_sha256(HMAC_KEY.encode(), b"veil:audit")
+    chain = f"{pl.source}/0"
+    head = {"v": 1, "chain": chain, "source": {"topic": pl.source, "partition": 0},
+            "purpose": "analytics", "topic": pl.topics["analytics"],
+            "license": "LIC-ANALYTICS-7", "policy": "0" * 12,
+            "fields": {"email": "hash", "ssn": "drop"}, "schema_in": [1],
+            "schema_out": [7], "records": 1, "tombstones": 0, "expired": 0,
+            "ts": int(time.time() * 1000)}
+    old = dict(head, kind="record", prev="0" * 64, segment_start=True,
+               segment_reason="new")
+    old["source"] = dict(head["source"], first=0, last=0)
+    old_bytes = json.dumps(old, sort_keys=True, separators=(",", ":")).encode()
+    new = dict(head, kind="record", prev=hashlib.sha256(old_bytes).hexdigest(),
+               dropped={"ssn": "unclassified"})
+    new["source"] = dict(head["source"], first=1, last=1)
+    new_bytes = json.dumps(new, sort_keys=True, separators=(",", ":")).encode()
+    p = ck.Producer({"bootstrap.servers": broker})
+    for value in (old_bytes, new_bytes):
+        mac = hmac.new(audit_key, value, hashlib.sha256).hexdigest()
+        p.produce(pl.audit, key=chain.encode(), value=value, partition=0,
+                  headers=[("veil.mac", f"k1:{mac}".encode())])
+    assert p.flush(30) == 0
+    r = veil_cmd("audit", "verify", "-c", pl.config, "--timeout", "30")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "2 event(s)" in r.stdout and "intact" in r.stdout
+    an = report(pl)["purposes"]["analytics"]
+    assert an["records"] == 2
+    assert an["transforms"] == {"hash": 2, "drop": 2}
+    assert an["drops"] == {"unspecified": 1, "unclassified": 1}
