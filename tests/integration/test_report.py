@@ -269,11 +269,22 @@ def test_derived_schemas_say_what_was_done(produced):
     # An unlabelled container says nothing itself; its leaves do.
     assert "veil.transform" not in field(d["analytics"], "address")
     # Every field a purpose receives is marked.
+    def record_in(t):
+        if isinstance(t, list):
+            return next((r for r in map(record_in, t) if r), None)
+        if isinstance(t, dict):
+            if t.get("type") == "record":
+                return t
+            return record_in(t.get("items") or t.get("values"))
+        return None
+
     def leaves(record, prefix=""):
+        # An unlabelled container (record, array or map of records) is not
+        # data itself: its own fields are.
         for f in record["fields"]:
-            t = f["type"]
-            if isinstance(t, dict) and t.get("type") == "record":
-                yield from leaves(t, prefix + f["name"] + ".")
+            inner = record_in(f["type"])
+            if inner and "veil.transform" not in f:
+                yield from leaves(inner, prefix + f["name"] + ".")
             else:
                 yield prefix + f["name"], f
     for purpose, record in d.items():
