@@ -29,6 +29,8 @@ SUPPORT_RETENTION_S = 3
 N = 10                     # customers K-0..K-9; even ones opt in to marketing
 ERASED = "K-4"
 DELETED = "K-2"            # deleted upstream
+LEAKY = (1, 3)             # customers with an e-mail in a public field
+PLANTED = "call me at jane.roe@example.org please"
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +88,9 @@ def produced(broker, tmp_path_factory):
             ("    license: { id: LIC-MKT-2, valid_until: 2035-06-30 }\n",
              "    license: { id: LIC-MKT-2, valid_until: 2035-06-30 }\n"
              "    requires: { field: marketing_opt_in, equals: true }\n"),
+            ("    license: { id: LIC-ANALYTICS-7, valid_until: 2035-12-31 }\n",
+             "    license: { id: LIC-ANALYTICS-7, valid_until: 2035-12-31 }\n"
+             "    guard: { on_leak: redact }\n"),
             ("    retention: 12h\n", f"    retention: {SUPPORT_RETENTION_S}s\n"),
             # referrer loses its label: an unclassified drop everywhere.
             ("      referrer: internal\n", "")])
@@ -104,7 +109,10 @@ def produced(broker, tmp_path_factory):
             f.write(text)
 
         rng = random.Random(41)
-        msgs = [frame(pl, rng, i, f"K-{i}", marketing_opt_in=(i % 2 == 0))
+        # An e-mail typed into `tier` (labelled public) of two records: a
+        # leak for analytics, whose licence gets e-mails only hashed.
+        msgs = [frame(pl, rng, i, f"K-{i}", marketing_opt_in=(i % 2 == 0),
+                      **({"tier": PLANTED} if i in LEAKY else {}))
                 for i in range(N)]
         msgs.append(frame(pl, rng, N, "K-0", marketing_opt_in=False))
         for i in range(2):
@@ -173,6 +181,16 @@ def test_report_records_and_consent_equal_what_was_produced(produced):
     for p in ("analytics", "support"):
         assert got[p]["consent_drops"]["total"] == 0
         assert got[p]["expired"] == 0
+
+
+def test_report_leaks_caught_equal_the_planted_ones(produced):
+    got = produced["full"]["purposes"]
+    n = len(LEAKY)
+    assert got["analytics"]["leaks"] == {
+        "spans": n, "findings": n, "by_detector": {"email": n},
+        "by_action": {"redact": n}, "by_field": {"tier": n}}
+    for p in ("marketing", "support"):     # unguarded
+        assert got[p]["leaks"]["spans"] == 0
 
 
 def test_report_tombstones_by_reason_equal_the_topics(produced, broker):
@@ -342,6 +360,7 @@ def test_report_never_prints_values(produced):
     j = veil_cmd("report", "-c", pl.config, "--format", "json")
     for out in (r.stdout, j.stdout):
         assert "K-4" not in out and "K-0" not in out and "@" not in out
+        assert "jane.roe" not in out
 
 
 def test_report_errors_exit_2(produced, tmp_path):
