@@ -435,3 +435,30 @@ def test_events_before_and_after_drop_reasons_verify_and_report(broker, tmp_path
     assert an["records"] == 2
     assert an["transforms"] == {"hash": 2, "drop": 2}
     assert an["drops"] == {"unspecified": 1, "unclassified": 1}
+
+
+def test_report_counts_batch_events_exactly(broker, tmp_path):
+    """With `audit: batch` one event sums a transaction: its "applied" and
+    "drops" counts give the same figures as per-record events would."""
+    pl = Pipeline(broker, str(tmp_path), partitions=1, edits=[
+        ("audit: { level: record }", "audit: { level: batch }"),
+        ("      referrer: internal\n", "")])
+    with open(pl.config, "a") as f:
+        f.write("threads: 1\n")
+    rng = random.Random(43)
+    pl.produce([frame(pl, rng, i, f"B-{i}") for i in range(6)])
+    w = pl.start()
+    try:
+        wait_for(lambda: all(len(consume_all(broker, t)) >= 6 for t in pl.topics.values()),
+                 timeout=60, what="6 records on every purpose")
+    finally:
+        assert stop(w) == 0, stderr_text(w)[-3000:]
+    events = [json.loads(m.value()) for m in consume_all(broker, pl.audit)]
+    assert events and all(e["kind"] == "batch" for e in events)
+    assert all("applied" in e for e in events)
+    for p, v in report(pl)["purposes"].items():
+        assert v["records"] == 6, p
+        plan = collections.Counter(v["fields"].values())
+        assert v["transforms"] == {tx: n * 6 for tx, n in plan.items()}, p
+        assert v["drops"]["unclassified"] == 6, p
+        assert sum(v["drops"].values()) == plan["drop"] * 6, p
