@@ -916,6 +916,9 @@ static int compile_record(struct comp *c, avro_schema_t t, json_t *j,
                 struct veil_field_annotations ann;
                 const char *tagbuf[32];
                 struct cres fr = {0};
+                size_t f0      = plan->n_fields;
+                const struct veil_plan_field *pf;
+                json_t *df;
                 char *fpath;
 
                 if (fj && json_string_value(json_object_get(fj, "name")) &&
@@ -932,20 +935,31 @@ static int compile_record(struct comp *c, avro_schema_t t, json_t *j,
                             VEIL_ARRAY_SIZE(tagbuf));
                 rc = compile_position(c, ft, json_object_get(fj, "type"), ins,
                                       fpath, label, &ann, mode, depth + 1, &fr);
-                free(fpath);
-                if (rc)
+                if (rc) {
+                        free(fpath);
                         goto out;
+                }
                 k[i].node = fr.node;
 
                 min += plan->nodes[fr.node].min_size;
                 changed |= fr.changed;
-                if (fr.dropped)
+                if (fr.dropped) {
+                        free(fpath);
                         continue;
-                json_array_append_new(
-                        outfields,
-                        veil_derive_field(fj, fname, fr.type, !fr.changed,
-                                          plan->nodes[fr.node].act ==
-                                                  PA_NULLIFY));
+                }
+                df = veil_derive_field(fj, fname, fr.type, !fr.changed,
+                                       plan->nodes[fr.node].act == PA_NULLIFY);
+                /* The derived field says what the purpose gets (the
+                 * entries this field's compile added to the summary). */
+                pf = plan->n_fields > f0
+                             ? veil_derive_field_entry(plan->fields + f0,
+                                                       plan->n_fields - f0,
+                                                       fpath)
+                             : NULL;
+                if (pf)
+                        veil_derive_mark(df, pf->label, pf->tx);
+                free(fpath);
+                json_array_append_new(outfields, df);
         }
         plan->nodes[idx].n        = (uint32_t)n;
         plan->nodes[idx].kids     = kids_add(plan, k, n);
