@@ -19,10 +19,12 @@ struct veil_config;
  * per-subject token; without the master key it says nothing about the
  * subject. */
 #define VEIL_SUBJECT_REF_LEN 16
-/* A data key: 32 random bytes (RAND_bytes). Per purpose, the token key is
- * HKDF(data key, "veil:subject:<purpose>") = SIV key (64) | GCM key (32),
- * so tokens of two purposes never join. */
+/* A data key: 32 random bytes (RAND_bytes). Per purpose, the token keys
+ * are HKDF(data key, "veil:subject:<purpose>") = SIV key (64) | GCM key
+ * (32), so tokens of two purposes never join. */
 #define VEIL_SUBJECT_KEY_LEN 32
+#define VEIL_SUBJECT_TOKEN_KEYS_LEN                                            \
+        (VEIL_AEAD_SIV_KEY_LEN + VEIL_AEAD_GCM_KEY_LEN)
 
 /* A wrapped data key (the key-topic record value):
  *   0x01 | kid_len | kid | nonce(12) | AES-256-GCM(data key)(32) | tag(16)
@@ -43,32 +45,41 @@ struct veil_config;
 #define VEIL_SUBJECT_BYTES_SIV 0x04
 #define VEIL_SUBJECT_BYTES_GCM 0x05
 
-/* One purpose's ciphers for one subject's data key, keyed per record by
- * veil_subject_cipher_key. Not thread-safe. */
+/* The token keys of `purpose` for a data key (HKDF-SHA256, no
+ * allocation). 0 or VEIL_EINVAL (purpose name too long). */
+int veil_subject_token_keys(const unsigned char key[VEIL_SUBJECT_KEY_LEN],
+                            const char *purpose,
+                            unsigned char tk[VEIL_SUBJECT_TOKEN_KEYS_LEN]);
+
+/* One purpose's ciphers for one subject, keyed per record by
+ * veil_subject_cipher_key. The contexts are set up once and re-keyed
+ * after (key schedules only), each mode only when a token of that mode is
+ * made. Not thread-safe. */
 struct veil_subject_cipher {
         unsigned char ref[VEIL_SUBJECT_REF_LEN];
         char kid[33];
         size_t kid_len;
         struct veil_aead siv;
         struct veil_aead gcm;
-        unsigned char key[VEIL_SUBJECT_KEY_LEN]; /* to tell a re-keying */
+        unsigned char tk[VEIL_SUBJECT_TOKEN_KEYS_LEN]; /* the keys set */
         bool keyed;
+        bool siv_keyed, gcm_keyed; /* the context holds tk's key */
 };
 
-/* Is `c` keyed for exactly this data key, ref and key id (the previous
- * record's subject again: no re-keying needed)? */
+/* Is `c` keyed for exactly these token keys, ref and key id (the previous
+ * record's subject again: nothing to do)? */
 bool veil_subject_cipher_is(const struct veil_subject_cipher *c,
-                            const unsigned char key[VEIL_SUBJECT_KEY_LEN],
+                            const unsigned char tk[VEIL_SUBJECT_TOKEN_KEYS_LEN],
                             const unsigned char ref[VEIL_SUBJECT_REF_LEN],
                             const char *kid);
 
-/* Keys `c` for `purpose` with data key `key` (ref and kid are copied
- * into the tokens). Re-keying frees the old contexts. 0 or VEIL_EIO. */
+/* Keys `c` with a subject's token keys for one purpose (ref and kid are
+ * copied into the tokens). The contexts follow lazily, at the next token
+ * of each mode. 0 or VEIL_EINVAL (key id too long). */
 int veil_subject_cipher_key(struct veil_subject_cipher *c,
-                            const unsigned char key[VEIL_SUBJECT_KEY_LEN],
+                            const unsigned char tk[VEIL_SUBJECT_TOKEN_KEYS_LEN],
                             const unsigned char ref[VEIL_SUBJECT_REF_LEN],
-                            const char *kid, const char *purpose, char *errstr,
-                            size_t errstr_size);
+                            const char *kid, char *errstr, size_t errstr_size);
 void veil_subject_cipher_clear(struct veil_subject_cipher *c);
 
 /* Exact token length for this cipher, mode and output form. */
@@ -133,25 +144,36 @@ bool veil_policy_per_subject(const struct veil_config *config);
 /* ---- the worker's store ----------------------------------------------------
  * An index of every known subject's wrapped key (ref → blob, 84 bytes an
  * entry plus 4 for its bucket), filled from the key topic, and an LRU of
- * at most `cache_max` unwrapped keys (ref | key | links: 60 bytes plus 4
- * for its bucket). Changes made inside a Kafka transaction (keys created,
- * re-wrapped, destroyed) are logged and undone by rollback; commit makes
- * them final. Single-threaded. */
+ * at most `cache_max` subjects' token keys: per subject its ref, links and
+ * bucket (32 bytes) and, for each purpose of the config that uses
+ * per_subject, its token keys (96 bytes), derived once when the subject
+ * enters the LRU. The data key itself is not kept. Changes made inside a
+ * Kafka transaction (keys created, re-wrapped, destroyed) are logged and
+ * undone by rollback; commit makes them final. Single-threaded. */
 struct veil_subject_keys;
 
+/* config must outlive the store. Its per_subject purposes name the token
+ * key slots (none: one slot, for tools and tests, named by the first
+ * veil_subject_keys_slot asked). */
 struct veil_subject_keys *
 veil_subject_keys_new(const struct veil_config *config, size_t cache_max,
                       char *errstr, size_t errstr_size);
 void veil_subject_keys_destroy(struct veil_subject_keys *sk);
 
-/* The data key of (source, subject): from the LRU, else unwrapped from the
- * index (re-wrapped under the active key when another key wrapped it: a
- * pending write), else made (RAND_bytes) and wrapped (a pending write).
- * *ref and *kid name where it lives. 0 or an error with errstr (the
- * record then fails closed). */
+/* The slot of `purpose`'s token keys in what veil_subject_keys_get
+ * returns, or -1 when the purpose has none here. */
+int veil_subject_keys_slot(struct veil_subject_keys *sk, const char *purpose);
+
+/* The token keys of (source, subject), one VEIL_SUBJECT_TOKEN_KEYS_LEN
+ * block per slot, at *tks (owned by the store, valid until its next
+ * call): from the LRU, else the data key unwrapped from the index
+ * (re-wrapped under the active key when another key wrapped it: a pending
+ * write), else made (RAND_bytes) and wrapped (a pending write). *ref and
+ * *kid name where it lives. 0 or an error with errstr (the record then
+ * fails closed). */
 int veil_subject_keys_get(struct veil_subject_keys *sk, const char *source,
                           const void *subject, size_t len,
-                          unsigned char key[VEIL_SUBJECT_KEY_LEN],
+                          const unsigned char **tks,
                           unsigned char ref[VEIL_SUBJECT_REF_LEN],
                           const char **kid, char *errstr, size_t errstr_size);
 
@@ -192,7 +214,7 @@ struct veil_subject_keys_stats {
 };
 void veil_subject_keys_stats(const struct veil_subject_keys *sk,
                              struct veil_subject_keys_stats *st);
-/* Bytes the LRU spends per cached subject (entry and bucket). */
-size_t veil_subject_keys_cache_entry_bytes(void);
+/* Bytes the LRU spends per cached subject (entry, token keys, bucket). */
+size_t veil_subject_keys_cache_entry_bytes(const struct veil_subject_keys *sk);
 
 #endif
