@@ -517,6 +517,9 @@ struct veil_subject_keys {
         struct undo *undo;
         size_t n_undo, cap_undo;
         struct veil_subject_keys_stats st;
+        /* created / destroyed / rewrapped at the last commit: a rollback
+         * goes back to them (the keys it undid were never made) */
+        uint64_t created_c, destroyed_c, rewrapped_c;
 };
 
 static uint64_t ref_hash(const unsigned char *ref)
@@ -993,7 +996,8 @@ void veil_subject_keys_apply(struct veil_subject_keys *sk, const void *key,
                              size_t key_len, const void *value,
                              size_t value_len)
 {
-        const unsigned char *ref = key;
+        const unsigned char *ref = key, *sealed;
+        const struct ientry *cur;
         const char *kid;
         size_t kid_len, i;
         struct ientry e;
@@ -1002,12 +1006,13 @@ void veil_subject_keys_apply(struct veil_subject_keys *sk, const void *key,
                 sk->st.bad_records++;
                 return;
         }
-        lru_del(sk, ref);
         if (!value) {
+                lru_del(sk, ref);
                 index_del(sk, ref);
                 return;
         }
         if (blob_parse(value, value_len, &kid, &kid_len)) {
+                lru_del(sk, ref);
                 sk->st.bad_records++;
                 return;
         }
@@ -1016,13 +1021,21 @@ void veil_subject_keys_apply(struct veil_subject_keys *sk, const void *key,
                     !memcmp(sk->slots[i].kid, kid, kid_len))
                         break;
         if (i == sk->n_slots) {
+                lru_del(sk, ref);
                 sk->st.bad_records++; /* a key id no longer in the ring */
                 return;
         }
+        sealed = (const unsigned char *)value + 2 + kid_len;
+        /* What the index holds already (this worker's own write read
+         * back): the cached token keys stay. */
+        cur = index_find(sk, ref);
+        if (cur && cur->slot == i &&
+            !memcmp(cur->sealed, sealed, VEIL_SUBJECT_SEALED_LEN))
+                return;
+        lru_del(sk, ref);
         memset(&e, 0, sizeof(e));
         memcpy(e.ref, ref, VEIL_SUBJECT_REF_LEN);
-        memcpy(e.sealed, (const unsigned char *)value + 2 + kid_len,
-               VEIL_SUBJECT_SEALED_LEN);
+        memcpy(e.sealed, sealed, VEIL_SUBJECT_SEALED_LEN);
         e.slot = (uint8_t)i;
         index_put(sk, &e);
 }
@@ -1096,7 +1109,10 @@ void veil_subject_keys_commit(struct veil_subject_keys *sk)
                         e->dirty = 0;
         }
         veil_cleanse(sk->undo, sk->n_undo * sizeof(*sk->undo));
-        sk->n_undo = 0;
+        sk->n_undo      = 0;
+        sk->created_c   = sk->st.created;
+        sk->destroyed_c = sk->st.destroyed;
+        sk->rewrapped_c = sk->st.rewrapped;
 }
 
 void veil_subject_keys_rollback(struct veil_subject_keys *sk)
@@ -1115,7 +1131,10 @@ void veil_subject_keys_rollback(struct veil_subject_keys *sk)
                 }
         }
         veil_cleanse(sk->undo, sk->n_undo * sizeof(*sk->undo));
-        sk->n_undo = 0;
+        sk->n_undo       = 0;
+        sk->st.created   = sk->created_c;
+        sk->st.destroyed = sk->destroyed_c;
+        sk->st.rewrapped = sk->rewrapped_c;
 }
 
 void veil_subject_keys_stats(const struct veil_subject_keys *sk,

@@ -205,6 +205,8 @@ int veil_subject_keys_pending(struct veil_subject_keys *sk,
 void veil_subject_keys_commit(struct veil_subject_keys *sk);
 void veil_subject_keys_rollback(struct veil_subject_keys *sk);
 
+/* created, destroyed and rewrapped count committed changes (a rollback
+ * takes back its own); hits and misses count LRU look-ups. */
 struct veil_subject_keys_stats {
         uint64_t created, destroyed, hits, misses, rewrapped, bad_records;
         size_t known;       /* subjects in the index */

@@ -483,3 +483,78 @@ Test(subject_keys, a_store_without_a_named_purpose_fails_closed)
         cr_assert_neq(err[0], '\0');
         veil_subject_keys_destroy(sk);
 }
+
+/* The key topic read back: a worker's own write keeps its cached keys (no
+ * unwrap again); another blob at the ref (another worker's new lifecycle)
+ * drops them, and a tombstone forgets the subject. */
+Test(subject_keys, reading_back_own_writes_keeps_the_cache)
+{
+        struct veil_subject_keys *sk = store(4);
+        struct veil_subject_keys_stats st;
+        unsigned char tk[TKL], tk2[TKL], ref[16], other[32];
+        unsigned char blob[VEIL_SUBJECT_WRAPPED_MAX];
+        struct captured cap;
+        unsigned char key[32];
+        size_t n;
+
+        tks_of(sk, "alice", tk, ref);
+        data_key_of(sk, ref, key, &cap);
+        veil_subject_keys_commit(sk);
+        veil_subject_keys_apply(sk, ref, 16, cap.blob, cap.len);
+        tks_of(sk, "alice", tk2, ref);
+        veil_subject_keys_stats(sk, &st);
+        cr_assert_eq(st.hits, 1, "own write read back: still cached");
+        cr_assert_eq(st.misses, 1);
+        cr_assert(!memcmp(tk, tk2, TKL));
+        /* another key at the same ref */
+        memset(other, 0x33, sizeof(other));
+        cr_assert_eq(veil_subject_wrap(&config, "k1", ref, other, blob,
+                                       sizeof(blob), &n, NULL, 0),
+                     0);
+        veil_subject_keys_apply(sk, ref, 16, blob, n);
+        tks_of(sk, "alice", tk2, ref);
+        veil_subject_keys_stats(sk, &st);
+        cr_assert_eq(st.misses, 2);
+        cr_assert_eq(st.created, 1);
+        cr_assert_eq(veil_subject_token_keys(other, "marketing", tk), 0);
+        cr_assert(!memcmp(tk, tk2, TKL), "the other worker's key is used");
+        /* a tombstone: the next record starts a new key */
+        veil_subject_keys_apply(sk, ref, 16, NULL, 0);
+        tks_of(sk, "alice", tk2, ref);
+        veil_subject_keys_stats(sk, &st);
+        cr_assert_eq(st.created, 2);
+        cr_assert(memcmp(tk, tk2, TKL));
+        veil_subject_keys_destroy(sk);
+}
+
+/* The counters /metrics shows: a rollback takes back what it undid. */
+Test(subject_keys, counters_count_committed_changes)
+{
+        struct veil_subject_keys *sk = store(4);
+        struct veil_subject_keys_stats st;
+        unsigned char tk[TKL], ref[16], refs[2][16];
+        size_t n;
+
+        tks_of(sk, "a", tk, ref);
+        tks_of(sk, "b", tk, ref);
+        veil_subject_keys_commit(sk);
+        tks_of(sk, "c", tk, ref);
+        cr_assert_eq(
+                veil_subject_keys_erase(sk, "s", "a", 1, refs, 2, &n, NULL, 0),
+                0);
+        veil_subject_keys_rollback(sk);
+        veil_subject_keys_stats(sk, &st);
+        cr_assert_eq(st.created, 2);
+        cr_assert_eq(st.destroyed, 0);
+        cr_assert_eq(st.misses, 3);
+        tks_of(sk, "b", tk, ref);
+        cr_assert_eq(
+                veil_subject_keys_erase(sk, "s", "a", 1, refs, 2, &n, NULL, 0),
+                0);
+        veil_subject_keys_commit(sk);
+        veil_subject_keys_stats(sk, &st);
+        cr_assert_eq(st.created, 2);
+        cr_assert_eq(st.destroyed, 1);
+        cr_assert_eq(st.hits, 1);
+        veil_subject_keys_destroy(sk);
+}
