@@ -16,8 +16,8 @@ struct veil_shred;
 
 /* Unwrapped data keys kept per worker pipeline (the LRU's bound). */
 #define VEIL_SHRED_CACHE_MAX 65536
-/* How often, at most, a transaction's begin reads what other workers
- * wrote to the key topic (erasures by another pipeline). */
+/* How often, at most, a transaction's begin tries a full read of the key
+ * topic again when it is not followed (not there yet, or an error). */
 #define VEIL_SHRED_CATCHUP_MS 1000
 
 /* The shredding side of a worker whose transactional producer is
@@ -34,9 +34,10 @@ struct veil_subject_keys *veil_shred_store(struct veil_shred *s);
 int veil_shred_set_config(struct veil_shred *s,
                           const struct veil_config *config, char *errstr,
                           size_t errstr_size);
-/* Reads the key topic from where it stopped to its end: `force` on an
- * assignment (a previous owner's keys), else at most every
- * VEIL_SHRED_CATCHUP_MS. Outside a transaction. */
+/* `force` (an assignment: a previous owner's keys): reads the key topic
+ * from where it stopped to its end, blocking, then follows it. Else
+ * applies what the followed reader has fetched (erasures and keys of
+ * other pipelines) without waiting. Outside a transaction. */
 int veil_shred_catch_up(struct veil_shred *s, bool force, char *errstr,
                         size_t errstr_size);
 /* Inside the transaction, before its commit: produces the keys made or
