@@ -466,15 +466,25 @@ struct ring_slot {
         struct veil_aead wrap; /* GCM under HKDF(master, WRAP_INFO) */
 };
 
-/* An index entry: the wrapped key of one subject. 84 bytes. */
+/* An index entry: the wrapped key of one subject and where its record
+ * is on the key topic. 96 bytes. */
 struct ientry {
         unsigned char ref[VEIL_SUBJECT_REF_LEN];
         unsigned char sealed[VEIL_SUBJECT_SEALED_LEN];
         uint8_t slot; /* ring slot of the wrapping key */
         uint8_t used;
         uint8_t dirty; /* made or re-wrapped in the open transaction */
-        uint8_t pad;
+        uint8_t hot;   /* used since the spilling hand last passed */
         uint32_t next; /* bucket chain / free list */
+        int32_t part;  /* its key-topic record: -1 until read back */
+        int64_t off;
+};
+
+/* A spilled subject: its ref and where its record is (the wrapped key is
+ * fetched from there on its next use). 24 bytes. */
+struct spill {
+        unsigned char ref[VEIL_SUBJECT_REF_LEN];
+        uint64_t pos; /* (part << 48 | off) + 1; 0: an empty slot */
 };
 
 /* An LRU entry: one subject. 28 bytes; its token keys (n_tk blocks of
@@ -520,6 +530,15 @@ struct veil_subject_keys {
         /* created / destroyed / rewrapped at the last commit: a rollback
          * goes back to them (the keys it undid were never made) */
         uint64_t created_c, destroyed_c, rewrapped_c;
+        /* the bound: at most index_max entries resident (0: no bound);
+         * beyond it, entries whose record position is known are spilled
+         * (ref and position only) and fetched back on use */
+        size_t index_max;
+        struct spill *sp; /* open addressing, linear probing */
+        size_t sp_cap, sp_n;
+        size_t hand; /* the spilling clock's position in ie */
+        veil_subject_keys_fetch_fn fetch;
+        void *fetch_arg;
 };
 
 static uint64_t ref_hash(const unsigned char *ref)
@@ -613,6 +632,157 @@ static void index_del(struct veil_subject_keys *sk, const unsigned char *ref)
                 sk->known--;
                 return;
         }
+}
+
+/* ---- spilled subjects ---- */
+
+static size_t sp_find(const struct veil_subject_keys *sk,
+                      const unsigned char *ref)
+{
+        size_t i;
+
+        if (!sk->sp_n)
+                return SIZE_MAX;
+        for (i = ref_hash(ref) & (sk->sp_cap - 1); sk->sp[i].pos;
+             i = (i + 1) & (sk->sp_cap - 1))
+                if (!memcmp(sk->sp[i].ref, ref, VEIL_SUBJECT_REF_LEN))
+                        return i;
+        return SIZE_MAX;
+}
+
+static void sp_put(struct veil_subject_keys *sk, const unsigned char *ref,
+                   int32_t part, int64_t off)
+{
+        uint64_t pos = ((uint64_t)part << 48 | (uint64_t)off) + 1;
+        size_t i;
+
+        if ((sk->sp_n + 1) * 4 > sk->sp_cap * 3) {
+                struct spill *old = sk->sp;
+                size_t cap        = sk->sp_cap, j;
+
+                sk->sp_cap = cap ? cap * 2 : 1024;
+                sk->sp     = veil_calloc(sk->sp_cap, sizeof(*sk->sp));
+                for (j = 0; j < cap; j++) {
+                        if (!old[j].pos)
+                                continue;
+                        for (i = ref_hash(old[j].ref) & (sk->sp_cap - 1);
+                             sk->sp[i].pos; i = (i + 1) & (sk->sp_cap - 1))
+                                ;
+                        sk->sp[i] = old[j];
+                }
+                free(old);
+        }
+        for (i = ref_hash(ref) & (sk->sp_cap - 1); sk->sp[i].pos;
+             i = (i + 1) & (sk->sp_cap - 1))
+                if (!memcmp(sk->sp[i].ref, ref, VEIL_SUBJECT_REF_LEN))
+                        break;
+        if (!sk->sp[i].pos)
+                sk->sp_n++;
+        memcpy(sk->sp[i].ref, ref, VEIL_SUBJECT_REF_LEN);
+        sk->sp[i].pos = pos;
+}
+
+/* Removes slot i, shifting back the entries of its probe run. */
+static void sp_del(struct veil_subject_keys *sk, size_t i)
+{
+        size_t mask = sk->sp_cap - 1, j = i, h;
+
+        for (;;) {
+                j = (j + 1) & mask;
+                if (!sk->sp[j].pos)
+                        break;
+                h = ref_hash(sk->sp[j].ref) & mask;
+                /* j's entry may move to i when its home is not in (i, j] */
+                if ((i <= j) ? (h <= i || h > j) : (h <= i && h > j)) {
+                        sk->sp[i] = sk->sp[j];
+                        i         = j;
+                }
+        }
+        memset(&sk->sp[i], 0, sizeof(sk->sp[i]));
+        sk->sp_n--;
+}
+
+/* Spills resident entries past the bound (between transactions): a clock
+ * over the index, sparing entries used since its last pass and those
+ * whose record position is not known yet. */
+static void spill_past_bound(struct veil_subject_keys *sk)
+{
+        size_t steps = 2 * sk->ie_n + 2;
+
+        if (!sk->index_max || !sk->fetch)
+                return;
+        while (sk->known > sk->index_max && steps-- > 0 && sk->ie_n) {
+                struct ientry *e;
+
+                sk->hand = (sk->hand + 1) % sk->ie_n;
+                e        = &sk->ie[sk->hand];
+                if (!e->used || e->dirty || e->part < 0)
+                        continue;
+                if (e->hot) {
+                        e->hot = 0;
+                        continue;
+                }
+                sp_put(sk, e->ref, e->part, e->off);
+                index_del(sk, e->ref);
+        }
+}
+
+/* The resident entry of a spilled ref, fetched from the key topic; NULL
+ * with *rc 0 when ref is not spilled, or an error in *rc (VEIL_ENET: the
+ * fetch failed, try again; never "no key": that would make a second one). */
+static struct ientry *unspill(struct veil_subject_keys *sk,
+                              const unsigned char *ref, int *rc, char *errstr,
+                              size_t errstr_size)
+{
+        unsigned char blob[VEIL_SUBJECT_WRAPPED_MAX];
+        size_t i = sp_find(sk, ref), n, kid_len, k;
+        const char *kid;
+        struct ientry e;
+        uint64_t pos;
+
+        *rc = 0;
+        if (i == SIZE_MAX)
+                return NULL;
+        pos = sk->sp[i].pos - 1;
+        memset(&e, 0, sizeof(e));
+        memcpy(e.ref, ref, VEIL_SUBJECT_REF_LEN);
+        e.part = (int32_t)(pos >> 48);
+        e.off  = (int64_t)(pos & ((1ull << 48) - 1));
+        *rc = sk->fetch(sk->fetch_arg, e.part, e.off, ref, blob, sizeof(blob),
+                        &n, errstr, errstr_size);
+        if (*rc)
+                return NULL;
+        if (blob_parse(blob, n, &kid, &kid_len)) {
+                *rc = veil_errf(errstr, errstr_size, VEIL_EDATA,
+                                "a fetched subject-key record is malformed");
+                return NULL;
+        }
+        for (k = 0; k < sk->n_slots; k++)
+                if (strlen(sk->slots[k].kid) == kid_len &&
+                    !memcmp(sk->slots[k].kid, kid, kid_len))
+                        break;
+        if (k == sk->n_slots) {
+                *rc = veil_errf(errstr, errstr_size, VEIL_EDATA,
+                                "a fetched subject key names a key id "
+                                "not in the ring");
+                return NULL;
+        }
+        memcpy(e.sealed, blob + 2 + kid_len, VEIL_SUBJECT_SEALED_LEN);
+        e.slot = (uint8_t)k;
+        e.hot  = 1;
+        veil_cleanse(blob, sizeof(blob));
+        sp_del(sk, i);
+        sk->st.fetched++;
+        index_put(sk, &e);
+        return index_find(sk, ref);
+}
+
+void veil_subject_keys_bound(struct veil_subject_keys *sk, size_t index_max,
+                             veil_subject_keys_fetch_fn fetch, void *arg)
+{
+        sk->index_max = index_max;
+        sk->fetch     = fetch;
+        sk->fetch_arg = arg;
 }
 
 static void lru_unlink(struct veil_subject_keys *sk, uint32_t i)
@@ -864,6 +1034,7 @@ void veil_subject_keys_destroy(struct veil_subject_keys *sk)
         free(sk->tk);
         free(sk->tk_names);
         free(sk->tk_own);
+        free(sk->sp);
         if (sk->undo)
                 veil_cleanse(sk->undo, sk->cap_undo * sizeof(*sk->undo));
         free(sk->undo);
@@ -907,6 +1078,8 @@ static int store_new(struct veil_subject_keys *sk, const unsigned char *ref,
                VEIL_SUBJECT_SEALED_LEN);
         e.slot  = (uint8_t)sk->active;
         e.dirty = 1;
+        e.hot   = 1;
+        e.part  = -1;
         index_put(sk, &e);
         veil_cleanse(blob, sizeof(blob));
         return 0;
@@ -949,8 +1122,14 @@ int veil_subject_keys_get(struct veil_subject_keys *sk, const char *source,
                         goto found;
                 }
                 e = index_find(sk, r);
+                if (!e) {
+                        e = unspill(sk, r, &rc, errstr, errstr_size);
+                        if (rc)
+                                return rc;
+                }
                 if (!e)
                         continue;
+                e->hot = 1;
                 sk->st.misses++;
                 if (!sk->config->keys.ring[e->slot].key ||
                     unwrap_with(&sk->slots[e->slot].wrap, r, e->sealed, key))
@@ -992,20 +1171,24 @@ found:
         return 0;
 }
 
-void veil_subject_keys_apply(struct veil_subject_keys *sk, const void *key,
-                             size_t key_len, const void *value,
-                             size_t value_len)
+void veil_subject_keys_apply_at(struct veil_subject_keys *sk, int32_t part,
+                                int64_t off, const void *key, size_t key_len,
+                                const void *value, size_t value_len)
 {
         const unsigned char *ref = key, *sealed;
-        const struct ientry *cur;
+        struct ientry *cur;
         const char *kid;
-        size_t kid_len, i;
+        size_t kid_len, i, sp;
         struct ientry e;
 
         if (!key || key_len != VEIL_SUBJECT_REF_LEN) {
                 sk->st.bad_records++;
                 return;
         }
+        if (part < 0 || part > 0xffff || off < 0 || off >= (1ll << 48))
+                part = -1; /* a position the spill cannot hold: resident */
+        if ((sp = sp_find(sk, ref)) != SIZE_MAX)
+                sp_del(sk, sp); /* the record read now supersedes it */
         if (!value) {
                 lru_del(sk, ref);
                 index_del(sk, ref);
@@ -1027,17 +1210,32 @@ void veil_subject_keys_apply(struct veil_subject_keys *sk, const void *key,
         }
         sealed = (const unsigned char *)value + 2 + kid_len;
         /* What the index holds already (this worker's own write read
-         * back): the cached token keys stay. */
+         * back): the cached token keys stay; the record's position is
+         * learnt. */
         cur = index_find(sk, ref);
         if (cur && cur->slot == i &&
-            !memcmp(cur->sealed, sealed, VEIL_SUBJECT_SEALED_LEN))
+            !memcmp(cur->sealed, sealed, VEIL_SUBJECT_SEALED_LEN)) {
+                if (!cur->dirty) {
+                        cur->part = part;
+                        cur->off  = off;
+                }
                 return;
+        }
         lru_del(sk, ref);
         memset(&e, 0, sizeof(e));
         memcpy(e.ref, ref, VEIL_SUBJECT_REF_LEN);
         memcpy(e.sealed, sealed, VEIL_SUBJECT_SEALED_LEN);
         e.slot = (uint8_t)i;
+        e.part = part;
+        e.off  = off;
         index_put(sk, &e);
+}
+
+void veil_subject_keys_apply(struct veil_subject_keys *sk, const void *key,
+                             size_t key_len, const void *value,
+                             size_t value_len)
+{
+        veil_subject_keys_apply_at(sk, -1, -1, key, key_len, value, value_len);
 }
 
 size_t veil_subject_keys_ring_size(const struct veil_subject_keys *sk)
@@ -1052,6 +1250,7 @@ int veil_subject_keys_erase(struct veil_subject_keys *sk, const char *source,
                             size_t errstr_size)
 {
         size_t i;
+        int rc = 0;
 
         *n = 0;
         for (i = 0; i < sk->n_slots; i++) {
@@ -1062,6 +1261,11 @@ int veil_subject_keys_erase(struct veil_subject_keys *sk, const char *source,
                                          "erase: too many refs");
                 ref_of(&sk->slots[i].ref, source, subject, len, refs[*n]);
                 lru_del(sk, refs[*n]);
+                /* A spilled subject comes back first: the undo log needs
+                 * its entry. */
+                if (!index_find(sk, refs[*n]) &&
+                    (unspill(sk, refs[*n], &rc, errstr, errstr_size), rc))
+                        return rc;
                 if (index_find(sk, refs[*n])) {
                         undo_log(sk, refs[*n]);
                         index_del(sk, refs[*n]);
@@ -1113,6 +1317,7 @@ void veil_subject_keys_commit(struct veil_subject_keys *sk)
         sk->created_c   = sk->st.created;
         sk->destroyed_c = sk->st.destroyed;
         sk->rewrapped_c = sk->st.rewrapped;
+        spill_past_bound(sk);
 }
 
 void veil_subject_keys_rollback(struct veil_subject_keys *sk)
@@ -1141,10 +1346,12 @@ void veil_subject_keys_stats(const struct veil_subject_keys *sk,
                              struct veil_subject_keys_stats *st)
 {
         *st             = sk->st;
-        st->known       = sk->known;
+        st->known       = sk->known + sk->sp_n;
+        st->spilled     = sk->sp_n;
         st->cached      = sk->ce_n;
         st->cache_bytes = (sk->ce_max + 1) * (sizeof(*sk->ce) + tk_row(sk)) +
                           sk->cb_n * sizeof(*sk->cb);
-        st->index_bytes =
-                sk->ie_cap * sizeof(*sk->ie) + sk->ib_n * sizeof(*sk->ib);
+        st->index_bytes = sk->ie_cap * sizeof(*sk->ie) +
+                          sk->ib_n * sizeof(*sk->ib) +
+                          sk->sp_cap * sizeof(*sk->sp);
 }

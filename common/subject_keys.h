@@ -160,6 +160,24 @@ veil_subject_keys_new(const struct veil_config *config, size_t cache_max,
                       char *errstr, size_t errstr_size);
 void veil_subject_keys_destroy(struct veil_subject_keys *sk);
 
+/* Reads the key-topic record at (part, off) whose record key must be ref:
+ * its value into blob. 0, or an error with errstr (VEIL_ENET: the worker
+ * retries the batch; a record not there, or another ref, is an error too,
+ * never "no key"). */
+typedef int (*veil_subject_keys_fetch_fn)(void *arg, int32_t part, int64_t off,
+                                          const unsigned char *ref,
+                                          unsigned char *blob, size_t cap,
+                                          size_t *len, char *errstr,
+                                          size_t errstr_size);
+/* Bounds the index: at most index_max entries resident (84 bytes of
+ * wrapped key and 12 of position each); past it, at each commit, entries
+ * not used lately whose record position is known (read back from the
+ * topic) are spilled to a table of ref and position (24 bytes, 32 with
+ * its load) and fetched back with `fetch` on their next use (a broker
+ * round trip). 0: no bound. */
+void veil_subject_keys_bound(struct veil_subject_keys *sk, size_t index_max,
+                             veil_subject_keys_fetch_fn fetch, void *arg);
+
 /* The slot of `purpose`'s token keys in what veil_subject_keys_get
  * returns, or -1 when the purpose has none here. */
 int veil_subject_keys_slot(struct veil_subject_keys *sk, const char *purpose);
@@ -177,8 +195,13 @@ int veil_subject_keys_get(struct veil_subject_keys *sk, const char *source,
                           unsigned char ref[VEIL_SUBJECT_REF_LEN],
                           const char **kid, char *errstr, size_t errstr_size);
 
-/* A key-topic record read back (value NULL: a tombstone). Records with a
- * malformed key or value are ignored (counted). Outside a transaction. */
+/* A key-topic record read back (value NULL: a tombstone) at (part, off)
+ * of the key topic (-1: not known; the entry then stays resident).
+ * Records with a malformed key or value are ignored (counted). Outside a
+ * transaction. */
+void veil_subject_keys_apply_at(struct veil_subject_keys *sk, int32_t part,
+                                int64_t off, const void *key, size_t key_len,
+                                const void *value, size_t value_len);
 void veil_subject_keys_apply(struct veil_subject_keys *sk, const void *key,
                              size_t key_len, const void *value,
                              size_t value_len);
@@ -209,7 +232,9 @@ void veil_subject_keys_rollback(struct veil_subject_keys *sk);
  * takes back its own); hits and misses count LRU look-ups. */
 struct veil_subject_keys_stats {
         uint64_t created, destroyed, hits, misses, rewrapped, bad_records;
-        size_t known;       /* subjects in the index */
+        uint64_t fetched;   /* spilled subjects fetched back */
+        size_t known;       /* subjects in the index (spilled ones too) */
+        size_t spilled;     /* of which spilled (ref and position only) */
         size_t cached;      /* keys in the LRU */
         size_t cache_bytes; /* LRU memory */
         size_t index_bytes; /* index memory */

@@ -27,6 +27,7 @@ struct veil_shred {
         const struct veil_config *config;
         rd_kafka_t *producer; /* borrowed */
         rd_kafka_t *reader;   /* assign-only, read_committed */
+        rd_kafka_t *fetcher;  /* one record at a time: spilled subjects */
         struct veil_subject_keys *sk;
         /* where the next read starts, per key-topic partition */
         int64_t *next;
@@ -49,8 +50,8 @@ static int apply_cb(void *opaque, const rd_kafka_message_t *rkm)
             s->next[rkm->partition] >= 0 &&
             rkm->offset < s->next[rkm->partition])
                 return 0;
-        veil_subject_keys_apply(s->sk, rkm->key, rkm->key_len, rkm->payload,
-                                rkm->len);
+        veil_subject_keys_apply_at(s->sk, rkm->partition, rkm->offset, rkm->key,
+                                   rkm->key_len, rkm->payload, rkm->len);
         if (rkm->partition >= 0 && (size_t)rkm->partition < s->n_next)
                 s->next[rkm->partition] = rkm->offset + 1;
         return 0;
@@ -169,6 +170,66 @@ int veil_shred_catch_up(struct veil_shred *s, bool force, char *errstr,
         return rc;
 }
 
+/* The store's fetch (veil_subject_keys_fetch_fn): the record at (part,
+ * off), read_committed, with a deadline. */
+static int fetch_cb(void *arg, int32_t part, int64_t off,
+                    const unsigned char *ref, unsigned char *blob, size_t cap,
+                    size_t *len, char *errstr, size_t errstr_size)
+{
+        struct veil_shred *s = arg;
+        const char *topic    = s->config->topics.subject_keys;
+        int64_t deadline     = veil_now_ms() + VEIL_SHRED_FETCH_TIMEOUT_MS;
+        rd_kafka_topic_partition_list_t *list;
+        rd_kafka_resp_err_t err;
+        int rc = VEIL_ENET;
+
+        list = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(list, topic, part)->offset = off;
+        err = rd_kafka_assign(s->fetcher, list);
+        rd_kafka_topic_partition_list_destroy(list);
+        if (err)
+                return veil_errf(errstr, errstr_size, VEIL_ENET,
+                                 "fetching from %s: %s", topic,
+                                 rd_kafka_err2str(err));
+        veil_errf(errstr, errstr_size, VEIL_ENET,
+                  "fetching a subject key from %s [%" PRId32 "] timed out",
+                  topic, part);
+        while (veil_now_ms() < deadline) {
+                rd_kafka_message_t *rkm =
+                        rd_kafka_consumer_poll(s->fetcher, 100);
+
+                if (!rkm)
+                        continue;
+                if (rkm->partition != part ||
+                    (rkm->err &&
+                     rkm->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)) {
+                        rd_kafka_message_destroy(rkm);
+                        continue; /* transport errors: librdkafka retries */
+                }
+                /* The record is there, or the subject's record moved (a
+                 * later one the reader has not applied yet): try again
+                 * later, never answer "no key". */
+                if (!rkm->err && rkm->offset == off &&
+                    rkm->key_len == VEIL_SUBJECT_REF_LEN &&
+                    !memcmp(rkm->key, ref, VEIL_SUBJECT_REF_LEN) &&
+                    rkm->payload && rkm->len <= cap) {
+                        memcpy(blob, rkm->payload, rkm->len);
+                        *len = rkm->len;
+                        rc   = 0;
+                } else {
+                        rc = veil_errf(errstr, errstr_size, VEIL_ENET,
+                                       "a subject key is no longer at %s "
+                                       "[%" PRId32 "] offset %" PRId64
+                                       " (read again)",
+                                       topic, part, off);
+                }
+                rd_kafka_message_destroy(rkm);
+                break;
+        }
+        rd_kafka_assign(s->fetcher, NULL);
+        return rc;
+}
+
 int veil_shred_new(const struct veil_config *config, rd_kafka_t *producer,
                    struct veil_shred **shredp, char *errstr, size_t errstr_size)
 {
@@ -190,10 +251,15 @@ int veil_shred_new(const struct veil_config *config, rd_kafka_t *producer,
         }
         s->reader = veil_reader_consumer(config, "subject-keys", NULL, errstr,
                                          errstr_size);
-        if (!s->reader) {
+        s->fetcher =
+                s->reader ? veil_reader_consumer(config, "subject-keys-fetch",
+                                                 NULL, errstr, errstr_size)
+                          : NULL;
+        if (!s->reader || !s->fetcher) {
                 veil_shred_destroy(s);
                 return VEIL_ECONFIG;
         }
+        veil_subject_keys_bound(s->sk, VEIL_SHRED_INDEX_MAX, fetch_cb, s);
         rc = veil_shred_catch_up(s, true, errstr, errstr_size);
         if (rc) {
                 veil_shred_destroy(s);
@@ -212,6 +278,8 @@ void veil_shred_destroy(struct veil_shred *s)
                 return;
         if (s->reader)
                 rd_kafka_destroy(s->reader);
+        if (s->fetcher)
+                rd_kafka_destroy(s->fetcher);
         veil_subject_keys_destroy(s->sk);
         free(s->next);
         free(s);
@@ -243,6 +311,8 @@ int veil_shred_set_config(struct veil_shred *s,
                                       errstr_size);
         rc    = s->sk ? 0 : VEIL_ECONFIG;
         if (!rc) {
+                veil_subject_keys_bound(s->sk, VEIL_SHRED_INDEX_MAX, fetch_cb,
+                                        s);
                 s->config = config;
                 for (i = 0; i < s->n_next; i++)
                         s->next[i] = -1;

@@ -14,8 +14,15 @@
 
 struct veil_shred;
 
-/* Unwrapped data keys kept per worker pipeline (the LRU's bound). */
+/* Subjects whose token keys are kept per worker pipeline (the LRU's
+ * bound: 128 bytes each with one per_subject purpose). */
 #define VEIL_SHRED_CACHE_MAX 65536
+/* Subjects whose wrapped key stays resident in the index (96 bytes each);
+ * past it, subjects not used lately keep only ref and position (32
+ * bytes) and their key is fetched from the key topic on their next use. */
+#define VEIL_SHRED_INDEX_MAX 1000000
+/* A fetch that takes longer fails the batch, which is then retried. */
+#define VEIL_SHRED_FETCH_TIMEOUT_MS 10000
 /* How often, at most, a transaction's begin tries a full read of the key
  * topic again when it is not followed (not there yet, or an error). */
 #define VEIL_SHRED_CATCHUP_MS 1000

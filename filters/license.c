@@ -505,6 +505,12 @@ static enum veil_verdict subject_prepare(struct license_ctx *ctx,
                         rc = veil_subject_keys_get(sk, rec->route->source,
                                                    rec->key, rec->key_len, &tks,
                                                    ref, &kid, err, sizeof(err));
+                        /* A spilled subject's key not fetched: not the
+                         * record's fault. */
+                        if (rc == VEIL_ENET)
+                                return verdict(rec, VEIL_RETRY,
+                                               "subject-keys-unavailable",
+                                               "subject key: %s", err);
                         if (rc)
                                 return verdict(rec, VEIL_DIVERT,
                                                "transform-failed",

@@ -469,12 +469,14 @@ Test(check, per_subject_needs_a_keyed_route)
                 if (strcmp(json_string_value(json_object_get(f, "kind")),
                            VEIL_GAP_SUBJECT_NO_KEY))
                         continue;
-                cr_assert_str_eq(json_string_value(json_object_get(f, "severity")),
-                                 "error");
+                cr_assert_str_eq(
+                        json_string_value(json_object_get(f, "severity")),
+                        "error");
                 cr_assert_str_eq(json_string_value(json_object_get(f, "route")),
                                  "customers");
                 cr_assert_str_eq(
-                        json_string_value(json_object_get(f, "purpose")), "mkt");
+                        json_string_value(json_object_get(f, "purpose")),
+                        "mkt");
                 cr_assert_str_eq(json_string_value(json_object_get(f, "label")),
                                  "email");
         }

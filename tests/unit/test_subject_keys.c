@@ -558,3 +558,171 @@ Test(subject_keys, counters_count_committed_changes)
         cr_assert_eq(st.hits, 1);
         veil_subject_keys_destroy(sk);
 }
+
+/* ---- the bounded index: spilled subjects, fetched back on use ---------- */
+
+/* The key topic as the fetch sees it: the records read back, by position. */
+struct topic {
+        struct {
+                unsigned char ref[16];
+                unsigned char blob[VEIL_SUBJECT_WRAPPED_MAX];
+                size_t len;
+        } rec[64];
+        int n, fetches;
+        bool down;
+};
+
+static int topic_add(void *arg, const unsigned char *ref,
+                     const unsigned char *blob, size_t len)
+{
+        struct topic *t = arg;
+
+        memcpy(t->rec[t->n].ref, ref, 16);
+        memcpy(t->rec[t->n].blob, blob, len);
+        t->rec[t->n].len = len;
+        t->n++;
+        return 0;
+}
+
+static int topic_fetch(void *arg, int32_t part, int64_t off,
+                       const unsigned char *ref, unsigned char *blob,
+                       size_t cap, size_t *len, char *errstr,
+                       size_t errstr_size)
+{
+        struct topic *t = arg;
+
+        t->fetches++;
+        cr_assert_eq(part, 3);
+        if (t->down || off < 0 || off >= t->n ||
+            memcmp(t->rec[off].ref, ref, 16) || t->rec[off].len > cap)
+                return snprintf(errstr, errstr_size, "unavailable"), VEIL_ENET;
+        memcpy(blob, t->rec[off].blob, t->rec[off].len);
+        *len = t->rec[off].len;
+        return 0;
+}
+
+/* n subjects made and committed, then their records read back (partition
+ * 3, offsets in the order written), and one more commit (which spills). */
+static void make_subjects(struct veil_subject_keys *sk, struct topic *t, int n,
+                          unsigned char (*tks)[TKL])
+{
+        unsigned char ref[16];
+        char subj[32];
+        int i, from = t->n;
+
+        for (i = 0; i < n; i++) {
+                snprintf(subj, sizeof(subj), "subject-%d", i);
+                tks_of(sk, subj, tks[i], ref);
+        }
+        cr_assert_eq(veil_subject_keys_pending(sk, topic_add, t), 0);
+        veil_subject_keys_commit(sk);
+        for (i = from; i < t->n; i++)
+                veil_subject_keys_apply_at(sk, 3, i, t->rec[i].ref, 16,
+                                           t->rec[i].blob, t->rec[i].len);
+        veil_subject_keys_commit(sk);
+}
+
+Test(subject_keys, the_index_spills_past_its_bound_and_fetches_back)
+{
+        struct veil_subject_keys *sk = store(0); /* no LRU: the index */
+        static struct topic t;
+        struct veil_subject_keys_stats st;
+        unsigned char tks[8][TKL], tk[TKL], ref[16];
+        int i;
+
+        veil_subject_keys_bound(sk, 3, topic_fetch, &t);
+        make_subjects(sk, &t, 8, tks);
+        veil_subject_keys_stats(sk, &st);
+        cr_assert_eq(st.known, 8);
+        cr_assert_eq(st.spilled, 5, "8 subjects, 3 resident");
+        cr_assert_eq(st.created, 8);
+        /* every subject opens with its own key, spilled or not; none is
+         * made twice */
+        for (i = 7; i >= 0; i--) {
+                char subj[32];
+
+                snprintf(subj, sizeof(subj), "subject-%d", i);
+                tks_of(sk, subj, tk, ref);
+                cr_assert(!memcmp(tk, tks[i], TKL), "subject %d", i);
+        }
+        veil_subject_keys_stats(sk, &st);
+        cr_assert_eq(st.created, 8);
+        cr_assert_eq(st.fetched, 5);
+        cr_assert_eq(t.fetches, 5);
+        cr_assert_eq(st.spilled, 0, "fetched back: resident until a commit");
+        veil_subject_keys_commit(sk);
+        veil_subject_keys_stats(sk, &st);
+        cr_assert_eq(st.spilled, 5);
+        cr_assert_eq(st.known, 8);
+        veil_subject_keys_destroy(sk);
+}
+
+/* A fetch that fails is an error to retry, never "no key": no second key
+ * is made for a spilled subject. */
+Test(subject_keys, a_failed_fetch_never_makes_a_second_key)
+{
+        struct veil_subject_keys *sk = store(1);
+        static struct topic t;
+        struct veil_subject_keys_stats st;
+        unsigned char tks[4][TKL], tk[TKL], ref[16];
+        const unsigned char *p;
+        const char *kid;
+        char err[256] = "";
+        int i, failed = 0;
+
+        veil_subject_keys_bound(sk, 1, topic_fetch, &t);
+        make_subjects(sk, &t, 4, tks);
+        t.down = true;
+        for (i = 0; i < 4; i++) {
+                char subj[32];
+
+                snprintf(subj, sizeof(subj), "subject-%d", i);
+                if (veil_subject_keys_get(sk, "s", subj, strlen(subj), &p, ref,
+                                          &kid, err, sizeof(err)) == VEIL_ENET)
+                        failed++;
+        }
+        cr_assert_eq(failed, 3, "three spilled, one resident");
+        veil_subject_keys_stats(sk, &st);
+        cr_assert_eq(st.created, 4);
+        t.down = false;
+        tks_of(sk, "subject-0", tk, ref);
+        cr_assert(!memcmp(tk, tks[0], TKL));
+        veil_subject_keys_destroy(sk);
+}
+
+/* Erasing a spilled subject: it comes back, is destroyed (undone by a
+ * rollback), and the next record after a committed erasure starts anew. */
+Test(subject_keys, erasing_a_spilled_subject)
+{
+        struct veil_subject_keys *sk = store(1);
+        static struct topic t;
+        struct veil_subject_keys_stats st;
+        unsigned char tks[4][TKL], tk[TKL], ref[16], refs[2][16];
+        size_t n;
+
+        veil_subject_keys_bound(sk, 1, topic_fetch, &t);
+        make_subjects(sk, &t, 4, tks);
+        veil_subject_keys_stats(sk, &st);
+        cr_assert_eq(st.spilled, 3);
+        cr_assert_eq(veil_subject_keys_erase(sk, "s", "subject-0", 9, refs, 2,
+                                             &n, NULL, 0),
+                     0);
+        veil_subject_keys_rollback(sk);
+        tks_of(sk, "subject-0", tk, ref);
+        cr_assert(!memcmp(tk, tks[0], TKL), "an aborted erasure keeps it");
+        veil_subject_keys_commit(sk);
+        cr_assert_eq(veil_subject_keys_erase(sk, "s", "subject-1", 9, refs, 2,
+                                             &n, NULL, 0),
+                     0);
+        veil_subject_keys_commit(sk);
+        veil_subject_keys_stats(sk, &st);
+        cr_assert_eq(st.destroyed, 1);
+        cr_assert_eq(st.known, 3);
+        tks_of(sk, "subject-1", tk, ref);
+        cr_assert(memcmp(tk, tks[1], TKL), "a new lifecycle");
+        veil_subject_keys_stats(sk, &st);
+        cr_assert_eq(st.created, 5);
+        /* a tombstone read back forgets a spilled subject too */
+        cr_assert_eq(st.spilled > 0, 1);
+        veil_subject_keys_destroy(sk);
+}
