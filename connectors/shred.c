@@ -11,6 +11,7 @@
  * throughput). Kept assigned, the reader's fetches run in librdkafka's
  * threads and a transaction's begin only takes what has arrived. */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -170,6 +171,47 @@ int veil_shred_catch_up(struct veil_shred *s, bool force, char *errstr,
         return rc;
 }
 
+/* A bound from the environment (tests, tuning), else `def`. */
+static size_t env_size(const char *name, size_t def)
+{
+        const char *v = getenv(name);
+        char *end;
+        unsigned long long n;
+
+        if (!v || !*v)
+                return def;
+        errno = 0;
+        n     = strtoull(v, &end, 10);
+        if (errno || *end || n > SIZE_MAX / 2) {
+                veil_log("warn", "subject-keys",
+                         "%s is not a number: %zu is used", name, def);
+                return def;
+        }
+        return (size_t)n;
+}
+
+static int fetch_cb(void *arg, int32_t part, int64_t off,
+                    const unsigned char *ref, unsigned char *blob, size_t cap,
+                    size_t *len, char *errstr, size_t errstr_size);
+
+/* A store bounded as VEIL_SHRED_CACHE_MAX / _INDEX_MAX say (or the
+ * environment's variables of those names), fetching through s. */
+static struct veil_subject_keys *store_new(const struct veil_config *config,
+                                           struct veil_shred *s, char *errstr,
+                                           size_t errstr_size)
+{
+        struct veil_subject_keys *sk = veil_subject_keys_new(
+                config, env_size("VEIL_SHRED_CACHE_MAX", VEIL_SHRED_CACHE_MAX),
+                errstr, errstr_size);
+
+        if (sk)
+                veil_subject_keys_bound(
+                        sk,
+                        env_size("VEIL_SHRED_INDEX_MAX", VEIL_SHRED_INDEX_MAX),
+                        fetch_cb, s);
+        return sk;
+}
+
 /* The store's fetch (veil_subject_keys_fetch_fn): the record at (part,
  * off), read_committed, with a deadline. */
 static int fetch_cb(void *arg, int32_t part, int64_t off,
@@ -243,8 +285,7 @@ int veil_shred_new(const struct veil_config *config, rd_kafka_t *producer,
         s           = veil_calloc(1, sizeof(*s));
         s->config   = config;
         s->producer = producer;
-        s->sk = veil_subject_keys_new(config, VEIL_SHRED_CACHE_MAX, errstr,
-                                      errstr_size);
+        s->sk       = store_new(config, s, errstr, errstr_size);
         if (!s->sk) {
                 veil_shred_destroy(s);
                 return VEIL_ECONFIG;
@@ -259,7 +300,6 @@ int veil_shred_new(const struct veil_config *config, rd_kafka_t *producer,
                 veil_shred_destroy(s);
                 return VEIL_ECONFIG;
         }
-        veil_subject_keys_bound(s->sk, VEIL_SHRED_INDEX_MAX, fetch_cb, s);
         rc = veil_shred_catch_up(s, true, errstr, errstr_size);
         if (rc) {
                 veil_shred_destroy(s);
@@ -307,12 +347,9 @@ int veil_shred_set_config(struct veil_shred *s,
         old_next   = veil_calloc(s->n_next + 1, sizeof(*old_next));
         if (s->n_next)
                 memcpy(old_next, s->next, s->n_next * sizeof(*old_next));
-        s->sk = veil_subject_keys_new(config, VEIL_SHRED_CACHE_MAX, errstr,
-                                      errstr_size);
+        s->sk = store_new(config, s, errstr, errstr_size);
         rc    = s->sk ? 0 : VEIL_ECONFIG;
         if (!rc) {
-                veil_subject_keys_bound(s->sk, VEIL_SHRED_INDEX_MAX, fetch_cb,
-                                        s);
                 s->config = config;
                 for (i = 0; i < s->n_next; i++)
                         s->next[i] = -1;

@@ -137,6 +137,14 @@ void veil_families_init(struct veil_families *m)
                                     "a key",
                                     NULL, NULL, 0),
                 none);
+        m->sk_fetched = veil_metric_series(
+                veil_metrics_family(m->reg, VEIL_METRIC_COUNTER,
+                                    "veil_subject_keys_fetched_total",
+                                    "wrapped keys of spilled subjects fetched "
+                                    "back from the key topic (past the "
+                                    "index's bound)",
+                                    NULL, NULL, 0),
+                none);
         m->lag = veil_metrics_family(
                 m->reg, VEIL_METRIC_GAUGE, "veil_consumer_lag",
                 "records behind the end of an assigned source partition "
@@ -218,7 +226,7 @@ struct veil_tally {
         struct veil_counter *audit;
         uint64_t plan_hits_seen, plan_misses_seen, audit_seen;
         /* the subject-key counters already added (veil_chain_stats) */
-        uint64_t sk_seen[5];
+        uint64_t sk_seen[6];
 };
 
 struct veil_tally *veil_tally_new(struct veil_families *m)
@@ -397,16 +405,16 @@ void veil_tally_plan(struct veil_tally *t, const struct veil_record_out *out,
 static void subject_keys_add(struct veil_tally *t,
                              const struct veil_chain_stats *st)
 {
-        const uint64_t now[5]     = {st->subject_keys_created,
-                                     st->subject_keys_destroyed,
-                                     st->subject_keys_rewrapped,
-                                     st->subject_key_hits, st->subject_key_misses};
-        struct veil_series *to[5] = {t->m->sk_created, t->m->sk_destroyed,
+        const uint64_t now[6] = {
+                st->subject_keys_created,   st->subject_keys_destroyed,
+                st->subject_keys_rewrapped, st->subject_key_hits,
+                st->subject_key_misses,     st->subject_keys_fetched};
+        struct veil_series *to[6] = {t->m->sk_created,   t->m->sk_destroyed,
                                      t->m->sk_rewrapped, t->m->sk_hits,
-                                     t->m->sk_misses};
+                                     t->m->sk_misses,    t->m->sk_fetched};
         size_t i;
 
-        for (i = 0; i < 5; i++) {
+        for (i = 0; i < 6; i++) {
                 if (now[i] < t->sk_seen[i])
                         t->sk_seen[i] = 0;
                 veil_series_add(to[i], now[i] - t->sk_seen[i]);

@@ -23,7 +23,7 @@ struct veil_families {
                 *committed, *aborted, *assigned;
         /* crypto-shredding: the subject-key stores' counters */
         struct veil_series *sk_created, *sk_destroyed, *sk_rewrapped, *sk_hits,
-                *sk_misses;
+                *sk_misses, *sk_fetched;
 };
 
 void veil_families_init(struct veil_families *m);

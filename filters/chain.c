@@ -512,6 +512,7 @@ const struct veil_chain_stats *veil_chain_stats(struct veil_chain *chain)
                 chain->stats.subject_keys_rewrapped = st.rewrapped;
                 chain->stats.subject_key_hits       = st.hits;
                 chain->stats.subject_key_misses     = st.misses;
+                chain->stats.subject_keys_fetched   = st.fetched;
         }
         return &chain->stats;
 }

@@ -143,6 +143,7 @@ struct veil_chain_stats {
         uint64_t subject_keys_created, subject_keys_destroyed;
         uint64_t subject_keys_rewrapped;
         uint64_t subject_key_hits, subject_key_misses;
+        uint64_t subject_keys_fetched;
 };
 
 /* What filters get at init: the loaded config and shared services. */
