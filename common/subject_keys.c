@@ -3,10 +3,13 @@
  * subjects' token keys, an undo log for the open transaction).
  *
  * Why an index of wrapped keys and a bounded LRU of token keys: the index
- * (84 bytes a subject) is what tells "this subject already has a key"
+ * (96 bytes a subject) is what tells "this subject already has a key"
  * without a broker round trip on every new subject; it is filled from the
  * compacted key topic and kept current by reading that topic between
- * transactions. The secrets in memory are bounded by the LRU, and it holds
+ * transactions. Past its bound, subjects not used lately keep only their
+ * ref and record position (24 bytes) and are fetched back on use: the
+ * knowledge that a subject has a key is never dropped (dropping it would
+ * make a second key and orphan the first one's tokens), only its bytes. The secrets in memory are bounded by the LRU, and it holds
  * what a record needs rather than the data key: each per_subject
  * purpose's token keys (96 bytes: the HKDF output), so a record of a
  * cached subject costs a ref (one HMAC), a look-up and the re-keying of

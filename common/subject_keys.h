@@ -142,8 +142,9 @@ int veil_subject_unwrap(const struct veil_config *config,
 bool veil_policy_per_subject(const struct veil_config *config);
 
 /* ---- the worker's store ----------------------------------------------------
- * An index of every known subject's wrapped key (ref → blob, 84 bytes an
- * entry plus 4 for its bucket), filled from the key topic, and an LRU of
+ * An index of every known subject's wrapped key (ref → blob and its
+ * key-topic position, 96 bytes an entry plus 4 for its bucket; bounded by
+ * veil_subject_keys_bound), filled from the key topic, and an LRU of
  * at most `cache_max` subjects' token keys: per subject its ref, links and
  * bucket (32 bytes) and, for each purpose of the config that uses
  * per_subject, its token keys (96 bytes), derived once when the subject
