@@ -9,16 +9,16 @@
  * transactions. Past its bound, subjects not used lately keep only their
  * ref and record position (24 bytes) and are fetched back on use: the
  * knowledge that a subject has a key is never dropped (dropping it would
- * make a second key and orphan the first one's tokens), only its bytes. The secrets in memory are bounded by the LRU, and it holds
- * what a record needs rather than the data key: each per_subject
- * purpose's token keys (96 bytes: the HKDF output), so a record of a
- * cached subject costs a ref (one HMAC), a look-up and the re-keying of
- * one AES context, never an HKDF or a context set-up (bench/bench_shred.c:
- * 9.4 us a record before, 1.6 us after, the plain SIV encrypt 0.3-0.5 us
- * in the same run). 32 bytes of ref, links and bucket beside the keys
- * (veil_subject_keys_cache_entry_bytes). Caching the AES key schedules
- * too (240 bytes each, two for SIV) would save the re-keying but triple
- * the bytes per subject. */
+ * make a second key and orphan the first one's tokens), only its bytes. The
+ * secrets in memory are bounded by the LRU, and it holds what a record needs
+ * rather than the data key: each per_subject purpose's token keys (96 bytes:
+ * the HKDF output), so a record of a cached subject costs a ref (one HMAC), a
+ * look-up and the re-keying of one AES context, never an HKDF or a context
+ * set-up (bench/bench_shred.c: 9.4 us a record before, 1.6 us after, the plain
+ * SIV encrypt 0.3-0.5 us in the same run). 32 bytes of ref, links and bucket
+ * beside the keys (veil_subject_keys_cache_entry_bytes). Caching the AES key
+ * schedules too (240 bytes each, two for SIV) would save the re-keying but
+ * triple the bytes per subject. */
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -705,14 +705,15 @@ static void sp_del(struct veil_subject_keys *sk, size_t i)
         sk->sp_n--;
 }
 
-/* Spills resident entries past the bound (between transactions): a clock
- * over the index, sparing entries used since its last pass and those
- * whose record position is not known yet. */
+/* Spills resident entries past the bound: a clock over the index, sparing
+ * entries used since its last pass and those whose record position is not
+ * known yet. Never inside a transaction: a rollback would put back
+ * entries beside their spilled copies. */
 static void spill_past_bound(struct veil_subject_keys *sk)
 {
         size_t steps = 2 * sk->ie_n + 2;
 
-        if (!sk->index_max || !sk->fetch)
+        if (!sk->index_max || !sk->fetch || sk->n_undo)
                 return;
         while (sk->known > sk->index_max && steps-- > 0 && sk->ie_n) {
                 struct ientry *e;
@@ -1232,6 +1233,9 @@ void veil_subject_keys_apply_at(struct veil_subject_keys *sk, int32_t part,
         e.part = part;
         e.off  = off;
         index_put(sk, &e);
+        /* Reading the whole topic (a start) stays within the bound too. */
+        if (sk->known > sk->index_max)
+                spill_past_bound(sk);
 }
 
 void veil_subject_keys_apply(struct veil_subject_keys *sk, const void *key,

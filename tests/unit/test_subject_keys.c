@@ -726,3 +726,34 @@ Test(subject_keys, erasing_a_spilled_subject)
         cr_assert_eq(st.spilled > 0, 1);
         veil_subject_keys_destroy(sk);
 }
+
+/* Reading the key topic from its start (a worker starting) stays within
+ * the bound, and every subject read still opens with its key. */
+Test(subject_keys, reading_the_topic_stays_within_the_bound)
+{
+        struct veil_subject_keys *maker = store(0), *sk = store(0);
+        static struct topic t;
+        struct veil_subject_keys_stats st;
+        unsigned char tks[8][TKL], tk[TKL], ref[16];
+        int i;
+
+        make_subjects(maker, &t, 8, tks);
+        veil_subject_keys_bound(sk, 2, topic_fetch, &t);
+        for (i = 0; i < t.n; i++)
+                veil_subject_keys_apply_at(sk, 3, i, t.rec[i].ref, 16,
+                                           t.rec[i].blob, t.rec[i].len);
+        veil_subject_keys_stats(sk, &st);
+        cr_assert_eq(st.known, 8);
+        cr_assert_eq(st.spilled, 6);
+        for (i = 0; i < 8; i++) {
+                char subj[32];
+
+                snprintf(subj, sizeof(subj), "subject-%d", i);
+                tks_of(sk, subj, tk, ref);
+                cr_assert(!memcmp(tk, tks[i], TKL), "subject %d", i);
+        }
+        veil_subject_keys_stats(sk, &st);
+        cr_assert_eq(st.created, 0);
+        veil_subject_keys_destroy(maker);
+        veil_subject_keys_destroy(sk);
+}
