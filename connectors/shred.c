@@ -15,6 +15,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "headers.h"
 #include "kafka.h"
@@ -277,6 +278,7 @@ int veil_shred_new(const struct veil_config *config, rd_kafka_t *producer,
 {
         struct veil_shred *s;
         struct veil_subject_keys_stats st;
+        int64_t deadline;
         int rc;
 
         *shredp = NULL;
@@ -300,7 +302,15 @@ int veil_shred_new(const struct veil_config *config, rd_kafka_t *producer,
                 veil_shred_destroy(s);
                 return VEIL_ECONFIG;
         }
-        rc = veil_shred_catch_up(s, true, errstr, errstr_size);
+        /* A key topic just created may not have its leaders yet: broker
+         * errors are retried for a while, as the audit topic's are. */
+        deadline = veil_now_ms() + VEIL_SHRED_START_TIMEOUT_MS;
+        while ((rc = veil_shred_catch_up(s, true, errstr, errstr_size)) ==
+                       VEIL_ENET &&
+               veil_now_ms() < deadline) {
+                veil_log("warn", "subject-keys", "%s (retrying)", errstr);
+                nanosleep(&(struct timespec){0, 200 * 1000000L}, NULL);
+        }
         if (rc) {
                 veil_shred_destroy(s);
                 return rc;

@@ -21,6 +21,8 @@ struct veil_shred;
  * past it, subjects not used lately keep only ref and position (32
  * bytes) and their key is fetched from the key topic on their next use. */
 #define VEIL_SHRED_INDEX_MAX 1000000
+/* How long a start retries reading the key topic on broker errors. */
+#define VEIL_SHRED_START_TIMEOUT_MS 60000
 /* A fetch that takes longer fails the batch, which is then retried. */
 #define VEIL_SHRED_FETCH_TIMEOUT_MS 10000
 /* How often, at most, a transaction's begin tries a full read of the key
