@@ -103,6 +103,48 @@ void veil_families_init(struct veil_families *m)
                          "source partitions this worker owns", NULL, NULL, 0),
                  none);
         veil_series_set(m->assigned, 0);
+        m->sk_created = veil_metric_series(
+                veil_metrics_family(m->reg, VEIL_METRIC_COUNTER,
+                                    "veil_subject_keys_created_total",
+                                    "per-subject data keys made and committed "
+                                    "(crypto-shredding)",
+                                    NULL, NULL, 0),
+                none);
+        m->sk_destroyed = veil_metric_series(
+                veil_metrics_family(m->reg, VEIL_METRIC_COUNTER,
+                                    "veil_subject_keys_destroyed_total",
+                                    "per-subject data keys an erasure "
+                                    "tombstoned (committed)",
+                                    NULL, NULL, 0),
+                none);
+        m->sk_rewrapped = veil_metric_series(
+                veil_metrics_family(m->reg, VEIL_METRIC_COUNTER,
+                                    "veil_subject_keys_rewrapped_total",
+                                    "per-subject data keys re-wrapped under "
+                                    "the active master key (committed)",
+                                    NULL, NULL, 0),
+                none);
+        m->sk_hits = veil_metric_series(
+                veil_metrics_family(m->reg, VEIL_METRIC_COUNTER,
+                                    "veil_subject_keys_cache_hits_total",
+                                    "subject look-ups served by the key cache",
+                                    NULL, NULL, 0),
+                none);
+        m->sk_misses = veil_metric_series(
+                veil_metrics_family(m->reg, VEIL_METRIC_COUNTER,
+                                    "veil_subject_keys_cache_misses_total",
+                                    "subject look-ups that unwrapped or made "
+                                    "a key",
+                                    NULL, NULL, 0),
+                none);
+        m->sk_fetched = veil_metric_series(
+                veil_metrics_family(m->reg, VEIL_METRIC_COUNTER,
+                                    "veil_subject_keys_fetched_total",
+                                    "wrapped keys of spilled subjects fetched "
+                                    "back from the key topic (past the "
+                                    "index's bound)",
+                                    NULL, NULL, 0),
+                none);
         m->lag = veil_metrics_family(
                 m->reg, VEIL_METRIC_GAUGE, "veil_consumer_lag",
                 "records behind the end of an assigned source partition "
@@ -183,6 +225,8 @@ struct veil_tally {
         struct txinfo *txinfos;
         struct veil_counter *audit;
         uint64_t plan_hits_seen, plan_misses_seen, audit_seen;
+        /* the subject-key counters already added (veil_chain_stats) */
+        uint64_t sk_seen[6];
 };
 
 struct veil_tally *veil_tally_new(struct veil_families *m)
@@ -239,8 +283,10 @@ void veil_tally_bind(struct veil_tally *t, const struct veil_config *config)
 
         routes_free(t);
         txinfos_free(t);
-        /* The chain that counted plan hits is new too. */
+        /* The chain that counted plan hits is new too, and so is the
+         * subject-key store (a reload makes another). */
         t->plan_hits_seen = t->plan_misses_seen = 0;
+        memset(t->sk_seen, 0, sizeof(t->sk_seen));
         t->rc   = veil_calloc(policy->n_routes + 1, sizeof(*t->rc));
         t->n_rc = policy->n_routes;
         for (r = 0; r < policy->n_routes; r++) {
@@ -354,6 +400,28 @@ void veil_tally_plan(struct veil_tally *t, const struct veil_record_out *out,
                 veil_counter_add(t->ctr, ti->tx[k], ti->mult[k]);
 }
 
+/* The subject-key counters since the last call. A store made since (a
+ * reload that bound no new chain) starts again from zero. */
+static void subject_keys_add(struct veil_tally *t,
+                             const struct veil_chain_stats *st)
+{
+        const uint64_t now[6] = {
+                st->subject_keys_created,   st->subject_keys_destroyed,
+                st->subject_keys_rewrapped, st->subject_key_hits,
+                st->subject_key_misses,     st->subject_keys_fetched};
+        struct veil_series *to[6] = {t->m->sk_created,   t->m->sk_destroyed,
+                                     t->m->sk_rewrapped, t->m->sk_hits,
+                                     t->m->sk_misses,    t->m->sk_fetched};
+        size_t i;
+
+        for (i = 0; i < 6; i++) {
+                if (now[i] < t->sk_seen[i])
+                        t->sk_seen[i] = 0;
+                veil_series_add(to[i], now[i] - t->sk_seen[i]);
+                t->sk_seen[i] = now[i];
+        }
+}
+
 void veil_tally_chain(struct veil_tally *t, const struct veil_chain_stats *st)
 {
         veil_series_add(t->m->plan_hits, st->plan_hits - t->plan_hits_seen);
@@ -361,6 +429,7 @@ void veil_tally_chain(struct veil_tally *t, const struct veil_chain_stats *st)
                         st->plan_misses - t->plan_misses_seen);
         t->plan_hits_seen   = st->plan_hits;
         t->plan_misses_seen = st->plan_misses;
+        subject_keys_add(t, st);
 }
 
 void veil_tally_commit(struct veil_tally *t, const struct veil_chain_stats *st,

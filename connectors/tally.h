@@ -21,6 +21,9 @@ struct veil_families {
         struct veil_metric *leaks;   /* leak guard findings */
         struct veil_series *plan_hits, *plan_misses, *batch_s, *commit_s,
                 *committed, *aborted, *assigned;
+        /* crypto-shredding: the subject-key stores' counters */
+        struct veil_series *sk_created, *sk_destroyed, *sk_rewrapped, *sk_hits,
+                *sk_misses, *sk_fetched;
 };
 
 void veil_families_init(struct veil_families *m);
