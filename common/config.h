@@ -91,6 +91,7 @@ struct veil_config {
         struct {
                 char *dlq, *audit, *ledger, *erasure;
                 char *subject_keys; /* wrapped per-subject data keys */
+                char *control;      /* halted purposes (breaker.h) */
         } topics;
 
         enum veil_dlq_payload dlq_payload;
