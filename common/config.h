@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "keyring.h"
+#include "alert.h"
 #include "policy.h"
 
 struct veil_kv {
@@ -87,6 +88,7 @@ struct veil_config {
         } erasure;
 
         struct veil_policy policy;
+        struct veil_alert_rules alerts; /* alerts: and halt_on: */
 
         struct {
                 char *dlq, *audit, *ledger, *erasure;

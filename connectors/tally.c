@@ -50,6 +50,16 @@ void veil_families_init(struct veil_families *m)
                 "spans the leak guard found in what a purpose would receive, "
                 "by field, detector and action",
                 "purpose,field,detector,action", NULL, 0);
+        m->halted = veil_metrics_family(
+                m->reg, VEIL_METRIC_GAUGE, "veil_purpose_halted",
+                "1 while the purpose's circuit breaker is open (nothing is "
+                "routed to it until `veil guard resume`)",
+                "purpose", NULL, 0);
+        m->alert = veil_metrics_family(
+                m->reg, VEIL_METRIC_GAUGE, "veil_alert_active",
+                "1 while an alerts: threshold is crossed over the last "
+                "minute",
+                "alert,purpose,code", NULL, 0);
         m->dlq = veil_metrics_family(
                 m->reg, VEIL_METRIC_COUNTER, "veil_dlq_records_total",
                 "records committed to the DLQ, by veil.error code", "code",

@@ -19,6 +19,8 @@ struct veil_families {
         struct veil_metric *in, *out, *tomb, *expired, *dlq, *tx, *lag, *audit;
         struct veil_metric *consent; /* records a consent gate withheld */
         struct veil_metric *leaks;   /* leak guard findings */
+        struct veil_metric *halted;  /* veil_purpose_halted{purpose} */
+        struct veil_metric *alert;   /* veil_alert_active{alert,purpose,code} */
         struct veil_series *plan_hits, *plan_misses, *batch_s, *commit_s,
                 *committed, *aborted, *assigned;
 };
