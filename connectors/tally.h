@@ -65,6 +65,15 @@ void veil_tally_consent(struct veil_tally *t, const char *route,
 void veil_tally_plan(struct veil_tally *t, const struct veil_record_out *out,
                      int schema_in);
 
+/* Alerts (alerts.h, shared; may be NULL) that get this pipeline's
+ * leaks, dead letters, consent drops and unclassified fields, each batch
+ * when it commits. */
+struct veil_alerts;
+void veil_tally_alerts(struct veil_tally *t, struct veil_alerts *alerts);
+/* Tombstones committed so far (every reason: the worker's and the
+ * retention side's), for the stop summary. */
+int64_t veil_tally_tombstones(const struct veil_tally *t);
+
 /* The chain's plan-cache counters (cumulative) reach the registry: on
  * commit, and before a reload replaces the chain. */
 void veil_tally_chain(struct veil_tally *t, const struct veil_chain_stats *st);
