@@ -88,16 +88,21 @@ void veil_dlq_destroy(struct veil_dlq *d)
 static bool binding_put(struct veil_buf *b, const struct veil_dlq_letter *l,
                         const char *part)
 {
-        const char *f[] = {BINDING_TAG, l->source, l->code, l->key_id, part};
+        const char *f[] = {BINDING_TAG, l->source, l->code, l->key_id};
         size_t i;
 
         for (i = 0; i < sizeof(f) / sizeof(f[0]); i++)
                 if (!veil_buf_append(b, f[i], strlen(f[i]) + 1))
                         return false;
-        /* Only letters of one purpose name it: older letters open as
-         * they were sealed. */
-        return !l->purpose[0] ||
-               veil_buf_append(b, l->purpose, strlen(l->purpose) + 1);
+        /* A letter of one purpose names it before the part ("purpose:"
+         * keeps it from passing for a part name), so that it can be
+         * neither stripped nor added; older letters open as they were
+         * sealed. */
+        if (l->purpose[0] &&
+            (!veil_buf_append(b, "purpose:", 8) ||
+             !veil_buf_append(b, l->purpose, strlen(l->purpose) + 1)))
+                return false;
+        return veil_buf_append(b, part, strlen(part) + 1);
 }
 
 static int seal(struct veil_dlq *d, const struct veil_dlq_letter *l,

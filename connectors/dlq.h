@@ -24,12 +24,12 @@
  * Sealing ("aes-256-gcm+ad"): key and value are each sealed with
  * AES-256-GCM under a key derived from the master key (HKDF-SHA256, info
  * "veil:dlq"); the sealed plaintext starts with the letter's binding —
- * "veil-dlq-2", source, code, key id, which part ("key"/"value") and, for
- * a letter of one purpose, the purpose, each NUL-terminated — so a letter whose
- * veil.source, veil.error or key id was changed does not open, and a key cannot
- * pass for a value. Letters sealed before the binding existed ("aes-256-gcm")
- * still open: their payload is the bare original. A NULL key or value stays
- * NULL. */
+ * "veil-dlq-2", source, code, key id, for a letter of one purpose
+ * "purpose:NAME", and which part ("key"/"value"), each NUL-terminated — so a
+ * letter whose veil.source, veil.error or key id was changed does not open, and
+ * a key cannot pass for a value. Letters sealed before the binding existed
+ * ("aes-256-gcm") still open: their payload is the bare original. A NULL key or
+ * value stays NULL. */
 
 /* Longest code, detail and position the codec keeps (with the NUL). */
 #define VEIL_DLQ_CODE_MAX 64
