@@ -117,6 +117,20 @@ int veil_breaker_decode(const void *key, size_t key_len, const void *value,
         return 0;
 }
 
+bool veil_breaker_needed(const struct veil_config *config)
+{
+        size_t i;
+
+        for (i = 0; i < config->policy.n_purposes; i++)
+                if (config->policy.purposes[i].guard.enabled &&
+                    config->policy.purposes[i].guard.on_leak == VEIL_LEAK_HALT)
+                        return true;
+        for (i = 0; i < config->alerts.n; i++)
+                if (config->alerts.v[i].halt)
+                        return true;
+        return false;
+}
+
 /* ---- the state ---------------------------------------------------------- */
 
 struct entry {

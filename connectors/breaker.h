@@ -42,6 +42,10 @@ int veil_breaker_decode(const void *key, size_t key_len, const void *value,
                         size_t value_len, struct veil_breaker_state *s,
                         char *errstr, size_t errstr_size);
 
+/* Can any purpose of config be halted (a guard with on_leak: halt, or an
+ * alert in halt_on)? Only then does a worker need the control topic. */
+bool veil_breaker_needed(const struct veil_config *config);
+
 struct veil_breaker;
 
 /* The breaker of config's control topic (config borrowed for the
