@@ -5,8 +5,8 @@
  * public, for a purpose that only gets emails hashed) is a leak: the span
  * is replaced (on_leak: redact), the record goes to the DLQ
  * (quarantine), or the leaks are only noted and the worker halts the
- * purpose (halt: connectors/halt.c). The leaks are left on the output for the worker to count
- * and audit: paths and detector names, never the text. */
+ * purpose (halt: connectors/halt.c). The leaks are left on the output for the
+ * worker to count and audit: paths and detector names, never the text. */
 #include <avro.h>
 #include <stdio.h>
 #include <stdlib.h>
