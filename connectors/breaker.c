@@ -67,6 +67,7 @@ int veil_breaker_decode(const void *key, size_t key_len, const void *value,
         json_error_t jerr;
         json_t *o, *v;
         const char *state;
+        size_t i;
         int rc = 0;
 
         memset(s, 0, sizeof(*s));
@@ -82,6 +83,18 @@ int veil_breaker_decode(const void *key, size_t key_len, const void *value,
                 return veil_errf(errstr, errstr_size, VEIL_EINVAL,
                                  "control record without a value");
         memcpy(s->purpose, (const char *)key + plen, key_len - plen);
+        /* A name the config could hold: UTF-8, no control characters
+         * (it goes into logs, metric labels and records again). */
+        for (i = 0; s->purpose[i]; i++)
+                if ((unsigned char)s->purpose[i] < 0x20 ||
+                    s->purpose[i] == 0x7f)
+                        break;
+        if (s->purpose[i] || !(v = json_string(s->purpose))) {
+                s->purpose[0] = '\0';
+                return veil_errf(errstr, errstr_size, VEIL_EINVAL,
+                                 "control record key: bad purpose name");
+        }
+        json_decref(v);
         o = json_loadb(value, value_len, JSON_REJECT_DUPLICATES, &jerr);
         if (!json_is_object(o)) {
                 json_decref(o);

@@ -73,6 +73,8 @@ ParameterizedTestParameters(breaker, hostile_records)
                 {"halt/a", "{\"state\":\"halted\",\"state\":\"resumed\"}",
                  false, VEIL_EINVAL},
                 {"halt/a", "", true, VEIL_EINVAL},
+                {"halt/a\xff", "{\"state\":\"halted\"}", false, VEIL_EINVAL},
+                {"halt/a\nb", "{\"state\":\"halted\"}", false, VEIL_EINVAL},
         };
         return cr_make_param_array(struct bad, v, sizeof(v) / sizeof(v[0]));
 }
