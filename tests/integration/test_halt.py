@@ -294,3 +294,18 @@ def test_retention_tombstones_are_counted(broker, tmp_path):
     assert stops, stderr_text(w)[-2000:]
     n = int(re.search(r"tombstones (\d+)", stops[-1]["msg"]).group(1))
     assert n == 3, stops[-1]["msg"]
+
+
+def test_topics_lists_the_control_topic_when_a_purpose_can_halt(broker, tmp_path):
+    plain = Pipeline(broker, str(tmp_path / "a"), partitions=1)
+    r = veil_cmd("topics", "-c", plain.config)
+    assert r.returncode == 0, r.stderr
+    assert "veil.control" not in r.stdout
+    pl = Pipeline(broker, str(tmp_path / "b"), partitions=1,
+                  edits=[(ANA, ANA + "    guard: { on_leak: halt }\n")])
+    with_control(pl, broker)
+    r = veil_cmd("topics", "-c", pl.config)
+    assert r.returncode == 0, r.stderr
+    block = r.stdout[r.stdout.index(f"--topic '{pl.control}'"):]
+    assert "--partitions 1" in block.splitlines()[0]
+    assert "cleanup.policy=compact" in "\n".join(block.splitlines()[:3])
