@@ -13,13 +13,15 @@
 #include "window.h"
 
 #define WINDOW_S 60
+#define REOFFER_MS 10000
 
 struct series {
         size_t rule; /* index in rules->v */
         char key[128];
         struct veil_window w;
         bool active;
-        bool pending; /* raised with halt_on, the halt not written yet */
+        bool pending;       /* raised with halt_on, the halt not written yet */
+        int64_t offered_ms; /* when a pipeline last took that halt */
         struct series *next;
 };
 
@@ -139,8 +141,9 @@ size_t veil_alerts_eval(struct veil_alerts *a, int64_t now_ms,
                 bool pp        = veil_alert_per_purpose(r->kind);
 
                 if (active != s->active) {
-                        s->active  = active;
-                        s->pending = active && r->halt;
+                        s->active     = active;
+                        s->pending    = active && r->halt;
+                        s->offered_ms = 0;
                         gauge_set(a, s);
                         veil_log(active ? "warn" : "info",
                                  active ? "alert-raised" : "alert-cleared",
@@ -151,7 +154,12 @@ size_t veil_alerts_eval(struct veil_alerts *a, int64_t now_ms,
                                  WINDOW_S, r->threshold,
                                  active && r->halt ? "; halt_on: halting" : "");
                 }
-                if (s->pending && n < max) {
+                /* One pipeline writes the halt; offered again only if it
+                 * did not commit it in a while (its batch aborted). */
+                if (s->pending && n < max &&
+                    (!s->offered_ms || now_ms < s->offered_ms ||
+                     now_ms - s->offered_ms >= REOFFER_MS)) {
+                        s->offered_ms = now_ms;
                         snprintf(trips[n].purpose, sizeof(trips[n].purpose),
                                  "%s", pp ? s->key : "*");
                         snprintf(trips[n].reason, sizeof(trips[n].reason),

@@ -42,9 +42,10 @@ struct veil_alert_trip {
 /* Evaluates every window at now_ms (at most every `min_gap_ms`: a call
  * sooner returns 0 and does nothing, so pipelines may all call it on each
  * turn). Returns the trips of the halt_on alerts raised and not yet
- * written — again on each evaluation until veil_alerts_done, so a halt
- * whose transaction aborted is tried again. An alert trips once per
- * raise: a purpose resumed while the alert is still active stays open. */
+ * written, each to one caller — and again every 10 s until
+ * veil_alerts_done, so a halt whose transaction aborted is tried again. An
+ * alert trips once per raise: a purpose resumed while the alert is still active
+ * stays open. */
 size_t veil_alerts_eval(struct veil_alerts *a, int64_t now_ms,
                         int64_t min_gap_ms, struct veil_alert_trip *trips,
                         size_t max);

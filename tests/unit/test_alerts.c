@@ -55,13 +55,19 @@ Test(alerts, raises_at_threshold_and_clears_when_the_minute_passes)
         cr_assert_str_eq(trips[0].purpose, "analytics");
         cr_assert_str_eq(trips[0].reason, "alert:leaks_per_minute");
         cr_assert(strstr(render(m), "purpose=\"analytics\",code=\"\"} 1"));
-        /* not written yet: offered again; once done, not again */
-        cr_assert_eq(veil_alerts_eval(a, t0 + 31000, 0, trips, 4), 1);
+        /* taken by one caller: not offered to the next one ... */
+        cr_assert_eq(veil_alerts_eval(a, t0 + 31000, 0, trips, 4), 0);
+        /* ... unless it was not written within 10 s; once done, not again */
+        cr_assert_eq(veil_alerts_eval(a, t0 + 40000, 0, trips, 4), 1);
         veil_alerts_done(a, &trips[0]);
-        cr_assert_eq(veil_alerts_eval(a, t0 + 32000, 0, trips, 4), 0);
+        cr_assert_eq(veil_alerts_eval(a, t0 + 51000, 0, trips, 4), 0);
         /* the first two leaks leave the window at t0 + 60 s */
         cr_assert_eq(veil_alerts_eval(a, t0 + 60000, 0, trips, 4), 0);
         cr_assert(strstr(render(m), "purpose=\"analytics\",code=\"\"} 0"));
+        /* raised again: trips again */
+        veil_alerts_add(a, VEIL_ALERT_LEAKS, "analytics", 3, t0 + 61000);
+        cr_assert_eq(veil_alerts_eval(a, t0 + 61000, 0, trips, 4), 1);
+        cr_assert(strstr(render(m), "purpose=\"analytics\",code=\"\"} 1"));
         veil_alerts_destroy(a);
         veil_metrics_destroy(m);
 }
@@ -95,8 +101,10 @@ Test(alerts, evaluation_is_rate_limited)
 
         veil_alerts_add(a, VEIL_ALERT_LEAKS, "p", 5, 10000);
         cr_assert_eq(veil_alerts_eval(a, 10000, 500, trips, 4), 1);
+        /* too soon: nothing evaluated (the trip is not offered either) */
         cr_assert_eq(veil_alerts_eval(a, 10100, 500, trips, 4), 0);
-        cr_assert_eq(veil_alerts_eval(a, 10600, 500, trips, 4), 1);
+        cr_assert_eq(veil_alerts_eval(a, 20000, 500, trips, 4), 1);
+        cr_assert_eq(veil_alerts_eval(a, 20100, 500, trips, 4), 0);
         veil_alerts_destroy(a);
 }
 
