@@ -15,6 +15,7 @@
 #include "ledger.h"
 #include "plan.h"
 #include "retain.h"
+#include "tally.h"
 #include "shred.h"
 #include "retention.h"
 #include "transform.h"
@@ -77,6 +78,7 @@ struct veil_retain {
         bool erasure_warned;
 
         struct veil_audit *audit; /* borrowed: the worker's emitter */
+        struct veil_tally *tally; /* borrowed: the pipeline's; may be NULL */
 
         struct veil_retention_entry *popped;
         int64_t n_tombstones, n_erasures;
@@ -345,11 +347,12 @@ static int produce(struct veil_retain *r, const char *topic, int32_t partition,
         return 0;
 }
 
-/* A tombstone for a tracked key on its purpose topic. */
-static int tombstone(struct veil_retain *r, const char *topic,
-                     const struct veil_purpose *purpose, const void *key,
-                     size_t key_len, const char *reason, char *errstr,
-                     size_t errstr_size)
+/* A tombstone for a tracked key on its purpose topic (route: its source,
+ * for the tally; NULL when the route is no longer configured). */
+static int tombstone(struct veil_retain *r, const struct veil_route *route,
+                     const char *topic, const struct veil_purpose *purpose,
+                     const void *key, size_t key_len, const char *reason,
+                     char *errstr, size_t errstr_size)
 {
         rd_kafka_headers_t *hdrs = rd_kafka_headers_new(4);
 
@@ -362,6 +365,9 @@ static int tombstone(struct veil_retain *r, const char *topic,
         rd_kafka_header_add(hdrs, VEIL_H_POLICY, -1, r->config->policy.digest,
                             -1);
         r->n_tombstones++;
+        if (r->tally)
+                veil_tally_tombstone(r->tally, route ? route->source : "",
+                                     purpose ? purpose->name : "", reason);
         return produce(r, topic, RD_KAFKA_PARTITION_UA, key, key_len, NULL, 0,
                        hdrs, errstr, errstr_size);
 }
@@ -512,6 +518,12 @@ int veil_retain_set_config(struct veil_retain *r,
         r->config = config;
         slots_bind(r);
         return 0;
+}
+
+void veil_retain_set_tally(struct veil_retain *r, struct veil_tally *tally)
+{
+        if (r)
+                r->tally = tally;
 }
 
 size_t veil_retain_count(const struct veil_retain *r)
@@ -782,8 +794,8 @@ static int expire(struct veil_retain *r, int64_t now_ms, int64_t *produced,
                                                           pu, e->deadline_ms)
                                                 : "retention";
 
-                        rc = tombstone(r, s->topic, pu, e->key, e->key_len,
-                                       reason, errstr, errstr_size);
+                        rc = tombstone(r, s->route, s->topic, pu, e->key,
+                                       e->key_len, reason, errstr, errstr_size);
                         if (!rc)
                                 rc = veil_ledger_batch_put(r->batch, s->topic,
                                                            e->key, e->key_len,
@@ -898,9 +910,9 @@ static int erase(struct veil_retain *r, const rd_kafka_message_t *rkm,
                                     &key_null) != VEIL_WIRE_OK ||
                             key_null)
                                 continue;
-                        rc = tombstone(r, rp->topic, rp->ref, r->key.data,
-                                       r->key.len, "erasure", errstr,
-                                       errstr_size);
+                        rc = tombstone(r, route, rp->topic, rp->ref,
+                                       r->key.data, r->key.len, "erasure",
+                                       errstr, errstr_size);
                         if (rc)
                                 goto out;
                         tombstones++;
