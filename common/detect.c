@@ -285,6 +285,10 @@ static inline bool is_upper(unsigned char c)
 {
         return byte_class[c] & CL_UPPER;
 }
+static inline bool is_upper_digit(unsigned char c)
+{
+        return byte_class[c] & (CL_UPPER | CL_DIGIT);
+}
 static inline bool is_alpha(unsigned char c)
 {
         return byte_class[c] & (CL_UPPER | CL_LOWER);
@@ -1627,10 +1631,13 @@ static bool iban_mod97_ok(const unsigned char *s, int n)
         uint64_t acc = 0;
         int i;
 
+        if (n < 4)
+                return false;
         /* reduce only when the accumulator could overflow on the next
-         * step: one division every seven characters or so */
-        for (i = 0; i < n; i++) {
-                unsigned char c = s[(i + 4) % n];
+         * step: one division every seven characters or so; the rotation
+         * is two runs, s[4, n) then s[0, 4), with no division per char */
+        for (i = 4; i < n + 4; i++) {
+                unsigned char c = s[i < n ? i : i - n];
 
                 if (acc >= UINT64_C(100000000000000000))
                         acc %= 97;
@@ -1659,8 +1666,7 @@ static void match_iban(struct scan_ctx *ctx, size_t som, size_t end)
         while (ng < IBAN_MAX_GROUPS) {
                 size_t e = pos;
 
-                while (pos > lo &&
-                       (is_upper(b[pos - 1]) || is_digit(b[pos - 1])))
+                while (pos > lo && is_upper_digit(b[pos - 1]))
                         pos--;
                 if (pos == e)
                         break;
@@ -1668,7 +1674,7 @@ static void match_iban(struct scan_ctx *ctx, size_t som, size_t end)
                 ge[ng] = e;
                 ng++;
                 if (pos < lo + 2 || b[pos - 1] != ' ' ||
-                    !(is_upper(b[pos - 2]) || is_digit(b[pos - 2])))
+                    !is_upper_digit(b[pos - 2]))
                         break;
                 pos--;
         }
