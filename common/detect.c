@@ -233,6 +233,9 @@ struct veil_detect_engine {
                 uint8_t det;
         } ctx_list[CTX_WORDS_MAX];
         uint8_t ctx_start[257];
+        /* nd_want[n]: bit k for each numeric detector (enum numdet) that
+         * takes n digits; n >= NUM_WINDOW takes nd_want[NUM_WINDOW] */
+        uint16_t nd_want[65];
 };
 
 struct veil_detect_scratch {
@@ -1467,6 +1470,7 @@ static void match_numeric(struct scan_ctx *ctx, size_t som, size_t end)
         int dist[ND__COUNT];
         int first, last, k, claim = -1, claim_dist = CTX_TOKENS, reach = 0;
         bool any = false, fit_id = false, beaten = false;
+        unsigned found = 0; /* bit k: best[k] > 0 */
 
         if (!right_free(b, ctx->len, end, false))
                 return;
@@ -1486,23 +1490,20 @@ static void match_numeric(struct scan_ctx *ctx, size_t som, size_t end)
         last = som != SIZE_MAX ? 0 : tok.ng - 1;
         for (first = 0; first <= last; first++) {
                 int nd         = tok.nd - tok.dstart[first];
-                bool want_any  = false;
                 bool candidate = false;
+                unsigned want;
 
                 if (nd < 9)
                         break; /* shorter candidates only get shorter */
-                for (k = 0; k < ND__COUNT; k++)
-                        want_any |= best[k] == 0 && nd >= numdets[k].min_nd &&
-                                    nd <= numdets[k].max_nd;
-                if (!want_any)
-                        continue;
-                for (k = 0; k < ND__COUNT; k++) {
+                /* the detectors of this digit count still without a
+                 * finding, in ND order */
+                want = ctx->engine->nd_want[nd < NUM_WINDOW ? nd : NUM_WINDOW] &
+                       ~found;
+                for (; want; want &= want - 1) {
                         bool fit = false;
                         float conf;
 
-                        if (best[k] > 0 || nd < numdets[k].min_nd ||
-                            nd > numdets[k].max_nd)
-                                continue;
+                        k = __builtin_ctz(want);
                         if (!candidate) {
                                 num_candidate(b, &tok, first, &c);
                                 if (c.bad)
@@ -1527,6 +1528,7 @@ static void match_numeric(struct scan_ctx *ctx, size_t som, size_t end)
                                 best[k]       = conf;
                                 best_start[k] = c.start;
                                 any           = true;
+                                found |= 1u << k;
                         }
                 }
         }
@@ -1580,6 +1582,24 @@ static void match_numeric(struct scan_ctx *ctx, size_t som, size_t end)
         }
         if (claim >= 0 && best[claim] == 0 && !beaten)
                 push_claim(ctx, fit_start[claim], end);
+}
+
+_Static_assert(ND__COUNT <= 16, "nd_want holds 16 bits");
+_Static_assert(sizeof(((struct veil_detect_engine *)0)->nd_want) ==
+                       (NUM_WINDOW + 1) * sizeof(uint16_t),
+               "nd_want: one mask per digit count up to NUM_WINDOW");
+
+/* The numeric detectors by digit count, for match_numeric. */
+static void nd_index(struct veil_detect_engine *engine)
+{
+        int n, k;
+
+        for (n = 0; n <= NUM_WINDOW; n++) {
+                engine->nd_want[n] = 0;
+                for (k = 0; k < ND__COUNT; k++)
+                        if (n >= numdets[k].min_nd && n <= numdets[k].max_nd)
+                                engine->nd_want[n] |= (uint16_t)(1u << k);
+        }
 }
 
 /* ----------------------------------------------------------------- IBAN */
@@ -2265,6 +2285,7 @@ struct veil_detect_engine *veil_detect_engine_new_opts(
         for (i = 0; i < VEIL_DET__BUILTIN; i++)
                 engine->names[i] = veil_strdup(builtin_names[i]);
         ctx_index(engine);
+        nd_index(engine);
         for (i = 0; i < n_custom; i++)
                 engine->names[VEIL_DET__BUILTIN + i] =
                         veil_strdup(custom[i].name);
