@@ -189,9 +189,10 @@ static const char *const *const ctx_words[VEIL_DET__BUILTIN] = {
         [VEIL_DET_JWT]            = ctx_jwt,
 };
 #define CTX_BOOST 0.3f
-#define CTX_WINDOW 48     /* bytes looked at before a finding */
-#define CTX_TOKENS 4      /* words looked at before a finding */
-#define CTX_WORD_MAX 24   /* bytes; longer tokens are no context word */
+#define CTX_WINDOW 48   /* bytes looked at before a finding */
+#define CTX_TOKENS 4    /* words looked at before a finding */
+#define CTX_WORD_MAX 24 /* bytes; longer tokens are no context word */
+_Static_assert(CTX_WORD_MAX < 32, "ctx_lens holds a bit per length");
 #define CTX_WORDS_MAX 255 /* context words of all built-ins together */
 
 /* Base confidences: what the shape alone says. */
@@ -233,6 +234,9 @@ struct veil_detect_engine {
                 uint8_t det;
         } ctx_list[CTX_WORDS_MAX];
         uint8_t ctx_start[257];
+        /* ctx_lens[c]: bit n when a context word starting with byte c has
+         * n bytes (most tokens are turned down by this alone) */
+        uint32_t ctx_lens[256];
         /* nd_want[n]: bit k for each numeric detector (enum numdet) that
          * takes n digits; n >= NUM_WINDOW takes nd_want[NUM_WINDOW] */
         uint16_t nd_want[65];
@@ -420,8 +424,9 @@ static bool ctx_step(struct scan_ctx *ctx)
         /* most tokens start with a byte no context word starts with, and
          * most of the rest differ in length */
         c = to_lower(b[s]);
-        for (i = engine->ctx_start[c];
-             n <= CTX_WORD_MAX && i < engine->ctx_start[c + 1]; i++) {
+        if (n > CTX_WORD_MAX || !(engine->ctx_lens[c] & (UINT32_C(1) << n)))
+                goto done;
+        for (i = engine->ctx_start[c]; i < engine->ctx_start[c + 1]; i++) {
                 const struct ctx_word *w = &engine->ctx_list[i];
                 uint32_t bit             = UINT32_C(1) << w->det;
                 size_t k;
@@ -434,6 +439,7 @@ static bool ctx_step(struct scan_ctx *ctx)
                 if (k == n)
                         hit |= bit;
         }
+done:
         ctx->ctx_tok[ctx->ctx_ntok++] = hit;
         return true;
 }
@@ -2214,6 +2220,8 @@ static void ctx_index(struct veil_detect_engine *engine)
                         cw->word = *w;
                         cw->len  = (uint8_t)strlen(*w);
                         cw->det  = (uint8_t)d;
+                        engine->ctx_lens[(unsigned char)(*w)[0]] |= UINT32_C(1)
+                                                                    << cw->len;
                 }
 }
 
