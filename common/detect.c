@@ -60,6 +60,7 @@ enum shape {
         SHAPE_IBAN,
         SHAPE_IPV4,
         SHAPE_IPV6,
+        SHAPE_IPV6_DC, /* "::": its ends are found by hand (ipv6_dc) */
         SHAPE_CHECK_LETTER,
         SHAPE_NIR_CORSICA,
         SHAPE_AWS,
@@ -87,9 +88,13 @@ static const struct builtin_pattern builtin_patterns[] = {
          SHAPE_IBAN, NULL},
         {"\\b(?:[0-9]{1,3}\\.){3}[0-9]{1,3}\\b", SHAPE_IPV4, NULL},
         {"(?:" HEX "{1,4}:){7}" HEX "{1,4}\\b", SHAPE_IPV6, NULL},
-        {"(?:" HEX "{1,4}(?::" HEX "{1,4}){0,6})?::(?:" HEX "{1,4}(?::" HEX
-         "{1,4}){0,6}\\b)?",
-         SHAPE_IPV6, NULL},
+        /* Without SOM only "::" is scanned for: the groups around it made
+         * the whole database a fifth slower (288 vs 342 MB/s raw on the
+         * dense bench text). ipv6_dc() walks forward from each "::" to the
+         * ends the full form below would report. */
+        {"::", SHAPE_IPV6_DC,
+         "(?:" HEX "{1,4}(?::" HEX "{1,4}){0,6})?::(?:" HEX "{1,4}(?::" HEX
+         "{1,4}){0,6}\\b)?"},
         {":(?:[0-9]{1,3}\\.){3}[0-9]{1,3}\\b", SHAPE_IPV6, NULL},
         /* the digits-only NIR is a numeric span; Corsica has letters */
         {"\\b[1278] ?[0-9]{2} ?[0-9]{2} ?2[AB] ?[0-9]{3} ?[0-9]{3} "
@@ -1876,6 +1881,45 @@ static void match_ipv6(struct scan_ctx *ctx, size_t som, size_t end)
         }
 }
 
+/* The ends of (?:H{1,4}(?::H{1,4}){0,6})?::(?:H{1,4}(?::H{1,4}){0,6}\b)?
+ * (H a hex digit) that Hyperscan would report for the "::" ending at `p`:
+ * `p` itself, and after each group of up to four hex digits chained by
+ * single colons (up to seven) that a word boundary follows. They are
+ * handed to match_ipv6 in order, ahead of Hyperscan's later ends; no other
+ * IPv6 pattern ends at one of them (the eight-group form cannot span a
+ * "::", the IPv4 tail ends after a '.'), so last_end still drops repeats. */
+static void ipv6_dc_end(struct scan_ctx *ctx, size_t end)
+{
+        if (ctx->last_end[SHAPE_IPV6] == end)
+                return;
+        ctx->last_end[SHAPE_IPV6] = end;
+        match_ipv6(ctx, SIZE_MAX, end);
+}
+
+static void ipv6_dc(struct scan_ctx *ctx, size_t p)
+{
+        const unsigned char *b = ctx->buf;
+        size_t len = ctx->len, q = p;
+        int g;
+
+        ipv6_dc_end(ctx, p);
+        for (g = 0; g < 7; g++) {
+                size_t k = 0, e;
+
+                while (q + k < len && k < 5 && is_hex(b[q + k]))
+                        k++;
+                if (k == 0 || k == 5)
+                        return;
+                e = q + k;
+                if (e < len && is_word(b[e]))
+                        return;
+                ipv6_dc_end(ctx, e);
+                if (e >= len || b[e] != ':')
+                        return;
+                q = e + 1;
+        }
+}
+
 /* --------------------------------------------------- ids with letters */
 static bool digits_at(const unsigned char *b, size_t from, size_t n)
 {
@@ -2090,6 +2134,12 @@ static int on_match(unsigned int id, unsigned long long from,
                 break;
         case SHAPE_IPV6:
                 match_ipv6(ctx, som, end);
+                break;
+        case SHAPE_IPV6_DC:
+                if (som != SIZE_MAX)
+                        match_ipv6(ctx, som, end); /* the whole form */
+                else
+                        ipv6_dc(ctx, end);
                 break;
         case SHAPE_CHECK_LETTER:
                 match_check_letter(ctx, som, end);
