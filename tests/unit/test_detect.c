@@ -409,6 +409,12 @@ Test(detect, ipv6_positives)
                  "fe80::a4b2:4e4a:d223:27cf"},
                 {"2001:db8:1:2::7", NULL},
                 {"host:fe80::1", "fe80::1"},
+                /* the ends after "::" are found by walking forward from
+                 * it: none after it, seven groups, a sentence's dot */
+                {"fe80:: is link-local", "fe80::"},
+                {"2001:db8::", NULL},
+                {"::1:2:3:4:5:6:7", NULL},
+                {"see ::abcd:ef01.", "::abcd:ef01"},
         };
 
         run_positives(VEIL_DET_IPV6, cases, N(cases));
@@ -417,10 +423,19 @@ Test(detect, ipv6_positives)
 Test(detect, ipv6_negatives)
 {
         static const char *const cases[] = {
-                "std::vector",       "a::b::c",    "x :: Int",
-                "00:1a:2b:3c:4d:5e", "10:22:33",   "1:2:3:4:5:6:7",
-                "1:2:3:4:5:6:7:8:9", "fe80::1::2", "12345::1",
+                "std::vector",
+                "a::b::c",
+                "x :: Int",
+                "00:1a:2b:3c:4d:5e",
+                "10:22:33",
+                "1:2:3:4:5:6:7",
+                "1:2:3:4:5:6:7:8:9",
+                "fe80::1::2",
+                "12345::1",
                 "Foo::bar()",
+                "::12345",
+                "::1:2:3:4:5:6:7:8",
+                "x ::1x",
         };
 
         run_negatives(cases, N(cases));
