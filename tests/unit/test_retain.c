@@ -211,16 +211,25 @@ static const struct veil_route_purpose *rp_of(struct env *e, const char *name)
         return NULL;
 }
 
-static void note(struct env *e, const char *purpose, int32_t partition,
-                 const char *key, bool tombstone, int64_t ts)
+/* Output `key` for purpose of the source record keyed skey. */
+static void note_src(struct env *e, const char *purpose, int32_t partition,
+                     const char *skey, const char *key, bool tombstone,
+                     int64_t ts)
 {
         char err[512];
 
         cr_assert_eq(veil_retain_note(e->r, &e->config->policy.routes[0],
-                                      rp_of(e, purpose), partition, key,
-                                      strlen(key), tombstone, ts, err,
-                                      sizeof(err)),
+                                      rp_of(e, purpose), partition, skey,
+                                      strlen(skey), key, strlen(key), tombstone,
+                                      ts, err, sizeof(err)),
                      0, "%s", err);
+}
+
+/* A source record whose key is its one output's key. */
+static void note(struct env *e, const char *purpose, int32_t partition,
+                 const char *key, bool tombstone, int64_t ts)
+{
+        note_src(e, purpose, partition, key, key, tombstone, ts);
 }
 
 /* The consumer of the messages read_all returned: a handle is destroyed
@@ -313,7 +322,7 @@ Test(retain, ledger_writes_coalesce_on_the_source_partition)
 {
         struct env e;
         rd_kafka_message_t *m[16];
-        struct veil_ledger_record rec;
+        static struct veil_ledger_group g;
         int64_t now = veil_now_ms();
         char err[256];
         size_t n;
@@ -333,13 +342,19 @@ Test(retain, ledger_writes_coalesce_on_the_source_partition)
 
         n = read_all(&e, "t.ledger", 1, m, 16);
         cr_assert_eq(n, 2, "one record per key: %zu", n);
-        cr_assert_eq(veil_ledger_decode(m[0]->key, m[0]->key_len, m[0]->payload,
-                                        m[0]->len, &rec, err, sizeof(err)),
+        cr_assert_eq(veil_ledger_decode2(m[0]->key, m[0]->key_len,
+                                         m[0]->payload, m[0]->len, &g, err,
+                                         sizeof(err)),
                      0, "%s", err);
-        cr_assert_eq(rec.topic_len, strlen("src.long"));
-        cr_assert_eq(rec.value.record_ts_ms, now + 1000);
-        cr_assert_eq(rec.value.deadline_ms, now + 1000 + 90LL * 86400000);
-        cr_assert_eq(rec.value.partition, 1);
+        cr_assert_eq(g.source_len, strlen("src"));
+        cr_assert_eq(g.n, 1);
+        cr_assert_eq(g.entries[0].topic_len, strlen("src.long"));
+        cr_assert_eq(g.entries[0].key_len, strlen("k1:aaa"));
+        cr_assert_eq(g.entries[0].record_ts_ms, now + 1000);
+        cr_assert_eq(g.entries[0].deadline_ms, now + 1000 + 90LL * 86400000);
+        cr_assert_eq(g.partition, 1);
+        /* The source key is nowhere in the record. */
+        cr_assert_null(memmem(m[0]->key, m[0]->key_len, "k1:aaa", 6));
         msgs_free(m, n);
         n = read_all(&e, "t.ledger", 0, m, 16);
         cr_assert_eq(n, 2); /* C2, and C3's put replaced by its tombstone */
