@@ -1311,7 +1311,16 @@ static int erase(struct veil_retain *r, const rd_kafka_message_t *rkm,
         topics = json_array();
         for (i = 0; i < policy->n_routes; i++) {
                 const struct veil_route *route = &policy->routes[i];
+                bool done[G_MAX]               = {false};
+                ssize_t x;
+                size_t k;
 
+                /* The subject's group on this route (its tracked keys). */
+                rs = rslot_of(r, route->source, strlen(route->source));
+                g  = rs == UINT16_MAX ? NULL
+                                      : grp_load(r, rs,
+                                                 source_id(r, route, req.key,
+                                                           req.key_len));
                 for (j = 0; j < route->n_purposes; j++) {
                         const struct veil_route_purpose *rp =
                                 &route->purposes[j];
@@ -1336,8 +1345,10 @@ static int erase(struct veil_retain *r, const rd_kafka_message_t *rkm,
                                 goto out;
                         tombstones++;
                         json_array_append_new(topics, json_string(rp->topic));
-                        n  = slot_of(r, rp->topic, strlen(rp->topic));
-                        rs = rslot_of(r, route->source, strlen(route->source));
+                        n = slot_of(r, rp->topic, strlen(rp->topic));
+                        if (g && n != UINT16_MAX &&
+                            (x = grp_find(g, n, r->key.data, r->key.len)) >= 0)
+                                done[x] = true;
                         if (n != UINT16_MAX && rs != UINT16_MAX) {
                                 int64_t d1 = INT64_MIN, t1 = 0;
 
@@ -1351,12 +1362,25 @@ static int erase(struct veil_retain *r, const rd_kafka_message_t *rkm,
                                         cleared++;
                         }
                 }
-                /* The subject's group on this route: every entry goes,
-                 * with one ledger tombstone. */
-                rs = rslot_of(r, route->source, strlen(route->source));
-                if (rs == UINT16_MAX)
+                if (!g)
                         continue;
-                g = grp_load(r, rs, source_id(r, route, req.key, req.key_len));
+                /* Tracked keys the purposes' transforms no longer give
+                 * (written before a key rotation) are the subject's too. */
+                for (k = 0; k < g->n; k++) {
+                        const struct topic_slot *ts = &r->slots[g->m[k].slot];
+
+                        if (done[k])
+                                continue;
+                        rc = tombstone(r, ts->topic,
+                                       ts->rp ? ts->rp->ref : NULL, g->m[k].key,
+                                       g->m[k].key_len, "erasure", errstr,
+                                       errstr_size);
+                        if (rc)
+                                goto out;
+                        tombstones++;
+                        json_array_append_new(topics, json_string(ts->topic));
+                }
+                /* Every entry goes, with one ledger tombstone. */
                 if (g->n) {
                         cleared += (int64_t)g->n;
                         g->n = 0;

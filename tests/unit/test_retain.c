@@ -505,3 +505,214 @@ Test(retain, restored_keys_of_an_ended_licence_are_purged)
         msgs_free(m, got);
         mock_down(&e);
 }
+
+/* ---- one ledger record per source key (ledger version 2) ---------------- */
+
+static void decode2(rd_kafka_message_t *m, struct veil_ledger_group *g)
+{
+        char err[256];
+
+        cr_assert_eq(veil_ledger_key_version(m->key, m->key_len), 2);
+        cr_assert_eq(veil_ledger_decode2(m->key, m->key_len, m->payload, m->len,
+                                         g, err, sizeof(err)),
+                     0, "%s", err);
+}
+
+Test(retain, one_ledger_record_holds_every_purpose_of_a_source_key)
+{
+        static struct veil_ledger_group g;
+        struct env e;
+        rd_kafka_message_t *m[8];
+        int64_t now = veil_now_ms();
+        size_t got;
+
+        mock_up(&e);
+        setup_worker(&e, "2099-12-31");
+        txn_begin(&e);
+        note_src(&e, "short", 1, "S1", "C1", false, now);
+        note_src(&e, "long", 1, "S1", "k1:h1", false, now);
+        note_src(&e, "short", 1, "S2", "C2", false, now);
+        cr_assert_eq(veil_retain_count(e.r), 2);
+        cr_assert_eq(veil_retain_holds(e.r, &e.config->policy.routes[0],
+                                       rp_of(&e, "long"), "S1", 2, "k1:h1", 5),
+                     1);
+        cr_assert_eq(veil_retain_holds(e.r, &e.config->policy.routes[0],
+                                       rp_of(&e, "long"), "S2", 2, "k1:h1", 5),
+                     0);
+        txn_commit(&e);
+
+        got = read_all(&e, "t.ledger", 1, m, 8);
+        cr_assert_eq(got, 2, "one record per source key, not per purpose: %zu",
+                     got);
+        decode2(m[0], &g);
+        cr_assert_eq(g.n, 2);
+        cr_assert_eq(g.partition, 1);
+        cr_assert_eq(g.entries[0].topic_len, strlen("src.short"));
+        cr_assert_eq(memcmp(g.entries[1].key, "k1:h1", 5), 0);
+        cr_assert_eq(g.entries[0].deadline_ms, now + 1000);
+        cr_assert_null(memmem(m[0]->key, m[0]->key_len, "S1", 2));
+        msgs_free(m, got);
+        mock_down(&e);
+}
+
+Test(retain, a_passed_deadline_rewrites_the_record_without_its_entry)
+{
+        static struct veil_ledger_group g;
+        struct env e;
+        rd_kafka_message_t *m[8];
+        int64_t now = veil_now_ms();
+        char err[512];
+        size_t got;
+
+        mock_up(&e);
+        setup_worker(&e, "2099-12-31");
+        txn_begin(&e);
+        note_src(&e, "short", 0, "S1", "C1", false, now - 5000); /* due */
+        note_src(&e, "long", 0, "S1", "k1:h1", false, now);
+        txn_commit(&e);
+        txn_begin(&e);
+        cr_assert_geq(veil_retain_tick(e.r, now, err, sizeof(err)), 1, "%s",
+                      err);
+        txn_commit(&e);
+        cr_assert_eq(veil_retain_count(e.r), 1);
+        cr_assert_eq(veil_retain_holds(e.r, &e.config->policy.routes[0],
+                                       rp_of(&e, "short"), "S1", 2, "C1", 2),
+                     0);
+        cr_assert_eq(veil_retain_holds(e.r, &e.config->policy.routes[0],
+                                       rp_of(&e, "long"), "S1", 2, "k1:h1", 5),
+                     1);
+        got = read_all(&e, "src.short", 0, m, 8);
+        cr_assert_eq(got, 1);
+        cr_assert_null(m[0]->payload);
+        msgs_free(m, got);
+        got = read_all(&e, "t.ledger", 0, m, 8);
+        cr_assert_eq(got, 2);
+        cr_assert_eq(m[0]->key_len, m[1]->key_len);
+        cr_assert_eq(memcmp(m[0]->key, m[1]->key, m[0]->key_len), 0);
+        decode2(m[1], &g);
+        cr_assert_eq(g.n, 1, "rewritten without the short entry");
+        cr_assert_eq(memcmp(g.entries[0].key, "k1:h1", 5), 0);
+        msgs_free(m, got);
+
+        /* Deleted upstream: the last entry goes, and the record with it. */
+        txn_begin(&e);
+        note_src(&e, "long", 0, "S1", "k1:h1", true, now);
+        txn_commit(&e);
+        cr_assert_eq(veil_retain_count(e.r), 0);
+        got = read_all(&e, "t.ledger", 0, m, 8);
+        cr_assert_eq(got, 3);
+        decode2(m[2], &g);
+        cr_assert(g.tombstone);
+        msgs_free(m, got);
+
+        /* A fresh worker restores nothing of it. */
+        teardown_worker(&e);
+        setup_worker(&e, "2099-12-31");
+        assign(&e, 0, false);
+        cr_assert_eq(veil_retain_count(e.r), 0);
+        mock_down(&e);
+}
+
+/* A version 1 record as a worker before version 2 wrote it. */
+static void produce_v1(struct env *e, const char *topic, const char *key,
+                       int64_t deadline, int64_t ts, int32_t partition)
+{
+        struct veil_ledger_value lv = {deadline, ts, partition};
+        unsigned char k[128], v[VEIL_LEDGER_VALUE_LEN];
+        rd_kafka_conf_t *conf = rd_kafka_conf_new();
+        char err[256];
+        size_t klen;
+        rd_kafka_t *rk;
+
+        cr_assert_eq(veil_ledger_key_encode(topic, key, strlen(key), k,
+                                            sizeof(k), &klen, err, sizeof(err)),
+                     0, "%s", err);
+        cr_assert_eq(veil_ledger_value_encode(&lv, v, err, sizeof(err)), 0);
+        rd_kafka_conf_set(conf, "bootstrap.servers",
+                          rd_kafka_mock_cluster_bootstraps(e->mc), NULL, 0);
+        rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+        cr_assert(rk, "%s", err);
+        cr_assert_eq(rd_kafka_producev(rk, RD_KAFKA_V_TOPIC("t.ledger"),
+                                       RD_KAFKA_V_PARTITION(partition),
+                                       RD_KAFKA_V_KEY(k, klen),
+                                       RD_KAFKA_V_VALUE(v, sizeof(v)),
+                                       RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                       RD_KAFKA_V_END),
+                     0);
+        cr_assert_eq(rd_kafka_flush(rk, 10000), 0);
+        rd_kafka_destroy(rk);
+}
+
+Test(retain, version_1_ledgers_restore_and_move_to_version_2)
+{
+        static struct veil_ledger_group g;
+        struct veil_ledger_record rec;
+        struct env e;
+        rd_kafka_message_t *m[8];
+        int64_t now = veil_now_ms(), later = now + 60000;
+        char err[512];
+        size_t got;
+
+        mock_up(&e);
+        /* An existing ledger: two keys of version 1. */
+        produce_v1(&e, "src.short", "C7", later + 1000, later, 0);
+        produce_v1(&e, "src.long", "k1:z", now + 90LL * 86400000, now, 0);
+        setup_worker(&e, "2099-12-31");
+        assign(&e, 0, false);
+        cr_assert_eq(veil_retain_count(e.r), 2, "nothing lost in the upgrade");
+        cr_assert_eq(veil_retain_holds(e.r, &e.config->policy.routes[0],
+                                       rp_of(&e, "short"), "S7", 2, "C7", 2),
+                     1);
+        /* The key written again: its version 1 record gets a tombstone and
+         * its entry joins the source key's version 2 record, keeping the
+         * later deadline. */
+        txn_begin(&e);
+        note_src(&e, "short", 0, "S7", "C7", false, now);
+        txn_commit(&e);
+        cr_assert_eq(veil_retain_count(e.r), 2);
+        got = read_all(&e, "t.ledger", 0, m, 8);
+        cr_assert_eq(got, 4, "%zu", got);
+        cr_assert_eq(veil_ledger_decode(m[2]->key, m[2]->key_len, m[2]->payload,
+                                        m[2]->len, &rec, err, sizeof(err)),
+                     0, "%s", err);
+        cr_assert(rec.tombstone);
+        cr_assert_eq(memcmp(rec.key, "C7", 2), 0);
+        decode2(m[3], &g);
+        cr_assert_eq(g.n, 1);
+        cr_assert_eq(g.entries[0].deadline_ms, later + 1000);
+        cr_assert_eq(g.entries[0].record_ts_ms, later);
+        msgs_free(m, got);
+
+        /* The next owner restores both formats: C7 once, k1:z. */
+        teardown_worker(&e);
+        setup_worker(&e, "2099-12-31");
+        assign(&e, 0, false);
+        cr_assert_eq(veil_retain_count(e.r), 2);
+        cr_assert_not(veil_retain_due(e.r, later));
+        cr_assert(veil_retain_due(e.r, later + 1000));
+        txn_begin(&e);
+        cr_assert_geq(veil_retain_tick(e.r, later + 1000, err, sizeof(err)), 1,
+                      "%s", err);
+        txn_commit(&e);
+        cr_assert_eq(veil_retain_count(e.r), 1);
+        got = read_all(&e, "src.short", 0, m, 8);
+        cr_assert_eq(got, 1, "one tombstone for C7: %zu", got);
+        msgs_free(m, got);
+        /* A version 1 key's own expiry: a version 1 tombstone. */
+        txn_begin(&e);
+        cr_assert_geq(
+                veil_retain_tick(e.r, now + 91LL * 86400000, err, sizeof(err)),
+                1, "%s", err);
+        txn_commit(&e);
+        cr_assert_eq(veil_retain_count(e.r), 0);
+        got = read_all(&e, "t.ledger", 0, m, 8);
+        cr_assert_eq(got, 6, "%zu", got);
+        cr_assert_eq(veil_ledger_key_version(m[5]->key, m[5]->key_len), 1);
+        cr_assert_null(m[5]->payload);
+        msgs_free(m, got);
+        teardown_worker(&e);
+        setup_worker(&e, "2099-12-31");
+        assign(&e, 0, false);
+        cr_assert_eq(veil_retain_count(e.r), 0);
+        mock_down(&e);
+}
