@@ -86,7 +86,15 @@ struct veil_retain {
         struct topic_slot *rslots;
         size_t n_rslots;
         struct veil_hmac lk; /* K_ledger */
-        bool v1_seen;        /* a version 1 record was restored */
+        /* K_ledger of the ring's other keys: a source key's record written
+         * under one of them (before a rotation) joins the current one */
+        struct veil_hmac *alias;
+        size_t n_alias;
+        bool alias_done; /* for the id cached below */
+        struct grp *ag;  /* scratch */
+        unsigned char **chunks;
+        size_t n_chunks;
+        bool v1_seen; /* a version 1 record was restored */
         struct grp g;
         struct veil_ledger_group *lg; /* restore's decoding space */
         struct veil_buf enc, enc2;
@@ -450,12 +458,47 @@ static int tombstone(struct veil_retain *r, const char *topic,
 
 /* ---- groups (ledger version 2) ----------------------------------------- */
 
+static void alias_free(struct veil_hmac *alias, size_t n)
+{
+        size_t i;
+
+        for (i = 0; i < n; i++)
+                veil_hmac_cleanse(&alias[i]);
+        free(alias);
+}
+
 static int lk_init(struct veil_retain *r, const struct veil_config *config,
                    char *errstr, size_t errstr_size)
 {
-        return veil_hmac_init_derived(&r->lk, config->keys.key,
-                                      config->keys.key_len, VEIL_LEDGER_ID_INFO,
-                                      errstr, errstr_size);
+        struct veil_hmac *alias = NULL;
+        size_t i, n = 0;
+        int rc;
+
+        rc = veil_hmac_init_derived(&r->lk, config->keys.key,
+                                    config->keys.key_len, VEIL_LEDGER_ID_INFO,
+                                    errstr, errstr_size);
+        if (rc)
+                return rc;
+        for (i = 0; i < config->keys.n_ring; i++) {
+                const struct veil_key *k = &config->keys.ring[i];
+
+                if (!k->key || k->len < 32 || k->key == config->keys.key)
+                        continue;
+                alias = veil_realloc(alias, (n + 1) * sizeof(*alias));
+                rc    = veil_hmac_init_derived(&alias[n], k->key, k->len,
+                                               VEIL_LEDGER_ID_INFO, errstr,
+                                               errstr_size);
+                if (rc) {
+                        alias_free(alias, n);
+                        return rc;
+                }
+                n++;
+        }
+        alias_free(r->alias, r->n_alias);
+        r->alias    = alias;
+        r->n_alias  = n;
+        r->id_route = NULL;
+        return 0;
 }
 
 /* The ledger id of the record key (skey) read from route's source; the
@@ -468,6 +511,7 @@ static const unsigned char *source_id(struct veil_retain *r,
             (!sklen || !memcmp(r->id_skey.data, skey, sklen)))
                 return r->id;
         veil_ledger_id(&r->lk, route->source, skey, sklen, r->id);
+        r->alias_done = false;
         /* A copy of the source key (personal data) only for the compare;
          * wiped when the next one replaces it and at the end. */
         veil_cleanse(r->id_skey.data, r->id_skey.cap);
@@ -706,6 +750,82 @@ static int absorb_v1(struct veil_retain *r, uint16_t rs, uint16_t slot,
         return rc;
 }
 
+static void chunks_free(struct veil_retain *r)
+{
+        size_t i;
+
+        for (i = 0; i < r->n_chunks; i++)
+                free(r->chunks[i]);
+        r->n_chunks = 0;
+}
+
+/* Loads the group of (rs, id under alias a) into r->ag, its bytes in a
+ * chunk that lives until chunks_free; false when not tracked. */
+static bool alias_load(struct veil_retain *r, size_t a, uint16_t rs,
+                       const struct veil_route *route, const void *skey,
+                       size_t sklen)
+{
+        struct veil_retention_entry e;
+        unsigned char *chunk;
+
+        veil_ledger_id(&r->alias[a], route->source, skey, sklen, r->ag->id);
+        if (veil_retention_get(r->ri, rs, r->ag->id, VEIL_LEDGER_ID_LEN, &e))
+                return false;
+        chunk = veil_malloc(e.key_len);
+        memcpy(chunk, e.key, e.key_len);
+        r->chunks =
+                veil_realloc(r->chunks, (r->n_chunks + 1) * sizeof(*r->chunks));
+        r->chunks[r->n_chunks++] = chunk;
+        r->ag->rs                = rs;
+        r->ag->found             = true;
+        r->ag->partition         = e.partition;
+        grp_parse(r->ag, chunk + VEIL_LEDGER_ID_LEN,
+                  e.key_len - VEIL_LEDGER_ID_LEN);
+        return true;
+}
+
+/* Records of the source key written under the ring's other keys (before a
+ * key rotation) join g, the current one, keeping each entry's later
+ * deadline: two records must never hold one purpose key, or the older
+ * would tombstone it under the newer's data. Sets *joined. */
+static int absorb_aliases(struct veil_retain *r, struct grp *g,
+                          const struct veil_route *route, const void *skey,
+                          size_t sklen, bool *joined, char *errstr,
+                          size_t errstr_size)
+{
+        size_t a, i;
+        ssize_t x;
+        int rc;
+
+        if (r->alias_done || !r->n_alias)
+                return 0;
+        r->alias_done = true;
+        for (a = 0; a < r->n_alias; a++) {
+                struct grp *v = r->ag;
+
+                if (!alias_load(r, a, g->rs, route, skey, sklen))
+                        continue;
+                for (i = 0; i < v->n; i++) {
+                        x = grp_find(g, v->m[i].slot, v->m[i].key,
+                                     v->m[i].key_len);
+                        if (x >= 0) {
+                                if (v->m[i].deadline_ms > g->m[x].deadline_ms)
+                                        g->m[x] = v->m[i];
+                        } else if (g->n < G_MAX) {
+                                g->m[g->n++] = v->m[i];
+                        }
+                }
+                if (!g->n || !g->found)
+                        g->partition = v->partition;
+                v->n = 0;
+                rc   = grp_store(r, v, errstr, errstr_size); /* tombstone */
+                if (rc)
+                        return rc;
+                *joined = true;
+        }
+        return 0;
+}
+
 /* ---- life cycle ---------------------------------------------------------- */
 
 struct veil_retain *veil_retain_new(const struct veil_config *config,
@@ -724,6 +844,7 @@ struct veil_retain *veil_retain_new(const struct veil_config *config,
         r->popped   = veil_calloc(POP_BATCH, sizeof(*r->popped));
         veil_retention_set_id_len(r->ri, VEIL_LEDGER_ID_LEN);
         r->lg = veil_calloc(1, sizeof(*r->lg));
+        r->ag = veil_calloc(1, sizeof(*r->ag));
         veil_buf_init(&r->key, 0);
         veil_buf_init(&r->g.buf, 0);
         veil_buf_init(&r->enc, 0);
@@ -814,6 +935,10 @@ void veil_retain_destroy(struct veil_retain *r)
         veil_buf_free(&r->id_skey);
         veil_buf_free(&r->g.buf);
         free(r->lg);
+        free(r->ag);
+        chunks_free(r);
+        free(r->chunks);
+        alias_free(r->alias, r->n_alias);
         veil_buf_free(&r->enc);
         veil_buf_free(&r->enc2);
         veil_hmac_cleanse(&r->lk);
@@ -1043,6 +1168,7 @@ int veil_retain_note(struct veil_retain *r, const struct veil_route *route,
 {
         enum veil_retention_reason reason;
         int64_t deadline = INT64_MIN, v1_ts = 0;
+        bool joined = false;
         uint16_t n, rs;
         struct grp *g;
         ssize_t i;
@@ -1077,27 +1203,34 @@ int veil_retain_note(struct veil_retain *r, const struct veil_route *route,
                 }
                 v1_ts = d1 != INT64_MIN; /* absorbed: the group must say */
         }
-        g = grp_load(r, rs, source_id(r, route, skey, skey_len));
+        g  = grp_load(r, rs, source_id(r, route, skey, skey_len));
+        rc = absorb_aliases(r, g, route, skey, skey_len, &joined, errstr,
+                            errstr_size);
+        if (rc)
+                goto out;
         i = grp_find(g, n, key, key_len);
         if (value_null) {
-                if (i < 0)
-                        return 0;
-                rc = grp_drop(r, g, (size_t)i, errstr, errstr_size);
-                return rc ? rc : grp_store(r, g, errstr, errstr_size);
+                if (i >= 0)
+                        rc = grp_drop(r, g, (size_t)i, errstr, errstr_size);
+                if (!rc && (i >= 0 || joined))
+                        rc = grp_store(r, g, errstr, errstr_size);
+                goto out;
         }
         if (i >= 0) {
-                if (deadline <= g->m[i].deadline_ms && !v1_ts)
-                        return 0; /* a later or equal deadline: no write */
+                if (deadline <= g->m[i].deadline_ms && !v1_ts && !joined)
+                        goto out; /* a later or equal deadline: no write */
                 if (deadline > g->m[i].deadline_ms) {
                         g->m[i].deadline_ms = deadline;
                         g->m[i].ts_ms       = ts_ms;
                 }
         } else {
-                if (g->n == G_MAX)
-                        return veil_errf(errstr, errstr_size, VEIL_EINVAL,
-                                         "retention: more than %d purpose "
-                                         "keys for one source key",
-                                         G_MAX);
+                if (g->n == G_MAX) {
+                        rc = veil_errf(errstr, errstr_size, VEIL_EINVAL,
+                                       "retention: more than %d purpose "
+                                       "keys for one source key",
+                                       G_MAX);
+                        goto out;
+                }
                 i                   = (ssize_t)g->n++;
                 g->m[i].slot        = n;
                 g->m[i].deadline_ms = deadline;
@@ -1106,7 +1239,10 @@ int veil_retain_note(struct veil_retain *r, const struct veil_route *route,
                 g->m[i].key_len     = key_len;
         }
         g->partition = partition; /* the newest record's */
-        return grp_store(r, g, errstr, errstr_size);
+        rc           = grp_store(r, g, errstr, errstr_size);
+out:
+        chunks_free(r);
+        return rc;
 }
 
 int veil_retain_holds(struct veil_retain *r, const struct veil_route *route,
@@ -1116,6 +1252,7 @@ int veil_retain_holds(struct veil_retain *r, const struct veil_route *route,
         enum veil_retention_reason reason;
         unsigned char pid[VEIL_LEDGER_ID_LEN];
         uint16_t n, rs;
+        size_t a;
 
         if (!r || !key || !skey)
                 return -1;
@@ -1132,8 +1269,17 @@ int veil_retain_holds(struct veil_retain *r, const struct veil_route *route,
                                         NULL))
                         return 1;
         }
-        return grp_find(grp_load(r, rs, source_id(r, route, skey, skey_len)), n,
-                        key, key_len) >= 0;
+        if (grp_find(grp_load(r, rs, source_id(r, route, skey, skey_len)), n,
+                     key, key_len) >= 0)
+                return 1;
+        for (a = 0; a < r->n_alias; a++)
+                if (alias_load(r, a, rs, route, skey, skey_len) &&
+                    grp_find(r->ag, n, key, key_len) >= 0) {
+                        chunks_free(r);
+                        return 1;
+                }
+        chunks_free(r);
+        return 0;
 }
 
 /* ---- timers -------------------------------------------------------------- */
@@ -1388,6 +1534,35 @@ static int erase(struct veil_retain *r, const rd_kafka_message_t *rkm,
                         if (rc)
                                 goto out;
                 }
+                /* Records of the key written under the ring's other keys:
+                 * their keys are tombstoned too (a rotated transform gave
+                 * other ones) and the records go. */
+                for (k = 0; k < r->n_alias; k++) {
+                        struct grp *v = r->ag;
+                        size_t y;
+
+                        if (!alias_load(r, k, rs, route, req.key, req.key_len))
+                                continue;
+                        for (y = 0; y < v->n; y++) {
+                                const struct topic_slot *ts =
+                                        &r->slots[v->m[y].slot];
+
+                                rc = tombstone(r, ts->topic,
+                                               ts->rp ? ts->rp->ref : NULL,
+                                               v->m[y].key, v->m[y].key_len,
+                                               "erasure", errstr, errstr_size);
+                                if (rc)
+                                        goto out;
+                                tombstones++;
+                                json_array_append_new(topics,
+                                                      json_string(ts->topic));
+                        }
+                        cleared += (int64_t)v->n;
+                        v->n = 0;
+                        rc   = grp_store(r, v, errstr, errstr_size);
+                        if (rc)
+                                goto out;
+                }
         }
         if (r->shred) {
                 /* Crypto-shredding: the subject's data key goes in the same
@@ -1422,6 +1597,7 @@ static int erase(struct veil_retain *r, const rd_kafka_message_t *rkm,
 out:
         json_decref(topics);
         veil_erasure_request_clear(&req);
+        chunks_free(r);
         /* The id cache holds a copy of the subject key. */
         veil_cleanse(r->id_skey.data, r->id_skey.cap);
         r->id_skey.len = 0;

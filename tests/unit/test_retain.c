@@ -54,6 +54,9 @@ static void mock_up(struct env *e)
                              0);
 }
 
+/* The keys section config_new writes. */
+static const char *keys_yaml = "keys: { key_id: k1 }\n";
+
 /* A config over the mock cluster; short_until is the short purpose's
  * valid_until. */
 static struct veil_config *config_new(struct env *e, const char *short_until)
@@ -74,7 +77,7 @@ static struct veil_config *config_new(struct env *e, const char *short_until)
                 "kafka:\n  bootstrap.servers: %s\n  log_level: 0\n"
                 "group: g\ninstance: i1\n"
                 "registry: { url: file://%s }\n"
-                "keys: { key_id: k1 }\n"
+                "%s"
                 "classes:\n  customer_id: { tier: internal }\n"
                 "purposes:\n"
                 "  short:\n    license: { id: L-S, valid_until: %s }\n"
@@ -87,10 +90,14 @@ static struct veil_config *config_new(struct env *e, const char *short_until)
                 "    purposes: { short: src.short, long: src.long }\n"
                 "topics: { dlq: t.dlq, audit: t.audit, ledger: t.ledger, "
                 "erasure: t.erasure }\n",
-                rd_kafka_mock_cluster_bootstraps(e->mc), e->dir, short_until);
+                rd_kafka_mock_cluster_bootstraps(e->mc), e->dir, keys_yaml,
+                short_until);
         fclose(f);
-        setenv("VEIL_HMAC_KEY", "retain-unit-test-master-key-0123456789abcdef",
-               1);
+        if (strstr(keys_yaml, "ring:"))
+                unsetenv("VEIL_HMAC_KEY"); /* it would be the active key */
+        else
+                setenv("VEIL_HMAC_KEY",
+                       "retain-unit-test-master-key-0123456789abcdef", 1);
         config = veil_config_load(path, &opts, err, sizeof(err));
         cr_assert(config, "%s", err);
         return config;
@@ -714,5 +721,69 @@ Test(retain, version_1_ledgers_restore_and_move_to_version_2)
         setup_worker(&e, "2099-12-31");
         assign(&e, 0, false);
         cr_assert_eq(veil_retain_count(e.r), 0);
+        mock_down(&e);
+}
+
+#define RING_K1 "printf %s ledger-ring-key-one-0123456789abcdef0123"
+#define RING_K2 "printf %s ledger-ring-key-two-0123456789abcdef0123"
+
+Test(retain, a_record_written_before_a_key_rotation_joins_the_new_one)
+{
+        static struct veil_ledger_group g;
+        struct env e;
+        rd_kafka_message_t *m[8];
+        int64_t now = veil_now_ms();
+        char err[512];
+        size_t got;
+
+        mock_up(&e);
+        keys_yaml = "keys:\n  active: k1\n  ring:\n"
+                    "    k1: { command: \"" RING_K1 "\" }\n";
+        setup_worker(&e, "2099-12-31");
+        txn_begin(&e);
+        note_src(&e, "short", 0, "S1", "C1", false, now - 500);
+        txn_commit(&e);
+        teardown_worker(&e);
+
+        /* k2 becomes active; k1 stays in the ring. */
+        keys_yaml = "keys:\n  active: k2\n  ring:\n"
+                    "    k1: { command: \"" RING_K1 "\" }\n"
+                    "    k2: { command: \"" RING_K2 "\" }\n";
+        setup_worker(&e, "2099-12-31");
+        assign(&e, 0, false);
+        cr_assert_eq(veil_retain_count(e.r), 1);
+        cr_assert_eq(veil_retain_holds(e.r, &e.config->policy.routes[0],
+                                       rp_of(&e, "short"), "S1", 2, "C1", 2),
+                     1, "held under the old key's record");
+        txn_begin(&e);
+        note_src(&e, "short", 0, "S1", "C1", false, now + 60000);
+        txn_commit(&e);
+        /* One record holds C1, with the newer deadline: the old one's
+         * deadline would otherwise tombstone the newer data. */
+        cr_assert_eq(veil_retain_count(e.r), 1);
+        cr_assert_not(veil_retain_due(e.r, now + 1000));
+        got = read_all(&e, "t.ledger", 0, m, 8);
+        cr_assert_eq(got, 3, "%zu", got);
+        decode2(m[0], &g);
+        cr_assert_eq(g.n, 1);
+        decode2(m[1], &g); /* the old record's tombstone */
+        cr_assert(g.tombstone);
+        cr_assert_eq(m[0]->key_len, m[1]->key_len);
+        cr_assert_eq(memcmp(m[0]->key, m[1]->key, m[0]->key_len), 0);
+        decode2(m[2], &g);
+        cr_assert_eq(g.n, 1);
+        cr_assert_eq(g.entries[0].deadline_ms, now + 61000);
+        cr_assert_neq(memcmp(m[0]->key, m[2]->key, m[0]->key_len), 0);
+        msgs_free(m, got);
+        teardown_worker(&e);
+        setup_worker(&e, "2099-12-31");
+        assign(&e, 0, false);
+        cr_assert_eq(veil_retain_count(e.r), 1);
+        cr_assert_not(veil_retain_due(e.r, now + 1000));
+        txn_begin(&e);
+        cr_assert_eq(veil_retain_tick(e.r, now + 1000, err, sizeof(err)), 0,
+                     "%s", err);
+        txn_commit(&e);
+        keys_yaml = "keys: { key_id: k1 }\n";
         mock_down(&e);
 }
