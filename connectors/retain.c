@@ -95,7 +95,11 @@ struct veil_retain {
         unsigned char **chunks;
         size_t n_chunks;
         bool v1_seen; /* a version 1 record was restored */
+        /* The last group note touched: g_valid when it is the index's
+         * state, g_dirty when changed and not stored yet (a record's
+         * purposes are noted one after another: one store per record). */
         struct grp g;
+        bool g_valid, g_dirty;
         struct veil_ledger_group *lg; /* restore's decoding space */
         struct veil_buf enc, enc2;
         /* the id of the last source key asked about */
@@ -561,12 +565,15 @@ static struct grp *grp_load(struct veil_retain *r, uint16_t rs,
         struct grp *g = &r->g;
         struct veil_retention_entry e;
 
+        if (r->g_valid && g->rs == rs && !memcmp(g->id, id, VEIL_LEDGER_ID_LEN))
+                return g;
         g->rs = rs;
         memcpy(g->id, id, VEIL_LEDGER_ID_LEN);
         g->flags     = 0;
         g->found     = false;
         g->partition = 0;
         g->n         = 0;
+        r->g_valid   = true; /* what the index says: nothing, or this */
         if (veil_retention_get(r->ri, rs, id, VEIL_LEDGER_ID_LEN, &e))
                 return g;
         veil_cleanse(g->buf.data, g->buf.cap);
@@ -577,6 +584,30 @@ static struct grp *grp_load(struct veil_retain *r, uint16_t rs,
         grp_parse(g, g->buf.data + VEIL_LEDGER_ID_LEN,
                   g->buf.len - VEIL_LEDGER_ID_LEN);
         return g;
+}
+
+/* Makes every entry's key bytes g's own (in g->buf): keys noted from the
+ * caller's buffers or a scratch chunk outlive them while g waits. */
+static void grp_own_keys(struct grp *g)
+{
+        size_t off[G_MAX], i, len = g->buf.len;
+        const unsigned char *base = g->buf.data;
+        bool in[G_MAX];
+
+        for (i = 0; i < g->n; i++) {
+                in[i] = !g->m[i].key_len ||
+                        (base && g->m[i].key >= base &&
+                         g->m[i].key + g->m[i].key_len <= base + len);
+                off[i] = in[i] && g->m[i].key_len ? (size_t)(g->m[i].key - base)
+                                                  : 0;
+        }
+        for (i = 0; i < g->n; i++)
+                if (!in[i]) {
+                        off[i] = g->buf.len;
+                        veil_buf_append(&g->buf, g->m[i].key, g->m[i].key_len);
+                }
+        for (i = 0; i < g->n; i++)
+                g->m[i].key = g->buf.data + off[i];
 }
 
 static ssize_t grp_find(const struct grp *g, uint16_t slot, const void *key,
@@ -640,8 +671,33 @@ static int grp_index(struct veil_retain *r, struct grp *g, char *errstr,
         }
         rc = veil_retention_set(r->ri, g->rs, r->enc.data, r->enc.len, min,
                                 g->partition, errstr, errstr_size);
-        if (!rc)
+        if (!rc) {
+                /* g now reads from the bytes just stored. */
+                struct veil_buf t = g->buf;
+
+                g->buf   = r->enc;
+                r->enc   = t;
                 g->found = true;
+                grp_parse(g, g->buf.data + VEIL_LEDGER_ID_LEN,
+                          g->buf.len - VEIL_LEDGER_ID_LEN);
+        }
+        return rc;
+}
+
+static int grp_store(struct veil_retain *r, struct grp *g, char *errstr,
+                     size_t errstr_size);
+
+/* Stores the group a record's notes changed. */
+static int grp_settle(struct veil_retain *r, char *errstr, size_t errstr_size)
+{
+        int rc;
+
+        if (!r->g_dirty)
+                return 0;
+        r->g_dirty = false;
+        rc         = grp_store(r, &r->g, errstr, errstr_size);
+        if (rc)
+                r->g_valid = false;
         return rc;
 }
 
@@ -935,6 +991,8 @@ void veil_retain_destroy(struct veil_retain *r)
         veil_buf_free(&r->id_skey);
         veil_buf_free(&r->g.buf);
         free(r->lg);
+        if (r->ag)
+                veil_buf_free(&r->ag->buf);
         free(r->ag);
         chunks_free(r);
         free(r->chunks);
@@ -965,6 +1023,10 @@ int veil_retain_set_config(struct veil_retain *r,
         size_t n;
         int rc;
 
+        rc = grp_settle(r, errstr, errstr_size);
+        if (rc)
+                return rc;
+        r->g_valid = false;
         if (r->shred)
                 rc = veil_shred_set_config(r->shred, config, errstr,
                                            errstr_size);
@@ -1010,9 +1072,21 @@ int veil_retain_set_config(struct veil_retain *r,
         return 0;
 }
 
+/* The index's count with the group waiting to be stored. */
+static size_t tracked(const struct veil_retain *r)
+{
+        size_t n = veil_retention_count(r->ri);
+
+        if (r->g_dirty && !r->g.found && r->g.n)
+                n++;
+        if (r->g_dirty && r->g.found && !r->g.n)
+                n--;
+        return n;
+}
+
 size_t veil_retain_count(const struct veil_retain *r)
 {
-        return r ? veil_retention_count(r->ri) : 0;
+        return r ? tracked(r) : 0;
 }
 
 void veil_retain_stats(const struct veil_retain *r,
@@ -1021,7 +1095,7 @@ void veil_retain_stats(const struct veil_retain *r,
         memset(st, 0, sizeof(*st));
         if (!r)
                 return;
-        st->tracked    = veil_retention_count(r->ri);
+        st->tracked    = tracked(r);
         st->memory     = veil_retention_memory(r->ri);
         st->tombstones = r->n_tombstones;
         st->erasures   = r->n_erasures;
@@ -1036,6 +1110,9 @@ void veil_retain_begin(struct veil_retain *r)
         veil_retention_begin(r->ri);
         veil_ledger_batch_clear(r->batch);
         epos_clear(r);
+        /* Records under rotated keys are joined once per id and
+         * transaction: forget which ids were. */
+        r->id_route = NULL;
         if (r->shred) {
                 char err[512];
 
@@ -1053,6 +1130,9 @@ int veil_retain_flush(struct veil_retain *r, char *errstr, size_t errstr_size)
 
         if (!r)
                 return 0;
+        rc = grp_settle(r, errstr, errstr_size);
+        if (rc)
+                return rc;
         if (r->epos_revoked)
                 return veil_errf(errstr, errstr_size, VEIL_RETAIN_REDO,
                                  "an erasure partition this transaction "
@@ -1127,6 +1207,9 @@ void veil_retain_rollback(struct veil_retain *r)
         veil_retention_rollback(r->ri);
         veil_shred_rollback(r->shred);
         veil_ledger_batch_clear(r->batch);
+        r->id_route = NULL;  /* joined records came back */
+        r->g_dirty  = false; /* the transaction's, gone with it */
+        r->g_valid  = false;
         /* The aborted transaction's requests come again. */
         for (i = 0; i < r->n_epos; i++) {
                 if (r->stash && r->stash->partition == r->epos[i].partition &&
@@ -1168,6 +1251,7 @@ int veil_retain_note(struct veil_retain *r, const struct veil_route *route,
 {
         enum veil_retention_reason reason;
         int64_t deadline = INT64_MIN, v1_ts = 0;
+        const unsigned char *id;
         bool joined = false;
         uint16_t n, rs;
         struct grp *g;
@@ -1203,7 +1287,14 @@ int veil_retain_note(struct veil_retain *r, const struct veil_route *route,
                 }
                 v1_ts = d1 != INT64_MIN; /* absorbed: the group must say */
         }
-        g  = grp_load(r, rs, source_id(r, route, skey, skey_len));
+        id = source_id(r, route, skey, skey_len);
+        if (r->g_dirty &&
+            (r->g.rs != rs || memcmp(r->g.id, id, VEIL_LEDGER_ID_LEN))) {
+                rc = grp_settle(r, errstr, errstr_size); /* the last record's */
+                if (rc)
+                        goto out;
+        }
+        g  = grp_load(r, rs, id);
         rc = absorb_aliases(r, g, route, skey, skey_len, &joined, errstr,
                             errstr_size);
         if (rc)
@@ -1212,8 +1303,10 @@ int veil_retain_note(struct veil_retain *r, const struct veil_route *route,
         if (value_null) {
                 if (i >= 0)
                         rc = grp_drop(r, g, (size_t)i, errstr, errstr_size);
-                if (!rc && (i >= 0 || joined))
-                        rc = grp_store(r, g, errstr, errstr_size);
+                if (!rc && (i >= 0 || joined)) {
+                        grp_own_keys(g);
+                        r->g_dirty = true;
+                }
                 goto out;
         }
         if (i >= 0) {
@@ -1239,7 +1332,10 @@ int veil_retain_note(struct veil_retain *r, const struct veil_route *route,
                 g->m[i].key_len     = key_len;
         }
         g->partition = partition; /* the newest record's */
-        rc           = grp_store(r, g, errstr, errstr_size);
+        /* Stored when the record's notes are done (the next note of another
+         * source key, or any other use of the index). */
+        grp_own_keys(g);
+        r->g_dirty = true;
 out:
         chunks_free(r);
         return rc;
@@ -1251,6 +1347,8 @@ int veil_retain_holds(struct veil_retain *r, const struct veil_route *route,
 {
         enum veil_retention_reason reason;
         unsigned char pid[VEIL_LEDGER_ID_LEN];
+        struct veil_retention_entry e;
+        const unsigned char *id;
         uint16_t n, rs;
         size_t a;
 
@@ -1269,9 +1367,19 @@ int veil_retain_holds(struct veil_retain *r, const struct veil_route *route,
                                         NULL))
                         return 1;
         }
-        if (grp_find(grp_load(r, rs, source_id(r, route, skey, skey_len)), n,
-                     key, key_len) >= 0)
-                return 1;
+        id = source_id(r, route, skey, skey_len);
+        if (r->g_valid && r->g.rs == rs &&
+            !memcmp(r->g.id, id, VEIL_LEDGER_ID_LEN)) {
+                /* the group noted last, maybe not stored yet */
+                if (grp_find(&r->g, n, key, key_len) >= 0)
+                        return 1;
+        } else if (!veil_retention_get(r->ri, rs, id, VEIL_LEDGER_ID_LEN, &e)) {
+                r->ag->n = 0;
+                grp_parse(r->ag, e.key + VEIL_LEDGER_ID_LEN,
+                          e.key_len - VEIL_LEDGER_ID_LEN);
+                if (grp_find(r->ag, n, key, key_len) >= 0)
+                        return 1;
+        }
         for (a = 0; a < r->n_alias; a++)
                 if (alias_load(r, a, rs, route, skey, skey_len) &&
                     grp_find(r->ag, n, key, key_len) >= 0) {
@@ -1329,7 +1437,9 @@ static int expire(struct veil_retain *r, int64_t now_ms, int64_t *produced,
         int rc;
 
         /* A group at a time: the rest of a popped group goes back into
-         * the index (which may move its bytes) before the next pop. */
+         * the index (which may move its bytes) before the next pop. r->g
+         * is the scratch. */
+        r->g_valid = false;
         while (total < POP_MAX_PER_TICK &&
                veil_retention_pop_expired(r->ri, now_ms, r->popped, 1) == 1) {
                 const struct veil_retention_entry *e = &r->popped[0];
@@ -1614,6 +1724,9 @@ int64_t veil_retain_tick(struct veil_retain *r, int64_t now_ms, char *errstr,
         int64_t produced = 0;
         int rc, handled = 0;
 
+        rc = grp_settle(r, errstr, errstr_size);
+        if (rc)
+                return rc;
         while (r->erasure && handled < ERASE_MAX_PER_TICK) {
                 rd_kafka_message_t *rkm = r->stash;
 
@@ -1825,6 +1938,10 @@ int veil_retain_assign(struct veil_retain *r,
 
         if (!r || parts->cnt == 0)
                 return 0;
+        rc = grp_settle(r, errstr, errstr_size);
+        if (rc)
+                return rc;
+        r->g_valid = false; /* restoring uses r->g */
         /* The previous owner's last keys, committed before it let go. */
         rc = veil_shred_catch_up(r->shred, true, errstr, errstr_size);
         if (rc)
@@ -1885,6 +2002,7 @@ int veil_retain_assign(struct veil_retain *r,
                 rd_kafka_message_destroy(rkm);
         }
         rd_kafka_assign(r->restore, NULL);
+        r->g_valid = false;
         if (!rc)
                 veil_log("info", "restore",
                          "%d ledger partition(s) of %s: %" PRId64
@@ -1907,6 +2025,10 @@ void veil_retain_revoke(struct veil_retain *r,
 
         if (!r)
                 return;
+        /* Outside a transaction nothing waits (flush stored it); the
+         * cached group may be one of those dropped. */
+        r->g_dirty = false;
+        r->g_valid = false;
 
         for (i = 0; i < parts->cnt; i++) {
                 uint16_t rs = rslot_of(r, parts->elems[i].topic,

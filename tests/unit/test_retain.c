@@ -787,3 +787,58 @@ Test(retain, a_record_written_before_a_key_rotation_joins_the_new_one)
         keys_yaml = "keys: { key_id: k1 }\n";
         mock_down(&e);
 }
+
+Test(retain, a_noted_key_is_copied_before_the_caller_reuses_its_buffer)
+{
+        static struct veil_ledger_group g;
+        const struct veil_route *route;
+        struct env e;
+        rd_kafka_message_t *m[8];
+        int64_t now = veil_now_ms();
+        char err[512], buf[16];
+        size_t got;
+
+        mock_up(&e);
+        setup_worker(&e, "2099-12-31");
+        route = &e.config->policy.routes[0];
+        txn_begin(&e);
+        /* The worker's output buffers are reused record after record. */
+        strcpy(buf, "C1");
+        cr_assert_eq(veil_retain_note(e.r, route, rp_of(&e, "short"), 0, "S1",
+                                      2, buf, 2, false, now, err, sizeof(err)),
+                     0, "%s", err);
+        strcpy(buf, "k1:h1");
+        cr_assert_eq(veil_retain_note(e.r, route, rp_of(&e, "long"), 0, "S1", 2,
+                                      buf, 5, false, now, err, sizeof(err)),
+                     0, "%s", err);
+        strcpy(buf, "XXXXX");
+        /* The same source key again (renewed), then another. */
+        note_src(&e, "short", 0, "S1", "C1", false, now + 10);
+        note_src(&e, "short", 0, "S2", "C2", false, now);
+        cr_assert_eq(veil_retain_holds(e.r, route, rp_of(&e, "short"), "S2", 2,
+                                       "C2", 2),
+                     1);
+        cr_assert_eq(veil_retain_count(e.r), 2);
+        txn_commit(&e);
+        got = read_all(&e, "t.ledger", 0, m, 8);
+        cr_assert_eq(got, 2, "one record per source key: %zu", got);
+        decode2(m[0], &g);
+        cr_assert_eq(g.n, 2);
+        cr_assert_eq(memcmp(g.entries[0].key, "C1", 2), 0);
+        cr_assert_eq(g.entries[0].record_ts_ms, now + 10);
+        cr_assert_eq(g.entries[1].key_len, 5);
+        cr_assert_eq(memcmp(g.entries[1].key, "k1:h1", 5), 0);
+        msgs_free(m, got);
+        /* An aborted transaction's waiting group is forgotten. */
+        txn_begin(&e);
+        note_src(&e, "short", 0, "S3", "C3", false, now);
+        cr_assert_eq(veil_retain_count(e.r), 3);
+        txn_abort(&e);
+        cr_assert_eq(veil_retain_count(e.r), 2);
+        txn_begin(&e);
+        txn_commit(&e);
+        got = read_all(&e, "t.ledger", 0, m, 8);
+        cr_assert_eq(got, 2, "%zu", got);
+        msgs_free(m, got);
+        mock_down(&e);
+}
