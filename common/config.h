@@ -15,12 +15,19 @@ struct veil_kv {
 };
 
 struct veil_registry_opts {
-        char *url;           /* http(s)://… or file://DIR */
-        char *basic_auth;    /* "user:pass" or NULL */
-        char *ca_file;       /* NULL: system store */
-        int64_t timeout_ms;  /* default 5000 */
-        int retries;         /* default 3 */
-        bool allow_insecure; /* plain http:// to a non-loopback host */
+        char *url;          /* http(s)://… or file://DIR */
+        char *basic_auth;   /* "user:pass" or NULL */
+        char *ca_file;      /* NULL: system store */
+        char *cert_file;    /* client certificate (PEM) for mTLS, or NULL */
+        char *key_file;     /* its private key (PEM, owner-only), or NULL */
+        char *bearer_token; /* the token itself (from bearer_token_file or
+                             * the variable bearer_token_env names); never
+                             * printed, wiped on destroy; or NULL */
+        char *bearer_token_file; /* where it came from (for messages) */
+        char *bearer_token_env;  /* or the variable's name */
+        int64_t timeout_ms;      /* default 5000 */
+        int retries;             /* default 3 */
+        bool allow_insecure;     /* plain http:// to a non-loopback host */
 };
 
 /* One setting of one filter as the file wrote it: checked against that

@@ -340,6 +340,35 @@ json_t *veil_derive_field(json_t *src_field, const char *name, json_t *type,
         return out;
 }
 
+void veil_derive_mark(json_t *field, const char *label, enum veil_tx_kind tx)
+{
+        if (!json_is_object(field))
+                return;
+        if (label)
+                json_object_set_new(field, "veil.class", json_string(label));
+        json_object_set_new(field, "veil.transform",
+                            json_string(veil_tx_name(tx)));
+        if (tx != VEIL_TX_KEEP) {
+                json_object_del(field, "pii");
+                json_object_del(field, "confluent:tags");
+        }
+}
+
+const struct veil_plan_field *
+veil_derive_field_entry(const struct veil_plan_field *f, size_t n,
+                        const char *path)
+{
+        static const char *const below[] = {"", "[]", "{}"};
+        size_t len                       = strlen(path), i, k;
+
+        for (k = 0; k < VEIL_ARRAY_SIZE(below); k++)
+                for (i = 0; i < n; i++)
+                        if (!strncmp(f[i].path, path, len) &&
+                            !strcmp(f[i].path + len, below[k]))
+                                return &f[i];
+        return NULL;
+}
+
 char *veil_derive_schema(const struct veil_schema *schema,
                          const struct veil_plan_opts *opts, char *errstr,
                          size_t errstr_size)

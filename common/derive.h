@@ -60,6 +60,22 @@ json_t *veil_derive_union(json_t *const *branches, size_t n, uint32_t *map);
 json_t *veil_derive_field(json_t *src_field, const char *name, json_t *type,
                           bool type_unchanged, bool force_null_default);
 
+/* Says what the purpose receives in a derived record field (modified in
+ * place): "veil.class" (the label, when there is one) and "veil.transform"
+ * (veil_tx_name of tx). Unless tx is keep, the source's "pii" and
+ * "confluent:tags" go: a hashed e-mail is no longer an e-mail, and a
+ * consumer (or a Veil reading the purpose topic as a source) must not take
+ * the token for one. */
+void veil_derive_mark(json_t *field, const char *label, enum veil_tx_kind tx);
+
+/* The entry of a plan's field summary (f, n: a slice of it) that speaks
+ * for the record field at `path`: the entry at the path itself, else the
+ * one of its items ("path[]") or map values ("path{}"). NULL when there is
+ * none: an unlabelled container, whose leaves are marked one by one. */
+const struct veil_plan_field *
+veil_derive_field_entry(const struct veil_plan_field *f, size_t n,
+                        const char *path);
+
 /* ---- record keys ---------------------------------------------------------
  * A key is either Avro-framed (compile a plan with opts.root_label set to
  * the route's key_class and run veil_plan_exec_framed) or a plain string,

@@ -75,6 +75,9 @@ struct veil_registry {
         char *base; /* URL without user info or trailing '/' */
         char curl_err[CURL_ERROR_SIZE];
         int retries;
+        /* What Veil presents, for the hints of refusals (never values). */
+        enum { REG_AUTH_NONE, REG_AUTH_BASIC, REG_AUTH_BEARER } auth;
+        bool client_cert;
 
         /* file backend */
         char *dir;
@@ -302,7 +305,8 @@ static void reg_sleep_ms(long ms)
 /* Turn a 4xx answer into a Veil error. The registry's own message is kept
  * (it names the subject or the schema problem); the body is never echoed
  * raw because a proxy may answer with a whole HTML page. */
-static int reg_http_4xx(const char *method, const char *path, long status,
+static int reg_http_4xx(const struct veil_registry *reg, const char *method,
+                        const char *path, long status,
                         const struct reg_buf *buf, char *errstr,
                         size_t errstr_size)
 {
@@ -323,9 +327,28 @@ static int reg_http_4xx(const char *method, const char *path, long status,
         json_decref(root);
 
         if (status == 401 || status == 403) {
+                /* Retrying cannot change the answer: it is the caller's
+                 * to stop with this message (it names the registry). */
                 err  = VEIL_EAUTH;
-                what = "authentication refused";
-                hint = "; check registry.basic_auth or the URL's user info";
+                what = status == 401 ? "authentication refused"
+                                     : "access forbidden";
+                if (status == 403)
+                        hint = "; the registry knows Veil's credentials but "
+                               "does not allow this request";
+                else if (reg->auth == REG_AUTH_BASIC)
+                        hint = "; check registry.basic_auth or the URL's "
+                               "user info";
+                else if (reg->auth == REG_AUTH_BEARER)
+                        hint = "; check the bearer token "
+                               "(registry.bearer_token_file or "
+                               "registry.bearer_token_env)";
+                else
+                        hint = "; the registry wants credentials: set "
+                               "registry.basic_auth or a bearer token";
+                return veil_errf(errstr, errstr_size, err,
+                                 "registry %s: %s %s: HTTP %ld: %s%s%s%s%s",
+                                 reg->base, method, path, status, what,
+                                 *msg ? " (" : "", msg, *msg ? ")" : "", hint);
         } else if (status == 404) {
                 err  = VEIL_ENOTFOUND;
                 what = code == 40401   ? "subject not found"
@@ -351,9 +374,64 @@ static int reg_http_4xx(const char *method, const char *path, long status,
                          *msg ? ")" : "", hint);
 }
 
+/* A TLS failure that no retry can mend: the registry's certificate is not
+ * trusted, Veil's is refused or unusable, or the port does not speak TLS.
+ * Returns the hint for the message, or NULL for a failure worth retrying
+ * (refused, reset, timeout: a registry restarting). With TLS 1.3 the
+ * server judges the client certificate after the handshake, so its alert
+ * arrives on the first read (CURLE_RECV_ERROR): a TLS alert is the peer's
+ * deliberate answer, while a reset or an EOF is not. */
+static const char *reg_tls_refusal(const struct veil_registry *reg, CURLcode rc,
+                                   const char *msg)
+{
+        const char *no_cert = "does it want a client certificate? "
+                              "(registry.cert_file, key_file)";
+        const char *refused = "the registry refused Veil's client "
+                              "certificate (registry.cert_file)";
+
+        switch (rc) {
+        case CURLE_PEER_FAILED_VERIFICATION:
+        case CURLE_SSL_ISSUER_ERROR:
+        case CURLE_SSL_INVALIDCERTSTATUS:
+        case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+                return "check registry.ca_file (the CA that signed the "
+                       "registry's certificate)";
+        case CURLE_SSL_CACERT_BADFILE:
+        case CURLE_SSL_CRL_BADFILE:
+                return "registry.ca_file cannot be used";
+        case CURLE_SSL_CERTPROBLEM:
+        case CURLE_SSL_ENGINE_NOTFOUND:
+        case CURLE_SSL_ENGINE_SETFAILED:
+        case CURLE_SSL_ENGINE_INITFAILED:
+                return "check registry.cert_file and key_file";
+        case CURLE_SSL_CLIENTCERT:
+                return reg->client_cert ? refused : no_cert;
+        case CURLE_SSL_CIPHER:
+        case CURLE_USE_SSL_FAILED:
+                return "no TLS version or cipher in common";
+        case CURLE_SSL_CONNECT_ERROR:
+        case CURLE_RECV_ERROR:
+        case CURLE_SEND_ERROR:
+                if (strncmp(reg->base, "https:", 6))
+                        return NULL;
+                /* "tlsv13 alert certificate required", "tlsv1 alert
+                 * unknown ca", "sslv3 alert handshake failure"… */
+                if (strstr(msg, " alert "))
+                        return reg->client_cert ? refused : no_cert;
+                if (strstr(msg, "wrong version number"))
+                        return "no TLS on this port (plain http://?)";
+                if (rc == CURLE_SSL_CONNECT_ERROR && strstr(msg, "certificate"))
+                        return "a certificate failed the handshake";
+                return NULL;
+        default:
+                return NULL;
+        }
+}
+
 /* One REST call with retries. path is already URL-escaped and starts with
  * '/'; body (JSON) makes it a POST. On success *rootp is the parsed JSON
- * object (caller decrefs). Caller holds io_lock. */
+ * object (caller decrefs); rootp NULL: any 2xx answer will do. Caller holds
+ * io_lock. */
 static int reg_http_call(struct veil_registry *reg, const char *path,
                          const char *body, json_t **rootp, char *errstr,
                          size_t errstr_size)
@@ -364,11 +442,13 @@ static int reg_http_call(struct veil_registry *reg, const char *path,
         char *url               = reg_printf("%s%s", reg->base, path);
         long status = 0, delay = REG_BACKOFF_BASE_MS;
         int attempt, err       = VEIL_ENET;
+        const char *hint;
         CURLcode rc;
 
-        *rootp = NULL;
-        hdrs   = curl_slist_append(
-                  hdrs, "Accept: application/vnd.schemaregistry.v1+json");
+        if (rootp)
+                *rootp = NULL;
+        hdrs = curl_slist_append(
+                hdrs, "Accept: application/vnd.schemaregistry.v1+json");
         if (hdrs && body) {
                 h = curl_slist_append(
                         hdrs,
@@ -407,8 +487,24 @@ static int reg_http_call(struct veil_registry *reg, const char *path,
                                 method, path, REG_MAX_BODY);
                         goto done;
                 }
+                if (rc != CURLE_OK &&
+                    (hint = reg_tls_refusal(
+                             reg, rc,
+                             reg->curl_err[0] ? reg->curl_err
+                                              : curl_easy_strerror(rc)))) {
+                        /* Not retried: the same handshake fails the same
+                         * way. The message names host and port, never the
+                         * credentials (they are not part of the URL). */
+                        err = veil_errf(
+                                errstr, errstr_size, VEIL_EAUTH,
+                                "registry %s: TLS refused: %s; %s", reg->base,
+                                reg->curl_err[0] ? reg->curl_err
+                                                 : curl_easy_strerror(rc),
+                                hint);
+                        goto done;
+                }
                 if (rc != CURLE_OK) {
-                        /* Connection refused, reset, timeout, TLS: all may
+                        /* Connection refused, reset, timeout: all may
                          * pass; the message names host and port, never the
                          * credentials (they are not part of the URL). */
                         err = veil_errf(errstr, errstr_size, VEIL_ENET,
@@ -418,6 +514,9 @@ static int reg_http_call(struct veil_registry *reg, const char *path,
                                                 ? reg->curl_err
                                                 : curl_easy_strerror(rc),
                                         attempt + 1, attempt ? "s" : "");
+                } else if (status >= 200 && status < 300 && !rootp) {
+                        err = 0;
+                        goto done;
                 } else if (status >= 200 && status < 300) {
                         json_error_t jerr;
 
@@ -443,8 +542,8 @@ static int reg_http_call(struct veil_registry *reg, const char *path,
                                 method, path, status, attempt + 1,
                                 attempt ? "s" : "");
                 } else {
-                        err = reg_http_4xx(method, path, status, &buf, errstr,
-                                           errstr_size);
+                        err = reg_http_4xx(reg, method, path, status, &buf,
+                                           errstr, errstr_size);
                         goto done;
                 }
                 if (attempt >= reg->retries)
@@ -589,6 +688,24 @@ done:
         return err;
 }
 
+int veil_registry_probe(struct veil_registry *reg, char *errstr,
+                        size_t errstr_size)
+{
+        int err;
+
+        if (reg->kind != REG_HTTP)
+                return 0;
+        pthread_mutex_lock(&reg->io_lock);
+        err = reg_http_call(reg, "/subjects", NULL, NULL, errstr, errstr_size);
+        pthread_mutex_unlock(&reg->io_lock);
+        /* Any answer past TLS and authentication means the registry is
+         * there and lets Veil in; a proxy that serves no /subjects is not
+         * Veil's concern here. */
+        if (err == VEIL_ENOTFOUND || err == VEIL_EINVAL || err == VEIL_EPROTO)
+                return 0;
+        return err;
+}
+
 /* Split the URL into what curl may log (base) and the credentials. */
 static int reg_http_open(struct veil_registry *reg,
                          const struct veil_registry_opts *opts, char *errstr,
@@ -653,6 +770,31 @@ static int reg_http_open(struct veil_registry *reg,
                 auth_user = veil_strdup(user);
                 auth_pass = pass ? pass : "";
         }
+        if (auth_user && opts->bearer_token) {
+                err = veil_errf(errstr, errstr_size, VEIL_ECONFIG,
+                                "registry: basic auth (registry.basic_auth "
+                                "or the URL's user info) and a bearer token "
+                                "are both set; keep one");
+                goto done;
+        }
+        if ((opts->cert_file != NULL) != (opts->key_file != NULL)) {
+                err = veil_errf(errstr, errstr_size, VEIL_ECONFIG,
+                                "registry: cert_file and key_file go "
+                                "together (a client certificate and its "
+                                "key)");
+                goto done;
+        }
+        if (opts->cert_file && strncmp(reg->base, "https:", 6)) {
+                /* Plain HTTP never sends it: the setting would be a lie. */
+                err = veil_errf(errstr, errstr_size, VEIL_ECONFIG,
+                                "registry: a client certificate "
+                                "(registry.cert_file) needs an https:// URL");
+                goto done;
+        }
+        reg->auth        = auth_user            ? REG_AUTH_BASIC
+                           : opts->bearer_token ? REG_AUTH_BEARER
+                                                : REG_AUTH_NONE;
+        reg->client_cert = opts->cert_file != NULL;
 
         if (!(reg->curl = curl_easy_init())) {
                 err = veil_errf(errstr, errstr_size, VEIL_ENOMEM,
@@ -673,6 +815,16 @@ static int reg_http_open(struct veil_registry *reg,
                                    "veil/" VEIL_VERSION)) ||
             (opts->ca_file && (rc = curl_easy_setopt(reg->curl, CURLOPT_CAINFO,
                                                      opts->ca_file))) ||
+            (opts->cert_file &&
+             ((rc = curl_easy_setopt(reg->curl, CURLOPT_SSLCERT,
+                                     opts->cert_file)) ||
+              (rc = curl_easy_setopt(reg->curl, CURLOPT_SSLKEY,
+                                     opts->key_file)))) ||
+            (opts->bearer_token &&
+             ((rc = curl_easy_setopt(reg->curl, CURLOPT_HTTPAUTH,
+                                     (long)CURLAUTH_BEARER)) ||
+              (rc = curl_easy_setopt(reg->curl, CURLOPT_XOAUTH2_BEARER,
+                                     opts->bearer_token)))) ||
             (auth_user &&
              ((rc = curl_easy_setopt(reg->curl, CURLOPT_HTTPAUTH,
                                      (long)CURLAUTH_BASIC)) ||

@@ -14,10 +14,14 @@ struct veil_registry;
 /* Open the registry named by opts->url:
  *  - http://… or https://… : a Confluent-compatible REST registry. Basic auth
  *    from opts->basic_auth ("user:pass") or from user info in the URL (the
- *    former wins); the user info never appears in messages. opts->ca_file
- *    sets the CA bundle; opts->timeout_ms bounds connect and whole request
- *    (<= 0: 5000); opts->retries is how many times a 5xx or network failure
- *    is retried with exponential backoff (< 0: 0).
+ *    former wins), or a bearer token (opts->bearer_token; not with basic
+ *    auth); neither ever appears in messages. opts->ca_file sets the CA
+ *    bundle; opts->cert_file + opts->key_file a client certificate (mutual
+ *    TLS, https:// only); opts->timeout_ms bounds connect and whole request
+ *    (<= 0: 5000); opts->retries is how many times a 5xx, 429 or network
+ *    failure is retried with exponential backoff (< 0: 0). A refusal —
+ *    HTTP 401/403, or TLS that fails on a certificate — is never retried:
+ *    VEIL_EAUTH with a message naming the registry and what to check.
  *  - file:///abs/dir or file://rel/dir (relative to the current directory,
  *    resolved now): DIR/<subject>.avsc is the subject's latest schema,
  *    DIR/<subject>.meta.json its optional metadata, and the manifest
@@ -32,6 +36,15 @@ bool veil_registry_url_insecure(const char *url);
 struct veil_registry *veil_registry_new(const struct veil_registry_opts *opts,
                                         char *errstr, size_t errstr_size);
 void veil_registry_destroy(struct veil_registry *reg);
+
+/* Asks the registry once (GET /subjects) whether it is there and lets
+ * Veil in, so a worker can refuse to start on a refusal rather than find it
+ * at its first record. 0 (also for file:// and for any answer past TLS and
+ * authentication), VEIL_EAUTH on a refusal (TLS or HTTP 401/403: a
+ * configuration problem), VEIL_ENET when it cannot be reached after the
+ * retries (it may come back: the caller decides whether to wait). */
+int veil_registry_probe(struct veil_registry *reg, char *errstr,
+                        size_t errstr_size);
 
 /* Schema text by global id. *schemap is owned by the registry's cache and
  * stays valid until veil_registry_destroy; a second call for the same id

@@ -79,6 +79,30 @@ struct chain {
         struct chain *next;
 };
 
+/* Why a field was dropped, as audit events name it: "policy" when the
+ * purpose's licence says drop for its label (its own or inherited), else
+ * the fail-closed case (DESIGN.md §4). */
+static const char *const drop_reasons[] = {
+        VEIL_AUDIT_DROP_POLICY, VEIL_AUDIT_DROP_UNCLASSIFIED,
+        VEIL_AUDIT_DROP_UNLICENSED, VEIL_AUDIT_DROP_UNDEFINED};
+#define N_DROP_REASONS VEIL_ARRAY_SIZE(drop_reasons)
+
+static size_t drop_reason(enum veil_plan_reason why)
+{
+        switch (why) {
+        case VEIL_PLAN_UNCLASSIFIED:
+                return 1;
+        case VEIL_PLAN_UNLICENSED:
+                return 2;
+        case VEIL_PLAN_UNDEFINED:
+                return 3;
+        case VEIL_PLAN_LICENSED:
+        case VEIL_PLAN_INHERITED:
+        default:
+                return 0;
+        }
+}
+
 /* What a plan does for one (route purpose, schema id), serialised once:
  * `"fields":{…},"license":…,"policy":…,"purpose":…,"schema_in":[…],
  * "schema_out":[…],"topic":…` for per-record events, and the field map
@@ -87,7 +111,10 @@ struct chain {
 struct info {
         const struct veil_route_purpose *rp;
         int schema_in, schema_out;
-        json_t *fields; /* {path: transform} */
+        json_t *fields;               /* {path: transform} */
+        json_t *dropped;              /* {path: why} of the dropped fields */
+        size_t n_tx[VEIL_TX__COUNT];  /* fields per transform */
+        size_t n_why[N_DROP_REASONS]; /* dropped fields per reason */
         char *frag;
         size_t frag_len;
         struct info *next;
@@ -101,6 +128,7 @@ struct acc {
         int64_t first, last;
         int64_t records, tombstones, expired;
         struct info **infos;
+        int64_t *per_info; /* records through infos[i] */
         size_t n_infos, cap_infos;
 };
 
@@ -144,6 +172,7 @@ static void infos_free(struct veil_audit *a)
 
                 a->infos = in->next;
                 json_decref(in->fields);
+                json_decref(in->dropped);
                 free(in->frag);
                 free(in);
         }
@@ -194,8 +223,10 @@ void veil_audit_destroy(struct veil_audit *a)
         }
         free(a->retention.source);
         infos_free(a);
-        for (i = 0; i < a->cap_acc; i++)
+        for (i = 0; i < a->cap_acc; i++) {
                 free(a->acc[i].infos);
+                free(a->acc[i].per_info);
+        }
         free(a->acc);
         veil_buf_free(&a->text);
         if (a->mac_ok)
@@ -542,18 +573,34 @@ static struct info *info_for(struct veil_audit *a,
         in->rp        = rp;
         in->schema_in = schema_in;
         in->fields    = json_object();
+        in->dropped   = json_object();
         if (plan) {
                 in->schema_out = veil_plan_output_id(plan);
                 f              = veil_plan_fields(plan, &n);
-                for (i = 0; i < n; i++)
+                for (i = 0; i < n; i++) {
                         json_object_set_new(in->fields, f[i].path,
                                             json_string(veil_tx_name(f[i].tx)));
+                        if ((unsigned)f[i].tx < VEIL_TX__COUNT)
+                                in->n_tx[f[i].tx]++;
+                        if (f[i].tx == VEIL_TX_DROP) {
+                                size_t w = drop_reason(f[i].reason);
+
+                                in->n_why[w]++;
+                                json_object_set_new(
+                                        in->dropped, f[i].path,
+                                        json_string(drop_reasons[w]));
+                        }
+                }
         }
         o = json_pack(
                 "{s:O, s:s, s:s, s:s, s:[i], s:[i], s:s}", "fields", in->fields,
                 "license", pu->license_id ? pu->license_id : "", "policy",
                 a->config->policy.digest, "purpose", rp->purpose, "schema_in",
                 schema_in, "schema_out", in->schema_out, "topic", rp->topic);
+        /* Only when something was dropped: most events stay as short as
+         * before, and readers of older events see no difference. */
+        if (o && json_object_size(in->dropped))
+                json_object_set(o, "dropped", in->dropped);
         if (o && !plan) { /* no plan: no schema ids to state */
                 json_object_set_new(o, "schema_in", json_array());
                 json_object_set_new(o, "schema_out", json_array());
@@ -660,14 +707,19 @@ static void acc_note(struct acc *x, struct info *in, bool skip, bool tombstone)
         }
         x->records++;
         for (i = 0; i < x->n_infos; i++)
-                if (x->infos[i] == in)
+                if (x->infos[i] == in) {
+                        x->per_info[i]++;
                         return;
+                }
         if (x->n_infos == x->cap_infos) {
                 x->cap_infos = x->cap_infos ? 2 * x->cap_infos : 4;
                 x->infos     = veil_realloc(x->infos,
                                             x->cap_infos * sizeof(*x->infos));
+                x->per_info  = veil_realloc(x->per_info,
+                                            x->cap_infos * sizeof(*x->per_info));
         }
-        x->infos[x->n_infos++] = in;
+        x->per_info[x->n_infos] = 1;
+        x->infos[x->n_infos++]  = in;
 }
 
 int veil_audit_record(struct veil_audit *a, const struct veil_route *route,
@@ -786,9 +838,11 @@ static int batch_event(struct veil_audit *a, const struct acc *x, char *errstr,
                        size_t errstr_size)
 {
         const struct veil_route_purpose *rp = &x->route->purposes[x->purpose];
-        json_t *ev, *schema_in, *schema_out, *fields;
+        json_t *ev, *schema_in, *schema_out, *fields, *dropped, *applied,
+                *drops;
+        int64_t n_tx[VEIL_TX__COUNT] = {0}, n_why[N_DROP_REASONS] = {0};
         struct chain *c;
-        size_t i;
+        size_t i, k;
 
         c = chain_get(a, x->route->source, x->partition);
         if (!c)
@@ -798,11 +852,32 @@ static int batch_event(struct veil_audit *a, const struct acc *x, char *errstr,
         schema_in  = json_array();
         schema_out = json_array();
         fields     = json_object();
+        dropped    = json_object();
+        applied    = json_object();
         for (i = 0; i < x->n_infos; i++) {
                 json_int_set_add(schema_in, x->infos[i]->schema_in);
                 json_int_set_add(schema_out, x->infos[i]->schema_out);
                 json_object_update(fields, x->infos[i]->fields);
+                json_object_update(dropped, x->infos[i]->dropped);
+                /* The field map is the union over the batch's schemas;
+                 * these counts are exact: each record's own plan. */
+                for (k = 0; k < VEIL_TX__COUNT; k++)
+                        n_tx[k] +=
+                                x->per_info[i] * (int64_t)x->infos[i]->n_tx[k];
+                for (k = 0; k < N_DROP_REASONS; k++)
+                        n_why[k] +=
+                                x->per_info[i] * (int64_t)x->infos[i]->n_why[k];
         }
+        drops = json_object();
+        for (k = 0; k < N_DROP_REASONS; k++)
+                if (n_why[k])
+                        json_object_set_new(drops, drop_reasons[k],
+                                            json_integer(n_why[k]));
+        for (k = 0; k < VEIL_TX__COUNT; k++)
+                if (n_tx[k])
+                        json_object_set_new(applied,
+                                            veil_tx_name((enum veil_tx_kind)k),
+                                            json_integer(n_tx[k]));
         ev = json_pack("{s:s, s:{s:s, s:i, s:I, s:I}, s:s, s:s, s:s, s:I, "
                        "s:I, s:I, s:o, s:o, s:o}",
                        "kind", "batch", "source", "topic", x->route->source,
@@ -814,6 +889,20 @@ static int batch_event(struct veil_audit *a, const struct acc *x, char *errstr,
                        (json_int_t)x->tombstones, "expired",
                        (json_int_t)x->expired, "schema_in", schema_in,
                        "schema_out", schema_out, "fields", fields);
+        if (ev) {
+                json_object_set_new(ev, "applied", applied);
+                if (json_object_size(dropped)) {
+                        json_object_set_new(ev, "dropped", dropped);
+                        json_object_set_new(ev, "drops", drops);
+                } else {
+                        json_decref(dropped);
+                        json_decref(drops);
+                }
+        } else {
+                json_decref(applied);
+                json_decref(dropped);
+                json_decref(drops);
+        }
         if (!ev)
                 return veil_errf(errstr, errstr_size, VEIL_ENOMEM,
                                  "building an audit event failed");

@@ -36,6 +36,16 @@
 #define VEIL_AUDIT_SEGMENT_EXPIRED "head-not-retained" /* history expired */
 #define VEIL_AUDIT_SEGMENT_NOT_FOUND "head-not-found"  /* search gave up */
 
+/* Why a field was dropped (an event's "dropped": {path: why}): the
+ * licence's own drop for the field's label, or fail closed because the
+ * field has no label, its label is not in the purpose's licence, or its
+ * label is neither a class nor a tier. Events written before "dropped"
+ * existed simply lack it: `audit verify` checks bytes, not keys. */
+#define VEIL_AUDIT_DROP_POLICY "policy"
+#define VEIL_AUDIT_DROP_UNCLASSIFIED "unclassified"
+#define VEIL_AUDIT_DROP_UNLICENSED "unlicensed"
+#define VEIL_AUDIT_DROP_UNDEFINED "undefined"
+
 /* Keys `h` with the audit key of config's master key. 0 or VEIL_E* with
  * errstr. */
 int veil_audit_hmac_init(struct veil_hmac *h, const struct veil_config *config,

@@ -188,7 +188,20 @@ static const struct note notes[] = {
          "the config file)"},
         {"registry", "basic_auth", "string", "-",
          "\"user:password\"; never printed"},
-        {"registry", "ca_file", "path", "system store", "CA bundle for https"},
+        {"registry", "ca_file", "path", "system store",
+         "CA bundle (PEM) that signed the registry's certificate"},
+        {"registry", "cert_file", "path", "-",
+         "client certificate (PEM) for mutual TLS; with `key_file`, "
+         "https:// only"},
+        {"registry", "key_file", "path", "-",
+         "the client certificate's private key (PEM, no passphrase); "
+         "owner-only (0600) unless `keys.allow_insecure_permissions`"},
+        {"registry", "bearer_token_file", "path", "-",
+         "file holding a bearer token (`Authorization: Bearer`); "
+         "owner-only (0600); never printed; not with `basic_auth`"},
+        {"registry", "bearer_token_env", "string", "-",
+         "name of an environment variable holding the bearer token "
+         "(read at start, then removed from the environment)"},
         {"registry", "timeout", "duration", "5s", "per request"},
         {"registry", "retries", "integer", "3", "0 to 100"},
         {"registry", "allow_insecure", "bool", "false",

@@ -12,6 +12,7 @@
 #include "config.h"
 #include "filter.h"
 #include "log.h"
+#include "registry.h"
 #include "veil.h"
 #include "worker.h"
 
@@ -31,7 +32,9 @@ static const struct veil_cmd_help help_run = {
         "(Prometheus text format)\nand GET /healthz (200 while the worker "
         "runs, 503 after a fatal error or a stall)\n"
         "exit: 0 on clean shutdown (SIGINT/SIGTERM, or --once done), 1 on a "
-        "fatal Kafka or\nsetup error, 2 on a usage or config error\n"};
+        "fatal Kafka or\nsetup error (or a registry that refuses Veil while "
+        "records flow), 2 on a usage\nor config error (or a registry that "
+        "refuses Veil at start: TLS, credentials)\n"};
 
 static void on_signal(int sig)
 {
@@ -58,6 +61,33 @@ static void warn_expired_licences(const struct veil_config *config)
                                  "%s: purpose %s receives nothing and its "
                                  "keys are tombstoned (license-expired)",
                                  msg, policy->purposes[i].name);
+}
+
+/* Asks the registry once before anything starts: a refusal (TLS that fails
+ * on a certificate, HTTP 401/403) is a configuration error that waiting
+ * cannot mend, so the worker does not start (exit 2). A registry that is
+ * down may come back: the worker starts and its records wait for it. */
+static int probe_registry(const struct veil_config *config, char *errstr,
+                          size_t errstr_size)
+{
+        struct veil_registry *reg;
+        char err[768];
+        int rc;
+
+        reg = veil_registry_new(&config->registry, err, sizeof(err));
+        if (!reg)
+                return veil_errf(errstr, errstr_size, VEIL_ECONFIG,
+                                 "registry: %s", err);
+        rc = veil_registry_probe(reg, err, sizeof(err));
+        veil_registry_destroy(reg);
+        if (rc == VEIL_EAUTH)
+                return veil_errf(errstr, errstr_size, VEIL_ECONFIG, "%s", err);
+        if (rc)
+                veil_log("warn", "registry",
+                         "%s; starting anyway: records wait for the "
+                         "registry",
+                         err);
+        return 0;
 }
 
 int veil_cmd_run(int argc, char **argv)
@@ -116,6 +146,12 @@ int veil_cmd_run(int argc, char **argv)
                 return VEIL_EXIT_USAGE;
         }
         warn_expired_licences(config);
+        if (probe_registry(config, errstr, sizeof(errstr))) {
+                fprintf(stderr, "veil run: %s\n", errstr);
+                veil_config_destroy(config);
+                close(lock_fd);
+                return VEIL_EXIT_USAGE;
+        }
         memset(&sa, 0, sizeof(sa));
         sa.sa_handler = on_signal;
         sigemptyset(&sa.sa_mask);

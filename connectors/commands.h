@@ -13,6 +13,7 @@ int veil_cmd_broker(int argc, char **argv);
 int veil_cmd_erase(int argc, char **argv);
 int veil_cmd_dlq(int argc, char **argv);
 int veil_cmd_audit(int argc, char **argv);
+int veil_cmd_report(int argc, char **argv);
 int veil_cmd_reveal(int argc, char **argv);
 int veil_cmd_topics(int argc, char **argv);
 int veil_cmd_config_reference(int argc, char **argv);

@@ -21,6 +21,8 @@ static const struct veil_command commands[] = {
         {"erase", veil_cmd_erase, "publish erasure requests"},
         {"dlq", veil_cmd_dlq, "replay dead-lettered records (dlq replay)"},
         {"audit", veil_cmd_audit, "check the audit hash chain (audit verify)"},
+        {"report", veil_cmd_report,
+         "governance evidence per purpose, from the audit topic"},
         {"reveal", veil_cmd_reveal, "decrypt an encrypt token"},
         {"topics", veil_cmd_topics, "the topics a pipeline needs"},
         {"config-reference", veil_cmd_config_reference,

@@ -421,7 +421,7 @@ static enum veil_verdict view_process(struct veil_chain *chain,
                 view->schema_name = chain->view_name;
         }
         v = st->p->process_view(st->ctx, view);
-        if (v == VEIL_DIVERT || v == VEIL_RETRY) {
+        if (v == VEIL_DIVERT || v == VEIL_RETRY || v == VEIL_FATAL) {
                 rec->reason = view->reason ? view->reason : "plugin";
                 snprintf(rec->detail, sizeof(rec->detail), "%.40s: %.200s",
                          st->p->name, view->detail);

@@ -65,6 +65,9 @@ static enum veil_verdict decode_process(void *ctx_, struct veil_record *rec)
                                (int)rec->frame.schema_id);
         case VEIL_EINVAL:
                 return verdict(rec, VEIL_DIVERT, "plan-failed", "%s", err);
+        case VEIL_EAUTH:
+                /* TLS or credentials: waiting would spin forever. */
+                return verdict(rec, VEIL_FATAL, "registry-refused", "%s", err);
         default:
                 /* The registry is down or refuses us: not the record's
                  * fault, so never the DLQ. */

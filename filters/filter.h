@@ -40,6 +40,11 @@ enum veil_verdict {
         VEIL_RETRY,        /* a transient outside failure (registry down):
                             * not the record's fault; the worker aborts the
                             * batch, backs off and processes it again */
+        VEIL_FATAL,        /* an outside failure no retry can mend (the
+                            * registry refuses Veil: TLS or credentials):
+                            * not the record's fault, never the DLQ; the
+                            * worker aborts the batch and stops with
+                            * record->detail as the reason */
 };
 
 /* One leak the guard filter found in an output: where and which detector
@@ -222,7 +227,8 @@ enum veil_verdict veil_chain_process(struct veil_chain *chain,
 /* The parsed schema of registry id `id`, cached by the chain for its
  * lifetime (registry metadata included). On failure returns NULL and sets
  * *rcp: VEIL_ENOTFOUND (unknown id), VEIL_EINVAL (not a usable schema),
- * VEIL_ENET/VEIL_EAUTH (registry unreachable: retry later). */
+ * VEIL_EAUTH (the registry refuses Veil: stop), VEIL_ENET and others
+ * (registry unreachable: retry later). */
 const struct veil_schema *veil_chain_schema(struct veil_chain *chain, int id,
                                             int *rcp, char *errstr,
                                             size_t errstr_size);

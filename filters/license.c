@@ -301,7 +301,9 @@ static struct veil_plan *plan_for(struct license_ctx *ctx,
                 return NULL;
         }
         if (rc) {
-                *vp = verdict(rec, VEIL_RETRY, "registry-unavailable",
+                *vp = verdict(rec, rc == VEIL_EAUTH ? VEIL_FATAL : VEIL_RETRY,
+                              rc == VEIL_EAUTH ? "registry-refused"
+                                               : "registry-unavailable",
                               "registering the derived schema of %s: %s",
                               rp->topic, err);
                 return NULL;
@@ -360,6 +362,10 @@ static enum veil_verdict license_key(struct license_ctx *ctx,
                         if (rc == VEIL_EINVAL)
                                 return verdict(rec, VEIL_DIVERT, "plan-failed",
                                                "key: %s", err);
+                        if (rc == VEIL_EAUTH)
+                                return verdict(rec, VEIL_FATAL,
+                                               "registry-refused",
+                                               "key schema: %s", err);
                         return verdict(rec, VEIL_RETRY, "registry-unavailable",
                                        "key schema: %s", err);
                 }

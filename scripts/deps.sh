@@ -6,6 +6,7 @@ PKGS=(
   build-essential pkg-config clang clang-format libclang-rt-14-dev
   librdkafka-dev libavro-dev libhyperscan-dev libcriterion-dev
   libjansson-dev libcurl4-openssl-dev libyaml-dev libssl-dev libmicrohttpd-dev
+  openssl
   kcat python3 python3-venv python3-pip
   openjdk-17-jre-headless maven curl procps
   # make deploy-check: compose validation, promtool (from prometheus),

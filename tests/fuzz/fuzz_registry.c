@@ -124,11 +124,15 @@ static void register_answer(const struct reg_buf *buf)
 static void error_body(const struct reg_buf *buf, unsigned sel)
 {
         static const long statuses[] = {400, 401, 403, 404, 409, 415, 422, 499};
-        char err[512]                = "";
+        /* Only base and auth are read: the hints vary with the
+         * credentials Veil presents. */
+        struct veil_registry reg = {.base = (char *)"https://registry.test",
+                                    .auth = (sel >> 3) % 3};
+        char err[512]            = "";
         int rc;
 
-        rc = reg_http_4xx("GET", "/schemas/ids/7", statuses[sel & 7], buf, err,
-                          sizeof(err));
+        rc = reg_http_4xx(&reg, "GET", "/schemas/ids/7", statuses[sel & 7], buf,
+                          err, sizeof(err));
         CHECK(rc != 0 && known_code(rc) && err[0]);
 }
 

@@ -2,10 +2,16 @@
 tests (HTTP on 127.0.0.1): enough of the REST API for Confluent's Python
 SchemaRegistryClient, Avro(De)Serializer and Veil's own client:
 POST /subjects/S/versions, GET /schemas/ids/N, GET /subjects/S/versions/latest,
-GET /subjects/S/versions/V, GET /subjects, POST /subjects/S (lookup)."""
+GET /subjects/S/versions/V, GET /subjects, POST /subjects/S (lookup).
+
+Optionally over TLS (tls=TlsFiles: the server's certificate, and a CA whose
+client certificates it then requires) and behind basic or bearer auth
+(401 without them)."""
+import base64
 import json
 import re
 import socket
+import ssl
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -13,10 +19,20 @@ from urllib.parse import unquote
 
 
 class SchemaRegistryDouble:
-    def __init__(self, start=True):
+    def __init__(self, start=True, tls=None, client_ca=None, basic=None,
+                 bearer=None):
         """start=False picks a free port now and serves only from start(),
-        so a client can first find the registry down."""
+        so a client can first find the registry down. tls=(certfile,
+        keyfile) serves HTTPS; client_ca (a PEM file) then requires a client
+        certificate signed by it. basic=(user, password) or bearer=TOKEN
+        answer 401 to requests without them; both can change at any time."""
         self.lock = threading.Lock()
+        self.tls = tls
+        self.client_ca = client_ca
+        self.basic = basic
+        self.bearer = bearer
+        self.refused = 0     # requests answered 401
+        self.handshakes_failed = 0
         self.by_id = {}      # id -> schema text
         self.subjects = {}   # subject -> [ids], one per version
         self.requests = []   # (method, path)
@@ -29,12 +45,63 @@ class SchemaRegistryDouble:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         if start:
             self.start()
 
+    def _tls_context(self):
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(*self.tls)
+        if self.client_ca:
+            ctx.verify_mode = ssl.CERT_REQUIRED
+            ctx.load_verify_locations(self.client_ca)
+        return ctx
+
+    @staticmethod
+    def _linger(tls):
+        """Closes after a failed handshake the way web servers do: stop
+        sending, read what the client had already sent, then close, so
+        the client reads the TLS alert instead of a TCP reset."""
+        try:
+            raw = socket.socket(fileno=tls.detach())
+            raw.shutdown(socket.SHUT_WR)
+            raw.settimeout(1)
+            while raw.recv(4096):
+                pass
+        except OSError:
+            pass
+        finally:
+            try:
+                raw.close()
+            except (OSError, UnboundLocalError):
+                pass
+
     def start(self):
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
+        reg = self
+
+        class Server(ThreadingHTTPServer):
+            def finish_request(self, request, client_address):
+                # The handshake runs in the request's own thread, so a
+                # client that never completes it cannot stall the others.
+                if reg.tls:
+                    tls = reg._tls_context().wrap_socket(
+                        request, server_side=True, do_handshake_on_connect=False)
+                    try:
+                        tls.settimeout(10)
+                        tls.do_handshake()
+                    except (ssl.SSLError, OSError):
+                        with reg.lock:
+                            reg.handshakes_failed += 1
+                        reg._linger(tls)
+                        return
+                    request = tls
+                try:
+                    super().finish_request(request, client_address)
+                finally:
+                    if reg.tls:
+                        request.close()  # the plain socket was detached
+
+        self.server = Server(("127.0.0.1", self.port), self._handler())
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def stop(self):
@@ -67,8 +134,28 @@ class SchemaRegistryDouble:
             def log_message(self, *a):
                 pass
 
+            def unauthorized(self):
+                """True when the request lacked the credentials asked for
+                (and was answered 401)."""
+                got = self.headers.get("Authorization", "")
+                if reg.basic is not None:
+                    want = "Basic " + base64.b64encode(
+                        ":".join(reg.basic).encode()).decode()
+                elif reg.bearer is not None:
+                    want = "Bearer " + reg.bearer
+                else:
+                    return False
+                if got == want:
+                    return False
+                with reg.lock:
+                    reg.refused += 1
+                self.reply(401, {"error_code": 401, "message": "Unauthorized"})
+                return True
+
             def fault(self):
                 """True when a configured fault answered the request."""
+                if self.unauthorized():
+                    return True
                 if reg.delay_s:
                     time.sleep(reg.delay_s)
                 with reg.lock:

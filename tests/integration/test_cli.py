@@ -11,7 +11,7 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 VEIL = os.environ.get("VEIL", str(ROOT / "build" / "veil"))
-COMMANDS = ["run", "check", "scan", "broker", "erase", "dlq", "audit",
+COMMANDS = ["run", "check", "scan", "broker", "erase", "dlq", "audit", "report",
             "reveal", "topics"]
 
 

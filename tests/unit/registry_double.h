@@ -37,6 +37,11 @@ int registry_double_add_meta(struct registry_double *rdbl, const char *subject,
 void registry_double_require_auth(struct registry_double *rdbl,
                                   const char *user, const char *password);
 
+/* From now on refuse requests without "Authorization: Bearer TOKEN" (401).
+ * token NULL: no bearer required. */
+void registry_double_require_bearer(struct registry_double *rdbl,
+                                    const char *token);
+
 /* The next n requests, whatever they ask, answer HTTP status (e.g. 503, or
  * 409 to play an incompatible schema) with a Confluent error body whose
  * error_code is status. */

@@ -45,6 +45,7 @@ struct registry_double {
         size_t n_counts;
         unsigned total;
         char *user, *password;
+        char *bearer; /* required token, or NULL */
         unsigned fail_n;
         int fail_status;
 };
@@ -203,6 +204,15 @@ static bool rdbl_authorized(struct registry_double *rdbl,
         return ok;
 }
 
+static bool rdbl_bearer_ok(struct registry_double *rdbl,
+                           struct MHD_Connection *conn)
+{
+        const char *h = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                    "Authorization");
+
+        return h && !strncmp(h, "Bearer ", 7) && !strcmp(h + 7, rdbl->bearer);
+}
+
 static void rdbl_put_metadata(json_t *obj, const struct rdbl_schema *s)
 {
         json_t *meta;
@@ -334,7 +344,8 @@ static enum MHD_Result rdbl_handle(void *cls, struct MHD_Connection *conn,
                 status = (unsigned)rdbl->fail_status;
                 snprintf(msg, sizeof(msg), "injected HTTP %u", status);
                 body = rdbl_error(rdbl->fail_status, msg);
-        } else if (rdbl->user && !rdbl_authorized(rdbl, conn)) {
+        } else if ((rdbl->user && !rdbl_authorized(rdbl, conn)) ||
+                   (rdbl->bearer && !rdbl_bearer_ok(rdbl, conn))) {
                 status = MHD_HTTP_UNAUTHORIZED;
                 body   = rdbl_error(401, "Unauthorized");
         } else {
@@ -413,6 +424,7 @@ void registry_double_stop(struct registry_double *rdbl)
         free(rdbl->counts);
         free(rdbl->user);
         free(rdbl->password);
+        free(rdbl->bearer);
         pthread_mutex_destroy(&rdbl->lock);
         free(rdbl);
 }
@@ -452,6 +464,15 @@ void registry_double_require_auth(struct registry_double *rdbl,
         free(rdbl->password);
         rdbl->user     = rdbl_xstrdup(user);
         rdbl->password = user ? rdbl_xstrdup(password ? password : "") : NULL;
+        pthread_mutex_unlock(&rdbl->lock);
+}
+
+void registry_double_require_bearer(struct registry_double *rdbl,
+                                    const char *token)
+{
+        pthread_mutex_lock(&rdbl->lock);
+        free(rdbl->bearer);
+        rdbl->bearer = rdbl_xstrdup(token);
         pthread_mutex_unlock(&rdbl->lock);
 }
 

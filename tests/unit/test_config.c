@@ -543,6 +543,10 @@ Test(config, example_mentions_every_key)
                 "url:",
                 "basic_auth:",
                 "ca_file:",
+                "cert_file:",
+                "key_file:",
+                "bearer_token_file:",
+                "bearer_token_env:",
                 "timeout:",
                 "retries:",
                 "keys:",
@@ -885,4 +889,84 @@ ParameterizedTest(struct bad_text *c, config, date_invalid)
 Test(config, destroy_null_is_noop)
 {
         veil_config_destroy(NULL);
+}
+
+/* registry: credentials are read when the file loads, errors at their
+ * place; the token itself never appears in a message. */
+Test(config, registry_bearer_token_file_and_env, .init = tmp_setup,
+     .fini = tmp_teardown)
+{
+        char tok_path[256], want[512];
+        const char *path, *err;
+        struct veil_config *config;
+
+        tmp_write("reg.tok", "tok.en-0123456789\n");
+        snprintf(tok_path, sizeof(tok_path), "%s/reg.tok", tmpdir);
+        cr_assert_eq(chmod(tok_path, 0600), 0);
+        path   = tmp_write("c.yaml", "registry:\n  url: https://reg.example\n"
+                                       "  bearer_token_file: reg.tok\n");
+        config = load_ok(path, &no_key);
+        cr_assert_str_eq(config->registry.bearer_token, "tok.en-0123456789");
+        cr_assert_str_eq(config->registry.bearer_token_file, tok_path);
+        veil_config_destroy(config);
+
+        cr_assert_eq(chmod(tok_path, 0604), 0);
+        err = load_err(path, &no_key);
+        snprintf(want, sizeof(want),
+                 "%s:3:22: registry.bearer_token_file: token file %s has "
+                 "mode 0604",
+                 path, tok_path);
+        cr_assert(!strncmp(err, want, strlen(want)), "%s", err);
+        cr_assert_null(strstr(err, "tok.en"), "%s", err);
+
+        path = tmp_write("e.yaml", "registry:\n  url: https://reg.example\n"
+                                   "  bearer_token_env: VEIL_TEST_CFG_TOKEN\n");
+        cr_assert_eq(setenv("VEIL_TEST_CFG_TOKEN", "env.tok.en", 1), 0);
+        config = load_ok(path, &no_key);
+        cr_assert_str_eq(config->registry.bearer_token, "env.tok.en");
+        cr_assert_null(getenv("VEIL_TEST_CFG_TOKEN"));
+        veil_config_destroy(config);
+        /* A reload (SIGHUP) finds it again. */
+        config = load_ok(path, &no_key);
+        cr_assert_str_eq(config->registry.bearer_token, "env.tok.en");
+        veil_config_destroy(config);
+
+        path = tmp_write("b.yaml", "registry:\n  url: https://reg.example\n"
+                                   "  basic_auth: \"u:p4ss\"\n"
+                                   "  bearer_token_env: VEIL_TEST_CFG_TOKEN\n");
+        err  = load_err(path, &no_key);
+        cr_assert(strstr(err, ":4:21: registry.bearer_token_env: a bearer "
+                              "token and registry.basic_auth are both set"),
+                  "%s", err);
+        cr_assert_null(strstr(err, "p4ss"), "%s", err);
+}
+
+Test(config, registry_client_cert_needs_key_and_https, .init = tmp_setup,
+     .fini = tmp_teardown)
+{
+        const char *path, *err;
+
+        path = tmp_write("c.yaml", "registry:\n  url: https://reg.example\n"
+                                   "  cert_file: c.pem\n");
+        err  = load_err(path, &no_key);
+        cr_assert(strstr(err, ":3:14: registry.cert_file: a client "
+                              "certificate needs its key"),
+                  "%s", err);
+        path = tmp_write("d.yaml", "registry:\n  url: http://127.0.0.1:8081\n"
+                                   "  cert_file: c.pem\n  key_file: c.key\n");
+        err  = load_err(path, &no_key);
+        cr_assert(strstr(err, ":3:14: registry.cert_file: a client "
+                              "certificate needs an https://"),
+                  "%s", err);
+        path = tmp_write("e.yaml", "registry:\n  url: https://reg.example\n"
+                                   "  cert_file: c.pem\n  key_file: c.key\n");
+        err  = load_err(path, &no_key);
+        cr_assert(strstr(err, ":3:14: registry.cert_file: cannot read client "
+                              "certificate "),
+                  "%s", err);
+        path = tmp_write("f.yaml", "registry:\n  url: https://reg.example\n"
+                                   "  ca_file: nope.pem\n");
+        err  = load_err(path, &no_key);
+        cr_assert(strstr(err, ":3:12: registry.ca_file: cannot read CA file "),
+                  "%s", err);
 }

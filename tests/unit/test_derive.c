@@ -373,3 +373,123 @@ Test(derive, maps_with_transformed_nulled_and_unclassified_keys)
         veil_schema_destroy(schema);
         veil_policy_destroy(&policy);
 }
+
+/* A derived field says what the purpose gets; a token keeps no source
+ * annotation that would call it an e-mail. */
+Test(derive, mark_states_class_and_transform_and_drops_source_tags)
+{
+        json_t *f = json_pack("{s:s, s:s, s:s, s:[s], s:s}", "name", "email",
+                              "type", "string", "pii", "email",
+                              "confluent:tags", "PII", "doc", "contact");
+
+        veil_derive_mark(f, "email", VEIL_TX_HASH);
+        assert_json(f, "{\"name\":\"email\",\"type\":\"string\","
+                       "\"doc\":\"contact\",\"veil.class\":\"email\","
+                       "\"veil.transform\":\"hash\"}");
+        json_decref(f);
+
+        /* keep: the value is still what the source said it is */
+        f = json_pack("{s:s, s:s, s:s, s:[s]}", "name", "email", "type",
+                      "string", "pii", "email", "confluent:tags", "PII");
+        veil_derive_mark(f, "email", VEIL_TX_KEEP);
+        assert_json(f, "{\"name\":\"email\",\"type\":\"string\","
+                       "\"pii\":\"email\",\"confluent:tags\":[\"PII\"],"
+                       "\"veil.class\":\"email\",\"veil.transform\":\"keep\"}");
+        json_decref(f);
+
+        /* null: nothing of the source's value is left */
+        f = json_pack("{s:s, s:[s,s], s:s}", "name", "phone", "type", "null",
+                      "string", "pii", "phone");
+        veil_derive_mark(f, "phone", VEIL_TX_NULL);
+        cr_assert_null(json_object_get(f, "pii"));
+        cr_assert_str_eq(
+                json_string_value(json_object_get(f, "veil.transform")),
+                "null");
+        json_decref(f);
+}
+
+Test(derive, field_entry_prefers_the_path_then_items_then_values)
+{
+        const struct veil_plan_field f[] = {
+                {"tags[]", "public", VEIL_LABEL_NONE, VEIL_PLAN_LICENSED,
+                 VEIL_TX_KEEP},
+                {"attrs{key}", "internal", VEIL_LABEL_NONE, VEIL_PLAN_LICENSED,
+                 VEIL_TX_HASH},
+                {"attrs{}", "internal", VEIL_LABEL_NONE, VEIL_PLAN_LICENSED,
+                 VEIL_TX_KEEP},
+                {"attrs", "internal", VEIL_LABEL_NONE, VEIL_PLAN_LICENSED,
+                 VEIL_TX_KEEP},
+                {"email2", "email", VEIL_LABEL_NONE, VEIL_PLAN_LICENSED,
+                 VEIL_TX_HASH},
+        };
+        size_t n = VEIL_ARRAY_SIZE(f);
+
+        cr_assert_eq(veil_derive_field_entry(f, n, "attrs"), &f[3]);
+        cr_assert_eq(veil_derive_field_entry(f, n, "tags"), &f[0]);
+        cr_assert_eq(veil_derive_field_entry(f, 3, "attrs"), &f[2]);
+        /* a prefix of another field's name is not that field */
+        cr_assert_null(veil_derive_field_entry(f, n, "email"));
+        cr_assert_null(veil_derive_field_entry(f, n, "address"));
+}
+
+/* The customer schema for analytics: each field the purpose receives says
+ * its class and transform, and tokens lose the source's "pii". */
+Test(derive, customer_schema_fields_are_marked)
+{
+        struct veil_policy policy;
+        struct veil_schema *schema;
+        struct veil_plan_opts opts = {0};
+        char err[256]              = "", *text;
+        size_t len;
+        json_t *d, *f, *addr, *contact;
+        avro_schema_t s;
+
+        design_policy(&policy);
+        text = veil_file_read("schemas/customers-value.avsc", &len, err,
+                              sizeof(err));
+        cr_assert_not_null(text, "%s", err);
+        schema = veil_schema_parse(text, len, NULL, 1, err, sizeof(err));
+        cr_assert_not_null(schema, "%s", err);
+        free(text);
+        plan_fx_opts(&opts, &policy, "customers", "analytics");
+        text = veil_derive_schema(schema, &opts, err, sizeof(err));
+        cr_assert_not_null(text, "%s", err);
+        /* still a schema every Avro reader takes */
+        cr_assert_eq(avro_schema_from_json_length(text, strlen(text), &s), 0,
+                     "%s", avro_strerror());
+        avro_schema_decref(s);
+        d = json_loads(text, 0, NULL);
+#define MARK(field, cls, tx, has_pii)                                          \
+        do {                                                                   \
+                cr_assert_not_null(field);                                     \
+                cr_assert_str_eq(json_string_value(json_object_get(            \
+                                         field, "veil.class")),                \
+                                 cls);                                         \
+                cr_assert_str_eq(json_string_value(json_object_get(            \
+                                         field, "veil.transform")),            \
+                                 tx);                                          \
+                cr_assert_eq(json_object_get(field, "pii") != NULL, has_pii);  \
+        } while (0)
+        MARK(field_named(d, "customer_id"), "customer_id", "hash", false);
+        MARK(field_named(d, "email"), "email", "hash", false);
+        MARK(field_named(d, "phone"), "phone", "null", false);
+        MARK(field_named(d, "card_number"), "card", "mask", false);
+        MARK(field_named(d, "birth_date"), "birth_date", "generalize", false);
+        MARK(field_named(d, "notes"), "notes", "redact_text", false);
+        MARK(field_named(d, "status"), "public", "keep", true);
+        addr = json_object_get(field_named(d, "address"), "type");
+        /* a classify override names the class the same way */
+        MARK(field_named(addr, "zip"), "internal", "keep", false);
+        /* an unlabelled container says nothing; its leaves do */
+        cr_assert_null(
+                json_object_get(field_named(d, "address"), "veil.transform"));
+        f       = json_object_get(field_named(d, "contacts"), "type");
+        contact = json_object_get(f, "items");
+        if (json_is_object(contact))
+                MARK(field_named(contact, "email"), "email", "hash", false);
+#undef MARK
+        json_decref(d);
+        free(text);
+        veil_schema_destroy(schema);
+        veil_policy_destroy(&policy);
+}

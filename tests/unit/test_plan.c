@@ -957,10 +957,11 @@ Test(plan, refuses_transforms_that_cannot_apply)
         cr_assert_str_eq(r.msgs[3], "field 'c[].x': transform 'mask' cannot "
                                     "apply to type 'double'");
         /* refused positions are dropped; the rest still runs */
-        cr_assert_str_eq(veil_plan_derived_text(sm.plan),
-                         "{\"type\":\"record\",\"name\":\"T\",\"fields\":"
-                         "[{\"name\":\"ok\",\"type\":\"string\",\"pii\":"
-                         "\"card\"}]}");
+        cr_assert_str_eq(
+                veil_plan_derived_text(sm.plan),
+                "{\"type\":\"record\",\"name\":\"T\",\"fields\":[{\"name\":\""
+                "ok\",\"type\":\"string\",\"veil.class\":\"card\",\"veil.tran"
+                "sform\":\"mask\"}]}");
         small_fini(&sm);
 }
 
@@ -1052,12 +1053,13 @@ Test(plan, union_branches_merge_and_reindex)
                         "\"long\"],\"pii\":\"email\"},"
                         "{\"name\":\"p\",\"type\":[\"string\",\"null\"],"
                         "\"default\":\"x\",\"pii\":\"phone\"}]}");
-        cr_assert_str_eq(veil_plan_derived_text(sm.plan),
-                         "{\"type\":\"record\",\"name\":\"T\",\"fields\":["
-                         "{\"name\":\"v\",\"type\":[\"null\",\"string\"],"
-                         "\"pii\":\"email\"},"
-                         "{\"name\":\"p\",\"type\":[\"null\",\"string\"],"
-                         "\"pii\":\"phone\",\"default\":null}]}");
+        cr_assert_str_eq(
+                veil_plan_derived_text(sm.plan),
+                "{\"type\":\"record\",\"name\":\"T\",\"fields\":[{\"name\":\""
+                "v\",\"type\":[\"null\",\"string\"],\"veil.class\":\"email\","
+                "\"veil.transform\":\"hash\"},{\"name\":\"p\",\"type\":[\"nul"
+                "l\",\"string\"],\"default\":null,\"veil.class\":\"phone\",\""
+                "veil.transform\":\"null\"}]}");
         /* branch 3 (long) → branch 1 (string) */
         sm.in.len = 0;
         put_long(&sm.in, 3);
@@ -1102,12 +1104,13 @@ Test(plan, recursive_types_follow_their_definition_until_too_deep)
         size_t n;
 
         small_open(&sm, list_schema);
-        cr_assert_str_eq(veil_plan_derived_text(sm.plan),
-                         "{\"type\":\"record\",\"name\":\"Node\",\"fields\":["
-                         "{\"name\":\"v\",\"type\":\"string\",\"pii\":"
-                         "\"email\"},{\"name\":\"k\",\"type\":\"int\","
-                         "\"pii\":\"public\"},{\"name\":\"next\",\"type\":"
-                         "[\"null\",\"Node\"]}]}");
+        cr_assert_str_eq(
+                veil_plan_derived_text(sm.plan),
+                "{\"type\":\"record\",\"name\":\"Node\",\"fields\":[{\"name\""
+                ":\"v\",\"type\":\"string\",\"veil.class\":\"email\",\"veil.t"
+                "ransform\":\"hash\"},{\"name\":\"k\",\"type\":\"int\",\"pii"
+                "\":\"public\",\"veil.class\":\"public\",\"veil.transform\":\""
+                "keep\"},{\"name\":\"next\",\"type\":[\"null\",\"Node\"]}]}");
         for (depth = 1; depth <= 70; depth += 69) {
                 sm.in.len = 0;
                 for (k = 0; k < depth; k++) {
@@ -1166,13 +1169,15 @@ Test(plan, unclassified_and_empty_containers_drop_their_field)
                    "\"pii\":\"internal\"},"
                    "{\"name\":\"id\",\"type\":\"string\",\"pii\":\"public\"}"
                    "]}");
-        cr_assert_str_eq(veil_plan_derived_text(sm.plan),
-                         "{\"type\":\"record\",\"name\":\"T\",\"fields\":["
-                         "{\"name\":\"kept\",\"type\":{\"type\":\"record\","
-                         "\"name\":\"K\",\"fields\":[{\"name\":\"x\","
-                         "\"type\":\"int\"}]},\"pii\":\"internal\"},"
-                         "{\"name\":\"id\",\"type\":\"string\",\"pii\":"
-                         "\"public\"}]}");
+        cr_assert_str_eq(
+                veil_plan_derived_text(sm.plan),
+                "{\"type\":\"record\",\"name\":\"T\",\"fields\":[{\"name\":\""
+                "kept\",\"type\":{\"type\":\"record\",\"name\":\"K\",\"fields"
+                "\":[{\"name\":\"x\",\"type\":\"int\",\"veil.class\":\"intern"
+                "al\",\"veil.transform\":\"keep\"}]},\"pii\":\"internal\",\"v"
+                "eil.class\":\"internal\",\"veil.transform\":\"keep\"},{\"nam"
+                "e\":\"id\",\"type\":\"string\",\"pii\":\"public\",\"veil.cla"
+                "ss\":\"public\",\"veil.transform\":\"keep\"}]}");
         sm.in.len = 0;
         put_long(&sm.in, 1);
         put_str(&sm.in, "tag");
@@ -1220,16 +1225,19 @@ Test(plan, a_type_derived_two_ways_is_renamed)
         cr_assert_not_null(sm.plan, "%s", err);
         cr_assert_str_eq(
                 veil_plan_derived_text(sm.plan),
-                "{\"type\":\"record\",\"name\":\"T\",\"namespace\":\"n\","
-                "\"fields\":[{\"name\":\"home\",\"type\":{\"type\":\"record\","
-                "\"name\":\"Addr\",\"namespace\":\"n\",\"fields\":[{\"name\":"
-                "\"zip\",\"type\":\"string\",\"pii\":\"public\"},{\"name\":"
-                "\"kind\",\"type\":{\"type\":\"enum\",\"name\":\"Kind\","
-                "\"namespace\":\"n\",\"symbols\":[\"A\",\"B\"]},\"pii\":"
-                "\"public\"}]}},{\"name\":\"work\",\"type\":{\"type\":"
-                "\"record\",\"name\":\"Addr_2\",\"namespace\":\"n\","
-                "\"fields\":[{\"name\":\"kind\",\"type\":\"n.Kind\",\"pii\":"
-                "\"public\"}]}},{\"name\":\"same\",\"type\":\"n.Addr\"}]}");
+                "{\"type\":\"record\",\"name\":\"T\",\"namespace\":\"n\",\"fi"
+                "elds\":[{\"name\":\"home\",\"type\":{\"type\":\"record\",\"n"
+                "ame\":\"Addr\",\"namespace\":\"n\",\"fields\":[{\"name\":\"z"
+                "ip\",\"type\":\"string\",\"pii\":\"public\",\"veil.class\":"
+                "\"public\",\"veil.transform\":\"keep\"},{\"name\":\"kind\",\""
+                "type\":{\"type\":\"enum\",\"name\":\"Kind\",\"namespace\":\""
+                "n\",\"symbols\":[\"A\",\"B\"]},\"pii\":\"public\",\"veil.cla"
+                "ss\":\"public\",\"veil.transform\":\"keep\"}]}},{\"name\":\""
+                "work\",\"type\":{\"type\":\"record\",\"name\":\"Addr_2\",\"n"
+                "amespace\":\"n\",\"fields\":[{\"name\":\"kind\",\"type\":\"n"
+                ".Kind\",\"pii\":\"public\",\"veil.class\":\"public\",\"veil."
+                "transform\":\"keep\"}]}},{\"name\":\"same\",\"type\":\"n.Add"
+                "r\"}]}");
         sm.in.len = 0;
         put_str(&sm.in, "h");
         put_long(&sm.in, 1);
@@ -1273,10 +1281,12 @@ Test(plan, encrypt_siv_is_deterministic_and_gcm_reveals)
         opts.purpose       = &sm.policy.purposes[0];
         sm.plan = veil_plan_compile(sm.schema, &opts, err, sizeof(err));
         cr_assert_not_null(sm.plan, "%s", err);
-        cr_assert_str_eq(veil_plan_derived_text(sm.plan),
-                         "{\"type\":\"record\",\"name\":\"T\",\"fields\":["
-                         "{\"name\":\"s\",\"type\":\"string\",\"pii\":\"x\"},"
-                         "{\"name\":\"g\",\"type\":\"bytes\",\"pii\":\"y\"}]}");
+        cr_assert_str_eq(
+                veil_plan_derived_text(sm.plan),
+                "{\"type\":\"record\",\"name\":\"T\",\"fields\":[{\"name\":\""
+                "s\",\"type\":\"string\",\"veil.class\":\"x\",\"veil.transfor"
+                "m\":\"encrypt\"},{\"name\":\"g\",\"type\":\"bytes\",\"veil.c"
+                "lass\":\"y\",\"veil.transform\":\"encrypt\"}]}");
         sm.in.len = 0;
         put_str(&sm.in, "top secret");
         put_str(&sm.in, "gcm plaintext");
