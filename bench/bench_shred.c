@@ -1,9 +1,10 @@
 /* bench_shred.c - crypto-shredding costs per record, never a test: the
  * purpose-keyed SIV encrypt of a 20-byte value (the baseline, same run)
- * against the per-subject path (data key from the store's LRU, the
- * purpose's ciphers keyed for the subject, then the same encrypt), and the
- * LRU's bytes per cached subject. The end-to-end shred_overhead_pct (real
- * Kafka, bench/e2e.sh) is not measured here. */
+ * against the per-subject path with a new subject every record (the
+ * subject's token keys from the store's LRU, the purpose's cipher
+ * re-keyed for them, then the same encrypt), and the LRU's bytes per
+ * cached subject (one purpose uses per_subject). The end-to-end
+ * shred_overhead_pct (real Kafka, bench/e2e.sh) is not measured here. */
 #define _POSIX_C_SOURCE 200809L
 #include <stdint.h>
 #include <stdio.h>
@@ -14,9 +15,38 @@
 #include "keyring.h"
 #include "subject_keys.h"
 #include "transform.h"
+#include "veil.h"
 
 #define SUBJECTS 10000
 #define ROUNDS 200000
+/* resident index entries in the bounded store (the rest spilled) */
+#define BOUND 1000
+
+/* The key-topic records the first store wrote, read back into a second
+ * store bounded at BOUND (positions: partition 0, offsets in order). */
+struct readback {
+        struct veil_subject_keys *sk;
+        int64_t off;
+};
+
+static int readback_cb(void *arg, const unsigned char *ref,
+                       const unsigned char *blob, size_t len)
+{
+        struct readback *r = arg;
+
+        veil_subject_keys_apply_at(r->sk, 0, r->off++, ref,
+                                   VEIL_SUBJECT_REF_LEN, blob, len);
+        return 0;
+}
+
+static int no_fetch(void *arg, int32_t part, int64_t off,
+                    const unsigned char *ref, unsigned char *blob, size_t cap,
+                    size_t *len, char *errstr, size_t errstr_size)
+{
+        (void)arg, (void)part, (void)off, (void)ref, (void)blob, (void)cap;
+        (void)len, (void)errstr, (void)errstr_size;
+        return VEIL_ENET;
+}
 
 static double now_ns(void)
 {
@@ -37,7 +67,8 @@ int main(void)
         struct veil_subject_keys_stats st;
         struct veil_subject_cipher c;
         struct veil_tx_keys keys;
-        unsigned char key[32], ref[16];
+        const unsigned char *tk;
+        unsigned char ref[16];
         char out[256], subj[32], err[256];
         const char *kid;
         size_t n;
@@ -57,12 +88,28 @@ int main(void)
                               "marketing", false, err, sizeof(err)))
                 return fprintf(stderr, "%s\n", err), 1;
         sk = veil_subject_keys_new(&config, SUBJECTS, err, sizeof(err));
-        if (!sk)
+        if (!sk || veil_subject_keys_slot(sk, "marketing") != 0)
                 return fprintf(stderr, "%s\n", err), 1;
         for (i = 0; i < SUBJECTS; i++) { /* every subject known and cached */
                 snprintf(subj, sizeof(subj), "customer-%08d", i);
-                veil_subject_keys_get(sk, "customers", subj, strlen(subj), key,
+                veil_subject_keys_get(sk, "customers", subj, strlen(subj), &tk,
                                       ref, &kid, err, sizeof(err));
+        }
+        {
+                struct readback r = {NULL, 0};
+
+                r.sk = veil_subject_keys_new(&config, 16, err, sizeof(err));
+                if (!r.sk)
+                        return fprintf(stderr, "%s\n", err), 1;
+                veil_subject_keys_bound(r.sk, BOUND, no_fetch, NULL);
+                veil_subject_keys_pending(sk, readback_cb, &r);
+                veil_subject_keys_stats(r.sk, &st);
+                printf("bench: subject_key_index_bounded_bytes_per_subject "
+                       "%.1f B\n",
+                       (double)st.index_bytes / (double)st.known);
+                printf("bench: subject_key_index_spilled %zu of %zu\n",
+                       st.spilled, st.known);
+                veil_subject_keys_destroy(r.sk);
         }
         veil_subject_keys_commit(sk);
 
@@ -76,10 +123,9 @@ int main(void)
         t0 = now_ns();
         for (i = 0; i < ROUNDS; i++) {
                 snprintf(subj, sizeof(subj), "customer-%08d", i % SUBJECTS);
-                veil_subject_keys_get(sk, "customers", subj, strlen(subj), key,
+                veil_subject_keys_get(sk, "customers", subj, strlen(subj), &tk,
                                       ref, &kid, err, sizeof(err));
-                veil_subject_cipher_key(&c, key, ref, kid, "marketing", err,
-                                        sizeof(err));
+                veil_subject_cipher_key(&c, tk, ref, kid, err, sizeof(err));
                 veil_subject_encrypt(&c, VEIL_ENCRYPT_SIV,
                                      VEIL_ENCRYPT_OUT_STRING, value,
                                      sizeof(value) - 1, out, sizeof(out), &n);

@@ -12,11 +12,14 @@
  * member) and a producer (TXN_ID-N), so one commits while another reads.
  * Runs until SIGINT/SIGTERM, then commits the open batches.
  *
- *   copy fill BOOTSTRAP TOPIC PRIME N VALUES TXN_ID
+ *   copy fill BOOTSTRAP TOPIC PRIME N VALUES TXN_ID [KEYS]
  *
  * Produces PRIME records, then N records (keys C-000000000.., values
  * round robin from the file VALUES), each set in a transaction left open;
  * says "filled", and commits each when a line arrives on stdin (below).
+ * With KEYS, record i's key is C-<(i * 2654435761) mod KEYS>: KEYS
+ * distinct subjects in a scrambled order, each coming back every KEYS
+ * records on average (crypto-shredding's comparison: bench/e2e.py).
  *
  *   copy count BOOTSTRAP TOPIC N [TIMEOUT_S [MARK]]
  *
@@ -326,7 +329,8 @@ static unsigned char *load_values(const char *path, size_t *n_out,
 
 /* Records first .. first+n-1 (keys C-<number>, values round robin). */
 static void fill_range(rd_kafka_t *rk, const char *topic, long first, long n,
-                       unsigned char **vals, const size_t *lens, size_t n_vals)
+                       unsigned char **vals, const size_t *lens, size_t n_vals,
+                       long keys)
 {
         char key[32];
         long i;
@@ -334,7 +338,11 @@ static void fill_range(rd_kafka_t *rk, const char *topic, long first, long n,
         for (i = first; i < first + n; i++) {
                 const size_t v = (size_t)i % n_vals;
                 rd_kafka_resp_err_t e;
-                int klen = snprintf(key, sizeof(key), "C-%09ld", i);
+                long k   = keys > 0 ? (long)(((unsigned long long)i *
+                                            2654435761ULL) %
+                                           (unsigned long long)keys)
+                                    : i;
+                int klen = snprintf(key, sizeof(key), "C-%09ld", k);
 
                 while ((e = rd_kafka_producev(
                                 rk, RD_KAFKA_V_TOPIC(topic),
@@ -393,21 +401,22 @@ static int cmd_fill(int argc, char **argv)
         rd_kafka_t *rk_prime, *rk;
         size_t n_vals, *lens;
         char txn_id[256];
-        long n, prime;
+        long n, prime, keys;
 
-        if (argc != 7) {
+        if (argc != 7 && argc != 8) {
                 fprintf(stderr, "usage: copy fill BOOTSTRAP TOPIC PRIME N "
-                                "VALUES TXN_ID\n");
+                                "VALUES TXN_ID [KEYS]\n");
                 return 2;
         }
+        keys  = argc == 8 ? atol(argv[7]) : 0;
         prime = atol(argv[3]);
         n     = atol(argv[4]);
         buf   = load_values(argv[5], &n_vals, &vals, &lens);
         snprintf(txn_id, sizeof(txn_id), "%s-prime", argv[6]);
         rk_prime = txn_producer(argv[1], txn_id);
-        fill_range(rk_prime, argv[2], 0, prime, vals, lens, n_vals);
+        fill_range(rk_prime, argv[2], 0, prime, vals, lens, n_vals, keys);
         rk = txn_producer(argv[1], argv[6]);
-        fill_range(rk, argv[2], prime, n, vals, lens, n_vals);
+        fill_range(rk, argv[2], prime, n, vals, lens, n_vals, keys);
         printf("filled\n");
         fflush(stdout);
         wait_line();

@@ -166,8 +166,20 @@ GUARD_EDITS = [
 ]
 
 
+# Crypto-shredding's comparison: marketing encrypts email and name, keyed
+# per purpose ("plain") or per subject ("subject"); nothing else changes.
+SHRED_EDITS = {
+    "plain": [("      email: keep\n      name: keep\n",
+               "      email: { encrypt: { mode: siv } }\n"
+               "      name: { encrypt: { mode: siv } }\n")],
+    "subject": [("      email: keep\n      name: keep\n",
+                 "      email: { encrypt: { per_subject: true, mode: siv } }\n"
+                 "      name: { encrypt: { per_subject: true, mode: siv } }\n")],
+}
+
+
 def veil_config(text, bootstrap, registry, pre, source, metrics_port, level=None,
-                guard=False):
+                guard=False, shred=None):
     """config/veil.yaml as shipped, pointed at the bench broker and this
     run's topics: the bootstrap, the registry directory, the key file's
     path (the copy lives elsewhere), the group, topic names and the metrics
@@ -175,7 +187,9 @@ def veil_config(text, bootstrap, registry, pre, source, metrics_port, level=None
     outputs). Nothing else changes: audit level, batch size, commit
     interval, DLQ, retention and metrics stay as shipped, unless `level`
     asks for the other audit level (the audit comparison), or `guard` turns
-    the egress leak guard on for both routed purposes (its comparison)."""
+    the egress leak guard on for both routed purposes (its comparison), or
+    `shred` makes marketing encrypt two fields ("plain": purpose-keyed,
+    "subject": per subject, with this run's key topic)."""
     edits = [
         ("  bootstrap.servers: 127.0.0.1:9092", f"  bootstrap.servers: {bootstrap}"),
         ("url: file://../schemas", f"url: file://{registry}"),
@@ -187,10 +201,10 @@ def veil_config(text, bootstrap, registry, pre, source, metrics_port, level=None
         ("      support: customers.support\n", ""),
         ("dlq: veil.dlq, audit: veil.audit, ledger: veil.retention, erasure: veil.erasure",
          f"dlq: {pre}.dlq, audit: {pre}.audit, ledger: {pre}.ledger, "
-         f"erasure: {pre}.erasure"),
+         f"erasure: {pre}.erasure, subject_keys: {pre}.subject-keys"),
         ("listen: 127.0.0.1:9464", f"listen: 127.0.0.1:{metrics_port}"),
     ]
-    for old, new in edits + (GUARD_EDITS if guard else []):
+    for old, new in edits + (GUARD_EDITS if guard else []) + SHRED_EDITS.get(shred, []):
         if old not in text:
             raise SystemExit(f"e2e: config/veil.yaml changed: {old!r} not found")
         text = text.replace(old, new, 1)
@@ -264,7 +278,7 @@ class Bench:
         self.run_no += 1
         return f"vb{os.getpid()}-{self.run_no}-{kind}"
 
-    def fill(self, source, partitions, prime, count):
+    def fill(self, source, partitions, prime, count, keys=None):
         """Creates `source` with `prime` then `count` records, each set in a
         transaction left open (bench/copy.c fill): a read_committed reader
         sees none of them until the filler is told to commit. Returns the
@@ -272,7 +286,8 @@ class Bench:
         self.topics.create([source], partitions)
         t0 = time.monotonic()
         fill = subprocess.Popen([self.a.copy, "fill", self.a.bootstrap, source, str(prime),
-                                 str(count), self.values, f"{source}-fill"],
+                                 str(count), self.values, f"{source}-fill"] +
+                                ([str(keys)] if keys else []),
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         if fill.stdout.readline() != b"filled\n":
             fill.kill()
@@ -309,7 +324,7 @@ class Bench:
                 self.fail(pre, "the group did not settle in 90 s")
             time.sleep(0.1)
 
-    def start(self, kind, pre, source, partitions, level=None, guard=False):
+    def start(self, kind, pre, source, partitions, level=None, guard=False, shred=None):
         """Creates the run's output topics, starts the pipeline; returns
         (Popen, the output topic to count)."""
         logf = open(os.path.join(self.a.tmp, f"{pre}.log"), "wb")
@@ -317,12 +332,13 @@ class Bench:
             cfg = os.path.join(self.a.tmp, f"{pre}.yaml")
             with open(cfg, "w") as f:
                 f.write(veil_config(self.shipped, self.a.bootstrap, self.registry, pre,
-                                    source, free_port(), level, guard))
+                                    source, free_port(), level, guard, shred))
             # The topics as a user creates them.
             r = subprocess.run([self.a.veil, "topics", "-c", cfg, "--apply"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             names = [f"{pre}.{t}" for t in
-                     ("analytics", "marketing", "dlq", "audit", "ledger", "erasure")]
+                     ("analytics", "marketing", "dlq", "audit", "ledger", "erasure") +
+                     (("subject-keys",) if shred == "subject" else ())]
             self.topics.names.extend(names)
             if r.returncode != 0:
                 raise SystemExit(f"e2e: veil topics failed: {r.stderr.decode()[-400:]}")
@@ -360,7 +376,8 @@ class Bench:
                 tail = f.read()[-1500:].decode("utf-8", "replace")
         raise SystemExit(f"e2e: {pre}: {why}\n{tail}")
 
-    def throughput(self, kind, partitions, count, level=None, perf=None, guard=False):
+    def throughput(self, kind, partitions, count, level=None, perf=None, guard=False,
+                   shred=None, keys=None):
         """One run. A fresh source holds a primer and `count` records, each
         in a transaction left open; the pipeline starts with nothing to read
         and its group settles; the primer is committed and passes through
@@ -369,14 +386,15 @@ class Bench:
         them is on a purpose topic, read read_committed (what a reader can
         see). Returns records/s, the worker's CPU per record (utime + stime
         over the timed span) and its peak RSS (VmHWM)."""
-        pre = self.prefix(kind + (f"-{level}" if level else "") + ("-guard" if guard else ""))
+        pre = self.prefix(kind + (f"-{level}" if level else "") + ("-guard" if guard else "") +
+                          (f"-{shred}" if shred else ""))
         source = f"{pre}.customers"
         prime = self.a.prime
-        fill = self.fill(source, partitions, prime, count)
+        fill = self.fill(source, partitions, prime, count, keys)
         proc = counter = None
         try:
             t_launch = time.monotonic()
-            proc = self.start(kind, pre, source, partitions, level, guard)
+            proc = self.start(kind, pre, source, partitions, level, guard, shred)
             counter = subprocess.Popen([self.a.copy, "count", self.a.bootstrap,
                                         f"{pre}.analytics", str(prime + count),
                                         str(self.a.timeout), str(prime)],
@@ -459,6 +477,40 @@ def describe(kind, r):
             f"{r['join_s']} s, primer through in {r['primer_s']} s")
 
 
+def shred_compare(a, b):
+    """Crypto-shredding against purpose-keyed encryption: the same records
+    (a.shred_keys distinct subjects, each coming back, scrambled), the
+    same config but for marketing's two encrypted fields, alternating runs;
+    best of a.rounds each."""
+    keys = a.shred_keys or max(1, a.records // 2)
+    runs = {"plain": [], "subject": []}
+    for r in range(a.rounds):
+        for kind in ("plain", "subject"):
+            runs[kind].append(b.throughput("veil", a.partitions, a.records, shred=kind,
+                                           keys=keys))
+        log(f"shred round {r + 1} ({a.partitions} partitions, {a.records} records over "
+            f"{keys} subjects): " + describe("encrypt per purpose", runs["plain"][-1]) +
+            "; " + describe("encrypt per subject", runs["subject"][-1]))
+    if a.perf and a.only == "shred":
+        p = b.throughput("veil", a.partitions, a.records, perf=a.perf, shred="subject",
+                         keys=keys)
+        log("under perf (not a figure): " + describe("encrypt per subject", p))
+    return runs
+
+
+def print_shred(runs):
+    plain = max(runs["plain"], key=lambda r: r["rps"])
+    subj = max(runs["subject"], key=lambda r: r["rps"])
+    print(f"bench: e2e16_encrypt_rps {plain['rps']} rec/s")
+    print(f"bench: e2e16_shred_rps {subj['rps']} rec/s")
+    print(f"bench: shred_overhead_pct {100 * (plain['rps'] / subj['rps'] - 1):.0f} %")
+    # CPU: the median over rounds of each round's pair (same load, same
+    # minute), steadier than the best runs' on a shared machine.
+    ratios = sorted(s["cpu_us"] / p["cpu_us"] for p, s in zip(runs["plain"], runs["subject"]))
+    print(f"bench: shred_cpu_overhead_pct {100 * (ratios[len(ratios) // 2] - 1):.0f} %")
+    print(f"bench: shred_worker_rss_mb {max(r['rss_mb'] for r in runs['subject']):.0f} MB")
+
+
 def bench(a):
     b = Bench(a)
     shipped_level = audit_level(b.shipped)
@@ -476,6 +528,16 @@ def bench(a):
     with open(b.values, "wb") as f:
         for v in values:
             f.write(len(v).to_bytes(4, "big") + v)
+    if a.only == "shred":
+        try:
+            shred_runs = shred_compare(a, b)
+        finally:
+            if b.worker and b.worker.poll() is None:
+                b.worker.kill()
+                b.worker.wait()
+            b.topics.delete_all()
+        print_shred(shred_runs)
+        return
     try:
         w_copy = b.throughput("copy", a.partitions, a.warmup_records)
         w_veil = b.throughput("veil", a.partitions, a.warmup_records)
@@ -495,6 +557,7 @@ def bench(a):
                 describe(f"veil audit {shipped_level}", runs["veil16"][-1]) + "; " +
                 describe(f"veil audit {other}", runs["veil16_other"][-1]) + "; " +
                 describe("veil guard on", runs["veil16_guard"][-1]))
+        shred_runs = shred_compare(a, b)
         copy2 = b.throughput("copy", 2, a.records)
         veil2 = b.throughput("veil", 2, a.records)
         log("2 partitions: " + describe("copy", copy2) + "; " + describe("veil", veil2))
@@ -546,6 +609,7 @@ def bench(a):
     print(f"bench: latency_p99_ms {lat_veil['p99']} ms")
     print(f"bench: copy_latency_p50_ms {lat_copy['p50']} ms")
     print(f"bench: copy_latency_p99_ms {lat_copy['p99']} ms")
+    print_shred(shred_runs)
     print(f"bench: e2e2_rps {veil2['rps']} rec/s")
     print(f"bench: copy2_rps {copy2['rps']} rec/s")
     print(f"bench: e2e2_ratio {veil2['rps'] / copy2['rps']:.2f} x")
@@ -568,6 +632,10 @@ def main():
     ap.add_argument("--latency-warmup", type=float, default=3)
     ap.add_argument("--timeout", type=float, default=240)
     ap.add_argument("--perf", help="also profile one extra veil run into this perf.data")
+    ap.add_argument("--only", choices=["shred"],
+                    help="run only this comparison (shred: per-subject vs per-purpose encrypt)")
+    ap.add_argument("--shred-keys", type=int, default=0,
+                    help="distinct subjects in the shred comparison (default: records / 2)")
     ap.add_argument("--perf-audit", choices=["record", "batch"],
                     help="that run's audit level (default: as shipped)")
     bench(ap.parse_args())

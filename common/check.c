@@ -300,6 +300,35 @@ static void check_accept(struct ctx *c, const struct veil_route *route,
                 schema->id, full);
 }
 
+/* Crypto-shredding's subject is the source record's key: a purpose that
+ * encrypts per subject on a route that declares no key (no key_class)
+ * would send every record without one to the DLQ. One finding per rule. */
+static void check_subject_keys(struct ctx *c, const struct veil_route *route)
+{
+        size_t j, k;
+
+        if (route->key_class)
+                return;
+        for (j = 0; j < route->n_purposes; j++) {
+                const struct veil_purpose *pu = route->purposes[j].ref;
+
+                for (k = 0; pu && k < pu->n_rules; k++) {
+                        const struct veil_tx_rule *rule = &pu->rules[k];
+
+                        if (rule->tx.kind != VEIL_TX_ENCRYPT ||
+                            !rule->tx.encrypt.per_subject)
+                                continue;
+                        finding(c, VEIL_CHECK_ERROR, VEIL_GAP_SUBJECT_NO_KEY,
+                                route->source, pu->name, NULL, rule->target,
+                                "'%s' is encrypted per subject, whose subject "
+                                "is the record key, but the route declares "
+                                "no key (key_class): records without one "
+                                "would go to the DLQ",
+                                rule->target);
+                }
+        }
+}
+
 static int check_route(struct ctx *c, struct veil_registry *reg,
                        const struct veil_route *route, int64_t now,
                        char *errstr, size_t errstr_size)
@@ -335,6 +364,8 @@ static int check_route(struct ctx *c, struct veil_registry *reg,
                                         "records cannot be keyed",
                                         route->key_class);
                 }
+
+        check_subject_keys(c, route);
 
         if (asprintf(&subject, "%s-value", route->source) < 0)
                 abort();

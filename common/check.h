@@ -30,6 +30,8 @@ enum veil_check_severity { VEIL_CHECK_WARNING = 0, VEIL_CHECK_ERROR };
 #define VEIL_GAP_REQUIRES_MISSING "requires-missing" /* field not in schema */
 #define VEIL_GAP_REQUIRES_TYPE "requires-type" /* field cannot be tested */
 #define VEIL_GAP_NOT_ACCEPTED "not-accepted"   /* accept: refuses the schema */
+/* a purpose encrypts per subject on a route that declares no record key */
+#define VEIL_GAP_SUBJECT_NO_KEY "subject-no-key"
 
 /* Run every check. Findings are appended to `report` (a JSON array the
  * caller owns) as objects {severity, kind, route, purpose, path, label,

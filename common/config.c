@@ -689,10 +689,11 @@ static int parse_purpose_requires(struct loader *ld, yaml_node_t *node,
         return veil_yaml_walk_map(ld, node, requires_specs, obj);
 }
 
-/* guard: { on_leak: redact | quarantine } */
+/* guard: { on_leak: redact | quarantine | halt } */
 static int parse_guard_on_leak(struct loader *ld, yaml_node_t *node, void *obj)
 {
-        static const char *const names[] = {"redact", "quarantine", NULL};
+        static const char *const names[] = {"redact", "quarantine", "halt",
+                                            NULL};
         struct veil_purpose *purpose     = obj;
         int v, r;
 
@@ -775,6 +776,12 @@ static int parse_topic_ledger(struct loader *ld, yaml_node_t *node, void *obj)
         return set_topic(ld, node, &((struct veil_config *)obj)->topics.ledger);
 }
 
+static int parse_topic_control(struct loader *ld, yaml_node_t *node, void *obj)
+{
+        return set_topic(ld, node,
+                         &((struct veil_config *)obj)->topics.control);
+}
+
 static int parse_topic_subject_keys(struct loader *ld, yaml_node_t *node,
                                     void *obj)
 {
@@ -794,6 +801,7 @@ static const struct key_spec topics_specs[] = {
         {"ledger", parse_topic_ledger, false},
         {"erasure", parse_topic_erasure, false},
         {"subject_keys", parse_topic_subject_keys, false},
+        {"control", parse_topic_control, false},
         {NULL, NULL, false},
 };
 
@@ -848,9 +856,10 @@ static const char *topic_taken(struct loader *ld,
 {
         const struct veil_config *config = ld->config;
         const struct veil_policy *policy = &config->policy;
-        const char *sys[] = {config->topics.dlq, config->topics.audit,
-                             config->topics.ledger, config->topics.erasure,
-                             config->topics.subject_keys};
+        const char *sys[]                = {
+                               config->topics.dlq,          config->topics.audit,
+                               config->topics.ledger,       config->topics.erasure,
+                               config->topics.subject_keys, config->topics.control};
         size_t i, j;
 
         if (!strcmp(topic, route->source))
@@ -1861,6 +1870,144 @@ static int parse_plugins(struct loader *ld, yaml_node_t *node, void *obj)
 }
 
 /* The top level, in dependency order: names are defined before use. */
+/* ---------------------------------------------------------------------- */
+/* alerts: and halt_on: (alert.h)                                          */
+
+/* A threshold: a whole number of events per minute, at least 1. */
+static int alert_add(struct loader *ld, yaml_node_t *node,
+                     enum veil_alert_kind kind, const char *code)
+{
+        struct veil_alert_rules *rules = &ld->config->alerts;
+        int64_t v;
+        int r;
+
+        if (node->type != YAML_SCALAR_NODE)
+                return veil_yaml_fail(
+                        ld, node,
+                        "expected a whole number of events per minute, "
+                        "got %s",
+                        veil_yaml_kind_name(node));
+        if ((r = veil_yaml_get_int(ld, node, 1, INT64_MAX, &v)))
+                return r;
+        rules->v = veil_realloc(rules->v, (rules->n + 1) * sizeof(*rules->v));
+        memset(&rules->v[rules->n], 0, sizeof(rules->v[rules->n]));
+        rules->v[rules->n].kind      = kind;
+        rules->v[rules->n].code      = code ? veil_strdup(code) : NULL;
+        rules->v[rules->n].threshold = (uint64_t)v;
+        rules->n++;
+        return 0;
+}
+
+static int parse_alert_leaks(struct loader *ld, yaml_node_t *node, void *obj)
+{
+        (void)obj;
+        return alert_add(ld, node, VEIL_ALERT_LEAKS, NULL);
+}
+
+static int parse_alert_unclassified(struct loader *ld, yaml_node_t *node,
+                                    void *obj)
+{
+        (void)obj;
+        return alert_add(ld, node, VEIL_ALERT_UNCLASSIFIED, NULL);
+}
+
+static int parse_alert_consent(struct loader *ld, yaml_node_t *node, void *obj)
+{
+        (void)obj;
+        return alert_add(ld, node, VEIL_ALERT_CONSENT, NULL);
+}
+
+static int alert_dlq_entry(struct loader *ld, yaml_node_t *key,
+                           yaml_node_t *value, void *obj)
+{
+        const char *code = veil_yaml_scalar(key);
+        const char *c;
+
+        (void)obj;
+        for (c = code; *c; c++)
+                if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') ||
+                      *c == '-' || *c == '_' || *c == '.'))
+                        return veil_yaml_fail(
+                                ld, key,
+                                "'%s' is not a veil.error code (a-z 0-9 "
+                                "- _ .)",
+                                code);
+        if (strlen(code) >= 64)
+                return veil_yaml_fail(ld, key,
+                                      "a veil.error code is under 64 bytes");
+        return alert_add(ld, value, VEIL_ALERT_DLQ, code);
+}
+
+static int parse_alert_dlq(struct loader *ld, yaml_node_t *node, void *obj)
+{
+        if (node->type != YAML_MAPPING_NODE || !node->data.mapping.pairs.top ||
+            node->data.mapping.pairs.top == node->data.mapping.pairs.start)
+                return veil_yaml_fail(
+                        ld, node,
+                        "expected a map of veil.error codes to events "
+                        "per minute ({ bad-magic: 100 }), got %s",
+                        veil_yaml_kind_name(node));
+        return veil_yaml_each_entry(ld, node, alert_dlq_entry, obj);
+}
+
+static const struct key_spec alerts_specs[] = {
+        {"leaks_per_minute", parse_alert_leaks, false},
+        {"dlq_per_minute", parse_alert_dlq, false},
+        {"unclassified_per_minute", parse_alert_unclassified, false},
+        {"consent_drops_per_minute", parse_alert_consent, false},
+        {NULL, NULL, false},
+};
+
+static int parse_alerts(struct loader *ld, yaml_node_t *node, void *obj)
+{
+        return veil_yaml_walk_map(ld, node, alerts_specs, obj);
+}
+
+/* After alerts: (the table's order): each name must be set there. */
+static int parse_halt_on(struct loader *ld, yaml_node_t *node, void *obj)
+{
+        struct veil_alert_rules *rules = &ld->config->alerts;
+        yaml_node_item_t *item;
+        size_t i, k;
+        int r = 0;
+
+        (void)obj;
+        if (node->type != YAML_SEQUENCE_NODE)
+                return veil_yaml_fail(ld, node,
+                                      "expected a list of alert names, got %s",
+                                      veil_yaml_kind_name(node));
+        for (item = node->data.sequence.items.start, i = 0;
+             !r && item < node->data.sequence.items.top; item++, i++) {
+                yaml_node_t *d = veil_yaml_node_at(ld, *item);
+                size_t old     = veil_yaml_path_push_index(ld, i);
+                const char *name;
+                bool found = false;
+                int kind;
+
+                r = veil_yaml_get_string(ld, d, &name);
+                if (!r && (kind = veil_alert_kind_of(name)) < 0)
+                        r = veil_yaml_fail(
+                                ld, d,
+                                "'%s' is not an alert (leaks_per_minute, "
+                                "dlq_per_minute, unclassified_per_minute, "
+                                "consent_drops_per_minute)",
+                                name);
+                for (k = 0; !r && k < rules->n; k++)
+                        if ((int)rules->v[k].kind == kind) {
+                                rules->v[k].halt = true;
+                                found            = true;
+                        }
+                if (!r && !found)
+                        r = veil_yaml_fail(
+                                ld, d,
+                                "'%s' is not set under alerts: (a halt_on "
+                                "alert needs its threshold)",
+                                name);
+                veil_yaml_path_pop(ld, old);
+        }
+        return r;
+}
+
 static const struct key_spec top_specs[] = {
         {"detectors", parse_detectors, false},
         {"classes", parse_classes, false},
@@ -1883,6 +2030,8 @@ static const struct key_spec top_specs[] = {
         {"threads", parse_threads, false},
         {"plugins", parse_plugins, false},
         {"filters", parse_filters, false},
+        {"alerts", parse_alerts, false},
+        {"halt_on", parse_halt_on, false},
         {NULL, NULL, false},
 };
 
@@ -2075,6 +2224,7 @@ static void set_defaults(struct veil_config *config)
         config->topics.ledger           = veil_strdup("veil.retention");
         config->topics.erasure          = veil_strdup("veil.erasure");
         config->topics.subject_keys     = veil_strdup("veil.subject-keys");
+        config->topics.control          = veil_strdup("veil.control");
         config->dlq_payload             = VEIL_DLQ_ENCRYPTED;
         config->audit_level             = VEIL_AUDIT_RECORD;
         config->log_level               = veil_strdup("info");
@@ -2212,6 +2362,8 @@ void veil_config_destroy(struct veil_config *config)
         free(config->topics.ledger);
         free(config->topics.erasure);
         free(config->topics.subject_keys);
+        free(config->topics.control);
+        veil_alert_rules_free(&config->alerts);
         free(config->metrics_listen);
         free(config->log_level);
         for (i = 0; i < config->n_plugins; i++)
@@ -2391,6 +2543,7 @@ static const struct {
         {"purposes.*.license", license_specs},
         {"purposes.*.requires", requires_specs},
         {"purposes.*.guard", guard_specs},
+        {"alerts", alerts_specs},
         {"purposes.*.transforms.*.mask", mask_specs},
         {"purposes.*.transforms.*.generalize", generalize_specs},
         {"purposes.*.transforms.*.encrypt", encrypt_specs},

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "keyring.h"
+#include "alert.h"
 #include "policy.h"
 
 struct veil_kv {
@@ -94,10 +95,12 @@ struct veil_config {
         } erasure;
 
         struct veil_policy policy;
+        struct veil_alert_rules alerts; /* alerts: and halt_on: */
 
         struct {
                 char *dlq, *audit, *ledger, *erasure;
                 char *subject_keys; /* wrapped per-subject data keys */
+                char *control;      /* halted purposes (breaker.h) */
         } topics;
 
         enum veil_dlq_payload dlq_payload;

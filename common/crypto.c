@@ -626,6 +626,43 @@ out:
         return rc;
 }
 
+int veil_hkdf_sha256_noalloc(const void *key, size_t key_len, const void *info,
+                             size_t info_len, unsigned char *out,
+                             size_t out_len)
+{
+        static const unsigned char zero[VEIL_SHA256_LEN];
+        unsigned char prk[VEIL_SHA256_LEN], t[VEIL_SHA256_LEN];
+        unsigned char buf[VEIL_SHA256_LEN + 255 + 1];
+        struct veil_hmac h;
+        size_t done = 0, n, tl = 0;
+        unsigned char i = 0;
+
+        if (!key || !key_len || !out || !out_len || info_len > 255 ||
+            out_len > 255 * VEIL_SHA256_LEN || (info_len && !info))
+                return VEIL_EINVAL;
+        /* Extract: PRK = HMAC(salt = 0^32, IKM). */
+        veil_hmac_init(&h, zero, sizeof(zero));
+        veil_hmac_sha256(&h, key, key_len, prk);
+        /* Expand: T(i) = HMAC(PRK, T(i-1) | info | i). */
+        veil_hmac_init(&h, prk, sizeof(prk));
+        while (done < out_len) {
+                memcpy(buf, t, tl);
+                if (info_len)
+                        memcpy(buf + tl, info, info_len);
+                buf[tl + info_len] = ++i;
+                veil_hmac_sha256(&h, buf, tl + info_len + 1, t);
+                tl = sizeof(t);
+                n  = out_len - done < sizeof(t) ? out_len - done : sizeof(t);
+                memcpy(out + done, t, n);
+                done += n;
+        }
+        veil_hmac_cleanse(&h);
+        veil_cleanse(prk, sizeof(prk));
+        veil_cleanse(t, sizeof(t));
+        veil_cleanse(buf, sizeof(buf));
+        return 0;
+}
+
 /* ---- AEAD ---------------------------------------------------------------- */
 
 /* Bumped in every forked child, so a GCM nonce pool filled before a fork
@@ -788,6 +825,32 @@ int veil_aead_init(struct veil_aead *a, enum veil_aead_mode mode,
         if (rc)
                 veil_aead_destroy(a);
         return rc;
+}
+
+int veil_aead_rekey(struct veil_aead *a, const unsigned char *key,
+                    size_t key_len)
+{
+        static const unsigned char zero[16];
+
+        if (!a->enc || !key)
+                return VEIL_EINVAL;
+        if (a->mode == VEIL_AEAD_SIV) {
+                if (key_len != VEIL_AEAD_SIV_KEY_LEN || !a->cmac)
+                        return VEIL_EINVAL;
+                if (EVP_MAC_init(a->cmac, key, 32, NULL) != 1 ||
+                    EVP_EncryptInit_ex2(a->enc, NULL, key + 32, NULL, NULL) !=
+                            1 ||
+                    siv_cmac(a, zero, sizeof(zero), NULL, 0, a->d))
+                        return VEIL_EIO;
+                siv_dbl(a->d, a->d2);
+                return 0;
+        }
+        if (key_len != VEIL_AEAD_GCM_KEY_LEN || !a->dec)
+                return VEIL_EINVAL;
+        if (EVP_EncryptInit_ex2(a->enc, NULL, key, NULL, NULL) != 1 ||
+            EVP_DecryptInit_ex2(a->dec, NULL, key, NULL, NULL) != 1)
+                return VEIL_EIO;
+        return 0;
 }
 
 void veil_aead_destroy(struct veil_aead *a)

@@ -65,6 +65,13 @@ int veil_hkdf_sha256(const void *key, size_t key_len, const void *salt,
                      size_t salt_len, const void *info, size_t info_len,
                      unsigned char *out, size_t out_len, char *errstr,
                      size_t errstr_size);
+/* The same without a salt (zeros), over veil_hmac: no allocation, no
+ * OpenSSL dispatch (a few hundred ns where the EVP_KDF path costs
+ * microseconds), for derivations made per record. info_len ≤ 255,
+ * out_len ≤ 255 * 32, key_len ≥ 1; else VEIL_EINVAL. */
+int veil_hkdf_sha256_noalloc(const void *key, size_t key_len, const void *info,
+                             size_t info_len, unsigned char *out,
+                             size_t out_len);
 
 /* Authenticated encryption with a key fixed at init.
  * SIV: AES-256-SIV (RFC 5297, no associated data), deterministic: equal
@@ -119,6 +126,13 @@ struct veil_aead {
 int veil_aead_init(struct veil_aead *a, enum veil_aead_mode mode,
                    const unsigned char *key, size_t key_len, char *errstr,
                    size_t errstr_size);
+/* Keys an initialised `a` anew (same mode, key_len the mode's): the
+ * contexts are kept, so this costs the key schedules, not a setup (no
+ * fetch, no allocation). A GCM nonce pool is kept: its nonces are fresh
+ * random ones under any key. 0, VEIL_EINVAL (not initialised, wrong
+ * length) or VEIL_EIO; on VEIL_EIO `a` must be destroyed. */
+int veil_aead_rekey(struct veil_aead *a, const unsigned char *key,
+                    size_t key_len);
 /* Frees the contexts and wipes the key material. Safe on a zeroed
  * struct. */
 void veil_aead_destroy(struct veil_aead *a);

@@ -30,6 +30,9 @@
 /* A record fed back by `veil dlq replay`, and the marker that says so. */
 #define VEIL_H_REPLAY_OF "veil.replay.of"
 #define VEIL_H_REPLAY_DONE "veil.replay.done"
+/* On a record `veil dlq replay` fed back from a letter of one purpose
+ * (purpose-halted): the worker routes it to that purpose only. */
+#define VEIL_H_REPLAY_PURPOSE "veil.replay.purpose"
 
 /* On audit events: "KEY_ID:HEX" HMAC of the event (audit.h). */
 #define VEIL_H_MAC "veil.mac"

@@ -105,6 +105,7 @@ struct veil_requires {
 enum veil_on_leak {
         VEIL_LEAK_REDACT = 0, /* the span is replaced, the record goes on */
         VEIL_LEAK_QUARANTINE, /* the record goes to the DLQ */
+        VEIL_LEAK_HALT,       /* the purpose's circuit breaker trips */
 };
 
 struct veil_guard {

@@ -19,10 +19,12 @@ struct veil_config;
  * per-subject token; without the master key it says nothing about the
  * subject. */
 #define VEIL_SUBJECT_REF_LEN 16
-/* A data key: 32 random bytes (RAND_bytes). Per purpose, the token key is
- * HKDF(data key, "veil:subject:<purpose>") = SIV key (64) | GCM key (32),
- * so tokens of two purposes never join. */
+/* A data key: 32 random bytes (RAND_bytes). Per purpose, the token keys
+ * are HKDF(data key, "veil:subject:<purpose>") = SIV key (64) | GCM key
+ * (32), so tokens of two purposes never join. */
 #define VEIL_SUBJECT_KEY_LEN 32
+#define VEIL_SUBJECT_TOKEN_KEYS_LEN                                            \
+        (VEIL_AEAD_SIV_KEY_LEN + VEIL_AEAD_GCM_KEY_LEN)
 
 /* A wrapped data key (the key-topic record value):
  *   0x01 | kid_len | kid | nonce(12) | AES-256-GCM(data key)(32) | tag(16)
@@ -43,32 +45,41 @@ struct veil_config;
 #define VEIL_SUBJECT_BYTES_SIV 0x04
 #define VEIL_SUBJECT_BYTES_GCM 0x05
 
-/* One purpose's ciphers for one subject's data key, keyed per record by
- * veil_subject_cipher_key. Not thread-safe. */
+/* The token keys of `purpose` for a data key (HKDF-SHA256, no
+ * allocation). 0 or VEIL_EINVAL (purpose name too long). */
+int veil_subject_token_keys(const unsigned char key[VEIL_SUBJECT_KEY_LEN],
+                            const char *purpose,
+                            unsigned char tk[VEIL_SUBJECT_TOKEN_KEYS_LEN]);
+
+/* One purpose's ciphers for one subject, keyed per record by
+ * veil_subject_cipher_key. The contexts are set up once and re-keyed
+ * after (key schedules only), each mode only when a token of that mode is
+ * made. Not thread-safe. */
 struct veil_subject_cipher {
         unsigned char ref[VEIL_SUBJECT_REF_LEN];
         char kid[33];
         size_t kid_len;
         struct veil_aead siv;
         struct veil_aead gcm;
-        unsigned char key[VEIL_SUBJECT_KEY_LEN]; /* to tell a re-keying */
+        unsigned char tk[VEIL_SUBJECT_TOKEN_KEYS_LEN]; /* the keys set */
         bool keyed;
+        bool siv_keyed, gcm_keyed; /* the context holds tk's key */
 };
 
-/* Is `c` keyed for exactly this data key, ref and key id (the previous
- * record's subject again: no re-keying needed)? */
+/* Is `c` keyed for exactly these token keys, ref and key id (the previous
+ * record's subject again: nothing to do)? */
 bool veil_subject_cipher_is(const struct veil_subject_cipher *c,
-                            const unsigned char key[VEIL_SUBJECT_KEY_LEN],
+                            const unsigned char tk[VEIL_SUBJECT_TOKEN_KEYS_LEN],
                             const unsigned char ref[VEIL_SUBJECT_REF_LEN],
                             const char *kid);
 
-/* Keys `c` for `purpose` with data key `key` (ref and kid are copied
- * into the tokens). Re-keying frees the old contexts. 0 or VEIL_EIO. */
+/* Keys `c` with a subject's token keys for one purpose (ref and kid are
+ * copied into the tokens). The contexts follow lazily, at the next token
+ * of each mode. 0 or VEIL_EINVAL (key id too long). */
 int veil_subject_cipher_key(struct veil_subject_cipher *c,
-                            const unsigned char key[VEIL_SUBJECT_KEY_LEN],
+                            const unsigned char tk[VEIL_SUBJECT_TOKEN_KEYS_LEN],
                             const unsigned char ref[VEIL_SUBJECT_REF_LEN],
-                            const char *kid, const char *purpose, char *errstr,
-                            size_t errstr_size);
+                            const char *kid, char *errstr, size_t errstr_size);
 void veil_subject_cipher_clear(struct veil_subject_cipher *c);
 
 /* Exact token length for this cipher, mode and output form. */
@@ -131,32 +142,67 @@ int veil_subject_unwrap(const struct veil_config *config,
 bool veil_policy_per_subject(const struct veil_config *config);
 
 /* ---- the worker's store ----------------------------------------------------
- * An index of every known subject's wrapped key (ref → blob, 84 bytes an
- * entry plus 4 for its bucket), filled from the key topic, and an LRU of
- * at most `cache_max` unwrapped keys (ref | key | links: 60 bytes plus 4
- * for its bucket). Changes made inside a Kafka transaction (keys created,
- * re-wrapped, destroyed) are logged and undone by rollback; commit makes
- * them final. Single-threaded. */
+ * An index of every known subject's wrapped key (ref → blob and its
+ * key-topic position, 96 bytes an entry plus 4 for its bucket; bounded by
+ * veil_subject_keys_bound), filled from the key topic, and an LRU of
+ * at most `cache_max` subjects' token keys: per subject its ref, links and
+ * bucket (32 bytes) and, for each purpose of the config that uses
+ * per_subject, its token keys (96 bytes), derived once when the subject
+ * enters the LRU. The data key itself is not kept. Changes made inside a
+ * Kafka transaction (keys created, re-wrapped, destroyed) are logged and
+ * undone by rollback; commit makes them final. Single-threaded. */
 struct veil_subject_keys;
 
+/* config must outlive the store. Its per_subject purposes name the token
+ * key slots (none: one slot, for tools and tests, named by the first
+ * veil_subject_keys_slot asked). */
 struct veil_subject_keys *
 veil_subject_keys_new(const struct veil_config *config, size_t cache_max,
                       char *errstr, size_t errstr_size);
 void veil_subject_keys_destroy(struct veil_subject_keys *sk);
 
-/* The data key of (source, subject): from the LRU, else unwrapped from the
- * index (re-wrapped under the active key when another key wrapped it: a
- * pending write), else made (RAND_bytes) and wrapped (a pending write).
- * *ref and *kid name where it lives. 0 or an error with errstr (the
- * record then fails closed). */
+/* Reads the key-topic record at (part, off) whose record key must be ref:
+ * its value into blob. 0, or an error with errstr (VEIL_ENET: the worker
+ * retries the batch; a record not there, or another ref, is an error too,
+ * never "no key"). */
+typedef int (*veil_subject_keys_fetch_fn)(void *arg, int32_t part, int64_t off,
+                                          const unsigned char *ref,
+                                          unsigned char *blob, size_t cap,
+                                          size_t *len, char *errstr,
+                                          size_t errstr_size);
+/* Bounds the index: at most index_max entries resident (84 bytes of
+ * wrapped key and 12 of position each); past it, at each commit, entries
+ * not used lately whose record position is known (read back from the
+ * topic) are spilled to a table of ref and position (24 bytes, 32 with
+ * its load) and fetched back with `fetch` on their next use (a broker
+ * round trip). 0: no bound. */
+void veil_subject_keys_bound(struct veil_subject_keys *sk, size_t index_max,
+                             veil_subject_keys_fetch_fn fetch, void *arg);
+
+/* The slot of `purpose`'s token keys in what veil_subject_keys_get
+ * returns, or -1 when the purpose has none here. */
+int veil_subject_keys_slot(struct veil_subject_keys *sk, const char *purpose);
+
+/* The token keys of (source, subject), one VEIL_SUBJECT_TOKEN_KEYS_LEN
+ * block per slot, at *tks (owned by the store, valid until its next
+ * call): from the LRU, else the data key unwrapped from the index
+ * (re-wrapped under the active key when another key wrapped it: a pending
+ * write), else made (RAND_bytes) and wrapped (a pending write). *ref and
+ * *kid name where it lives. 0 or an error with errstr (the record then
+ * fails closed). */
 int veil_subject_keys_get(struct veil_subject_keys *sk, const char *source,
                           const void *subject, size_t len,
-                          unsigned char key[VEIL_SUBJECT_KEY_LEN],
+                          const unsigned char **tks,
                           unsigned char ref[VEIL_SUBJECT_REF_LEN],
                           const char **kid, char *errstr, size_t errstr_size);
 
-/* A key-topic record read back (value NULL: a tombstone). Records with a
- * malformed key or value are ignored (counted). Outside a transaction. */
+/* A key-topic record read back (value NULL: a tombstone) at (part, off)
+ * of the key topic (-1: not known; the entry then stays resident).
+ * Records with a malformed key or value are ignored (counted). Outside a
+ * transaction. */
+void veil_subject_keys_apply_at(struct veil_subject_keys *sk, int32_t part,
+                                int64_t off, const void *key, size_t key_len,
+                                const void *value, size_t value_len);
 void veil_subject_keys_apply(struct veil_subject_keys *sk, const void *key,
                              size_t key_len, const void *value,
                              size_t value_len);
@@ -183,16 +229,20 @@ int veil_subject_keys_pending(struct veil_subject_keys *sk,
 void veil_subject_keys_commit(struct veil_subject_keys *sk);
 void veil_subject_keys_rollback(struct veil_subject_keys *sk);
 
+/* created, destroyed and rewrapped count committed changes (a rollback
+ * takes back its own); hits and misses count LRU look-ups. */
 struct veil_subject_keys_stats {
         uint64_t created, destroyed, hits, misses, rewrapped, bad_records;
-        size_t known;       /* subjects in the index */
+        uint64_t fetched;   /* spilled subjects fetched back */
+        size_t known;       /* subjects in the index (spilled ones too) */
+        size_t spilled;     /* of which spilled (ref and position only) */
         size_t cached;      /* keys in the LRU */
         size_t cache_bytes; /* LRU memory */
         size_t index_bytes; /* index memory */
 };
 void veil_subject_keys_stats(const struct veil_subject_keys *sk,
                              struct veil_subject_keys_stats *st);
-/* Bytes the LRU spends per cached subject (entry and bucket). */
-size_t veil_subject_keys_cache_entry_bytes(void);
+/* Bytes the LRU spends per cached subject (entry, token keys, bucket). */
+size_t veil_subject_keys_cache_entry_bytes(const struct veil_subject_keys *sk);
 
 #endif

@@ -117,9 +117,11 @@ static const struct note notes[] = {
          "egress leak guard: every string the purpose receives is scanned "
          "with the detectors; a class its transforms do not keep is a leak "
          "(`guard: {}` turns it on with the defaults)"},
-        {"purposes.*.guard", "on_leak", "redact or quarantine", "redact",
+        {"purposes.*.guard", "on_leak", "redact, quarantine or halt", "redact",
          "redact: the span is replaced by `[DETECTOR]` and the record goes "
-         "on; quarantine: the record goes to the DLQ (`leak-quarantined`)"},
+         "on; quarantine: the record goes to the DLQ (`leak-quarantined`); "
+         "halt: the purpose's circuit breaker trips, its records are held "
+         "in the DLQ (`purpose-halted`) until `veil guard resume`"},
         {"purposes.*.requires", "field", "field path", "-",
          "the source record's field, record names joined by `.` "
          "(`consents.marketing`); a null or missing value fails the gate"},
@@ -164,6 +166,26 @@ static const struct note notes[] = {
         {"topics", "erasure", "topic", "veil.erasure", "erasure requests"},
         {"topics", "subject_keys", "topic", "veil.subject-keys",
          "wrapped per-subject data keys (compacted; used with per_subject)"},
+        {"topics", "control", "topic", "veil.control",
+         "halted purposes (compacted; used when a purpose can be halted: "
+         "`on_leak: halt` or `halt_on`)"},
+
+        {"", "alerts", "map", "-",
+         "sliding-minute thresholds: `veil_alert_active` on /metrics and "
+         "`alert-raised` / `alert-cleared` log events"},
+        {"", "halt_on", "list", "-",
+         "alerts (set under `alerts:`) that trip the purpose's circuit "
+         "breaker when raised (`dlq_per_minute`: every purpose)"},
+        {"alerts", "leaks_per_minute", "integer >= 1", "-",
+         "per purpose: leaks the guard found in the last minute"},
+        {"alerts", "dlq_per_minute", "map", "-",
+         "per `veil.error` code: dead letters in the last minute "
+         "(`{ bad-magic: 100 }`)"},
+        {"alerts", "unclassified_per_minute", "integer >= 1", "-",
+         "per purpose: fields withheld as unclassified in the last minute"},
+        {"alerts", "consent_drops_per_minute", "integer >= 1", "-",
+         "per purpose: records its consent gate withheld in the last "
+         "minute"},
 
         {"routes[]", "source", "topic", "-",
          "the source topic (one route per source)"},

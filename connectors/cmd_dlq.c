@@ -241,6 +241,11 @@ static int replay_one(void *opaque, const rd_kafka_message_t *rkm)
                 partition = RD_KAFKA_PARTITION_UA;
         hdrs = rd_kafka_headers_new(2);
         rd_kafka_header_add(hdrs, VEIL_H_REPLAY_OF, -1, pos, -1);
+        /* A letter held for one purpose (purpose-halted) goes back to that
+         * purpose only: the others had the record already. */
+        if (letter.purpose[0])
+                rd_kafka_header_add(hdrs, VEIL_H_REPLAY_PURPOSE, -1,
+                                    letter.purpose, -1);
         err = rd_kafka_producev(r->producer, RD_KAFKA_V_TOPIC(source),
                                 RD_KAFKA_V_PARTITION(partition),
                                 RD_KAFKA_V_KEY((void *)key, key_len),

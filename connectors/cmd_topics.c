@@ -14,6 +14,7 @@
 #include "commands.h"
 #include "config.h"
 #include "kafka.h"
+#include "breaker.h"
 #include "subject_keys.h"
 #include "util.h"
 #include "veil.h"
@@ -334,6 +335,16 @@ static void plan_build(struct plan *plan, const struct veil_config *config)
                          "erased subject's key is gone within 1d");
                 spec_config_str(s, "cleanup.policy", "compact");
                 spec_config(s, "max.compaction.lag.ms", DAY_MS);
+                spec_config(s, "delete.retention.ms", DAY_MS);
+        }
+        if (config->topics.control && veil_breaker_needed(config) &&
+            (s = plan_add(plan, config->topics.control))) {
+                s->comment    = "control";
+                s->partitions = 1;
+                snprintf(s->detail, sizeof(s->detail),
+                         "halted purposes (circuit breaker): one record per "
+                         "purpose, the newest wins");
+                spec_config_str(s, "cleanup.policy", "compact");
                 spec_config(s, "delete.retention.ms", DAY_MS);
         }
         if (config->topics.audit &&

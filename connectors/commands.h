@@ -17,6 +17,7 @@ int veil_cmd_report(int argc, char **argv);
 int veil_cmd_reveal(int argc, char **argv);
 int veil_cmd_topics(int argc, char **argv);
 int veil_cmd_config_reference(int argc, char **argv);
+int veil_cmd_guard(int argc, char **argv);
 
 /* Prints "usage: veil CMD …" with the help text of a command. */
 struct veil_cmd_help {

@@ -88,13 +88,21 @@ void veil_dlq_destroy(struct veil_dlq *d)
 static bool binding_put(struct veil_buf *b, const struct veil_dlq_letter *l,
                         const char *part)
 {
-        const char *f[] = {BINDING_TAG, l->source, l->code, l->key_id, part};
+        const char *f[] = {BINDING_TAG, l->source, l->code, l->key_id};
         size_t i;
 
         for (i = 0; i < sizeof(f) / sizeof(f[0]); i++)
                 if (!veil_buf_append(b, f[i], strlen(f[i]) + 1))
                         return false;
-        return true;
+        /* A letter of one purpose names it before the part ("purpose:"
+         * keeps it from passing for a part name), so that it can be
+         * neither stripped nor added; older letters open as they were
+         * sealed. */
+        if (l->purpose[0] &&
+            (!veil_buf_append(b, "purpose:", 8) ||
+             !veil_buf_append(b, l->purpose, strlen(l->purpose) + 1)))
+                return false;
+        return veil_buf_append(b, part, strlen(part) + 1);
 }
 
 static int seal(struct veil_dlq *d, const struct veil_dlq_letter *l,
@@ -146,6 +154,8 @@ int veil_dlq_build(struct veil_dlq *d, const struct veil_dlq_letter *letter,
         hdr(hdrs, VEIL_H_POLICY, l.policy);
         if (l.replay_of[0])
                 hdr(hdrs, VEIL_H_REPLAY_OF, l.replay_of);
+        if (l.purpose[0])
+                hdr(hdrs, VEIL_H_PURPOSE, l.purpose);
         if (!d->encrypted) {
                 hdr(hdrs, VEIL_H_DLQ_PAYLOAD, VEIL_DLQ_PAYLOAD_RAW);
                 *hdrsp = hdrs;
@@ -290,6 +300,8 @@ int veil_dlq_open(struct veil_dlq *d, const rd_kafka_headers_t *hdrs,
         if (!hget(hdrs, VEIL_H_REPLAY_OF, out->replay_of,
                   sizeof(out->replay_of)))
                 out->replay_of[0] = '\0';
+        if (!hget(hdrs, VEIL_H_PURPOSE, out->purpose, sizeof(out->purpose)))
+                out->purpose[0] = '\0';
         if (!hget(hdrs, VEIL_H_DLQ_PAYLOAD, payload, sizeof(payload)))
                 snprintf(payload, sizeof(payload), "%s", VEIL_DLQ_PAYLOAD_RAW);
         out->key       = key;

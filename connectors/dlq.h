@@ -17,16 +17,19 @@
  *   veil.policy        digest of the policy that refused it
  *   veil.dlq.payload   "encrypted" (default) or "raw"
  *   veil.replay.of     when the record was itself fed back by a replay
+ *   veil.purpose       when the letter is one purpose's (purpose-halted:
+ *                      a replay delivers it to that purpose only)
  * and when encrypted also veil.dlq.cipher and veil.key_id.
  *
  * Sealing ("aes-256-gcm+ad"): key and value are each sealed with
  * AES-256-GCM under a key derived from the master key (HKDF-SHA256, info
  * "veil:dlq"); the sealed plaintext starts with the letter's binding —
- * "veil-dlq-2", source, code, key id and which part ("key"/"value"), each
- * NUL-terminated — so a letter whose veil.source, veil.error or key id was
- * changed does not open, and a key cannot pass for a value. Letters
- * sealed before the binding existed ("aes-256-gcm") still open: their
- * payload is the bare original. A NULL key or value stays NULL. */
+ * "veil-dlq-2", source, code, key id, for a letter of one purpose
+ * "purpose:NAME", and which part ("key"/"value"), each NUL-terminated — so a
+ * letter whose veil.source, veil.error or key id was changed does not open, and
+ * a key cannot pass for a value. Letters sealed before the binding existed
+ * ("aes-256-gcm") still open: their payload is the bare original. A NULL key or
+ * value stays NULL. */
 
 /* Longest code, detail and position the codec keeps (with the NUL). */
 #define VEIL_DLQ_CODE_MAX 64
@@ -41,8 +44,9 @@ struct veil_dlq_letter {
         char detail[VEIL_DLQ_DETAIL_MAX];
         char source[VEIL_DLQ_POS_MAX];
         char policy[80];
-        char replay_of[VEIL_DLQ_POS_MAX]; /* "" when not a replay */
-        char key_id[64];                  /* "" when raw */
+        char replay_of[VEIL_DLQ_POS_MAX];    /* "" when not a replay */
+        char purpose[VEIL_DLQ_CODE_MAX * 2]; /* "" when for every purpose */
+        char key_id[64];                     /* "" when raw */
         bool encrypted;
         bool bound; /* sealed with the header binding */
         const void *key;

@@ -25,6 +25,8 @@ static const struct veil_command commands[] = {
          "governance evidence per purpose, from the audit topic"},
         {"reveal", veil_cmd_reveal, "decrypt an encrypt token"},
         {"topics", veil_cmd_topics, "the topics a pipeline needs"},
+        {"guard", veil_cmd_guard,
+         "resume a purpose the circuit breaker halted (guard resume)"},
         {"config-reference", veil_cmd_config_reference,
          "print the configuration reference (Markdown)"},
 };

@@ -94,6 +94,7 @@ static void rollback(struct pipe *p, bool rewind)
         veil_retain_rollback(p->retain);
         veil_audit_rollback(p->audit);
         veil_tally_abort(p->tally);
+        veil_halt_rollback(p);
         if (!rewind)
                 veil_source_batch_done(p->source);
         else if (veil_source_rewind(p->source, err, sizeof(err)))
@@ -164,6 +165,7 @@ enum veil_sink_status veil_pipe_commit(struct pipe *p)
         veil_tally_commit(p->tally, veil_chain_stats(p->chain),
                           veil_audit_committed(p->audit), veil_now_ms() - t0,
                           veil_now_ms() - p->batch_start_ms);
+        veil_halt_commit(p);
         return VEIL_SINK_OK;
 }
 
@@ -378,7 +380,9 @@ int veil_pipe_open(struct pipe *p, char *errstr, size_t errstr_size)
 
         p->tally = veil_tally_new(&p->sh->m);
         veil_tally_bind(p->tally, p->config);
-        p->dlq = veil_dlq_new(p->config, errstr, errstr_size);
+        veil_tally_alerts(p->tally, p->sh->alerts);
+        p->halt = veil_halt_new();
+        p->dlq  = veil_dlq_new(p->config, errstr, errstr_size);
         if (!p->dlq)
                 return VEIL_ECONFIG;
         p->reg = veil_registry_new(&p->config->registry, kerr, sizeof(kerr));
@@ -402,6 +406,7 @@ int veil_pipe_open(struct pipe *p, char *errstr, size_t errstr_size)
                                     p->audit, errstr, errstr_size);
         if (!p->retain)
                 return VEIL_ECONFIG;
+        veil_retain_set_tally(p->retain, p->tally);
         veil_chain_set_subject_keys(p->chain,
                                     veil_retain_subject_keys(p->retain));
         p->source = veil_source_new(p->config, p->txn_id, p->sh->opts.once,
@@ -425,7 +430,10 @@ void veil_pipe_close(struct pipe *p)
         veil_config_destroy(p->owned);
         veil_registry_destroy(p->reg);
         veil_dlq_destroy(p->dlq);
+        /* Tombstones that committed, the retention side's included. */
+        p->n_tombstones = veil_tally_tombstones(p->tally);
         veil_tally_destroy(p->tally);
+        veil_halt_destroy(p->halt);
         free(p->too_large.topic);
 }
 

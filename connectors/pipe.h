@@ -18,8 +18,12 @@
 #include "tally.h"
 #include "worker.h"
 
+struct veil_alerts;
 struct veil_audit;
+struct veil_breaker;
 struct veil_chain;
+struct veil_halt;
+struct veil_purpose;
 struct veil_dlq;
 struct veil_http;
 struct veil_registry;
@@ -41,6 +45,11 @@ struct shared {
         atomic_int assigned;
         struct pipe *pipes;
         size_t n_pipes;
+        /* the circuit breaker (NULL when no purpose can be halted) and the
+         * alerts (alerts:), shared; both follow the config the worker
+         * started with */
+        struct veil_breaker *breaker;
+        struct veil_alerts *alerts;
 };
 
 struct pipe {
@@ -72,6 +81,7 @@ struct pipe {
         } too_large;
 
         struct veil_tally *tally;
+        struct veil_halt *halt; /* this pipeline's side of the breaker */
 
         _Atomic int64_t heartbeat_ms;
         atomic_bool dead;
@@ -124,6 +134,27 @@ void veil_pipe_close(struct pipe *p);
  */
 
 enum rec_outcome { REC_OK = 0, REC_RETRY, REC_REDO, REC_FATAL };
+
+/* ---- the circuit breaker (halt.c) ------------------------------------------
+ */
+
+struct veil_halt *veil_halt_new(void);
+void veil_halt_destroy(struct veil_halt *h);
+/* Is the purpose halted: by the shared breaker, or by a trip of this
+ * pipeline's open batch? */
+bool veil_halt_held(struct pipe *p, const struct veil_purpose *pu);
+/* Trips the purpose's breaker inside the open transaction: the control
+ * record and a `halt` audit event. `source` is the record that tripped it
+ * ("TOPIC/PARTITION/OFFSET", or NULL). */
+enum rec_outcome veil_halt_trip(struct pipe *p, const struct veil_purpose *pu,
+                                const char *reason, const char *source);
+/* The batch committed (its trips become the breaker's state) / aborted
+ * (they are forgotten: the redo trips again). */
+void veil_halt_commit(struct pipe *p);
+void veil_halt_rollback(struct pipe *p);
+/* On the loop's turns (at most every 200 ms): halts that halt_on alerts
+ * raised, and audit events of the resumes read from the control topic. */
+enum rec_outcome veil_halt_tick(struct pipe *p, int64_t now_ms);
 
 /* Runs one consumed record through the chain into the open transaction
  * (or the DLQ). REC_RETRY/REC_REDO: the batch is aborted and read again. */

@@ -15,6 +15,7 @@
 #include "ledger.h"
 #include "plan.h"
 #include "retain.h"
+#include "tally.h"
 #include "shred.h"
 #include "retention.h"
 #include "transform.h"
@@ -133,6 +134,7 @@ struct veil_retain {
         bool erasure_warned;
 
         struct veil_audit *audit; /* borrowed: the worker's emitter */
+        struct veil_tally *tally; /* borrowed: the pipeline's; may be NULL */
 
         struct veil_retention_entry *popped;
         int64_t n_tombstones, n_erasures;
@@ -439,11 +441,12 @@ static int produce(struct veil_retain *r, const char *topic, int32_t partition,
         return 0;
 }
 
-/* A tombstone for a tracked key on its purpose topic. */
-static int tombstone(struct veil_retain *r, const char *topic,
-                     const struct veil_purpose *purpose, const void *key,
-                     size_t key_len, const char *reason, char *errstr,
-                     size_t errstr_size)
+/* A tombstone for a tracked key on its purpose topic (route: its source,
+ * for the tally; NULL when the route is no longer configured). */
+static int tombstone(struct veil_retain *r, const struct veil_route *route,
+                     const char *topic, const struct veil_purpose *purpose,
+                     const void *key, size_t key_len, const char *reason,
+                     char *errstr, size_t errstr_size)
 {
         rd_kafka_headers_t *hdrs = rd_kafka_headers_new(4);
 
@@ -456,6 +459,9 @@ static int tombstone(struct veil_retain *r, const char *topic,
         rd_kafka_header_add(hdrs, VEIL_H_POLICY, -1, r->config->policy.digest,
                             -1);
         r->n_tombstones++;
+        if (r->tally)
+                veil_tally_tombstone(r->tally, route ? route->source : "",
+                                     purpose ? purpose->name : "", reason);
         return produce(r, topic, RD_KAFKA_PARTITION_UA, key, key_len, NULL, 0,
                        hdrs, errstr, errstr_size);
 }
@@ -1084,6 +1090,12 @@ static size_t tracked(const struct veil_retain *r)
         return n;
 }
 
+void veil_retain_set_tally(struct veil_retain *r, struct veil_tally *tally)
+{
+        if (r)
+                r->tally = tally;
+}
+
 size_t veil_retain_count(const struct veil_retain *r)
 {
         return r ? tracked(r) : 0;
@@ -1466,8 +1478,8 @@ static int expire(struct veil_retain *r, int64_t now_ms, int64_t *produced,
                         reason = pu ? veil_retention_reason_name(pu,
                                                                  m->deadline_ms)
                                     : "retention";
-                        rc     = tombstone(r, s->topic, pu, m->key, m->key_len,
-                                           reason, errstr, errstr_size);
+                        rc     = tombstone(r, s->route, s->topic, pu, m->key,
+                                           m->key_len, reason, errstr, errstr_size);
                         if (rc)
                                 return rc;
                         for (k = 0; k < n_counts; k++)
@@ -1594,9 +1606,9 @@ static int erase(struct veil_retain *r, const rd_kafka_message_t *rkm,
                                     &key_null) != VEIL_WIRE_OK ||
                             key_null)
                                 continue;
-                        rc = tombstone(r, rp->topic, rp->ref, r->key.data,
-                                       r->key.len, "erasure", errstr,
-                                       errstr_size);
+                        rc = tombstone(r, route, rp->topic, rp->ref,
+                                       r->key.data, r->key.len, "erasure",
+                                       errstr, errstr_size);
                         if (rc)
                                 goto out;
                         tombstones++;
@@ -1627,7 +1639,7 @@ static int erase(struct veil_retain *r, const rd_kafka_message_t *rkm,
 
                         if (done[k])
                                 continue;
-                        rc = tombstone(r, ts->topic,
+                        rc = tombstone(r, ts->route, ts->topic,
                                        ts->rp ? ts->rp->ref : NULL, g->m[k].key,
                                        g->m[k].key_len, "erasure", errstr,
                                        errstr_size);
@@ -1657,7 +1669,7 @@ static int erase(struct veil_retain *r, const rd_kafka_message_t *rkm,
                                 const struct topic_slot *ts =
                                         &r->slots[v->m[y].slot];
 
-                                rc = tombstone(r, ts->topic,
+                                rc = tombstone(r, ts->route, ts->topic,
                                                ts->rp ? ts->rp->ref : NULL,
                                                v->m[y].key, v->m[y].key_len,
                                                "erasure", errstr, errstr_size);

@@ -108,6 +108,13 @@ int veil_retain_assign(struct veil_retain *r,
 void veil_retain_revoke(struct veil_retain *r,
                         const rd_kafka_topic_partition_list_t *parts);
 
+/* The pipeline's tally (borrowed, may be NULL): every tombstone this side
+ * produces (retention, license-expired, erasure) is counted there in
+ * veil_tombstones_out_total{route,purpose,reason}, settled with the
+ * transaction like the worker's own. */
+struct veil_tally;
+void veil_retain_set_tally(struct veil_retain *r, struct veil_tally *tally);
+
 /* Source keys tracked now (each with one entry per purpose that holds
  * it). */
 size_t veil_retain_count(const struct veil_retain *r);

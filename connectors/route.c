@@ -52,11 +52,13 @@ int veil_route_audit_produce(void *opaque, const char *topic, int32_t partition,
                          "producing an audit event to %s failed", topic);
 }
 
-/* A record that cannot be processed goes to the DLQ, sealed by default. */
-static enum rec_outcome dead_letter(struct pipe *p,
-                                    const rd_kafka_message_t *rkm,
-                                    const struct veil_record *rec,
-                                    const char *replay_of)
+/* A record that cannot be processed goes to the DLQ, sealed by default.
+ * `purpose`: a letter held for that purpose only (code and detail given),
+ * else NULL (the record's reason and detail). */
+static enum rec_outcome letter(struct pipe *p, const rd_kafka_message_t *rkm,
+                               const struct veil_record *rec,
+                               const char *replay_of, const char *purpose,
+                               const char *code, const char *detail)
 {
         struct veil_dlq_letter l;
         rd_kafka_headers_t *hdrs;
@@ -67,8 +69,12 @@ static enum rec_outcome dead_letter(struct pipe *p,
 
         memset(&l, 0, sizeof(l));
         snprintf(l.code, sizeof(l.code), "%s",
-                 rec->reason ? rec->reason : "unknown");
-        snprintf(l.detail, sizeof(l.detail), "%s", rec->detail);
+                 code          ? code
+                 : rec->reason ? rec->reason
+                               : "unknown");
+        snprintf(l.detail, sizeof(l.detail), "%s",
+                 detail ? detail : rec->detail);
+        snprintf(l.purpose, sizeof(l.purpose), "%s", purpose ? purpose : "");
         snprintf(l.source, sizeof(l.source), "%s/%" PRId32 "/%" PRId64,
                  rec->topic, rec->partition, rec->offset);
         snprintf(l.policy, sizeof(l.policy), "%s", p->config->policy.digest);
@@ -95,7 +101,7 @@ static enum rec_outcome dead_letter(struct pipe *p,
                 l.value_len = 0;
                 snprintf(l.detail, sizeof(l.detail),
                          "%.180s; payload omitted (over message.max.bytes)",
-                         rec->detail);
+                         detail ? detail : rec->detail);
         }
         if (st != VEIL_SINK_OK) {
                 if (st == VEIL_SINK_RECORD)
@@ -109,6 +115,41 @@ static enum rec_outcome dead_letter(struct pipe *p,
         veil_tally_dlq(p->tally, l.code);
         veil_log("warn", "dlq", "%s at %s: %s", l.code, l.source, l.detail);
         return REC_OK;
+}
+
+static enum rec_outcome dead_letter(struct pipe *p,
+                                    const rd_kafka_message_t *rkm,
+                                    const struct veil_record *rec,
+                                    const char *replay_of)
+{
+        return letter(p, rkm, rec, replay_of, NULL, NULL, NULL);
+}
+
+/* Output j of a purpose whose breaker is open: held in the DLQ for that
+ * purpose alone (purpose-halted; the output that leaked and tripped it:
+ * leak-quarantined), for `veil dlq replay` after `veil guard resume`. */
+static enum rec_outcome hold(struct pipe *p, const rd_kafka_message_t *rkm,
+                             const struct veil_record *rec, size_t j,
+                             const char *replay_of)
+{
+        const struct veil_record_out *out = &rec->outs[j];
+        char detail[256];
+
+        if (out->n_leaks) {
+                snprintf(detail, sizeof(detail),
+                         "purpose %.40s: %.40s found in %.120s%s; purpose "
+                         "halted",
+                         out->rp->purpose, out->leaks[0].detector,
+                         out->leaks[0].path,
+                         out->n_leaks > 1 ? " (and more)" : "");
+                return letter(p, rkm, rec, replay_of, out->rp->purpose,
+                              "leak-quarantined", detail);
+        }
+        snprintf(detail, sizeof(detail),
+                 "purpose %.80s is halted (veil guard resume)",
+                 out->rp->purpose);
+        return letter(p, rkm, rec, replay_of, out->rp->purpose,
+                      "purpose-halted", detail);
 }
 
 /* Would every output of the record fit the producer's message size? */
@@ -176,6 +217,8 @@ static enum rec_outcome guard_account(struct pipe *p, struct veil_record *rec)
                 const char *action =
                         out->rp->ref->guard.on_leak == VEIL_LEAK_QUARANTINE
                                 ? "quarantine"
+                        : out->rp->ref->guard.on_leak == VEIL_LEAK_HALT
+                                ? "halt"
                                 : "redact";
 
                 for (i = 0; i < out->n_leaks; i++) {
@@ -210,8 +253,8 @@ enum rec_outcome veil_route_record(struct pipe *p, rd_kafka_message_t *rkm)
         struct veil_record rec;
         enum veil_verdict v;
         size_t ri;
-        char source[512], replay_buf[512], err[512];
-        const char *replay_of;
+        char source[512], replay_buf[512], only_buf[256], err[512];
+        const char *replay_of, *only;
         int64_t ts;
         size_t j;
 
@@ -233,6 +276,12 @@ enum rec_outcome veil_route_record(struct pipe *p, rd_kafka_message_t *rkm)
         /* A record fed back from the DLQ keeps saying so downstream. */
         replay_of = veil_reader_header(rkm, VEIL_H_REPLAY_OF, replay_buf,
                                        sizeof(replay_buf));
+        /* A letter held for one purpose, replayed: for that purpose only. */
+        only = replay_of ? veil_reader_header(rkm, VEIL_H_REPLAY_PURPOSE,
+                                              only_buf, sizeof(only_buf))
+                         : NULL;
+        snprintf(source, sizeof(source), "%s/%" PRId32 "/%" PRId64, topic,
+                 rec.partition, rec.offset);
         if (!route) {
                 /* Subscribed only to route sources: cannot happen, but a
                  * record must never be lost silently. */
@@ -259,6 +308,14 @@ enum rec_outcome veil_route_record(struct pipe *p, rd_kafka_message_t *rkm)
         v = veil_chain_process(p->chain, &rec);
         if (rec.guarded && guard_account(p, &rec) != REC_OK)
                 return REC_FATAL;
+        /* on_leak: halt: the leak trips the purpose's breaker in this
+         * transaction, whatever else happens to the record. */
+        for (j = 0; rec.guarded && j < rec.n_outs; j++)
+                if (rec.outs[j].n_leaks &&
+                    rec.outs[j].rp->ref->guard.on_leak == VEIL_LEAK_HALT &&
+                    veil_halt_trip(p, rec.outs[j].rp->ref, "leak", source) !=
+                            REC_OK)
+                        return REC_FATAL;
         switch (v) {
         case VEIL_DROP:
                 return REC_OK;
@@ -292,8 +349,6 @@ enum rec_outcome veil_route_record(struct pipe *p, rd_kafka_message_t *rkm)
                          veil_sink_max_message(p->sink));
                 return dead_letter(p, rkm, &rec, replay_of);
         }
-        snprintf(source, sizeof(source), "%s/%" PRId32 "/%" PRId64, topic,
-                 rec.partition, rec.offset);
         ts = rd_kafka_message_timestamp(rkm, NULL);
         for (j = 0; j < rec.n_outs; j++) {
                 const struct veil_record_out *out = &rec.outs[j];
@@ -301,6 +356,8 @@ enum rec_outcome veil_route_record(struct pipe *p, rd_kafka_message_t *rkm)
                 rd_kafka_headers_t *hdrs;
                 enum veil_sink_status st;
 
+                if (only && strcmp(out->rp->purpose, only))
+                        continue; /* the others had it already */
                 if (out->gate) {
                         enum rec_outcome o = consent_gate(p, &rec, j);
 
@@ -308,6 +365,15 @@ enum rec_outcome veil_route_record(struct pipe *p, rd_kafka_message_t *rkm)
                                 return o;
                         if (!out->value_null)
                                 continue; /* withheld */
+                }
+                /* A halted purpose gets no data; deletions still reach
+                 * it (a halt never keeps personal data alive). */
+                if (!out->value_null && !out->skip && veil_halt_held(p, pu)) {
+                        enum rec_outcome o = hold(p, rkm, &rec, j, replay_of);
+
+                        if (o != REC_OK)
+                                return o;
+                        continue;
                 }
                 if (out->plan)
                         veil_tally_plan(p->tally, out, rec.frame.schema_id);

@@ -1,11 +1,21 @@
 /* shred.c - crypto-shredding in the worker: the subject-key store kept
- * current from the compacted key topic (read in full at start, then from
- * where it stopped on every assignment and every second), key writes and
- * erasure tombstones produced into the worker's transaction. */
+ * current from the compacted key topic (read in full at start and from
+ * where it stopped on every assignment, blocking; between them followed
+ * without blocking), key writes and erasure tombstones produced into the
+ * worker's transaction.
+ *
+ * Why follow rather than read to the end every second: a read to the end
+ * asks the broker for metadata and each partition's end offset, then
+ * fetches, while the pipeline waits (tens to hundreds of ms on a busy
+ * broker, every second: it cost the end-to-end run a third of its
+ * throughput). Kept assigned, the reader's fetches run in librdkafka's
+ * threads and a transaction's begin only takes what has arrived. */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "headers.h"
 #include "kafka.h"
@@ -19,23 +29,88 @@ struct veil_shred {
         const struct veil_config *config;
         rd_kafka_t *producer; /* borrowed */
         rd_kafka_t *reader;   /* assign-only, read_committed */
+        rd_kafka_t *fetcher;  /* one record at a time: spilled subjects */
         struct veil_subject_keys *sk;
         /* where the next read starts, per key-topic partition */
         int64_t *next;
         size_t n_next;
         int64_t last_catch_up_ms;
         bool warned;
+        bool following; /* reader assigned at next[] after a full read */
 };
+
+/* Records a begin applies at most (the rest wait for the next begin). */
+#define FOLLOW_BUDGET 50000
 
 static int apply_cb(void *opaque, const rd_kafka_message_t *rkm)
 {
         struct veil_shred *s = opaque;
 
-        veil_subject_keys_apply(s->sk, rkm->key, rkm->key_len, rkm->payload,
-                                rkm->len);
+        /* Already applied (a fetch of an earlier assignment): an older
+         * record must never come back over a later one (a tombstone). */
+        if (rkm->partition >= 0 && (size_t)rkm->partition < s->n_next &&
+            s->next[rkm->partition] >= 0 &&
+            rkm->offset < s->next[rkm->partition])
+                return 0;
+        veil_subject_keys_apply_at(s->sk, rkm->partition, rkm->offset, rkm->key,
+                                   rkm->key_len, rkm->payload, rkm->len);
         if (rkm->partition >= 0 && (size_t)rkm->partition < s->n_next)
                 s->next[rkm->partition] = rkm->offset + 1;
         return 0;
+}
+
+/* Assigns the reader at next[] of every partition: librdkafka fetches from
+ * there in its own threads. */
+static int follow(struct veil_shred *s, char *errstr, size_t errstr_size)
+{
+        rd_kafka_topic_partition_list_t *list;
+        rd_kafka_resp_err_t err;
+        size_t i;
+
+        list = rd_kafka_topic_partition_list_new((int)s->n_next + 1);
+        for (i = 0; i < s->n_next; i++)
+                rd_kafka_topic_partition_list_add(
+                        list, s->config->topics.subject_keys, (int32_t)i)
+                        ->offset = s->next[i] >= 0 ? s->next[i]
+                                                   : RD_KAFKA_OFFSET_BEGINNING;
+        err = rd_kafka_assign(s->reader, list);
+        rd_kafka_topic_partition_list_destroy(list);
+        if (err)
+                return veil_errf(
+                        errstr, errstr_size, VEIL_ENET, "following %s: %s",
+                        s->config->topics.subject_keys, rd_kafka_err2str(err));
+        s->following = true;
+        return 0;
+}
+
+/* What the followed reader has fetched, without waiting. */
+static int drain(struct veil_shred *s, char *errstr, size_t errstr_size)
+{
+        rd_kafka_message_t *rkm;
+        int budget = FOLLOW_BUDGET, rc = 0;
+
+        while (budget-- > 0 && (rkm = rd_kafka_consumer_poll(s->reader, 0))) {
+                if (!rkm->err) {
+                        apply_cb(s, rkm);
+                } else if (rkm->err != RD_KAFKA_RESP_ERR__PARTITION_EOF &&
+                           (rkm->err == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION ||
+                            rkm->err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
+                            rkm->err ==
+                                    RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
+                            rkm->err == RD_KAFKA_RESP_ERR__FATAL)) {
+                        /* Read it in full again at the next call. */
+                        rc           = veil_errf(errstr, errstr_size, VEIL_ENET,
+                                                 "following %s: %s",
+                                                 s->config->topics.subject_keys,
+                                                 rd_kafka_message_errstr(rkm));
+                        s->following = false;
+                        rd_kafka_message_destroy(rkm);
+                        break;
+                }
+                /* other errors (transport): librdkafka retries */
+                rd_kafka_message_destroy(rkm);
+        }
+        return rc;
 }
 
 int veil_shred_catch_up(struct veil_shred *s, bool force, char *errstr,
@@ -48,8 +123,11 @@ int veil_shred_catch_up(struct veil_shred *s, bool force, char *errstr,
 
         if (!s)
                 return 0;
+        if (!force && s->following)
+                return drain(s, errstr, errstr_size);
         if (!force && now - s->last_catch_up_ms < VEIL_SHRED_CATCHUP_MS)
                 return 0;
+        s->following        = false;
         s->last_catch_up_ms = now;
         rc = veil_reader_ends(s->reader, s->config->topics.subject_keys, &parts,
                               &n, 10000, errstr, errstr_size);
@@ -89,6 +167,109 @@ int veil_shred_catch_up(struct veil_shred *s, bool force, char *errstr,
                         s->next[p] = parts[i].to;
         }
         free(parts);
+        if (!rc)
+                rc = follow(s, errstr, errstr_size);
+        return rc;
+}
+
+/* A bound from the environment (tests, tuning), else `def`. */
+static size_t env_size(const char *name, size_t def)
+{
+        const char *v = getenv(name);
+        char *end;
+        unsigned long long n;
+
+        if (!v || !*v)
+                return def;
+        errno = 0;
+        n     = strtoull(v, &end, 10);
+        if (errno || *end || n > SIZE_MAX / 2) {
+                veil_log("warn", "subject-keys",
+                         "%s is not a number: %zu is used", name, def);
+                return def;
+        }
+        return (size_t)n;
+}
+
+static int fetch_cb(void *arg, int32_t part, int64_t off,
+                    const unsigned char *ref, unsigned char *blob, size_t cap,
+                    size_t *len, char *errstr, size_t errstr_size);
+
+/* A store bounded as VEIL_SHRED_CACHE_MAX / _INDEX_MAX say (or the
+ * environment's variables of those names), fetching through s. */
+static struct veil_subject_keys *store_new(const struct veil_config *config,
+                                           struct veil_shred *s, char *errstr,
+                                           size_t errstr_size)
+{
+        struct veil_subject_keys *sk = veil_subject_keys_new(
+                config, env_size("VEIL_SHRED_CACHE_MAX", VEIL_SHRED_CACHE_MAX),
+                errstr, errstr_size);
+
+        if (sk)
+                veil_subject_keys_bound(
+                        sk,
+                        env_size("VEIL_SHRED_INDEX_MAX", VEIL_SHRED_INDEX_MAX),
+                        fetch_cb, s);
+        return sk;
+}
+
+/* The store's fetch (veil_subject_keys_fetch_fn): the record at (part,
+ * off), read_committed, with a deadline. */
+static int fetch_cb(void *arg, int32_t part, int64_t off,
+                    const unsigned char *ref, unsigned char *blob, size_t cap,
+                    size_t *len, char *errstr, size_t errstr_size)
+{
+        struct veil_shred *s = arg;
+        const char *topic    = s->config->topics.subject_keys;
+        int64_t deadline     = veil_now_ms() + VEIL_SHRED_FETCH_TIMEOUT_MS;
+        rd_kafka_topic_partition_list_t *list;
+        rd_kafka_resp_err_t err;
+        int rc = VEIL_ENET;
+
+        list = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(list, topic, part)->offset = off;
+        err = rd_kafka_assign(s->fetcher, list);
+        rd_kafka_topic_partition_list_destroy(list);
+        if (err)
+                return veil_errf(errstr, errstr_size, VEIL_ENET,
+                                 "fetching from %s: %s", topic,
+                                 rd_kafka_err2str(err));
+        veil_errf(errstr, errstr_size, VEIL_ENET,
+                  "fetching a subject key from %s [%" PRId32 "] timed out",
+                  topic, part);
+        while (veil_now_ms() < deadline) {
+                rd_kafka_message_t *rkm =
+                        rd_kafka_consumer_poll(s->fetcher, 100);
+
+                if (!rkm)
+                        continue;
+                if (rkm->partition != part ||
+                    (rkm->err &&
+                     rkm->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)) {
+                        rd_kafka_message_destroy(rkm);
+                        continue; /* transport errors: librdkafka retries */
+                }
+                /* The record is there, or the subject's record moved (a
+                 * later one the reader has not applied yet): try again
+                 * later, never answer "no key". */
+                if (!rkm->err && rkm->offset == off &&
+                    rkm->key_len == VEIL_SUBJECT_REF_LEN &&
+                    !memcmp(rkm->key, ref, VEIL_SUBJECT_REF_LEN) &&
+                    rkm->payload && rkm->len <= cap) {
+                        memcpy(blob, rkm->payload, rkm->len);
+                        *len = rkm->len;
+                        rc   = 0;
+                } else {
+                        rc = veil_errf(errstr, errstr_size, VEIL_ENET,
+                                       "a subject key is no longer at %s "
+                                       "[%" PRId32 "] offset %" PRId64
+                                       " (read again)",
+                                       topic, part, off);
+                }
+                rd_kafka_message_destroy(rkm);
+                break;
+        }
+        rd_kafka_assign(s->fetcher, NULL);
         return rc;
 }
 
@@ -97,6 +278,7 @@ int veil_shred_new(const struct veil_config *config, rd_kafka_t *producer,
 {
         struct veil_shred *s;
         struct veil_subject_keys_stats st;
+        int64_t deadline;
         int rc;
 
         *shredp = NULL;
@@ -105,19 +287,30 @@ int veil_shred_new(const struct veil_config *config, rd_kafka_t *producer,
         s           = veil_calloc(1, sizeof(*s));
         s->config   = config;
         s->producer = producer;
-        s->sk = veil_subject_keys_new(config, VEIL_SHRED_CACHE_MAX, errstr,
-                                      errstr_size);
+        s->sk       = store_new(config, s, errstr, errstr_size);
         if (!s->sk) {
                 veil_shred_destroy(s);
                 return VEIL_ECONFIG;
         }
         s->reader = veil_reader_consumer(config, "subject-keys", NULL, errstr,
                                          errstr_size);
-        if (!s->reader) {
+        s->fetcher =
+                s->reader ? veil_reader_consumer(config, "subject-keys-fetch",
+                                                 NULL, errstr, errstr_size)
+                          : NULL;
+        if (!s->reader || !s->fetcher) {
                 veil_shred_destroy(s);
                 return VEIL_ECONFIG;
         }
-        rc = veil_shred_catch_up(s, true, errstr, errstr_size);
+        /* A key topic just created may not have its leaders yet: broker
+         * errors are retried for a while, as the audit topic's are. */
+        deadline = veil_now_ms() + VEIL_SHRED_START_TIMEOUT_MS;
+        while ((rc = veil_shred_catch_up(s, true, errstr, errstr_size)) ==
+                       VEIL_ENET &&
+               veil_now_ms() < deadline) {
+                veil_log("warn", "subject-keys", "%s (retrying)", errstr);
+                nanosleep(&(struct timespec){0, 200 * 1000000L}, NULL);
+        }
         if (rc) {
                 veil_shred_destroy(s);
                 return rc;
@@ -135,6 +328,8 @@ void veil_shred_destroy(struct veil_shred *s)
                 return;
         if (s->reader)
                 rd_kafka_destroy(s->reader);
+        if (s->fetcher)
+                rd_kafka_destroy(s->fetcher);
         veil_subject_keys_destroy(s->sk);
         free(s->next);
         free(s);
@@ -162,8 +357,7 @@ int veil_shred_set_config(struct veil_shred *s,
         old_next   = veil_calloc(s->n_next + 1, sizeof(*old_next));
         if (s->n_next)
                 memcpy(old_next, s->next, s->n_next * sizeof(*old_next));
-        s->sk = veil_subject_keys_new(config, VEIL_SHRED_CACHE_MAX, errstr,
-                                      errstr_size);
+        s->sk = store_new(config, s, errstr, errstr_size);
         rc    = s->sk ? 0 : VEIL_ECONFIG;
         if (!rc) {
                 s->config = config;

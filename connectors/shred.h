@@ -14,10 +14,19 @@
 
 struct veil_shred;
 
-/* Unwrapped data keys kept per worker pipeline (the LRU's bound). */
+/* Subjects whose token keys are kept per worker pipeline (the LRU's
+ * bound: 128 bytes each with one per_subject purpose). */
 #define VEIL_SHRED_CACHE_MAX 65536
-/* How often, at most, a transaction's begin reads what other workers
- * wrote to the key topic (erasures by another pipeline). */
+/* Subjects whose wrapped key stays resident in the index (96 bytes each);
+ * past it, subjects not used lately keep only ref and position (32
+ * bytes) and their key is fetched from the key topic on their next use. */
+#define VEIL_SHRED_INDEX_MAX 1000000
+/* How long a start retries reading the key topic on broker errors. */
+#define VEIL_SHRED_START_TIMEOUT_MS 60000
+/* A fetch that takes longer fails the batch, which is then retried. */
+#define VEIL_SHRED_FETCH_TIMEOUT_MS 10000
+/* How often, at most, a transaction's begin tries a full read of the key
+ * topic again when it is not followed (not there yet, or an error). */
 #define VEIL_SHRED_CATCHUP_MS 1000
 
 /* The shredding side of a worker whose transactional producer is
@@ -34,9 +43,10 @@ struct veil_subject_keys *veil_shred_store(struct veil_shred *s);
 int veil_shred_set_config(struct veil_shred *s,
                           const struct veil_config *config, char *errstr,
                           size_t errstr_size);
-/* Reads the key topic from where it stopped to its end: `force` on an
- * assignment (a previous owner's keys), else at most every
- * VEIL_SHRED_CATCHUP_MS. Outside a transaction. */
+/* `force` (an assignment: a previous owner's keys): reads the key topic
+ * from where it stopped to its end, blocking, then follows it. Else
+ * applies what the followed reader has fetched (erasures and keys of
+ * other pipelines) without waiting. Outside a transaction. */
 int veil_shred_catch_up(struct veil_shred *s, bool force, char *errstr,
                         size_t errstr_size);
 /* Inside the transaction, before its commit: produces the keys made or

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alerts.h"
 #include "counters.h"
 #include "policy.h"
 #include "tally.h"
@@ -50,6 +51,16 @@ void veil_families_init(struct veil_families *m)
                 "spans the leak guard found in what a purpose would receive, "
                 "by field, detector and action",
                 "purpose,field,detector,action", NULL, 0);
+        m->halted = veil_metrics_family(
+                m->reg, VEIL_METRIC_GAUGE, "veil_purpose_halted",
+                "1 while the purpose's circuit breaker is open (nothing is "
+                "routed to it until `veil guard resume`)",
+                "purpose", NULL, 0);
+        m->alert = veil_metrics_family(
+                m->reg, VEIL_METRIC_GAUGE, "veil_alert_active",
+                "1 while an alerts: threshold is crossed over the last "
+                "minute",
+                "alert,purpose,code", NULL, 0);
         m->dlq = veil_metrics_family(
                 m->reg, VEIL_METRIC_COUNTER, "veil_dlq_records_total",
                 "records committed to the DLQ, by veil.error code", "code",
@@ -103,6 +114,48 @@ void veil_families_init(struct veil_families *m)
                          "source partitions this worker owns", NULL, NULL, 0),
                  none);
         veil_series_set(m->assigned, 0);
+        m->sk_created = veil_metric_series(
+                veil_metrics_family(m->reg, VEIL_METRIC_COUNTER,
+                                    "veil_subject_keys_created_total",
+                                    "per-subject data keys made and committed "
+                                    "(crypto-shredding)",
+                                    NULL, NULL, 0),
+                none);
+        m->sk_destroyed = veil_metric_series(
+                veil_metrics_family(m->reg, VEIL_METRIC_COUNTER,
+                                    "veil_subject_keys_destroyed_total",
+                                    "per-subject data keys an erasure "
+                                    "tombstoned (committed)",
+                                    NULL, NULL, 0),
+                none);
+        m->sk_rewrapped = veil_metric_series(
+                veil_metrics_family(m->reg, VEIL_METRIC_COUNTER,
+                                    "veil_subject_keys_rewrapped_total",
+                                    "per-subject data keys re-wrapped under "
+                                    "the active master key (committed)",
+                                    NULL, NULL, 0),
+                none);
+        m->sk_hits = veil_metric_series(
+                veil_metrics_family(m->reg, VEIL_METRIC_COUNTER,
+                                    "veil_subject_keys_cache_hits_total",
+                                    "subject look-ups served by the key cache",
+                                    NULL, NULL, 0),
+                none);
+        m->sk_misses = veil_metric_series(
+                veil_metrics_family(m->reg, VEIL_METRIC_COUNTER,
+                                    "veil_subject_keys_cache_misses_total",
+                                    "subject look-ups that unwrapped or made "
+                                    "a key",
+                                    NULL, NULL, 0),
+                none);
+        m->sk_fetched = veil_metric_series(
+                veil_metrics_family(m->reg, VEIL_METRIC_COUNTER,
+                                    "veil_subject_keys_fetched_total",
+                                    "wrapped keys of spilled subjects fetched "
+                                    "back from the key topic (past the "
+                                    "index's bound)",
+                                    NULL, NULL, 0),
+                none);
         m->lag = veil_metrics_family(
                 m->reg, VEIL_METRIC_GAUGE, "veil_consumer_lag",
                 "records behind the end of an assigned source partition "
@@ -159,6 +212,10 @@ void veil_families_lag(struct veil_families *m, const char *json, size_t len)
 /* ---- a pipeline's tally ----------------------------------------------------
  */
 
+/* Distinct (kind, purpose or code) an open batch counts for the alerts;
+ * more are dropped (a batch seldom sees more than a few). */
+#define ALERT_PENDING_MAX 64
+
 /* Transform counters of one (route purpose, schema id). */
 struct txinfo {
         const struct veil_route_purpose *rp;
@@ -166,6 +223,7 @@ struct txinfo {
         struct veil_counter **tx;
         uint64_t *mult;
         size_t n;
+        uint64_t unclassified; /* fields without a class, per record */
         struct txinfo *next;
 };
 
@@ -183,6 +241,18 @@ struct veil_tally {
         struct txinfo *txinfos;
         struct veil_counter *audit;
         uint64_t plan_hits_seen, plan_misses_seen, audit_seen;
+        /* the subject-key counters already added (veil_chain_stats) */
+        uint64_t sk_seen[6];
+        /* tombstones of the open batch, and committed so far */
+        int64_t tomb_batch, tomb_committed;
+        /* what the alerts watch, in the open batch: added on commit */
+        struct veil_alerts *alerts;
+        struct pending_alert {
+                enum veil_alert_kind kind;
+                char key[128];
+                uint64_t n;
+        } pending[ALERT_PENDING_MAX];
+        size_t n_pending;
 };
 
 struct veil_tally *veil_tally_new(struct veil_families *m)
@@ -239,8 +309,10 @@ void veil_tally_bind(struct veil_tally *t, const struct veil_config *config)
 
         routes_free(t);
         txinfos_free(t);
-        /* The chain that counted plan hits is new too. */
+        /* The chain that counted plan hits is new too, and so is the
+         * subject-key store (a reload makes another). */
         t->plan_hits_seen = t->plan_misses_seen = 0;
+        memset(t->sk_seen, 0, sizeof(t->sk_seen));
         t->rc   = veil_calloc(policy->n_routes + 1, sizeof(*t->rc));
         t->n_rc = policy->n_routes;
         for (r = 0; r < policy->n_routes; r++) {
@@ -282,11 +354,44 @@ bool veil_tally_expired(struct veil_tally *t, size_t route, size_t purpose)
         return first;
 }
 
+void veil_tally_alerts(struct veil_tally *t, struct veil_alerts *alerts)
+{
+        t->alerts    = alerts;
+        t->n_pending = 0;
+}
+
+static void alert_note(struct veil_tally *t, enum veil_alert_kind kind,
+                       const char *key, uint64_t n)
+{
+        size_t i;
+
+        if (!n || !veil_alerts_watch(t->alerts, kind))
+                return;
+        for (i = 0; i < t->n_pending; i++)
+                if (t->pending[i].kind == kind &&
+                    !strcmp(t->pending[i].key, key)) {
+                        t->pending[i].n += n;
+                        return;
+                }
+        if (t->n_pending == ALERT_PENDING_MAX)
+                return;
+        t->pending[t->n_pending].kind = kind;
+        snprintf(t->pending[t->n_pending].key,
+                 sizeof(t->pending[t->n_pending].key), "%s", key);
+        t->pending[t->n_pending++].n = n;
+}
+
+int64_t veil_tally_tombstones(const struct veil_tally *t)
+{
+        return t ? t->tomb_committed : 0;
+}
+
 void veil_tally_tombstone(struct veil_tally *t, const char *route,
                           const char *purpose, const char *reason)
 {
         const char *v[3] = {route, purpose, reason ? reason : ""};
 
+        t->tomb_batch++;
         veil_counter_add(t->ctr, veil_counter_get(t->ctr, t->m->tomb, v), 1);
 }
 
@@ -296,6 +401,7 @@ void veil_tally_consent(struct veil_tally *t, const char *route,
         const char *v[3] = {route, purpose, reason};
 
         veil_counter_add(t->ctr, veil_counter_get(t->ctr, t->m->consent, v), 1);
+        alert_note(t, VEIL_ALERT_CONSENT, purpose, 1);
 }
 
 void veil_tally_leak(struct veil_tally *t, const char *purpose,
@@ -305,6 +411,7 @@ void veil_tally_leak(struct veil_tally *t, const char *purpose,
         const char *v[4] = {purpose, path, detector, action};
 
         veil_counter_add(t->ctr, veil_counter_get(t->ctr, t->m->leaks, v), n);
+        alert_note(t, VEIL_ALERT_LEAKS, purpose, n);
 }
 
 void veil_tally_dlq(struct veil_tally *t, const char *code)
@@ -312,6 +419,7 @@ void veil_tally_dlq(struct veil_tally *t, const char *code)
         const char *v[1] = {code};
 
         veil_counter_add(t->ctr, veil_counter_get(t->ctr, t->m->dlq, v), 1);
+        alert_note(t, VEIL_ALERT_DLQ, code, 1);
 }
 
 void veil_tally_plan(struct veil_tally *t, const struct veil_record_out *out,
@@ -339,6 +447,8 @@ void veil_tally_plan(struct veil_tally *t, const struct veil_record_out *out,
                         struct veil_counter *ct =
                                 veil_counter_get(t->ctr, t->m->tx, v);
 
+                        if (!f[i].label)
+                                ti->unclassified++;
                         for (k = 0; k < ti->n && ti->tx[k] != ct; k++)
                                 ;
                         if (k == ti->n) {
@@ -352,6 +462,30 @@ void veil_tally_plan(struct veil_tally *t, const struct veil_record_out *out,
         }
         for (k = 0; k < ti->n; k++)
                 veil_counter_add(t->ctr, ti->tx[k], ti->mult[k]);
+        alert_note(t, VEIL_ALERT_UNCLASSIFIED, out->rp->purpose,
+                   ti->unclassified);
+}
+
+/* The subject-key counters since the last call. A store made since (a
+ * reload that bound no new chain) starts again from zero. */
+static void subject_keys_add(struct veil_tally *t,
+                             const struct veil_chain_stats *st)
+{
+        const uint64_t now[6] = {
+                st->subject_keys_created,   st->subject_keys_destroyed,
+                st->subject_keys_rewrapped, st->subject_key_hits,
+                st->subject_key_misses,     st->subject_keys_fetched};
+        struct veil_series *to[6] = {t->m->sk_created,   t->m->sk_destroyed,
+                                     t->m->sk_rewrapped, t->m->sk_hits,
+                                     t->m->sk_misses,    t->m->sk_fetched};
+        size_t i;
+
+        for (i = 0; i < 6; i++) {
+                if (now[i] < t->sk_seen[i])
+                        t->sk_seen[i] = 0;
+                veil_series_add(to[i], now[i] - t->sk_seen[i]);
+                t->sk_seen[i] = now[i];
+        }
 }
 
 void veil_tally_chain(struct veil_tally *t, const struct veil_chain_stats *st)
@@ -361,6 +495,7 @@ void veil_tally_chain(struct veil_tally *t, const struct veil_chain_stats *st)
                         st->plan_misses - t->plan_misses_seen);
         t->plan_hits_seen   = st->plan_hits;
         t->plan_misses_seen = st->plan_misses;
+        subject_keys_add(t, st);
 }
 
 void veil_tally_commit(struct veil_tally *t, const struct veil_chain_stats *st,
@@ -370,7 +505,16 @@ void veil_tally_commit(struct veil_tally *t, const struct veil_chain_stats *st,
         if (audited > t->audit_seen)
                 veil_counter_add(t->ctr, t->audit, audited - t->audit_seen);
         t->audit_seen = audited;
+        size_t i;
+        int64_t now = veil_now_ms();
+
         veil_counters_settle(t->ctr, true);
+        t->tomb_committed += t->tomb_batch;
+        t->tomb_batch = 0;
+        for (i = 0; i < t->n_pending; i++)
+                veil_alerts_add(t->alerts, t->pending[i].kind,
+                                t->pending[i].key, t->pending[i].n, now);
+        t->n_pending = 0;
         veil_series_add(t->m->committed, 1);
         veil_series_observe(t->m->commit_s, (double)commit_ms / 1e3);
         veil_series_observe(t->m->batch_s, (double)batch_ms / 1e3);
@@ -379,5 +523,7 @@ void veil_tally_commit(struct veil_tally *t, const struct veil_chain_stats *st,
 void veil_tally_abort(struct veil_tally *t)
 {
         veil_counters_settle(t->ctr, false);
+        t->tomb_batch = 0;
+        t->n_pending  = 0;
         veil_series_add(t->m->aborted, 1);
 }

@@ -19,8 +19,13 @@ struct veil_families {
         struct veil_metric *in, *out, *tomb, *expired, *dlq, *tx, *lag, *audit;
         struct veil_metric *consent; /* records a consent gate withheld */
         struct veil_metric *leaks;   /* leak guard findings */
+        struct veil_metric *halted;  /* veil_purpose_halted{purpose} */
+        struct veil_metric *alert;   /* veil_alert_active{alert,purpose,code} */
         struct veil_series *plan_hits, *plan_misses, *batch_s, *commit_s,
                 *committed, *aborted, *assigned;
+        /* crypto-shredding: the subject-key stores' counters */
+        struct veil_series *sk_created, *sk_destroyed, *sk_rewrapped, *sk_hits,
+                *sk_misses, *sk_fetched;
 };
 
 void veil_families_init(struct veil_families *m);
@@ -62,6 +67,15 @@ void veil_tally_consent(struct veil_tally *t, const char *route,
  * of (route purpose, schema id), while the plan is alive). */
 void veil_tally_plan(struct veil_tally *t, const struct veil_record_out *out,
                      int schema_in);
+
+/* Alerts (alerts.h, shared; may be NULL) that get this pipeline's
+ * leaks, dead letters, consent drops and unclassified fields, each batch
+ * when it commits. */
+struct veil_alerts;
+void veil_tally_alerts(struct veil_tally *t, struct veil_alerts *alerts);
+/* Tombstones committed so far (every reason: the worker's and the
+ * retention side's), for the stop summary. */
+int64_t veil_tally_tombstones(const struct veil_tally *t);
 
 /* The chain's plan-cache counters (cumulative) reach the registry: on
  * commit, and before a reload replaces the chain. */

@@ -18,6 +18,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "alerts.h"
+#include "breaker.h"
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
@@ -114,6 +116,9 @@ static void loop(struct pipe *p)
                         }
                         p->batch_records += n;
                 }
+                /* halt_on alerts and resumes from the control topic. */
+                if (veil_halt_tick(p, now) == REC_FATAL)
+                        break;
                 if (veil_sink_in_txn(p->sink) &&
                     (p->batch_records >= max ||
                      now - p->batch_start_ms >= interval)) {
@@ -255,6 +260,17 @@ int veil_worker_run(const struct veil_config *config,
                                config->metrics_listen),
                          config->metrics_listen, veil_http_port(sh.http));
         }
+        /* The circuit breaker reads the control topic to its end before
+         * any record is routed: a restarted worker starts halted. */
+        sh.alerts = veil_alerts_new(&config->alerts, sh.m.alert);
+        if (veil_breaker_needed(config)) {
+                sh.breaker = veil_breaker_new(config, sh.m.halted, errstr,
+                                              errstr_size);
+                if (!sh.breaker) {
+                        rc = VEIL_ECONFIG;
+                        goto out;
+                }
+        }
         for (i = 0; i < sh.n_pipes; i++) {
                 rc = veil_pipe_open(&sh.pipes[i], errstr, errstr_size);
                 if (rc)
@@ -312,6 +328,8 @@ out:
          * commit sees the final counts. */
         veil_http_stop(sh.http);
         free(sh.pipes);
+        veil_breaker_destroy(sh.breaker);
+        veil_alerts_destroy(sh.alerts);
         veil_families_destroy(&sh.m);
         return rc;
 }

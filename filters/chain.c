@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "filter.h"
+#include "subject_keys.h"
 #include "util.h"
 #include "veil.h"
 
@@ -500,8 +501,19 @@ struct veil_record_out *veil_chain_outs(struct veil_chain *chain,
         return chain->outs[i];
 }
 
-const struct veil_chain_stats *veil_chain_stats(const struct veil_chain *chain)
+const struct veil_chain_stats *veil_chain_stats(struct veil_chain *chain)
 {
+        struct veil_subject_keys_stats st;
+
+        if (chain->env.subject_keys) {
+                veil_subject_keys_stats(chain->env.subject_keys, &st);
+                chain->stats.subject_keys_created   = st.created;
+                chain->stats.subject_keys_destroyed = st.destroyed;
+                chain->stats.subject_keys_rewrapped = st.rewrapped;
+                chain->stats.subject_key_hits       = st.hits;
+                chain->stats.subject_key_misses     = st.misses;
+                chain->stats.subject_keys_fetched   = st.fetched;
+        }
         return &chain->stats;
 }
 

@@ -143,6 +143,12 @@ struct veil_record_view {
 struct veil_chain_stats {
         uint64_t plan_hits;   /* plans found in the plan cache */
         uint64_t plan_misses; /* plans that had to be compiled */
+        /* Appended: the subject-key store's counters (crypto-shredding;
+         * zero without one), read from it by veil_chain_stats. */
+        uint64_t subject_keys_created, subject_keys_destroyed;
+        uint64_t subject_keys_rewrapped;
+        uint64_t subject_key_hits, subject_key_misses;
+        uint64_t subject_keys_fetched;
 };
 
 /* What filters get at init: the loaded config and shared services. */
@@ -239,8 +245,9 @@ struct veil_record_out *veil_chain_outs(struct veil_chain *chain,
                                         const struct veil_route *route,
                                         size_t *n);
 
-/* The chain's counters (owned by the chain). */
-const struct veil_chain_stats *veil_chain_stats(const struct veil_chain *chain);
+/* The chain's counters (owned by the chain), with the subject-key store's
+ * (veil_chain_set_subject_keys) as they are now. */
+const struct veil_chain_stats *veil_chain_stats(struct veil_chain *chain);
 
 /* Prints each built-in filter's name, description and config keys. */
 void veil_chain_print_help(void);

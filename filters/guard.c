@@ -3,9 +3,10 @@
  * is scanned with the detection engine. A finding whose class the
  * purpose's transforms do not keep (an email typed into a field labelled
  * public, for a purpose that only gets emails hashed) is a leak: the span
- * is replaced (on_leak: redact) or the record goes to the DLQ
- * (quarantine). The leaks are left on the output for the worker to count
- * and audit: paths and detector names, never the text. */
+ * is replaced (on_leak: redact), the record goes to the DLQ
+ * (quarantine), or the leaks are only noted and the worker halts the
+ * purpose (halt: connectors/halt.c). The leaks are left on the output for the
+ * worker to count and audit: paths and detector names, never the text. */
 #include <avro.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -489,7 +490,9 @@ static enum veil_verdict guard_process(void *ctx_, struct veil_record *rec)
                     out->gate || !out->plan || !ctx->detect)
                         continue;
                 quarantine = pu->guard.on_leak == VEIL_LEAK_QUARANTINE;
-                if (!guard_out(ctx, out, pi, !quarantine)) {
+                /* halt: the output is not delivered, nothing to redact */
+                if (!guard_out(ctx, out, pi,
+                               pu->guard.on_leak == VEIL_LEAK_REDACT)) {
                         rec->reason = "guard-failed";
                         snprintf(rec->detail, sizeof(rec->detail),
                                  "purpose %s: the output could not be "
@@ -515,7 +518,7 @@ const struct veil_filter_plugin veil_filter_guard = {
         .name        = "guard",
         .description = "the egress leak guard: strings a guarded purpose "
                        "receives are scanned; a class its licence does not "
-                       "keep is redacted or quarantined",
+                       "keep is redacted, quarantined or halts the purpose",
         .config      = guard_config,
         .ctx_size    = sizeof(struct guard_ctx),
         .init        = guard_init,

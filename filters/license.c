@@ -477,7 +477,7 @@ static enum veil_verdict license_values(struct license_ctx *ctx,
 }
 
 /* Crypto-shredding: keys the ciphers of every licensed purpose of the
- * route that uses encrypt { per_subject } with the data key of the
+ * route that uses encrypt { per_subject } with the token keys of the
  * record's subject (its key); the others are left unkeyed, so a
  * per-subject field without a subject (null key, no store) fails closed. */
 static enum veil_verdict subject_prepare(struct license_ctx *ctx,
@@ -485,12 +485,12 @@ static enum veil_verdict subject_prepare(struct license_ctx *ctx,
 {
         const struct veil_policy *policy = &ctx->config->policy;
         struct veil_subject_keys *sk     = ctx->fenv->subject_keys;
-        unsigned char key[VEIL_SUBJECT_KEY_LEN], ref[VEIL_SUBJECT_REF_LEN];
-        const char *kid = NULL;
-        bool have       = false;
+        unsigned char ref[VEIL_SUBJECT_REF_LEN];
+        const unsigned char *tks = NULL, *tk;
+        const char *kid          = NULL;
         char err[256];
         size_t j;
-        int rc;
+        int rc, slot;
 
         for (j = 0; j < rec->n_outs; j++) {
                 const struct veil_purpose *purpose = rec->outs[j].rp->ref;
@@ -500,29 +500,39 @@ static enum veil_verdict subject_prepare(struct license_ctx *ctx,
                 if (!ctx->per_subject[i] || rec->frame.tombstone || !rec->key ||
                     !sk || !veil_purpose_licensed(purpose, rec->now))
                         continue;
-                if (!have) {
+                /* By name, not cached: a reload brings another store. */
+                slot = veil_subject_keys_slot(sk, purpose->name);
+                if (slot < 0)
+                        return verdict(rec, VEIL_DIVERT, "transform-failed",
+                                       "subject key: purpose %s has no "
+                                       "subject keys in this store",
+                                       purpose->name);
+                if (!tks) {
                         rc = veil_subject_keys_get(sk, rec->route->source,
-                                                   rec->key, rec->key_len, key,
+                                                   rec->key, rec->key_len, &tks,
                                                    ref, &kid, err, sizeof(err));
+                        /* A spilled subject's key not fetched: not the
+                         * record's fault. */
+                        if (rc == VEIL_ENET)
+                                return verdict(rec, VEIL_RETRY,
+                                               "subject-keys-unavailable",
+                                               "subject key: %s", err);
                         if (rc)
                                 return verdict(rec, VEIL_DIVERT,
                                                "transform-failed",
                                                "subject key: %s", err);
-                        have = true;
                 }
+                tk = tks + (size_t)slot * VEIL_SUBJECT_TOKEN_KEYS_LEN;
                 /* The same subject as the last record: keyed already. */
                 ctx->use_subject[i] = true;
-                if (veil_subject_cipher_is(&ctx->subject[i], key, ref, kid))
+                if (veil_subject_cipher_is(&ctx->subject[i], tk, ref, kid))
                         continue;
-                rc = veil_subject_cipher_key(&ctx->subject[i], key, ref, kid,
-                                             purpose->name, err, sizeof(err));
-                if (rc) {
-                        veil_cleanse(key, sizeof(key));
+                rc = veil_subject_cipher_key(&ctx->subject[i], tk, ref, kid,
+                                             err, sizeof(err));
+                if (rc)
                         return verdict(rec, VEIL_DIVERT, "transform-failed",
                                        "subject key: %s", err);
-                }
         }
-        veil_cleanse(key, sizeof(key));
         return VEIL_CONTINUE;
 }
 

@@ -12,7 +12,7 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 VEIL = os.environ.get("VEIL", str(ROOT / "build" / "veil"))
 COMMANDS = ["run", "check", "scan", "broker", "erase", "dlq", "audit", "report",
-            "reveal", "topics"]
+            "reveal", "topics", "guard"]
 
 
 def veil(*args, cwd=None, env=None):
@@ -49,7 +49,10 @@ def test_no_command_is_a_usage_error():
 @pytest.mark.parametrize("args", [["frobnicate"], ["--frobnicate"],
                                   ["check", "--nope"], ["check"],
                                   ["check", "-c"],
-                                  ["check", "-c", "x", "--format", "xml"]])
+                                  ["check", "-c", "x", "--format", "xml"],
+                                  ["guard"], ["guard", "pause"],
+                                  ["guard", "resume", "-c", "x"],
+                                  ["guard", "status"]])
 def test_unknown_command_or_option_exits_2_with_usage(args):
     r = veil(*args)
     assert r.returncode == 2

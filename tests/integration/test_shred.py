@@ -250,3 +250,68 @@ def test_topics_lists_the_key_topic_compacted_only_with_per_subject(veil, tmp_pa
     block = block[:block.index("\n\n")] if "\n\n" in block else block
     assert "cleanup.policy=compact" in block, block
 
+
+
+def test_a_bounded_index_fetches_spilled_subjects_and_never_makes_a_second_key(
+        veil, kafka, tmp_path, monkeypatch):
+    """The index bounded at 2 subjects (and the key cache at 1): past the
+    bound, subjects keep only their key-topic position and their wrapped key
+    is fetched back when a record needs it. The same 12 subjects three
+    times, a restart (cold), a fourth time: one key each, SIV tokens equal
+    round after round, and /metrics shows the fetches."""
+    from test_worker_ops import free_port, get, parse_metrics, value, with_metrics
+
+    monkeypatch.setenv("VEIL_SHRED_INDEX_MAX", "2")
+    monkeypatch.setenv("VEIL_SHRED_CACHE_MAX", "1")
+    port = free_port()
+    pl = shred_pipeline(kafka, str(tmp_path))
+    with_metrics(pl, port)
+    rng = random.Random(1616)
+    cs = [demo_produce.customer(rng, i) for i in range(12)]
+    msgs = [frame(pl, c) for c in cs]
+    who = {}     # source offset label -> customer index
+
+    def round_(n):
+        where = pl.produce(msgs)
+        who.update({f"{pl.source}/{p}/{o}": i for (p, o), i in where.items()})
+        return wait_for(lambda: (lambda m: len(m) >= 12 * n and m)(marketing_emails(kafka, pl)),
+                        timeout=120, what=f"round {n} on marketing")
+
+    def fetched():
+        s, _ = parse_metrics(get(f"http://127.0.0.1:{port}/metrics")[1])
+        return value(s, "veil_subject_keys_fetched_total") or None
+
+    w = pl.start()
+    try:
+        for n in (1, 2, 3):
+            round_(n)
+        n_fetched = wait_for(fetched, timeout=30, what="fetches in /metrics")
+    except AssertionError:
+        print(stderr_text(w)[-4000:])
+        raise
+    finally:
+        rc1 = stop(w)
+    w = pl.start()
+    try:
+        toks = round_(4)
+    except AssertionError:
+        print(stderr_text(w)[-4000:])
+        raise
+    finally:
+        rc2 = stop(w)
+    assert (rc1, rc2) == (0, 0), stderr_text(w)[-3000:]
+    assert n_fetched >= 1
+    by_customer = {}
+    for src, t in toks.items():
+        by_customer.setdefault(who[src], set()).add(t)
+    assert sorted(by_customer) == list(range(12))
+    for i, ts in by_customer.items():
+        assert len(ts) == 1, f"customer {i}: {len(ts)} different tokens"
+    live = {}
+    for m in consume_all(kafka, pl.keys):
+        live[m.key()] = m.value()
+    live = {k for k, v in live.items() if v is not None}
+    assert len(live) == 12, "one key per subject, none made twice"
+    r = reveal(pl, next(iter(by_customer[5])))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == cs[5]["email"]

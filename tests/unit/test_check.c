@@ -425,3 +425,63 @@ ParameterizedTest(struct tx_case *tc, check, tx_types)
                           err);
         veil_schema_destroy(schema);
 }
+
+/* Crypto-shredding's subject is the record key: a purpose that encrypts
+ * per subject on a route that declares no key (no key_class) is a gap,
+ * named by route, purpose and the field's rule; with a key, none. */
+#define SUBJECT_YAML(KEY)                                                      \
+        "registry: { url: file://schemas }\n"                                  \
+        "classes:\n"                                                           \
+        "  customer_id: { tier: internal }\n"                                  \
+        "  email: { tier: confidential, detector: email }\n"                   \
+        "  card: { tier: restricted }\n"                                       \
+        "purposes:\n"                                                          \
+        "  mkt:\n"                                                             \
+        "    license: { id: LIC-M, valid_until: 2099-12-31 }\n"                \
+        "    retention: 30d\n"                                                 \
+        "    transforms: { internal: keep, customer_id: keep,\n"               \
+        "                  email: { encrypt: { per_subject: true } },\n"       \
+        "                  card: drop }\n"                                     \
+        "  plain:\n"                                                           \
+        "    license: { id: LIC-P, valid_until: 2099-12-31 }\n"                \
+        "    retention: 30d\n"                                                 \
+        "    transforms: { internal: keep, customer_id: keep,\n"               \
+        "                  email: { encrypt: { mode: siv } },\n"               \
+        "                  card: drop }\n"                                     \
+        "routes:\n"                                                            \
+        "  - source: customers\n" KEY                                          \
+        "    purposes: { mkt: c.mkt, plain: c.plain }\n"                       \
+        "    classify: { \"address.zip\": internal }\n"
+
+Test(check, per_subject_needs_a_keyed_route)
+{
+        json_t *r, *f;
+        size_t i;
+        int rc;
+
+        r = run(SUBJECT_YAML(""), base_schema, &rc);
+        cr_assert_eq(rc, 0);
+        cr_assert_eq(count(r, VEIL_GAP_SUBJECT_NO_KEY, NULL), 1);
+        json_array_foreach(r, i, f)
+        {
+                if (strcmp(json_string_value(json_object_get(f, "kind")),
+                           VEIL_GAP_SUBJECT_NO_KEY))
+                        continue;
+                cr_assert_str_eq(
+                        json_string_value(json_object_get(f, "severity")),
+                        "error");
+                cr_assert_str_eq(json_string_value(json_object_get(f, "route")),
+                                 "customers");
+                cr_assert_str_eq(
+                        json_string_value(json_object_get(f, "purpose")),
+                        "mkt");
+                cr_assert_str_eq(json_string_value(json_object_get(f, "label")),
+                                 "email");
+        }
+        json_decref(r);
+        r = run(SUBJECT_YAML("    key_class: customer_id\n"), base_schema, &rc);
+        cr_assert_eq(rc, 0);
+        cr_assert_eq(count(r, VEIL_GAP_SUBJECT_NO_KEY, NULL), 0);
+        cr_assert_eq(count(r, VEIL_GAP_NO_KEY_CLASS, NULL), 0);
+        json_decref(r);
+}

@@ -76,7 +76,7 @@ ParameterizedTestParameters(consent, bad_config)
                  "'field' and 'equals', got nothing"},
                 {BASE "    guard: { on_leak: quarantin }\n",
                  "6:23: purposes.marketing.guard.on_leak: expected one of "
-                 "redact, quarantine, got 'quarantin' (did you mean "
+                 "redact, quarantine, halt, got 'quarantin' (did you mean "
                  "'quarantine'?)"},
                 {BASE "    guard: { on_leek: redact }\n",
                  "6:14: purposes.marketing.guard.on_leek: unknown key (did "

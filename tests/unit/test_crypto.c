@@ -830,3 +830,101 @@ Test(crypto, gcm_epochs_differ_per_instance_and_open_each_other)
         veil_gcm_epochs_destroy(&c);
         veil_gcm_epochs_destroy(&c);
 }
+
+/* ---- HKDF without allocation, AEAD re-keying ------------------------------
+ */
+
+Test(crypto, hkdf_noalloc_matches_openssl)
+{
+        static const size_t lens[] = {1, 31, 32, 33, 64, 96, 97, 255 * 32};
+        static unsigned char a[255 * 32], b[255 * 32];
+        unsigned char ikm[40], want[42];
+        char info[300], err[128];
+        size_t i, il;
+
+        /* RFC 5869 case 3 (no salt, empty info) */
+        memset(ikm, 0x0b, 22);
+        unhex("8da4e775a563c18f715f802a063c5a31b8a11f5c5ee1879ec3454e5f3c738d"
+              "2d9d201395faa4b61a96c8",
+              want, sizeof(want));
+        cr_assert_eq(veil_hkdf_sha256_noalloc(ikm, 22, "", 0, a, 42), 0);
+        cr_assert_arr_eq(a, want, 42);
+        memset(info, 'i', sizeof(info));
+        for (i = 0; i < sizeof(ikm); i++)
+                ikm[i] = (unsigned char)(i * 7 + 1);
+        for (i = 0; i < sizeof(lens) / sizeof(lens[0]); i++)
+                for (il = 0; il <= 255; il += 51) {
+                        cr_assert_eq(veil_hkdf_sha256(ikm, 32, NULL, 0, info,
+                                                      il, a, lens[i], err,
+                                                      sizeof(err)),
+                                     0, "%s", err);
+                        cr_assert_eq(veil_hkdf_sha256_noalloc(ikm, 32, info, il,
+                                                              b, lens[i]),
+                                     0);
+                        cr_assert(!memcmp(a, b, lens[i]), "len %zu info %zu",
+                                  lens[i], il);
+                }
+        cr_assert_eq(veil_hkdf_sha256_noalloc(ikm, 0, "i", 1, b, 32),
+                     VEIL_EINVAL);
+        cr_assert_eq(veil_hkdf_sha256_noalloc(ikm, 32, info, 256, b, 32),
+                     VEIL_EINVAL);
+        cr_assert_eq(veil_hkdf_sha256_noalloc(ikm, 32, "i", 1, b, 255 * 32 + 1),
+                     VEIL_EINVAL);
+}
+
+/* A re-keyed context behaves exactly as one set up with the new key. */
+Test(crypto, aead_rekey_equals_a_fresh_init)
+{
+        unsigned char k1[64], k2[64], c1[64], c2[64], back[64];
+        struct veil_aead a, fresh;
+        size_t n1, n2, nb;
+        char err[128];
+        int i;
+
+        for (i = 0; i < 64; i++) {
+                k1[i] = (unsigned char)i;
+                k2[i] = (unsigned char)(255 - i);
+        }
+        /* SIV: deterministic, byte for byte */
+        cr_assert_eq(
+                veil_aead_init(&a, VEIL_AEAD_SIV, k1, 64, err, sizeof(err)), 0,
+                "%s", err);
+        cr_assert_eq(
+                veil_aead_init(&fresh, VEIL_AEAD_SIV, k2, 64, err, sizeof(err)),
+                0, "%s", err);
+        cr_assert_eq(veil_aead_rekey(&a, k2, 64), 0);
+        cr_assert_eq(veil_aead_seal(&a, "short", 5, c1, sizeof(c1), &n1), 0);
+        cr_assert_eq(veil_aead_seal(&fresh, "short", 5, c2, sizeof(c2), &n2),
+                     0);
+        cr_assert(n1 == n2 && !memcmp(c1, c2, n1));
+        cr_assert_eq(veil_aead_seal(&a, "a value of 24 bytes long", 24, c1,
+                                    sizeof(c1), &n1),
+                     0);
+        cr_assert_eq(veil_aead_seal(&fresh, "a value of 24 bytes long", 24, c2,
+                                    sizeof(c2), &n2),
+                     0);
+        cr_assert(n1 == n2 && !memcmp(c1, c2, n1));
+        cr_assert_eq(veil_aead_rekey(&a, k2, 32), VEIL_EINVAL);
+        veil_aead_destroy(&a);
+        veil_aead_destroy(&fresh);
+        /* GCM: sealed under the new key opens under it, not the old one */
+        cr_assert_eq(
+                veil_aead_init(&a, VEIL_AEAD_GCM, k1, 32, err, sizeof(err)), 0,
+                "%s", err);
+        cr_assert_eq(
+                veil_aead_init(&fresh, VEIL_AEAD_GCM, k1, 32, err, sizeof(err)),
+                0, "%s", err);
+        cr_assert_eq(veil_aead_rekey(&a, k2, 32), 0);
+        cr_assert_eq(veil_aead_seal(&a, "v", 1, c1, sizeof(c1), &n1), 0);
+        cr_assert_eq(veil_aead_open(&fresh, c1, n1, back, sizeof(back), &nb),
+                     VEIL_EDATA);
+        cr_assert_eq(veil_aead_rekey(&fresh, k2, 32), 0);
+        cr_assert_eq(veil_aead_open(&fresh, c1, n1, back, sizeof(back), &nb),
+                     0);
+        cr_assert(nb == 1 && back[0] == 'v');
+        cr_assert_eq(veil_aead_rekey(&a, k2, 64), VEIL_EINVAL);
+        veil_aead_destroy(&a);
+        veil_aead_destroy(&fresh);
+        memset(&a, 0, sizeof(a));
+        cr_assert_eq(veil_aead_rekey(&a, k2, 32), VEIL_EINVAL); /* not set up */
+}

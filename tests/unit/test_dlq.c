@@ -131,6 +131,37 @@ Test(dlq, sealed_round_trip_keeps_every_field)
         veil_config_destroy(config);
 }
 
+/* A letter held for one purpose (purpose-halted) names it in veil.purpose,
+ * bound to the seal: moved to another purpose, or stripped (which would
+ * replay it to every purpose), it does not open. */
+Test(dlq, purpose_of_a_held_letter_is_bound)
+{
+        struct veil_config *config = config_new("encrypted", "k1");
+        struct veil_dlq *d         = veil_dlq_new(config, NULL, 0);
+        struct veil_dlq_letter l, got;
+        struct built b;
+
+        letter_fill(&l);
+        snprintf(l.code, sizeof(l.code), "purpose-halted");
+        snprintf(l.purpose, sizeof(l.purpose), "analytics");
+        build(d, &l, &b);
+        cr_assert_eq(open_built(d, &b, &got), 0);
+        cr_assert_str_eq(got.purpose, "analytics");
+        set_header(b.hdrs, VEIL_H_PURPOSE, "marketing");
+        cr_assert_eq(open_built(d, &b, &got), VEIL_EAUTH);
+        rd_kafka_header_remove(b.hdrs, VEIL_H_PURPOSE);
+        cr_assert_eq(open_built(d, &b, &got), VEIL_EAUTH);
+        rd_kafka_headers_destroy(b.hdrs);
+        /* and one of every purpose cannot be narrowed to one */
+        letter_fill(&l);
+        build(d, &l, &b);
+        set_header(b.hdrs, VEIL_H_PURPOSE, "analytics");
+        cr_assert_eq(open_built(d, &b, &got), VEIL_EAUTH);
+        rd_kafka_headers_destroy(b.hdrs);
+        veil_dlq_destroy(d);
+        veil_config_destroy(config);
+}
+
 /* Each header the seal is bound to, changed: the letter does not open. */
 Test(dlq, changed_headers_do_not_open)
 {
