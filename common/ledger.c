@@ -12,6 +12,7 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include "config.h"
+#include "crypto.h"
 
 #include "util.h"
 #include "veil.h"
@@ -218,16 +219,274 @@ int veil_ledger_restore(struct veil_retention *ri, const char *const *topics,
                          (int)rec.topic_len, rec.topic);
 }
 
+/* ---- ledger records, version 2
+ * ------------------------------------------------------ */
+
+int veil_ledger_key_version(const void *key, size_t key_len)
+{
+        return key && key_len && ((const unsigned char *)key)[0] == 0 ? 2 : 1;
+}
+
+void veil_ledger_id(const struct veil_hmac *k, const char *source,
+                    const void *key, size_t key_len,
+                    unsigned char id[VEIL_LEDGER_ID_LEN])
+{
+        unsigned char mac[VEIL_SHA256_LEN], small[512], *msg = small;
+        size_t slen = strlen(source), n = slen + 1 + key_len;
+
+        if (n > sizeof(small))
+                msg = veil_malloc(n);
+        memcpy(msg, source, slen);
+        msg[slen] = 0;
+        if (key_len)
+                memcpy(msg + slen + 1, key, key_len);
+        veil_hmac_sha256(k, msg, n, mac);
+        /* The source key is personal data. */
+        veil_cleanse(msg, n);
+        if (msg != small)
+                free(msg);
+        memcpy(id, mac, VEIL_LEDGER_ID_LEN);
+        veil_cleanse(mac, sizeof(mac));
+}
+
+size_t veil_ledger_key2_len(size_t source_len)
+{
+        return 2 + source_len + 1 + VEIL_LEDGER_ID_LEN;
+}
+
+int veil_ledger_key2_encode(const char *source,
+                            const unsigned char id[VEIL_LEDGER_ID_LEN],
+                            unsigned char *out, size_t cap, size_t *outlen,
+                            char *errstr, size_t errstr_size)
+{
+        size_t slen = source ? strlen(source) : 0;
+
+        if (!topic_valid(source, slen))
+                return veil_errf(errstr, errstr_size, VEIL_EINVAL,
+                                 "ledger: source topic is not a valid Kafka "
+                                 "topic name");
+        if (cap < veil_ledger_key2_len(slen))
+                return veil_errf(errstr, errstr_size, VEIL_EINVAL,
+                                 "ledger: key buffer of %zu bytes, need %zu",
+                                 cap, veil_ledger_key2_len(slen));
+        out[0] = 0;
+        out[1] = VEIL_LEDGER_VERSION2;
+        memcpy(out + 2, source, slen);
+        out[2 + slen] = 0;
+        memcpy(out + 3 + slen, id, VEIL_LEDGER_ID_LEN);
+        *outlen = veil_ledger_key2_len(slen);
+        return 0;
+}
+
+size_t veil_ledger_value2_len(const struct veil_ledger_entry *entries, size_t n)
+{
+        size_t len = 6, i;
+
+        for (i = 0; i < n; i++)
+                len += 1 + entries[i].topic_len + 2 + entries[i].key_len + 16;
+        return len;
+}
+
+int veil_ledger_value2_encode(int32_t partition,
+                              const struct veil_ledger_entry *entries, size_t n,
+                              unsigned char *out, size_t cap, size_t *outlen,
+                              char *errstr, size_t errstr_size)
+{
+        size_t i, j, off = 6;
+
+        if (n == 0 || n > VEIL_LEDGER_MAX_ENTRIES)
+                return veil_errf(errstr, errstr_size, VEIL_EINVAL,
+                                 "ledger: %zu entries (1 to %d)", n,
+                                 VEIL_LEDGER_MAX_ENTRIES);
+        if (partition < 0)
+                return veil_errf(errstr, errstr_size, VEIL_EINVAL,
+                                 "ledger: negative partition");
+        for (i = 0; i < n; i++) {
+                const struct veil_ledger_entry *e = &entries[i];
+
+                if (!topic_valid(e->topic, e->topic_len))
+                        return veil_errf(errstr, errstr_size, VEIL_EINVAL,
+                                         "ledger: entry %zu: purpose topic is "
+                                         "not a valid Kafka topic name",
+                                         i);
+                if (e->key_len > VEIL_RETENTION_MAX_KEY ||
+                    (!e->key && e->key_len))
+                        return veil_errf(errstr, errstr_size, VEIL_EINVAL,
+                                         "ledger: entry %zu: key of %zu bytes "
+                                         "(at most %u)",
+                                         i, e->key_len, VEIL_RETENTION_MAX_KEY);
+                if (e->deadline_ms < 0)
+                        return veil_errf(errstr, errstr_size, VEIL_EINVAL,
+                                         "ledger: entry %zu: negative "
+                                         "deadline",
+                                         i);
+                for (j = 0; j < i; j++)
+                        if (entries[j].topic_len == e->topic_len &&
+                            !memcmp(entries[j].topic, e->topic, e->topic_len) &&
+                            entries[j].key_len == e->key_len &&
+                            (!e->key_len ||
+                             !memcmp(entries[j].key, e->key, e->key_len)))
+                                return veil_errf(errstr, errstr_size,
+                                                 VEIL_EINVAL,
+                                                 "ledger: entry %zu repeats "
+                                                 "entry %zu",
+                                                 i, j);
+        }
+        if (cap < veil_ledger_value2_len(entries, n))
+                return veil_errf(errstr, errstr_size, VEIL_EINVAL,
+                                 "ledger: value buffer of %zu bytes, need %zu",
+                                 cap, veil_ledger_value2_len(entries, n));
+        out[0] = VEIL_LEDGER_VERSION2;
+        put_be32(out + 1, (uint32_t)partition);
+        out[5] = (unsigned char)n;
+        for (i = 0; i < n; i++) {
+                const struct veil_ledger_entry *e = &entries[i];
+
+                out[off++] = (unsigned char)e->topic_len;
+                memcpy(out + off, e->topic, e->topic_len);
+                off += e->topic_len;
+                out[off++] = (unsigned char)(e->key_len >> 8);
+                out[off++] = (unsigned char)e->key_len;
+                if (e->key_len)
+                        memcpy(out + off, e->key, e->key_len);
+                off += e->key_len;
+                put_be64(out + off, (uint64_t)e->deadline_ms);
+                put_be64(out + off + 8, (uint64_t)e->record_ts_ms);
+                off += 16;
+        }
+        *outlen = off;
+        return 0;
+}
+
+int veil_ledger_decode2(const void *key, size_t key_len, const void *value,
+                        size_t value_len, struct veil_ledger_group *g,
+                        char *errstr, size_t errstr_size)
+{
+        const unsigned char *k = key, *v = value;
+        size_t slen, off, i, j, n;
+
+        g->source     = NULL;
+        g->source_len = 0;
+        g->tombstone  = false;
+        g->partition  = 0;
+        g->n          = 0;
+        memset(g->id, 0, sizeof(g->id));
+        if (!k || key_len < 2 + 1 + 1 + VEIL_LEDGER_ID_LEN)
+                return veil_errf(errstr, errstr_size, VEIL_EDATA,
+                                 "ledger v2: key of %zu bytes is too short",
+                                 key_len);
+        if (k[0] != 0 || k[1] != VEIL_LEDGER_VERSION2)
+                return veil_errf(errstr, errstr_size, VEIL_EDATA,
+                                 "ledger v2: key does not start with 0x00 "
+                                 "0x02");
+        slen = key_len - 3 - VEIL_LEDGER_ID_LEN;
+        if (k[2 + slen] != 0 || !topic_valid((const char *)k + 2, slen))
+                return veil_errf(errstr, errstr_size, VEIL_EDATA,
+                                 "ledger v2: key's source part (%zu bytes) "
+                                 "is not a valid topic name",
+                                 slen);
+        g->source     = (const char *)k + 2;
+        g->source_len = slen;
+        memcpy(g->id, k + 3 + slen, VEIL_LEDGER_ID_LEN);
+        if (!v || !value_len) {
+                g->tombstone = true;
+                return 0;
+        }
+        if (value_len < 6)
+                return veil_errf(errstr, errstr_size, VEIL_EDATA,
+                                 "ledger v2: value of %zu bytes is too short",
+                                 value_len);
+        if (v[0] != VEIL_LEDGER_VERSION2)
+                return veil_errf(errstr, errstr_size, VEIL_EDATA,
+                                 "ledger v2: value format version %u (want "
+                                 "%d)",
+                                 v[0], VEIL_LEDGER_VERSION2);
+        g->partition = (int32_t)get_be32(v + 1);
+        n            = v[5];
+        if (g->partition < 0 || n == 0) {
+                g->partition = 0;
+                return veil_errf(errstr, errstr_size, VEIL_EDATA,
+                                 "ledger v2: %s",
+                                 n ? "negative partition" : "no entries");
+        }
+        off = 6;
+        for (i = 0; i < n; i++) {
+                struct veil_ledger_entry *e = &g->entries[i];
+                size_t tl, kl;
+
+                if (value_len - off < 1)
+                        goto short_value;
+                tl = v[off++];
+                if (value_len - off < tl + 2)
+                        goto short_value;
+                if (!topic_valid((const char *)v + off, tl))
+                        goto bad;
+                e->topic     = (const char *)v + off;
+                e->topic_len = tl;
+                off += tl;
+                kl = (size_t)v[off] << 8 | v[off + 1];
+                off += 2;
+                if (value_len - off < kl + 16)
+                        goto short_value;
+                e->key     = v + off;
+                e->key_len = kl;
+                off += kl;
+                e->deadline_ms  = (int64_t)get_be64(v + off);
+                e->record_ts_ms = (int64_t)get_be64(v + off + 8);
+                off += 16;
+                if (e->deadline_ms < 0) {
+                        g->n = 0;
+                        return veil_errf(errstr, errstr_size, VEIL_EDATA,
+                                         "ledger v2: entry %zu: negative "
+                                         "deadline",
+                                         i);
+                }
+                for (j = 0; j < i; j++)
+                        if (g->entries[j].topic_len == tl &&
+                            !memcmp(g->entries[j].topic, e->topic, tl) &&
+                            g->entries[j].key_len == kl &&
+                            (!kl || !memcmp(g->entries[j].key, e->key, kl))) {
+                                g->n = 0;
+                                return veil_errf(errstr, errstr_size,
+                                                 VEIL_EDATA,
+                                                 "ledger v2: entry %zu "
+                                                 "repeats entry %zu",
+                                                 i, j);
+                        }
+                g->n = i + 1;
+        }
+        if (off != value_len) {
+                g->n = 0;
+                return veil_errf(errstr, errstr_size, VEIL_EDATA,
+                                 "ledger v2: %zu byte(s) after entry %zu",
+                                 value_len - off, n - 1);
+        }
+        return 0;
+short_value:
+        g->n = 0;
+        return veil_errf(errstr, errstr_size, VEIL_EDATA,
+                         "ledger v2: value ends inside entry %zu (at byte "
+                         "%zu)",
+                         i, off);
+bad:
+        g->n = 0;
+        return veil_errf(errstr, errstr_size, VEIL_EDATA,
+                         "ledger v2: entry %zu (at byte %zu): topic is not a "
+                         "valid topic name",
+                         i, off);
+}
+
 /* ---- write coalescing
  * -------------------------------------------------------- */
 
 struct lb_pending {
         size_t key_off;
+        size_t val_off; /* into vals */
         uint32_t key_len;
+        uint32_t val_len;
         uint32_t hash;
         int32_t partition;
         bool tombstone;
-        unsigned char value[VEIL_LEDGER_VALUE_LEN];
 };
 
 struct veil_ledger_batch {
@@ -237,6 +496,9 @@ struct veil_ledger_batch {
         size_t mask;
         unsigned char *keys;
         size_t keys_len, keys_cap;
+        /* values; a coalesced put leaves its predecessor's bytes dead */
+        unsigned char *vals;
+        size_t vals_len, vals_cap;
         uint64_t seed;
 };
 
@@ -259,6 +521,7 @@ void veil_ledger_batch_destroy(struct veil_ledger_batch *b)
         if (!b)
                 return;
         veil_ledger_batch_clear(b);
+        free(b->vals);
         free(b->keys);
         free(b->slots);
         free(b->p);
@@ -282,8 +545,8 @@ void veil_ledger_batch_get(const struct veil_ledger_batch *b, size_t i,
 
         out->key       = b->keys + p->key_off;
         out->key_len   = p->key_len;
-        out->value     = p->tombstone ? NULL : p->value;
-        out->value_len = p->tombstone ? 0 : VEIL_LEDGER_VALUE_LEN;
+        out->value     = p->tombstone ? NULL : b->vals + p->val_off;
+        out->value_len = p->tombstone ? 0 : p->val_len;
         out->partition = p->partition;
 }
 
@@ -295,6 +558,9 @@ void veil_ledger_batch_clear(struct veil_ledger_batch *b)
         if (b->keys_len)
                 memset(b->keys, 0, b->keys_len);
         b->keys_len = 0;
+        if (b->vals_len)
+                memset(b->vals, 0, b->vals_len);
+        b->vals_len = 0;
         b->n        = 0;
         b->puts     = 0;
 }
@@ -314,40 +580,25 @@ static void lb_grow_table(struct veil_ledger_batch *b)
         }
 }
 
-int veil_ledger_batch_put(struct veil_ledger_batch *b, const char *topic,
-                          const void *key, size_t key_len, int32_t partition,
-                          const struct veil_ledger_value *value, char *errstr,
-                          size_t errstr_size)
+/* Puts the key at the end of the key arena (klen bytes, already written
+ * there by the caller) with its value. */
+static int lb_put(struct veil_ledger_batch *b, size_t klen, int32_t partition,
+                  const void *value, size_t value_len)
 {
-        unsigned char val[VEIL_LEDGER_VALUE_LEN];
         struct lb_pending *p;
-        size_t need, klen, i;
         uint64_t h64;
         uint32_t h, s;
-        int rc;
+        size_t i;
 
-        if (partition < 0)
-                return veil_errf(errstr, errstr_size, VEIL_EINVAL,
-                                 "ledger: negative partition %d",
-                                 (int)partition);
         if (value) {
-                rc = veil_ledger_value_encode(value, val, errstr, errstr_size);
-                if (rc)
-                        return rc;
+                if (b->vals_len + value_len > b->vals_cap) {
+                        if (!b->vals_cap)
+                                b->vals_cap = 4096;
+                        while (b->vals_len + value_len > b->vals_cap)
+                                b->vals_cap *= 2;
+                        b->vals = veil_realloc(b->vals, b->vals_cap);
+                }
         }
-        /* Encode the ledger key at the end of the key arena; it becomes
-         * the pending record's key unless the key is already pending. */
-        need = veil_ledger_key_len(topic ? strlen(topic) : 0, key_len);
-        if (b->keys_len + need > b->keys_cap) {
-                while (b->keys_len + need > b->keys_cap)
-                        b->keys_cap *= 2;
-                b->keys = veil_realloc(b->keys, b->keys_cap);
-        }
-        rc = veil_ledger_key_encode(topic, key, key_len, b->keys + b->keys_len,
-                                    b->keys_cap - b->keys_len, &klen, errstr,
-                                    errstr_size);
-        if (rc)
-                return rc;
         if ((b->n + 1) * 4 > (b->mask + 1) * 3)
                 lb_grow_table(b);
         h64 = veil_retention_hash(b->seed, b->keys + b->keys_len, klen);
@@ -375,9 +626,68 @@ int veil_ledger_batch_put(struct veil_ledger_batch *b, const char *topic,
 fill:
         p->partition = partition;
         p->tombstone = value == NULL;
-        if (value)
-                memcpy(p->value, val, sizeof(val));
+        p->val_off   = b->vals_len;
+        p->val_len   = value ? (uint32_t)value_len : 0;
+        if (value) {
+                memcpy(b->vals + b->vals_len, value, value_len);
+                b->vals_len += value_len;
+        }
         return 0;
+}
+
+static void lb_reserve_key(struct veil_ledger_batch *b, size_t need)
+{
+        if (b->keys_len + need > b->keys_cap) {
+                while (b->keys_len + need > b->keys_cap)
+                        b->keys_cap *= 2;
+                b->keys = veil_realloc(b->keys, b->keys_cap);
+        }
+}
+
+int veil_ledger_batch_put(struct veil_ledger_batch *b, const char *topic,
+                          const void *key, size_t key_len, int32_t partition,
+                          const struct veil_ledger_value *value, char *errstr,
+                          size_t errstr_size)
+{
+        unsigned char val[VEIL_LEDGER_VALUE_LEN];
+        size_t klen;
+        int rc;
+
+        if (partition < 0)
+                return veil_errf(errstr, errstr_size, VEIL_EINVAL,
+                                 "ledger: negative partition %d",
+                                 (int)partition);
+        if (value) {
+                rc = veil_ledger_value_encode(value, val, errstr, errstr_size);
+                if (rc)
+                        return rc;
+        }
+        /* Encode the ledger key at the end of the key arena; it becomes
+         * the pending record's key unless the key is already pending. */
+        lb_reserve_key(b,
+                       veil_ledger_key_len(topic ? strlen(topic) : 0, key_len));
+        rc = veil_ledger_key_encode(topic, key, key_len, b->keys + b->keys_len,
+                                    b->keys_cap - b->keys_len, &klen, errstr,
+                                    errstr_size);
+        if (rc)
+                return rc;
+        return lb_put(b, klen, partition, value ? val : NULL, sizeof(val));
+}
+
+int veil_ledger_batch_put2(struct veil_ledger_batch *b, const void *key,
+                           size_t key_len, int32_t partition, const void *value,
+                           size_t value_len, char *errstr, size_t errstr_size)
+{
+        if (partition < 0)
+                return veil_errf(errstr, errstr_size, VEIL_EINVAL,
+                                 "ledger: negative partition %d",
+                                 (int)partition);
+        if (!key || !key_len || (value && !value_len) || value_len > UINT32_MAX)
+                return veil_errf(errstr, errstr_size, VEIL_EINVAL,
+                                 "ledger: empty key or value");
+        lb_reserve_key(b, key_len);
+        memcpy(b->keys + b->keys_len, key, key_len);
+        return lb_put(b, key_len, partition, value, value_len);
 }
 
 /* ---- erasure requests

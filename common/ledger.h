@@ -101,6 +101,97 @@ int veil_ledger_restore(struct veil_retention *ri, const char *const *topics,
                         const void *value, size_t value_len, char *errstr,
                         size_t errstr_size);
 
+/* ---- ledger records, version 2
+ * ---------------------------------------------------------
+ *
+ * One record per (route source, source key): every purpose's entry for the
+ * key in one value, so that a record written to N purposes costs one ledger
+ * write, not N. Same partitioning (the key's source partition) and
+ * compaction as version 1; a worker restores both and writes only this.
+ *
+ *   key   = 0x00 0x02 | source topic name | 0x00 | id (16 bytes)
+ *           id = the first 16 bytes of HMAC-SHA256(K_ledger, source topic
+ *           | 0x00 | source key), K_ledger = HKDF-SHA256(master key, no
+ *           salt, info "veil:ledger:id"): the key itself never reaches the
+ *           ledger, and a low-entropy key cannot be found by guessing.
+ *           (A version 1 key starts with a topic character, never 0x00.)
+ *   value = integers big-endian:
+ *           [0]      format version, 2
+ *           [1..4]   source partition (int32, >= 0)
+ *           [5]      n, entries (1..VEIL_LEDGER_MAX_ENTRIES)
+ *           n times: topic length (1 byte, 1..249) | purpose topic |
+ *                    key length (2 bytes) | key as written to the purpose
+ *                    topic (transformed) | deadline (int64, >= 0) |
+ *                    timestamp of the newest record (int64)
+ *           No two entries name the same (topic, key) (a rotated key
+ *           transform may give one topic two keys); nothing follows the last.
+ *         or null (a tombstone): no purpose holds the key any more.
+ * When one purpose's deadline passes, the record is rewritten without it;
+ * when the last goes, the tombstone. */
+
+#define VEIL_LEDGER_VERSION2 2
+#define VEIL_LEDGER_ID_LEN 16
+#define VEIL_LEDGER_MAX_ENTRIES 255
+#define VEIL_LEDGER_ID_INFO "veil:ledger:id"
+
+/* One purpose's entry. topic and key point into the value bytes. */
+struct veil_ledger_entry {
+        const char *topic; /* not NUL-terminated */
+        size_t topic_len;
+        const unsigned char *key;
+        size_t key_len;
+        int64_t deadline_ms;
+        int64_t record_ts_ms;
+};
+
+/* A decoded version 2 record (source points into the key bytes). */
+struct veil_ledger_group {
+        const char *source; /* not NUL-terminated */
+        size_t source_len;
+        unsigned char id[VEIL_LEDGER_ID_LEN];
+        bool tombstone; /* then partition is 0 and n is 0 */
+        int32_t partition;
+        size_t n;
+        struct veil_ledger_entry entries[VEIL_LEDGER_MAX_ENTRIES];
+};
+
+/* The format version a record key is in: 2 when it starts with 0x00, else
+ * 1 (whether it is valid is the decoder's business). */
+int veil_ledger_key_version(const void *key, size_t key_len);
+
+/* The id of (source, source key) under k (keyed with veil_hmac_init_derived
+ * and VEIL_LEDGER_ID_INFO). */
+void veil_ledger_id(const struct veil_hmac *k, const char *source,
+                    const void *key, size_t key_len,
+                    unsigned char id[VEIL_LEDGER_ID_LEN]);
+
+/* Bytes the version 2 key of source takes. */
+size_t veil_ledger_key2_len(size_t source_len);
+/* Writes the key. Returns 0 or VEIL_EINVAL (source not a valid topic name,
+ * cap too small) with errstr. */
+int veil_ledger_key2_encode(const char *source,
+                            const unsigned char id[VEIL_LEDGER_ID_LEN],
+                            unsigned char *out, size_t cap, size_t *outlen,
+                            char *errstr, size_t errstr_size);
+
+/* Bytes the value of entries[0..n) takes. */
+size_t veil_ledger_value2_len(const struct veil_ledger_entry *entries,
+                              size_t n);
+/* Writes the value. Returns 0, or VEIL_EINVAL (no or too many entries, a
+ * bad or repeated topic, a key over VEIL_RETENTION_MAX_KEY, a negative
+ * deadline or partition, cap too small) with errstr naming the entry. */
+int veil_ledger_value2_encode(int32_t partition,
+                              const struct veil_ledger_entry *entries, size_t n,
+                              unsigned char *out, size_t cap, size_t *outlen,
+                              char *errstr, size_t errstr_size);
+
+/* Decodes a version 2 record as consumed. value == NULL or value_len == 0
+ * is a tombstone. Returns 0, or VEIL_EDATA when any byte is off with
+ * errstr naming the position, never the bytes. */
+int veil_ledger_decode2(const void *key, size_t key_len, const void *value,
+                        size_t value_len, struct veil_ledger_group *g,
+                        char *errstr, size_t errstr_size);
+
 /* ---- write coalescing
  * ---------------------------------------------------------
  *
@@ -132,6 +223,13 @@ int veil_ledger_batch_put(struct veil_ledger_batch *b, const char *topic,
                           const void *key, size_t key_len, int32_t partition,
                           const struct veil_ledger_value *value, char *errstr,
                           size_t errstr_size);
+
+/* Records the ledger state of a version 2 record: key as
+ * veil_ledger_key2_encode wrote it, value (value_len bytes) or NULL for a
+ * tombstone. Bytes are copied. Returns 0 or VEIL_EINVAL. */
+int veil_ledger_batch_put2(struct veil_ledger_batch *b, const void *key,
+                           size_t key_len, int32_t partition, const void *value,
+                           size_t value_len, char *errstr, size_t errstr_size);
 
 /* Distinct keys pending (records the commit will write). */
 size_t veil_ledger_batch_count(const struct veil_ledger_batch *b);

@@ -54,6 +54,9 @@ struct veil_retention {
         size_t arena_len, arena_cap, arena_dead;
 
         uint64_t seed;
+        /* > 0: only a key's first id_len bytes identify it; the rest is a
+         * payload that put replaces (veil_retention_set_id_len). */
+        size_t id_len;
 
         /* The open transaction's undo log: what each change replaced. */
         bool txn;
@@ -128,11 +131,19 @@ uint64_t veil_retention_seed(void)
                       (uint64_t)(uintptr_t)&s);
 }
 
+/* The bytes of a key of len bytes that identify it. */
+static size_t ri_idlen(const struct veil_retention *ri, size_t len)
+{
+        return ri->id_len && len > ri->id_len ? ri->id_len : len;
+}
+
 static uint32_t ri_hash(const struct veil_retention *ri, uint16_t purpose,
                         const void *key, size_t len)
 {
-        uint64_t h =
-                veil_retention_hash(ri->seed ^ (purpose * RI_K3), key, len);
+        uint64_t h;
+
+        len = ri_idlen(ri, len);
+        h   = veil_retention_hash(ri->seed ^ (purpose * RI_K3), key, len);
 
         return (uint32_t)(h ^ (h >> 32));
 }
@@ -262,7 +273,10 @@ static void heap_fix(struct veil_retention *ri, size_t pos)
 static int ri_key_eq(const struct veil_retention *ri, const struct ri_entry *e,
                      uint32_t h, uint16_t purpose, const void *key, size_t len)
 {
-        return e->hash == h && e->purpose == purpose && e->key_len == len &&
+        size_t el = ri_idlen(ri, e->key_len);
+
+        len = ri_idlen(ri, len);
+        return e->hash == h && e->purpose == purpose && el == len &&
                (!len || !memcmp(ri->arena + e->key_off, key, len));
 }
 
@@ -512,12 +526,32 @@ static int ri_put(struct veil_retention *ri, uint16_t purpose, const void *key,
                 ri_table_grow(ri);
         slot = ri_lookup(ri, h, purpose, key, key_len, &found);
         if (found) {
-                x   = ri->slots[slot] - 1;
-                pos = ri->ent[x].heap_pos;
-                old = ri->hdl[pos];
-                if (ri->txn && (deadline_ms > old || replace))
-                        ri_log(ri, purpose, key, key_len, true, old,
+                bool payload;
+
+                x       = ri->slots[slot] - 1;
+                pos     = ri->ent[x].heap_pos;
+                old     = ri->hdl[pos];
+                payload = ri->id_len && (ri->ent[x].key_len != key_len ||
+                                         memcmp(ri->arena + ri->ent[x].key_off,
+                                                key, key_len) != 0);
+                if (ri->txn && (deadline_ms > old || replace || payload))
+                        ri_log(ri, purpose, ri->arena + ri->ent[x].key_off,
+                               ri->ent[x].key_len, true, old,
                                ri->ent[x].partition);
+                if (payload) {
+                        /* The new bytes go to the arena's end (a compaction
+                         * there moves only offsets); the old become dead. */
+                        rc = ri_arena_reserve(ri, key_len);
+                        if (rc)
+                                return veil_errf(errstr, errstr_size, rc,
+                                                 "retention: more than 4 GiB "
+                                                 "of keys");
+                        ri->arena_dead += ri->ent[x].key_len;
+                        ri->ent[x].key_off = (uint32_t)ri->arena_len;
+                        ri->ent[x].key_len = (uint16_t)key_len;
+                        memcpy(ri->arena + ri->arena_len, key, key_len);
+                        ri->arena_len += key_len;
+                }
                 if (deadline_ms > old || (replace && deadline_ms != old)) {
                         ri->hdl[pos] = deadline_ms;
                         heap_fix(ri, pos);
@@ -561,6 +595,11 @@ static int ri_put(struct veil_retention *ri, uint16_t purpose, const void *key,
         if (change)
                 *change = VEIL_RETENTION_ADDED;
         return 0;
+}
+
+void veil_retention_set_id_len(struct veil_retention *ri, size_t id_len)
+{
+        ri->id_len = id_len;
 }
 
 int veil_retention_upsert(struct veil_retention *ri, uint16_t purpose,

@@ -51,6 +51,14 @@ struct veil_retention_entry {
 struct veil_retention *veil_retention_new(void);
 void veil_retention_destroy(struct veil_retention *ri);
 
+/* Keys of this index are an identity (their first id_len bytes) and a
+ * payload (the rest): lookups, removal and equality use the identity only,
+ * and upsert / set of a tracked key replace its payload (logged like any
+ * change, so a rollback restores it). A new payload goes to the arena like
+ * a new key (it may compact). Set once, on an empty index; 0 (the
+ * default) makes the whole key its identity. */
+void veil_retention_set_id_len(struct veil_retention *ri, size_t id_len);
+
 /* Tracks the key or renews it: the deadline becomes max(old, deadline_ms),
  * so a record read late (older timestamp) never shortens a key's life.
  * The partition is set to `partition` whenever the deadline moves (the

@@ -35,7 +35,7 @@
  *   (tables, caches) must see it to delete their copy; a day covers a
  *   consumer that is down for less than a day. It never outlives the
  *   retention the licence granted, since the tombstone carries the key.
- * The ledger (compacted) holds one record per tracked key; erased and
+ * The ledger (compacted) holds one record per tracked source key; erased and
  *   expired keys must leave it too, so it gets the same one-day bounds.
  *   It needs as many partitions as the largest source: the state of
  *   source partition p lives in ledger partition p.

@@ -48,9 +48,65 @@ struct erase_pos {
         int64_t first, last;
 };
 
+/* A group: every purpose's entry for one (route source, source key), as
+ * the ledger's version 2 record holds it. In the index a group is one
+ * entry: purpose = the route's slot number, key = the 16-byte ledger id
+ * (its identity) + a payload
+ *   flags (1) | n (1) | n times: slot (2) | deadline (8) | ts (8) |
+ *   key length (2) | key (the purpose's transformed key)
+ * (integers in host order: it never leaves the process), deadline = the
+ * earliest of its entries', partition = the source partition. */
+#define G_V1                                                                   \
+        0x01 /* from a version 1 ledger record: one entry, and its id          \
+              * is pseudo_id's (the source key is not known) */
+#define G_MAX VEIL_LEDGER_MAX_ENTRIES
+
+struct gmem {
+        uint16_t slot;
+        int64_t deadline_ms, ts_ms;
+        const unsigned char *key; /* into grp.buf, or the caller's bytes */
+        size_t key_len;
+};
+
+struct grp {
+        uint16_t rs;
+        unsigned char id[VEIL_LEDGER_ID_LEN];
+        unsigned char flags;
+        bool found; /* in the index when loaded */
+        int32_t partition;
+        size_t n;
+        struct gmem m[G_MAX];
+        struct veil_buf buf; /* the loaded payload */
+};
+
 struct veil_retain {
         const struct veil_config *config;
         rd_kafka_t *producer; /* borrowed */
+
+        /* route sources: the index's purpose numbers for groups */
+        struct topic_slot *rslots;
+        size_t n_rslots;
+        struct veil_hmac lk; /* K_ledger */
+        /* K_ledger of the ring's other keys: a source key's record written
+         * under one of them (before a rotation) joins the current one */
+        struct veil_hmac *alias;
+        size_t n_alias;
+        bool alias_done; /* for the id cached below */
+        struct grp *ag;  /* scratch */
+        unsigned char **chunks;
+        size_t n_chunks;
+        bool v1_seen; /* a version 1 record was restored */
+        /* The last group note touched: g_valid when it is the index's
+         * state, g_dirty when changed and not stored yet (a record's
+         * purposes are noted one after another: one store per record). */
+        struct grp g;
+        bool g_valid, g_dirty;
+        struct veil_ledger_group *lg; /* restore's decoding space */
+        struct veil_buf enc, enc2;
+        /* the id of the last source key asked about */
+        const struct veil_route *id_route;
+        struct veil_buf id_skey;
+        unsigned char id[VEIL_LEDGER_ID_LEN];
 
         struct veil_retention *ri;
         struct veil_ledger_batch *batch;
@@ -114,6 +170,44 @@ static void slots_bind(struct veil_retain *r)
                         r->slots[k].route = &policy->routes[i];
                         r->slots[k].rp    = rp;
                 }
+}
+
+static void rslots_bind(struct veil_retain *r)
+{
+        const struct veil_policy *policy = &r->config->policy;
+        size_t i, k;
+
+        for (k = 0; k < r->n_rslots; k++)
+                r->rslots[k].route = NULL;
+        for (i = 0; i < policy->n_routes; i++) {
+                for (k = 0; k < r->n_rslots; k++)
+                        if (!strcmp(r->rslots[k].topic,
+                                    policy->routes[i].source))
+                                break;
+                if (k == r->n_rslots) {
+                        r->rslots = veil_realloc(r->rslots,
+                                                 (r->n_rslots + 1) *
+                                                         sizeof(*r->rslots));
+                        r->rslots[k].topic =
+                                veil_strdup(policy->routes[i].source);
+                        r->rslots[k].rp = NULL;
+                        r->n_rslots++;
+                }
+                r->rslots[k].route = &policy->routes[i];
+        }
+        r->id_route = NULL; /* routes moved */
+}
+
+static uint16_t rslot_of(const struct veil_retain *r, const char *source,
+                         size_t len)
+{
+        size_t k;
+
+        for (k = 0; k < r->n_rslots; k++)
+                if (strlen(r->rslots[k].topic) == len &&
+                    !memcmp(r->rslots[k].topic, source, len))
+                        return (uint16_t)k;
+        return UINT16_MAX;
 }
 
 /* The number of a configured purpose topic (slots_bind made one for each). */
@@ -372,6 +466,428 @@ static int tombstone(struct veil_retain *r, const struct veil_route *route,
                        hdrs, errstr, errstr_size);
 }
 
+/* ---- groups (ledger version 2) ----------------------------------------- */
+
+static void alias_free(struct veil_hmac *alias, size_t n)
+{
+        size_t i;
+
+        for (i = 0; i < n; i++)
+                veil_hmac_cleanse(&alias[i]);
+        free(alias);
+}
+
+static int lk_init(struct veil_retain *r, const struct veil_config *config,
+                   char *errstr, size_t errstr_size)
+{
+        struct veil_hmac *alias = NULL;
+        size_t i, n = 0;
+        int rc;
+
+        rc = veil_hmac_init_derived(&r->lk, config->keys.key,
+                                    config->keys.key_len, VEIL_LEDGER_ID_INFO,
+                                    errstr, errstr_size);
+        if (rc)
+                return rc;
+        for (i = 0; i < config->keys.n_ring; i++) {
+                const struct veil_key *k = &config->keys.ring[i];
+
+                if (!k->key || k->len < 32 || k->key == config->keys.key)
+                        continue;
+                alias = veil_realloc(alias, (n + 1) * sizeof(*alias));
+                rc    = veil_hmac_init_derived(&alias[n], k->key, k->len,
+                                               VEIL_LEDGER_ID_INFO, errstr,
+                                               errstr_size);
+                if (rc) {
+                        alias_free(alias, n);
+                        return rc;
+                }
+                n++;
+        }
+        alias_free(r->alias, r->n_alias);
+        r->alias    = alias;
+        r->n_alias  = n;
+        r->id_route = NULL;
+        return 0;
+}
+
+/* The ledger id of the record key (skey) read from route's source; the
+ * last one is remembered, since every purpose of a record asks. */
+static const unsigned char *source_id(struct veil_retain *r,
+                                      const struct veil_route *route,
+                                      const void *skey, size_t sklen)
+{
+        if (r->id_route == route && r->id_skey.len == sklen &&
+            (!sklen || !memcmp(r->id_skey.data, skey, sklen)))
+                return r->id;
+        veil_ledger_id(&r->lk, route->source, skey, sklen, r->id);
+        r->alias_done = false;
+        /* A copy of the source key (personal data) only for the compare;
+         * wiped when the next one replaces it and at the end. */
+        veil_cleanse(r->id_skey.data, r->id_skey.cap);
+        r->id_skey.len = 0;
+        veil_buf_append(&r->id_skey, skey, sklen);
+        r->id_route = route;
+        return r->id;
+}
+
+/* The id standing for a key restored from a version 1 record, whose
+ * source key is unknown: "v1:" cannot start a topic name, so it is no
+ * source's id. */
+static void pseudo_id(const struct veil_retain *r, uint16_t slot,
+                      const void *key, size_t key_len,
+                      unsigned char id[VEIL_LEDGER_ID_LEN])
+{
+        char name[4 + VEIL_LEDGER_TOPIC_MAX + 1];
+
+        snprintf(name, sizeof(name), "v1:%s", r->slots[slot].topic);
+        veil_ledger_id(&r->lk, name, key, key_len, id);
+}
+
+/* Parses a payload (after the id) into g; bytes must outlive g. */
+static void grp_parse(struct grp *g, const unsigned char *p, size_t len)
+{
+        size_t off = 2, i;
+
+        g->flags = p[0];
+        g->n     = p[1];
+        for (i = 0; i < g->n && off + 20 <= len; i++) {
+                uint16_t kl;
+
+                memcpy(&g->m[i].slot, p + off, 2);
+                memcpy(&g->m[i].deadline_ms, p + off + 2, 8);
+                memcpy(&g->m[i].ts_ms, p + off + 10, 8);
+                memcpy(&kl, p + off + 18, 2);
+                g->m[i].key     = p + off + 20;
+                g->m[i].key_len = kl;
+                off += 20 + (size_t)kl;
+        }
+}
+
+/* Loads group (rs, id) into r->g (empty and !found when not tracked). */
+static struct grp *grp_load(struct veil_retain *r, uint16_t rs,
+                            const unsigned char *id)
+{
+        struct grp *g = &r->g;
+        struct veil_retention_entry e;
+
+        if (r->g_valid && g->rs == rs && !memcmp(g->id, id, VEIL_LEDGER_ID_LEN))
+                return g;
+        g->rs = rs;
+        memcpy(g->id, id, VEIL_LEDGER_ID_LEN);
+        g->flags     = 0;
+        g->found     = false;
+        g->partition = 0;
+        g->n         = 0;
+        r->g_valid   = true; /* what the index says: nothing, or this */
+        if (veil_retention_get(r->ri, rs, id, VEIL_LEDGER_ID_LEN, &e))
+                return g;
+        veil_cleanse(g->buf.data, g->buf.cap);
+        g->buf.len = 0;
+        veil_buf_append(&g->buf, e.key, e.key_len);
+        g->found     = true;
+        g->partition = e.partition;
+        grp_parse(g, g->buf.data + VEIL_LEDGER_ID_LEN,
+                  g->buf.len - VEIL_LEDGER_ID_LEN);
+        return g;
+}
+
+/* Makes every entry's key bytes g's own (in g->buf): keys noted from the
+ * caller's buffers or a scratch chunk outlive them while g waits. */
+static void grp_own_keys(struct grp *g)
+{
+        size_t off[G_MAX], i, len = g->buf.len;
+        const unsigned char *base = g->buf.data;
+        bool in[G_MAX];
+
+        for (i = 0; i < g->n; i++) {
+                in[i] = !g->m[i].key_len ||
+                        (base && g->m[i].key >= base &&
+                         g->m[i].key + g->m[i].key_len <= base + len);
+                off[i] = in[i] && g->m[i].key_len ? (size_t)(g->m[i].key - base)
+                                                  : 0;
+        }
+        for (i = 0; i < g->n; i++)
+                if (!in[i]) {
+                        off[i] = g->buf.len;
+                        veil_buf_append(&g->buf, g->m[i].key, g->m[i].key_len);
+                }
+        for (i = 0; i < g->n; i++)
+                g->m[i].key = g->buf.data + off[i];
+}
+
+static ssize_t grp_find(const struct grp *g, uint16_t slot, const void *key,
+                        size_t key_len)
+{
+        size_t i;
+
+        for (i = 0; i < g->n; i++)
+                if (g->m[i].slot == slot && g->m[i].key_len == key_len &&
+                    (!key_len || !memcmp(g->m[i].key, key, key_len)))
+                        return (ssize_t)i;
+        return -1;
+}
+
+/* Entry i leaves the group. A version 1 key's ledger record is its own:
+ * it gets its tombstone now. */
+static int grp_drop(struct veil_retain *r, struct grp *g, size_t i,
+                    char *errstr, size_t errstr_size)
+{
+        int rc = 0;
+
+        if (g->flags & G_V1)
+                rc = veil_ledger_batch_put(
+                        r->batch, r->slots[g->m[i].slot].topic, g->m[i].key,
+                        g->m[i].key_len, g->partition, NULL, errstr,
+                        errstr_size);
+        g->m[i] = g->m[--g->n];
+        return rc;
+}
+
+/* Writes g back: into the index (or out of it when empty) and into the
+ * transaction's ledger batch (one record per group per transaction: a
+ * later store of the same group replaces the pending record). */
+/* Puts g (n > 0) into the index as it is: the payload, the earliest
+ * deadline, the partition. */
+static int grp_index(struct veil_retain *r, struct grp *g, char *errstr,
+                     size_t errstr_size)
+{
+        int64_t min = INT64_MAX;
+        unsigned char hdr[2];
+        size_t i;
+        int rc;
+
+        /* Member keys may point into g->buf: a separate buffer. */
+        r->enc.len = 0;
+        veil_buf_append(&r->enc, g->id, VEIL_LEDGER_ID_LEN);
+        hdr[0] = g->flags;
+        hdr[1] = (unsigned char)g->n;
+        veil_buf_append(&r->enc, hdr, 2);
+        for (i = 0; i < g->n; i++) {
+                const struct gmem *m = &g->m[i];
+                uint16_t kl          = (uint16_t)m->key_len;
+
+                veil_buf_append(&r->enc, &m->slot, 2);
+                veil_buf_append(&r->enc, &m->deadline_ms, 8);
+                veil_buf_append(&r->enc, &m->ts_ms, 8);
+                veil_buf_append(&r->enc, &kl, 2);
+                veil_buf_append(&r->enc, m->key, m->key_len);
+                if (m->deadline_ms < min)
+                        min = m->deadline_ms;
+        }
+        rc = veil_retention_set(r->ri, g->rs, r->enc.data, r->enc.len, min,
+                                g->partition, errstr, errstr_size);
+        if (!rc) {
+                /* g now reads from the bytes just stored. */
+                struct veil_buf t = g->buf;
+
+                g->buf   = r->enc;
+                r->enc   = t;
+                g->found = true;
+                grp_parse(g, g->buf.data + VEIL_LEDGER_ID_LEN,
+                          g->buf.len - VEIL_LEDGER_ID_LEN);
+        }
+        return rc;
+}
+
+static int grp_store(struct veil_retain *r, struct grp *g, char *errstr,
+                     size_t errstr_size);
+
+/* Stores the group a record's notes changed. */
+static int grp_settle(struct veil_retain *r, char *errstr, size_t errstr_size)
+{
+        int rc;
+
+        if (!r->g_dirty)
+                return 0;
+        r->g_dirty = false;
+        rc         = grp_store(r, &r->g, errstr, errstr_size);
+        if (rc)
+                r->g_valid = false;
+        return rc;
+}
+
+static int restore_set(struct veil_retain *r, struct grp *g, char *errstr,
+                       size_t errstr_size)
+{
+        return grp_index(r, g, errstr, errstr_size);
+}
+
+static int grp_store(struct veil_retain *r, struct grp *g, char *errstr,
+                     size_t errstr_size)
+{
+        unsigned char key2[2 + VEIL_LEDGER_TOPIC_MAX + 1 + VEIL_LEDGER_ID_LEN];
+        struct veil_ledger_entry ents[G_MAX];
+        const char *source = r->rslots[g->rs].topic;
+        size_t i, klen, vlen;
+        int rc;
+
+        if (g->n == 0) {
+                if (g->found)
+                        veil_retention_remove(r->ri, g->rs, g->id,
+                                              VEIL_LEDGER_ID_LEN, NULL);
+                g->found = false;
+                if (g->flags & G_V1)
+                        return 0; /* grp_drop wrote the tombstones */
+                rc = veil_ledger_key2_encode(source, g->id, key2, sizeof(key2),
+                                             &klen, errstr, errstr_size);
+                return rc ? rc
+                          : veil_ledger_batch_put2(r->batch, key2, klen,
+                                                   g->partition, NULL, 0,
+                                                   errstr, errstr_size);
+        }
+        for (i = 0; i < g->n; i++) {
+                const struct gmem *m = &g->m[i];
+
+                ents[i].topic        = r->slots[m->slot].topic;
+                ents[i].topic_len    = strlen(ents[i].topic);
+                ents[i].key          = m->key;
+                ents[i].key_len      = m->key_len;
+                ents[i].deadline_ms  = m->deadline_ms;
+                ents[i].record_ts_ms = m->ts_ms;
+        }
+        if (g->flags & G_V1) {
+                /* Never rewritten as version 2 without its source key. */
+                for (i = 0; i < g->n; i++) {
+                        struct veil_ledger_value lv = {g->m[i].deadline_ms,
+                                                       g->m[i].ts_ms,
+                                                       g->partition};
+
+                        rc = veil_ledger_batch_put(r->batch, ents[i].topic,
+                                                   g->m[i].key, g->m[i].key_len,
+                                                   g->partition, &lv, errstr,
+                                                   errstr_size);
+                        if (rc)
+                                return rc;
+                }
+        } else {
+                vlen = veil_ledger_value2_len(ents, g->n);
+                veil_buf_reserve(&r->enc2, vlen);
+                rc = veil_ledger_key2_encode(source, g->id, key2, sizeof(key2),
+                                             &klen, errstr, errstr_size);
+                if (!rc)
+                        rc = veil_ledger_value2_encode(
+                                g->partition, ents, g->n, r->enc2.data,
+                                r->enc2.cap, &vlen, errstr, errstr_size);
+                if (!rc)
+                        rc = veil_ledger_batch_put2(r->batch, key2, klen,
+                                                    g->partition, r->enc2.data,
+                                                    vlen, errstr, errstr_size);
+                if (rc)
+                        return rc;
+        }
+        return grp_index(r, g, errstr, errstr_size);
+}
+
+/* A version 1 key (slot, key) restored before this run's version 2
+ * records: taken out of the index and the ledger (a tombstone for its
+ * version 1 record) so that its group holds it from now on. *dl / *ts get
+ * its deadline and timestamp, or stay when it is not tracked. */
+static int absorb_v1(struct veil_retain *r, uint16_t rs, uint16_t slot,
+                     const void *key, size_t key_len, int64_t *dl, int64_t *ts,
+                     char *errstr, size_t errstr_size)
+{
+        unsigned char pid[VEIL_LEDGER_ID_LEN];
+        struct veil_retention_entry e;
+        struct grp v;
+        int rc;
+
+        if (!r->v1_seen)
+                return 0;
+        pseudo_id(r, slot, key, key_len, pid);
+        if (veil_retention_get(r->ri, rs, pid, VEIL_LEDGER_ID_LEN, &e))
+                return 0;
+        memset(&v, 0, sizeof(v));
+        grp_parse(&v, e.key + VEIL_LEDGER_ID_LEN,
+                  e.key_len - VEIL_LEDGER_ID_LEN);
+        if (v.n == 1) {
+                if (v.m[0].deadline_ms > *dl) {
+                        *dl = v.m[0].deadline_ms;
+                        *ts = v.m[0].ts_ms;
+                }
+        }
+        rc = veil_ledger_batch_put(r->batch, r->slots[slot].topic, key, key_len,
+                                   e.partition, NULL, errstr, errstr_size);
+        veil_retention_remove(r->ri, rs, pid, VEIL_LEDGER_ID_LEN, NULL);
+        return rc;
+}
+
+static void chunks_free(struct veil_retain *r)
+{
+        size_t i;
+
+        for (i = 0; i < r->n_chunks; i++)
+                free(r->chunks[i]);
+        r->n_chunks = 0;
+}
+
+/* Loads the group of (rs, id under alias a) into r->ag, its bytes in a
+ * chunk that lives until chunks_free; false when not tracked. */
+static bool alias_load(struct veil_retain *r, size_t a, uint16_t rs,
+                       const struct veil_route *route, const void *skey,
+                       size_t sklen)
+{
+        struct veil_retention_entry e;
+        unsigned char *chunk;
+
+        veil_ledger_id(&r->alias[a], route->source, skey, sklen, r->ag->id);
+        if (veil_retention_get(r->ri, rs, r->ag->id, VEIL_LEDGER_ID_LEN, &e))
+                return false;
+        chunk = veil_malloc(e.key_len);
+        memcpy(chunk, e.key, e.key_len);
+        r->chunks =
+                veil_realloc(r->chunks, (r->n_chunks + 1) * sizeof(*r->chunks));
+        r->chunks[r->n_chunks++] = chunk;
+        r->ag->rs                = rs;
+        r->ag->found             = true;
+        r->ag->partition         = e.partition;
+        grp_parse(r->ag, chunk + VEIL_LEDGER_ID_LEN,
+                  e.key_len - VEIL_LEDGER_ID_LEN);
+        return true;
+}
+
+/* Records of the source key written under the ring's other keys (before a
+ * key rotation) join g, the current one, keeping each entry's later
+ * deadline: two records must never hold one purpose key, or the older
+ * would tombstone it under the newer's data. Sets *joined. */
+static int absorb_aliases(struct veil_retain *r, struct grp *g,
+                          const struct veil_route *route, const void *skey,
+                          size_t sklen, bool *joined, char *errstr,
+                          size_t errstr_size)
+{
+        size_t a, i;
+        ssize_t x;
+        int rc;
+
+        if (r->alias_done || !r->n_alias)
+                return 0;
+        r->alias_done = true;
+        for (a = 0; a < r->n_alias; a++) {
+                struct grp *v = r->ag;
+
+                if (!alias_load(r, a, g->rs, route, skey, sklen))
+                        continue;
+                for (i = 0; i < v->n; i++) {
+                        x = grp_find(g, v->m[i].slot, v->m[i].key,
+                                     v->m[i].key_len);
+                        if (x >= 0) {
+                                if (v->m[i].deadline_ms > g->m[x].deadline_ms)
+                                        g->m[x] = v->m[i];
+                        } else if (g->n < G_MAX) {
+                                g->m[g->n++] = v->m[i];
+                        }
+                }
+                if (!g->n || !g->found)
+                        g->partition = v->partition;
+                v->n = 0;
+                rc   = grp_store(r, v, errstr, errstr_size); /* tombstone */
+                if (rc)
+                        return rc;
+                *joined = true;
+        }
+        return 0;
+}
+
 /* ---- life cycle ---------------------------------------------------------- */
 
 struct veil_retain *veil_retain_new(const struct veil_config *config,
@@ -388,8 +904,18 @@ struct veil_retain *veil_retain_new(const struct veil_config *config,
         r->ri       = veil_retention_new();
         r->batch    = veil_ledger_batch_new();
         r->popped   = veil_calloc(POP_BATCH, sizeof(*r->popped));
+        veil_retention_set_id_len(r->ri, VEIL_LEDGER_ID_LEN);
+        r->lg = veil_calloc(1, sizeof(*r->lg));
+        r->ag = veil_calloc(1, sizeof(*r->ag));
         veil_buf_init(&r->key, 0);
+        veil_buf_init(&r->g.buf, 0);
+        veil_buf_init(&r->enc, 0);
+        veil_buf_init(&r->enc2, 0);
+        veil_buf_init(&r->id_skey, 0);
         slots_bind(r);
+        rslots_bind(r);
+        if (lk_init(r, config, errstr, errstr_size))
+                goto err;
         if (envs_new(config, &r->keys, &r->envs, &r->n_envs, errstr,
                      errstr_size))
                 goto err;
@@ -467,6 +993,22 @@ void veil_retain_destroy(struct veil_retain *r)
         veil_shred_destroy(r->shred);
         envs_free(r->keys, r->envs, r->n_envs);
         veil_buf_free(&r->key);
+        veil_cleanse(r->id_skey.data, r->id_skey.cap);
+        veil_buf_free(&r->id_skey);
+        veil_buf_free(&r->g.buf);
+        free(r->lg);
+        if (r->ag)
+                veil_buf_free(&r->ag->buf);
+        free(r->ag);
+        chunks_free(r);
+        free(r->chunks);
+        alias_free(r->alias, r->n_alias);
+        veil_buf_free(&r->enc);
+        veil_buf_free(&r->enc2);
+        veil_hmac_cleanse(&r->lk);
+        for (k = 0; k < r->n_rslots; k++)
+                free(r->rslots[k].topic);
+        free(r->rslots);
         epos_clear(r);
         free(r->epos);
         for (k = 0; k < r->n_slots; k++)
@@ -487,6 +1029,10 @@ int veil_retain_set_config(struct veil_retain *r,
         size_t n;
         int rc;
 
+        rc = grp_settle(r, errstr, errstr_size);
+        if (rc)
+                return rc;
+        r->g_valid = false;
         if (r->shred)
                 rc = veil_shred_set_config(r->shred, config, errstr,
                                            errstr_size);
@@ -511,13 +1057,37 @@ int veil_retain_set_config(struct veil_retain *r,
                 veil_erasure_keys_destroy(&r->ek);
                 r->ek = ek;
         }
+        {
+                struct veil_hmac lk = r->lk;
+
+                rc = lk_init(r, config, errstr, errstr_size);
+                if (rc) {
+                        r->lk = lk;
+                        envs_free(keys, envs, n);
+                        return rc;
+                }
+                veil_hmac_cleanse(&lk);
+        }
         envs_free(r->keys, r->envs, r->n_envs);
         r->keys   = keys;
         r->envs   = envs;
         r->n_envs = n;
         r->config = config;
         slots_bind(r);
+        rslots_bind(r);
         return 0;
+}
+
+/* The index's count with the group waiting to be stored. */
+static size_t tracked(const struct veil_retain *r)
+{
+        size_t n = veil_retention_count(r->ri);
+
+        if (r->g_dirty && !r->g.found && r->g.n)
+                n++;
+        if (r->g_dirty && r->g.found && !r->g.n)
+                n--;
+        return n;
 }
 
 void veil_retain_set_tally(struct veil_retain *r, struct veil_tally *tally)
@@ -528,7 +1098,7 @@ void veil_retain_set_tally(struct veil_retain *r, struct veil_tally *tally)
 
 size_t veil_retain_count(const struct veil_retain *r)
 {
-        return r ? veil_retention_count(r->ri) : 0;
+        return r ? tracked(r) : 0;
 }
 
 void veil_retain_stats(const struct veil_retain *r,
@@ -537,7 +1107,7 @@ void veil_retain_stats(const struct veil_retain *r,
         memset(st, 0, sizeof(*st));
         if (!r)
                 return;
-        st->tracked    = veil_retention_count(r->ri);
+        st->tracked    = tracked(r);
         st->memory     = veil_retention_memory(r->ri);
         st->tombstones = r->n_tombstones;
         st->erasures   = r->n_erasures;
@@ -552,6 +1122,9 @@ void veil_retain_begin(struct veil_retain *r)
         veil_retention_begin(r->ri);
         veil_ledger_batch_clear(r->batch);
         epos_clear(r);
+        /* Records under rotated keys are joined once per id and
+         * transaction: forget which ids were. */
+        r->id_route = NULL;
         if (r->shred) {
                 char err[512];
 
@@ -569,6 +1142,9 @@ int veil_retain_flush(struct veil_retain *r, char *errstr, size_t errstr_size)
 
         if (!r)
                 return 0;
+        rc = grp_settle(r, errstr, errstr_size);
+        if (rc)
+                return rc;
         if (r->epos_revoked)
                 return veil_errf(errstr, errstr_size, VEIL_RETAIN_REDO,
                                  "an erasure partition this transaction "
@@ -643,6 +1219,9 @@ void veil_retain_rollback(struct veil_retain *r)
         veil_retention_rollback(r->ri);
         veil_shred_rollback(r->shred);
         veil_ledger_batch_clear(r->batch);
+        r->id_route = NULL;  /* joined records came back */
+        r->g_dirty  = false; /* the transaction's, gone with it */
+        r->g_valid  = false;
         /* The aborted transaction's requests come again. */
         for (i = 0; i < r->n_epos; i++) {
                 if (r->stash && r->stash->partition == r->epos[i].partition &&
@@ -678,62 +1257,149 @@ void veil_retain_rollback(struct veil_retain *r)
 
 int veil_retain_note(struct veil_retain *r, const struct veil_route *route,
                      const struct veil_route_purpose *rp, int32_t partition,
-                     const void *key, size_t key_len, bool value_null,
-                     int64_t ts_ms, char *errstr, size_t errstr_size)
+                     const void *skey, size_t skey_len, const void *key,
+                     size_t key_len, bool value_null, int64_t ts_ms,
+                     char *errstr, size_t errstr_size)
 {
-        struct veil_ledger_value lv;
-        enum veil_retention_change change;
         enum veil_retention_reason reason;
-        struct veil_retention_entry old;
-        uint16_t n;
+        int64_t deadline = INT64_MIN, v1_ts = 0;
+        const unsigned char *id;
+        bool joined = false;
+        uint16_t n, rs;
+        struct grp *g;
+        ssize_t i;
         int rc;
 
-        (void)route;
-        if (!r || !key)
+        if (!r || !key || !skey)
                 return 0;
-        n = slot_of(r, rp->topic, strlen(rp->topic));
-        if (n == UINT16_MAX)
+        n  = slot_of(r, rp->topic, strlen(rp->topic));
+        rs = rslot_of(r, route->source, strlen(route->source));
+        if (n == UINT16_MAX || rs == UINT16_MAX)
                 return veil_errf(errstr, errstr_size, VEIL_EINVAL,
                                  "purpose topic %s is not configured",
                                  rp->topic);
-        if (value_null) {
-                if (veil_retention_remove(r->ri, n, key, key_len, &old))
-                        return 0;
-                return veil_ledger_batch_put(r->batch, rp->topic, key, key_len,
-                                             old.partition, NULL, errstr,
-                                             errstr_size);
-        }
         if (ts_ms <= 0)
                 ts_ms = veil_now_ms();
-        lv.deadline_ms = veil_retention_deadline(rp->ref, ts_ms, &reason);
-        if (reason == VEIL_RETENTION_NONE)
-                return 0;
-        rc = veil_retention_upsert(r->ri, n, key, key_len, lv.deadline_ms,
-                                   partition, &change, errstr, errstr_size);
-        if (rc || change == VEIL_RETENTION_UNCHANGED)
-                return rc;
-        lv.record_ts_ms = ts_ms;
-        lv.partition    = partition;
-        return veil_ledger_batch_put(r->batch, rp->topic, key, key_len,
-                                     partition, &lv, errstr, errstr_size);
+        if (!value_null) {
+                deadline = veil_retention_deadline(rp->ref, ts_ms, &reason);
+                if (reason == VEIL_RETENTION_NONE)
+                        return 0;
+        }
+        /* A key restored from a version 1 record joins its group. */
+        {
+                int64_t d1 = INT64_MIN;
+
+                rc = absorb_v1(r, rs, n, key, key_len, &d1, &v1_ts, errstr,
+                               errstr_size);
+                if (rc)
+                        return rc;
+                if (d1 > deadline && !value_null) {
+                        deadline = d1;
+                        ts_ms    = v1_ts;
+                }
+                v1_ts = d1 != INT64_MIN; /* absorbed: the group must say */
+        }
+        id = source_id(r, route, skey, skey_len);
+        if (r->g_dirty &&
+            (r->g.rs != rs || memcmp(r->g.id, id, VEIL_LEDGER_ID_LEN))) {
+                rc = grp_settle(r, errstr, errstr_size); /* the last record's */
+                if (rc)
+                        goto out;
+        }
+        g  = grp_load(r, rs, id);
+        rc = absorb_aliases(r, g, route, skey, skey_len, &joined, errstr,
+                            errstr_size);
+        if (rc)
+                goto out;
+        i = grp_find(g, n, key, key_len);
+        if (value_null) {
+                if (i >= 0)
+                        rc = grp_drop(r, g, (size_t)i, errstr, errstr_size);
+                if (!rc && (i >= 0 || joined)) {
+                        grp_own_keys(g);
+                        r->g_dirty = true;
+                }
+                goto out;
+        }
+        if (i >= 0) {
+                if (deadline <= g->m[i].deadline_ms && !v1_ts && !joined)
+                        goto out; /* a later or equal deadline: no write */
+                if (deadline > g->m[i].deadline_ms) {
+                        g->m[i].deadline_ms = deadline;
+                        g->m[i].ts_ms       = ts_ms;
+                }
+        } else {
+                if (g->n == G_MAX) {
+                        rc = veil_errf(errstr, errstr_size, VEIL_EINVAL,
+                                       "retention: more than %d purpose "
+                                       "keys for one source key",
+                                       G_MAX);
+                        goto out;
+                }
+                i                   = (ssize_t)g->n++;
+                g->m[i].slot        = n;
+                g->m[i].deadline_ms = deadline;
+                g->m[i].ts_ms       = ts_ms;
+                g->m[i].key         = key;
+                g->m[i].key_len     = key_len;
+        }
+        g->partition = partition; /* the newest record's */
+        /* Stored when the record's notes are done (the next note of another
+         * source key, or any other use of the index). */
+        grp_own_keys(g);
+        r->g_dirty = true;
+out:
+        chunks_free(r);
+        return rc;
 }
 
-int veil_retain_holds(const struct veil_retain *r,
-                      const struct veil_route_purpose *rp, const void *key,
-                      size_t key_len)
+int veil_retain_holds(struct veil_retain *r, const struct veil_route *route,
+                      const struct veil_route_purpose *rp, const void *skey,
+                      size_t skey_len, const void *key, size_t key_len)
 {
         enum veil_retention_reason reason;
-        uint16_t n;
+        unsigned char pid[VEIL_LEDGER_ID_LEN];
+        struct veil_retention_entry e;
+        const unsigned char *id;
+        uint16_t n, rs;
+        size_t a;
 
-        if (!r || !key)
+        if (!r || !key || !skey)
                 return -1;
         veil_retention_deadline(rp->ref, veil_now_ms(), &reason);
         if (reason == VEIL_RETENTION_NONE)
                 return -1;
-        n = slot_of(r, rp->topic, strlen(rp->topic));
-        if (n == UINT16_MAX)
+        n  = slot_of(r, rp->topic, strlen(rp->topic));
+        rs = rslot_of(r, route->source, strlen(route->source));
+        if (n == UINT16_MAX || rs == UINT16_MAX)
                 return -1;
-        return veil_retention_get(r->ri, n, key, key_len, NULL) == 0;
+        if (r->v1_seen) {
+                pseudo_id(r, n, key, key_len, pid);
+                if (!veil_retention_get(r->ri, rs, pid, VEIL_LEDGER_ID_LEN,
+                                        NULL))
+                        return 1;
+        }
+        id = source_id(r, route, skey, skey_len);
+        if (r->g_valid && r->g.rs == rs &&
+            !memcmp(r->g.id, id, VEIL_LEDGER_ID_LEN)) {
+                /* the group noted last, maybe not stored yet */
+                if (grp_find(&r->g, n, key, key_len) >= 0)
+                        return 1;
+        } else if (!veil_retention_get(r->ri, rs, id, VEIL_LEDGER_ID_LEN, &e)) {
+                r->ag->n = 0;
+                grp_parse(r->ag, e.key + VEIL_LEDGER_ID_LEN,
+                          e.key_len - VEIL_LEDGER_ID_LEN);
+                if (grp_find(r->ag, n, key, key_len) >= 0)
+                        return 1;
+        }
+        for (a = 0; a < r->n_alias; a++)
+                if (alias_load(r, a, rs, route, skey, skey_len) &&
+                    grp_find(r->ag, n, key, key_len) >= 0) {
+                        chunks_free(r);
+                        return 1;
+                }
+        chunks_free(r);
+        return 0;
 }
 
 /* ---- timers -------------------------------------------------------------- */
@@ -778,46 +1444,66 @@ static int expire(struct veil_retain *r, int64_t now_ms, int64_t *produced,
                   char *errstr, size_t errstr_size)
 {
         struct expiry_count counts[64];
-        size_t n_counts = 0, got, i, k;
+        size_t n_counts = 0, i, k;
         int64_t total   = 0;
         int rc;
 
-        do {
-                got = veil_retention_pop_expired(r->ri, now_ms, r->popped,
-                                                 POP_BATCH);
-                for (i = 0; i < got; i++) {
-                        const struct veil_retention_entry *e = &r->popped[i];
-                        const struct topic_slot *s = &r->slots[e->purpose];
+        /* A group at a time: the rest of a popped group goes back into
+         * the index (which may move its bytes) before the next pop. r->g
+         * is the scratch. */
+        r->g_valid = false;
+        while (total < POP_MAX_PER_TICK &&
+               veil_retention_pop_expired(r->ri, now_ms, r->popped, 1) == 1) {
+                const struct veil_retention_entry *e = &r->popped[0];
+                struct grp *g                        = &r->g;
+
+                g->rs = e->purpose;
+                memcpy(g->id, e->key, VEIL_LEDGER_ID_LEN);
+                veil_cleanse(g->buf.data, g->buf.cap);
+                g->buf.len = 0;
+                veil_buf_append(&g->buf, e->key, e->key_len);
+                g->found     = false; /* popped */
+                g->partition = e->partition;
+                grp_parse(g, g->buf.data + VEIL_LEDGER_ID_LEN,
+                          g->buf.len - VEIL_LEDGER_ID_LEN);
+                for (i = g->n; i-- > 0;) {
+                        const struct gmem *m       = &g->m[i];
+                        const struct topic_slot *s = &r->slots[m->slot];
                         const struct veil_purpose *pu =
                                 s->rp ? s->rp->ref : NULL;
-                        const char *reason = pu ? veil_retention_reason_name(
-                                                          pu, e->deadline_ms)
-                                                : "retention";
+                        const char *reason;
 
-                        rc = tombstone(r, s->route, s->topic, pu, e->key,
-                                       e->key_len, reason, errstr, errstr_size);
-                        if (!rc)
-                                rc = veil_ledger_batch_put(r->batch, s->topic,
-                                                           e->key, e->key_len,
-                                                           e->partition, NULL,
-                                                           errstr, errstr_size);
+                        if (m->deadline_ms > now_ms)
+                                continue;
+                        reason = pu ? veil_retention_reason_name(pu,
+                                                                 m->deadline_ms)
+                                    : "retention";
+                        rc     = tombstone(r, s->route, s->topic, pu, m->key,
+                                           m->key_len, reason, errstr, errstr_size);
                         if (rc)
                                 return rc;
                         for (k = 0; k < n_counts; k++)
-                                if (counts[k].slot == e->purpose &&
+                                if (counts[k].slot == m->slot &&
                                     !strcmp(counts[k].reason, reason))
                                         break;
                         if (k == n_counts && n_counts < 64) {
-                                counts[k].slot   = e->purpose;
+                                counts[k].slot   = m->slot;
                                 counts[k].reason = reason;
                                 counts[k].n      = 0;
                                 n_counts++;
                         }
                         if (k < n_counts)
                                 counts[k].n++;
+                        total++;
+                        rc = grp_drop(r, g, i, errstr, errstr_size);
+                        if (rc)
+                                return rc;
                 }
-                total += (int64_t)got;
-        } while (got == POP_BATCH && total < POP_MAX_PER_TICK);
+                /* Rewritten without the passed entries, or its tombstone. */
+                rc = grp_store(r, g, errstr, errstr_size);
+                if (rc)
+                        return rc;
+        }
         for (k = 0; k < n_counts; k++) {
                 const struct topic_slot *s    = &r->slots[counts[k].slot];
                 const struct veil_purpose *pu = s->rp ? s->rp->ref : NULL;
@@ -870,7 +1556,8 @@ static int erase(struct veil_retain *r, const rd_kafka_message_t *rkm,
 {
         const struct veil_policy *policy = &r->config->policy;
         struct veil_erasure_request req;
-        struct veil_retention_entry old;
+        struct grp *g;
+        uint16_t rs;
         char hash[VEIL_ERASURE_KEY_HASH_MAX + 1], err[256];
         json_t *topics, *ev;
         int64_t tombstones = 0, cleared = 0, key_tombstones = 0;
@@ -892,7 +1579,16 @@ static int erase(struct veil_retain *r, const rd_kafka_message_t *rkm,
         topics = json_array();
         for (i = 0; i < policy->n_routes; i++) {
                 const struct veil_route *route = &policy->routes[i];
+                bool done[G_MAX]               = {false};
+                ssize_t x;
+                size_t k;
 
+                /* The subject's group on this route (its tracked keys). */
+                rs = rslot_of(r, route->source, strlen(route->source));
+                g  = rs == UINT16_MAX ? NULL
+                                      : grp_load(r, rs,
+                                                 source_id(r, route, req.key,
+                                                           req.key_len));
                 for (j = 0; j < route->n_purposes; j++) {
                         const struct veil_route_purpose *rp =
                                 &route->purposes[j];
@@ -918,17 +1614,76 @@ static int erase(struct veil_retain *r, const rd_kafka_message_t *rkm,
                         tombstones++;
                         json_array_append_new(topics, json_string(rp->topic));
                         n = slot_of(r, rp->topic, strlen(rp->topic));
-                        if (n != UINT16_MAX &&
-                            !veil_retention_remove(r->ri, n, r->key.data,
-                                                   r->key.len, &old)) {
-                                cleared++;
-                                rc = veil_ledger_batch_put(
-                                        r->batch, rp->topic, r->key.data,
-                                        r->key.len, old.partition, NULL, errstr,
-                                        errstr_size);
+                        if (g && n != UINT16_MAX &&
+                            (x = grp_find(g, n, r->key.data, r->key.len)) >= 0)
+                                done[x] = true;
+                        if (n != UINT16_MAX && rs != UINT16_MAX) {
+                                int64_t d1 = INT64_MIN, t1 = 0;
+
+                                /* a key restored from version 1 */
+                                rc = absorb_v1(r, rs, n, r->key.data,
+                                               r->key.len, &d1, &t1, errstr,
+                                               errstr_size);
                                 if (rc)
                                         goto out;
+                                if (d1 != INT64_MIN)
+                                        cleared++;
                         }
+                }
+                if (!g)
+                        continue;
+                /* Tracked keys the purposes' transforms no longer give
+                 * (written before a key rotation) are the subject's too. */
+                for (k = 0; k < g->n; k++) {
+                        const struct topic_slot *ts = &r->slots[g->m[k].slot];
+
+                        if (done[k])
+                                continue;
+                        rc = tombstone(r, ts->route, ts->topic,
+                                       ts->rp ? ts->rp->ref : NULL, g->m[k].key,
+                                       g->m[k].key_len, "erasure", errstr,
+                                       errstr_size);
+                        if (rc)
+                                goto out;
+                        tombstones++;
+                        json_array_append_new(topics, json_string(ts->topic));
+                }
+                /* Every entry goes, with one ledger tombstone. */
+                if (g->n) {
+                        cleared += (int64_t)g->n;
+                        g->n = 0;
+                        rc   = grp_store(r, g, errstr, errstr_size);
+                        if (rc)
+                                goto out;
+                }
+                /* Records of the key written under the ring's other keys:
+                 * their keys are tombstoned too (a rotated transform gave
+                 * other ones) and the records go. */
+                for (k = 0; k < r->n_alias; k++) {
+                        struct grp *v = r->ag;
+                        size_t y;
+
+                        if (!alias_load(r, k, rs, route, req.key, req.key_len))
+                                continue;
+                        for (y = 0; y < v->n; y++) {
+                                const struct topic_slot *ts =
+                                        &r->slots[v->m[y].slot];
+
+                                rc = tombstone(r, ts->route, ts->topic,
+                                               ts->rp ? ts->rp->ref : NULL,
+                                               v->m[y].key, v->m[y].key_len,
+                                               "erasure", errstr, errstr_size);
+                                if (rc)
+                                        goto out;
+                                tombstones++;
+                                json_array_append_new(topics,
+                                                      json_string(ts->topic));
+                        }
+                        cleared += (int64_t)v->n;
+                        v->n = 0;
+                        rc   = grp_store(r, v, errstr, errstr_size);
+                        if (rc)
+                                goto out;
                 }
         }
         if (r->shred) {
@@ -964,6 +1719,11 @@ static int erase(struct veil_retain *r, const rd_kafka_message_t *rkm,
 out:
         json_decref(topics);
         veil_erasure_request_clear(&req);
+        chunks_free(r);
+        /* The id cache holds a copy of the subject key. */
+        veil_cleanse(r->id_skey.data, r->id_skey.cap);
+        r->id_skey.len = 0;
+        r->id_route    = NULL;
         /* The transformed key of a subject is personal data too. */
         veil_cleanse(r->key.data, r->key.cap);
         r->key.len = 0;
@@ -976,6 +1736,9 @@ int64_t veil_retain_tick(struct veil_retain *r, int64_t now_ms, char *errstr,
         int64_t produced = 0;
         int rc, handled = 0;
 
+        rc = grp_settle(r, errstr, errstr_size);
+        if (rc)
+                return rc;
         while (r->erasure && handled < ERASE_MAX_PER_TICK) {
                 rd_kafka_message_t *rkm = r->stash;
 
@@ -1003,35 +1766,44 @@ int64_t veil_retain_tick(struct veil_retain *r, int64_t now_ms, char *errstr,
 
 /* ---- assignment ---------------------------------------------------------- */
 
-/* Was source partition `partition` of the route that writes purpose topic
- * slot s just assigned? */
+/* Was source partition `partition` of route slot rs just assigned? */
 static bool restoring(const struct veil_retain *r,
-                      const rd_kafka_topic_partition_list_t *parts, uint16_t s,
+                      const rd_kafka_topic_partition_list_t *parts, uint16_t rs,
                       int32_t partition)
 {
-        const struct veil_route *route = r->slots[s].route;
         int i;
 
-        if (!route)
+        if (rs == UINT16_MAX || !r->rslots[rs].route)
                 return false;
         for (i = 0; i < parts->cnt; i++)
                 if (parts->elems[i].partition == partition &&
-                    !strcmp(parts->elems[i].topic, route->source))
+                    !strcmp(parts->elems[i].topic, r->rslots[rs].topic))
                         return true;
         return false;
 }
 
-static void restore_one(struct veil_retain *r,
-                        const rd_kafka_topic_partition_list_t *parts,
-                        const rd_kafka_message_t *rkm, int64_t *applied,
-                        int64_t *skipped)
+/* The route slot of the route that writes purpose topic slot s. */
+static uint16_t rslot_of_slot(const struct veil_retain *r, uint16_t s)
+{
+        const struct veil_route *route = r->slots[s].route;
+
+        return route ? rslot_of(r, route->source, strlen(route->source))
+                     : UINT16_MAX;
+}
+
+/* A version 1 record: its key becomes a group of one under pseudo_id. */
+static void restore_v1(struct veil_retain *r,
+                       const rd_kafka_topic_partition_list_t *parts,
+                       const rd_kafka_message_t *rkm, int64_t *applied,
+                       int64_t *skipped)
 {
         struct veil_ledger_record rec;
         struct veil_retention_entry cur;
         enum veil_retention_reason reason;
-        int64_t deadline;
+        unsigned char pid[VEIL_LEDGER_ID_LEN];
+        struct grp *g = &r->g;
         char err[256];
-        uint16_t s;
+        uint16_t s, rs;
 
         if (veil_ledger_decode(rkm->key, rkm->key_len, rkm->payload, rkm->len,
                                &rec, err, sizeof(err))) {
@@ -1039,37 +1811,129 @@ static void restore_one(struct veil_retain *r,
                 return;
         }
         s = slot_of(r, rec.topic, rec.topic_len);
-        if (s == UINT16_MAX) {
+        if (s == UINT16_MAX || (rs = rslot_of_slot(r, s)) == UINT16_MAX) {
                 (*skipped)++; /* a purpose no longer configured */
                 return;
         }
+        r->v1_seen = true;
+        pseudo_id(r, s, rec.key, rec.key_len, pid);
         if (rec.tombstone) {
                 /* A tombstone names no partition: it clears the key if the
                  * key's entry belongs to a partition being restored. */
-                if (!veil_retention_get(r->ri, s, rec.key, rec.key_len, &cur) &&
-                    restoring(r, parts, s, cur.partition)) {
-                        veil_retention_remove(r->ri, s, rec.key, rec.key_len,
-                                              NULL);
+                if (!veil_retention_get(r->ri, rs, pid, VEIL_LEDGER_ID_LEN,
+                                        &cur) &&
+                    restoring(r, parts, rs, cur.partition)) {
+                        veil_retention_remove(r->ri, rs, pid,
+                                              VEIL_LEDGER_ID_LEN, NULL);
                         (*applied)++;
                 }
                 return;
         }
-        if (!restoring(r, parts, s, rec.value.partition))
+        if (!restoring(r, parts, rs, rec.value.partition))
                 return;
+        g->rs = rs;
+        memcpy(g->id, pid, sizeof(pid));
+        g->flags     = G_V1;
+        g->found     = false;
+        g->partition = rec.value.partition;
         /* Under the licence in force now: a retention or valid_until that
          * changed since the record applies to it (a licence that ended
          * while the key was held purges it at once). */
-        deadline = veil_retention_deadline(r->slots[s].rp->ref,
-                                           rec.value.record_ts_ms, &reason);
-        if (reason == VEIL_RETENTION_NONE) {
-                veil_retention_remove(r->ri, s, rec.key, rec.key_len, NULL);
+        g->m[0].slot        = s;
+        g->m[0].deadline_ms = veil_retention_deadline(
+                r->slots[s].rp->ref, rec.value.record_ts_ms, &reason);
+        g->m[0].ts_ms   = rec.value.record_ts_ms;
+        g->m[0].key     = rec.key;
+        g->m[0].key_len = rec.key_len;
+        g->n            = reason == VEIL_RETENTION_NONE ? 0 : 1;
+        if (!g->n) {
+                veil_retention_remove(r->ri, rs, pid, VEIL_LEDGER_ID_LEN, NULL);
                 return;
         }
-        if (veil_retention_set(r->ri, s, rec.key, rec.key_len, deadline,
-                               rec.value.partition, err, sizeof(err)))
+        if (restore_set(r, g, err, sizeof(err)))
                 (*skipped)++;
         else
                 (*applied)++;
+}
+
+static void restore_v2(struct veil_retain *r,
+                       const rd_kafka_topic_partition_list_t *parts,
+                       const rd_kafka_message_t *rkm, int64_t *applied,
+                       int64_t *skipped)
+{
+        struct veil_retention_entry cur;
+        enum veil_retention_reason reason;
+        struct grp *g = &r->g;
+        char err[256];
+        size_t i;
+        uint16_t rs, s;
+
+        if (veil_ledger_decode2(rkm->key, rkm->key_len, rkm->payload, rkm->len,
+                                r->lg, err, sizeof(err))) {
+                (*skipped)++;
+                return;
+        }
+        rs = rslot_of(r, r->lg->source, r->lg->source_len);
+        if (rs == UINT16_MAX || !r->rslots[rs].route) {
+                (*skipped)++; /* a route no longer configured */
+                return;
+        }
+        if (r->lg->tombstone) {
+                if (!veil_retention_get(r->ri, rs, r->lg->id,
+                                        VEIL_LEDGER_ID_LEN, &cur) &&
+                    restoring(r, parts, rs, cur.partition)) {
+                        veil_retention_remove(r->ri, rs, r->lg->id,
+                                              VEIL_LEDGER_ID_LEN, NULL);
+                        (*applied)++;
+                }
+                return;
+        }
+        if (!restoring(r, parts, rs, r->lg->partition))
+                return;
+        g->rs = rs;
+        memcpy(g->id, r->lg->id, VEIL_LEDGER_ID_LEN);
+        g->flags     = 0;
+        g->found     = false;
+        g->partition = r->lg->partition;
+        g->n         = 0;
+        for (i = 0; i < r->lg->n; i++) {
+                const struct veil_ledger_entry *e = &r->lg->entries[i];
+                struct gmem *m                    = &g->m[g->n];
+
+                s = slot_of(r, e->topic, e->topic_len);
+                if (s == UINT16_MAX || rslot_of_slot(r, s) != rs)
+                        continue; /* a purpose no longer on this route */
+                m->deadline_ms = veil_retention_deadline(
+                        r->slots[s].rp->ref, e->record_ts_ms, &reason);
+                if (reason == VEIL_RETENTION_NONE)
+                        continue;
+                m->slot    = s;
+                m->ts_ms   = e->record_ts_ms;
+                m->key     = e->key;
+                m->key_len = e->key_len;
+                g->n++;
+        }
+        if (!g->n) {
+                veil_retention_remove(r->ri, rs, g->id, VEIL_LEDGER_ID_LEN,
+                                      NULL);
+                (*applied)++;
+                return;
+        }
+        if (restore_set(r, g, err, sizeof(err)))
+                (*skipped)++;
+        else
+                (*applied)++;
+}
+
+static void restore_one(struct veil_retain *r,
+                        const rd_kafka_topic_partition_list_t *parts,
+                        const rd_kafka_message_t *rkm, int64_t *applied,
+                        int64_t *skipped)
+{
+        if (veil_ledger_key_version(rkm->key, rkm->key_len) == 2)
+                restore_v2(r, parts, rkm, applied, skipped);
+        else
+                restore_v1(r, parts, rkm, applied, skipped);
 }
 
 int veil_retain_assign(struct veil_retain *r,
@@ -1086,6 +1950,10 @@ int veil_retain_assign(struct veil_retain *r,
 
         if (!r || parts->cnt == 0)
                 return 0;
+        rc = grp_settle(r, errstr, errstr_size);
+        if (rc)
+                return rc;
+        r->g_valid = false; /* restoring uses r->g */
         /* The previous owner's last keys, committed before it let go. */
         rc = veil_shred_catch_up(r->shred, true, errstr, errstr_size);
         if (rc)
@@ -1146,6 +2014,7 @@ int veil_retain_assign(struct veil_retain *r,
                 rd_kafka_message_destroy(rkm);
         }
         rd_kafka_assign(r->restore, NULL);
+        r->g_valid = false;
         if (!rc)
                 veil_log("info", "restore",
                          "%d ledger partition(s) of %s: %" PRId64
@@ -1163,32 +2032,24 @@ out:
 void veil_retain_revoke(struct veil_retain *r,
                         const rd_kafka_topic_partition_list_t *parts)
 {
-        const struct veil_policy *policy;
-        uint16_t nums[256];
-        size_t n, j, dropped = 0;
+        size_t dropped = 0;
         int i;
 
         if (!r)
                 return;
-        policy = &r->config->policy;
+        /* Outside a transaction nothing waits (flush stored it); the
+         * cached group may be one of those dropped. */
+        r->g_dirty = false;
+        r->g_valid = false;
 
         for (i = 0; i < parts->cnt; i++) {
-                const struct veil_route *route =
-                        veil_policy_route(policy, parts->elems[i].topic);
+                uint16_t rs = rslot_of(r, parts->elems[i].topic,
+                                       strlen(parts->elems[i].topic));
 
-                if (!route)
+                if (rs == UINT16_MAX)
                         continue;
-                n = 0;
-                for (j = 0; j < route->n_purposes && n < 256; j++) {
-                        uint16_t s = slot_of(r, route->purposes[j].topic,
-                                             strlen(route->purposes[j].topic));
-
-                        if (s != UINT16_MAX)
-                                nums[n++] = s;
-                }
-                if (n)
-                        dropped += veil_retention_drop_partition(
-                                r->ri, parts->elems[i].partition, nums, n);
+                dropped += veil_retention_drop_partition(
+                        r->ri, parts->elems[i].partition, &rs, 1);
         }
         if (dropped)
                 veil_log(

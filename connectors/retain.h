@@ -65,20 +65,25 @@ void veil_retain_rollback(struct veil_retain *r);
 
 /* One output the worker produced inside the open transaction: record
  * `key` (already transformed for the purpose of rp) of source partition
- * `partition`, stamped ts_ms, for purpose topic rp of route. A tombstone
- * (value_null) stops tracking the key; a record renews its deadline.
- * A NULL key is not tracked (it cannot be tombstoned). */
+ * `partition`, stamped ts_ms, for purpose topic rp of route; skey is the
+ * source record's key, which names the key's ledger record (one per
+ * source key and transaction, whatever the number of purposes: ledger.h,
+ * version 2) and is never kept. A tombstone (value_null) stops tracking
+ * the key; a record renews its deadline. A NULL key or skey is not
+ * tracked (it cannot be tombstoned). */
 int veil_retain_note(struct veil_retain *r, const struct veil_route *route,
                      const struct veil_route_purpose *rp, int32_t partition,
-                     const void *key, size_t key_len, bool value_null,
-                     int64_t ts_ms, char *errstr, size_t errstr_size);
+                     const void *skey, size_t skey_len, const void *key,
+                     size_t key_len, bool value_null, int64_t ts_ms,
+                     char *errstr, size_t errstr_size);
 
-/* Does purpose topic rp hold `key` (transformed for it)? 1 when the index
- * tracks it, 0 when not, -1 when the purpose's keys are not tracked at all
- * (neither retention nor a licence end): the caller cannot know. */
-int veil_retain_holds(const struct veil_retain *r,
-                      const struct veil_route_purpose *rp, const void *key,
-                      size_t key_len);
+/* Does purpose topic rp of route hold `key` (transformed for it) of source
+ * key skey? 1 when the index tracks it, 0 when not, -1 when the purpose's
+ * keys are not tracked at all (neither retention nor a licence end): the
+ * caller cannot know. */
+int veil_retain_holds(struct veil_retain *r, const struct veil_route *route,
+                      const struct veil_route_purpose *rp, const void *skey,
+                      size_t skey_len, const void *key, size_t key_len);
 
 /* Is there work for a transaction: a deadline passed or an erasure request
  * waiting? Polls the erasure consumer without blocking. */
@@ -110,7 +115,8 @@ void veil_retain_revoke(struct veil_retain *r,
 struct veil_tally;
 void veil_retain_set_tally(struct veil_retain *r, struct veil_tally *tally);
 
-/* Keys tracked now. */
+/* Source keys tracked now (each with one entry per purpose that holds
+ * it). */
 size_t veil_retain_count(const struct veil_retain *r);
 
 /* Counters for logs and metrics. Tombstones count those produced into

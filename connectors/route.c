@@ -182,7 +182,8 @@ static enum rec_outcome consent_gate(struct pipe *p, struct veil_record *rec,
 {
         struct veil_record_out *out = &rec->outs[j];
         bool tomb                   = !out->key_null &&
-                    veil_retain_holds(p->retain, out->rp, out->key.data,
+                    veil_retain_holds(p->retain, rec->route, out->rp, rec->key,
+                                      rec->key_len, out->key.data,
                                       out->key.len) != 0;
         char err[512];
 
@@ -432,6 +433,7 @@ enum rec_outcome veil_route_record(struct pipe *p, rd_kafka_message_t *rkm)
                         return produce_status(p, st);
                 /* Renew the key's deadline, or forget it on a delete. */
                 if (veil_retain_note(p->retain, route, out->rp, rec.partition,
+                                     rec.key, rec.key_len,
                                      out->key_null ? NULL : out->key.data,
                                      out->key.len, out->value_null, ts, err,
                                      sizeof(err))) {

@@ -83,6 +83,46 @@ static size_t ledger_append(unsigned char *buf, size_t pos,
         return pos;
 }
 
+/* Version 2: one record per source key, beside version 1 ones. */
+static void gen_ledger_v2(void)
+{
+        static const unsigned char id[VEIL_LEDGER_ID_LEN] = {
+                0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88,
+                0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff, 0x00};
+        struct veil_ledger_entry e[3] = {
+                {"customers.analytics", 19,
+                 (const unsigned char *)"k1:AbCdEfGhIjKlMnOpQrStUvWxYz", 29,
+                 1767225600000, 1759449600000},
+                {"customers.marketing", 19, (const unsigned char *)"c-1001", 6,
+                 1764633600000, 1759449600000},
+                {"customers.support", 17, (const unsigned char *)"c-1001", 6,
+                 1759492800000, 1759449600000},
+        };
+        unsigned char buf[4096], key[128], val[255];
+        size_t pos = 1, klen, vlen;
+        char err[256];
+
+        buf[0] = 0;
+        CHECK(veil_ledger_key2_encode("customers", id, key, sizeof(key), &klen,
+                                      err, sizeof(err)) == 0);
+        CHECK(veil_ledger_value2_encode(3, e, 3, val, sizeof(val), &vlen, err,
+                                        sizeof(err)) == 0);
+        buf[pos++] = 0;
+        buf[pos++] = (unsigned char)klen;
+        buf[pos++] = (unsigned char)vlen;
+        memcpy(buf + pos, key, klen);
+        pos += klen;
+        memcpy(buf + pos, val, vlen);
+        pos += vlen;
+        /* its tombstone */
+        buf[pos++] = 0;
+        buf[pos++] = (unsigned char)klen;
+        buf[pos++] = 0;
+        memcpy(buf + pos, key, klen);
+        pos += klen;
+        put("tests/fuzz/corpus_ledger", "v2", buf, pos);
+}
+
 static void gen_ledger(void)
 {
         static const struct rec_spec one[] = {
@@ -113,6 +153,7 @@ static void gen_ledger(void)
         put("tests/fuzz/corpus_ledger", "several", buf, pos);
         buf[0] = 1; /* the same, inside a rolled-back transaction */
         put("tests/fuzz/corpus_ledger", "several_txn", buf, pos);
+        gen_ledger_v2();
 }
 
 /* ---- tokens: selector | token, or 0x80|keys | plaintext ---- */

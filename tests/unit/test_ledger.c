@@ -767,3 +767,282 @@ Test(ledger, erasure_encode_refuses_bad_input)
                                             sizeof(err)),
                      VEIL_EINVAL);
 }
+
+/* ---- version 2 ------------------------------------------------------------
+ */
+
+static const unsigned char ID[VEIL_LEDGER_ID_LEN] = {
+        1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+
+/* Two purposes' entries of one source key. */
+static size_t enc2(unsigned char *key, size_t *klen, unsigned char *val,
+                   size_t cap)
+{
+        struct veil_ledger_entry e[2] = {
+                {"customers.analytics", 19, (const unsigned char *)"k1:hash", 7,
+                 1000, 10},
+                {"customers.marketing", 19, (const unsigned char *)"C42", 3,
+                 INT64_MAX, -5},
+        };
+        char err[256] = "";
+        size_t vlen   = 0;
+
+        cr_assert_eq(veil_ledger_key2_encode("customers", ID, key, 64, klen,
+                                             err, sizeof(err)),
+                     0, "%s", err);
+        cr_assert_eq(veil_ledger_value2_len(e, 2),
+                     6 + 2 * (1 + 19 + 2 + 16) + 7 + 3);
+        cr_assert_eq(veil_ledger_value2_encode(7, e, 2, val, cap, &vlen, err,
+                                               sizeof(err)),
+                     0, "%s", err);
+        return vlen;
+}
+
+Test(ledger, v2_round_trip_holds_every_purpose)
+{
+        static struct veil_ledger_group g;
+        unsigned char key[64], val[256];
+        char err[256] = "";
+        size_t klen, vlen = enc2(key, &klen, val, sizeof(val));
+
+        cr_assert_eq(klen, veil_ledger_key2_len(9));
+        cr_assert_eq(veil_ledger_key_version(key, klen), 2);
+        cr_assert_eq(
+                veil_ledger_decode2(key, klen, val, vlen, &g, err, sizeof(err)),
+                0, "%s", err);
+        cr_assert_eq(g.source_len, 9);
+        cr_assert_eq(memcmp(g.source, "customers", 9), 0);
+        cr_assert_eq(memcmp(g.id, ID, sizeof(ID)), 0);
+        cr_assert_not(g.tombstone);
+        cr_assert_eq(g.partition, 7);
+        cr_assert_eq(g.n, 2);
+        cr_assert_eq(g.entries[0].key_len, 7);
+        cr_assert_eq(memcmp(g.entries[0].key, "k1:hash", 7), 0);
+        cr_assert_eq(g.entries[0].deadline_ms, 1000);
+        cr_assert_eq(g.entries[0].record_ts_ms, 10);
+        cr_assert_eq(memcmp(g.entries[1].topic, "customers.marketing", 19), 0);
+        cr_assert_eq(g.entries[1].deadline_ms, INT64_MAX);
+        cr_assert_eq(g.entries[1].record_ts_ms, -5);
+        /* A version 1 decoder refuses a version 2 key, and the other way. */
+        {
+                struct veil_ledger_record rec;
+                unsigned char k1[64];
+                size_t n =
+                        enc_key("customers.analytics", "k", 1, k1, sizeof(k1));
+
+                cr_assert_eq(veil_ledger_decode(key, klen, val, vlen, &rec, err,
+                                                sizeof(err)),
+                             VEIL_EDATA);
+                cr_assert_eq(veil_ledger_key_version(k1, n), 1);
+                cr_assert_eq(veil_ledger_decode2(k1, n, NULL, 0, &g, err,
+                                                 sizeof(err)),
+                             VEIL_EDATA);
+        }
+        /* The tombstone. */
+        cr_assert_eq(
+                veil_ledger_decode2(key, klen, NULL, 0, &g, err, sizeof(err)),
+                0, "%s", err);
+        cr_assert(g.tombstone);
+        cr_assert_eq(g.n, 0);
+}
+
+Test(ledger, v2_every_truncation_and_bad_byte_is_rejected)
+{
+        static struct veil_ledger_group g;
+        unsigned char key[64], val[256], bad[256];
+        char err[256] = "";
+        size_t klen, vlen = enc2(key, &klen, val, sizeof(val)), n;
+
+        /* Any shorter value ends inside an entry or the header. */
+        for (n = 1; n < vlen; n++) {
+                memcpy(bad, val, n);
+                cr_assert_eq(veil_ledger_decode2(key, klen, bad, n, &g, err,
+                                                 sizeof(err)),
+                             VEIL_EDATA, "%zu bytes decoded", n);
+                cr_assert_eq(g.n, 0);
+        }
+        /* A byte more. */
+        memcpy(bad, val, vlen);
+        bad[vlen] = 0;
+        cr_assert_eq(veil_ledger_decode2(key, klen, bad, vlen + 1, &g, err,
+                                         sizeof(err)),
+                     VEIL_EDATA);
+        cr_assert(strstr(err, "after entry"), "%s", err);
+        /* Version, partition, entry count, topic, deadline. */
+        struct {
+                size_t at;
+                unsigned char v;
+        } flips[] = {{0, 1}, {1, 0x80}, {5, 0}, {5, 3}, {7, '/'}, {35, 0x80}};
+        for (n = 0; n < sizeof(flips) / sizeof(*flips); n++) {
+                memcpy(bad, val, vlen);
+                bad[flips[n].at] = flips[n].v;
+                cr_assert_eq(veil_ledger_decode2(key, klen, bad, vlen, &g, err,
+                                                 sizeof(err)),
+                             VEIL_EDATA, "flip at %zu decoded", flips[n].at);
+        }
+        /* Keys: too short, wrong marker, bad source, no separator. */
+        cr_assert_eq(
+                veil_ledger_decode2(key, 18, val, vlen, &g, err, sizeof(err)),
+                VEIL_EDATA);
+        memcpy(bad, key, klen);
+        bad[1] = 3;
+        cr_assert_eq(
+                veil_ledger_decode2(bad, klen, val, vlen, &g, err, sizeof(err)),
+                VEIL_EDATA);
+        memcpy(bad, key, klen);
+        bad[3] = ' ';
+        cr_assert_eq(
+                veil_ledger_decode2(bad, klen, val, vlen, &g, err, sizeof(err)),
+                VEIL_EDATA);
+        memcpy(bad, key, klen);
+        bad[2 + 9] = 'x';
+        cr_assert_eq(
+                veil_ledger_decode2(bad, klen, val, vlen, &g, err, sizeof(err)),
+                VEIL_EDATA);
+        /* Errors name positions, never bytes. */
+        cr_assert_null(strstr(err, "customers"), "%s", err);
+}
+
+Test(ledger, v2_repeated_entries_are_refused_both_ways)
+{
+        static struct veil_ledger_group g;
+        struct veil_ledger_entry e[2] = {
+                {"t", 1, (const unsigned char *)"k", 1, 1, 1},
+                {"t", 1, (const unsigned char *)"k", 1, 2, 2},
+        };
+        unsigned char key[64], val[128];
+        char err[256] = "";
+        size_t klen, vlen;
+
+        cr_assert_eq(veil_ledger_value2_encode(0, e, 2, val, sizeof(val), &vlen,
+                                               err, sizeof(err)),
+                     VEIL_EINVAL);
+        /* The same topic under another key (a rotated transform) is fine. */
+        e[1].key = (const unsigned char *)"j";
+        cr_assert_eq(veil_ledger_value2_encode(0, e, 2, val, sizeof(val), &vlen,
+                                               err, sizeof(err)),
+                     0, "%s", err);
+        cr_assert_eq(veil_ledger_key2_encode("s", ID, key, sizeof(key), &klen,
+                                             err, sizeof(err)),
+                     0, "%s", err);
+        cr_assert_eq(
+                veil_ledger_decode2(key, klen, val, vlen, &g, err, sizeof(err)),
+                0, "%s", err);
+        /* Hand-made: the second entry's key byte made equal. */
+        val[6 + 1 + 1 + 2 + 1 + 16 + 1 + 1 + 2] = 'k';
+        cr_assert_eq(
+                veil_ledger_decode2(key, klen, val, vlen, &g, err, sizeof(err)),
+                VEIL_EDATA);
+        cr_assert(strstr(err, "repeats"), "%s", err);
+        /* No entries, negative numbers, bad topics. */
+        cr_assert_eq(veil_ledger_value2_encode(0, e, 0, val, sizeof(val), &vlen,
+                                               err, sizeof(err)),
+                     VEIL_EINVAL);
+        cr_assert_eq(veil_ledger_value2_encode(-1, e, 1, val, sizeof(val),
+                                               &vlen, err, sizeof(err)),
+                     VEIL_EINVAL);
+        e[0].deadline_ms = -1;
+        cr_assert_eq(veil_ledger_value2_encode(0, e, 1, val, sizeof(val), &vlen,
+                                               err, sizeof(err)),
+                     VEIL_EINVAL);
+        e[0].deadline_ms = 1;
+        e[0].topic       = "..";
+        e[0].topic_len   = 2;
+        cr_assert_eq(veil_ledger_value2_encode(0, e, 1, val, sizeof(val), &vlen,
+                                               err, sizeof(err)),
+                     VEIL_EINVAL);
+        e[0].topic     = "t";
+        e[0].topic_len = 1;
+        cr_assert_eq(veil_ledger_value2_encode(0, e, 1, val, 10, &vlen, err,
+                                               sizeof(err)),
+                     VEIL_EINVAL); /* cap */
+        cr_assert_eq(veil_ledger_key2_encode("a b", ID, key, sizeof(key), &klen,
+                                             err, sizeof(err)),
+                     VEIL_EINVAL);
+}
+
+Test(ledger, v2_random_bytes_decode_or_fail_cleanly)
+{
+        static struct veil_ledger_group g;
+        unsigned char key[64], val[256];
+        char err[256];
+        size_t klen, vlen = enc2(key, &klen, val, sizeof(val)), i, n;
+        int ok = 0;
+
+        for (i = 0; i < 20000; i++) {
+                unsigned char *v;
+
+                n = (size_t)(rng() % (vlen + 4));
+                v = malloc(n ? n : 1);
+                memcpy(v, val, n < vlen ? n : vlen);
+                if (n)
+                        v[rng() % n] ^= (unsigned char)(1u << (rng() % 8));
+                if (!veil_ledger_decode2(key, klen, v, n, &g, err, sizeof(err)))
+                        ok++;
+                free(v);
+        }
+        cr_assert_gt(ok, 0); /* some flips land in keys or timestamps */
+}
+
+Test(ledger, v2_id_is_keyed_and_never_the_key)
+{
+        struct veil_hmac a, b;
+        unsigned char x[VEIL_LEDGER_ID_LEN], y[VEIL_LEDGER_ID_LEN],
+                z[VEIL_LEDGER_ID_LEN];
+        char big[2000];
+
+        veil_hmac_init(&a, "master-one-0123456789abcdef0123456789", 36);
+        veil_hmac_init(&b, "master-two-0123456789abcdef0123456789", 36);
+        veil_ledger_id(&a, "customers", "C42", 3, x);
+        veil_ledger_id(&a, "customers", "C42", 3, y);
+        cr_assert_eq(memcmp(x, y, sizeof(x)), 0); /* stable */
+        veil_ledger_id(&b, "customers", "C42", 3, z);
+        cr_assert_neq(memcmp(x, z, sizeof(x)), 0); /* keyed */
+        veil_ledger_id(&a, "orders", "C42", 3, z);
+        cr_assert_neq(memcmp(x, z, sizeof(x)), 0); /* per source */
+        veil_ledger_id(&a, "customers", "C43", 3, z);
+        cr_assert_neq(memcmp(x, z, sizeof(x)), 0);
+        cr_assert_null(memmem(x, sizeof(x), "C42", 3));
+        memset(big, 'k', sizeof(big)); /* a key longer than the stack copy */
+        veil_ledger_id(&a, "customers", big, sizeof(big), z);
+        veil_ledger_id(&a, "customers", big, sizeof(big) - 1, y);
+        cr_assert_neq(memcmp(y, z, sizeof(y)), 0);
+}
+
+Test(ledger, batch_coalesces_v2_records_with_v1_beside)
+{
+        struct veil_ledger_batch *b = veil_ledger_batch_new();
+        struct veil_ledger_value lv = {5, 6, 1};
+        struct veil_ledger_pending p;
+        unsigned char key[64], val[256];
+        char err[256] = "";
+        size_t klen, vlen = enc2(key, &klen, val, sizeof(val));
+
+        cr_assert_eq(veil_ledger_batch_put2(b, key, klen, 3, val, 10, err,
+                                            sizeof(err)),
+                     0, "%s", err);
+        cr_assert_eq(
+                veil_ledger_batch_put(b, "t", "k", 1, 1, &lv, err, sizeof(err)),
+                0, "%s", err);
+        cr_assert_eq(veil_ledger_batch_put2(b, key, klen, 3, val, vlen, err,
+                                            sizeof(err)),
+                     0, "%s", err);
+        cr_assert_eq(veil_ledger_batch_count(b), 2);
+        cr_assert_eq(veil_ledger_batch_puts(b), 3);
+        veil_ledger_batch_get(b, 0, &p);
+        cr_assert_eq(p.key_len, klen);
+        cr_assert_eq(p.value_len, vlen); /* the last put */
+        cr_assert_eq(memcmp(p.value, val, vlen), 0);
+        cr_assert_eq(p.partition, 3);
+        veil_ledger_batch_get(b, 1, &p);
+        cr_assert_eq(p.value_len, VEIL_LEDGER_VALUE_LEN);
+        cr_assert_eq(veil_ledger_batch_put2(b, key, klen, 3, NULL, 0, err,
+                                            sizeof(err)),
+                     0, "%s", err);
+        veil_ledger_batch_get(b, 0, &p);
+        cr_assert_null(p.value);
+        cr_assert_eq(veil_ledger_batch_put2(b, key, klen, -1, NULL, 0, err,
+                                            sizeof(err)),
+                     VEIL_EINVAL);
+        veil_ledger_batch_destroy(b);
+}

@@ -54,6 +54,9 @@ static void mock_up(struct env *e)
                              0);
 }
 
+/* The keys section config_new writes. */
+static const char *keys_yaml = "keys: { key_id: k1 }\n";
+
 /* A config over the mock cluster; short_until is the short purpose's
  * valid_until. */
 static struct veil_config *config_new(struct env *e, const char *short_until)
@@ -74,7 +77,7 @@ static struct veil_config *config_new(struct env *e, const char *short_until)
                 "kafka:\n  bootstrap.servers: %s\n  log_level: 0\n"
                 "group: g\ninstance: i1\n"
                 "registry: { url: file://%s }\n"
-                "keys: { key_id: k1 }\n"
+                "%s"
                 "classes:\n  customer_id: { tier: internal }\n"
                 "purposes:\n"
                 "  short:\n    license: { id: L-S, valid_until: %s }\n"
@@ -87,10 +90,14 @@ static struct veil_config *config_new(struct env *e, const char *short_until)
                 "    purposes: { short: src.short, long: src.long }\n"
                 "topics: { dlq: t.dlq, audit: t.audit, ledger: t.ledger, "
                 "erasure: t.erasure }\n",
-                rd_kafka_mock_cluster_bootstraps(e->mc), e->dir, short_until);
+                rd_kafka_mock_cluster_bootstraps(e->mc), e->dir, keys_yaml,
+                short_until);
         fclose(f);
-        setenv("VEIL_HMAC_KEY", "retain-unit-test-master-key-0123456789abcdef",
-               1);
+        if (strstr(keys_yaml, "ring:"))
+                unsetenv("VEIL_HMAC_KEY"); /* it would be the active key */
+        else
+                setenv("VEIL_HMAC_KEY",
+                       "retain-unit-test-master-key-0123456789abcdef", 1);
         config = veil_config_load(path, &opts, err, sizeof(err));
         cr_assert(config, "%s", err);
         return config;
@@ -211,16 +218,25 @@ static const struct veil_route_purpose *rp_of(struct env *e, const char *name)
         return NULL;
 }
 
-static void note(struct env *e, const char *purpose, int32_t partition,
-                 const char *key, bool tombstone, int64_t ts)
+/* Output `key` for purpose of the source record keyed skey. */
+static void note_src(struct env *e, const char *purpose, int32_t partition,
+                     const char *skey, const char *key, bool tombstone,
+                     int64_t ts)
 {
         char err[512];
 
         cr_assert_eq(veil_retain_note(e->r, &e->config->policy.routes[0],
-                                      rp_of(e, purpose), partition, key,
-                                      strlen(key), tombstone, ts, err,
-                                      sizeof(err)),
+                                      rp_of(e, purpose), partition, skey,
+                                      strlen(skey), key, strlen(key), tombstone,
+                                      ts, err, sizeof(err)),
                      0, "%s", err);
+}
+
+/* A source record whose key is its one output's key. */
+static void note(struct env *e, const char *purpose, int32_t partition,
+                 const char *key, bool tombstone, int64_t ts)
+{
+        note_src(e, purpose, partition, key, key, tombstone, ts);
 }
 
 /* The consumer of the messages read_all returned: a handle is destroyed
@@ -313,7 +329,7 @@ Test(retain, ledger_writes_coalesce_on_the_source_partition)
 {
         struct env e;
         rd_kafka_message_t *m[16];
-        struct veil_ledger_record rec;
+        static struct veil_ledger_group g;
         int64_t now = veil_now_ms();
         char err[256];
         size_t n;
@@ -333,13 +349,19 @@ Test(retain, ledger_writes_coalesce_on_the_source_partition)
 
         n = read_all(&e, "t.ledger", 1, m, 16);
         cr_assert_eq(n, 2, "one record per key: %zu", n);
-        cr_assert_eq(veil_ledger_decode(m[0]->key, m[0]->key_len, m[0]->payload,
-                                        m[0]->len, &rec, err, sizeof(err)),
+        cr_assert_eq(veil_ledger_decode2(m[0]->key, m[0]->key_len,
+                                         m[0]->payload, m[0]->len, &g, err,
+                                         sizeof(err)),
                      0, "%s", err);
-        cr_assert_eq(rec.topic_len, strlen("src.long"));
-        cr_assert_eq(rec.value.record_ts_ms, now + 1000);
-        cr_assert_eq(rec.value.deadline_ms, now + 1000 + 90LL * 86400000);
-        cr_assert_eq(rec.value.partition, 1);
+        cr_assert_eq(g.source_len, strlen("src"));
+        cr_assert_eq(g.n, 1);
+        cr_assert_eq(g.entries[0].topic_len, strlen("src.long"));
+        cr_assert_eq(g.entries[0].key_len, strlen("k1:aaa"));
+        cr_assert_eq(g.entries[0].record_ts_ms, now + 1000);
+        cr_assert_eq(g.entries[0].deadline_ms, now + 1000 + 90LL * 86400000);
+        cr_assert_eq(g.partition, 1);
+        /* The source key is nowhere in the record. */
+        cr_assert_null(memmem(m[0]->key, m[0]->key_len, "k1:aaa", 6));
         msgs_free(m, n);
         n = read_all(&e, "t.ledger", 0, m, 16);
         cr_assert_eq(n, 2); /* C2, and C3's put replaced by its tombstone */
@@ -487,6 +509,336 @@ Test(retain, restored_keys_of_an_ended_licence_are_purged)
         cr_assert_eq(got, 1);
         cr_assert_str_eq(header(m[0], "veil.reason", buf, sizeof(buf)),
                          "license-expired");
+        msgs_free(m, got);
+        mock_down(&e);
+}
+
+/* ---- one ledger record per source key (ledger version 2) ---------------- */
+
+static void decode2(rd_kafka_message_t *m, struct veil_ledger_group *g)
+{
+        char err[256];
+
+        cr_assert_eq(veil_ledger_key_version(m->key, m->key_len), 2);
+        cr_assert_eq(veil_ledger_decode2(m->key, m->key_len, m->payload, m->len,
+                                         g, err, sizeof(err)),
+                     0, "%s", err);
+}
+
+Test(retain, one_ledger_record_holds_every_purpose_of_a_source_key)
+{
+        static struct veil_ledger_group g;
+        struct env e;
+        rd_kafka_message_t *m[8];
+        int64_t now = veil_now_ms();
+        size_t got;
+
+        mock_up(&e);
+        setup_worker(&e, "2099-12-31");
+        txn_begin(&e);
+        note_src(&e, "short", 1, "S1", "C1", false, now);
+        note_src(&e, "long", 1, "S1", "k1:h1", false, now);
+        note_src(&e, "short", 1, "S2", "C2", false, now);
+        cr_assert_eq(veil_retain_count(e.r), 2);
+        cr_assert_eq(veil_retain_holds(e.r, &e.config->policy.routes[0],
+                                       rp_of(&e, "long"), "S1", 2, "k1:h1", 5),
+                     1);
+        cr_assert_eq(veil_retain_holds(e.r, &e.config->policy.routes[0],
+                                       rp_of(&e, "long"), "S2", 2, "k1:h1", 5),
+                     0);
+        txn_commit(&e);
+
+        got = read_all(&e, "t.ledger", 1, m, 8);
+        cr_assert_eq(got, 2, "one record per source key, not per purpose: %zu",
+                     got);
+        decode2(m[0], &g);
+        cr_assert_eq(g.n, 2);
+        cr_assert_eq(g.partition, 1);
+        cr_assert_eq(g.entries[0].topic_len, strlen("src.short"));
+        cr_assert_eq(memcmp(g.entries[1].key, "k1:h1", 5), 0);
+        cr_assert_eq(g.entries[0].deadline_ms, now + 1000);
+        cr_assert_null(memmem(m[0]->key, m[0]->key_len, "S1", 2));
+        msgs_free(m, got);
+        mock_down(&e);
+}
+
+Test(retain, a_passed_deadline_rewrites_the_record_without_its_entry)
+{
+        static struct veil_ledger_group g;
+        struct env e;
+        rd_kafka_message_t *m[8];
+        int64_t now = veil_now_ms();
+        char err[512];
+        size_t got;
+
+        mock_up(&e);
+        setup_worker(&e, "2099-12-31");
+        txn_begin(&e);
+        note_src(&e, "short", 0, "S1", "C1", false, now - 5000); /* due */
+        note_src(&e, "long", 0, "S1", "k1:h1", false, now);
+        txn_commit(&e);
+        txn_begin(&e);
+        cr_assert_geq(veil_retain_tick(e.r, now, err, sizeof(err)), 1, "%s",
+                      err);
+        txn_commit(&e);
+        cr_assert_eq(veil_retain_count(e.r), 1);
+        cr_assert_eq(veil_retain_holds(e.r, &e.config->policy.routes[0],
+                                       rp_of(&e, "short"), "S1", 2, "C1", 2),
+                     0);
+        cr_assert_eq(veil_retain_holds(e.r, &e.config->policy.routes[0],
+                                       rp_of(&e, "long"), "S1", 2, "k1:h1", 5),
+                     1);
+        got = read_all(&e, "src.short", 0, m, 8);
+        cr_assert_eq(got, 1);
+        cr_assert_null(m[0]->payload);
+        msgs_free(m, got);
+        got = read_all(&e, "t.ledger", 0, m, 8);
+        cr_assert_eq(got, 2);
+        cr_assert_eq(m[0]->key_len, m[1]->key_len);
+        cr_assert_eq(memcmp(m[0]->key, m[1]->key, m[0]->key_len), 0);
+        decode2(m[1], &g);
+        cr_assert_eq(g.n, 1, "rewritten without the short entry");
+        cr_assert_eq(memcmp(g.entries[0].key, "k1:h1", 5), 0);
+        msgs_free(m, got);
+
+        /* Deleted upstream: the last entry goes, and the record with it. */
+        txn_begin(&e);
+        note_src(&e, "long", 0, "S1", "k1:h1", true, now);
+        txn_commit(&e);
+        cr_assert_eq(veil_retain_count(e.r), 0);
+        got = read_all(&e, "t.ledger", 0, m, 8);
+        cr_assert_eq(got, 3);
+        decode2(m[2], &g);
+        cr_assert(g.tombstone);
+        msgs_free(m, got);
+
+        /* A fresh worker restores nothing of it. */
+        teardown_worker(&e);
+        setup_worker(&e, "2099-12-31");
+        assign(&e, 0, false);
+        cr_assert_eq(veil_retain_count(e.r), 0);
+        mock_down(&e);
+}
+
+/* A version 1 record as a worker before version 2 wrote it. */
+static void produce_v1(struct env *e, const char *topic, const char *key,
+                       int64_t deadline, int64_t ts, int32_t partition)
+{
+        struct veil_ledger_value lv = {deadline, ts, partition};
+        unsigned char k[128], v[VEIL_LEDGER_VALUE_LEN];
+        rd_kafka_conf_t *conf = rd_kafka_conf_new();
+        char err[256];
+        size_t klen;
+        rd_kafka_t *rk;
+
+        cr_assert_eq(veil_ledger_key_encode(topic, key, strlen(key), k,
+                                            sizeof(k), &klen, err, sizeof(err)),
+                     0, "%s", err);
+        cr_assert_eq(veil_ledger_value_encode(&lv, v, err, sizeof(err)), 0);
+        rd_kafka_conf_set(conf, "bootstrap.servers",
+                          rd_kafka_mock_cluster_bootstraps(e->mc), NULL, 0);
+        rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+        cr_assert(rk, "%s", err);
+        cr_assert_eq(rd_kafka_producev(rk, RD_KAFKA_V_TOPIC("t.ledger"),
+                                       RD_KAFKA_V_PARTITION(partition),
+                                       RD_KAFKA_V_KEY(k, klen),
+                                       RD_KAFKA_V_VALUE(v, sizeof(v)),
+                                       RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                       RD_KAFKA_V_END),
+                     0);
+        cr_assert_eq(rd_kafka_flush(rk, 10000), 0);
+        rd_kafka_destroy(rk);
+}
+
+Test(retain, version_1_ledgers_restore_and_move_to_version_2)
+{
+        static struct veil_ledger_group g;
+        struct veil_ledger_record rec;
+        struct env e;
+        rd_kafka_message_t *m[8];
+        int64_t now = veil_now_ms(), later = now + 60000;
+        char err[512];
+        size_t got;
+
+        mock_up(&e);
+        /* An existing ledger: two keys of version 1. */
+        produce_v1(&e, "src.short", "C7", later + 1000, later, 0);
+        produce_v1(&e, "src.long", "k1:z", now + 90LL * 86400000, now, 0);
+        setup_worker(&e, "2099-12-31");
+        assign(&e, 0, false);
+        cr_assert_eq(veil_retain_count(e.r), 2, "nothing lost in the upgrade");
+        cr_assert_eq(veil_retain_holds(e.r, &e.config->policy.routes[0],
+                                       rp_of(&e, "short"), "S7", 2, "C7", 2),
+                     1);
+        /* The key written again: its version 1 record gets a tombstone and
+         * its entry joins the source key's version 2 record, keeping the
+         * later deadline. */
+        txn_begin(&e);
+        note_src(&e, "short", 0, "S7", "C7", false, now);
+        txn_commit(&e);
+        cr_assert_eq(veil_retain_count(e.r), 2);
+        got = read_all(&e, "t.ledger", 0, m, 8);
+        cr_assert_eq(got, 4, "%zu", got);
+        cr_assert_eq(veil_ledger_decode(m[2]->key, m[2]->key_len, m[2]->payload,
+                                        m[2]->len, &rec, err, sizeof(err)),
+                     0, "%s", err);
+        cr_assert(rec.tombstone);
+        cr_assert_eq(memcmp(rec.key, "C7", 2), 0);
+        decode2(m[3], &g);
+        cr_assert_eq(g.n, 1);
+        cr_assert_eq(g.entries[0].deadline_ms, later + 1000);
+        cr_assert_eq(g.entries[0].record_ts_ms, later);
+        msgs_free(m, got);
+
+        /* The next owner restores both formats: C7 once, k1:z. */
+        teardown_worker(&e);
+        setup_worker(&e, "2099-12-31");
+        assign(&e, 0, false);
+        cr_assert_eq(veil_retain_count(e.r), 2);
+        cr_assert_not(veil_retain_due(e.r, later));
+        cr_assert(veil_retain_due(e.r, later + 1000));
+        txn_begin(&e);
+        cr_assert_geq(veil_retain_tick(e.r, later + 1000, err, sizeof(err)), 1,
+                      "%s", err);
+        txn_commit(&e);
+        cr_assert_eq(veil_retain_count(e.r), 1);
+        got = read_all(&e, "src.short", 0, m, 8);
+        cr_assert_eq(got, 1, "one tombstone for C7: %zu", got);
+        msgs_free(m, got);
+        /* A version 1 key's own expiry: a version 1 tombstone. */
+        txn_begin(&e);
+        cr_assert_geq(
+                veil_retain_tick(e.r, now + 91LL * 86400000, err, sizeof(err)),
+                1, "%s", err);
+        txn_commit(&e);
+        cr_assert_eq(veil_retain_count(e.r), 0);
+        got = read_all(&e, "t.ledger", 0, m, 8);
+        cr_assert_eq(got, 6, "%zu", got);
+        cr_assert_eq(veil_ledger_key_version(m[5]->key, m[5]->key_len), 1);
+        cr_assert_null(m[5]->payload);
+        msgs_free(m, got);
+        teardown_worker(&e);
+        setup_worker(&e, "2099-12-31");
+        assign(&e, 0, false);
+        cr_assert_eq(veil_retain_count(e.r), 0);
+        mock_down(&e);
+}
+
+#define RING_K1 "printf %s ledger-ring-key-one-0123456789abcdef0123"
+#define RING_K2 "printf %s ledger-ring-key-two-0123456789abcdef0123"
+
+Test(retain, a_record_written_before_a_key_rotation_joins_the_new_one)
+{
+        static struct veil_ledger_group g;
+        struct env e;
+        rd_kafka_message_t *m[8];
+        int64_t now = veil_now_ms();
+        char err[512];
+        size_t got;
+
+        mock_up(&e);
+        keys_yaml = "keys:\n  active: k1\n  ring:\n"
+                    "    k1: { command: \"" RING_K1 "\" }\n";
+        setup_worker(&e, "2099-12-31");
+        txn_begin(&e);
+        note_src(&e, "short", 0, "S1", "C1", false, now - 500);
+        txn_commit(&e);
+        teardown_worker(&e);
+
+        /* k2 becomes active; k1 stays in the ring. */
+        keys_yaml = "keys:\n  active: k2\n  ring:\n"
+                    "    k1: { command: \"" RING_K1 "\" }\n"
+                    "    k2: { command: \"" RING_K2 "\" }\n";
+        setup_worker(&e, "2099-12-31");
+        assign(&e, 0, false);
+        cr_assert_eq(veil_retain_count(e.r), 1);
+        cr_assert_eq(veil_retain_holds(e.r, &e.config->policy.routes[0],
+                                       rp_of(&e, "short"), "S1", 2, "C1", 2),
+                     1, "held under the old key's record");
+        txn_begin(&e);
+        note_src(&e, "short", 0, "S1", "C1", false, now + 60000);
+        txn_commit(&e);
+        /* One record holds C1, with the newer deadline: the old one's
+         * deadline would otherwise tombstone the newer data. */
+        cr_assert_eq(veil_retain_count(e.r), 1);
+        cr_assert_not(veil_retain_due(e.r, now + 1000));
+        got = read_all(&e, "t.ledger", 0, m, 8);
+        cr_assert_eq(got, 3, "%zu", got);
+        decode2(m[0], &g);
+        cr_assert_eq(g.n, 1);
+        decode2(m[1], &g); /* the old record's tombstone */
+        cr_assert(g.tombstone);
+        cr_assert_eq(m[0]->key_len, m[1]->key_len);
+        cr_assert_eq(memcmp(m[0]->key, m[1]->key, m[0]->key_len), 0);
+        decode2(m[2], &g);
+        cr_assert_eq(g.n, 1);
+        cr_assert_eq(g.entries[0].deadline_ms, now + 61000);
+        cr_assert_neq(memcmp(m[0]->key, m[2]->key, m[0]->key_len), 0);
+        msgs_free(m, got);
+        teardown_worker(&e);
+        setup_worker(&e, "2099-12-31");
+        assign(&e, 0, false);
+        cr_assert_eq(veil_retain_count(e.r), 1);
+        cr_assert_not(veil_retain_due(e.r, now + 1000));
+        txn_begin(&e);
+        cr_assert_eq(veil_retain_tick(e.r, now + 1000, err, sizeof(err)), 0,
+                     "%s", err);
+        txn_commit(&e);
+        keys_yaml = "keys: { key_id: k1 }\n";
+        mock_down(&e);
+}
+
+Test(retain, a_noted_key_is_copied_before_the_caller_reuses_its_buffer)
+{
+        static struct veil_ledger_group g;
+        const struct veil_route *route;
+        struct env e;
+        rd_kafka_message_t *m[8];
+        int64_t now = veil_now_ms();
+        char err[512], buf[16];
+        size_t got;
+
+        mock_up(&e);
+        setup_worker(&e, "2099-12-31");
+        route = &e.config->policy.routes[0];
+        txn_begin(&e);
+        /* The worker's output buffers are reused record after record. */
+        strcpy(buf, "C1");
+        cr_assert_eq(veil_retain_note(e.r, route, rp_of(&e, "short"), 0, "S1",
+                                      2, buf, 2, false, now, err, sizeof(err)),
+                     0, "%s", err);
+        strcpy(buf, "k1:h1");
+        cr_assert_eq(veil_retain_note(e.r, route, rp_of(&e, "long"), 0, "S1", 2,
+                                      buf, 5, false, now, err, sizeof(err)),
+                     0, "%s", err);
+        strcpy(buf, "XXXXX");
+        /* The same source key again (renewed), then another. */
+        note_src(&e, "short", 0, "S1", "C1", false, now + 10);
+        note_src(&e, "short", 0, "S2", "C2", false, now);
+        cr_assert_eq(veil_retain_holds(e.r, route, rp_of(&e, "short"), "S2", 2,
+                                       "C2", 2),
+                     1);
+        cr_assert_eq(veil_retain_count(e.r), 2);
+        txn_commit(&e);
+        got = read_all(&e, "t.ledger", 0, m, 8);
+        cr_assert_eq(got, 2, "one record per source key: %zu", got);
+        decode2(m[0], &g);
+        cr_assert_eq(g.n, 2);
+        cr_assert_eq(memcmp(g.entries[0].key, "C1", 2), 0);
+        cr_assert_eq(g.entries[0].record_ts_ms, now + 10);
+        cr_assert_eq(g.entries[1].key_len, 5);
+        cr_assert_eq(memcmp(g.entries[1].key, "k1:h1", 5), 0);
+        msgs_free(m, got);
+        /* An aborted transaction's waiting group is forgotten. */
+        txn_begin(&e);
+        note_src(&e, "short", 0, "S3", "C3", false, now);
+        cr_assert_eq(veil_retain_count(e.r), 3);
+        txn_abort(&e);
+        cr_assert_eq(veil_retain_count(e.r), 2);
+        txn_begin(&e);
+        txn_commit(&e);
+        got = read_all(&e, "t.ledger", 0, m, 8);
+        cr_assert_eq(got, 2, "%zu", got);
         msgs_free(m, got);
         mock_down(&e);
 }

@@ -671,3 +671,56 @@ Test(retention, hash_depends_on_seed_bytes_and_length)
         cr_assert_neq(veil_retention_hash(1, "", 0),
                       veil_retention_hash(1, "\0", 1));
 }
+
+/* An index whose keys are a 4-byte identity and a payload (what the
+ * worker's groups are: a ledger id and every purpose's entry). */
+Test(retention_fx, id_len_keys_are_found_by_identity_and_replace_payloads)
+{
+        struct veil_retention_entry e;
+        char err[256] = "", big[3000];
+        size_t i;
+
+        veil_retention_set_id_len(ri, 4);
+        cr_assert_eq(up(1, "IDIDfirst", 1000, 2), VEIL_RETENTION_ADDED);
+        cr_assert_eq(up(1, "IDID-second-payload", 500, 3),
+                     VEIL_RETENTION_UNCHANGED); /* earlier: deadline stays */
+        cr_assert_eq(veil_retention_count(ri), 1);
+        cr_assert_eq(veil_retention_get(ri, 1, "IDID", 4, &e), 0);
+        cr_assert_eq(e.key_len, strlen("IDID-second-payload"),
+                     "the payload is replaced all the same");
+        cr_assert_eq(memcmp(e.key, "IDID-second-payload", e.key_len), 0);
+        cr_assert_eq(e.deadline_ms, 1000);
+        cr_assert_eq(veil_retention_get(ri, 2, "IDID", 4, NULL),
+                     VEIL_ENOTFOUND); /* the purpose still counts */
+        cr_assert_eq(veil_retention_get(ri, 1, "IDIx", 4, NULL),
+                     VEIL_ENOTFOUND);
+        /* A transaction's payload changes roll back. */
+        veil_retention_begin(ri);
+        cr_assert_eq(veil_retention_set(ri, 1, "IDIDthird", 9, 10, 4, err,
+                                        sizeof(err)),
+                     0, "%s", err);
+        cr_assert_eq(up(1, "OTHRx", 7, 0), VEIL_RETENTION_ADDED);
+        cr_assert_eq(veil_retention_remove(ri, 1, "OTHR", 4, NULL), 0);
+        cr_assert_eq(up(1, "OTHRy", 8, 0), VEIL_RETENTION_ADDED);
+        veil_retention_rollback(ri);
+        cr_assert_eq(veil_retention_count(ri), 1);
+        cr_assert_eq(veil_retention_get(ri, 1, "IDIDanything", 12, &e), 0);
+        cr_assert_eq(e.key_len, strlen("IDID-second-payload"));
+        cr_assert_eq(memcmp(e.key, "IDID-second-payload", e.key_len), 0);
+        cr_assert_eq(e.deadline_ms, 1000);
+        cr_assert_eq(e.partition, 2);
+        /* Payload churn: the arena compacts and keeps the live bytes. */
+        memset(big, 'p', sizeof(big));
+        memcpy(big, "IDID", 4);
+        for (i = 0; i < 2000; i++) {
+                big[4] = (char)('a' + i % 26);
+                cr_assert_eq(veil_retention_set(ri, 1, big, sizeof(big),
+                                                (int64_t)i, 0, err,
+                                                sizeof(err)),
+                             0, "%s", err);
+        }
+        cr_assert_eq(veil_retention_get(ri, 1, "IDID", 4, &e), 0);
+        cr_assert_eq(e.key_len, sizeof(big));
+        cr_assert_eq(e.key[4], 'a' + 1999 % 26);
+        cr_assert_lt(veil_retention_memory(ri), (size_t)16 << 20);
+}
