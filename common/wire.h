@@ -27,6 +27,8 @@ enum veil_wire_err {
                                      * 0/1, decimal wider than its type */
         VEIL_WIRE_TOO_LARGE,        /* output would exceed the size limit */
         VEIL_WIRE_TRANSFORM_FAILED, /* a transform failed (crypto error) */
+        VEIL_WIRE_BAD_UTF8,         /* an Avro string (or map key) that is
+                                     * not well-formed UTF-8 */
         VEIL_WIRE__COUNT,
 };
 
@@ -53,6 +55,12 @@ enum veil_wire_err veil_wire_parse(const void *buf, size_t len,
 /* Write the 5-byte header for `schema_id` into out. */
 void veil_wire_header_write(uint8_t out[VEIL_WIRE_HEADER_SIZE],
                             int32_t schema_id);
+
+/* Is s[0..len) well-formed UTF-8 (RFC 3629: no overlong forms, no
+ * surrogates, nothing above U+10FFFF)? Avro strings must be: a string that
+ * is not would reach purposes that readers then fail on. ASCII runs go
+ * eight bytes at a time. */
+bool veil_utf8_valid(const uint8_t *s, size_t len);
 
 /* Longest varint for a 64-bit value. */
 #define VEIL_VARINT_MAX 10
