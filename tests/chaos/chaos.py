@@ -661,7 +661,9 @@ def chaos(args):
     broker_down = [rng.uniform(1.0, 6.0) for _ in faults]
     outputs = [*run.topics.values(), run.dlq, run.audit, run.ledger]
     unwritable = [(rng.choice(outputs), rng.uniform(2.0, 8.0)) for _ in faults]
-    duration = max(30.0, sum(gaps) * 0.8)
+    # A broker restart takes a while (the JVM, log recovery after kill -9):
+    # production goes on through it.
+    duration = max(30.0, sum(gaps) * 0.8 + 10.0 * args.broker_restarts)
     broker = Broker(run)
     if args.broker_restarts and not broker.ours:
         raise Failure("broker restarts need the broker of scripts/kafka.sh "
