@@ -173,4 +173,7 @@ deploy-check: $(BIN)
 clean:
 	rm -rf build
 
--include $(LIB_OBJ:.o=.d) $(O)/obj/connectors/main.d
+# Header dependencies (-MMD -MP) of every object, test support file and
+# unit test binary: a header change rebuilds what includes it.
+-include $(LIB_OBJ:.o=.d) $(O)/obj/connectors/main.d \
+	$(TEST_SUPPORT_OBJ:.o=.d) $(UNIT_BIN:=.d)

@@ -1,8 +1,12 @@
 /* config.c - loads the one YAML file (DESIGN.md §5) with libyaml into a
  * struct veil_config; anything it does not understand is refused with
- * FILE:LINE:COL, the key path and, for near misses, a suggestion. */
+ * FILE:LINE:COL, the key path and, for near misses, a suggestion. This file
+ * owns the section parsers and their key tables, keys, defaults, the
+ * instance lock and the duration/date parsers; the YAML walker (messages,
+ * typed getters, map walks) is config_yaml.c. */
 #define _GNU_SOURCE
 #include "config.h"
+#include "config_yaml.h"
 #include "registry.h"
 #include "util.h"
 #include "veil.h"
@@ -24,497 +28,8 @@
 #include <unistd.h>
 #include <yaml.h>
 
-#define MAX_TOPIC_LEN 249
 #define MASK_MAX_KEEP 1024
 #define MAX_BATCH_RECORDS 10000000
-
-/* State of one load: the document, where we are in it (for messages) and
- * what the later passes need to point at. */
-struct loader {
-        const char *file; /* as the caller named it: messages use it */
-        const char *text;
-        size_t text_len;
-        yaml_document_t doc;
-        bool have_doc;
-        const struct veil_config_opts *opts;
-        struct veil_config *config;
-        rd_kafka_conf_t *kconf; /* throwaway, validates kafka: */
-        yaml_node_t *keys_node, *key_file_node, *key_id_node, *active_node;
-        yaml_node_t *ring_node;
-        yaml_node_t **ring_nodes; /* the id of each keys.ring entry */
-        char path[512];
-        size_t path_len;
-        char *errstr;
-        size_t errstr_size;
-};
-
-/* A known key of a map: its handler gets the value node. Handlers run in
- * table order, not document order, so that `routes` can check names that
- * `classes` and `purposes` define wherever they appear in the file. */
-struct key_spec {
-        const char *name;
-        int (*parse)(struct loader *ld, yaml_node_t *node, void *obj);
-        bool required;
-};
-
-/* A user-named entry of a map (a class, a purpose, a kafka property…). */
-typedef int (*entry_fn)(struct loader *ld, yaml_node_t *key, yaml_node_t *value,
-                        void *obj);
-
-/* ---------------------------------------------------------------------- */
-/* Messages                                                                */
-
-static size_t path_push(struct loader *ld, const char *key)
-{
-        size_t old = ld->path_len;
-        int n      = snprintf(ld->path + old, sizeof(ld->path) - old, "%s%s",
-                         old ? "." : "", key);
-
-        if (n > 0)
-                ld->path_len = old + (size_t)n < sizeof(ld->path)
-                                       ? old + (size_t)n
-                                       : sizeof(ld->path) - 1;
-        return old;
-}
-
-static size_t path_push_index(struct loader *ld, size_t i)
-{
-        size_t old = ld->path_len;
-        int n = snprintf(ld->path + old, sizeof(ld->path) - old, "[%zu]", i);
-
-        if (n > 0)
-                ld->path_len = old + (size_t)n < sizeof(ld->path)
-                                       ? old + (size_t)n
-                                       : sizeof(ld->path) - 1;
-        return old;
-}
-
-static void path_pop(struct loader *ld, size_t old)
-{
-        ld->path_len  = old;
-        ld->path[old] = '\0';
-}
-
-static int fail_at(struct loader *ld, size_t line, size_t col, const char *fmt,
-                   ...) __attribute__((format(printf, 4, 5)));
-
-static int fail_at(struct loader *ld, size_t line, size_t col, const char *fmt,
-                   ...)
-{
-        char msg[768];
-        va_list ap;
-
-        va_start(ap, fmt);
-        vsnprintf(msg, sizeof(msg), fmt, ap);
-        va_end(ap);
-        return veil_errf(ld->errstr, ld->errstr_size, VEIL_ECONFIG,
-                         "%s:%zu:%zu: %s%s%s", ld->file, line, col, ld->path,
-                         ld->path_len ? ": " : "", msg);
-}
-
-/* "FILE:LINE:COL: key.path: message" at the node (1-based positions). */
-static int fail(struct loader *ld, const yaml_node_t *node, const char *fmt,
-                ...) __attribute__((format(printf, 3, 4)));
-
-static int fail(struct loader *ld, const yaml_node_t *node, const char *fmt,
-                ...)
-{
-        char msg[768];
-        va_list ap;
-
-        va_start(ap, fmt);
-        vsnprintf(msg, sizeof(msg), fmt, ap);
-        va_end(ap);
-        return fail_at(ld, node ? node->start_mark.line + 1 : 1,
-                       node ? node->start_mark.column + 1 : 1, "%s", msg);
-}
-
-/* "Did you mean": the closest candidate within edit distance 2. */
-struct suggest {
-        const char *word;
-        const char *best;
-        unsigned dist;
-        char text[160];
-};
-
-static void suggest_init(struct suggest *sg, const char *word)
-{
-        sg->word    = word;
-        sg->best    = NULL;
-        sg->dist    = 3;
-        sg->text[0] = '\0';
-}
-
-static void suggest_try(struct suggest *sg, const char *cand)
-{
-        unsigned d;
-
-        if (!cand)
-                return;
-        d = veil_edit_distance(sg->word, cand, 2);
-        if (d > 0 && d < sg->dist) {
-                sg->dist = d;
-                sg->best = cand;
-        }
-}
-
-static const char *suggest_text(struct suggest *sg)
-{
-        if (sg->best)
-                snprintf(sg->text, sizeof(sg->text), " (did you mean '%s'?)",
-                         sg->best);
-        return sg->text;
-}
-
-/* ---------------------------------------------------------------------- */
-/* Nodes and scalars                                                       */
-
-static yaml_node_t *node_at(struct loader *ld, int idx)
-{
-        return yaml_document_get_node(&ld->doc, idx);
-}
-
-static const char *scalar(const yaml_node_t *node)
-{
-        return (const char *)node->data.scalar.value;
-}
-
-static bool is_null(const yaml_node_t *node)
-{
-        const char *s;
-
-        if (node->type != YAML_SCALAR_NODE ||
-            node->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
-                return false;
-        s = scalar(node);
-        return !*s || !strcmp(s, "~") || !strcmp(s, "null") ||
-               !strcmp(s, "Null") || !strcmp(s, "NULL");
-}
-
-static const char *kind_name(const yaml_node_t *node)
-{
-        switch (node->type) {
-        case YAML_SCALAR_NODE:
-                return is_null(node) ? "nothing" : "a scalar";
-        case YAML_SEQUENCE_NODE:
-                return "a list";
-        case YAML_MAPPING_NODE:
-                return "a map";
-        default:
-                return "nothing";
-        }
-}
-
-static size_t map_size(const yaml_node_t *node)
-{
-        if (node->type != YAML_MAPPING_NODE)
-                return 0;
-        return (size_t)(node->data.mapping.pairs.top -
-                        node->data.mapping.pairs.start);
-}
-
-/* A non-null scalar without NUL bytes (C strings cannot carry them). */
-static int get_scalar(struct loader *ld, yaml_node_t *node, const char *what,
-                      const char **out)
-{
-        if (node->type != YAML_SCALAR_NODE || is_null(node))
-                return fail(ld, node, "expected %s, got %s", what,
-                            kind_name(node));
-        if (strlen(scalar(node)) != node->data.scalar.length)
-                return fail(ld, node, "contains a NUL character");
-        *out = scalar(node);
-        return 0;
-}
-
-static int get_string(struct loader *ld, yaml_node_t *node, const char **out)
-{
-        int r = get_scalar(ld, node, "a string", out);
-
-        if (r == 0 && !**out)
-                return fail(ld, node, "expected a non-empty string");
-        return r;
-}
-
-/* Replaces *dst by the node's string; a null node leaves NULL when
- * `nullable` (an optional setting explicitly left empty). */
-static int set_string(struct loader *ld, yaml_node_t *node, char **dst,
-                      bool nullable)
-{
-        const char *s;
-        int r;
-
-        if (nullable && is_null(node)) {
-                free(*dst);
-                *dst = NULL;
-                return 0;
-        }
-        if ((r = get_string(ld, node, &s)))
-                return r;
-        free(*dst);
-        *dst = veil_strdup(s);
-        return 0;
-}
-
-static int get_int(struct loader *ld, yaml_node_t *node, int64_t min,
-                   int64_t max, int64_t *out)
-{
-        const char *s;
-        char *end;
-        long long v;
-        int r;
-
-        if ((r = get_scalar(ld, node, "an integer", &s)))
-                return r;
-        errno = 0;
-        v     = strtoll(s, &end, 10);
-        if (!isdigit((unsigned char)s[s[0] == '-' || s[0] == '+']) || *end ||
-            errno || v < min || v > max)
-                return fail(ld, node,
-                            "expected an integer from %lld to %lld, got '%s'",
-                            (long long)min, (long long)max, s);
-        *out = v;
-        return 0;
-}
-
-static int get_bool(struct loader *ld, yaml_node_t *node, bool *out)
-{
-        static const char *const yes[] = {"true", "yes", "on"};
-        static const char *const no[]  = {"false", "no", "off"};
-        const char *s;
-        size_t i;
-        int r;
-
-        if ((r = get_scalar(ld, node, "true or false", &s)))
-                return r;
-        for (i = 0; i < VEIL_ARRAY_SIZE(yes); i++) {
-                if (!strcasecmp(s, yes[i])) {
-                        *out = true;
-                        return 0;
-                }
-                if (!strcasecmp(s, no[i])) {
-                        *out = false;
-                        return 0;
-                }
-        }
-        return fail(ld, node, "expected true or false, got '%s'", s);
-}
-
-/* One of `names` (a NULL-terminated list) → its index. */
-static int get_enum(struct loader *ld, yaml_node_t *node,
-                    const char *const *names, int *out)
-{
-        struct suggest sg;
-        char list[256] = "";
-        const char *s;
-        size_t len = 0;
-        int i, r;
-
-        if ((r = get_scalar(ld, node, "a name", &s)))
-                return r;
-        suggest_init(&sg, s);
-        for (i = 0; names[i]; i++) {
-                if (!strcmp(s, names[i])) {
-                        *out = i;
-                        return 0;
-                }
-                suggest_try(&sg, names[i]);
-                len += (size_t)snprintf(list + len, sizeof(list) - len, "%s%s",
-                                        i ? ", " : "", names[i]);
-                if (len >= sizeof(list))
-                        len = sizeof(list) - 1;
-        }
-        return fail(ld, node, "expected one of %s, got '%s'%s", list, s,
-                    suggest_text(&sg));
-}
-
-static int get_duration(struct loader *ld, yaml_node_t *node, int64_t *msp)
-{
-        const char *s;
-        int r;
-
-        if ((r = get_scalar(ld, node, "a duration", &s)))
-                return r;
-        if (veil_duration_parse(s, msp))
-                return fail(ld, node,
-                            "invalid duration '%s' (expected e.g. 90d, 12h, "
-                            "30m, 90s, 500ms or 1h30m)",
-                            s);
-        if (*msp <= 0)
-                return fail(ld, node, "the duration must be more than 0");
-        return 0;
-}
-
-/* Kafka's own rule: 1-249 of [a-zA-Z0-9._-]. */
-static int get_topic(struct loader *ld, yaml_node_t *node, const char **out)
-{
-        const char *s, *p;
-        int r;
-
-        if ((r = get_string(ld, node, &s)))
-                return r;
-        for (p = s; *p; p++)
-                if (!isalnum((unsigned char)*p) && *p != '.' && *p != '_' &&
-                    *p != '-')
-                        break;
-        if (*p || strlen(s) > MAX_TOPIC_LEN || !strcmp(s, ".") ||
-            !strcmp(s, ".."))
-                return fail(ld, node,
-                            "'%s' is not a valid topic name (1-249 of "
-                            "a-z A-Z 0-9 . _ -)",
-                            s);
-        *out = s;
-        return 0;
-}
-
-/* A path from the file: absolute as is, else against the file's folder. */
-static char *resolve_path(struct loader *ld, const char *p)
-{
-        size_t n;
-        char *r;
-
-        if (p[0] == '/')
-                return veil_strdup(p);
-        n = strlen(ld->config->dir) + 1 + strlen(p) + 1;
-        r = veil_malloc(n);
-        snprintf(r, n, "%s/%s", ld->config->dir, p);
-        return r;
-}
-
-/* ---------------------------------------------------------------------- */
-/* Maps                                                                    */
-
-/* Finds an earlier pair of `map` (before pair `upto`) with the same key. */
-static yaml_node_t *earlier_key(struct loader *ld, yaml_node_t *map,
-                                yaml_node_pair_t *upto, const char *key)
-{
-        yaml_node_pair_t *pair;
-
-        for (pair = map->data.mapping.pairs.start; pair < upto; pair++) {
-                yaml_node_t *k = node_at(ld, pair->key);
-
-                if (k && k->type == YAML_SCALAR_NODE && !strcmp(scalar(k), key))
-                        return k;
-        }
-        return NULL;
-}
-
-/* Every key of a map must be a non-empty scalar and appear once. */
-static int check_keys(struct loader *ld, yaml_node_t *map)
-{
-        yaml_node_pair_t *pair;
-
-        for (pair = map->data.mapping.pairs.start;
-             pair < map->data.mapping.pairs.top; pair++) {
-                yaml_node_t *k = node_at(ld, pair->key), *first;
-                const char *name;
-                size_t old;
-                int r;
-
-                if ((r = get_scalar(ld, k, "a name as key", &name)))
-                        return r;
-                first = earlier_key(ld, map, pair, name);
-                if (!first)
-                        continue;
-                old = path_push(ld, name);
-                r   = fail(ld, k, "duplicate key (first at line %zu)",
-                           first->start_mark.line + 1);
-                path_pop(ld, old);
-                return r;
-        }
-        return 0;
-}
-
-/* A map whose keys are Veil's: unknown keys are errors (with a suggestion),
- * required ones must be there, handlers run in `specs` order. A null value
- * is an empty map. */
-static int walk_map(struct loader *ld, yaml_node_t *map,
-                    const struct key_spec *specs, void *obj)
-{
-        const struct key_spec *spec;
-        yaml_node_pair_t *pair;
-        int r;
-
-        if (is_null(map)) {
-                for (spec = specs; spec->name; spec++)
-                        if (spec->required)
-                                return fail(ld, map,
-                                            "missing required key '%s'",
-                                            spec->name);
-                return 0;
-        }
-        if (map->type != YAML_MAPPING_NODE)
-                return fail(ld, map, "expected a map, got %s", kind_name(map));
-        if ((r = check_keys(ld, map)))
-                return r;
-        for (pair = map->data.mapping.pairs.start;
-             pair < map->data.mapping.pairs.top; pair++) {
-                yaml_node_t *k   = node_at(ld, pair->key);
-                const char *name = scalar(k);
-                struct suggest sg;
-                size_t old;
-
-                for (spec = specs; spec->name; spec++)
-                        if (!strcmp(spec->name, name))
-                                break;
-                if (spec->name)
-                        continue;
-                suggest_init(&sg, name);
-                for (spec = specs; spec->name; spec++)
-                        suggest_try(&sg, spec->name);
-                old = path_push(ld, name);
-                r   = fail(ld, k, "unknown key%s", suggest_text(&sg));
-                path_pop(ld, old);
-                return r;
-        }
-        for (spec = specs; spec->name; spec++) {
-                yaml_node_t *value = NULL;
-                size_t old;
-
-                for (pair = map->data.mapping.pairs.start;
-                     pair < map->data.mapping.pairs.top; pair++)
-                        if (!strcmp(scalar(node_at(ld, pair->key)), spec->name))
-                                value = node_at(ld, pair->value);
-                if (!value) {
-                        if (spec->required)
-                                return fail(ld, map,
-                                            "missing required key '%s'",
-                                            spec->name);
-                        continue;
-                }
-                old = path_push(ld, spec->name);
-                r   = spec->parse(ld, value, obj);
-                path_pop(ld, old);
-                if (r)
-                        return r;
-        }
-        return 0;
-}
-
-/* A map whose keys the user names: fn per entry, in document order. */
-static int each_entry(struct loader *ld, yaml_node_t *map, entry_fn fn,
-                      void *obj)
-{
-        yaml_node_pair_t *pair;
-        int r;
-
-        if (is_null(map))
-                return 0;
-        if (map->type != YAML_MAPPING_NODE)
-                return fail(ld, map, "expected a map, got %s", kind_name(map));
-        if ((r = check_keys(ld, map)))
-                return r;
-        for (pair = map->data.mapping.pairs.start;
-             pair < map->data.mapping.pairs.top; pair++) {
-                yaml_node_t *k = node_at(ld, pair->key);
-                size_t old     = path_push(ld, scalar(k));
-
-                r = fn(ld, k, node_at(ld, pair->value), obj);
-                path_pop(ld, old);
-                if (r)
-                        return r;
-        }
-        return 0;
-}
 
 /* ---------------------------------------------------------------------- */
 /* Labels, detectors                                                       */
@@ -534,13 +49,13 @@ static int check_label(struct loader *ld, yaml_node_t *node, const char *label)
 
         if (label_defined(ld, label))
                 return 0;
-        suggest_init(&sg, label);
+        veil_yaml_suggest_init(&sg, label);
         for (i = 0; i < policy->n_classes; i++)
-                suggest_try(&sg, policy->classes[i].name);
+                veil_yaml_suggest_try(&sg, policy->classes[i].name);
         for (i = 0; i < VEIL_TIER__COUNT; i++)
-                suggest_try(&sg, veil_tier_name((enum veil_tier)i));
-        return fail(ld, node, "'%s' is not a defined class or tier%s", label,
-                    suggest_text(&sg));
+                veil_yaml_suggest_try(&sg, veil_tier_name((enum veil_tier)i));
+        return veil_yaml_fail(ld, node, "'%s' is not a defined class or tier%s",
+                              label, veil_yaml_suggest_text(&sg));
 }
 
 static int check_detector(struct loader *ld, yaml_node_t *node,
@@ -553,13 +68,13 @@ static int check_detector(struct loader *ld, yaml_node_t *node,
         if (veil_detector_is_builtin(name) ||
             veil_policy_detector(policy, name))
                 return 0;
-        suggest_init(&sg, name);
+        veil_yaml_suggest_init(&sg, name);
         for (i = 0; i < veil_n_builtin_detectors; i++)
-                suggest_try(&sg, veil_builtin_detectors[i]);
+                veil_yaml_suggest_try(&sg, veil_builtin_detectors[i]);
         for (i = 0; i < policy->n_detectors; i++)
-                suggest_try(&sg, policy->detectors[i].name);
-        return fail(ld, node, "unknown detector '%s'%s", name,
-                    suggest_text(&sg));
+                veil_yaml_suggest_try(&sg, policy->detectors[i].name);
+        return veil_yaml_fail(ld, node, "unknown detector '%s'%s", name,
+                              veil_yaml_suggest_text(&sg));
 }
 
 /* ---------------------------------------------------------------------- */
@@ -573,7 +88,7 @@ static int parse_detector_pattern(struct loader *ld, yaml_node_t *node,
         hs_database_t *db             = NULL;
         int r;
 
-        if ((r = set_string(ld, node, &def->pattern, false)))
+        if ((r = veil_yaml_set_string(ld, node, &def->pattern, false)))
                 return r;
         /* Compile once here so that a syntax error (or a pattern matching
          * the empty string) is reported at its line. No extra flags: this
@@ -581,9 +96,10 @@ static int parse_detector_pattern(struct loader *ld, yaml_node_t *node,
          * it reports anything flag-specific itself, naming the detector. */
         if (hs_compile(def->pattern, 0, HS_MODE_BLOCK, NULL, &db, &cerr) !=
             HS_SUCCESS) {
-                r = fail(ld, node, "invalid pattern: %s",
-                         cerr && cerr->message ? cerr->message
-                                               : "Hyperscan refused it");
+                r = veil_yaml_fail(ld, node, "invalid pattern: %s",
+                                   cerr && cerr->message
+                                           ? cerr->message
+                                           : "Hyperscan refused it");
                 hs_free_compile_error(cerr);
                 return r;
         }
@@ -602,23 +118,23 @@ static int detector_entry(struct loader *ld, yaml_node_t *key,
         struct veil_policy *policy = obj;
         struct veil_detector_def *def;
 
-        if (veil_detector_is_builtin(scalar(key)))
-                return fail(ld, key,
-                            "'%s' is a built-in detector; give yours "
-                            "another name",
-                            scalar(key));
+        if (veil_detector_is_builtin(veil_yaml_scalar(key)))
+                return veil_yaml_fail(ld, key,
+                                      "'%s' is a built-in detector; give yours "
+                                      "another name",
+                                      veil_yaml_scalar(key));
         def       = &policy->detectors[policy->n_detectors++];
-        def->name = veil_strdup(scalar(key));
-        return walk_map(ld, value, detector_specs, def);
+        def->name = veil_strdup(veil_yaml_scalar(key));
+        return veil_yaml_walk_map(ld, value, detector_specs, def);
 }
 
 static int parse_detectors(struct loader *ld, yaml_node_t *node, void *obj)
 {
         struct veil_config *config = obj;
 
-        config->policy.detectors =
-                veil_calloc(map_size(node), sizeof(*config->policy.detectors));
-        return each_entry(ld, node, detector_entry, &config->policy);
+        config->policy.detectors = veil_calloc(
+                veil_yaml_map_size(node), sizeof(*config->policy.detectors));
+        return veil_yaml_each_entry(ld, node, detector_entry, &config->policy);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -631,18 +147,19 @@ static int parse_class_tier(struct loader *ld, yaml_node_t *node, void *obj)
         const char *s;
         int i, r;
 
-        if ((r = get_scalar(ld, node, "a tier name", &s)))
+        if ((r = veil_yaml_get_scalar(ld, node, "a tier name", &s)))
                 return r;
         cls->tier = veil_tier_parse(s);
         if (cls->tier != VEIL_TIER_NONE)
                 return 0;
-        suggest_init(&sg, s);
+        veil_yaml_suggest_init(&sg, s);
         for (i = 0; i < VEIL_TIER__COUNT; i++)
-                suggest_try(&sg, veil_tier_name((enum veil_tier)i));
-        return fail(ld, node,
-                    "'%s' is not a tier: public, internal, confidential or "
-                    "restricted%s",
-                    s, suggest_text(&sg));
+                veil_yaml_suggest_try(&sg, veil_tier_name((enum veil_tier)i));
+        return veil_yaml_fail(
+                ld, node,
+                "'%s' is not a tier: public, internal, confidential or "
+                "restricted%s",
+                s, veil_yaml_suggest_text(&sg));
 }
 
 static int parse_class_detector(struct loader *ld, yaml_node_t *node, void *obj)
@@ -651,7 +168,8 @@ static int parse_class_detector(struct loader *ld, yaml_node_t *node, void *obj)
         const char *s;
         int r;
 
-        if ((r = get_string(ld, node, &s)) || (r = check_detector(ld, node, s)))
+        if ((r = veil_yaml_get_string(ld, node, &s)) ||
+            (r = check_detector(ld, node, s)))
                 return r;
         free(cls->detector);
         cls->detector = veil_strdup(s);
@@ -671,24 +189,25 @@ static int class_entry(struct loader *ld, yaml_node_t *key, yaml_node_t *value,
         struct veil_class *cls;
 
         /* A class named like a tier would make every label ambiguous. */
-        if (veil_tier_parse(scalar(key)) != VEIL_TIER_NONE)
-                return fail(ld, key,
-                            "'%s' is a tier name; a class needs a name of "
-                            "its own",
-                            scalar(key));
+        if (veil_tier_parse(veil_yaml_scalar(key)) != VEIL_TIER_NONE)
+                return veil_yaml_fail(
+                        ld, key,
+                        "'%s' is a tier name; a class needs a name of "
+                        "its own",
+                        veil_yaml_scalar(key));
         cls       = &policy->classes[policy->n_classes++];
-        cls->name = veil_strdup(scalar(key));
+        cls->name = veil_strdup(veil_yaml_scalar(key));
         cls->tier = VEIL_TIER_NONE;
-        return walk_map(ld, value, class_specs, cls);
+        return veil_yaml_walk_map(ld, value, class_specs, cls);
 }
 
 static int parse_classes(struct loader *ld, yaml_node_t *node, void *obj)
 {
         struct veil_config *config = obj;
 
-        config->policy.classes =
-                veil_calloc(map_size(node), sizeof(*config->policy.classes));
-        return each_entry(ld, node, class_entry, &config->policy);
+        config->policy.classes = veil_calloc(veil_yaml_map_size(node),
+                                             sizeof(*config->policy.classes));
+        return veil_yaml_each_entry(ld, node, class_entry, &config->policy);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -702,11 +221,11 @@ static int tag_class_entry(struct loader *ld, yaml_node_t *key,
         const char *label;
         int r;
 
-        if ((r = get_string(ld, value, &label)) ||
+        if ((r = veil_yaml_get_string(ld, value, &label)) ||
             (r = check_label(ld, value, label)))
                 return r;
         tc        = &policy->tag_classes[policy->n_tag_classes++];
-        tc->tag   = veil_strdup(scalar(key));
+        tc->tag   = veil_strdup(veil_yaml_scalar(key));
         tc->label = veil_strdup(label);
         return 0;
 }
@@ -716,8 +235,8 @@ static int parse_tag_classes(struct loader *ld, yaml_node_t *node, void *obj)
         struct veil_config *config = obj;
 
         config->policy.tag_classes = veil_calloc(
-                map_size(node), sizeof(*config->policy.tag_classes));
-        return each_entry(ld, node, tag_class_entry, &config->policy);
+                veil_yaml_map_size(node), sizeof(*config->policy.tag_classes));
+        return veil_yaml_each_entry(ld, node, tag_class_entry, &config->policy);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -729,7 +248,7 @@ static int parse_mask_keep_last(struct loader *ld, yaml_node_t *node, void *obj)
         int64_t v;
         int r;
 
-        if ((r = get_int(ld, node, 0, MASK_MAX_KEEP, &v)))
+        if ((r = veil_yaml_get_int(ld, node, 0, MASK_MAX_KEEP, &v)))
                 return r;
         tx->mask.keep_last = (int)v;
         return 0;
@@ -742,7 +261,7 @@ static int parse_mask_keep_first(struct loader *ld, yaml_node_t *node,
         int64_t v;
         int r;
 
-        if ((r = get_int(ld, node, 0, MASK_MAX_KEEP, &v)))
+        if ((r = veil_yaml_get_int(ld, node, 0, MASK_MAX_KEEP, &v)))
                 return r;
         tx->mask.keep_first = (int)v;
         return 0;
@@ -754,12 +273,13 @@ static int parse_mask_char(struct loader *ld, yaml_node_t *node, void *obj)
         const char *s;
         int r;
 
-        if ((r = get_scalar(ld, node, "one character", &s)))
+        if ((r = veil_yaml_get_scalar(ld, node, "one character", &s)))
                 return r;
         /* One printable ASCII byte: a multi-byte character would change the
          * length of masked strings and could split UTF-8 sequences. */
         if (strlen(s) != 1 || !isprint((unsigned char)s[0]))
-                return fail(ld, node, "expected one printable ASCII character");
+                return veil_yaml_fail(ld, node,
+                                      "expected one printable ASCII character");
         tx->mask.mask_char = s[0];
         return 0;
 }
@@ -769,7 +289,7 @@ static int parse_mask_digits_only(struct loader *ld, yaml_node_t *node,
 {
         struct veil_transform *tx = obj;
 
-        return get_bool(ld, node, &tx->mask.digits_only);
+        return veil_yaml_get_bool(ld, node, &tx->mask.digits_only);
 }
 
 static const struct key_spec mask_specs[] = {
@@ -784,7 +304,7 @@ static int parse_gen_width(struct loader *ld, yaml_node_t *node, void *obj)
 {
         struct veil_transform *tx = obj;
 
-        return get_int(ld, node, 1, INT64_MAX, &tx->generalize.width);
+        return veil_yaml_get_int(ld, node, 1, INT64_MAX, &tx->generalize.width);
 }
 
 static int parse_gen_prefix(struct loader *ld, yaml_node_t *node, void *obj)
@@ -793,7 +313,7 @@ static int parse_gen_prefix(struct loader *ld, yaml_node_t *node, void *obj)
         int64_t v;
         int r;
 
-        if ((r = get_int(ld, node, 0, MASK_MAX_KEEP, &v)))
+        if ((r = veil_yaml_get_int(ld, node, 0, MASK_MAX_KEEP, &v)))
                 return r;
         tx->generalize.prefix = (int)v;
         return 0;
@@ -811,7 +331,7 @@ static int parse_enc_mode(struct loader *ld, yaml_node_t *node, void *obj)
         struct veil_transform *tx        = obj;
         int v, r;
 
-        if ((r = get_enum(ld, node, names, &v)))
+        if ((r = veil_yaml_get_enum(ld, node, names, &v)))
                 return r;
         tx->encrypt.mode = (enum veil_encrypt_mode)v;
         return 0;
@@ -823,7 +343,7 @@ static int parse_enc_output(struct loader *ld, yaml_node_t *node, void *obj)
         struct veil_transform *tx        = obj;
         int v, r;
 
-        if ((r = get_enum(ld, node, names, &v)))
+        if ((r = veil_yaml_get_enum(ld, node, names, &v)))
                 return r;
         tx->encrypt.output = (enum veil_encrypt_output)v;
         return 0;
@@ -832,8 +352,8 @@ static int parse_enc_output(struct loader *ld, yaml_node_t *node, void *obj)
 static int parse_enc_per_subject(struct loader *ld, yaml_node_t *node,
                                  void *obj)
 {
-        return get_bool(ld, node,
-                        &((struct veil_transform *)obj)->encrypt.per_subject);
+        return veil_yaml_get_bool(
+                ld, node, &((struct veil_transform *)obj)->encrypt.per_subject);
 }
 
 static const struct key_spec encrypt_specs[] = {
@@ -850,11 +370,11 @@ static int parse_redact_replace(struct loader *ld, yaml_node_t *node, void *obj)
 
         /* Empty is allowed: it deletes the span. */
         if (node->type != YAML_SCALAR_NODE)
-                return fail(ld, node, "expected a string, got %s",
-                            kind_name(node));
-        s = is_null(node) ? "" : scalar(node);
-        if (strlen(s) != node->data.scalar.length && !is_null(node))
-                return fail(ld, node, "contains a NUL character");
+                return veil_yaml_fail(ld, node, "expected a string, got %s",
+                                      veil_yaml_kind_name(node));
+        s = veil_yaml_is_null(node) ? "" : veil_yaml_scalar(node);
+        if (strlen(s) != node->data.scalar.length && !veil_yaml_is_null(node))
+                return veil_yaml_fail(ld, node, "contains a NUL character");
         free(tx->redact.replace);
         tx->redact.replace = veil_strdup(s);
         return 0;
@@ -869,29 +389,30 @@ static int parse_redact_detectors(struct loader *ld, yaml_node_t *node,
         int r;
 
         if (node->type != YAML_SEQUENCE_NODE)
-                return fail(ld, node,
-                            "expected a list of detector names, got %s",
-                            kind_name(node));
+                return veil_yaml_fail(
+                        ld, node, "expected a list of detector names, got %s",
+                        veil_yaml_kind_name(node));
         n = (size_t)(node->data.sequence.items.top -
                      node->data.sequence.items.start);
         if (n == 0)
-                return fail(ld, node,
-                            "name at least one detector, or leave "
-                            "'detectors' out to use all of them");
+                return veil_yaml_fail(ld, node,
+                                      "name at least one detector, or leave "
+                                      "'detectors' out to use all of them");
         tx->redact.detectors = veil_calloc(n, sizeof(char *));
         for (item = node->data.sequence.items.start, i = 0;
              item < node->data.sequence.items.top; item++, i++) {
-                yaml_node_t *d = node_at(ld, *item);
-                size_t old     = path_push_index(ld, i);
+                yaml_node_t *d = veil_yaml_node_at(ld, *item);
+                size_t old     = veil_yaml_path_push_index(ld, i);
                 const char *s;
 
-                r = get_string(ld, d, &s);
+                r = veil_yaml_get_string(ld, d, &s);
                 if (!r)
                         r = check_detector(ld, d, s);
                 for (j = 0; !r && j < tx->redact.n_detectors; j++)
                         if (!strcmp(tx->redact.detectors[j], s))
-                                r = fail(ld, d, "'%s' is listed twice", s);
-                path_pop(ld, old);
+                                r = veil_yaml_fail(ld, d,
+                                                   "'%s' is listed twice", s);
+                veil_yaml_path_pop(ld, old);
                 if (r)
                         return r;
                 tx->redact.detectors[tx->redact.n_detectors++] = veil_strdup(s);
@@ -925,11 +446,11 @@ static int tx_kind(struct loader *ld, yaml_node_t *node, const char *name)
 
         if (kind >= 0)
                 return kind;
-        suggest_init(&sg, name);
+        veil_yaml_suggest_init(&sg, name);
         for (i = 0; i < VEIL_TX__COUNT; i++)
-                suggest_try(&sg, veil_tx_name((enum veil_tx_kind)i));
-        return fail(ld, node, "unknown transform '%s'%s", name,
-                    suggest_text(&sg));
+                veil_yaml_suggest_try(&sg, veil_tx_name((enum veil_tx_kind)i));
+        return veil_yaml_fail(ld, node, "unknown transform '%s'%s", name,
+                              veil_yaml_suggest_text(&sg));
 }
 
 /* `hash` or `{ mask: { keep_last: 4 } }` → *tx (owned by the rule). */
@@ -942,28 +463,34 @@ static int parse_transform(struct loader *ld, yaml_node_t *node,
         int kind, r;
 
         if (node->type == YAML_MAPPING_NODE) {
-                if (map_size(node) != 1)
-                        return fail(ld, node,
-                                    "a transform map has exactly one key, "
-                                    "the transform's name (got %zu)",
-                                    map_size(node));
-                knode  = node_at(ld, node->data.mapping.pairs.start->key);
-                params = node_at(ld, node->data.mapping.pairs.start->value);
+                if (veil_yaml_map_size(node) != 1)
+                        return veil_yaml_fail(
+                                ld, node,
+                                "a transform map has exactly one key, "
+                                "the transform's name (got %zu)",
+                                veil_yaml_map_size(node));
+                knode  = veil_yaml_node_at(ld,
+                                           node->data.mapping.pairs.start->key);
+                params = veil_yaml_node_at(
+                        ld, node->data.mapping.pairs.start->value);
         } else if (node->type == YAML_SCALAR_NODE &&
-                   (!is_null(node) || !strcmp(scalar(node), "null"))) {
+                   (!veil_yaml_is_null(node) ||
+                    !strcmp(veil_yaml_scalar(node), "null"))) {
                 /* A plain `null` here is the transform of that name, not
                  * YAML's null: that is what a user writing it means. */
                 knode = node;
         } else {
-                return fail(ld, node,
-                            "expected a transform name or a one-key map, got "
-                            "%s",
-                            kind_name(node));
+                return veil_yaml_fail(
+                        ld, node,
+                        "expected a transform name or a one-key map, got "
+                        "%s",
+                        veil_yaml_kind_name(node));
         }
         if (knode->type != YAML_SCALAR_NODE)
-                return fail(ld, knode, "expected a transform name, got %s",
-                            kind_name(knode));
-        name = scalar(knode);
+                return veil_yaml_fail(ld, knode,
+                                      "expected a transform name, got %s",
+                                      veil_yaml_kind_name(knode));
+        name = veil_yaml_scalar(knode);
         if ((kind = tx_kind(ld, knode, name)) < 0)
                 return kind;
 
@@ -975,9 +502,9 @@ static int parse_transform(struct loader *ld, yaml_node_t *node,
         if (kind == VEIL_TX_REDACT_TEXT)
                 tx->redact.replace = veil_strdup("[{detector}]");
         if (params) {
-                old = path_push(ld, name);
-                r   = walk_map(ld, params, tx_specs[kind], tx);
-                path_pop(ld, old);
+                old = veil_yaml_path_push(ld, name);
+                r   = veil_yaml_walk_map(ld, params, tx_specs[kind], tx);
+                veil_yaml_path_pop(ld, old);
                 if (r)
                         return r;
         }
@@ -998,7 +525,7 @@ static int parse_license_id(struct loader *ld, yaml_node_t *node, void *obj)
 {
         struct veil_purpose *purpose = obj;
 
-        return set_string(ld, node, &purpose->license_id, false);
+        return veil_yaml_set_string(ld, node, &purpose->license_id, false);
 }
 
 static int parse_license_valid_until(struct loader *ld, yaml_node_t *node,
@@ -1009,7 +536,8 @@ static int parse_license_valid_until(struct loader *ld, yaml_node_t *node,
         int64_t sec;
         int r;
 
-        if ((r = get_scalar(ld, node, "a date (YYYY-MM-DD) or never", &s)))
+        if ((r = veil_yaml_get_scalar(ld, node, "a date (YYYY-MM-DD) or never",
+                                      &s)))
                 return r;
         /* A licence without an end is a decision, said in so many words:
          * 0 is "no end" for the policy, retention and `veil check`. */
@@ -1018,10 +546,11 @@ static int parse_license_valid_until(struct loader *ld, yaml_node_t *node,
                 return 0;
         }
         if (veil_date_parse(s, &sec))
-                return fail(ld, node,
-                            "invalid date '%s' (expected a real date as "
-                            "YYYY-MM-DD, or never)",
-                            s);
+                return veil_yaml_fail(
+                        ld, node,
+                        "invalid date '%s' (expected a real date as "
+                        "YYYY-MM-DD, or never)",
+                        s);
         /* The licence is valid through that day, UTC. */
         purpose->valid_until = sec + 86400 - 1;
         return 0;
@@ -1036,11 +565,11 @@ static const struct key_spec license_specs[] = {
 static int parse_purpose_license(struct loader *ld, yaml_node_t *node,
                                  void *obj)
 {
-        if (is_null(node))
-                return fail(ld, node,
-                            "expected a map with 'id' and "
-                            "'valid_until', got nothing");
-        return walk_map(ld, node, license_specs, obj);
+        if (veil_yaml_is_null(node))
+                return veil_yaml_fail(ld, node,
+                                      "expected a map with 'id' and "
+                                      "'valid_until', got nothing");
+        return veil_yaml_walk_map(ld, node, license_specs, obj);
 }
 
 static int parse_purpose_retention(struct loader *ld, yaml_node_t *node,
@@ -1048,7 +577,7 @@ static int parse_purpose_retention(struct loader *ld, yaml_node_t *node,
 {
         struct veil_purpose *purpose = obj;
 
-        return get_duration(ld, node, &purpose->retention_ms);
+        return veil_yaml_get_duration(ld, node, &purpose->retention_ms);
 }
 
 static int rule_entry(struct loader *ld, yaml_node_t *key, yaml_node_t *value,
@@ -1058,10 +587,10 @@ static int rule_entry(struct loader *ld, yaml_node_t *key, yaml_node_t *value,
         struct veil_tx_rule *rule;
         int r;
 
-        if ((r = check_label(ld, key, scalar(key))))
+        if ((r = check_label(ld, key, veil_yaml_scalar(key))))
                 return r;
         rule         = &purpose->rules[purpose->n_rules++];
-        rule->target = veil_strdup(scalar(key));
+        rule->target = veil_strdup(veil_yaml_scalar(key));
         return parse_transform(ld, value, &rule->tx);
 }
 
@@ -1070,8 +599,9 @@ static int parse_purpose_transforms(struct loader *ld, yaml_node_t *node,
 {
         struct veil_purpose *purpose = obj;
 
-        purpose->rules = veil_calloc(map_size(node), sizeof(*purpose->rules));
-        return each_entry(ld, node, rule_entry, purpose);
+        purpose->rules =
+                veil_calloc(veil_yaml_map_size(node), sizeof(*purpose->rules));
+        return veil_yaml_each_entry(ld, node, rule_entry, purpose);
 }
 
 /* An Avro full name or a dotted field path: segments of [A-Za-z_]
@@ -1102,13 +632,14 @@ static int parse_requires_field(struct loader *ld, yaml_node_t *node, void *obj)
         const char *s;
         int r;
 
-        if ((r = get_string(ld, node, &s)))
+        if ((r = veil_yaml_get_string(ld, node, &s)))
                 return r;
         if (!avro_dotted_ok(s))
-                return fail(ld, node,
-                            "'%s' is not a field path (record field names "
-                            "joined by '.', e.g. consents.marketing)",
-                            s);
+                return veil_yaml_fail(
+                        ld, node,
+                        "'%s' is not a field path (record field names "
+                        "joined by '.', e.g. consents.marketing)",
+                        s);
         free(purpose->requires.field);
         purpose->requires.field = veil_strdup(s);
         return 0;
@@ -1123,7 +654,7 @@ static int parse_requires_equals(struct loader *ld, yaml_node_t *node,
         const char *s;
         int r;
 
-        if ((r = get_scalar(ld, node, "true, false or a string", &s)))
+        if ((r = veil_yaml_get_scalar(ld, node, "true, false or a string", &s)))
                 return r;
         if (node->data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
             (!strcasecmp(s, "true") || !strcasecmp(s, "false"))) {
@@ -1132,8 +663,8 @@ static int parse_requires_equals(struct loader *ld, yaml_node_t *node,
                 return 0;
         }
         if (!*s)
-                return fail(ld, node,
-                            "expected true, false or a non-empty string");
+                return veil_yaml_fail(
+                        ld, node, "expected true, false or a non-empty string");
         purpose->requires.kind = VEIL_REQUIRES_STRING;
         free(purpose->requires.string);
         purpose->requires.string = veil_strdup(s);
@@ -1149,11 +680,12 @@ static const struct key_spec requires_specs[] = {
 static int parse_purpose_requires(struct loader *ld, yaml_node_t *node,
                                   void *obj)
 {
-        if (is_null(node))
-                return fail(ld, node,
-                            "expected a map with 'field' and 'equals', got "
-                            "nothing");
-        return walk_map(ld, node, requires_specs, obj);
+        if (veil_yaml_is_null(node))
+                return veil_yaml_fail(
+                        ld, node,
+                        "expected a map with 'field' and 'equals', got "
+                        "nothing");
+        return veil_yaml_walk_map(ld, node, requires_specs, obj);
 }
 
 /* guard: { on_leak: redact | quarantine } */
@@ -1163,7 +695,7 @@ static int parse_guard_on_leak(struct loader *ld, yaml_node_t *node, void *obj)
         struct veil_purpose *purpose     = obj;
         int v, r;
 
-        if ((r = get_enum(ld, node, names, &v)))
+        if ((r = veil_yaml_get_enum(ld, node, names, &v)))
                 return r;
         purpose->guard.on_leak = (enum veil_on_leak)v;
         return 0;
@@ -1180,7 +712,7 @@ static int parse_purpose_guard(struct loader *ld, yaml_node_t *node, void *obj)
 
         purpose->guard.enabled = true;
         purpose->guard.on_leak = VEIL_LEAK_REDACT;
-        return walk_map(ld, node, guard_specs, obj);
+        return veil_yaml_walk_map(ld, node, guard_specs, obj);
 }
 
 static const struct key_spec purpose_specs[] = {
@@ -1199,17 +731,17 @@ static int purpose_entry(struct loader *ld, yaml_node_t *key,
         struct veil_purpose *purpose;
 
         purpose       = &policy->purposes[policy->n_purposes++];
-        purpose->name = veil_strdup(scalar(key));
-        return walk_map(ld, value, purpose_specs, purpose);
+        purpose->name = veil_strdup(veil_yaml_scalar(key));
+        return veil_yaml_walk_map(ld, value, purpose_specs, purpose);
 }
 
 static int parse_purposes(struct loader *ld, yaml_node_t *node, void *obj)
 {
         struct veil_config *config = obj;
 
-        config->policy.purposes =
-                veil_calloc(map_size(node), sizeof(*config->policy.purposes));
-        return each_entry(ld, node, purpose_entry, &config->policy);
+        config->policy.purposes = veil_calloc(veil_yaml_map_size(node),
+                                              sizeof(*config->policy.purposes));
+        return veil_yaml_each_entry(ld, node, purpose_entry, &config->policy);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -1220,7 +752,7 @@ static int set_topic(struct loader *ld, yaml_node_t *node, char **dst)
         const char *s;
         int r;
 
-        if ((r = get_topic(ld, node, &s)))
+        if ((r = veil_yaml_get_topic(ld, node, &s)))
                 return r;
         free(*dst);
         *dst = veil_strdup(s);
@@ -1266,7 +798,7 @@ static const struct key_spec topics_specs[] = {
 
 static int parse_topics(struct loader *ld, yaml_node_t *node, void *obj)
 {
-        return walk_map(ld, node, topics_specs, obj);
+        return veil_yaml_walk_map(ld, node, topics_specs, obj);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -1280,14 +812,15 @@ static int parse_route_source(struct loader *ld, yaml_node_t *node, void *obj)
         size_t i;
         int r;
 
-        if ((r = get_topic(ld, node, &s)))
+        if ((r = veil_yaml_get_topic(ld, node, &s)))
                 return r;
         for (i = 0; &policy->routes[i] != route; i++)
                 if (!strcmp(policy->routes[i].source, s))
-                        return fail(ld, node,
-                                    "routes[%zu] already reads '%s'; one "
-                                    "route per source",
-                                    i, s);
+                        return veil_yaml_fail(
+                                ld, node,
+                                "routes[%zu] already reads '%s'; one "
+                                "route per source",
+                                i, s);
         route->source = veil_strdup(s);
         return 0;
 }
@@ -1299,7 +832,8 @@ static int parse_route_key_class(struct loader *ld, yaml_node_t *node,
         const char *s;
         int r;
 
-        if ((r = get_string(ld, node, &s)) || (r = check_label(ld, node, s)))
+        if ((r = veil_yaml_get_string(ld, node, &s)) ||
+            (r = check_label(ld, node, s)))
                 return r;
         route->key_class = veil_strdup(s);
         return 0;
@@ -1352,20 +886,22 @@ static int route_purpose_entry(struct loader *ld, yaml_node_t *key,
         size_t i;
         int r;
 
-        purpose = veil_policy_purpose(policy, scalar(key));
+        purpose = veil_policy_purpose(policy, veil_yaml_scalar(key));
         if (!purpose) {
-                suggest_init(&sg, scalar(key));
+                veil_yaml_suggest_init(&sg, veil_yaml_scalar(key));
                 for (i = 0; i < policy->n_purposes; i++)
-                        suggest_try(&sg, policy->purposes[i].name);
-                return fail(ld, key, "no purpose named '%s'%s", scalar(key),
-                            suggest_text(&sg));
+                        veil_yaml_suggest_try(&sg, policy->purposes[i].name);
+                return veil_yaml_fail(ld, key, "no purpose named '%s'%s",
+                                      veil_yaml_scalar(key),
+                                      veil_yaml_suggest_text(&sg));
         }
-        if ((r = get_topic(ld, value, &topic)))
+        if ((r = veil_yaml_get_topic(ld, value, &topic)))
                 return r;
         taken = topic_taken(ld, route, topic, buf, sizeof(buf));
         if (taken)
-                return fail(ld, value, "topic '%s' is already %s%s", topic,
-                            taken == buf ? "written by " : "", taken);
+                return veil_yaml_fail(ld, value, "topic '%s' is already %s%s",
+                                      topic, taken == buf ? "written by " : "",
+                                      taken);
         rp          = &route->purposes[route->n_purposes++];
         rp->purpose = veil_strdup(purpose->name);
         rp->topic   = veil_strdup(topic);
@@ -1377,8 +913,9 @@ static int parse_route_purposes(struct loader *ld, yaml_node_t *node, void *obj)
 {
         struct veil_route *route = obj;
 
-        route->purposes = veil_calloc(map_size(node), sizeof(*route->purposes));
-        return each_entry(ld, node, route_purpose_entry, route);
+        route->purposes =
+                veil_calloc(veil_yaml_map_size(node), sizeof(*route->purposes));
+        return veil_yaml_each_entry(ld, node, route_purpose_entry, route);
 }
 
 static int classify_entry(struct loader *ld, yaml_node_t *key,
@@ -1389,11 +926,11 @@ static int classify_entry(struct loader *ld, yaml_node_t *key,
         const char *label;
         int r;
 
-        if ((r = get_string(ld, value, &label)) ||
+        if ((r = veil_yaml_get_string(ld, value, &label)) ||
             (r = check_label(ld, value, label)))
                 return r;
         co        = &route->classify[route->n_classify++];
-        co->path  = veil_strdup(scalar(key));
+        co->path  = veil_strdup(veil_yaml_scalar(key));
         co->label = veil_strdup(label);
         return 0;
 }
@@ -1402,8 +939,9 @@ static int parse_route_classify(struct loader *ld, yaml_node_t *node, void *obj)
 {
         struct veil_route *route = obj;
 
-        route->classify = veil_calloc(map_size(node), sizeof(*route->classify));
-        return each_entry(ld, node, classify_entry, route);
+        route->classify =
+                veil_calloc(veil_yaml_map_size(node), sizeof(*route->classify));
+        return veil_yaml_each_entry(ld, node, classify_entry, route);
 }
 
 /* accept: { records: [com.example.crm.Customer, ...] } */
@@ -1415,32 +953,36 @@ static int parse_accept_records(struct loader *ld, yaml_node_t *node, void *obj)
         int r;
 
         if (node->type != YAML_SEQUENCE_NODE)
-                return fail(ld, node,
-                            "expected a list of record full names, got %s",
-                            kind_name(node));
+                return veil_yaml_fail(
+                        ld, node,
+                        "expected a list of record full names, got %s",
+                        veil_yaml_kind_name(node));
         n = (size_t)(node->data.sequence.items.top -
                      node->data.sequence.items.start);
         if (n == 0)
-                return fail(ld, node,
-                            "name at least one record, or leave 'accept' "
-                            "out to accept every schema");
+                return veil_yaml_fail(
+                        ld, node,
+                        "name at least one record, or leave 'accept' "
+                        "out to accept every schema");
         route->accept_records = veil_calloc(n, sizeof(char *));
         for (item = node->data.sequence.items.start, i = 0;
              item < node->data.sequence.items.top; item++, i++) {
-                yaml_node_t *d = node_at(ld, *item);
-                size_t old     = path_push_index(ld, i);
+                yaml_node_t *d = veil_yaml_node_at(ld, *item);
+                size_t old     = veil_yaml_path_push_index(ld, i);
                 const char *s;
 
-                r = get_string(ld, d, &s);
+                r = veil_yaml_get_string(ld, d, &s);
                 if (!r && !avro_dotted_ok(s))
-                        r = fail(ld, d,
-                                 "'%s' is not an Avro full name (e.g. "
-                                 "com.example.crm.Customer)",
-                                 s);
+                        r = veil_yaml_fail(
+                                ld, d,
+                                "'%s' is not an Avro full name (e.g. "
+                                "com.example.crm.Customer)",
+                                s);
                 for (j = 0; !r && j < route->n_accept_records; j++)
                         if (!strcmp(route->accept_records[j], s))
-                                r = fail(ld, d, "'%s' is listed twice", s);
-                path_pop(ld, old);
+                                r = veil_yaml_fail(ld, d,
+                                                   "'%s' is listed twice", s);
+                veil_yaml_path_pop(ld, old);
                 if (r)
                         return r;
                 route->accept_records[route->n_accept_records++] =
@@ -1456,10 +998,10 @@ static const struct key_spec accept_specs[] = {
 
 static int parse_route_accept(struct loader *ld, yaml_node_t *node, void *obj)
 {
-        if (is_null(node))
-                return fail(ld, node,
-                            "expected a map with 'records', got nothing");
-        return walk_map(ld, node, accept_specs, obj);
+        if (veil_yaml_is_null(node))
+                return veil_yaml_fail(
+                        ld, node, "expected a map with 'records', got nothing");
+        return veil_yaml_walk_map(ld, node, accept_specs, obj);
 }
 
 static const struct key_spec route_specs[] = {
@@ -1479,23 +1021,24 @@ static int parse_routes(struct loader *ld, yaml_node_t *node, void *obj)
         size_t n, i;
         int r;
 
-        if (is_null(node))
+        if (veil_yaml_is_null(node))
                 return 0;
         if (node->type != YAML_SEQUENCE_NODE)
-                return fail(ld, node, "expected a list of routes, got %s",
-                            kind_name(node));
+                return veil_yaml_fail(ld, node,
+                                      "expected a list of routes, got %s",
+                                      veil_yaml_kind_name(node));
         n              = (size_t)(node->data.sequence.items.top -
                      node->data.sequence.items.start);
         policy->routes = veil_calloc(n, sizeof(*policy->routes));
         for (item = node->data.sequence.items.start, i = 0;
              item < node->data.sequence.items.top; item++, i++) {
-                size_t old = path_push_index(ld, i);
+                size_t old = veil_yaml_path_push_index(ld, i);
 
                 /* Counted before parsing so destroy frees a half-read one. */
                 policy->n_routes++;
-                r = walk_map(ld, node_at(ld, *item), route_specs,
-                             &policy->routes[i]);
-                path_pop(ld, old);
+                r = veil_yaml_walk_map(ld, veil_yaml_node_at(ld, *item),
+                                       route_specs, &policy->routes[i]);
+                veil_yaml_path_pop(ld, old);
                 if (r)
                         return r;
         }
@@ -1515,13 +1058,13 @@ static int kafka_entry(struct loader *ld, yaml_node_t *key, yaml_node_t *value,
         const char *v;
         int r;
 
-        if ((r = get_scalar(ld, value,
-                            "a value (librdkafka properties are "
-                            "scalars)",
-                            &v)))
+        if ((r = veil_yaml_get_scalar(ld, value,
+                                      "a value (librdkafka properties are "
+                                      "scalars)",
+                                      &v)))
                 return r;
         kv        = &config->kafka[config->n_kafka++];
-        kv->key   = veil_strdup(scalar(key));
+        kv->key   = veil_strdup(veil_yaml_scalar(key));
         kv->value = veil_strdup(v);
         if (ld->opts && ld->opts->skip_kafka_check)
                 return 0;
@@ -1534,16 +1077,17 @@ static int kafka_entry(struct loader *ld, yaml_node_t *key, yaml_node_t *value,
                 return 0;
         /* Point at the key when librdkafka does not know it, else at the
          * value it refused; its own words say why. */
-        return fail(ld, res == RD_KAFKA_CONF_UNKNOWN ? key : value, "%s",
-                    err[0] ? err : "rejected by librdkafka");
+        return veil_yaml_fail(ld, res == RD_KAFKA_CONF_UNKNOWN ? key : value,
+                              "%s", err[0] ? err : "rejected by librdkafka");
 }
 
 static int parse_kafka(struct loader *ld, yaml_node_t *node, void *obj)
 {
         struct veil_config *config = obj;
 
-        config->kafka = veil_calloc(map_size(node), sizeof(*config->kafka));
-        return each_entry(ld, node, kafka_entry, config);
+        config->kafka =
+                veil_calloc(veil_yaml_map_size(node), sizeof(*config->kafka));
+        return veil_yaml_each_entry(ld, node, kafka_entry, config);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -1551,13 +1095,14 @@ static int parse_kafka(struct loader *ld, yaml_node_t *node, void *obj)
 
 static int parse_group(struct loader *ld, yaml_node_t *node, void *obj)
 {
-        return set_string(ld, node, &((struct veil_config *)obj)->group, false);
+        return veil_yaml_set_string(ld, node,
+                                    &((struct veil_config *)obj)->group, false);
 }
 
 static int parse_instance(struct loader *ld, yaml_node_t *node, void *obj)
 {
-        return set_string(ld, node, &((struct veil_config *)obj)->instance,
-                          false);
+        return veil_yaml_set_string(
+                ld, node, &((struct veil_config *)obj)->instance, false);
 }
 
 static int parse_registry_url(struct loader *ld, yaml_node_t *node, void *obj)
@@ -1568,12 +1113,13 @@ static int parse_registry_url(struct loader *ld, yaml_node_t *node, void *obj)
         size_t n;
         int r;
 
-        if ((r = get_string(ld, node, &s)))
+        if ((r = veil_yaml_get_string(ld, node, &s)))
                 return r;
         if (strncmp(s, "http://", 7) && strncmp(s, "https://", 8) &&
             strncmp(s, "file://", 7))
-                return fail(ld, node,
-                            "expected an http://, https:// or file:// URL");
+                return veil_yaml_fail(
+                        ld, node,
+                        "expected an http://, https:// or file:// URL");
         free(reg->url);
         rest = s + 7;
         if (strncmp(s, "file://", 7) || rest[0] == '/') {
@@ -1581,10 +1127,10 @@ static int parse_registry_url(struct loader *ld, yaml_node_t *node, void *obj)
                 return 0;
         }
         if (!*rest)
-                return fail(ld, node, "file:// needs a directory");
+                return veil_yaml_fail(ld, node, "file:// needs a directory");
         /* A relative file:// URL is relative to this file's folder, so the
          * config works from any working directory. */
-        joined = resolve_path(ld, rest);
+        joined = veil_yaml_resolve_path(ld, rest);
         real   = realpath(joined, NULL);
         n      = strlen(real ? real : joined) + 8;
         url    = veil_malloc(n);
@@ -1604,13 +1150,14 @@ static int parse_registry_basic_auth(struct loader *ld, yaml_node_t *node,
 
         /* Never echo this value: it is a credential. */
         if (node->type != YAML_SCALAR_NODE)
-                return fail(ld, node, "expected \"user:password\", got %s",
-                            kind_name(node));
-        if ((r = set_string(ld, node, &reg->basic_auth, true)))
+                return veil_yaml_fail(ld, node,
+                                      "expected \"user:password\", got %s",
+                                      veil_yaml_kind_name(node));
+        if ((r = veil_yaml_set_string(ld, node, &reg->basic_auth, true)))
                 return r;
         s = reg->basic_auth;
         if (s && !strchr(s, ':'))
-                return fail(ld, node, "expected \"user:password\"");
+                return veil_yaml_fail(ld, node, "expected \"user:password\"");
         return 0;
 }
 
@@ -1621,23 +1168,23 @@ static int parse_registry_ca_file(struct loader *ld, yaml_node_t *node,
         const char *s;
         int r;
 
-        if (is_null(node)) {
+        if (veil_yaml_is_null(node)) {
                 free(reg->ca_file);
                 reg->ca_file = NULL;
                 return 0;
         }
-        if ((r = get_string(ld, node, &s)))
+        if ((r = veil_yaml_get_string(ld, node, &s)))
                 return r;
         free(reg->ca_file);
-        reg->ca_file = resolve_path(ld, s);
+        reg->ca_file = veil_yaml_resolve_path(ld, s);
         return 0;
 }
 
 static int parse_registry_timeout(struct loader *ld, yaml_node_t *node,
                                   void *obj)
 {
-        return get_duration(ld, node,
-                            &((struct veil_registry_opts *)obj)->timeout_ms);
+        return veil_yaml_get_duration(
+                ld, node, &((struct veil_registry_opts *)obj)->timeout_ms);
 }
 
 static int parse_registry_retries(struct loader *ld, yaml_node_t *node,
@@ -1646,7 +1193,7 @@ static int parse_registry_retries(struct loader *ld, yaml_node_t *node,
         int64_t v;
         int r;
 
-        if ((r = get_int(ld, node, 0, 100, &v)))
+        if ((r = veil_yaml_get_int(ld, node, 0, 100, &v)))
                 return r;
         ((struct veil_registry_opts *)obj)->retries = (int)v;
         return 0;
@@ -1655,8 +1202,8 @@ static int parse_registry_retries(struct loader *ld, yaml_node_t *node,
 static int parse_registry_insecure(struct loader *ld, yaml_node_t *node,
                                    void *obj)
 {
-        return get_bool(ld, node,
-                        &((struct veil_registry_opts *)obj)->allow_insecure);
+        return veil_yaml_get_bool(
+                ld, node, &((struct veil_registry_opts *)obj)->allow_insecure);
 }
 
 static const struct key_spec registry_specs[] = {
@@ -1676,7 +1223,7 @@ static int parse_registry(struct loader *ld, yaml_node_t *node, void *obj)
         size_t old;
         int r;
 
-        if ((r = walk_map(ld, node, registry_specs, reg)))
+        if ((r = veil_yaml_walk_map(ld, node, registry_specs, reg)))
                 return r;
         if (!reg->url || reg->allow_insecure ||
             !veil_registry_url_insecure(reg->url))
@@ -1685,13 +1232,15 @@ static int parse_registry(struct loader *ld, yaml_node_t *node, void *obj)
          * of plain HTTP could relabel a field as public. */
         for (pair = node->data.mapping.pairs.start;
              pair < node->data.mapping.pairs.top; pair++)
-                if (!strcmp(scalar(node_at(ld, pair->key)), "url"))
+                if (!strcmp(veil_yaml_scalar(veil_yaml_node_at(ld, pair->key)),
+                            "url"))
                         break;
-        old = path_push(ld, "url");
-        r   = fail(ld, node_at(ld, pair->value),
-                   "plain http:// to a host other than this one (loopback): "
-                     "use https://, or set registry.allow_insecure: true");
-        path_pop(ld, old);
+        old = veil_yaml_path_push(ld, "url");
+        r   = veil_yaml_fail(
+                  ld, veil_yaml_node_at(ld, pair->value),
+                  "plain http:// to a host other than this one (loopback): "
+                    "use https://, or set registry.allow_insecure: true");
+        veil_yaml_path_pop(ld, old);
         return r;
 }
 
@@ -1704,10 +1253,10 @@ static int parse_keys_file(struct loader *ld, yaml_node_t *node, void *obj)
         const char *s;
         int r;
 
-        if ((r = get_string(ld, node, &s)))
+        if ((r = veil_yaml_get_string(ld, node, &s)))
                 return r;
         free(config->keys.hmac_key_file);
-        config->keys.hmac_key_file = resolve_path(ld, s);
+        config->keys.hmac_key_file = veil_yaml_resolve_path(ld, s);
         ld->key_file_node          = node;
         return 0;
 }
@@ -1719,11 +1268,12 @@ static int get_key_id(struct loader *ld, yaml_node_t *node, const char **out)
         const char *s;
         int r;
 
-        if ((r = get_string(ld, node, &s)))
+        if ((r = veil_yaml_get_string(ld, node, &s)))
                 return r;
         if (!veil_key_id_valid(s, strlen(s)))
-                return fail(ld, node, "a key id is 1-%d of a-z A-Z 0-9 _ -",
-                            VEIL_KEY_ID_MAX);
+                return veil_yaml_fail(ld, node,
+                                      "a key id is 1-%d of a-z A-Z 0-9 _ -",
+                                      VEIL_KEY_ID_MAX);
         *out = s;
         return 0;
 }
@@ -1760,9 +1310,9 @@ static int parse_ring_file(struct loader *ld, yaml_node_t *node, void *obj)
         const char *s;
         int r;
 
-        if ((r = get_string(ld, node, &s)))
+        if ((r = veil_yaml_get_string(ld, node, &s)))
                 return r;
-        k->file = resolve_path(ld, s);
+        k->file = veil_yaml_resolve_path(ld, s);
         return 0;
 }
 
@@ -1773,7 +1323,7 @@ static int parse_ring_command(struct loader *ld, yaml_node_t *node, void *obj)
         int r;
 
         /* Never echoed: a command line may carry a vault token. */
-        if ((r = get_string(ld, node, &s)))
+        if ((r = veil_yaml_get_string(ld, node, &s)))
                 return r;
         k->command = veil_strdup(s);
         return 0;
@@ -1792,43 +1342,47 @@ static int ring_entry(struct loader *ld, yaml_node_t *key, yaml_node_t *value,
         struct veil_key *k;
         int r;
 
-        if (!veil_key_id_valid(scalar(key), strlen(scalar(key))))
-                return fail(ld, key, "a key id is 1-%d of a-z A-Z 0-9 _ -",
-                            VEIL_KEY_ID_MAX);
+        if (!veil_key_id_valid(veil_yaml_scalar(key),
+                               strlen(veil_yaml_scalar(key))))
+                return veil_yaml_fail(ld, key,
+                                      "a key id is 1-%d of a-z A-Z 0-9 _ -",
+                                      VEIL_KEY_ID_MAX);
         if (value->type != YAML_MAPPING_NODE)
-                return fail(ld, value,
-                            "expected { file: PATH } or { command: \"...\" }, "
-                            "got %s",
-                            kind_name(value));
+                return veil_yaml_fail(
+                        ld, value,
+                        "expected { file: PATH } or { command: \"...\" }, "
+                        "got %s",
+                        veil_yaml_kind_name(value));
         ld->ring_nodes[config->keys.n_ring] = key;
         k     = &config->keys.ring[config->keys.n_ring++];
-        k->id = veil_strdup(scalar(key));
-        if ((r = walk_map(ld, value, ring_specs, k)))
+        k->id = veil_strdup(veil_yaml_scalar(key));
+        if ((r = veil_yaml_walk_map(ld, value, ring_specs, k)))
                 return r;
         if (!k->file == !k->command)
-                return fail(ld, value,
-                            "a key has exactly one of 'file' and 'command'");
+                return veil_yaml_fail(
+                        ld, value,
+                        "a key has exactly one of 'file' and 'command'");
         return 0;
 }
 
 static int parse_keys_ring(struct loader *ld, yaml_node_t *node, void *obj)
 {
         struct veil_config *config = obj;
-        size_t n                   = map_size(node);
+        size_t n                   = veil_yaml_map_size(node);
 
-        if (is_null(node) || !n)
-                return fail(ld, node,
-                            "expected a map of key ids, got "
-                            "nothing");
+        if (veil_yaml_is_null(node) || !n)
+                return veil_yaml_fail(ld, node,
+                                      "expected a map of key ids, got "
+                                      "nothing");
         config->keys.ring = veil_calloc(n, sizeof(*config->keys.ring));
         ld->ring_nodes    = veil_calloc(n, sizeof(*ld->ring_nodes));
         ld->ring_node     = node;
-        return each_entry(ld, node, ring_entry, config);
+        return veil_yaml_each_entry(ld, node, ring_entry, config);
 }
 
 static int parse_keys_insecure(struct loader *ld, yaml_node_t *node, void *obj)
 {
-        return get_bool(
+        return veil_yaml_get_bool(
                 ld, node,
                 &((struct veil_config *)obj)->keys.allow_insecure_permissions);
 }
@@ -1838,16 +1392,17 @@ static int parse_keys_timeout(struct loader *ld, yaml_node_t *node, void *obj)
         struct veil_config *config = obj;
         int r;
 
-        if ((r = get_duration(ld, node, &config->keys.command_timeout_ms)))
+        if ((r = veil_yaml_get_duration(ld, node,
+                                        &config->keys.command_timeout_ms)))
                 return r;
         if (config->keys.command_timeout_ms <= 0)
-                return fail(ld, node, "expected a duration above 0");
+                return veil_yaml_fail(ld, node, "expected a duration above 0");
         return 0;
 }
 
 static int parse_keys_shared(struct loader *ld, yaml_node_t *node, void *obj)
 {
-        return get_bool(
+        return veil_yaml_get_bool(
                 ld, node,
                 &((struct veil_config *)obj)->keys.shared_across_purposes);
 }
@@ -1872,19 +1427,22 @@ static int check_keys_form(struct loader *ld, yaml_node_t *node)
 
         if (config->keys.ring) {
                 if (ld->key_file_node)
-                        return fail(ld, ld->key_file_node,
-                                    "use either keys.ring or the one-key form "
-                                    "(hmac_key_file, key_id), not both");
+                        return veil_yaml_fail(
+                                ld, ld->key_file_node,
+                                "use either keys.ring or the one-key form "
+                                "(hmac_key_file, key_id), not both");
                 if (ld->key_id_node)
-                        return fail(ld, ld->key_id_node,
-                                    "with keys.ring, the key of new tokens "
-                                    "is keys.active");
+                        return veil_yaml_fail(
+                                ld, ld->key_id_node,
+                                "with keys.ring, the key of new tokens "
+                                "is keys.active");
                 if (!ld->active_node) {
                         if (config->keys.n_ring > 1)
-                                return fail(ld, node,
-                                            "missing required key 'active' "
-                                            "(which ring key makes new "
-                                            "tokens, seals and MACs)");
+                                return veil_yaml_fail(
+                                        ld, node,
+                                        "missing required key 'active' "
+                                        "(which ring key makes new "
+                                        "tokens, seals and MACs)");
                         free(config->keys.key_id);
                         config->keys.key_id =
                                 veil_strdup(config->keys.ring[0].id);
@@ -1893,13 +1451,15 @@ static int check_keys_form(struct loader *ld, yaml_node_t *node)
                         if (!strcmp(config->keys.ring[i].id,
                                     config->keys.key_id))
                                 return 0;
-                return fail(ld, ld->active_node, "no key '%s' in keys.ring",
-                            config->keys.key_id);
+                return veil_yaml_fail(ld, ld->active_node,
+                                      "no key '%s' in keys.ring",
+                                      config->keys.key_id);
         }
         if (ld->active_node)
-                return fail(ld, ld->active_node,
-                            "keys.active names a key of keys.ring; the "
-                            "one-key form uses key_id");
+                return veil_yaml_fail(
+                        ld, ld->active_node,
+                        "keys.active names a key of keys.ring; the "
+                        "one-key form uses key_id");
         return 0;
 }
 
@@ -1908,7 +1468,7 @@ static int parse_keys(struct loader *ld, yaml_node_t *node, void *obj)
         int r;
 
         ld->keys_node = node;
-        if ((r = walk_map(ld, node, keys_specs, obj)))
+        if ((r = veil_yaml_walk_map(ld, node, keys_specs, obj)))
                 return r;
         return check_keys_form(ld, node);
 }
@@ -1919,8 +1479,9 @@ static int parse_keys(struct loader *ld, yaml_node_t *node, void *obj)
 static int parse_erasure_plaintext(struct loader *ld, yaml_node_t *node,
                                    void *obj)
 {
-        return get_bool(ld, node,
-                        &((struct veil_config *)obj)->erasure.allow_plaintext);
+        return veil_yaml_get_bool(
+                ld, node,
+                &((struct veil_config *)obj)->erasure.allow_plaintext);
 }
 
 static const struct key_spec erasure_specs[] = {
@@ -1930,7 +1491,7 @@ static const struct key_spec erasure_specs[] = {
 
 static int parse_erasure(struct loader *ld, yaml_node_t *node, void *obj)
 {
-        return walk_map(ld, node, erasure_specs, obj);
+        return veil_yaml_walk_map(ld, node, erasure_specs, obj);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -1941,7 +1502,7 @@ static int parse_dlq_payload(struct loader *ld, yaml_node_t *node, void *obj)
         static const char *const names[] = {"encrypted", "raw", NULL};
         int v, r;
 
-        if ((r = get_enum(ld, node, names, &v)))
+        if ((r = veil_yaml_get_enum(ld, node, names, &v)))
                 return r;
         ((struct veil_config *)obj)->dlq_payload = (enum veil_dlq_payload)v;
         return 0;
@@ -1954,7 +1515,7 @@ static const struct key_spec dlq_specs[] = {
 
 static int parse_dlq(struct loader *ld, yaml_node_t *node, void *obj)
 {
-        return walk_map(ld, node, dlq_specs, obj);
+        return veil_yaml_walk_map(ld, node, dlq_specs, obj);
 }
 
 static int parse_audit_level(struct loader *ld, yaml_node_t *node, void *obj)
@@ -1962,7 +1523,7 @@ static int parse_audit_level(struct loader *ld, yaml_node_t *node, void *obj)
         static const char *const names[] = {"record", "batch", "off", NULL};
         int v, r;
 
-        if ((r = get_enum(ld, node, names, &v)))
+        if ((r = veil_yaml_get_enum(ld, node, names, &v)))
                 return r;
         ((struct veil_config *)obj)->audit_level = (enum veil_audit_level)v;
         return 0;
@@ -1975,7 +1536,7 @@ static const struct key_spec audit_specs[] = {
 
 static int parse_audit(struct loader *ld, yaml_node_t *node, void *obj)
 {
-        return walk_map(ld, node, audit_specs, obj);
+        return veil_yaml_walk_map(ld, node, audit_specs, obj);
 }
 
 static int parse_metrics_listen(struct loader *ld, yaml_node_t *node, void *obj)
@@ -1986,7 +1547,7 @@ static int parse_metrics_listen(struct loader *ld, yaml_node_t *node, void *obj)
         long port;
         int r;
 
-        if ((r = set_string(ld, node, &config->metrics_listen, true)))
+        if ((r = veil_yaml_set_string(ld, node, &config->metrics_listen, true)))
                 return r;
         if (!config->metrics_listen)
                 return 0;
@@ -1994,8 +1555,8 @@ static int parse_metrics_listen(struct loader *ld, yaml_node_t *node, void *obj)
         port  = colon ? strtol(colon + 1, &end, 10) : -1;
         if (!colon || colon == config->metrics_listen || !colon[1] || *end ||
             port < 1 || port > 65535)
-                return fail(ld, node,
-                            "expected HOST:PORT (e.g. 127.0.0.1:9464)");
+                return veil_yaml_fail(
+                        ld, node, "expected HOST:PORT (e.g. 127.0.0.1:9464)");
         return 0;
 }
 
@@ -2006,7 +1567,7 @@ static const struct key_spec metrics_specs[] = {
 
 static int parse_metrics(struct loader *ld, yaml_node_t *node, void *obj)
 {
-        return walk_map(ld, node, metrics_specs, obj);
+        return veil_yaml_walk_map(ld, node, metrics_specs, obj);
 }
 
 static int parse_log_level(struct loader *ld, yaml_node_t *node, void *obj)
@@ -2016,7 +1577,7 @@ static int parse_log_level(struct loader *ld, yaml_node_t *node, void *obj)
         struct veil_config *config       = obj;
         int v, r;
 
-        if ((r = get_enum(ld, node, names, &v)))
+        if ((r = veil_yaml_get_enum(ld, node, names, &v)))
                 return r;
         free(config->log_level);
         config->log_level = veil_strdup(names[v]);
@@ -2030,25 +1591,27 @@ static const struct key_spec log_specs[] = {
 
 static int parse_log(struct loader *ld, yaml_node_t *node, void *obj)
 {
-        return walk_map(ld, node, log_specs, obj);
+        return veil_yaml_walk_map(ld, node, log_specs, obj);
 }
 
 static int parse_commit_interval(struct loader *ld, yaml_node_t *node,
                                  void *obj)
 {
-        return get_duration(ld, node,
-                            &((struct veil_config *)obj)->commit_interval_ms);
+        return veil_yaml_get_duration(
+                ld, node, &((struct veil_config *)obj)->commit_interval_ms);
 }
 
 static int parse_max_batch(struct loader *ld, yaml_node_t *node, void *obj)
 {
-        return get_int(ld, node, 1, MAX_BATCH_RECORDS,
-                       &((struct veil_config *)obj)->max_batch_records);
+        return veil_yaml_get_int(
+                ld, node, 1, MAX_BATCH_RECORDS,
+                &((struct veil_config *)obj)->max_batch_records);
 }
 
 static int parse_threads(struct loader *ld, yaml_node_t *node, void *obj)
 {
-        return get_int(ld, node, 1, 64, &((struct veil_config *)obj)->threads);
+        return veil_yaml_get_int(ld, node, 1, 64,
+                                 &((struct veil_config *)obj)->threads);
 }
 
 /* A map of scalars into settings (values checked later by the filter's
@@ -2061,12 +1624,13 @@ static int parse_settings(struct loader *ld, yaml_node_t *node,
 
         fs->line = (int)node->start_mark.line + 1;
         fs->col  = (int)node->start_mark.column + 1;
-        if (is_null(node))
+        if (veil_yaml_is_null(node))
                 return 0;
         if (node->type != YAML_MAPPING_NODE)
-                return fail(ld, node, "expected a map of settings, got %s",
-                            kind_name(node));
-        if ((r = check_keys(ld, node)))
+                return veil_yaml_fail(ld, node,
+                                      "expected a map of settings, got %s",
+                                      veil_yaml_kind_name(node));
+        if ((r = veil_yaml_check_keys(ld, node)))
                 return r;
         fs->v = veil_calloc((size_t)(node->data.mapping.pairs.top -
                                      node->data.mapping.pairs.start) +
@@ -2074,17 +1638,17 @@ static int parse_settings(struct loader *ld, yaml_node_t *node,
                             sizeof(*fs->v));
         for (pair = node->data.mapping.pairs.start;
              pair < node->data.mapping.pairs.top; pair++) {
-                yaml_node_t *k           = node_at(ld, pair->key);
-                yaml_node_t *v           = node_at(ld, pair->value);
+                yaml_node_t *k           = veil_yaml_node_at(ld, pair->key);
+                yaml_node_t *v           = veil_yaml_node_at(ld, pair->value);
                 struct veil_setting *set = &fs->v[fs->n];
-                size_t old               = path_push(ld, scalar(k));
+                size_t old = veil_yaml_path_push(ld, veil_yaml_scalar(k));
                 const char *text;
 
-                r = get_scalar(ld, v, "a scalar", &text);
-                path_pop(ld, old);
+                r = veil_yaml_get_scalar(ld, v, "a scalar", &text);
+                veil_yaml_path_pop(ld, old);
                 if (r)
                         return r;
-                set->key   = veil_strdup(scalar(k));
+                set->key   = veil_strdup(veil_yaml_scalar(k));
                 set->value = veil_strdup(text);
                 set->line  = (int)v->start_mark.line + 1;
                 set->col   = (int)v->start_mark.column + 1;
@@ -2099,12 +1663,13 @@ static int parse_filters(struct loader *ld, yaml_node_t *node, void *obj)
         yaml_node_pair_t *pair;
         int r;
 
-        if (is_null(node))
+        if (veil_yaml_is_null(node))
                 return 0;
         if (node->type != YAML_MAPPING_NODE)
-                return fail(ld, node, "expected a map of filter names, got %s",
-                            kind_name(node));
-        if ((r = check_keys(ld, node)))
+                return veil_yaml_fail(ld, node,
+                                      "expected a map of filter names, got %s",
+                                      veil_yaml_kind_name(node));
+        if ((r = veil_yaml_check_keys(ld, node)))
                 return r;
         config->filters = veil_calloc((size_t)(node->data.mapping.pairs.top -
                                                node->data.mapping.pairs.start) +
@@ -2112,16 +1677,16 @@ static int parse_filters(struct loader *ld, yaml_node_t *node, void *obj)
                                       sizeof(*config->filters));
         for (pair = node->data.mapping.pairs.start;
              pair < node->data.mapping.pairs.top; pair++) {
-                yaml_node_t *k = node_at(ld, pair->key);
+                yaml_node_t *k = veil_yaml_node_at(ld, pair->key);
                 struct veil_filter_settings *fs =
                         &config->filters[config->n_filters++];
-                size_t old = path_push(ld, scalar(k));
+                size_t old = veil_yaml_path_push(ld, veil_yaml_scalar(k));
 
-                fs->name = veil_strdup(scalar(k));
-                r        = parse_settings(ld, node_at(ld, pair->value), fs);
+                fs->name = veil_strdup(veil_yaml_scalar(k));
+                r = parse_settings(ld, veil_yaml_node_at(ld, pair->value), fs);
                 fs->line = (int)k->start_mark.line + 1;
                 fs->col  = (int)k->start_mark.column + 1;
-                path_pop(ld, old);
+                veil_yaml_path_pop(ld, old);
                 if (r)
                         return r;
         }
@@ -2132,7 +1697,7 @@ static int parse_filters(struct loader *ld, yaml_node_t *node, void *obj)
  * path relative to this file. */
 static char *plugin_path(struct loader *ld, const char *s)
 {
-        return strchr(s, '/') ? resolve_path(ld, s) : veil_strdup(s);
+        return strchr(s, '/') ? veil_yaml_resolve_path(ld, s) : veil_strdup(s);
 }
 
 /* One `plugins:` entry: a path, or { path: …, config: { … } }. */
@@ -2148,45 +1713,46 @@ static int parse_plugin(struct loader *ld, yaml_node_t *node,
         int r;
 
         if (node->type != YAML_MAPPING_NODE) {
-                if ((r = get_string(ld, node, &s)))
+                if ((r = veil_yaml_get_string(ld, node, &s)))
                         return r;
                 config->plugins[config->n_plugins++] = plugin_path(ld, s);
                 return 0;
         }
-        if ((r = check_keys(ld, node)))
+        if ((r = veil_yaml_check_keys(ld, node)))
                 return r;
         for (pair = node->data.mapping.pairs.start;
              pair < node->data.mapping.pairs.top; pair++) {
-                yaml_node_t *k   = node_at(ld, pair->key);
-                const char *name = scalar(k);
+                yaml_node_t *k   = veil_yaml_node_at(ld, pair->key);
+                const char *name = veil_yaml_scalar(k);
 
                 if (!strcmp(name, "path"))
-                        path = node_at(ld, pair->value);
+                        path = veil_yaml_node_at(ld, pair->value);
                 else if (!strcmp(name, "config"))
-                        conf = node_at(ld, pair->value);
+                        conf = veil_yaml_node_at(ld, pair->value);
                 else {
                         struct suggest sg;
 
-                        suggest_init(&sg, name);
-                        suggest_try(&sg, "path");
-                        suggest_try(&sg, "config");
-                        old = path_push(ld, name);
-                        r   = fail(ld, k, "unknown key%s", suggest_text(&sg));
-                        path_pop(ld, old);
+                        veil_yaml_suggest_init(&sg, name);
+                        veil_yaml_suggest_try(&sg, "path");
+                        veil_yaml_suggest_try(&sg, "config");
+                        old = veil_yaml_path_push(ld, name);
+                        r   = veil_yaml_fail(ld, k, "unknown key%s",
+                                             veil_yaml_suggest_text(&sg));
+                        veil_yaml_path_pop(ld, old);
                         return r;
                 }
         }
         if (!path)
-                return fail(ld, node, "missing required key 'path'");
-        old = path_push(ld, "path");
-        r   = get_string(ld, path, &s);
-        path_pop(ld, old);
+                return veil_yaml_fail(ld, node, "missing required key 'path'");
+        old = veil_yaml_path_push(ld, "path");
+        r   = veil_yaml_get_string(ld, path, &s);
+        veil_yaml_path_pop(ld, old);
         if (r)
                 return r;
         if (conf) {
-                old = path_push(ld, "config");
+                old = veil_yaml_path_push(ld, "config");
                 r   = parse_settings(ld, conf, fs);
-                path_pop(ld, old);
+                veil_yaml_path_pop(ld, old);
                 if (r)
                         return r;
         }
@@ -2201,11 +1767,12 @@ static int parse_plugins(struct loader *ld, yaml_node_t *node, void *obj)
         size_t n, i;
         int r;
 
-        if (is_null(node))
+        if (veil_yaml_is_null(node))
                 return 0;
         if (node->type != YAML_SEQUENCE_NODE)
-                return fail(ld, node, "expected a list of paths, got %s",
-                            kind_name(node));
+                return veil_yaml_fail(ld, node,
+                                      "expected a list of paths, got %s",
+                                      veil_yaml_kind_name(node));
         n               = (size_t)(node->data.sequence.items.top -
                      node->data.sequence.items.start);
         config->plugins = veil_calloc(n + 1, sizeof(char *));
@@ -2213,10 +1780,10 @@ static int parse_plugins(struct loader *ld, yaml_node_t *node, void *obj)
                 veil_calloc(n + 1, sizeof(*config->plugin_settings));
         for (item = node->data.sequence.items.start, i = 0;
              item < node->data.sequence.items.top; item++, i++) {
-                size_t old = path_push_index(ld, i);
+                size_t old = veil_yaml_path_push_index(ld, i);
 
-                r = parse_plugin(ld, node_at(ld, *item), config);
-                path_pop(ld, old);
+                r = parse_plugin(ld, veil_yaml_node_at(ld, *item), config);
+                veil_yaml_path_pop(ld, old);
                 if (r)
                         return r;
         }
@@ -2296,17 +1863,18 @@ static int load_keys(struct loader *ld)
                 else
                         where = ld->key_file_node ? "keys.hmac_key_file"
                                                   : "keys";
-                old = path_push(ld, where);
+                old = veil_yaml_path_push(ld, where);
                 if (ld->ring_node)
-                        path_push(ld, k->id);
+                        veil_yaml_path_push(ld, k->id);
                 if (active && env) {
                         if (env_len < VEIL_KEY_MIN_LEN) {
-                                r = fail(ld, at,
-                                         "the key in VEIL_HMAC_KEY is too "
-                                         "short: %zu bytes, at least %d are "
-                                         "required",
-                                         env_len, VEIL_KEY_MIN_LEN);
-                                path_pop(ld, old);
+                                r = veil_yaml_fail(
+                                        ld, at,
+                                        "the key in VEIL_HMAC_KEY is too "
+                                        "short: %zu bytes, at least %d are "
+                                        "required",
+                                        env_len, VEIL_KEY_MIN_LEN);
+                                veil_yaml_path_pop(ld, old);
                                 return r;
                         }
                         k->key = veil_malloc(env_len);
@@ -2329,103 +1897,17 @@ static int load_keys(struct loader *ld)
                                       "environment variable");
                 }
                 if (!k->key) {
-                        r = fail(ld, at, "%s", msg);
-                        path_pop(ld, old);
+                        r = veil_yaml_fail(ld, at, "%s", msg);
+                        veil_yaml_path_pop(ld, old);
                         return r;
                 }
-                path_pop(ld, old);
+                veil_yaml_path_pop(ld, old);
                 if (active) {
                         config->keys.key     = k->key;
                         config->keys.key_len = k->len;
                 }
         }
         return 0;
-}
-
-/* ---------------------------------------------------------------------- */
-/* Loading                                                                 */
-
-/* Line and column of a byte offset (libyaml gives only the offset for
- * reader errors such as invalid UTF-8). */
-static void offset_mark(const char *text, size_t len, size_t off, size_t *line,
-                        size_t *col)
-{
-        size_t i;
-
-        *line = 1;
-        *col  = 1;
-        for (i = 0; i < off && i < len; i++) {
-                if (text[i] == '\n') {
-                        (*line)++;
-                        *col = 1;
-                } else {
-                        (*col)++;
-                }
-        }
-}
-
-static int syntax_error(struct loader *ld, yaml_parser_t *parser)
-{
-        size_t line, col;
-
-        if (parser->error == YAML_READER_ERROR) {
-                offset_mark(ld->text, ld->text_len, parser->problem_offset,
-                            &line, &col);
-        } else {
-                line = parser->problem_mark.line + 1;
-                col  = parser->problem_mark.column + 1;
-        }
-        if (parser->context)
-                return fail_at(ld, line, col,
-                               "syntax error: %s (%s at line %zu, column %zu)",
-                               parser->problem ? parser->problem : "invalid",
-                               parser->context, parser->context_mark.line + 1,
-                               parser->context_mark.column + 1);
-        return fail_at(ld, line, col, "syntax error: %s",
-                       parser->problem ? parser->problem : "invalid YAML");
-}
-
-static int parse_document(struct loader *ld)
-{
-        yaml_parser_t parser;
-        yaml_document_t extra;
-        yaml_node_t *root, *extra_root;
-        int r = 0;
-
-        if (!yaml_parser_initialize(&parser))
-                return fail_at(ld, 1, 1, "cannot initialize the YAML parser");
-        yaml_parser_set_input_string(&parser, (const unsigned char *)ld->text,
-                                     ld->text_len);
-        if (!yaml_parser_load(&parser, &ld->doc)) {
-                r = syntax_error(ld, &parser);
-                goto out;
-        }
-        ld->have_doc = true;
-        root         = yaml_document_get_root_node(&ld->doc);
-        if (!root) {
-                r = fail_at(ld, 1, 1,
-                            "the file is empty (expected a map of settings)");
-                goto out;
-        }
-        if (root->type != YAML_MAPPING_NODE) {
-                r = fail(ld, root, "expected a map of settings, got %s",
-                         kind_name(root));
-                goto out;
-        }
-        /* A second document would be silently ignored: refuse it. */
-        if (!yaml_parser_load(&parser, &extra)) {
-                r = syntax_error(ld, &parser);
-                goto out;
-        }
-        extra_root = yaml_document_get_root_node(&extra);
-        if (extra_root)
-                r = fail(ld, extra_root,
-                         "a second YAML document; the config is one "
-                         "document");
-        yaml_document_delete(&extra);
-out:
-        yaml_parser_delete(&parser);
-        return r;
 }
 
 static char *config_dir(const char *path)
@@ -2503,10 +1985,10 @@ struct veil_config *veil_config_load(const char *path,
         }
         set_defaults(config);
 
-        if (parse_document(&ld))
+        if (veil_yaml_parse_document(&ld))
                 goto err;
-        if (walk_map(&ld, yaml_document_get_root_node(&ld.doc), top_specs,
-                     config))
+        if (veil_yaml_walk_map(&ld, yaml_document_get_root_node(&ld.doc),
+                               top_specs, config))
                 goto err;
         default_instance(config);
         ring_of_one(&ld);

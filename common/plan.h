@@ -131,7 +131,7 @@ struct veil_plan_env {
         struct veil_detect_scratch *detect_scratch;
         struct veil_buf tmp;       /* owned */
         struct veil_text_buf text; /* owned */
-        struct veil_buf seen;      /* owned: map keys met (see plan.c) */
+        struct veil_buf seen;      /* owned: map keys met (see plan_exec.c) */
         uint64_t seen_seed;        /* set on first use */
         /* Hash tokens written in the current record, by value: a value
          * that comes again (an address in `email` and in `contacts`)
