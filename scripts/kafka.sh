@@ -6,6 +6,8 @@
 #   scripts/kafka.sh status   prints the bootstrap and exits 0 if running, 1 if not
 #   scripts/kafka.sh stop     stop it (SIGTERM; `stop -9`: SIGKILL), keeping its data
 #   scripts/kafka.sh start    start a stopped one again on its data, wait; prints the bootstrap
+#   scripts/kafka.sh freeze   SIGSTOP it (a stalled broker: a long GC pause, a frozen VM);
+#   scripts/kafka.sh thaw     SIGCONT it
 #   scripts/kafka.sh ensure   for test runners: prints "BOOTSTRAP STARTED" where BOOTSTRAP
 #                             is VEIL_KAFKA_BOOTSTRAP when set (nothing started), else the
 #                             running broker's or one started now, and STARTED is 1 when
@@ -225,6 +227,13 @@ cmd_start() {
   echo "$bootstrap"
 }
 
+cmd_signal() {
+  local pid
+  pid="$(running_pid)" || die "not running"
+  kill -"$1" "$pid"
+  say "$2 (pid $pid)"
+}
+
 cmd_ensure() {
   local b started=0
   if [ -n "${VEIL_KAFKA_BOOTSTRAP:-}" ]; then
@@ -260,8 +269,10 @@ case "${1:-}" in
   stop) cmd_stop "${2:-}" ;;
   start) cmd_start ;;
   ensure) cmd_ensure ;;
+  freeze) cmd_signal STOP frozen ;;
+  thaw) cmd_signal CONT thawed ;;
   *)
-    echo "usage: scripts/kafka.sh up|down|status|stop [-9]|start|ensure" >&2
+    echo "usage: scripts/kafka.sh up|down|status|stop [-9]|start|freeze|thaw|ensure" >&2
     exit 2
     ;;
 esac

@@ -4,24 +4,28 @@ moments and restarted, while records (valid and malformed) keep arriving on
 16 source partitions, erasure requests are published and one purpose's short
 retention makes tombstones fall due. Between the kills, broker faults: the
 Kafka broker itself stopped (SIGTERM or kill -9) and started again on its
-data, and an output topic made unwritable for a few seconds
-(min.insync.replicas above its replicas: acks=all writes fail with
-NOT_ENOUGH_REPLICAS). Then an independent verifier (Confluent's
+data, and frozen (SIGSTOP) for a few seconds, so every request to it,
+the transaction coordinator's included, stalls until it is thawed. Then an
+independent verifier (Confluent's
 Python client, isolation.level=read_committed) checks exactly-once on every
 purpose topic and the DLQ, the tombstones, and `veil audit verify`.
 
     chaos.py --bootstrap HOST:PORT --veil BIN [--seed S] [--kills K]
-             [--broker-restarts B] [--topic-faults T] [--records N] [--tmp DIR]
+             [--broker-restarts B] [--broker-freezes F] [--records N] [--tmp DIR]
 
 Environment (each overridden by its option): CHAOS_SEED, CHAOS_KILLS (20;
 3 is the short mode CI runs, with fewer records unless CHAOS_RECORDS says),
-CHAOS_BROKER_RESTARTS (4; short mode 1), CHAOS_TOPIC_FAULTS (4; short mode
-1), CHAOS_RECORDS (100000; short mode 12000). Broker restarts need the
+CHAOS_BROKER_RESTARTS (4; short mode 1), CHAOS_BROKER_FREEZES (4; short
+mode 1), CHAOS_RECORDS (100000; short mode 12000). Broker faults need the
 broker of scripts/kafka.sh (same VEIL_KAFKA_PORT and VEIL_STATE); with
-another one (VEIL_KAFKA_BOOTSTRAP) set CHAOS_BROKER_RESTARTS=0.
+another one (VEIL_KAFKA_BOOTSTRAP) set both to 0.
+
+(A topic briefly unavailable is not done: on one broker nothing makes a
+single topic unwritable and then writable again — Kafka caps
+min.insync.replicas at the replica count, so raising it blocks nothing.)
 
 Prints progress as `chaos: ...` on stderr and one summary line on stdout:
-    chaos: seed=S kills=K broker_restarts=B topic_faults=T records=N purposes=P dup=0 lost=0 dlq=D tombstones=T audit=intact
+    chaos: seed=S kills=K broker_restarts=B broker_freezes=F records=N purposes=P dup=0 lost=0 dlq=D tombstones=T audit=intact
 Exit 0 when everything checks out, 1 on any loss, duplicate, early or missing
 tombstone or broken audit chain (each named), 2 when the run itself could not
 be carried out (a worker that would not start, Kafka unreachable...). Never
@@ -41,8 +45,7 @@ import time
 import traceback
 
 import confluent_kafka as ck
-from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource,
-                                   NewTopic, ResourceType)
+from confluent_kafka.admin import AdminClient, NewTopic
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
@@ -212,49 +215,30 @@ class Worker:
 # ------------------------------------------------------------------ broker faults
 class Broker:
     """The broker under scripts/kafka.sh: stopped and started again on its
-    data (a restart mid-stream), and topics made unwritable for a while."""
+    data (a restart mid-stream), or frozen for a while (a stall)."""
 
     def __init__(self, run):
         self.run = run
         r = subprocess.run([KAFKA_SH, "status"], capture_output=True, text=True, timeout=60)
         self.ours = r.returncode == 0 and r.stdout.strip() == run.kafka
 
+    def kafka_sh(self, *args):
+        r = subprocess.run([KAFKA_SH, *args], capture_output=True, text=True, timeout=180)
+        if r.returncode != 0:
+            raise Failure(f"kafka.sh {' '.join(args)} exited {r.returncode}: "
+                          f"{r.stderr.strip()[-500:]}")
+
     def restart(self, hard, down_s):
-        if not self.ours:
-            raise Failure("broker restarts need the broker of scripts/kafka.sh "
-                          "(VEIL_KAFKA_PORT, VEIL_STATE); set CHAOS_BROKER_RESTARTS=0")
-        r = subprocess.run([KAFKA_SH, "stop", *(["-9"] if hard else [])],
-                           capture_output=True, text=True, timeout=120)
-        if r.returncode != 0:
-            raise Failure(f"kafka.sh stop exited {r.returncode}: {r.stderr.strip()[-500:]}")
+        self.kafka_sh("stop", *(["-9"] if hard else []))
         time.sleep(down_s)
-        r = subprocess.run([KAFKA_SH, "start"], capture_output=True, text=True, timeout=180)
-        if r.returncode != 0:
-            raise Failure(f"kafka.sh start exited {r.returncode}: {r.stderr.strip()[-500:]}")
+        self.kafka_sh("start")
 
-    def min_isr(self, topic, value):
-        """min.insync.replicas of a topic set (value) or back to the
-        broker's default (None)."""
-        op = AlterConfigOpType.SET if value is not None else AlterConfigOpType.DELETE
-        res = ConfigResource(ResourceType.TOPIC, topic, incremental_configs=[
-            ConfigEntry("min.insync.replicas", str(value or ""), incremental_operation=op)])
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                for f in self.run.admin.incremental_alter_configs([res]).values():
-                    f.result(30)
-                return
-            except ck.KafkaException as e:
-                if time.monotonic() >= deadline:
-                    raise Failure(f"altering {topic}: {e}") from e
-                time.sleep(1)
-
-    def topic_unwritable(self, topic, down_s):
-        self.min_isr(topic, 2)
+    def freeze(self, down_s):
+        self.kafka_sh("freeze")
         try:
             time.sleep(down_s)
         finally:
-            self.min_isr(topic, None)
+            self.kafka_sh("thaw")
 
 
 # ------------------------------------------------------------------ input
@@ -599,7 +583,8 @@ def main():
     ap.add_argument("--kills", type=int, default=int(os.environ.get("CHAOS_KILLS") or 20))
     ap.add_argument("--broker-restarts", type=int,
                     default=os.environ.get("CHAOS_BROKER_RESTARTS"))
-    ap.add_argument("--topic-faults", type=int, default=os.environ.get("CHAOS_TOPIC_FAULTS"))
+    ap.add_argument("--broker-freezes", type=int,
+                    default=os.environ.get("CHAOS_BROKER_FREEZES"))
     ap.add_argument("--records", type=int, default=int(os.environ.get("CHAOS_RECORDS") or 0))
     ap.add_argument("--retention", type=int, default=int(os.environ.get("CHAOS_RETENTION_S")
                                                          or 20))
@@ -613,13 +598,13 @@ def main():
     short = args.kills < 10
     args.broker_restarts = int(args.broker_restarts if args.broker_restarts not in (None, "")
                                else (1 if short else 4))
-    args.topic_faults = int(args.topic_faults if args.topic_faults not in (None, "")
-                            else (1 if short else 4))
+    args.broker_freezes = int(args.broker_freezes if args.broker_freezes not in (None, "")
+                              else (1 if short else 4))
     own_tmp = args.tmp is None
     args.tmp = args.tmp or tempfile.mkdtemp(prefix="veil-chaos.")
     os.makedirs(args.tmp, exist_ok=True)
     log(f"seed={args.seed} kills={args.kills} broker_restarts={args.broker_restarts} "
-        f"topic_faults={args.topic_faults} records={args.records} "
+        f"broker_freezes={args.broker_freezes} records={args.records} "
         f"retention={args.retention}s work={args.tmp}")
     try:
         rc = chaos(args)
@@ -650,24 +635,22 @@ def chaos(args):
     # records, retention deadlines and erasures are all in flight.
     gap_min, gap_max = 2.0, 7.0
     faults = (["kill"] * args.kills + ["broker"] * args.broker_restarts +
-              ["topic"] * args.topic_faults)
+              ["freeze"] * args.broker_freezes)
     rng.shuffle(faults)
     gaps = [rng.uniform(gap_min, gap_max) for _ in faults]
     victims = [rng.choice(("w1", "w2")) for _ in faults]
     downtime = [rng.uniform(0.0, 3.0) for _ in faults]
-    # Broker faults: kill -9 or SIGTERM, down 1-6 s; a topic (a purpose,
-    # the DLQ, the audit or the ledger) unwritable for 2-8 s.
+    # Broker faults: kill -9 or SIGTERM, down 1-6 s; frozen 2-8 s.
     hard = [rng.random() < 0.5 for _ in faults]
     broker_down = [rng.uniform(1.0, 6.0) for _ in faults]
-    outputs = [*run.topics.values(), run.dlq, run.audit, run.ledger]
-    unwritable = [(rng.choice(outputs), rng.uniform(2.0, 8.0)) for _ in faults]
+    frozen = [rng.uniform(2.0, 8.0) for _ in faults]
     # A broker restart takes a while (the JVM, log recovery after kill -9):
     # production goes on through it.
     duration = max(30.0, sum(gaps) * 0.8 + 10.0 * args.broker_restarts)
     broker = Broker(run)
-    if args.broker_restarts and not broker.ours:
-        raise Failure("broker restarts need the broker of scripts/kafka.sh "
-                      "(VEIL_KAFKA_PORT, VEIL_STATE); set CHAOS_BROKER_RESTARTS=0")
+    if (args.broker_restarts or args.broker_freezes) and not broker.ours:
+        raise Failure("broker faults need the broker of scripts/kafka.sh (VEIL_KAFKA_PORT, "
+                      "VEIL_STATE); set CHAOS_BROKER_RESTARTS=0 CHAOS_BROKER_FREEZES=0")
     prod = Producer(run, random.Random(rng.random()), args.records, duration, schema_id)
     erase_at = sorted(rng.uniform(0.2, 0.9) * duration for _ in range(4))
 
@@ -677,7 +660,7 @@ def chaos(args):
     t0 = time.monotonic()
     prod.thread.start()
     erased = {}               # index -> number of requests
-    kills = restarts = topic_faults = 0
+    kills = restarts = freezes = 0
     crashed = []
     try:
         for n, fault in enumerate(faults):
@@ -702,12 +685,11 @@ def chaos(args):
                     f"{broker_down[n]:.1f} s, back after {time.monotonic() - t0 - at:.1f} s, "
                     f"{len(prod.where)} records produced")
                 continue
-            if fault == "topic":
-                topic, down_s = unwritable[n]
-                broker.topic_unwritable(topic, down_s)
-                topic_faults += 1
-                log(f"topic fault {topic_faults}/{args.topic_faults}: {topic} unwritable "
-                    f"at {at:.1f} s for {down_s:.1f} s, {len(prod.where)} records produced")
+            if fault == "freeze":
+                broker.freeze(frozen[n])
+                freezes += 1
+                log(f"broker freeze {freezes}/{args.broker_freezes} at {at:.1f} s for "
+                    f"{frozen[n]:.1f} s, {len(prod.where)} records produced")
                 continue
             v = workers[victims[n]]
             v.kill9()
@@ -762,7 +744,7 @@ def chaos(args):
     else:
         log(f"audit: {aout.splitlines()[-1] if aout else 'intact'}")
     print(f"chaos: seed={args.seed} kills={kills} broker_restarts={restarts} "
-          f"topic_faults={topic_faults} records={run.n_inputs} "
+          f"broker_freezes={freezes} records={run.n_inputs} "
           f"purposes={len(PURPOSES)} dup={verdict.dup} lost={verdict.lost} "
           f"dlq={counts['dlq']} tombstones={counts['tombstones']} audit={audit}",
           flush=True)
