@@ -30,7 +30,7 @@ const char *veil_wire_error_code(enum veil_wire_err err)
         return wire_codes[err];
 }
 
-bool veil_utf8_valid(const uint8_t *s, size_t len)
+bool veil_utf8_valid_full(const uint8_t *s, size_t len)
 {
         size_t i = 0;
 
