@@ -93,9 +93,11 @@ integration: $(BIN) $(FAULT_BROKER)
 	@VEIL=$(abspath $(BIN)) VEIL_FAULT_BROKER=$(abspath $(FAULT_BROKER)) \
 		tests/integration/run.sh
 
-# The crash test (tests/chaos/): two workers, kill -9 at seeded moments, an
-# independent read_committed verifier. CHAOS_KILLS=3 is CI's short mode;
-# CHAOS_SEED reproduces a run. VEIL_KAFKA_PORT/VEIL_STATE are honoured.
+# The crash test (tests/chaos/): two workers, kill -9 at seeded moments,
+# the broker stopped and restarted on its data or frozen for a while, an
+# independent read_committed verifier. CHAOS_KILLS=3 is CI's short mode
+# (one broker restart, one broker freeze); CHAOS_SEED
+# reproduces a run. VEIL_KAFKA_PORT/VEIL_STATE are honoured.
 chaos: deps $(BIN)
 	@VEIL=$(abspath $(BIN)) tests/chaos/run.sh
 

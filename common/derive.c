@@ -111,6 +111,60 @@ static void rename_refs(json_t *j, const char *from, const char *to, bool top)
         }
 }
 
+/* Replace the definition of `fn` nested in a type position under `j` (at
+ * any depth, inside other named types too) by a reference to it; true when
+ * there was one. */
+static bool unnest_def(json_t *j, const char *fn)
+{
+        static const char *const keys[] = {"type", "items", "values"};
+        json_t *v;
+        size_t i, k;
+
+        if (json_is_array(j)) {
+                json_array_foreach(j, i, v)
+                {
+                        if (is_named_def(v)) {
+                                char *vfn = def_fullname(v);
+                                int own   = !strcmp(vfn, fn);
+
+                                free(vfn);
+                                if (own) {
+                                        json_array_set_new(j, i,
+                                                           json_string(fn));
+                                        return true;
+                                }
+                        }
+                        if (unnest_def(v, fn))
+                                return true;
+                }
+                return false;
+        }
+        if (!json_is_object(j))
+                return false;
+        for (k = 0; k < VEIL_ARRAY_SIZE(keys); k++) {
+                v = json_object_get(j, keys[k]);
+                if (is_named_def(v)) {
+                        char *vfn = def_fullname(v);
+                        int own   = !strcmp(vfn, fn);
+
+                        free(vfn);
+                        if (own) {
+                                json_object_set_new(j, keys[k],
+                                                    json_string(fn));
+                                return true;
+                        }
+                }
+                if (v && unnest_def(v, fn))
+                        return true;
+        }
+        json_array_foreach(json_object_get(j, "fields"), i, v)
+        {
+                if (unnest_def(v, fn))
+                        return true;
+        }
+        return false;
+}
+
 /* Register (or dedupe, or rename) the named definition `def`. Returns what
  * to put in its place (a new reference). */
 static json_t *settle_named(json_t *defs, json_t *def)
@@ -129,6 +183,15 @@ static json_t *settle_named(json_t *defs, json_t *def)
         }
         if (json_equal(have, c)) {
                 json_decref(c);
+                /* The equal definition met first may sit inside this one (a
+                 * recursive record derived once more for a labelled field
+                 * of its own type): a reference here would leave no
+                 * definition at all, so this one stays the definition and
+                 * the inner becomes the reference. */
+                if (unnest_def(def, fn)) {
+                        free(fn);
+                        return json_incref(def);
+                }
                 c = json_string(fn);
                 free(fn);
                 return c;

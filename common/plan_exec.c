@@ -130,6 +130,17 @@ ex_lenbytes(struct ex *e, const uint8_t **data, size_t *len)
         return VEIL_WIRE_OK;
 }
 
+/* Read a string (a value or a map key): ex_lenbytes, and the bytes must be
+ * well-formed UTF-8, as Avro says. A string that is not would reach purpose
+ * topics whose readers then fail on it (or mangle it), so the record is
+ * bad-utf8 whatever its purposes do with the field. */
+static inline __attribute__((always_inline)) enum veil_wire_err
+ex_string(struct ex *e, const uint8_t **data, size_t *len)
+{
+        TRY(ex_lenbytes(e, data, len));
+        return veil_utf8_valid(*data, *len) ? VEIL_WIRE_OK : VEIL_WIRE_BAD_UTF8;
+}
+
 /* A block header of an array or map: the item count (negative counts are
  * followed by the block's size in bytes, which *sizep gets; else -1). */
 static inline enum veil_wire_err ex_block(struct ex *e,
@@ -208,8 +219,9 @@ ex_skip_leaf(struct ex *e, const struct pnode *node)
                 e->p += len;
                 return VEIL_WIRE_OK;
         case PK_BYTES:
-        case PK_STRING:
                 return ex_lenbytes(e, &data, &len);
+        case PK_STRING:
+                return ex_string(e, &data, &len);
         case PK_ENUM:
         default:
                 TRY(ex_varint(e, 5, &v));
@@ -263,7 +275,7 @@ static enum veil_wire_err ex_skip(struct ex *e, const struct pnode *node,
                         block = e->p;
                         for (k = 0; k < count; k++) {
                                 if (map)
-                                        TRY(ex_lenbytes(e, &data, &len));
+                                        TRY(ex_string(e, &data, &len));
                                 rc = item->kind < PK_RECORD &&
                                                      item->act == PA_PASS
                                              ? ex_skip_leaf(e, item)
@@ -433,6 +445,7 @@ ex_read_leaf(struct ex *e, const struct pnode *node, struct leaf *lf)
         lf->iv   = 0;
         switch (node->kind) {
         case PK_STRING:
+                return ex_string(e, &lf->data, &lf->len);
         case PK_BYTES:
                 return ex_lenbytes(e, &lf->data, &lf->len);
         case PK_INT:
@@ -720,7 +733,7 @@ static enum veil_wire_err ex_map_entry(struct ex *e, const struct pnode *node,
         size_t len, at;
         bool fresh;
 
-        TRY(ex_lenbytes(e, &data, &len));
+        TRY(ex_string(e, &data, &len));
         TRY(ex_flush(e, key));
         e->copy = e->p;
         at      = e->out->len;
@@ -891,7 +904,7 @@ static enum veil_wire_err ex_run(struct ex *e, const struct pnode *node,
                                 if (map) {
                                         const uint8_t *key = e->p;
 
-                                        TRY(ex_lenbytes(e, &data, &len));
+                                        TRY(ex_string(e, &data, &len));
                                         if (node->tx) {
                                                 TRY(ex_flush(e, key));
                                                 e->copy = e->p;
@@ -1380,7 +1393,7 @@ static enum veil_wire_err mx_blocks(struct mx *m, const struct mnode *mn,
                         size_t len = 0;
 
                         if (map) {
-                                rc = ex_lenbytes(&m->r, &data, &len);
+                                rc = ex_string(&m->r, &data, &len);
                                 if (rc)
                                         break;
                                 FOR_BITS(i, desc & mx_live(m))

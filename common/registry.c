@@ -1485,8 +1485,10 @@ int veil_registry_schema_by_id_meta(struct veil_registry *reg, int id,
         char *schema = NULL, *meta = NULL;
         int err = 0;
 
+        /* A negative id comes from a producer's bytes: no registry holds
+         * it, so it is unknown (a record's error, not the schema's). */
         if (id < 0)
-                return veil_errf(errstr, errstr_size, VEIL_EINVAL,
+                return veil_errf(errstr, errstr_size, VEIL_ENOTFOUND,
                                  "registry: schema id %d is negative", id);
         if ((e = reg_ids_get(reg, id)))
                 goto found;

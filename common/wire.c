@@ -20,6 +20,7 @@ static const char *const wire_codes[VEIL_WIRE__COUNT] = {
         [VEIL_WIRE_BAD_VALUE]        = "bad-value",
         [VEIL_WIRE_TOO_LARGE]        = "too-large",
         [VEIL_WIRE_TRANSFORM_FAILED] = "transform-failed",
+        [VEIL_WIRE_BAD_UTF8]         = "bad-utf8",
 };
 
 const char *veil_wire_error_code(enum veil_wire_err err)
@@ -27,6 +28,54 @@ const char *veil_wire_error_code(enum veil_wire_err err)
         if ((int)err < 0 || err >= VEIL_WIRE__COUNT)
                 return "unknown";
         return wire_codes[err];
+}
+
+bool veil_utf8_valid_full(const uint8_t *s, size_t len)
+{
+        size_t i = 0;
+
+        while (i < len) {
+                unsigned c = s[i];
+                uint64_t w;
+
+                if (c < 0x80) {
+                        /* Skip ASCII a word at a time. */
+                        while (len - i >= 8) {
+                                memcpy(&w, s + i, 8);
+                                if (w & 0x8080808080808080ull)
+                                        break;
+                                i += 8;
+                        }
+                        while (i < len && s[i] < 0x80)
+                                i++;
+                        continue;
+                }
+                if (c >= 0xc2 && c <= 0xdf) {
+                        if (len - i < 2 || (s[i + 1] & 0xc0) != 0x80)
+                                return false;
+                        i += 2;
+                } else if (c >= 0xe0 && c <= 0xef) {
+                        unsigned lo = c == 0xe0 ? 0xa0 : 0x80;
+                        unsigned hi = c == 0xed ? 0x9f : 0xbf;
+
+                        if (len - i < 3 || s[i + 1] < lo || s[i + 1] > hi ||
+                            (s[i + 2] & 0xc0) != 0x80)
+                                return false;
+                        i += 3;
+                } else if (c >= 0xf0 && c <= 0xf4) {
+                        unsigned lo = c == 0xf0 ? 0x90 : 0x80;
+                        unsigned hi = c == 0xf4 ? 0x8f : 0xbf;
+
+                        if (len - i < 4 || s[i + 1] < lo || s[i + 1] > hi ||
+                            (s[i + 2] & 0xc0) != 0x80 ||
+                            (s[i + 3] & 0xc0) != 0x80)
+                                return false;
+                        i += 4;
+                } else {
+                        return false; /* continuation, 0xc0/0xc1, 0xf5+ */
+                }
+        }
+        return true;
 }
 
 enum veil_wire_err veil_wire_parse(const void *buf, size_t len,

@@ -27,6 +27,8 @@ enum veil_wire_err {
                                      * 0/1, decimal wider than its type */
         VEIL_WIRE_TOO_LARGE,        /* output would exceed the size limit */
         VEIL_WIRE_TRANSFORM_FAILED, /* a transform failed (crypto error) */
+        VEIL_WIRE_BAD_UTF8,         /* an Avro string (or map key) that is
+                                     * not well-formed UTF-8 */
         VEIL_WIRE__COUNT,
 };
 
@@ -53,6 +55,30 @@ enum veil_wire_err veil_wire_parse(const void *buf, size_t len,
 /* Write the 5-byte header for `schema_id` into out. */
 void veil_wire_header_write(uint8_t out[VEIL_WIRE_HEADER_SIZE],
                             int32_t schema_id);
+
+/* The full check of veil_utf8_valid, for text that is not all ASCII. */
+bool veil_utf8_valid_full(const uint8_t *s, size_t len);
+
+/* Is s[0..len) well-formed UTF-8 (RFC 3629: no overlong forms, no
+ * surrogates, nothing above U+10FFFF)? Avro strings must be: a string that
+ * is not would reach purposes that readers then fail on. Inline, because
+ * it runs on every string of every record: all-ASCII text (most of it) is
+ * settled by OR-ing its bytes eight at a time, without a branch per byte. */
+static inline bool veil_utf8_valid(const uint8_t *s, size_t len)
+{
+        uint64_t acc = 0, w;
+        size_t i     = 0;
+
+        for (; i + 8 <= len; i += 8) {
+                memcpy(&w, s + i, 8);
+                acc |= w;
+        }
+        for (; i < len; i++)
+                acc |= s[i];
+        if (!(acc & UINT64_C(0x8080808080808080)))
+                return true;
+        return veil_utf8_valid_full(s, len);
+}
 
 /* Longest varint for a 64-bit value. */
 #define VEIL_VARINT_MAX 10

@@ -4,6 +4,14 @@
 #   scripts/kafka.sh up       resolve the jars once, format, start, wait; prints the bootstrap
 #   scripts/kafka.sh down     stop it and remove its state
 #   scripts/kafka.sh status   prints the bootstrap and exits 0 if running, 1 if not
+#   scripts/kafka.sh stop     stop it (SIGTERM; `stop -9`: SIGKILL), keeping its data
+#   scripts/kafka.sh start    start a stopped one again on its data, wait; prints the bootstrap
+#   scripts/kafka.sh freeze   SIGSTOP it (a stalled broker: a long GC pause, a frozen VM);
+#   scripts/kafka.sh thaw     SIGCONT it
+#   scripts/kafka.sh ensure   for test runners: prints "BOOTSTRAP STARTED" where BOOTSTRAP
+#                             is VEIL_KAFKA_BOOTSTRAP when set (nothing started), else the
+#                             running broker's or one started now, and STARTED is 1 when
+#                             this call started it (the caller then stops it with `down`)
 #
 # Environment: VEIL_KAFKA_PORT (39092), VEIL_KAFKA_CONTROLLER_PORT (port+1),
 # VEIL_STATE (/tmp/veil-kafka: data, pid, log), VEIL_CACHE (~/.cache/veil: jars),
@@ -142,47 +150,104 @@ cmd_up() {
     die "formatting the storage failed"
   fi
   t1="$(now_ms)"
-  # setsid: a Ctrl-C meant for the caller reaches the caller, whose trap
-  # stops the broker in order; the broker itself never sees the terminal.
-  # shellcheck disable=SC2046
-  setsid java $(java_opts) -cp "$libs/*" kafka.Kafka "$state/server.properties" \
-    >"$logfile" 2>&1 </dev/null &
-  echo $! >"$pidfile"
-
-  deadline=$(($(date +%s) + wait_s))
-  until answers; do
-    if ! running_pid >/dev/null; then
-      tail -n 30 "$logfile" >&2
-      die "the broker exited during start (log: $logfile)"
-    fi
-    if [ "$(date +%s)" -ge "$deadline" ]; then
-      tail -n 30 "$logfile" >&2
-      cmd_down
-      die "the broker did not answer on $bootstrap within ${wait_s} s"
-    fi
-    sleep 0.2
-  done
+  launch || { cmd_down; exit 1; }
   t2="$(now_ms)"
   say "up on $bootstrap (pid $(cat "$pidfile")) in $(secs "$t0" "$t2") s:" \
     "format $(secs "$t0" "$t1") s, start $(secs "$t1" "$t2") s; log: $logfile"
   echo "$bootstrap"
 }
 
-cmd_down() {
-  local pid deadline
+# Start the broker on the formatted state and wait until it answers.
+# Returns 1 (said why) when it exits or does not answer in time.
+launch() {
+  local deadline
+  # setsid: a Ctrl-C meant for the caller reaches the caller, whose trap
+  # stops the broker in order; the broker itself never sees the terminal.
+  # shellcheck disable=SC2046
+  setsid java $(java_opts) -cp "$libs/*" kafka.Kafka "$state/server.properties" \
+    >>"$logfile" 2>&1 </dev/null &
+  echo $! >"$pidfile"
+
+  deadline=$(($(date +%s) + wait_s))
+  until answers; do
+    if ! running_pid >/dev/null; then
+      tail -n 30 "$logfile" >&2
+      say "the broker exited during start (log: $logfile)"
+      return 1
+    fi
+    if [ "$(date +%s)" -ge "$deadline" ]; then
+      tail -n 30 "$logfile" >&2
+      say "the broker did not answer on $bootstrap within ${wait_s} s"
+      return 1
+    fi
+    sleep 0.2
+  done
+}
+
+# Stop the broker (signal TERM or KILL), waiting up to 30 s; data stays.
+stop_broker() {
+  local pid deadline sig="${1:-TERM}"
+  pid="$(running_pid)" || return 0
+  kill -"$sig" "$pid" 2>/dev/null || true
+  deadline=$(($(date +%s) + 30))
+  while kill -0 "$pid" 2>/dev/null; do
+    if [ "$(date +%s)" -ge "$deadline" ]; then
+      say "pid $pid still running after 30 s; killing it"
+      kill -KILL "$pid" 2>/dev/null || true
+      break
+    fi
+    sleep 0.2
+  done
+  say "stopped (pid $pid, SIG$sig)"
+}
+
+cmd_stop() {
+  case "${1:-}" in
+    -9) stop_broker KILL ;;
+    "") stop_broker TERM ;;
+    *) die "usage: scripts/kafka.sh stop [-9]" ;;
+  esac
+}
+
+cmd_start() {
+  local pid t0
   if pid="$(running_pid)"; then
-    kill -TERM "$pid" 2>/dev/null || true
-    deadline=$(($(date +%s) + 30))
-    while kill -0 "$pid" 2>/dev/null; do
-      if [ "$(date +%s)" -ge "$deadline" ]; then
-        say "pid $pid still running after 30 s; killing it"
-        kill -KILL "$pid" 2>/dev/null || true
-        break
-      fi
-      sleep 0.2
-    done
-    say "stopped (pid $pid)"
+    say "already running (pid $pid)"
+    echo "$bootstrap"
+    return 0
   fi
+  [ -f "$state/server.properties" ] && [ -d "$state/data" ] ||
+    die "no stopped broker in $state to start (use up)"
+  if port_busy "$port" || port_busy "$cport"; then
+    die "port $port or $cport on 127.0.0.1 is taken by something else"
+  fi
+  t0="$(now_ms)"
+  launch || exit 1
+  say "started again on $bootstrap (pid $(cat "$pidfile")) in $(secs "$t0" "$(now_ms)") s"
+  echo "$bootstrap"
+}
+
+cmd_signal() {
+  local pid
+  pid="$(running_pid)" || die "not running"
+  kill -"$1" "$pid"
+  say "$2 (pid $pid)"
+}
+
+cmd_ensure() {
+  local b started=0
+  if [ -n "${VEIL_KAFKA_BOOTSTRAP:-}" ]; then
+    echo "$VEIL_KAFKA_BOOTSTRAP 0"
+    return 0
+  fi
+  # A broker someone started by hand (make kafka-up) is theirs to stop.
+  running_pid >/dev/null && answers || started=1
+  b="$(cmd_up)" || exit 1
+  echo "$b $started"
+}
+
+cmd_down() {
+  stop_broker TERM
   rm -rf "$state"
 }
 
@@ -201,8 +266,13 @@ case "${1:-}" in
   up) cmd_up ;;
   down) cmd_down ;;
   status) cmd_status ;;
+  stop) cmd_stop "${2:-}" ;;
+  start) cmd_start ;;
+  ensure) cmd_ensure ;;
+  freeze) cmd_signal STOP frozen ;;
+  thaw) cmd_signal CONT thawed ;;
   *)
-    echo "usage: scripts/kafka.sh up|down|status" >&2
+    echo "usage: scripts/kafka.sh up|down|status|stop [-9]|start|freeze|thaw|ensure" >&2
     exit 2
     ;;
 esac

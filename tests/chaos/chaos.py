@@ -2,19 +2,30 @@
 group on a real Kafka, one of them killed with kill -9 at seeded random
 moments and restarted, while records (valid and malformed) keep arriving on
 16 source partitions, erasure requests are published and one purpose's short
-retention makes tombstones fall due. Then an independent verifier (Confluent's
+retention makes tombstones fall due. Between the kills, broker faults: the
+Kafka broker itself stopped (SIGTERM or kill -9) and started again on its
+data, and frozen (SIGSTOP) for a few seconds, so every request to it,
+the transaction coordinator's included, stalls until it is thawed. Then an
+independent verifier (Confluent's
 Python client, isolation.level=read_committed) checks exactly-once on every
 purpose topic and the DLQ, the tombstones, and `veil audit verify`.
 
     chaos.py --bootstrap HOST:PORT --veil BIN [--seed S] [--kills K]
-             [--records N] [--tmp DIR]
+             [--broker-restarts B] [--broker-freezes F] [--records N] [--tmp DIR]
 
 Environment (each overridden by its option): CHAOS_SEED, CHAOS_KILLS (20;
 3 is the short mode CI runs, with fewer records unless CHAOS_RECORDS says),
-CHAOS_RECORDS (100000; short mode 12000).
+CHAOS_BROKER_RESTARTS (4; short mode 1), CHAOS_BROKER_FREEZES (4; short
+mode 1), CHAOS_RECORDS (100000; short mode 12000). Broker faults need the
+broker of scripts/kafka.sh (same VEIL_KAFKA_PORT and VEIL_STATE); with
+another one (VEIL_KAFKA_BOOTSTRAP) set both to 0.
+
+(A topic briefly unavailable is not done: on one broker nothing makes a
+single topic unwritable and then writable again — Kafka caps
+min.insync.replicas at the replica count, so raising it blocks nothing.)
 
 Prints progress as `chaos: ...` on stderr and one summary line on stdout:
-    chaos: seed=S kills=K records=N purposes=P dup=0 lost=0 dlq=D tombstones=T audit=intact
+    chaos: seed=S kills=K broker_restarts=B broker_freezes=F records=N purposes=P dup=0 lost=0 dlq=D tombstones=T audit=intact
 Exit 0 when everything checks out, 1 on any loss, duplicate, early or missing
 tombstone or broken audit chain (each named), 2 when the run itself could not
 be carried out (a worker that would not start, Kafka unreachable...). Never
@@ -43,6 +54,7 @@ sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
 import demo_produce  # noqa: E402
 from sr_double import SchemaRegistryDouble  # noqa: E402
 
+KAFKA_SH = os.path.join(REPO, "scripts", "kafka.sh")
 PURPOSES = ("analytics", "marketing", "support")
 SHORT = "support"          # the purpose whose retention runs out during the run
 PARTITIONS = 16
@@ -198,6 +210,35 @@ class Worker:
                 return "".join(f.readlines()[-n:])
         except (OSError, IndexError):
             return ""
+
+
+# ------------------------------------------------------------------ broker faults
+class Broker:
+    """The broker under scripts/kafka.sh: stopped and started again on its
+    data (a restart mid-stream), or frozen for a while (a stall)."""
+
+    def __init__(self, run):
+        self.run = run
+        r = subprocess.run([KAFKA_SH, "status"], capture_output=True, text=True, timeout=60)
+        self.ours = r.returncode == 0 and r.stdout.strip() == run.kafka
+
+    def kafka_sh(self, *args):
+        r = subprocess.run([KAFKA_SH, *args], capture_output=True, text=True, timeout=180)
+        if r.returncode != 0:
+            raise Failure(f"kafka.sh {' '.join(args)} exited {r.returncode}: "
+                          f"{r.stderr.strip()[-500:]}")
+
+    def restart(self, hard, down_s):
+        self.kafka_sh("stop", *(["-9"] if hard else []))
+        time.sleep(down_s)
+        self.kafka_sh("start")
+
+    def freeze(self, down_s):
+        self.kafka_sh("freeze")
+        try:
+            time.sleep(down_s)
+        finally:
+            self.kafka_sh("thaw")
 
 
 # ------------------------------------------------------------------ input
@@ -540,6 +581,10 @@ def main():
     ap.add_argument("--seed", type=int, default=int(os.environ.get("CHAOS_SEED") or
                                                     random.SystemRandom().randrange(1, 10**6)))
     ap.add_argument("--kills", type=int, default=int(os.environ.get("CHAOS_KILLS") or 20))
+    ap.add_argument("--broker-restarts", type=int,
+                    default=os.environ.get("CHAOS_BROKER_RESTARTS"))
+    ap.add_argument("--broker-freezes", type=int,
+                    default=os.environ.get("CHAOS_BROKER_FREEZES"))
     ap.add_argument("--records", type=int, default=int(os.environ.get("CHAOS_RECORDS") or 0))
     ap.add_argument("--retention", type=int, default=int(os.environ.get("CHAOS_RETENTION_S")
                                                          or 20))
@@ -550,10 +595,16 @@ def main():
         ap.error("--bootstrap and --veil (or VEIL_KAFKA_BOOTSTRAP and VEIL) are required")
     if args.records <= 0:
         args.records = 100000 if args.kills >= 10 else 12000
+    short = args.kills < 10
+    args.broker_restarts = int(args.broker_restarts if args.broker_restarts not in (None, "")
+                               else (1 if short else 4))
+    args.broker_freezes = int(args.broker_freezes if args.broker_freezes not in (None, "")
+                              else (1 if short else 4))
     own_tmp = args.tmp is None
     args.tmp = args.tmp or tempfile.mkdtemp(prefix="veil-chaos.")
     os.makedirs(args.tmp, exist_ok=True)
-    log(f"seed={args.seed} kills={args.kills} records={args.records} "
+    log(f"seed={args.seed} kills={args.kills} broker_restarts={args.broker_restarts} "
+        f"broker_freezes={args.broker_freezes} records={args.records} "
         f"retention={args.retention}s work={args.tmp}")
     try:
         rc = chaos(args)
@@ -583,10 +634,23 @@ def chaos(args):
     # to last as long as the kills (and at least 30 s), so crashes land while
     # records, retention deadlines and erasures are all in flight.
     gap_min, gap_max = 2.0, 7.0
-    gaps = [rng.uniform(gap_min, gap_max) for _ in range(args.kills)]
-    victims = [rng.choice(("w1", "w2")) for _ in range(args.kills)]
-    downtime = [rng.uniform(0.0, 3.0) for _ in range(args.kills)]
-    duration = max(30.0, sum(gaps) * 0.8)
+    faults = (["kill"] * args.kills + ["broker"] * args.broker_restarts +
+              ["freeze"] * args.broker_freezes)
+    rng.shuffle(faults)
+    gaps = [rng.uniform(gap_min, gap_max) for _ in faults]
+    victims = [rng.choice(("w1", "w2")) for _ in faults]
+    downtime = [rng.uniform(0.0, 3.0) for _ in faults]
+    # Broker faults: kill -9 or SIGTERM, down 1-6 s; frozen 2-8 s.
+    hard = [rng.random() < 0.5 for _ in faults]
+    broker_down = [rng.uniform(1.0, 6.0) for _ in faults]
+    frozen = [rng.uniform(2.0, 8.0) for _ in faults]
+    # A broker restart takes a while (the JVM, log recovery after kill -9):
+    # production goes on through it.
+    duration = max(30.0, sum(gaps) * 0.8 + 10.0 * args.broker_restarts)
+    broker = Broker(run)
+    if (args.broker_restarts or args.broker_freezes) and not broker.ours:
+        raise Failure("broker faults need the broker of scripts/kafka.sh (VEIL_KAFKA_PORT, "
+                      "VEIL_STATE); set CHAOS_BROKER_RESTARTS=0 CHAOS_BROKER_FREEZES=0")
     prod = Producer(run, random.Random(rng.random()), args.records, duration, schema_id)
     erase_at = sorted(rng.uniform(0.2, 0.9) * duration for _ in range(4))
 
@@ -596,10 +660,10 @@ def chaos(args):
     t0 = time.monotonic()
     prod.thread.start()
     erased = {}               # index -> number of requests
-    kills = 0
+    kills = restarts = freezes = 0
     crashed = []
     try:
-        for n in range(args.kills):
+        for n, fault in enumerate(faults):
             # Erasures due before this kill.
             deadline = time.monotonic() + gaps[n]
             while time.monotonic() < deadline:
@@ -612,12 +676,27 @@ def chaos(args):
                         log(f"{w.inst} exited by itself ({w.proc.returncode}); restarting")
                         w.start()
                 time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+            at = time.monotonic() - t0
+            if fault == "broker":
+                broker.restart(hard[n], broker_down[n])
+                restarts += 1
+                log(f"broker restart {restarts}/{args.broker_restarts} "
+                    f"({'kill -9' if hard[n] else 'SIGTERM'}) at {at:.1f} s, down "
+                    f"{broker_down[n]:.1f} s, back after {time.monotonic() - t0 - at:.1f} s, "
+                    f"{len(prod.where)} records produced")
+                continue
+            if fault == "freeze":
+                broker.freeze(frozen[n])
+                freezes += 1
+                log(f"broker freeze {freezes}/{args.broker_freezes} at {at:.1f} s for "
+                    f"{frozen[n]:.1f} s, {len(prod.where)} records produced")
+                continue
             v = workers[victims[n]]
             v.kill9()
             kills += 1
             time.sleep(downtime[n])
             v.start()
-            log(f"kill {kills}/{args.kills}: {v.inst} at {time.monotonic() - t0:.1f} s, "
+            log(f"kill {kills}/{args.kills}: {v.inst} at {at:.1f} s, "
                 f"down {downtime[n]:.1f} s, {len(prod.where)} records produced")
         while erase_at:
             erase_at.pop(0)
@@ -664,7 +743,8 @@ def chaos(args):
         verdict.bad(f"veil audit verify exited {arc}: {aout[-1500:]}")
     else:
         log(f"audit: {aout.splitlines()[-1] if aout else 'intact'}")
-    print(f"chaos: seed={args.seed} kills={kills} records={run.n_inputs} "
+    print(f"chaos: seed={args.seed} kills={kills} broker_restarts={restarts} "
+          f"broker_freezes={freezes} records={run.n_inputs} "
           f"purposes={len(PURPOSES)} dup={verdict.dup} lost={verdict.lost} "
           f"dlq={counts['dlq']} tombstones={counts['tombstones']} audit={audit}",
           flush=True)

@@ -35,16 +35,15 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-if [ -z "${VEIL_KAFKA_BOOTSTRAP:-}" ]; then
-  if ! scripts/kafka.sh status >/dev/null 2>&1; then
-    started_kafka=1
-  fi
-  if ! VEIL_KAFKA_BOOTSTRAP="$(scripts/kafka.sh up)"; then
-    echo "chaos: Kafka did not start" >&2
-    exit 2
-  fi
-  export VEIL_KAFKA_BOOTSTRAP
+# A broker someone started by hand (make kafka-up) or named with
+# VEIL_KAFKA_BOOTSTRAP is theirs to stop; one started here is stopped here,
+# whatever happens to the run.
+if ! ensured="$(scripts/kafka.sh ensure)"; then
+  echo "chaos: Kafka did not start" >&2
+  exit 2
 fi
+read -r VEIL_KAFKA_BOOTSTRAP started_kafka <<<"$ensured"
+export VEIL_KAFKA_BOOTSTRAP
 t0=$(date +%s)
 # CHAOS_SCRIPT=soak runs the soak (make soak) with the same Kafka handling.
 "$py" "tests/chaos/${CHAOS_SCRIPT:-chaos}.py" "$@"

@@ -7,7 +7,13 @@ least-squares slope after the warm-up (first 20 %) is printed as
     bench: soak_fds_slope_per_min N fds/min
 Samples go to soak.csv in the work folder. Never asserts on the figures.
 
-    soak.py --bootstrap HOST:PORT --veil BIN [--minutes M] [--rate R] [--tmp DIR]
+    soak.py --bootstrap HOST:PORT --veil BIN [--minutes M] [--rate R] [--keys K] [--tmp DIR]
+
+Keys cycle over SOAK_KEYS (--keys, default 20000) subjects: the worker's
+retention state holds one entry per live key and purpose (its deadline),
+so with ever new keys it grows by design, for as long as the longest
+retention; a bounded key space lets it level off, and a slope that stays is
+a leak. SOAK_KEYS=0 gives every record a key of its own.
 """
 import argparse
 import json
@@ -50,6 +56,7 @@ def main():
     ap.add_argument("--veil", default=os.environ.get("VEIL"))
     ap.add_argument("--minutes", type=float, default=float(os.environ.get("SOAK_MINUTES") or 30))
     ap.add_argument("--rate", type=int, default=int(os.environ.get("SOAK_RATE") or 500))
+    ap.add_argument("--keys", type=int, default=int(os.environ.get("SOAK_KEYS") or 20000))
     ap.add_argument("--tmp", default=None)
     args = ap.parse_args()
     if not args.bootstrap or not args.veil:
@@ -66,6 +73,8 @@ def main():
     duration = args.minutes * 60
     count = int(args.rate * duration)
     prod = chaos.Producer(run, random.Random(args.seed), count, duration, sid)
+    if args.keys > 0:
+        prod.key = lambda i: b"C-%09d" % (i % args.keys)
     w = chaos.Worker(run, "w1")
     w.start()
     prod.thread.start()
@@ -88,8 +97,10 @@ def main():
     reg.stop()
     warm = [s for s in samples if s[0] >= args.minutes * 0.2]
     print(f"bench: soak_rss_slope_kb_per_min {slope([(m, r) for m, r, _ in warm]):.1f} kB/min")
-    print(f"bench: soak_fds_slope_per_min {slope([(m, n) for m, _, n in warm]):.2f} fds/min")
+    print(f"bench: soak_fd_slope_per_min {slope([(m, n) for m, _, n in warm]):.2f} fds/min")
     print(f"bench: soak_rss_end_kb {samples[-1][1] if samples else 0} kB")
+    print(f"bench: soak_records {len(prod.where)} records ({args.rate}/s, "
+          f"{args.minutes:g} min, keys {args.keys or 'unique'})")
     chaos.log(f"worker exit {rc}; samples in {args.tmp}/soak.csv")
     return 0 if rc == 0 else 1
 

@@ -11,6 +11,8 @@ import uuid
 import confluent_kafka as ck
 from confluent_kafka.admin import AdminClient
 
+from leakwatch import WATCH
+
 # Every wait in the suite has a deadline; none is a fixed sleep.
 DEFAULT_TIMEOUT = 30.0
 
@@ -30,6 +32,8 @@ def private_key(directory, name="dev-hmac.key", source=None):
     path = os.path.join(str(directory), name)
     shutil.copyfile(source or os.path.join(REPO, "config", "dev-hmac.key"), path)
     os.chmod(path, 0o600)
+    with open(path, "rb") as f:
+        WATCH.key(f"key file {name}", f.read().strip())
     return path
 
 
@@ -148,9 +152,12 @@ class LineCollector:
             t.start()
 
     def _pump(self, stream, lines):
+        where = f"output of {' '.join(os.path.basename(str(a)) for a in self.proc.args[:2])}"
         for raw in stream:
+            line = raw.decode(errors="replace").rstrip("\n")
+            WATCH.output(where, line)
             with self.lock:
-                lines.append(raw.decode(errors="replace").rstrip("\n"))
+                lines.append(line)
 
     def snapshot(self):
         with self.lock:
@@ -205,6 +212,7 @@ def consume_all(bootstrap, topic, isolation="read_committed", timeout=DEFAULT_TI
                 raise AssertionError(f"consuming {topic}: {m.error()}")
             msgs.append(m)
         msgs.sort(key=lambda m: (m.partition(), m.offset()))
+        WATCH.dead_letters_and_audit(topic, msgs)
         return msgs
     finally:
         c.close()

@@ -37,18 +37,15 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-if [ -z "${VEIL_KAFKA_BOOTSTRAP:-}" ]; then
-  # A broker someone started by hand (make kafka-up) is theirs to stop;
-  # one started here is stopped here, whatever happens to the tests.
-  if ! scripts/kafka.sh status >/dev/null 2>&1; then
-    started_kafka=1
-  fi
-  if ! VEIL_KAFKA_BOOTSTRAP="$(scripts/kafka.sh up)"; then
-    echo "integration: Kafka did not start" >&2
-    exit 1
-  fi
-  export VEIL_KAFKA_BOOTSTRAP
+# A broker someone started by hand (make kafka-up) or named with
+# VEIL_KAFKA_BOOTSTRAP is theirs to stop; one started here is stopped here,
+# whatever happens to the run.
+if ! ensured="$(scripts/kafka.sh ensure)"; then
+  echo "integration: Kafka did not start" >&2
+  exit 1
 fi
+read -r VEIL_KAFKA_BOOTSTRAP started_kafka <<<"$ensured"
+export VEIL_KAFKA_BOOTSTRAP
 echo "integration: Kafka at $VEIL_KAFKA_BOOTSTRAP, veil at $VEIL" >&2
 
 # Arguments that name files or tests replace the default of the whole suite.

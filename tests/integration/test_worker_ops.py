@@ -18,6 +18,7 @@ import confluent_kafka as ck
 import fastavro
 
 from helpers import consume_all, wait_for
+from leakwatch import WATCH
 from test_worker import HMAC_KEY, PURPOSES, Pipeline, demo_produce, headers, stop, stderr_text
 
 LINE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$')
@@ -42,9 +43,11 @@ def get(url):
     """(status, body) of a GET, HTTP errors included."""
     try:
         with urllib.request.urlopen(url, timeout=10) as r:
-            return r.status, r.read().decode(), r.headers.get("Content-Type")
+            status, body, ctype = r.status, r.read().decode(), r.headers.get("Content-Type")
     except urllib.error.HTTPError as e:
-        return e.code, e.read().decode(), e.headers.get("Content-Type")
+        status, body, ctype = e.code, e.read().decode(), e.headers.get("Content-Type")
+    WATCH.output(f"GET {url.split('/', 3)[-1]}", body)
+    return status, body, ctype
 
 
 def parse_metrics(text):

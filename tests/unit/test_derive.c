@@ -191,6 +191,37 @@ Test(derive, named_types_are_defined_once)
         json_decref(t);
 }
 
+/* A recursive record derived once more inside itself (its own field
+ * labelled: the compiler opens it again under that label) settles into one
+ * self-referencing definition, never into a bare reference to nothing. */
+Test(derive, recursive_record_derived_twice_keeps_its_definition)
+{
+        json_t *t = json_loads(
+                "{\"type\":\"record\",\"name\":\"Node\",\"namespace\":\"n\","
+                "\"fields\":[{\"name\":\"v\",\"type\":\"long\"},"
+                "{\"name\":\"next\",\"type\":[\"null\",{\"type\":\"record\","
+                "\"name\":\"Node\",\"namespace\":\"n\",\"fields\":["
+                "{\"name\":\"v\",\"type\":\"long\"},{\"name\":\"next\","
+                "\"type\":[\"null\",\"n.Node\"]}]}]}]}",
+                0, NULL);
+        avro_schema_t s;
+        char *text;
+
+        cr_assert_not_null(t);
+        t    = veil_derive_finish(t);
+        text = dump(t);
+        cr_assert_str_eq(
+                text,
+                "{\"type\":\"record\",\"name\":\"Node\",\"namespace\":\"n\","
+                "\"fields\":[{\"name\":\"v\",\"type\":\"long\"},"
+                "{\"name\":\"next\",\"type\":[\"null\",\"n.Node\"]}]}");
+        cr_assert_eq(avro_schema_from_json_length(text, strlen(text), &s), 0,
+                     "%s", avro_strerror());
+        avro_schema_decref(s);
+        free(text);
+        json_decref(t);
+}
+
 /* The DESIGN.md §5 policy without ssn; the card mask keeps its default. */
 static void design_policy(struct veil_policy *policy)
 {

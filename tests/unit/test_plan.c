@@ -871,6 +871,46 @@ Test(plan, hostile_input_gets_stable_codes)
         small_fini(&sm);
 }
 
+/* An H whose s, u and one item of w are the given strings. */
+static void hostile_strings(struct veil_buf *b, const char *s, const char *u,
+                            const char *w)
+{
+        b->len = 0;
+        put_raw(b, "\x01", 1);
+        put_long(b, 5);
+        put_str(b, s);
+        put_long(b, 1);
+        put_str(b, u);
+        put_long(b, 2);
+        put_long(b, 0);
+        put_long(b, 1);
+        put_str(b, w);
+        put_long(b, 0);
+}
+
+/* Avro strings are UTF-8: one that is not fails the record as bad-utf8,
+ * whether its field is transformed (s), copied (u) or an array item (w). */
+Test(plan, strings_that_are_not_utf8_are_bad_utf8)
+{
+        struct small sm;
+
+        small_open(&sm, hostile_schema);
+        hostile_strings(&sm.in, "caf\xc3\xa9", "\xe2\x82\xac",
+                        "\xf0\x9f\x98\x80");
+        cr_assert_eq(small_run(&sm), VEIL_WIRE_OK);
+        hostile_strings(&sm.in, "ab\xff", "x", "y");
+        cr_assert_eq(small_run(&sm), VEIL_WIRE_BAD_UTF8);
+        cr_assert_str_eq(sm.err.path, "s");
+        hostile_strings(&sm.in, "ab", "\xc3\x28", "y");
+        cr_assert_eq(small_run(&sm), VEIL_WIRE_BAD_UTF8);
+        cr_assert_str_eq(sm.err.path, "u");
+        hostile_strings(&sm.in, "ab", "x", "\xed\xa0\x80");
+        cr_assert_eq(small_run(&sm), VEIL_WIRE_BAD_UTF8);
+        cr_assert_eq(sm.out.len, 0);
+        cr_assert_str_eq(veil_wire_error_code(VEIL_WIRE_BAD_UTF8), "bad-utf8");
+        small_fini(&sm);
+}
+
 Test(plan, output_limit_is_too_large)
 {
         struct small sm;

@@ -25,6 +25,7 @@ Test(wire, error_codes_are_the_contract_names)
                 "bad-value",
                 "too-large",
                 "transform-failed",
+                "bad-utf8",
         };
         int i;
 
@@ -34,6 +35,44 @@ Test(wire, error_codes_are_the_contract_names)
         cr_assert_str_eq(veil_wire_error_code(VEIL_WIRE__COUNT), "unknown");
         cr_assert_str_eq(veil_wire_error_code((enum veil_wire_err) - 1),
                          "unknown");
+}
+
+/* Inline text: Criterion copies parameters into the test's own process,
+ * where pointers into the parent's data would dangle. */
+struct utf8_case {
+        char s[48];
+        bool valid;
+};
+
+ParameterizedTestParameters(wire, utf8_validity)
+{
+        static struct utf8_case cases[] = {
+                {"", true},
+                {"plain ASCII, longer than one word of eight", true},
+                {"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 \xf4\x8f\xbf\xbf",
+                 true},
+                {"\xed\x9f\xbf \xee\x80\x80", true}, /* around surrogates */
+                {"\xff", false},
+                {"abcdefgh\x80", false},     /* lone continuation */
+                {"\xc3", false},             /* cut short */
+                {"\xc3\x28", false},         /* bad continuation */
+                {"\xc0\xaf", false},         /* overlong '/' */
+                {"\xe0\x80\xaf", false},     /* overlong */
+                {"\xf0\x80\x80\xaf", false}, /* overlong */
+                {"\xed\xa0\x80", false},     /* surrogate U+D800 */
+                {"\xf4\x90\x80\x80", false}, /* above U+10FFFF */
+                {"\xf5\x80\x80\x80", false},
+                {"ok \xe2\x82", false}, /* cut at the end */
+        };
+
+        return cr_make_param_array(struct utf8_case, cases,
+                                   sizeof(cases) / sizeof(cases[0]));
+}
+
+ParameterizedTest(struct utf8_case *c, wire, utf8_validity)
+{
+        cr_assert_eq(veil_utf8_valid((const uint8_t *)c->s, strlen(c->s)),
+                     c->valid, "case of %zu bytes", strlen(c->s));
 }
 
 Test(wire, parse_frames_and_rejects_bad_ones)
