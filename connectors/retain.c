@@ -31,6 +31,8 @@
 #define ERASE_MAX_PER_TICK 100
 /* How long an assignment may take to read its ledger partitions. */
 #define RESTORE_TIMEOUT_MS 120000
+/* Retrying the erasure offsets; then the batch is aborted and redone. */
+#define ERASURE_OFFSETS_DEADLINE_MS 60000
 
 /* A purpose topic and where the current config has it. The number of a
  * topic (its index) is what the deadline index calls a purpose; it never
@@ -434,7 +436,9 @@ static int produce(struct veil_retain *r, const char *topic, int32_t partition,
 
         err = veil_kafka_produce(r->producer, topic, partition, key, key_len,
                                  value, value_len, hdrs, 0);
-        if (err)
+        /* A failed transaction: the sink's commit aborts it and the batch
+         * (this write with it) is redone. */
+        if (err && !veil_kafka_txn_abortable(r->producer, err))
                 return veil_errf(errstr, errstr_size, VEIL_ENET,
                                  "producing to %s: %s", topic,
                                  rd_kafka_err2str(err));
@@ -1180,17 +1184,28 @@ int veil_retain_flush(struct veil_retain *r, char *errstr, size_t errstr_size)
                         rd_kafka_topic_partition_list_add(
                                 offsets, r->epos[i].topic, r->epos[i].partition)
                                 ->offset = r->epos[i].last + 1;
+                int64_t t0 = veil_now_ms();
+
                 for (;;) {
                         error = rd_kafka_send_offsets_to_transaction(
                                 r->producer, offsets, cgmd, 30000);
-                        if (!error || !rd_kafka_error_is_retriable(error))
+                        if (!error || !rd_kafka_error_is_retriable(error) ||
+                            veil_now_ms() - t0 > ERASURE_OFFSETS_DEADLINE_MS)
                                 break;
                         rd_kafka_error_destroy(error);
                 }
                 rd_kafka_consumer_group_metadata_destroy(cgmd);
                 rd_kafka_topic_partition_list_destroy(offsets);
                 if (error) {
-                        rc = veil_errf(errstr, errstr_size, VEIL_ENET,
+                        /* Only a fatal producer stops the worker. Anything
+                         * else (the erasure group rebalanced while a broker
+                         * restarted: unknown member, a generation gone;
+                         * the deadline) aborts the batch, which is redone
+                         * with the requests read again. */
+                        rc = veil_errf(errstr, errstr_size,
+                                       rd_kafka_error_is_fatal(error)
+                                               ? VEIL_ENET
+                                               : VEIL_RETAIN_REDO,
                                        "sending the erasure offsets: %s",
                                        rd_kafka_error_string(error));
                         rd_kafka_error_destroy(error);

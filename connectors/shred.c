@@ -396,7 +396,9 @@ static int flush_one(void *arg, const unsigned char *ref,
                                  f->s->config->topics.subject_keys,
                                  RD_KAFKA_PARTITION_UA, ref,
                                  VEIL_SUBJECT_REF_LEN, blob, blob_len, NULL, 0);
-        if (err)
+        /* A failed transaction: its commit aborts it and the batch is
+         * redone (sink.c), the key written again then. */
+        if (err && !veil_kafka_txn_abortable(f->s->producer, err))
                 return veil_errf(f->errstr, f->errstr_size, VEIL_ENET,
                                  "producing to %s: %s",
                                  f->s->config->topics.subject_keys,
@@ -459,7 +461,7 @@ int veil_shred_erase(struct veil_shred *s, const void *subject, size_t len,
                                 s->producer, s->config->topics.subject_keys,
                                 RD_KAFKA_PARTITION_UA, refs[k],
                                 VEIL_SUBJECT_REF_LEN, NULL, 0, hdrs, 0);
-                        if (err)
+                        if (err && !veil_kafka_txn_abortable(s->producer, err))
                                 rc = veil_errf(errstr, errstr_size, VEIL_ENET,
                                                "producing to %s: %s",
                                                s->config->topics.subject_keys,

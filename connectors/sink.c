@@ -24,6 +24,7 @@ struct veil_sink {
         volatile sig_atomic_t *stop;
         size_t max_message;
         bool in_txn;
+        bool must_abort; /* an abortable error: the commit aborts */
         bool fatal;
         char fatal_msg[512];
         int64_t committed, aborted;
@@ -177,6 +178,15 @@ veil_sink_produce(struct veil_sink *s, const char *topic, int32_t partition,
                 return VEIL_SINK_OK;
         if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE)
                 return VEIL_SINK_RECORD;
+        if (veil_kafka_txn_abortable(s->rk, err)) {
+                if (!s->must_abort)
+                        veil_log("warn", "txn",
+                                 "producing to %s: %s (the transaction "
+                                 "failed; aborting the batch at its commit)",
+                                 topic, rd_kafka_err2str(err));
+                s->must_abort = true;
+                return VEIL_SINK_OK;
+        }
         veil_sink_fail(s, "producing to %s: %s", topic, rd_kafka_err2str(err));
         return VEIL_SINK_FATAL;
 }
@@ -223,6 +233,9 @@ veil_sink_commit(struct veil_sink *s, rd_kafka_t *consumer,
                 return VEIL_SINK_FATAL;
         if (!s->in_txn)
                 return VEIL_SINK_OK;
+        if (s->must_abort)
+                return veil_sink_abort(s) == VEIL_SINK_OK ? VEIL_SINK_ABORTED
+                                                          : VEIL_SINK_FATAL;
         if (offsets && offsets->cnt > 0) {
                 cgmd = rd_kafka_consumer_group_metadata(consumer);
                 do
@@ -254,7 +267,8 @@ enum veil_sink_status veil_sink_abort(struct veil_sink *s)
                 return s->fatal ? VEIL_SINK_FATAL : VEIL_SINK_OK;
         /* Out of the transaction either way: after a failed abort nothing
          * more is done with it (the broker times it out). */
-        s->in_txn = false;
+        s->in_txn     = false;
+        s->must_abort = false;
         for (;;) {
                 error = rd_kafka_abort_transaction(s->rk, SINK_CALL_TIMEOUT_MS);
                 if (!error)

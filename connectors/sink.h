@@ -42,7 +42,10 @@ enum veil_sink_status veil_sink_begin(struct veil_sink *s);
 bool veil_sink_in_txn(const struct veil_sink *s);
 
 /* One message into the open transaction (key and value copied; hdrs taken).
- * OK, RECORD (message too large: nothing was produced) or FATAL. */
+ * OK, RECORD (message too large: nothing was produced) or FATAL. When
+ * the transaction has failed with an abortable error (a broker refused a
+ * partition or the coordinator lost it), OK: the batch goes on to its
+ * commit, which aborts it instead (ABORTED), and the caller redoes it. */
 enum veil_sink_status veil_sink_produce(struct veil_sink *s, const char *topic,
                                         int32_t partition, const void *key,
                                         size_t key_len, const void *value,

@@ -121,6 +121,21 @@ def headers(msg):
     return {k: (v.decode() if v is not None else None) for k, v in (msg.headers() or [])}
 
 
+def thread_stacks(pid):
+    """Every thread's stack of a hung process (gdb, where installed), so a
+    hang is diagnosed from the failing run rather than reproduced."""
+    if not shutil.which("gdb"):
+        return "(no gdb: thread stacks not taken)"
+    try:
+        out = subprocess.run(["gdb", "-p", str(pid), "-batch", "-nx",
+                              "-ex", "thread apply all bt 25"],
+                             capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        return "(gdb timed out)"
+    return "\n".join(l for l in out.stdout.splitlines()
+                     if l.startswith(("Thread", "#")))
+
+
 def stop(collector, sig=signal.SIGTERM, timeout=60):
     proc = collector.proc
     if proc.poll() is None:
@@ -128,9 +143,11 @@ def stop(collector, sig=signal.SIGTERM, timeout=60):
     try:
         proc.wait(timeout)
     except subprocess.TimeoutExpired:
+        stacks = thread_stacks(proc.pid)
         proc.kill()
         proc.wait()
-        raise AssertionError(f"veil run ignored {sig.name} for {timeout} s")
+        raise AssertionError(f"veil run ignored {sig.name} for {timeout} s\n"
+                             f"{stacks}\n{stderr_text(collector)[-3000:]}")
     collector.close()
     return proc.returncode
 
