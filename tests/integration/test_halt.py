@@ -56,6 +56,16 @@ def metric_is(port, want, name, **labels):
     return ok
 
 
+def veil_lines(port):
+    """The page's veil_ series, for a failure message."""
+    try:
+        return "\n".join(l for l in get(f"http://127.0.0.1:{port}/metrics")[1].splitlines()
+                         if l.startswith(("veil_leaks", "veil_alert", "veil_purpose_halted",
+                                          "veil_transactions")))
+    except OSError as e:
+        return f"(/metrics: {e})"
+
+
 def src_index(where, msg):
     _, part, off = headers(msg)["veil.source"].rsplit("/", 2)
     return where[(int(part), int(off))]
@@ -265,11 +275,13 @@ def test_alert_below_threshold_stays_quiet(broker, tmp_path):
                  timeout=90, what="5 records on analytics")
         wait_for(metric_is(port, 2, "veil_leaks_total", purpose="analytics", field="tier",
                            detector="email", action="redact"),
-                 timeout=30, what="2 leaks counted")
+                 timeout=60, what="2 leaks counted")
         s = scrape(port)
         assert value(s, "veil_alert_active", alert="leaks_per_minute",
                      purpose="analytics", code="") == 0
         assert value(s, "veil_purpose_halted", purpose="analytics") == 0
+    except AssertionError as e:
+        raise AssertionError(f"{e}\n{veil_lines(port)}\n{stderr_text(w)[-4000:]}")
     finally:
         stop(w)
 
