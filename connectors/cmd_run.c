@@ -76,8 +76,8 @@ static int probe_registry(const struct veil_config *config, char *errstr,
 
         reg = veil_registry_new(&config->registry, err, sizeof(err));
         if (!reg)
-                return veil_errf(errstr, errstr_size, VEIL_ECONFIG,
-                                 "registry: %s", err);
+                return veil_errf(errstr, errstr_size, VEIL_ECONFIG, "%s%s",
+                                 veil_registry_err_prefix(err), err);
         rc = veil_registry_probe(reg, err, sizeof(err));
         veil_registry_destroy(reg);
         if (rc == VEIL_EAUTH)

@@ -387,8 +387,8 @@ int veil_pipe_open(struct pipe *p, char *errstr, size_t errstr_size)
                 return VEIL_ECONFIG;
         p->reg = veil_registry_new(&p->config->registry, kerr, sizeof(kerr));
         if (!p->reg)
-                return veil_errf(errstr, errstr_size, VEIL_ECONFIG,
-                                 "registry: %s", kerr);
+                return veil_errf(errstr, errstr_size, VEIL_ECONFIG, "%s%s",
+                                 veil_registry_err_prefix(kerr), kerr);
         p->chain = veil_chain_new(p->config, p->reg, errstr, errstr_size);
         if (!p->chain)
                 return VEIL_ECONFIG;
