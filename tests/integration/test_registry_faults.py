@@ -3,13 +3,21 @@
 answers. The worker waits and retries; a good record never lands in the DLQ
 for an outside failure, and every record reaches every purpose once. (The
 registry down at start is test_worker.py's
-test_registry_down_pauses_without_dlq_then_resumes.)"""
+test_registry_down_pauses_without_dlq_then_resumes.) Also: a SIGHUP that
+changes `registry.url` moves a running worker to the new registry, and one
+naming a registry that does not answer keeps the old client (against
+`veil broker`)."""
 import json
 import random
+import signal
 import struct
 
-from helpers import consume_all, wait_for
+import pytest
+
+import test_worker
+from helpers import VeilBroker, consume_all, wait_for
 from sr_double import SchemaRegistryDouble
+from test_guard import by_source, mock_create_topic
 from test_worker import Pipeline, demo_produce, headers, stderr_text, stop
 
 
@@ -90,3 +98,98 @@ def test_slow_registry_is_waited_for_not_dead_lettered(veil, kafka, tmp_path):
         reg.stop()
     assert rc == 0, stderr_text(w)[-3000:]
     exactly_once(kafka, pl, n)
+
+
+@pytest.fixture
+def broker(veil):
+    b = VeilBroker(veil)
+    bootstrap = b.start()
+    saved = test_worker.create_topic
+    test_worker.create_topic = mock_create_topic
+    yield bootstrap
+    test_worker.create_topic = saved
+    b.stop()
+
+
+def test_sighup_moves_the_worker_to_a_changed_registry(broker, tmp_path):
+    with open(demo_produce.SCHEMA_PATH) as f:
+        schema = json.load(f)
+    old, new = SchemaRegistryDouble(), SchemaRegistryDouble()
+    dead = SchemaRegistryDouble(start=False)  # nobody answers on its port
+    try:
+        moved_registry(broker, tmp_path, schema, old, new, dead)
+    finally:
+        old.stop()
+        new.stop()
+
+
+def moved_registry(broker, tmp_path, schema, old, new, dead):
+    # The new registry holds the customer schema under id 2, which the old
+    # one does not know: records framed with it resolve through the new
+    # registry or not at all.
+    assert old.register("customers-value", json.dumps(schema)) == 1
+    assert new.register("other-value", json.dumps(dict(schema, name="Other"))) == 1
+    assert new.register("customers-value", json.dumps(schema)) == 2
+    pl = Pipeline(broker, str(tmp_path), partitions=1, registry_url=old.url)
+    rng = random.Random(23)
+    where = {}  # (partition, offset) -> index of the record sent
+
+    def batch(sid, n):
+        msgs = []
+        for _ in range(n):
+            c = demo_produce.customer(rng, len(where) + len(msgs))
+            msgs.append((c["customer_id"].encode(), demo_produce.frame(sid, pl.schema, c)))
+        first = len(where)
+        where.update({k: first + i for k, i in pl.produce(msgs).items()})
+
+    def arrived(n):
+        return all(len(by_source(consume_all(broker, t))) >= n for t in pl.topics.values())
+
+    def log_lines(event):
+        return [line for line in w.snapshot()[1] if f'"event":"{event}"' in line]
+
+    def point_at(url, was):
+        with open(pl.config) as f:
+            text = f.read()
+        assert f"url: {was} " in text
+        with open(pl.config, "w") as f:
+            f.write(text.replace(f"url: {was} ", f"url: {url} "))
+        w.proc.send_signal(signal.SIGHUP)
+
+    w = pl.start()
+    try:
+        batch(1, 3)
+        wait_for(lambda: arrived(3), timeout=90, what="3 records through the old registry")
+        # A registry that does not answer: the reload is refused, the old
+        # client stays and records keep flowing through it.
+        point_at(dead.url, old.url)
+        wait_for(lambda: log_lines("reload-rejected"), timeout=60,
+                 what="the reload to a dead registry refused")
+        rejected = log_lines("reload-rejected")[0]
+        assert "registry client" in rejected and dead.url in rejected, rejected
+        assert not log_lines("reload")
+        batch(1, 2)
+        wait_for(lambda: arrived(5), timeout=60, what="2 records after the refused reload")
+        # The second registry: records framed with its id 2 come out.
+        point_at(new.url, dead.url)
+        wait_for(lambda: [line for line in log_lines("reload") if "new registry client" in line],
+                 timeout=60, what="the reload onto the new registry")
+        batch(2, 3)
+        wait_for(lambda: arrived(8), timeout=90, what="3 records through the new registry")
+    except AssertionError as e:
+        stop(w)
+        raise AssertionError(f"{e}\n{stderr_text(w)[-4000:]}")
+    assert stop(w) == 0, stderr_text(w)[-3000:]
+    assert consume_all(broker, pl.dlq) == []
+    assert ("GET", "/schemas/ids/2") in new.requests
+    assert ("GET", "/schemas/ids/2") not in old.requests
+    # The last three came out framed with derived schemas the worker
+    # registered on the new registry.
+    for t in pl.topics.values():
+        last = []
+        for m in by_source(consume_all(broker, t)).values():
+            _, part, off = headers(m)["veil.source"].rsplit("/", 2)
+            if where[(int(part), int(off))] >= 5:
+                last.append(struct.unpack(">bI", m.value()[:5])[1])
+        assert len(last) == 3, t
+        assert all(i in new.by_id for i in last), (t, last)
