@@ -193,3 +193,63 @@ def moved_registry(broker, tmp_path, schema, old, new, dead):
                 last.append(struct.unpack(">bI", m.value()[:5])[1])
         assert len(last) == 3, t
         assert all(i in new.by_id for i in last), (t, last)
+
+
+def test_sighup_rereads_a_rotated_bearer_token(broker, tmp_path):
+    """The config text stays the same; only the token file changes (and the
+    registry stops taking the old token): a SIGHUP is enough."""
+    with open(demo_produce.SCHEMA_PATH) as f:
+        schema = json.load(f)
+    reg = SchemaRegistryDouble(bearer="token-one-0123456789")
+    try:
+        assert reg.register("customers-value", json.dumps(schema)) == 1
+        token = tmp_path / "registry.token"
+        token.write_text("token-one-0123456789\n")
+        token.chmod(0o600)
+        pl = Pipeline(broker, str(tmp_path), partitions=1, registry_url=reg.url)
+        with open(pl.config) as f:
+            text = f.read()
+        assert f"url: {reg.url} " in text
+        with open(pl.config, "w") as f:
+            f.write(text.replace(f"url: {reg.url} ",
+                                 f"url: {reg.url}\n  bearer_token_file: {token}\n  #", 1))
+        rng = random.Random(29)
+        where = {}
+
+        def batch(sid, n):
+            msgs = []
+            for _ in range(n):
+                c = demo_produce.customer(rng, len(where) + len(msgs))
+                msgs.append((c["customer_id"].encode(), demo_produce.frame(sid, pl.schema, c)))
+            first = len(where)
+            where.update({k: first + i for k, i in pl.produce(msgs).items()})
+
+        def arrived(n):
+            return all(len(by_source(consume_all(broker, t))) >= n for t in pl.topics.values())
+
+        w = pl.start()
+        try:
+            batch(1, 2)
+            wait_for(lambda: arrived(2), timeout=90, what="2 records with the first token")
+            # Rotation: the registry takes only the new token from now on.
+            token.write_text("token-two-9876543210\n")
+            reg.bearer = "token-two-9876543210"
+            w.proc.send_signal(signal.SIGHUP)
+            wait_for(lambda: sum('"event":"reload"' in line for line in w.snapshot()[1]) >= 2,
+                     timeout=60, what="both pipelines reloaded")
+            # A schema id the worker has not fetched yet: a lookup now.
+            sid2 = reg.register("customers-value", json.dumps(dict(schema, doc="v2")))
+            assert sid2 not in (None, 1)
+            batch(sid2, 2)
+            wait_for(lambda: arrived(4), timeout=90, what="2 records with the rotated token")
+        except AssertionError as e:
+            stop(w)
+            raise AssertionError(f"{e}\n{stderr_text(w)[-4000:]}")
+        assert stop(w) == 0, stderr_text(w)[-3000:]
+        assert consume_all(broker, pl.dlq) == []
+        assert ("GET", f"/schemas/ids/{sid2}") in reg.requests
+        log = stderr_text(w)
+        assert "token-one" not in log and "token-two" not in log
+        assert "the registry settings changed: a new registry client" in log
+    finally:
+        reg.stop()
