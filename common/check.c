@@ -379,7 +379,8 @@ static int check_route(struct ctx *c, struct veil_registry *reg,
                 return 0;
         }
         if (rc) {
-                veil_errf(errstr, errstr_size, rc, "registry: %s", err);
+                veil_errf(errstr, errstr_size, rc, "%s%s",
+                          veil_registry_err_prefix(err), err);
                 free(subject);
                 return rc;
         }

@@ -1439,6 +1439,11 @@ err:
         return NULL;
 }
 
+const char *veil_registry_err_prefix(const char *msg)
+{
+        return msg && !strncmp(msg, "registry", 8) ? "" : "registry: ";
+}
+
 void veil_registry_destroy(struct veil_registry *reg)
 {
         size_t i;

@@ -35,6 +35,12 @@ bool veil_registry_url_insecure(const char *url);
 
 struct veil_registry *veil_registry_new(const struct veil_registry_opts *opts,
                                         char *errstr, size_t errstr_size);
+
+/* What a caller puts before one of this module's messages so that it
+ * names the registry once: "" when `msg` already starts with "registry"
+ * (most do: "registry GET URL: ...", "registry.url: ..."), "registry: "
+ * otherwise (a file:// registry's "PATH:LINE:COL: ..."). */
+const char *veil_registry_err_prefix(const char *msg);
 void veil_registry_destroy(struct veil_registry *reg);
 
 /* Asks the registry once (GET /subjects) whether it is there and lets

@@ -110,7 +110,8 @@ int veil_cmd_check(int argc, char **argv)
         }
         reg = veil_registry_new(&config->registry, errstr, sizeof(errstr));
         if (!reg) {
-                fprintf(stderr, "veil check: registry: %s\n", errstr);
+                fprintf(stderr, "veil check: %s%s\n",
+                        veil_registry_err_prefix(errstr), errstr);
                 goto out;
         }
         report = json_array();

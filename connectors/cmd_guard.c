@@ -109,7 +109,7 @@ static int resume(const struct veil_config *config, const char *purpose,
         s.halted = false;
         snprintf(s.reason, sizeof(s.reason), "resume");
         snprintf(s.by, sizeof(s.by), "veil guard resume");
-        s.at_ms = (int64_t)time(NULL) * 1000;
+        s.at_ms = veil_now_ms();
         veil_breaker_encode(&s, &key, &key_len, &value, &value_len);
         perr = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(config->topics.control),
                                  RD_KAFKA_V_KEY(key, key_len),

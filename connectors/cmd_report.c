@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "audit.h"
+#include "breaker.h"
 #include "commands.h"
 #include "config.h"
 #include "dlq.h"
@@ -27,8 +28,9 @@ static const struct veil_cmd_help help = {
         "Governance evidence per purpose, read from the audit topic "
         "(read_committed): records\nreceived, transforms applied, fields "
         "dropped and why, tombstones by reason, leaks\ncaught, consent "
-        "drops, dead letters by code, and each licence's validity.\nCounts "
-        "and names only, never a value.",
+        "drops, dead letters by code, circuit-breaker halts and resumes\n"
+        "(and whether the purpose is halted now), and each licence's "
+        "validity.\nCounts and names only, never a value.",
         "options:\n"
         "  -c, --config FILE   the pipeline (its purposes, topics.audit and "
         "topics.dlq)\n"
@@ -56,12 +58,17 @@ static const char *const tomb_reasons[] = {
  * deletes (the only other tombstone a record makes). */
 #define RAW_TOMBSTONES "_tombstones"
 #define RAW_CONSENT_TOMBSTONES "_consent_tombstones"
+/* When the purpose was last halted and last resumed (the control record's
+ * time), over everything the topic holds: the state at the window's end. */
+#define RAW_LAST_HALT "_last_halt"
+#define RAW_LAST_RESUME "_last_resume"
 
 struct report {
         const struct veil_config *config;
         int64_t since_ms; /* count events at or after; 0: all */
         json_t *purposes; /* name -> the purpose's figures */
         json_t *dlq_codes, *dlq_sources;
+        json_t *resumes_seen; /* "purpose\nat\nby" of resumes counted */
         int64_t events, counted, unreadable;
         int64_t erasures, erasure_tombstones;
         int64_t dlq_total;
@@ -88,11 +95,14 @@ static json_t *purpose_get(struct report *r, const char *name)
         for (i = 0; i < VEIL_ARRAY_SIZE(tomb_reasons); i++)
                 json_object_set_new(tomb, tomb_reasons[i], json_integer(0));
         p = json_pack("{s:i, s:i, s:{}, s:{}, s:{}, s:o, s:{s:i, s:i, s:{}, "
-                      "s:{}, s:{}}, s:{s:i, s:{}}, s:n}",
+                      "s:{}, s:{}}, s:{s:i, s:{}}, s:n, s:{s:i, s:{}}, s:i, "
+                      "s:b, s:{}}",
                       "records", 0, "expired", 0, "transforms", "drops",
                       "fields", "tombstones", tomb, "leaks", "spans", 0,
                       "findings", 0, "by_detector", "by_action", "by_field",
-                      "consent_drops", "total", 0, "by_reason", "license");
+                      "consent_drops", "total", 0, "by_reason", "license",
+                      "halts", "total", 0, "by_reason", "resumes", 0, "halted",
+                      0, "dlq");
         if (!p)
                 abort();
         json_object_set_new(r->purposes, name, p);
@@ -228,6 +238,57 @@ static void note_retention(json_t *p, json_t *ev)
             reason ? reason : VEIL_REASON_RETENTION, int_of(ev, "tombstones"));
 }
 
+/* The circuit breaker's events. "halt": a worker tripped the purpose (in
+ * the transaction of the record or alert that did it); "halt-seen": another
+ * worker applied that halt (not a second halt); "resume": each worker that
+ * applied a `veil guard resume` says so, all with the control record's
+ * "at" and "by": one resume per distinct (at, by). Called for every event,
+ * inside the window or not: the state at its end needs the whole history;
+ * `counted` says whether the event is inside the window. */
+static void note_breaker(struct report *r, const char *kind,
+                         const char *purpose, json_t *ev, bool counted)
+{
+        json_t *p  = purpose_get(r, purpose);
+        json_t *at = json_object_get(ev, "at");
+        int64_t when =
+                json_is_integer(at) ? int_of(ev, "at") : int_of(ev, "ts");
+        const char *by = json_string_value(json_object_get(ev, "by"));
+
+        if (!strcmp(kind, "halt")) {
+                const char *reason =
+                        json_string_value(json_object_get(ev, "reason"));
+                json_t *halts = json_object_get(p, "halts");
+
+                if (counted) {
+                        add(halts, "total", 1);
+                        add(json_object_get(halts, "by_reason"),
+                            reason && *reason ? reason : "?", 1);
+                }
+                if (when >= int_of(p, RAW_LAST_HALT))
+                        json_object_set_new(p, RAW_LAST_HALT,
+                                            json_integer(when));
+        } else if (!strcmp(kind, "resume")) {
+                if (json_is_integer(at)) {
+                        char *key = NULL;
+
+                        if (asprintf(&key, "%s\n%" PRId64 "\n%s", purpose, when,
+                                     by ? by : "") < 0)
+                                abort();
+                        if (json_object_get(r->resumes_seen, key)) {
+                                free(key);
+                                return;
+                        }
+                        json_object_set_new(r->resumes_seen, key, json_true());
+                        free(key);
+                }
+                if (counted)
+                        add(p, "resumes", 1);
+                if (when >= int_of(p, RAW_LAST_RESUME))
+                        json_object_set_new(p, RAW_LAST_RESUME,
+                                            json_integer(when));
+        }
+}
+
 static int report_event(void *opaque, const rd_kafka_message_t *rkm)
 {
         struct report *r = opaque;
@@ -242,12 +303,16 @@ static int report_event(void *opaque, const rd_kafka_message_t *rkm)
                 json_decref(ev);
                 return 0;
         }
+        purpose = json_string_value(json_object_get(ev, "purpose"));
+        if (purpose && *purpose &&
+            (!strcmp(kind, "halt") || !strcmp(kind, "resume")))
+                note_breaker(r, kind, purpose, ev,
+                             !r->since_ms || int_of(ev, "ts") >= r->since_ms);
         if (r->since_ms && int_of(ev, "ts") < r->since_ms) {
                 json_decref(ev);
                 return 0;
         }
         r->counted++;
-        purpose = json_string_value(json_object_get(ev, "purpose"));
         if (!strcmp(kind, "erasure-completed")) {
                 note_erasure(r, ev);
         } else if (purpose && *purpose) {
@@ -271,6 +336,7 @@ static int report_letter(void *opaque, const rd_kafka_message_t *rkm)
 {
         struct report *r = opaque;
         char code[VEIL_DLQ_CODE_MAX], pos[VEIL_DLQ_POS_MAX], marker[8];
+        char purpose[VEIL_BREAKER_NAME_MAX];
         const char *topic = NULL;
         int32_t partition;
         int64_t offset, ts;
@@ -288,6 +354,11 @@ static int report_letter(void *opaque, const rd_kafka_message_t *rkm)
         if (veil_reader_header(rkm, VEIL_H_SOURCE, pos, sizeof(pos)) &&
             !veil_dlq_position_parse(pos, &topic, &partition, &offset))
                 add(r->dlq_sources, topic, 1);
+        /* A letter held for one purpose (purpose-halted, leak-quarantined)
+         * is also that purpose's. */
+        if (veil_reader_header(rkm, VEIL_H_PURPOSE, purpose, sizeof(purpose)) &&
+            *purpose)
+                add(json_object_get(purpose_get(r, purpose), "dlq"), code, 1);
         return 0;
 }
 
@@ -372,8 +443,15 @@ static void finish_purposes(struct report *r, int64_t now)
 
                 add(json_object_get(p, "tombstones"),
                     VEIL_REASON_UPSTREAM_DELETE, up > 0 ? up : 0);
+                json_object_set_new(
+                        p, "halted",
+                        json_boolean(json_object_get(p, RAW_LAST_HALT) &&
+                                     int_of(p, RAW_LAST_HALT) >
+                                             int_of(p, RAW_LAST_RESUME)));
                 json_object_del(p, RAW_TOMBSTONES);
                 json_object_del(p, RAW_CONSENT_TOMBSTONES);
+                json_object_del(p, RAW_LAST_HALT);
+                json_object_del(p, RAW_LAST_RESUME);
         }
 }
 
@@ -409,7 +487,7 @@ static void print_counts(const char *label, json_t *obj, bool zeros)
 
 static void print_purpose(const char *name, json_t *p)
 {
-        json_t *lic = json_object_get(p, "license"), *leaks, *cd;
+        json_t *lic = json_object_get(p, "license"), *leaks, *cd, *halts;
 
         printf("\npurpose %s\n", name);
         if (json_is_object(lic)) {
@@ -448,6 +526,15 @@ static void print_purpose(const char *name, json_t *p)
         if (int_of(cd, "total"))
                 print_counts("  by reason", json_object_get(cd, "by_reason"),
                              false);
+        halts = json_object_get(p, "halts");
+        printf("  %-26s%" PRId64 "\n", "halts", int_of(halts, "total"));
+        if (int_of(halts, "total"))
+                print_counts("  by reason", json_object_get(halts, "by_reason"),
+                             false);
+        printf("  %-26s%" PRId64 "\n", "resumes", int_of(p, "resumes"));
+        printf("  %-26s%s\n", "halted now",
+               json_is_true(json_object_get(p, "halted")) ? "YES" : "no");
+        print_counts("dead letters held", json_object_get(p, "dlq"), false);
 }
 
 static void print_text(const struct report *r, const char *generated)
@@ -529,11 +616,12 @@ static int report_run(const struct veil_config *config, int64_t since,
         int rc, exit_code = VEIL_EXIT_USAGE;
 
         memset(&r, 0, sizeof(r));
-        r.config      = config;
-        r.since_ms    = since ? now - since : 0;
-        r.purposes    = json_object();
-        r.dlq_codes   = json_object();
-        r.dlq_sources = json_object();
+        r.config       = config;
+        r.since_ms     = since ? now - since : 0;
+        r.purposes     = json_object();
+        r.dlq_codes    = json_object();
+        r.dlq_sources  = json_object();
+        r.resumes_seen = json_object();
         if (!config->topics.audit) {
                 fprintf(stderr, "veil report: the config has no audit topic "
                                 "(topics.audit)\n");
@@ -585,6 +673,7 @@ out:
         json_decref(r.purposes);
         json_decref(r.dlq_codes);
         json_decref(r.dlq_sources);
+        json_decref(r.resumes_seen);
         return exit_code;
 }
 

@@ -26,8 +26,9 @@ static const struct veil_cmd_help help_run = {
         "  --once              stop after every assigned partition has been "
         "read to its end\n"
         "signals: SIGINT/SIGTERM commit the open batch and leave the group; "
-        "SIGHUP reloads\nthe policy (an invalid file is rejected, the old "
-        "policy stays)\n"
+        "SIGHUP reloads\nthe policy, and the registry client when its "
+        "settings or files changed (an invalid\nfile or an unusable "
+        "registry is rejected, the old ones stay)\n"
         "metrics: with `metrics: { listen: HOST:PORT }`, GET /metrics "
         "(Prometheus text format)\nand GET /healthz (200 while the worker "
         "runs, 503 after a fatal error or a stall)\n"
@@ -76,8 +77,8 @@ static int probe_registry(const struct veil_config *config, char *errstr,
 
         reg = veil_registry_new(&config->registry, err, sizeof(err));
         if (!reg)
-                return veil_errf(errstr, errstr_size, VEIL_ECONFIG,
-                                 "registry: %s", err);
+                return veil_errf(errstr, errstr_size, VEIL_ECONFIG, "%s%s",
+                                 veil_registry_err_prefix(err), err);
         rc = veil_registry_probe(reg, err, sizeof(err));
         veil_registry_destroy(reg);
         if (rc == VEIL_EAUTH)

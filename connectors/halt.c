@@ -112,11 +112,11 @@ static int write_trip(struct pipe *p, const struct veil_breaker_state *s,
                 return veil_errf(errstr, errstr_size, VEIL_ENET,
                                  "producing the halt of %s to %s failed",
                                  s->purpose, p->config->topics.control);
-        ev = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "kind",
+        ev = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I}", "kind",
                        s->halted ? "halt" : "resume", "purpose", s->purpose,
                        "license", pu && pu->license_id ? pu->license_id : "",
-                       "reason", s->reason, "by", s->by, "at_source",
-                       s->source);
+                       "reason", s->reason, "by", s->by, "at_source", s->source,
+                       "at", (json_int_t)s->at_ms);
         return veil_audit_retention(p->audit, ev, errstr, errstr_size);
 }
 
@@ -143,7 +143,7 @@ static enum rec_outcome trip(struct pipe *p, const char *purpose,
         snprintf(s.reason, sizeof(s.reason), "%s", reason);
         snprintf(s.by, sizeof(s.by), "%.127s", p->txn_id);
         snprintf(s.source, sizeof(s.source), "%s", source ? source : "");
-        s.at_ms = (int64_t)time(NULL) * 1000;
+        s.at_ms = veil_now_ms();
         if (write_trip(p, &s, err, sizeof(err))) {
                 veil_pipe_fail(p, "%s", err);
                 return REC_FATAL;
@@ -224,7 +224,9 @@ enum rec_outcome veil_halt_tick(struct pipe *p, int64_t now_ms)
                 }
         }
         /* Resumes (and other workers' halts) read from the control topic:
-         * audited by the first pipeline of each worker that applied them. */
+         * audited by the first pipeline of each worker that applied them
+         * ("at": the control record's time, the same in every worker's
+         * event, so `veil report` counts a resume once). */
         if (p->index != 0)
                 return REC_OK;
         n = veil_breaker_take(p->sh->breaker, seen, 16);
@@ -234,11 +236,12 @@ enum rec_outcome veil_halt_tick(struct pipe *p, int64_t now_ms)
                         return REC_FATAL;
                 if (veil_audit_retention(
                             p->audit,
-                            json_pack("{s:s, s:s, s:s, s:s, s:s}", "kind",
+                            json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}", "kind",
                                       seen[i].halted ? "halt-seen" : "resume",
                                       "purpose", seen[i].purpose, "reason",
                                       seen[i].reason, "by", seen[i].by,
-                                      "applied_by", p->txn_id),
+                                      "applied_by", p->txn_id, "at",
+                                      (json_int_t)seen[i].at_ms),
                             err, sizeof(err))) {
                         veil_pipe_fail(p, "%s", err);
                         return REC_FATAL;

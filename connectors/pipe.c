@@ -6,7 +6,10 @@
  * worker.c; what happens to one record is in route.c. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <inttypes.h>
 #include <librdkafka/rdkafka.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -385,10 +388,11 @@ int veil_pipe_open(struct pipe *p, char *errstr, size_t errstr_size)
         p->dlq  = veil_dlq_new(p->config, errstr, errstr_size);
         if (!p->dlq)
                 return VEIL_ECONFIG;
+        veil_pipe_registry_digest(&p->config->registry, p->reg_digest);
         p->reg = veil_registry_new(&p->config->registry, kerr, sizeof(kerr));
         if (!p->reg)
-                return veil_errf(errstr, errstr_size, VEIL_ECONFIG,
-                                 "registry: %s", kerr);
+                return veil_errf(errstr, errstr_size, VEIL_ECONFIG, "%s%s",
+                                 veil_registry_err_prefix(kerr), kerr);
         p->chain = veil_chain_new(p->config, p->reg, errstr, errstr_size);
         if (!p->chain)
                 return VEIL_ECONFIG;
@@ -439,6 +443,64 @@ void veil_pipe_close(struct pipe *p)
 
 /* ---- backoff and reload -------------------------------------------------- */
 
+/* One setting into the digest: its name, its length (or "absent") and its
+ * bytes. */
+static void digest_str(EVP_MD_CTX *md, const char *name, const char *v)
+{
+        uint64_t len = v ? (uint64_t)strlen(v) : UINT64_MAX;
+
+        EVP_DigestUpdate(md, name, strlen(name) + 1);
+        EVP_DigestUpdate(md, &len, sizeof(len));
+        if (v)
+                EVP_DigestUpdate(md, v, strlen(v));
+}
+
+/* A file setting: its path and what the file holds now (a rotated
+ * certificate or key under the same name is a change). */
+static void digest_file(EVP_MD_CTX *md, const char *name, const char *path)
+{
+        unsigned char buf[4096];
+        size_t n;
+        FILE *f;
+
+        digest_str(md, name, path);
+        if (!path)
+                return;
+        f = fopen(path, "rb");
+        if (!f) {
+                EVP_DigestUpdate(md, "\0unreadable", 11);
+                return;
+        }
+        while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
+                EVP_DigestUpdate(md, buf, n);
+        fclose(f);
+        OPENSSL_cleanse(buf, sizeof(buf));
+}
+
+void veil_pipe_registry_digest(const struct veil_registry_opts *o,
+                               unsigned char out[VEIL_PIPE_REG_DIGEST_LEN])
+{
+        EVP_MD_CTX *md = EVP_MD_CTX_new();
+        char limits[64];
+
+        if (!md || !EVP_DigestInit_ex(md, EVP_sha256(), NULL))
+                abort();
+        digest_str(md, "url", o->url);
+        digest_str(md, "basic_auth", o->basic_auth);
+        /* The token itself: the config load read it again from
+         * bearer_token_file (or bearer_token_env). */
+        digest_str(md, "bearer_token", o->bearer_token);
+        digest_file(md, "ca_file", o->ca_file);
+        digest_file(md, "cert_file", o->cert_file);
+        digest_file(md, "key_file", o->key_file);
+        snprintf(limits, sizeof(limits), "%" PRId64 "/%d/%d", o->timeout_ms,
+                 o->retries, (int)o->allow_insecure);
+        digest_str(md, "limits", limits);
+        if (!EVP_DigestFinal_ex(md, out, NULL))
+                abort();
+        EVP_MD_CTX_free(md);
+}
+
 void veil_pipe_backoff(struct pipe *p)
 {
         struct timespec ts;
@@ -466,14 +528,48 @@ static bool same_sources(const struct veil_policy *a,
         return true;
 }
 
-/* SIGHUP, between batches: a new config and chain, or the old ones and a
- * log line saying why not. Kafka, group and registry settings stay as they
- * started (they need a restart). Each pipeline reloads on its own. */
+/* The registry client of a reloaded config: the running one when its
+ * settings (and the files they name) did not change, else a new one that
+ * answered a probe. NULL with err: keep everything as it is. */
+static struct veil_registry *
+reload_registry(struct pipe *p, const struct veil_config *config,
+                unsigned char digest[VEIL_PIPE_REG_DIGEST_LEN], char *err,
+                size_t err_size)
+{
+        struct veil_registry *reg;
+        char why[768];
+
+        veil_pipe_registry_digest(&config->registry, digest);
+        if (!memcmp(digest, p->reg_digest, VEIL_PIPE_REG_DIGEST_LEN))
+                return p->reg;
+        reg = veil_registry_new(&config->registry, why, sizeof(why));
+        if (!reg) {
+                snprintf(err, err_size, "the new registry settings: %s%s",
+                         veil_registry_err_prefix(why), why);
+                return NULL;
+        }
+        /* A refusal (TLS, credentials) or no answer: the running client
+         * stays, rather than a worker that cannot resolve a schema. */
+        if (veil_registry_probe(reg, why, sizeof(why))) {
+                snprintf(err, err_size, "the new registry settings: %s%s",
+                         veil_registry_err_prefix(why), why);
+                veil_registry_destroy(reg);
+                return NULL;
+        }
+        return reg;
+}
+
+/* SIGHUP, between batches: a new config and chain (and registry client,
+ * when the registry settings or the files they name changed), or the old
+ * ones and a log line saying why not. Kafka and group settings stay as
+ * they started (they need a restart). Each pipeline reloads on its own. */
 void veil_pipe_reload(struct pipe *p)
 {
         struct veil_config_opts lopts = {0};
         struct veil_config *config;
+        struct veil_registry *reg;
         struct veil_chain *chain;
+        unsigned char digest[VEIL_PIPE_REG_DIGEST_LEN];
         char err[1024];
 
         if (!p->sh->opts.config_path) {
@@ -495,10 +591,20 @@ void veil_pipe_reload(struct pipe *p)
                 veil_config_destroy(config);
                 return;
         }
-        chain = veil_chain_new(config, p->reg, err, sizeof(err));
+        reg = reload_registry(p, config, digest, err, sizeof(err));
+        if (!reg) {
+                veil_log("error", "reload-rejected",
+                         "keeping policy %.12s and the registry client: %s",
+                         p->config->policy.digest, err);
+                veil_config_destroy(config);
+                return;
+        }
+        chain = veil_chain_new(config, reg, err, sizeof(err));
         if (!chain) {
                 veil_log("error", "reload-rejected", "keeping policy %.12s: %s",
                          p->config->policy.digest, err);
+                if (reg != p->reg)
+                        veil_registry_destroy(reg);
                 veil_config_destroy(config);
                 return;
         }
@@ -506,14 +612,25 @@ void veil_pipe_reload(struct pipe *p)
                 veil_log("error", "reload-rejected", "keeping policy %.12s: %s",
                          p->config->policy.digest, err);
                 veil_chain_destroy(chain);
+                if (reg != p->reg)
+                        veil_registry_destroy(reg);
                 veil_config_destroy(config);
                 return;
         }
         veil_chain_set_subject_keys(chain, veil_retain_subject_keys(p->retain));
-        veil_log("info", "reload", "%s: policy %.12s replaces %.12s", p->txn_id,
-                 config->policy.digest, p->config->policy.digest);
+        veil_log("info", "reload", "%s: policy %.12s replaces %.12s%s",
+                 p->txn_id, config->policy.digest, p->config->policy.digest,
+                 reg != p->reg ? "; the registry settings changed: a new "
+                                 "registry client"
+                               : "");
         veil_tally_chain(p->tally, veil_chain_stats(p->chain));
         veil_chain_destroy(p->chain);
+        if (reg != p->reg) {
+                /* The old chain, the only user of the old client, is gone. */
+                veil_registry_destroy(p->reg);
+                p->reg = reg;
+                memcpy(p->reg_digest, digest, VEIL_PIPE_REG_DIGEST_LEN);
+        }
         veil_audit_set_config(p->audit, config);
         veil_config_destroy(p->owned);
         p->chain  = chain;

@@ -18,6 +18,8 @@
 #include "tally.h"
 #include "worker.h"
 
+#define VEIL_PIPE_REG_DIGEST_LEN 32
+
 struct veil_alerts;
 struct veil_audit;
 struct veil_breaker;
@@ -62,6 +64,8 @@ struct pipe {
         bool started;
 
         struct veil_registry *reg;
+        /* the settings `reg` was built from (veil_pipe_registry_digest) */
+        unsigned char reg_digest[VEIL_PIPE_REG_DIGEST_LEN];
         struct veil_chain *chain;
         struct veil_sink *sink;
         struct veil_source *source;
@@ -120,8 +124,15 @@ enum veil_sink_status veil_pipe_commit(struct pipe *p);
 void veil_pipe_backoff(struct pipe *p);
 
 /* SIGHUP, between batches: a new config and chain, or the old ones and a
- * log line saying why not. */
+ * log line saying why not. A new registry client too when the registry
+ * settings changed (the token's and the TLS files' contents included);
+ * one that cannot be built or does not answer its probe keeps the old. */
 void veil_pipe_reload(struct pipe *p);
+
+/* SHA-256 over the registry settings and the contents of the files they
+ * name (ca_file, cert_file, key_file): equal digests, same client. */
+void veil_pipe_registry_digest(const struct veil_registry_opts *o,
+                               unsigned char out[VEIL_PIPE_REG_DIGEST_LEN]);
 
 /* Opens the pipeline's clients; 0 or a VEIL_E* code with errstr. */
 int veil_pipe_open(struct pipe *p, char *errstr, size_t errstr_size);

@@ -107,4 +107,18 @@ def test_check_registry_down_exits_2(tmp_path):
     cfg.write_text(text)
     r = veil("check", "-c", str(cfg))
     assert r.returncode == 2, r.stdout + r.stderr
-    assert "registry" in r.stderr
+    # The registry is named once, never "registry: registry ...".
+    assert re.fullmatch(
+        r"veil check: registry GET http://127\.0\.0\.1:9/subjects/customers-value"
+        r"/versions/latest: [^\n]*Couldn't connect to server \(\d+ attempts?\)\n",
+        r.stderr), r.stderr
+
+
+def test_check_file_registry_error_names_the_registry_once(tmp_path):
+    cfg = demo_copy(tmp_path)
+    (tmp_path / "schemas" / "customers-value.avsc").write_text("{ not json\n")
+    r = veil("check", "-c", str(cfg))
+    assert r.returncode == 2, r.stdout + r.stderr
+    avsc = (tmp_path / "schemas" / "customers-value.avsc").resolve()
+    assert re.fullmatch(rf"veil check: registry: {re.escape(str(avsc))}:1:\d+: [^\n]+\n",
+                        r.stderr), r.stderr

@@ -5,11 +5,13 @@ the purpose in a running worker, held records come back with `veil dlq
 replay`; `alerts:` on /metrics; tombstones of the retention side counted
 on /metrics and in the stop summary. Against `veil broker`, records
 produced by confluent_kafka."""
+import collections
 import json
 import os
 import re
 import subprocess
 
+import confluent_kafka as ck
 import pytest
 
 import test_worker
@@ -321,3 +323,114 @@ def test_topics_lists_the_control_topic_when_a_purpose_can_halt(broker, tmp_path
     block = r.stdout[r.stdout.index(f"--topic '{pl.control}'"):]
     assert "--partitions 1" in block.splitlines()[0]
     assert "cleanup.policy=compact" in "\n".join(block.splitlines()[:3])
+
+
+def report_of(pl, fmt="json"):
+    r = veil_cmd("report", "-c", pl.config, "--format", fmt)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout) if fmt == "json" else r.stdout
+
+
+def purpose_block(text, name):
+    """The lines of `purpose NAME` in the text report."""
+    block = text[text.index(f"\npurpose {name}\n") + 1:]
+    return block[:block.find("\n\n")] if "\n\n" in block else block
+
+
+def test_report_counts_halts_and_resumes(broker, tmp_path):
+    port = free_port()
+    pl = Pipeline(broker, str(tmp_path), partitions=1,
+                  edits=[(ANA, ANA + "    guard: { on_leak: halt }\n")])
+    with_control(pl, broker)
+    with_metrics(pl, port)
+    # One key, in order: record 2 leaks (halt 1), record 3 is held.
+    rows = [("R-1", {"tier": PLANTED} if i == 2 else {}) for i in range(4)]
+    pl.produce(frame_customers(pl, rows, 81))
+    ana, mkt = pl.topics["analytics"], pl.topics["marketing"]
+    w = pl.start()
+    try:
+        wait_for(lambda: len(by_source(consume_all(broker, mkt))) >= 4, timeout=90,
+                 what="4 records on marketing")
+        wait_for(lambda: len(letters(broker, pl)) >= 2, timeout=60,
+                 what="2 held records")
+        wait_for(metric_is(port, 1, "veil_purpose_halted", purpose="analytics"),
+                 timeout=30, what="veil_purpose_halted{analytics} 1")
+        # mid-way: one halt, no resume, halted now
+        mid = report_of(pl)["purposes"]["analytics"]
+        assert mid["halts"] == {"total": 1, "by_reason": {"leak": 1}}
+        assert mid["resumes"] == 0 and mid["halted"] is True
+        r = veil_cmd("guard", "resume", "-c", pl.config, "analytics")
+        assert r.returncode == 0, r.stdout + r.stderr
+        wait_for(metric_is(port, 0, "veil_purpose_halted", purpose="analytics"),
+                 timeout=30, what="veil_purpose_halted{analytics} 0")
+        # resumed: open again in the report (the worker audited it)
+        wait_for(lambda: report_of(pl)["purposes"]["analytics"]["resumes"] == 1,
+                 timeout=30, what="the resume in the report")
+        after = report_of(pl)["purposes"]["analytics"]
+        assert after["halted"] is False
+        assert after["halts"]["total"] == 1
+        # Then record 5 leaks again (halt 2) and record 6 is held.
+        more = [("R-1", {"tier": PLANTED} if i == 1 else {}) for i in range(3)]
+        pl.produce(frame_customers(pl, more, 82))
+        wait_for(lambda: len(by_source(consume_all(broker, mkt))) >= 7, timeout=90,
+                 what="7 records on marketing")
+        wait_for(lambda: len(letters(broker, pl)) >= 4, timeout=60,
+                 what="4 held records")
+        wait_for(metric_is(port, 1, "veil_purpose_halted", purpose="analytics"),
+                 timeout=30, what="veil_purpose_halted{analytics} 1 again")
+    except AssertionError as e:
+        stop(w)
+        raise AssertionError(f"{e}\n{stderr_text(w)[-4000:]}")
+    assert stop(w) == 0, stderr_text(w)[-3000:]
+    assert len(by_source(consume_all(broker, ana))) == 3
+
+    # What the test did: two halts (both leaks), one resume, halted at the
+    # end; two records quarantined, two held, all of them analytics' own.
+    events = [json.loads(m.value()) for m in consume_all(broker, pl.audit)]
+    assert len([e for e in events if e["kind"] == "halt"]) == 2
+    assert len([e for e in events if e["kind"] == "resume"]) == 1
+    held = collections.Counter((headers(m)["veil.purpose"], headers(m)["veil.error"])
+                               for m in letters(broker, pl))
+    assert held == {("analytics", "leak-quarantined"): 2,
+                    ("analytics", "purpose-halted"): 2}
+    rep = report_of(pl)
+    got = rep["purposes"]["analytics"]
+    assert got["halts"] == {"total": 2, "by_reason": {"leak": 2}}
+    assert got["resumes"] == 1
+    assert got["halted"] is True
+    assert got["dlq"] == {"leak-quarantined": 2, "purpose-halted": 2}
+    assert rep["dlq"]["by_code"] == {"leak-quarantined": 2, "purpose-halted": 2}
+    for other in ("marketing", "support"):
+        p = rep["purposes"][other]
+        assert p["halts"] == {"total": 0, "by_reason": {}}, other
+        assert p["resumes"] == 0 and p["halted"] is False and p["dlq"] == {}, other
+    text = report_of(pl, "text")
+    block = purpose_block(text, "analytics")
+    lines = {line[:28].strip(): line[28:].strip() for line in block.splitlines()[1:]}
+    assert lines["halts"] == "2", block
+    assert lines["by reason"] == "leak 2", block
+    assert lines["resumes"] == "1", block
+    assert lines["halted now"] == "YES", block
+    assert lines["dead letters held"] == "leak-quarantined 2, purpose-halted 2", block
+    mblock = purpose_block(text, "marketing").splitlines()[1:]
+    assert {line[:28].strip(): line[28:].strip() for line in mblock}["halted now"] == "no"
+    assert "jane.roe" not in text
+
+    # A second worker of the group applies the same resume and audits it
+    # too (same control record: same "at" and "by"), and says it applied
+    # the second halt (halt-seen): neither is another resume or halt.
+    resume, = [e for e in events if e["kind"] == "resume"]
+    second_halt = [e for e in events if e["kind"] == "halt"][-1]
+    twin = dict(resume, applied_by="veil-other-worker")
+    seen = {"kind": "halt-seen", "purpose": "analytics", "reason": "leak",
+            "by": second_halt["by"], "applied_by": "veil-other-worker",
+            "at": second_halt["at"], "ts": second_halt["ts"] + 5}
+    prod = ck.Producer({"bootstrap.servers": broker})
+    for e in (twin, seen):
+        prod.produce(pl.audit, key=b"other", value=json.dumps(e).encode())
+    assert prod.flush(30) == 0
+    again = report_of(pl)
+    assert again["audit"]["counted"] == rep["audit"]["counted"] + 2
+    got = again["purposes"]["analytics"]
+    assert got["halts"] == {"total": 2, "by_reason": {"leak": 2}}
+    assert got["resumes"] == 1 and got["halted"] is True
