@@ -48,6 +48,10 @@ int veil_route_audit_produce(void *opaque, const char *topic, int32_t partition,
         if (veil_sink_produce(p->sink, topic, partition, key, key_len, value,
                               value_len, hdrs, 0) == VEIL_SINK_OK)
                 return 0;
+        /* The sink's reason (fenced, not authorised) names the cause. */
+        if (veil_sink_fatal(p->sink))
+                return veil_errf(errstr, errstr_size, VEIL_ENET, "%s",
+                                 veil_sink_fatal(p->sink));
         return veil_errf(errstr, errstr_size, VEIL_ENET,
                          "producing an audit event to %s failed", topic);
 }

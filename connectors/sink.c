@@ -187,7 +187,16 @@ veil_sink_produce(struct veil_sink *s, const char *topic, int32_t partition,
                 s->must_abort = true;
                 return VEIL_SINK_OK;
         }
-        veil_sink_fail(s, "producing to %s: %s", topic, rd_kafka_err2str(err));
+        if (err == RD_KAFKA_RESP_ERR__FATAL) {
+                /* "Local: Fatal error" says nothing: the reason (fenced by
+                 * a newer instance, not authorised) is the producer's. */
+                char why[256];
+
+                rd_kafka_fatal_error(s->rk, why, sizeof(why));
+                veil_sink_fail(s, "producing to %s: %s", topic, why);
+        } else
+                veil_sink_fail(s, "producing to %s: %s", topic,
+                               rd_kafka_err2str(err));
         return VEIL_SINK_FATAL;
 }
 
