@@ -509,7 +509,7 @@ void veil_sha256_hmac_pair(const struct veil_hmac *h, const void *data,
 /* ---- many MACs under one key ---------------------------------------------
  * SHA-NI runs one message at its full rate (a second message interleaved
  * gains nothing: the rounds are throughput-bound, measured; two hashes of
- * the same bytes do gain, from the one message schedule they share:
+ * the same bytes sharing one message schedule did gain about a quarter:
  * sha256_blocks_shani2). AVX-512 runs
  * sixteen: each 32-bit lane of a vector is one message's state word, so
  * a round is a dozen vector operations for sixteen messages (rotates and
