@@ -45,6 +45,13 @@ int veil_hmac_init_impl(struct veil_hmac *h, const void *key, size_t len,
 /* out = HMAC-SHA256(key, data). Reads `h` only: thread-safe. */
 void veil_hmac_sha256(const struct veil_hmac *h, const void *data, size_t len,
                       unsigned char out[VEIL_SHA256_LEN]);
+/* digest = SHA-256(data) and mac = HMAC-SHA256(key, data) in one pass
+ * over the data (on SHA-NI the two hashes share each block's message
+ * schedule and run side by side); the same bytes as veil_sha256 and
+ * veil_hmac_sha256 give. Reads `h` only: thread-safe. */
+void veil_sha256_hmac_pair(const struct veil_hmac *h, const void *data,
+                           size_t len, unsigned char digest[VEIL_SHA256_LEN],
+                           unsigned char mac[VEIL_SHA256_LEN]);
 /* out[i] = HMAC-SHA256(key, data[i][0, len[i])) for i < n: on CPUs with
  * AVX-512 sixteen values are hashed side by side (several times the rate
  * of one call each on short values), else one call each. */
