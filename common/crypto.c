@@ -150,93 +150,6 @@ static void sha256_blocks_portable(uint32_t state[8], const unsigned char *p,
         SHANI_ROUNDS(_mm_add_epi32(                                            \
                 (w), _mm_loadu_si128((const __m128i *)&sha256_k[4 * (j)])))
 
-__attribute__((target("sha,sse4.1,ssse3"))) static void
-sha256_blocks_shani(uint32_t state[8], const unsigned char *p, size_t nblocks)
-{
-        const __m128i bswap =
-                _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL);
-        __m128i st0, st1, tmp, save0, save1, m0, m1, m2, m3;
-
-        /* state[] is A..H in lanes 0..7: reorder into ABEF / CDGH. */
-        tmp = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)&state[0]),
-                                0xb1); /* B A D C */
-        st1 = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)&state[4]),
-                                0x1b);         /* H G F E */
-        st0 = _mm_alignr_epi8(tmp, st1, 8);    /* F E B A */
-        st1 = _mm_blend_epi16(st1, tmp, 0xf0); /* H G D C */
-
-        while (nblocks--) {
-                save0 = st0;
-                save1 = st1;
-                m0 = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(p + 0)),
-                                      bswap);
-                m1 = _mm_shuffle_epi8(
-                        _mm_loadu_si128((const __m128i *)(p + 16)), bswap);
-                m2 = _mm_shuffle_epi8(
-                        _mm_loadu_si128((const __m128i *)(p + 32)), bswap);
-                m3 = _mm_shuffle_epi8(
-                        _mm_loadu_si128((const __m128i *)(p + 48)), bswap);
-
-                SHANI_GROUP(0, m0);
-                SHANI_GROUP(1, m1);
-                SHANI_GROUP(2, m2);
-                SHANI_GROUP(3, m3);
-                SHANI_SCHEDULE(m0, m1, m2, m3);
-                SHANI_GROUP(4, m0);
-                SHANI_SCHEDULE(m1, m2, m3, m0);
-                SHANI_GROUP(5, m1);
-                SHANI_SCHEDULE(m2, m3, m0, m1);
-                SHANI_GROUP(6, m2);
-                SHANI_SCHEDULE(m3, m0, m1, m2);
-                SHANI_GROUP(7, m3);
-                SHANI_SCHEDULE(m0, m1, m2, m3);
-                SHANI_GROUP(8, m0);
-                SHANI_SCHEDULE(m1, m2, m3, m0);
-                SHANI_GROUP(9, m1);
-                SHANI_SCHEDULE(m2, m3, m0, m1);
-                SHANI_GROUP(10, m2);
-                SHANI_SCHEDULE(m3, m0, m1, m2);
-                SHANI_GROUP(11, m3);
-                SHANI_SCHEDULE(m0, m1, m2, m3);
-                SHANI_GROUP(12, m0);
-                SHANI_SCHEDULE(m1, m2, m3, m0);
-                SHANI_GROUP(13, m1);
-                SHANI_SCHEDULE(m2, m3, m0, m1);
-                SHANI_GROUP(14, m2);
-                SHANI_SCHEDULE(m3, m0, m1, m2);
-                SHANI_GROUP(15, m3);
-
-                st0 = _mm_add_epi32(st0, save0);
-                st1 = _mm_add_epi32(st1, save1);
-                p += VEIL_SHA256_BLOCK_LEN;
-        }
-
-        tmp = _mm_shuffle_epi32(st0, 0x1b); /* A B E F */
-        st1 = _mm_shuffle_epi32(st1, 0xb1); /* G H C D */
-        _mm_storeu_si128((__m128i *)&state[0],
-                         _mm_blend_epi16(tmp, st1, 0xf0)); /* A B C D */
-        _mm_storeu_si128((__m128i *)&state[4],
-                         _mm_alignr_epi8(st1, tmp, 8)); /* E F G H */
-}
-
-/* Two states over the same blocks: one message schedule feeds both, and
- * the two chains of SHA256RNDS2 overlap (each round waits on the one
- * before it). About a quarter faster than two passes (measured on SHA-NI
- * Xeons); what veil_sha256_hmac_pair uses for an audit event's digest and
- * the inner hash of its MAC. */
-#define SHANI_ROUNDS2(wk)                                                      \
-        do {                                                                   \
-                __m128i hi_ = _mm_shuffle_epi32((wk), 0x0e);                   \
-                st1         = _mm_sha256rnds2_epu32(st1, st0, (wk));           \
-                su1         = _mm_sha256rnds2_epu32(su1, su0, (wk));           \
-                st0         = _mm_sha256rnds2_epu32(st0, st1, hi_);            \
-                su0         = _mm_sha256rnds2_epu32(su0, su1, hi_);            \
-        } while (0)
-
-#define SHANI_GROUP2(j, w)                                                     \
-        SHANI_ROUNDS2(_mm_add_epi32(                                           \
-                (w), _mm_loadu_si128((const __m128i *)&sha256_k[4 * (j)])))
-
 /* state[] (A..H in lanes 0..7) into the ABEF / CDGH pair, and back. */
 __attribute__((target("sha,sse4.1,ssse3"))) static inline void
 shani_load(const uint32_t state[8], __m128i *abef, __m128i *cdgh)
@@ -263,6 +176,85 @@ shani_store(uint32_t state[8], __m128i abef, __m128i cdgh)
                          _mm_alignr_epi8(cdgh, tmp, 8)); /* E F G H */
 }
 
+/* The 64 rounds of the block at p: its message words loaded (m0..m3,
+ * bswap in scope), scheduled, and fed four at a time to GROUP(j, w). */
+#define SHANI_BLOCK(GROUP, p)                                                  \
+        do {                                                                   \
+                m0 = _mm_shuffle_epi8(                                         \
+                        _mm_loadu_si128((const __m128i *)((p) + 0)), bswap);   \
+                m1 = _mm_shuffle_epi8(                                         \
+                        _mm_loadu_si128((const __m128i *)((p) + 16)), bswap);  \
+                m2 = _mm_shuffle_epi8(                                         \
+                        _mm_loadu_si128((const __m128i *)((p) + 32)), bswap);  \
+                m3 = _mm_shuffle_epi8(                                         \
+                        _mm_loadu_si128((const __m128i *)((p) + 48)), bswap);  \
+                GROUP(0, m0);                                                  \
+                GROUP(1, m1);                                                  \
+                GROUP(2, m2);                                                  \
+                GROUP(3, m3);                                                  \
+                SHANI_SCHEDULE(m0, m1, m2, m3);                                \
+                GROUP(4, m0);                                                  \
+                SHANI_SCHEDULE(m1, m2, m3, m0);                                \
+                GROUP(5, m1);                                                  \
+                SHANI_SCHEDULE(m2, m3, m0, m1);                                \
+                GROUP(6, m2);                                                  \
+                SHANI_SCHEDULE(m3, m0, m1, m2);                                \
+                GROUP(7, m3);                                                  \
+                SHANI_SCHEDULE(m0, m1, m2, m3);                                \
+                GROUP(8, m0);                                                  \
+                SHANI_SCHEDULE(m1, m2, m3, m0);                                \
+                GROUP(9, m1);                                                  \
+                SHANI_SCHEDULE(m2, m3, m0, m1);                                \
+                GROUP(10, m2);                                                 \
+                SHANI_SCHEDULE(m3, m0, m1, m2);                                \
+                GROUP(11, m3);                                                 \
+                SHANI_SCHEDULE(m0, m1, m2, m3);                                \
+                GROUP(12, m0);                                                 \
+                SHANI_SCHEDULE(m1, m2, m3, m0);                                \
+                GROUP(13, m1);                                                 \
+                SHANI_SCHEDULE(m2, m3, m0, m1);                                \
+                GROUP(14, m2);                                                 \
+                SHANI_SCHEDULE(m3, m0, m1, m2);                                \
+                GROUP(15, m3);                                                 \
+        } while (0)
+
+__attribute__((target("sha,sse4.1,ssse3"))) static void
+sha256_blocks_shani(uint32_t state[8], const unsigned char *p, size_t nblocks)
+{
+        const __m128i bswap =
+                _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL);
+        __m128i st0, st1, save0, save1, m0, m1, m2, m3;
+
+        shani_load(state, &st0, &st1);
+        while (nblocks--) {
+                save0 = st0;
+                save1 = st1;
+                SHANI_BLOCK(SHANI_GROUP, p);
+                st0 = _mm_add_epi32(st0, save0);
+                st1 = _mm_add_epi32(st1, save1);
+                p += VEIL_SHA256_BLOCK_LEN;
+        }
+        shani_store(state, st0, st1);
+}
+
+/* Two states over the same blocks: one message schedule feeds both, and
+ * the two chains of SHA256RNDS2 overlap (each round waits on the one
+ * before it). About a quarter faster than two passes (measured on SHA-NI
+ * Xeons); what veil_sha256_hmac_pair uses for an audit event's digest and
+ * the inner hash of its MAC. */
+#define SHANI_ROUNDS2(wk)                                                      \
+        do {                                                                   \
+                __m128i hi_ = _mm_shuffle_epi32((wk), 0x0e);                   \
+                st1         = _mm_sha256rnds2_epu32(st1, st0, (wk));           \
+                su1         = _mm_sha256rnds2_epu32(su1, su0, (wk));           \
+                st0         = _mm_sha256rnds2_epu32(st0, st1, hi_);            \
+                su0         = _mm_sha256rnds2_epu32(su0, su1, hi_);            \
+        } while (0)
+
+#define SHANI_GROUP2(j, w)                                                     \
+        SHANI_ROUNDS2(_mm_add_epi32(                                           \
+                (w), _mm_loadu_si128((const __m128i *)&sha256_k[4 * (j)])))
+
 __attribute__((target("sha,sse4.1,ssse3"))) static void
 sha256_blocks_shani2(uint32_t s[8], uint32_t u[8], const unsigned char *p,
                      size_t nblocks)
@@ -278,44 +270,7 @@ sha256_blocks_shani2(uint32_t s[8], uint32_t u[8], const unsigned char *p,
                 save1 = st1;
                 save2 = su0;
                 save3 = su1;
-                m0 = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(p + 0)),
-                                      bswap);
-                m1 = _mm_shuffle_epi8(
-                        _mm_loadu_si128((const __m128i *)(p + 16)), bswap);
-                m2 = _mm_shuffle_epi8(
-                        _mm_loadu_si128((const __m128i *)(p + 32)), bswap);
-                m3 = _mm_shuffle_epi8(
-                        _mm_loadu_si128((const __m128i *)(p + 48)), bswap);
-
-                SHANI_GROUP2(0, m0);
-                SHANI_GROUP2(1, m1);
-                SHANI_GROUP2(2, m2);
-                SHANI_GROUP2(3, m3);
-                SHANI_SCHEDULE(m0, m1, m2, m3);
-                SHANI_GROUP2(4, m0);
-                SHANI_SCHEDULE(m1, m2, m3, m0);
-                SHANI_GROUP2(5, m1);
-                SHANI_SCHEDULE(m2, m3, m0, m1);
-                SHANI_GROUP2(6, m2);
-                SHANI_SCHEDULE(m3, m0, m1, m2);
-                SHANI_GROUP2(7, m3);
-                SHANI_SCHEDULE(m0, m1, m2, m3);
-                SHANI_GROUP2(8, m0);
-                SHANI_SCHEDULE(m1, m2, m3, m0);
-                SHANI_GROUP2(9, m1);
-                SHANI_SCHEDULE(m2, m3, m0, m1);
-                SHANI_GROUP2(10, m2);
-                SHANI_SCHEDULE(m3, m0, m1, m2);
-                SHANI_GROUP2(11, m3);
-                SHANI_SCHEDULE(m0, m1, m2, m3);
-                SHANI_GROUP2(12, m0);
-                SHANI_SCHEDULE(m1, m2, m3, m0);
-                SHANI_GROUP2(13, m1);
-                SHANI_SCHEDULE(m2, m3, m0, m1);
-                SHANI_GROUP2(14, m2);
-                SHANI_SCHEDULE(m3, m0, m1, m2);
-                SHANI_GROUP2(15, m3);
-
+                SHANI_BLOCK(SHANI_GROUP2, p);
                 st0 = _mm_add_epi32(st0, save0);
                 st1 = _mm_add_epi32(st1, save1);
                 su0 = _mm_add_epi32(su0, save2);
