@@ -86,9 +86,10 @@ static void trim_newline(unsigned char *key, size_t *lenp)
         *lenp = len;
 }
 
-int veil_key_read_file(const char *path, bool allow_insecure,
-                       unsigned char **keyp, size_t *lenp, char *errstr,
-                       size_t errstr_size)
+int veil_secret_file_read(const char *path, const char *what, size_t max,
+                          bool allow_insecure, unsigned char **bufp,
+                          size_t *lenp, size_t *capp, char *errstr,
+                          size_t errstr_size)
 {
         unsigned char *buf = NULL;
         struct stat st;
@@ -96,39 +97,40 @@ int veil_key_read_file(const char *path, bool allow_insecure,
         ssize_t n;
         int fd, err;
 
-        *keyp = NULL;
+        *bufp = NULL;
         fd    = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
         if (fd < 0) {
                 err = errno;
                 return veil_errf(errstr, errstr_size, VEIL_EIO,
-                                 "cannot read key file %s: %s", path,
+                                 "cannot read %s file %s: %s", what, path,
                                  strerror(err));
         }
         if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
                 close(fd);
                 return veil_errf(errstr, errstr_size, VEIL_EIO,
-                                 "cannot read key file %s: not a regular "
+                                 "cannot read %s file %s: not a regular "
                                  "file",
-                                 path);
+                                 what, path);
         }
         /* Checked on the open file, so a swap after the check cannot
-         * matter. Any group or other bit: a key is its owner's alone. */
+         * matter. Any group or other bit: a secret is its owner's alone. */
         if ((st.st_mode & 077) && !allow_insecure) {
                 close(fd);
                 return veil_errf(errstr, errstr_size, VEIL_EAUTH,
-                                 "key file %s has mode %04o: it must be "
+                                 "%s file %s has mode %04o: it must be "
                                  "accessible by its owner only (chmod 600 "
                                  "%s), or set "
                                  "keys.allow_insecure_permissions: true",
-                                 path, (unsigned)(st.st_mode & 07777), path);
+                                 what, path, (unsigned)(st.st_mode & 07777),
+                                 path);
         }
-        if (st.st_size > KEY_MAX_LEN) {
+        if ((size_t)st.st_size > max) {
                 close(fd);
-                return veil_errf(errstr, errstr_size, VEIL_EIO,
-                                 "cannot read key file %s: %s", path,
-                                 strerror(EFBIG));
+                return veil_errf(errstr, errstr_size, VEIL_EINVAL,
+                                 "%s file %s is larger than %zu bytes", what,
+                                 path, max);
         }
-        /* Exact-size allocation: no copy of the key is left behind in a
+        /* Exact-size allocation: no copy of the secret is left behind in a
          * buffer realloc would free. */
         cap = (size_t)st.st_size + 1;
         buf = veil_malloc(cap);
@@ -142,13 +144,32 @@ int veil_key_read_file(const char *path, bool allow_insecure,
                         free(buf);
                         close(fd);
                         return veil_errf(errstr, errstr_size, VEIL_EIO,
-                                         "cannot read key file %s: %s", path,
-                                         strerror(err));
+                                         "cannot read %s file %s: %s", what,
+                                         path, strerror(err));
                 }
                 len += (size_t)n;
         }
         close(fd);
         buf[len] = 0;
+        *bufp    = buf;
+        *lenp    = len;
+        *capp    = cap;
+        return 0;
+}
+
+int veil_key_read_file(const char *path, bool allow_insecure,
+                       unsigned char **keyp, size_t *lenp, char *errstr,
+                       size_t errstr_size)
+{
+        unsigned char *buf;
+        size_t len, cap;
+        int rc;
+
+        *keyp = NULL;
+        rc    = veil_secret_file_read(path, "key", KEY_MAX_LEN, allow_insecure,
+                                      &buf, &len, &cap, errstr, errstr_size);
+        if (rc)
+                return rc;
         trim_newline(buf, &len);
         if (len < VEIL_KEY_MIN_LEN) {
                 OPENSSL_cleanse(buf, cap);

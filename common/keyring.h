@@ -38,6 +38,14 @@ const struct veil_key *veil_keyring_find(const struct veil_config *config,
  * [A-Za-z0-9_-]? */
 bool veil_key_id_valid(const char *s, size_t len);
 
+/* A secret file read whole (NUL-terminated, allocated to its exact size
+ * `cap`, to be wiped with OPENSSL_cleanse): a regular file of at most max
+ * bytes, accessible by its owner only unless allow_insecure. `what`
+ * ("key", "token") names it in the errors. */
+int veil_secret_file_read(const char *path, const char *what, size_t max,
+                          bool allow_insecure, unsigned char **bufp,
+                          size_t *lenp, size_t *capp, char *errstr,
+                          size_t errstr_size);
 /* Reads a key file into a fresh buffer (*keyp, the caller wipes and frees
  * it; one final "\n" or "\r\n" is not part of the key). Refuses a file
  * that its group or others may access unless allow_insecure. Errors

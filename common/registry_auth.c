@@ -2,6 +2,7 @@
  * wrong file is a config error with its place, not a refusal mid-stream. */
 #define _GNU_SOURCE
 #include "registry_auth.h"
+#include "keyring.h"
 #include "util.h"
 #include "veil.h"
 
@@ -50,68 +51,22 @@ static int token_check(char *tok, size_t *lenp, const char *where, char *errstr,
 int veil_registry_token_file(const char *path, bool allow_insecure,
                              char **tokenp, char *errstr, size_t errstr_size)
 {
-        struct stat st;
-        char *buf  = NULL;
-        size_t len = 0, cap;
-        ssize_t n;
-        int fd, err, rc;
+        unsigned char *buf;
+        size_t len, cap;
+        int rc;
 
         *tokenp = NULL;
-        fd      = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-        if (fd < 0) {
-                err = errno;
-                return veil_errf(errstr, errstr_size, VEIL_EIO,
-                                 "cannot read token file %s: %s", path,
-                                 strerror(err));
-        }
-        if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
-                close(fd);
-                return veil_errf(errstr, errstr_size, VEIL_EIO,
-                                 "cannot read token file %s: not a regular "
-                                 "file",
-                                 path);
-        }
-        /* The same rule as key files, checked on the open file. */
-        if ((st.st_mode & 077) && !allow_insecure) {
-                close(fd);
-                return veil_errf(errstr, errstr_size, VEIL_EAUTH,
-                                 "token file %s has mode %04o: it must be "
-                                 "accessible by its owner only (chmod 600 "
-                                 "%s), or set "
-                                 "keys.allow_insecure_permissions: true",
-                                 path, (unsigned)(st.st_mode & 07777), path);
-        }
-        if (st.st_size > VEIL_REGISTRY_TOKEN_MAX + 2) {
-                close(fd);
-                return veil_errf(errstr, errstr_size, VEIL_EINVAL,
-                                 "token file %s is larger than %d bytes", path,
-                                 VEIL_REGISTRY_TOKEN_MAX);
-        }
-        cap = (size_t)st.st_size + 1;
-        buf = veil_malloc(cap);
-        while (len < (size_t)st.st_size) {
-                n = read(fd, buf + len, (size_t)st.st_size - len);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n <= 0) {
-                        err = n < 0 ? errno : EIO;
-                        OPENSSL_cleanse(buf, cap);
-                        free(buf);
-                        close(fd);
-                        return veil_errf(errstr, errstr_size, VEIL_EIO,
-                                         "cannot read token file %s: %s", path,
-                                         strerror(err));
-                }
-                len += (size_t)n;
-        }
-        close(fd);
-        buf[len] = '\0';
-        if ((rc = token_check(buf, &len, path, errstr, errstr_size))) {
+        rc = veil_secret_file_read(path, "token", VEIL_REGISTRY_TOKEN_MAX + 2,
+                                   allow_insecure, &buf, &len, &cap, errstr,
+                                   errstr_size);
+        if (rc)
+                return rc;
+        if ((rc = token_check((char *)buf, &len, path, errstr, errstr_size))) {
                 OPENSSL_cleanse(buf, cap);
                 free(buf);
                 return rc;
         }
-        *tokenp = buf;
+        *tokenp = (char *)buf;
         return 0;
 }
 
