@@ -1,6 +1,7 @@
 /* tally.c - the worker's metric families and per-pipeline tallies
  * (tally.h). */
 #include <jansson.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,6 +11,37 @@
 #include "tally.h"
 #include "util.h"
 #include "veil.h"
+
+/* Counters without labels: one series each. */
+static const struct {
+        size_t off;
+        const char *name, *help;
+} scalar_counters[] = {
+        {offsetof(struct veil_families, plan_hits),
+         "veil_plan_cache_hits_total", "record plans found in the plan cache"},
+        {offsetof(struct veil_families, plan_misses),
+         "veil_plan_cache_misses_total", "record plans compiled (not cached)"},
+        {offsetof(struct veil_families, sk_created),
+         "veil_subject_keys_created_total",
+         "per-subject data keys made and committed (crypto-shredding)"},
+        {offsetof(struct veil_families, sk_destroyed),
+         "veil_subject_keys_destroyed_total",
+         "per-subject data keys an erasure tombstoned (committed)"},
+        {offsetof(struct veil_families, sk_rewrapped),
+         "veil_subject_keys_rewrapped_total",
+         "per-subject data keys re-wrapped under the active master key "
+         "(committed)"},
+        {offsetof(struct veil_families, sk_hits),
+         "veil_subject_keys_cache_hits_total",
+         "subject look-ups served by the key cache"},
+        {offsetof(struct veil_families, sk_misses),
+         "veil_subject_keys_cache_misses_total",
+         "subject look-ups that unwrapped or made a key"},
+        {offsetof(struct veil_families, sk_fetched),
+         "veil_subject_keys_fetched_total",
+         "wrapped keys of spilled subjects fetched back from the key topic "
+         "(past the index's bound)"},
+};
 
 void veil_families_init(struct veil_families *m)
 {
@@ -70,18 +102,6 @@ void veil_families_init(struct veil_families *m)
                 "field values given to a purpose, by data class (or "
                 "'unclassified') and transform",
                 "purpose,class,transform", NULL, 0);
-        m->plan_hits = veil_metric_series(
-                veil_metrics_family(m->reg, VEIL_METRIC_COUNTER,
-                                    "veil_plan_cache_hits_total",
-                                    "record plans found in the plan cache",
-                                    NULL, NULL, 0),
-                none);
-        m->plan_misses = veil_metric_series(
-                veil_metrics_family(m->reg, VEIL_METRIC_COUNTER,
-                                    "veil_plan_cache_misses_total",
-                                    "record plans compiled (not cached)", NULL,
-                                    NULL, 0),
-                none);
         m->batch_s = veil_metric_series(
                 veil_metrics_family(m->reg, VEIL_METRIC_HISTOGRAM,
                                     "veil_batch_duration_seconds",
@@ -114,48 +134,15 @@ void veil_families_init(struct veil_families *m)
                          "source partitions this worker owns", NULL, NULL, 0),
                  none);
         veil_series_set(m->assigned, 0);
-        m->sk_created = veil_metric_series(
-                veil_metrics_family(m->reg, VEIL_METRIC_COUNTER,
-                                    "veil_subject_keys_created_total",
-                                    "per-subject data keys made and committed "
-                                    "(crypto-shredding)",
-                                    NULL, NULL, 0),
-                none);
-        m->sk_destroyed = veil_metric_series(
-                veil_metrics_family(m->reg, VEIL_METRIC_COUNTER,
-                                    "veil_subject_keys_destroyed_total",
-                                    "per-subject data keys an erasure "
-                                    "tombstoned (committed)",
-                                    NULL, NULL, 0),
-                none);
-        m->sk_rewrapped = veil_metric_series(
-                veil_metrics_family(m->reg, VEIL_METRIC_COUNTER,
-                                    "veil_subject_keys_rewrapped_total",
-                                    "per-subject data keys re-wrapped under "
-                                    "the active master key (committed)",
-                                    NULL, NULL, 0),
-                none);
-        m->sk_hits = veil_metric_series(
-                veil_metrics_family(m->reg, VEIL_METRIC_COUNTER,
-                                    "veil_subject_keys_cache_hits_total",
-                                    "subject look-ups served by the key cache",
-                                    NULL, NULL, 0),
-                none);
-        m->sk_misses = veil_metric_series(
-                veil_metrics_family(m->reg, VEIL_METRIC_COUNTER,
-                                    "veil_subject_keys_cache_misses_total",
-                                    "subject look-ups that unwrapped or made "
-                                    "a key",
-                                    NULL, NULL, 0),
-                none);
-        m->sk_fetched = veil_metric_series(
-                veil_metrics_family(m->reg, VEIL_METRIC_COUNTER,
-                                    "veil_subject_keys_fetched_total",
-                                    "wrapped keys of spilled subjects fetched "
-                                    "back from the key topic (past the "
-                                    "index's bound)",
-                                    NULL, NULL, 0),
-                none);
+        for (size_t i = 0;
+             i < sizeof(scalar_counters) / sizeof(scalar_counters[0]); i++)
+                *(struct veil_series **)((char *)m + scalar_counters[i].off) =
+                        veil_metric_series(
+                                veil_metrics_family(m->reg, VEIL_METRIC_COUNTER,
+                                                    scalar_counters[i].name,
+                                                    scalar_counters[i].help,
+                                                    NULL, NULL, 0),
+                                none);
         m->lag = veil_metrics_family(
                 m->reg, VEIL_METRIC_GAUGE, "veil_consumer_lag",
                 "records behind the end of an assigned source partition "
