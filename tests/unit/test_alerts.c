@@ -13,6 +13,7 @@
 #include "alerts.h"
 #include "config.h"
 #include "metrics.h"
+#include "tmpfile.h"
 #include "veil.h"
 
 static struct veil_alert_rule rules_v[] = {
@@ -130,20 +131,6 @@ static const struct veil_config_opts no_key = {.skip_key = true};
         "  marketing:\n"                                                       \
         "    transforms: { public: keep }\n"
 
-static char *write_tmp(const char *text)
-{
-        char *path = strdup("/tmp/veil-test-alerts-XXXXXX");
-        int fd     = mkstemp(path);
-        FILE *fp;
-
-        cr_assert_geq(fd, 0);
-        fp = fdopen(fd, "w");
-        cr_assert_not_null(fp);
-        fputs(text, fp);
-        fclose(fp);
-        return path;
-}
-
 struct bad_case {
         char yaml[256];
         char msg[200]; /* after "FILE:" */
@@ -195,7 +182,7 @@ ParameterizedTestParameters(alerts, bad_config)
 
 ParameterizedTest(struct bad_case *c, alerts, bad_config)
 {
-        char *path = write_tmp(c->yaml), err[1024] = "", want[1024];
+        char *path = test_write_tmp(c->yaml), err[1024] = "", want[1024];
         struct veil_config *config =
                 veil_config_load(path, &no_key, err, sizeof(err));
 
@@ -208,7 +195,7 @@ ParameterizedTest(struct bad_case *c, alerts, bad_config)
 
 Test(alerts, config_values)
 {
-        char *path = write_tmp(
+        char *path = test_write_tmp(
                 BASE "    guard: { on_leak: halt }\n"
                      "topics: { control: my.control }\n"
                      "alerts:\n"
@@ -245,7 +232,7 @@ Test(alerts, config_values)
 
 Test(alerts, config_defaults)
 {
-        char *path     = write_tmp(BASE);
+        char *path     = test_write_tmp(BASE);
         char err[1024] = "";
         struct veil_config *config =
                 veil_config_load(path, &no_key, err, sizeof(err));

@@ -13,6 +13,7 @@
 #include "config.h"
 #include "consent.h"
 #include "schema.h"
+#include "tmpfile.h"
 #include "veil.h"
 
 /* ---- config -------------------------------------------------------------- */
@@ -25,20 +26,6 @@ static const struct veil_config_opts no_key = {.skip_key = true};
         "purposes:\n"                                                          \
         "  marketing:\n"                                                       \
         "    transforms: { public: keep }\n"
-
-static char *write_tmp(const char *text)
-{
-        char *path = strdup("/tmp/veil-test-consent-XXXXXX");
-        int fd     = mkstemp(path);
-        FILE *fp;
-
-        cr_assert_geq(fd, 0);
-        fp = fdopen(fd, "w");
-        cr_assert_not_null(fp);
-        fputs(text, fp);
-        fclose(fp);
-        return path;
-}
 
 struct bad_case {
         char yaml[256];
@@ -116,7 +103,7 @@ ParameterizedTestParameters(consent, bad_config)
 
 ParameterizedTest(struct bad_case *c, consent, bad_config)
 {
-        char *path = write_tmp(c->yaml), err[1024] = "", want[1024];
+        char *path = test_write_tmp(c->yaml), err[1024] = "", want[1024];
         struct veil_config *config =
                 veil_config_load(path, &no_key, err, sizeof(err));
 
@@ -129,7 +116,7 @@ ParameterizedTest(struct bad_case *c, consent, bad_config)
 
 Test(consent, config_values)
 {
-        char *path = write_tmp(
+        char *path = test_write_tmp(
                 BASE "    requires: { field: consents.marketing, equals: "
                      "true }\n"
                      "  support:\n"
