@@ -177,7 +177,14 @@ def exact_values(outputs, values):
         for m in rx.finditer(text):
             # The trie regex matches the longest prefix path; only whole
             # recorded values count.
-            if m.group(0) in values:
+            v = m.group(0)
+            # A value inside a longer run of letters and digits is not that
+            # value (a 9-digit SSN inside a 20-digit number or a hex
+            # fingerprint of a multi-megabyte report).
+            if (v[0].isalnum() and m.start() > 0 and text[m.start() - 1].isalnum()) or \
+                    (v[-1].isalnum() and m.end() < len(text) and text[m.end()].isalnum()):
+                continue
+            if v in values:
                 found.append(f"exact value: a {values[m.group(0)]} in {where} "
                              f"at char {m.start()}")
                 break
