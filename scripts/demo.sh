@@ -49,12 +49,15 @@ cp -r schemas "$tmp/registry"
 install -m 600 config/dev-hmac.key "$tmp/dev-hmac.key"
 # 3. The pipeline: config/veil.yaml pointed at the broker and the copy;
 # support keeps its data 10 s instead of 12 h, so its deadlines pass during
-# the demo.
+# the demo; one pipeline, because the dev broker keeps no transactional
+# offset commits (a partition moving between two pipelines would be read
+# again from its start; see docs/testing.md).
 sed -e "s#^  bootstrap.servers: .*#  bootstrap.servers: $bootstrap#" \
     -e "s#retention: 12h#retention: 10s#" \
     -e "s#url: file://../schemas#url: file://$tmp/registry#" \
     -e "s#hmac_key_file: dev-hmac.key#hmac_key_file: $tmp/dev-hmac.key#" \
     -e "/^metrics:/d" config/veil.yaml >"$tmp/veil.yaml"
+echo "threads: 1" >>"$tmp/veil.yaml"
 
 # 4. Sample customers in Confluent framing (the schema id comes from the
 # registry's manifest), plus two malformed records and one upstream delete.

@@ -101,10 +101,6 @@ def produced(broker, tmp_path_factory):
             text = f.read()
         text = text.replace("ledger: veil.retention, erasure: veil.erasure",
                             f"ledger: {pl.ledger}, erasure: {pl.erasure}")
-        # One pipeline: a second one joining the group would rebalance, and
-        # the mock keeps no transactional offset commits, so the partitions
-        # that moved would be read again from the start.
-        text += "\nthreads: 1\n"
         with open(pl.config, "w") as f:
             f.write(text)
 
@@ -443,8 +439,6 @@ def test_report_counts_batch_events_exactly(broker, tmp_path):
     pl = Pipeline(broker, str(tmp_path), partitions=1, edits=[
         ("audit: { level: record }", "audit: { level: batch }"),
         ("      referrer: internal\n", "")])
-    with open(pl.config, "a") as f:
-        f.write("threads: 1\n")
     rng = random.Random(43)
     pl.produce([frame(pl, rng, i, f"B-{i}") for i in range(6)])
     w = pl.start()

@@ -25,7 +25,10 @@ def retention_pipeline(kafka, root, edits=(), compact_support=False):
     """A test_worker Pipeline with its own ledger and erasure topics (two
     partitions, like the source), optionally a compacted support topic."""
     # A killed worker's partitions move on after its session times out.
-    pl = Pipeline(kafka, root, partitions=2, edits=edits,
+    # One pipeline per worker: these tests are about what moves between
+    # workers (deadlines on rebalance, which worker clears an erased key),
+    # and each worker must own a partition.
+    pl = Pipeline(kafka, root, partitions=2, edits=edits, threads=1,
                   extra_kafka={"session.timeout.ms": 6000})
     pl.ledger = f"{pl.prefix}.retention"
     pl.erasure = f"{pl.prefix}.erasure"
@@ -36,10 +39,6 @@ def retention_pipeline(kafka, root, edits=(), compact_support=False):
     old = "ledger: veil.retention, erasure: veil.erasure"
     assert old in text
     text = text.replace(old, f"ledger: {pl.ledger}, erasure: {pl.erasure}")
-    # One pipeline per worker: these tests are about what moves between
-    # workers (deadlines on rebalance, which worker clears an erased key),
-    # and each worker must own a partition.
-    text += "\nthreads: 1\n"
     with open(pl.config, "w") as f:
         f.write(text)
     if compact_support:

@@ -14,7 +14,8 @@ import confluent_kafka as ck
 import fastavro
 import pytest
 
-from helpers import LineCollector, consume_all, private_key, unique, wait_for
+from helpers import (MOCK_BOOTSTRAPS, LineCollector, consume_all, private_key,
+                     unique, wait_for)
 from sr_double import SchemaRegistryDouble
 from test_kafka import create_topic
 
@@ -29,10 +30,12 @@ HMAC_KEY = "integration-test-hmac-key-0123456789abcdef"
 class Pipeline:
     """A private copy of config/veil.yaml on its own topics, group and
     file:// registry (a temp copy of schemas/, so registrations of derived
-    schemas never touch the repository)."""
+    schemas never touch the repository). On `veil broker` it runs one
+    pipeline (`threads: 1`, see helpers.MOCK_BOOTSTRAPS) unless `threads`
+    says otherwise."""
 
     def __init__(self, kafka, root, partitions=2, extra_kafka=None, edits=(),
-                 registry_url=None):
+                 registry_url=None, threads=None):
         self.kafka = kafka
         self.prefix = unique("w")
         self.root = root
@@ -70,6 +73,10 @@ class Pipeline:
                          if not line.startswith("metrics:")) + "\n"
         # Debug: the suite's leak check (leakwatch.py) reads every line.
         text = text.replace("log: { level: info }", "log: { level: debug }")
+        if threads is None and kafka in MOCK_BOOTSTRAPS:
+            threads = 1
+        if threads is not None:
+            text += f"threads: {threads}\n"
         self.config = os.path.join(root, "veil.yaml")
         with open(self.config, "w") as f:
             f.write(text)
