@@ -206,7 +206,10 @@ def test_sighup_rereads_a_rotated_bearer_token(broker, tmp_path):
         token = tmp_path / "registry.token"
         token.write_text("token-one-0123456789\n")
         token.chmod(0o600)
-        pl = Pipeline(broker, str(tmp_path), partitions=1, registry_url=reg.url)
+        # Two pipelines, each with its own registry client to rebuild (on the
+        # mock a partition that moves is read again: counts are ">=" here).
+        pl = Pipeline(broker, str(tmp_path), partitions=1, registry_url=reg.url,
+                      threads=2)
         with open(pl.config) as f:
             text = f.read()
         assert f"url: {reg.url} " in text
