@@ -66,40 +66,26 @@ int veil_cmd_check(int argc, char **argv)
                 {"help", no_argument, NULL, 'h'},
                 {NULL, 0, NULL, 0}};
         struct veil_config_opts opts = {.skip_key = true};
-        const char *path = NULL, *format = "text";
+        const char *path, *format = "text";
         struct veil_config *config = NULL;
         struct veil_registry *reg  = NULL;
         json_t *report             = NULL, *f;
         size_t errors = 0, warnings = 0, i;
         char errstr[1024];
-        int c, rc = VEIL_EXIT_USAGE;
+        struct veil_cmd_opts o = {0};
+        int c, st, rc = VEIL_EXIT_USAGE;
 
         optind = 1;
         opterr = 0;
         while ((c = getopt_long(argc, argv, "+c:h", longopts, NULL)) != -1) {
-                switch (c) {
-                case 'c':
-                        path = optarg;
-                        break;
-                case 'f':
+                if (c == 'f')
                         format = optarg;
-                        break;
-                case 'h':
-                        veil_cmd_print_help(&help);
-                        return VEIL_EXIT_OK;
-                default:
-                        return veil_cmd_usage_error(&help,
-                                                    "unknown or "
-                                                    "incomplete option "
-                                                    "'%s'",
-                                                    argv[optind - 1]);
-                }
+                else if ((st = veil_cmd_opt(&help, &o, c, optarg, argv)) >= 0)
+                        return st;
         }
-        if (optind < argc)
-                return veil_cmd_usage_error(&help, "unexpected argument '%s'",
-                                            argv[optind]);
-        if (!path)
-                return veil_cmd_usage_error(&help, "-c FILE is required");
+        if ((st = veil_cmd_opts_end(&help, &o, argc, argv, false)))
+                return st;
+        path = o.path;
         if (strcmp(format, "text") && strcmp(format, "json"))
                 return veil_cmd_usage_error(&help, "unknown format '%s'",
                                             format);

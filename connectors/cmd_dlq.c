@@ -451,9 +451,9 @@ int veil_cmd_dlq(int argc, char **argv)
                 {NULL, 0, NULL, 0}};
         struct veil_config_opts lopts = {0};
         struct veil_config *config;
-        const char *path = NULL, *only = NULL;
-        bool dry_run  = false;
-        int timeout_s = 120;
+        struct veil_cmd_opts o = {.timeout_s = 120, .timeout_max = 86400};
+        const char *only       = NULL;
+        bool dry_run           = false;
         int c, rc;
 
         if (argc >= 2 &&
@@ -470,43 +470,19 @@ int veil_cmd_dlq(int argc, char **argv)
         optind = 1;
         opterr = 0;
         while ((c = getopt_long(argc, argv, "+c:h", longopts, NULL)) != -1) {
-                switch (c) {
-                case 'c':
-                        path = optarg;
-                        break;
-                case 'e':
+                if (c == 'e')
                         only = optarg;
-                        break;
-                case 'n':
+                else if (c == 'n')
                         dry_run = true;
-                        break;
-                case 't':
-                        if (veil_cmd_int_arg(optarg, 1, 86400, &timeout_s))
-                                return veil_cmd_usage_error(
-                                        &help,
-                                        "--timeout takes seconds (1 to "
-                                        "86400), got '%s'",
-                                        optarg);
-                        break;
-                case 'h':
-                        veil_cmd_print_help(&help);
-                        return VEIL_EXIT_OK;
-                default:
-                        return veil_cmd_usage_error(
-                                &help, "unknown or incomplete option '%s'",
-                                argv[optind - 1]);
-                }
+                else if ((rc = veil_cmd_opt(&help, &o, c, optarg, argv)) >= 0)
+                        return rc;
         }
-        if (optind < argc)
-                return veil_cmd_usage_error(&help, "unexpected argument '%s'",
-                                            argv[optind]);
-        if (!path)
-                return veil_cmd_usage_error(&help, "-c FILE is required");
-        config = veil_cmd_load_config(&help, path, &lopts);
-        if (!config) {
+        if ((rc = veil_cmd_opts_end(&help, &o, argc, argv, false)))
+                return rc;
+        config = veil_cmd_load_config(&help, o.path, &lopts);
+        if (!config)
                 return VEIL_EXIT_USAGE;
-        }
-        rc = replay_run(config, only, dry_run, timeout_s);
+        rc = replay_run(config, only, dry_run, o.timeout_s);
         veil_config_destroy(config);
         return rc;
 }

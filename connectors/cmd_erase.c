@@ -201,7 +201,8 @@ int veil_cmd_erase(int argc, char **argv)
         struct keys keys            = {0};
         char errstr[1024] = "", hash[VEIL_ERASURE_KEY_HASH_MAX + 1], *json;
         size_t i, json_len, failed = 0, sent = 0;
-        int c, timeout_s = 30, status = VEIL_EXIT_USAGE;
+        struct veil_cmd_opts o = {.timeout_s = 30, .timeout_max = 3600};
+        int c, rc, timeout_s, status = VEIL_EXIT_USAGE;
         bool have_keys = false;
         rd_kafka_resp_err_t err;
         rd_kafka_t *rk = NULL;
@@ -211,33 +212,22 @@ int veil_cmd_erase(int argc, char **argv)
         opterr = 0;
         while ((c = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
                 switch (c) {
-                case 'c':
-                        path = optarg;
-                        break;
                 case 'f':
                         file = optarg;
                         break;
                 case 'b':
                         bootstrap = optarg;
                         break;
-                case 't':
-                        if (veil_cmd_int_arg(optarg, 1, 3600, &timeout_s))
-                                return veil_cmd_usage_error(
-                                        &help, "--timeout: seconds from 1 to "
-                                               "3600");
-                        break;
-                case 'h':
-                        veil_cmd_print_help(&help);
-                        return VEIL_EXIT_OK;
                 default:
-                        return veil_cmd_usage_error(&help,
-                                                    "unknown or incomplete "
-                                                    "option '%s'",
-                                                    argv[optind - 1]);
+                        if ((rc = veil_cmd_opt(&help, &o, c, optarg, argv)) >=
+                            0)
+                                return rc;
                 }
         }
-        if (!path)
-                return veil_cmd_usage_error(&help, "-c FILE is required");
+        if ((rc = veil_cmd_opts_end(&help, &o, argc, argv, true)))
+                return rc;
+        path      = o.path;
+        timeout_s = o.timeout_s;
         for (i = (size_t)optind; i < (size_t)argc; i++) {
                 size_t len = strlen(argv[i]);
 

@@ -171,8 +171,9 @@ int veil_cmd_guard(int argc, char **argv)
                 {NULL, 0, NULL, 0}};
         struct veil_config_opts lopts = {.skip_kafka_check = true};
         struct veil_config *config;
-        const char *path = NULL, *sub;
-        int c, rc, timeout_s = 30;
+        const char *path       = NULL, *sub;
+        struct veil_cmd_opts o = {.timeout_s = 30, .timeout_max = 3600};
+        int c, rc, timeout_s;
         size_t i;
 
         if (argc >= 2 &&
@@ -193,28 +194,13 @@ int veil_cmd_guard(int argc, char **argv)
         optind = 1;
         opterr = 0;
         while ((c = getopt_long(argc, argv, "+c:h", longopts, NULL)) != -1) {
-                switch (c) {
-                case 'c':
-                        path = optarg;
-                        break;
-                case 't':
-                        if (veil_cmd_int_arg(optarg, 1, 3600, &timeout_s))
-                                return veil_cmd_usage_error(
-                                        &help, "--timeout: seconds from 1 to "
-                                               "3600");
-                        break;
-                case 'h':
-                        veil_cmd_print_help(&help);
-                        return VEIL_EXIT_OK;
-                default:
-                        return veil_cmd_usage_error(&help,
-                                                    "unknown or incomplete "
-                                                    "option '%s'",
-                                                    argv[optind - 1]);
-                }
+                if ((rc = veil_cmd_opt(&help, &o, c, optarg, argv)) >= 0)
+                        return rc;
         }
-        if (!path)
-                return veil_cmd_usage_error(&help, "-c FILE is required");
+        if ((rc = veil_cmd_opts_end(&help, &o, argc, argv, true)))
+                return rc;
+        path      = o.path;
+        timeout_s = o.timeout_s;
         if (!strcmp(sub, "resume") && optind != argc - 1)
                 return veil_cmd_usage_error(&help, "resume takes one PURPOSE");
         if (!strcmp(sub, "status") && optind != argc)

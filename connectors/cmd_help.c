@@ -1,5 +1,6 @@
 /* cmd_help.c - shared help and usage-error printing for the subcommands. */
 #include <errno.h>
+#include <getopt.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <stdio.h>
@@ -51,4 +52,43 @@ int veil_cmd_usage_error(const struct veil_cmd_help *h, const char *fmt, ...)
         va_end(ap);
         fprintf(stderr, "\nusage: veil %s\n", h->usage);
         return VEIL_EXIT_USAGE;
+}
+
+int veil_cmd_opt(const struct veil_cmd_help *h, struct veil_cmd_opts *o, int c,
+                 const char *arg, char **argv)
+{
+        switch (c) {
+        case 'c':
+                o->path = arg;
+                return -1;
+        case 't':
+                if (o->timeout_max > 0 &&
+                    !veil_cmd_int_arg(arg, 1, o->timeout_max, &o->timeout_s))
+                        return -1;
+                if (o->timeout_max > 0)
+                        return veil_cmd_usage_error(
+                                h,
+                                "--timeout takes seconds (1 to %d), got '%s'",
+                                o->timeout_max, arg);
+                break;
+        case 'h':
+                veil_cmd_print_help(h);
+                return VEIL_EXIT_OK;
+        default:
+                break;
+        }
+        return veil_cmd_usage_error(h, "unknown or incomplete option '%s'",
+                                    argv[optind - 1]);
+}
+
+int veil_cmd_opts_end(const struct veil_cmd_help *h,
+                      const struct veil_cmd_opts *o, int argc, char **argv,
+                      bool operands)
+{
+        if (!operands && optind < argc)
+                return veil_cmd_usage_error(h, "unexpected argument '%s'",
+                                            argv[optind]);
+        if (!o->path)
+                return veil_cmd_usage_error(h, "-c FILE is required");
+        return 0;
 }

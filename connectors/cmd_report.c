@@ -689,19 +689,15 @@ int veil_cmd_report(int argc, char **argv)
         /* A compliance reader needs no key: counts are not secrets. */
         struct veil_config_opts lopts = {.skip_key = true};
         struct veil_config *config;
-        const char *path = NULL;
-        int64_t since    = 0;
-        bool json        = false;
-        int timeout_s    = 120;
+        struct veil_cmd_opts o = {.timeout_s = 120, .timeout_max = 86400};
+        int64_t since          = 0;
+        bool json              = false;
         int c, rc;
 
         optind = 1;
         opterr = 0;
         while ((c = getopt_long(argc, argv, "+c:h", longopts, NULL)) != -1) {
                 switch (c) {
-                case 'c':
-                        path = optarg;
-                        break;
                 case 's':
                         if (veil_duration_parse(optarg, &since) || since <= 0)
                                 return veil_cmd_usage_error(
@@ -721,32 +717,18 @@ int veil_cmd_report(int argc, char **argv)
                                         "--format is text or json, got '%s'",
                                         optarg);
                         break;
-                case 't':
-                        if (veil_cmd_int_arg(optarg, 1, 86400, &timeout_s))
-                                return veil_cmd_usage_error(
-                                        &help,
-                                        "--timeout takes seconds (1 to "
-                                        "86400), got '%s'",
-                                        optarg);
-                        break;
-                case 'h':
-                        veil_cmd_print_help(&help);
-                        return VEIL_EXIT_OK;
                 default:
-                        return veil_cmd_usage_error(
-                                &help, "unknown or incomplete option '%s'",
-                                argv[optind - 1]);
+                        if ((rc = veil_cmd_opt(&help, &o, c, optarg, argv)) >=
+                            0)
+                                return rc;
                 }
         }
-        if (optind < argc)
-                return veil_cmd_usage_error(&help, "unexpected argument '%s'",
-                                            argv[optind]);
-        if (!path)
-                return veil_cmd_usage_error(&help, "-c FILE is required");
-        config = veil_cmd_load_config(&help, path, &lopts);
+        if ((rc = veil_cmd_opts_end(&help, &o, argc, argv, false)))
+                return rc;
+        config = veil_cmd_load_config(&help, o.path, &lopts);
         if (!config)
                 return VEIL_EXIT_USAGE;
-        rc = report_run(config, since, json, timeout_s);
+        rc = report_run(config, since, json, o.timeout_s);
         veil_config_destroy(config);
         return rc;
 }

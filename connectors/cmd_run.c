@@ -102,7 +102,8 @@ int veil_cmd_run(int argc, char **argv)
         struct veil_worker_opts wopts = {0};
         struct veil_config *config;
         struct sigaction sa;
-        const char *path = NULL;
+        struct veil_cmd_opts o = {0};
+        const char *path;
         char errstr[1024];
         int c, rc, lock_fd;
 
@@ -110,9 +111,6 @@ int veil_cmd_run(int argc, char **argv)
         opterr = 0;
         while ((c = getopt_long(argc, argv, "+c:h", longopts, NULL)) != -1) {
                 switch (c) {
-                case 'c':
-                        path = optarg;
-                        break;
                 case 'o':
                         wopts.once = true;
                         break;
@@ -122,16 +120,14 @@ int veil_cmd_run(int argc, char **argv)
                         veil_chain_print_help();
                         return VEIL_EXIT_OK;
                 default:
-                        return veil_cmd_usage_error(
-                                &help_run, "unknown or incomplete option '%s'",
-                                argv[optind - 1]);
+                        if ((rc = veil_cmd_opt(&help_run, &o, c, optarg,
+                                               argv)) >= 0)
+                                return rc;
                 }
         }
-        if (optind < argc)
-                return veil_cmd_usage_error(
-                        &help_run, "unexpected argument '%s'", argv[optind]);
-        if (!path)
-                return veil_cmd_usage_error(&help_run, "-c FILE is required");
+        if ((rc = veil_cmd_opts_end(&help_run, &o, argc, argv, false)))
+                return rc;
+        path = o.path;
 
         config = veil_cmd_load_config(&help_run, path, &lopts);
         if (!config) {

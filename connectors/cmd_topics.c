@@ -744,7 +744,8 @@ int veil_cmd_topics(int argc, char **argv)
         struct veil_config *config = NULL;
         struct plan plan           = {0};
         bool apply                 = false;
-        int c, partitions = 0, replication = 0, timeout_s = 10;
+        struct veil_cmd_opts o     = {.timeout_s = 10, .timeout_max = 3600};
+        int c, rc, partitions = 0, replication = 0, timeout_s;
         int status        = VEIL_EXIT_USAGE;
         rd_kafka_t *rk    = NULL;
         char errstr[1024] = "";
@@ -754,9 +755,6 @@ int veil_cmd_topics(int argc, char **argv)
         opterr = 0;
         while ((c = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
                 switch (c) {
-                case 'c':
-                        path = optarg;
-                        break;
                 case 'b':
                         bootstrap = optarg;
                         break;
@@ -775,27 +773,16 @@ int veil_cmd_topics(int argc, char **argv)
                                         &help, "--replication-factor: a "
                                                "count from 1");
                         break;
-                case 't':
-                        if (veil_cmd_int_arg(optarg, 1, 3600, &timeout_s))
-                                return veil_cmd_usage_error(
-                                        &help, "--timeout: seconds from 1 to "
-                                               "3600");
-                        break;
-                case 'h':
-                        veil_cmd_print_help(&help);
-                        return VEIL_EXIT_OK;
                 default:
-                        return veil_cmd_usage_error(&help,
-                                                    "unknown or incomplete "
-                                                    "option '%s'",
-                                                    argv[optind - 1]);
+                        if ((rc = veil_cmd_opt(&help, &o, c, optarg, argv)) >=
+                            0)
+                                return rc;
                 }
         }
-        if (!path)
-                return veil_cmd_usage_error(&help, "-c FILE is required");
-        if (optind < argc)
-                return veil_cmd_usage_error(&help, "unexpected argument '%s'",
-                                            argv[optind]);
+        if ((rc = veil_cmd_opts_end(&help, &o, argc, argv, false)))
+                return rc;
+        path      = o.path;
+        timeout_s = o.timeout_s;
 
         config = veil_cmd_load_config(&help, path, &copts);
         if (!config) {

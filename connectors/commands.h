@@ -3,6 +3,8 @@
 #ifndef VEIL_CONNECTORS_COMMANDS_H
 #define VEIL_CONNECTORS_COMMANDS_H
 
+#include <stdbool.h>
+
 /* Each takes the arguments after the subcommand name (argv[0] is the
  * subcommand) and returns the process exit code. `--help` is handled by
  * each command itself and returns 0. Unknown options → usage, 2. */
@@ -41,5 +43,26 @@ int veil_cmd_int_arg(const char *s, long lo, long hi, int *out);
 /* Writes "veil CMD: MESSAGE\nusage: veil USAGE\n" to stderr and returns 2. */
 int veil_cmd_usage_error(const struct veil_cmd_help *h, const char *fmt, ...)
         __attribute__((format(printf, 2, 3)));
+
+/* The options the config-reading commands share: -c FILE, --timeout
+ * SECONDS (1 to timeout_max; 0 means the command has no --timeout) and -h.
+ * Set timeout_s to the command's default before the getopt loop. */
+struct veil_cmd_opts {
+        const char *path;
+        int timeout_s;
+        int timeout_max;
+};
+
+/* Called from a getopt loop with an option the command does not handle
+ * itself. Returns -1 when the loop goes on, else the exit code for the
+ * command to return: 0 after -h printed the help, 2 after a usage error
+ * (a bad --timeout, an unknown or incomplete option). */
+int veil_cmd_opt(const struct veil_cmd_help *h, struct veil_cmd_opts *o, int c,
+                 const char *arg, char **argv);
+/* After the getopt loop: -c was given and, unless `operands`, nothing is
+ * left over. 0, or the usage error's exit code (2). */
+int veil_cmd_opts_end(const struct veil_cmd_help *h,
+                      const struct veil_cmd_opts *o, int argc, char **argv,
+                      bool operands);
 
 #endif
