@@ -56,12 +56,6 @@ rd_kafka_resp_err_t veil_kafka_produce(rd_kafka_t *rk, const char *topic,
         return err;
 }
 
-bool veil_kafka_txn_abortable(rd_kafka_t *rk, rd_kafka_resp_err_t err)
-{
-        return err == RD_KAFKA_RESP_ERR__STATE &&
-               rd_kafka_fatal_error(rk, NULL, 0) == RD_KAFKA_RESP_ERR_NO_ERROR;
-}
-
 static const struct {
         bool producer;
         const char *key, *value;

@@ -35,11 +35,6 @@ int veil_kafka_conf_bound(rd_kafka_conf_t *conf,
  * error. timestamp <= 0 lets librdkafka stamp it now. Takes ownership of
  * hdrs (may be NULL): on failure they are destroyed here. Returns
  * librdkafka's error code (0 on success). */
-/* True when a produce error only means the open transaction has failed
- * with an abortable error (librdkafka refuses further messages with
- * "Erroneous state" until it is aborted) and the producer itself is not
- * fatally broken: abort the batch and redo it, do not stop. */
-bool veil_kafka_txn_abortable(rd_kafka_t *rk, rd_kafka_resp_err_t err);
 
 rd_kafka_resp_err_t veil_kafka_produce(rd_kafka_t *rk, const char *topic,
                                        int32_t partition, const void *key,

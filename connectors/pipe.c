@@ -406,8 +406,8 @@ int veil_pipe_open(struct pipe *p, char *errstr, size_t errstr_size)
         rc = audit_setup(p, errstr, errstr_size);
         if (rc)
                 return rc;
-        p->retain = veil_retain_new(p->config, veil_sink_producer(p->sink),
-                                    p->audit, errstr, errstr_size);
+        p->retain = veil_retain_new(p->config, p->sink, p->audit, errstr,
+                                    errstr_size);
         if (!p->retain)
                 return VEIL_ECONFIG;
         veil_retain_set_tally(p->retain, p->tally);

@@ -17,6 +17,7 @@
 #include "retain.h"
 #include "tally.h"
 #include "shred.h"
+#include "sink.h"
 #include "retention.h"
 #include "transform.h"
 #include "log.h"
@@ -31,8 +32,6 @@
 #define ERASE_MAX_PER_TICK 100
 /* How long an assignment may take to read its ledger partitions. */
 #define RESTORE_TIMEOUT_MS 120000
-/* Retrying the erasure offsets; then the batch is aborted and redone. */
-#define ERASURE_OFFSETS_DEADLINE_MS 60000
 
 /* A purpose topic and where the current config has it. The number of a
  * topic (its index) is what the deadline index calls a purpose; it never
@@ -83,7 +82,8 @@ struct grp {
 
 struct veil_retain {
         const struct veil_config *config;
-        rd_kafka_t *producer; /* borrowed */
+        struct veil_sink *sink; /* borrowed */
+        rd_kafka_t *producer;   /* the sink's, for metadata */
 
         /* route sources: the index's purpose numbers for groups */
         struct topic_slot *rslots;
@@ -432,17 +432,10 @@ static int produce(struct veil_retain *r, const char *topic, int32_t partition,
                    size_t value_len, rd_kafka_headers_t *hdrs, char *errstr,
                    size_t errstr_size)
 {
-        rd_kafka_resp_err_t err;
-
-        err = veil_kafka_produce(r->producer, topic, partition, key, key_len,
-                                 value, value_len, hdrs, 0);
         /* A failed transaction: the sink's commit aborts it and the batch
          * (this write with it) is redone. */
-        if (err && !veil_kafka_txn_abortable(r->producer, err))
-                return veil_errf(errstr, errstr_size, VEIL_ENET,
-                                 "producing to %s: %s", topic,
-                                 rd_kafka_err2str(err));
-        return 0;
+        return veil_sink_write(r->sink, topic, partition, key, key_len, value,
+                               value_len, hdrs, errstr, errstr_size);
 }
 
 /* A tombstone for a tracked key on its purpose topic (route: its source,
@@ -895,7 +888,7 @@ static int absorb_aliases(struct veil_retain *r, struct grp *g,
 /* ---- life cycle ---------------------------------------------------------- */
 
 struct veil_retain *veil_retain_new(const struct veil_config *config,
-                                    rd_kafka_t *producer,
+                                    struct veil_sink *sink,
                                     struct veil_audit *audit, char *errstr,
                                     size_t errstr_size)
 {
@@ -903,7 +896,8 @@ struct veil_retain *veil_retain_new(const struct veil_config *config,
         char group[512];
 
         r->config   = config;
-        r->producer = producer;
+        r->sink     = sink;
+        r->producer = veil_sink_producer(sink);
         r->audit    = audit;
         r->ri       = veil_retention_new();
         r->batch    = veil_ledger_batch_new();
@@ -929,7 +923,7 @@ struct veil_retain *veil_retain_new(const struct veil_config *config,
                 consumer_new(config, group, "50", NULL, errstr, errstr_size);
         if (!r->restore)
                 goto err;
-        if (veil_shred_new(config, producer, &r->shred, errstr, errstr_size))
+        if (veil_shred_new(config, sink, &r->shred, errstr, errstr_size))
                 goto err;
         if (config->topics.erasure) {
                 rd_kafka_topic_partition_list_t *topics;
@@ -1041,7 +1035,7 @@ int veil_retain_set_config(struct veil_retain *r,
                 rc = veil_shred_set_config(r->shred, config, errstr,
                                            errstr_size);
         else
-                rc = veil_shred_new(config, r->producer, &r->shred, errstr,
+                rc = veil_shred_new(config, r->sink, &r->shred, errstr,
                                     errstr_size);
         if (rc)
                 return rc;
@@ -1176,41 +1170,22 @@ int veil_retain_flush(struct veil_retain *r, char *errstr, size_t errstr_size)
         if (r->n_epos) {
                 rd_kafka_topic_partition_list_t *offsets =
                         rd_kafka_topic_partition_list_new((int)r->n_epos);
-                rd_kafka_consumer_group_metadata_t *cgmd =
-                        rd_kafka_consumer_group_metadata(r->erasure);
-                rd_kafka_error_t *error;
+                enum veil_sink_status st;
 
                 for (i = 0; i < r->n_epos; i++)
                         rd_kafka_topic_partition_list_add(
                                 offsets, r->epos[i].topic, r->epos[i].partition)
                                 ->offset = r->epos[i].last + 1;
-                int64_t t0 = veil_now_ms();
-
-                for (;;) {
-                        error = rd_kafka_send_offsets_to_transaction(
-                                r->producer, offsets, cgmd, 30000);
-                        if (!error || !rd_kafka_error_is_retriable(error) ||
-                            veil_now_ms() - t0 > ERASURE_OFFSETS_DEADLINE_MS)
-                                break;
-                        rd_kafka_error_destroy(error);
-                }
-                rd_kafka_consumer_group_metadata_destroy(cgmd);
+                /* Only a fatal producer stops the worker; anything else
+                 * (the erasure group rebalanced while a broker restarted)
+                 * aborts the batch at its commit, and it is redone with the
+                 * requests read again. */
+                st = veil_sink_add_offsets(r->sink, r->erasure, offsets);
                 rd_kafka_topic_partition_list_destroy(offsets);
-                if (error) {
-                        /* Only a fatal producer stops the worker. Anything
-                         * else (the erasure group rebalanced while a broker
-                         * restarted: unknown member, a generation gone;
-                         * the deadline) aborts the batch, which is redone
-                         * with the requests read again. */
-                        rc = veil_errf(errstr, errstr_size,
-                                       rd_kafka_error_is_fatal(error)
-                                               ? VEIL_ENET
-                                               : VEIL_RETAIN_REDO,
-                                       "sending the erasure offsets: %s",
-                                       rd_kafka_error_string(error));
-                        rd_kafka_error_destroy(error);
-                        return rc;
-                }
+                if (st != VEIL_SINK_OK)
+                        return veil_errf(errstr, errstr_size, VEIL_ENET,
+                                         "sending the erasure offsets: %s",
+                                         veil_sink_fatal(r->sink));
         }
         return 0;
 }

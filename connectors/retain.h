@@ -22,15 +22,17 @@ struct veil_subject_keys;
  * with errstr; a failure while a transaction is open means the worker must
  * treat it as fatal (something it produced may be missing). */
 
-/* The retention side of a worker whose transactional producer is
- * `producer` (borrowed; it must outlive the result) and whose audit
+/* The retention side of a worker whose transactional sink is `sink`
+ * (borrowed; it must outlive the result: ledger records, tombstones and
+ * the erasure reader's offsets go through it) and whose audit
  * emitter is `audit` (borrowed: retention events go on its retention
  * chain, "retention/TRANSACTIONAL_ID"). config is borrowed
  * until veil_retain_set_config replaces it. Creates the erasure consumer
  * (group "<group>-erasure", read_committed) when topics.erasure is set.
  * NULL with errstr on failure. */
+struct veil_sink;
 struct veil_retain *veil_retain_new(const struct veil_config *config,
-                                    rd_kafka_t *producer,
+                                    struct veil_sink *sink,
                                     struct veil_audit *audit, char *errstr,
                                     size_t errstr_size);
 void veil_retain_destroy(struct veil_retain *r);

@@ -22,14 +22,15 @@
 #include "log.h"
 #include "reader.h"
 #include "shred.h"
+#include "sink.h"
 #include "util.h"
 #include "veil.h"
 
 struct veil_shred {
         const struct veil_config *config;
-        rd_kafka_t *producer; /* borrowed */
-        rd_kafka_t *reader;   /* assign-only, read_committed */
-        rd_kafka_t *fetcher;  /* one record at a time: spilled subjects */
+        struct veil_sink *sink; /* borrowed */
+        rd_kafka_t *reader;     /* assign-only, read_committed */
+        rd_kafka_t *fetcher;    /* one record at a time: spilled subjects */
         struct veil_subject_keys *sk;
         /* where the next read starts, per key-topic partition */
         int64_t *next;
@@ -273,7 +274,7 @@ static int fetch_cb(void *arg, int32_t part, int64_t off,
         return rc;
 }
 
-int veil_shred_new(const struct veil_config *config, rd_kafka_t *producer,
+int veil_shred_new(const struct veil_config *config, struct veil_sink *sink,
                    struct veil_shred **shredp, char *errstr, size_t errstr_size)
 {
         struct veil_shred *s;
@@ -284,10 +285,10 @@ int veil_shred_new(const struct veil_config *config, rd_kafka_t *producer,
         *shredp = NULL;
         if (!veil_policy_per_subject(config) || !config->topics.subject_keys)
                 return 0;
-        s           = veil_calloc(1, sizeof(*s));
-        s->config   = config;
-        s->producer = producer;
-        s->sk       = store_new(config, s, errstr, errstr_size);
+        s         = veil_calloc(1, sizeof(*s));
+        s->config = config;
+        s->sink   = sink;
+        s->sk     = store_new(config, s, errstr, errstr_size);
         if (!s->sk) {
                 veil_shred_destroy(s);
                 return VEIL_ECONFIG;
@@ -390,20 +391,12 @@ static int flush_one(void *arg, const unsigned char *ref,
                      const unsigned char *blob, size_t blob_len)
 {
         struct flush_ctx *f = arg;
-        rd_kafka_resp_err_t err;
 
-        err = veil_kafka_produce(f->s->producer,
-                                 f->s->config->topics.subject_keys,
-                                 RD_KAFKA_PARTITION_UA, ref,
-                                 VEIL_SUBJECT_REF_LEN, blob, blob_len, NULL, 0);
         /* A failed transaction: its commit aborts it and the batch is
          * redone (sink.c), the key written again then. */
-        if (err && !veil_kafka_txn_abortable(f->s->producer, err))
-                return veil_errf(f->errstr, f->errstr_size, VEIL_ENET,
-                                 "producing to %s: %s",
-                                 f->s->config->topics.subject_keys,
-                                 rd_kafka_err2str(err));
-        return 0;
+        return veil_sink_write(f->s->sink, f->s->config->topics.subject_keys,
+                               RD_KAFKA_PARTITION_UA, ref, VEIL_SUBJECT_REF_LEN,
+                               blob, blob_len, NULL, f->errstr, f->errstr_size);
 }
 
 int veil_shred_flush(struct veil_shred *s, char *errstr, size_t errstr_size)
@@ -453,20 +446,15 @@ int veil_shred_erase(struct veil_shred *s, const void *subject, size_t len,
                                              cap, &n, errstr, errstr_size);
                 for (k = 0; k < n && !rc; k++) {
                         rd_kafka_headers_t *hdrs = rd_kafka_headers_new(1);
-                        rd_kafka_resp_err_t err;
 
                         rd_kafka_header_add(hdrs, VEIL_H_REASON, -1, "erasure",
                                             -1);
-                        err = veil_kafka_produce(
-                                s->producer, s->config->topics.subject_keys,
-                                RD_KAFKA_PARTITION_UA, refs[k],
-                                VEIL_SUBJECT_REF_LEN, NULL, 0, hdrs, 0);
-                        if (err && !veil_kafka_txn_abortable(s->producer, err))
-                                rc = veil_errf(errstr, errstr_size, VEIL_ENET,
-                                               "producing to %s: %s",
-                                               s->config->topics.subject_keys,
-                                               rd_kafka_err2str(err));
-                        else
+                        rc = veil_sink_write(s->sink,
+                                             s->config->topics.subject_keys,
+                                             RD_KAFKA_PARTITION_UA, refs[k],
+                                             VEIL_SUBJECT_REF_LEN, NULL, 0,
+                                             hdrs, errstr, errstr_size);
+                        if (!rc)
                                 (*produced)++;
                 }
         }

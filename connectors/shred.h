@@ -29,10 +29,12 @@ struct veil_shred;
  * topic again when it is not followed (not there yet, or an error). */
 #define VEIL_SHRED_CATCHUP_MS 1000
 
-/* The shredding side of a worker whose transactional producer is
- * `producer` (borrowed). *shredp is NULL (and 0 returned) when no purpose
- * uses per_subject. Reads the key topic to its end (blocking). */
-int veil_shred_new(const struct veil_config *config, rd_kafka_t *producer,
+/* The shredding side of a worker whose transactional sink is `sink`
+ * (borrowed: subject keys are written through it). *shredp is NULL (and 0
+ * returned) when no purpose uses per_subject. Reads the key topic to its end
+ * (blocking). */
+struct veil_sink;
+int veil_shred_new(const struct veil_config *config, struct veil_sink *sink,
                    struct veil_shred **shredp, char *errstr,
                    size_t errstr_size);
 void veil_shred_destroy(struct veil_shred *s);

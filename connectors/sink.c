@@ -155,6 +155,16 @@ enum veil_sink_status veil_sink_begin(struct veil_sink *s)
         return VEIL_SINK_OK;
 }
 
+/* True when a produce error only means the open transaction has failed
+ * with an abortable error (librdkafka refuses further messages with
+ * "Erroneous state" until it is aborted) and the producer itself is not
+ * fatally broken: abort the batch and redo it, do not stop. */
+static bool txn_abortable(rd_kafka_t *rk, rd_kafka_resp_err_t err)
+{
+        return err == RD_KAFKA_RESP_ERR__STATE &&
+               rd_kafka_fatal_error(rk, NULL, 0) == RD_KAFKA_RESP_ERR_NO_ERROR;
+}
+
 enum veil_sink_status
 veil_sink_produce(struct veil_sink *s, const char *topic, int32_t partition,
                   const void *key, size_t key_len, const void *value,
@@ -178,7 +188,7 @@ veil_sink_produce(struct veil_sink *s, const char *topic, int32_t partition,
                 return VEIL_SINK_OK;
         if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE)
                 return VEIL_SINK_RECORD;
-        if (veil_kafka_txn_abortable(s->rk, err)) {
+        if (txn_abortable(s->rk, err)) {
                 if (!s->must_abort)
                         veil_log("warn", "txn",
                                  "producing to %s: %s (the transaction "
@@ -198,6 +208,26 @@ veil_sink_produce(struct veil_sink *s, const char *topic, int32_t partition,
                 veil_sink_fail(s, "producing to %s: %s", topic,
                                rd_kafka_err2str(err));
         return VEIL_SINK_FATAL;
+}
+
+int veil_sink_write(struct veil_sink *s, const char *topic, int32_t partition,
+                    const void *key, size_t key_len, const void *value,
+                    size_t value_len, rd_kafka_headers_t *hdrs, char *errstr,
+                    size_t errstr_size)
+{
+        switch (veil_sink_produce(s, topic, partition, key, key_len, value,
+                                  value_len, hdrs, 0)) {
+        case VEIL_SINK_OK:
+                return 0;
+        case VEIL_SINK_RECORD:
+                return veil_errf(errstr, errstr_size, VEIL_ENET,
+                                 "producing to %s: %zu bytes are more than "
+                                 "the producer takes",
+                                 topic, key_len + value_len);
+        default:
+                return veil_errf(errstr, errstr_size, VEIL_ENET, "%s",
+                                 s->fatal ? s->fatal_msg : "the sink failed");
+        }
 }
 
 /* An error from a transactional call: fatal stops, anything else aborts. */
@@ -230,11 +260,61 @@ static bool retry(struct veil_sink *s, rd_kafka_error_t *error, int64_t t0,
         return true;
 }
 
+/* Offsets of consumer's group into the open transaction, retriable errors
+ * retried: NULL, or the error that remains. */
+static rd_kafka_error_t *
+send_offsets(struct veil_sink *s, rd_kafka_t *consumer,
+             const rd_kafka_topic_partition_list_t *offsets, int64_t t0)
+{
+        rd_kafka_consumer_group_metadata_t *cgmd =
+                rd_kafka_consumer_group_metadata(consumer);
+        rd_kafka_error_t *error;
+
+        do
+                error = rd_kafka_send_offsets_to_transaction(
+                        s->rk, offsets, cgmd, SINK_CALL_TIMEOUT_MS);
+        while (error && retry(s, error, t0, "send_offsets_to_transaction"));
+        rd_kafka_consumer_group_metadata_destroy(cgmd);
+        return error;
+}
+
+enum veil_sink_status
+veil_sink_add_offsets(struct veil_sink *s, rd_kafka_t *consumer,
+                      const rd_kafka_topic_partition_list_t *offsets)
+{
+        rd_kafka_error_t *error;
+
+        if (s->fatal || !s->in_txn) {
+                if (!s->fatal)
+                        veil_sink_fail(s, "offsets outside a transaction");
+                return VEIL_SINK_FATAL;
+        }
+        if (s->must_abort || !offsets || !offsets->cnt)
+                return VEIL_SINK_OK;
+        error = send_offsets(s, consumer, offsets, veil_now_ms());
+        if (!error)
+                return VEIL_SINK_OK;
+        if (rd_kafka_error_is_fatal(error)) {
+                veil_sink_fail(s, "send_offsets_to_transaction: %s",
+                               rd_kafka_error_string(error));
+                rd_kafka_error_destroy(error);
+                return VEIL_SINK_FATAL;
+        }
+        /* Anything else (the other group rebalanced: unknown member, a
+         * generation gone; the retry deadline) fails this batch only. */
+        veil_log("warn", "txn",
+                 "send_offsets_to_transaction: %s (aborting the batch at its "
+                 "commit)",
+                 rd_kafka_error_string(error));
+        rd_kafka_error_destroy(error);
+        s->must_abort = true;
+        return VEIL_SINK_OK;
+}
+
 enum veil_sink_status
 veil_sink_commit(struct veil_sink *s, rd_kafka_t *consumer,
                  const rd_kafka_topic_partition_list_t *offsets)
 {
-        rd_kafka_consumer_group_metadata_t *cgmd;
         rd_kafka_error_t *error = NULL;
         int64_t t0              = veil_now_ms();
 
@@ -245,17 +325,9 @@ veil_sink_commit(struct veil_sink *s, rd_kafka_t *consumer,
         if (s->must_abort)
                 return veil_sink_abort(s) == VEIL_SINK_OK ? VEIL_SINK_ABORTED
                                                           : VEIL_SINK_FATAL;
-        if (offsets && offsets->cnt > 0) {
-                cgmd = rd_kafka_consumer_group_metadata(consumer);
-                do
-                        error = rd_kafka_send_offsets_to_transaction(
-                                s->rk, offsets, cgmd, SINK_CALL_TIMEOUT_MS);
-                while (error &&
-                       retry(s, error, t0, "send_offsets_to_transaction"));
-                rd_kafka_consumer_group_metadata_destroy(cgmd);
-                if (error)
-                        return failed(s, "send_offsets_to_transaction", error);
-        }
+        if (offsets && offsets->cnt > 0 &&
+            (error = send_offsets(s, consumer, offsets, t0)))
+                return failed(s, "send_offsets_to_transaction", error);
         do
                 error = rd_kafka_commit_transaction(s->rk,
                                                     2 * SINK_CALL_TIMEOUT_MS);

@@ -53,12 +53,28 @@ enum veil_sink_status veil_sink_produce(struct veil_sink *s, const char *topic,
                                         rd_kafka_headers_t *hdrs,
                                         int64_t timestamp);
 
+/* veil_sink_produce for the sink's other writers (ledger records, their
+ * tombstones, subject keys), whose callers take errors as text: 0, or
+ * VEIL_ENET with errstr (too large for the producer; the sink is fatal). */
+int veil_sink_write(struct veil_sink *s, const char *topic, int32_t partition,
+                    const void *key, size_t key_len, const void *value,
+                    size_t value_len, rd_kafka_headers_t *hdrs, char *errstr,
+                    size_t errstr_size);
+
 /* Sends `offsets` (the consumer's next positions) with the consumer's
  * group metadata, then commits. OK; ABORTED (an abortable error: the
  * transaction was aborted, the caller rewinds); FATAL. */
 enum veil_sink_status
 veil_sink_commit(struct veil_sink *s, rd_kafka_t *consumer,
                  const rd_kafka_topic_partition_list_t *offsets);
+
+/* Adds the positions of another consumer (the erasure reader's group) to
+ * the open transaction, committed with it. OK — also when an abortable
+ * error failed the transaction: its commit then aborts (ABORTED) and the
+ * caller redoes the batch — or FATAL. */
+enum veil_sink_status
+veil_sink_add_offsets(struct veil_sink *s, rd_kafka_t *consumer,
+                      const rd_kafka_topic_partition_list_t *offsets);
 
 /* Aborts the open transaction (if any). OK, or FATAL when even that
  * failed. */

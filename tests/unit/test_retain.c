@@ -18,6 +18,7 @@
 #include "kafka.h"
 #include "ledger.h"
 #include "retain.h"
+#include "sink.h"
 #include "util.h"
 #include "veil.h"
 
@@ -28,7 +29,7 @@ struct env {
         rd_kafka_mock_cluster_t *mc;
         char dir[64];
         struct veil_config *config;
-        rd_kafka_t *producer;
+        struct veil_sink *sink; /* the worker's: ledger writes go through it */
         struct veil_retain *r;
         struct veil_audit *audit;
 };
@@ -103,22 +104,19 @@ static struct veil_config *config_new(struct env *e, const char *short_until)
         return config;
 }
 
-static rd_kafka_t *txn_producer(struct env *e, const char *txn_id)
+static struct veil_sink *txn_sink(struct env *e, const char *txn_id)
 {
         rd_kafka_conf_t *conf = rd_kafka_conf_new();
-        rd_kafka_error_t *error;
-        rd_kafka_t *rk;
+        struct veil_sink *s;
         char err[256];
 
         rd_kafka_conf_set(conf, "bootstrap.servers",
                           rd_kafka_mock_cluster_bootstraps(e->mc), NULL, 0);
         rd_kafka_conf_set(conf, "transactional.id", txn_id, NULL, 0);
         rd_kafka_conf_set(conf, "log_level", "0", NULL, 0);
-        rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
-        cr_assert(rk, "%s", err);
-        error = rd_kafka_init_transactions(rk, 30000);
-        cr_assert_null(error, "%s", rd_kafka_error_string(error));
-        return rk;
+        s = veil_sink_new(conf, NULL, err, sizeof(err));
+        cr_assert(s, "%s", err);
+        return s;
 }
 
 /* Audit events go into the open transaction, as the worker's sink does. */
@@ -129,24 +127,20 @@ static int audit_produce(void *opaque, const char *topic, int32_t partition,
 {
         struct env *e = opaque;
 
-        if (veil_kafka_produce(e->producer, topic, partition, key, key_len,
-                               value, value_len, hdrs, 0))
-                return veil_errf(errstr, errstr_size, VEIL_ENET,
-                                 "producing to %s failed", topic);
-        return 0;
+        return veil_sink_write(e->sink, topic, partition, key, key_len, value,
+                               value_len, hdrs, errstr, errstr_size);
 }
 
 static void setup_worker(struct env *e, const char *short_until)
 {
         char err[512];
 
-        e->config   = config_new(e, short_until);
-        e->producer = txn_producer(e, "g-i1");
-        e->audit = veil_audit_new(e->config, "g-i1", NULL, 1, audit_produce, e,
-                                  err, sizeof(err));
+        e->config = config_new(e, short_until);
+        e->sink   = txn_sink(e, "g-i1");
+        e->audit  = veil_audit_new(e->config, "g-i1", NULL, 1, audit_produce, e,
+                                   err, sizeof(err));
         cr_assert(e->audit, "%s", err);
-        e->r = veil_retain_new(e->config, e->producer, e->audit, err,
-                               sizeof(err));
+        e->r = veil_retain_new(e->config, e->sink, e->audit, err, sizeof(err));
         cr_assert(e->r, "%s", err);
 }
 
@@ -155,12 +149,11 @@ static void teardown_worker(struct env *e)
         veil_retain_destroy(e->r);
         veil_audit_destroy(e->audit);
         e->audit = NULL;
-        if (e->producer)
-                rd_kafka_destroy(e->producer);
+        veil_sink_destroy(e->sink);
         veil_config_destroy(e->config);
-        e->r        = NULL;
-        e->producer = NULL;
-        e->config   = NULL;
+        e->r      = NULL;
+        e->sink   = NULL;
+        e->config = NULL;
 }
 
 static void mock_down(struct env *e)
@@ -178,30 +171,24 @@ static void mock_down(struct env *e)
 
 static void txn_begin(struct env *e)
 {
-        rd_kafka_error_t *error = rd_kafka_begin_transaction(e->producer);
-
-        cr_assert_null(error, "%s", rd_kafka_error_string(error));
+        cr_assert_eq(veil_sink_begin(e->sink), VEIL_SINK_OK);
         veil_retain_begin(e->r);
 }
 
 static void txn_commit(struct env *e)
 {
-        rd_kafka_error_t *error;
         char err[512];
 
         cr_assert_eq(veil_retain_flush(e->r, err, sizeof(err)), 0, "%s", err);
-        error = rd_kafka_commit_transaction(e->producer, 30000);
-        cr_assert_null(error, "%s", rd_kafka_error_string(error));
+        cr_assert_eq(veil_sink_commit(e->sink, NULL, NULL), VEIL_SINK_OK, "%s",
+                     veil_sink_fatal(e->sink));
         veil_retain_commit(e->r);
         veil_audit_commit(e->audit);
 }
 
 static void txn_abort(struct env *e)
 {
-        rd_kafka_error_t *error =
-                rd_kafka_abort_transaction(e->producer, 30000);
-
-        cr_assert_null(error, "%s", rd_kafka_error_string(error));
+        cr_assert_eq(veil_sink_abort(e->sink), VEIL_SINK_OK);
         veil_retain_rollback(e->r);
         veil_audit_rollback(e->audit);
 }
