@@ -591,9 +591,9 @@ def bench(a):
 
         if a.perf:
             p = b.throughput("veil", a.partitions, a.records, level=a.perf_audit,
-                             perf=a.perf)
-            log(f"under perf (not a figure), audit {a.perf_audit or shipped_level}: " +
-                describe("veil", p))
+                             perf=a.perf, guard=a.perf_guard)
+            log(f"under perf (not a figure), audit {a.perf_audit or shipped_level}"
+                f"{', guard on' if a.perf_guard else ''}: " + describe("veil", p))
     finally:
         if b.worker and b.worker.poll() is None:
             b.worker.kill()
@@ -664,6 +664,8 @@ def main():
                     help="distinct subjects in the shred comparison (default: records / 2)")
     ap.add_argument("--perf-audit", choices=["record", "batch"],
                     help="that run's audit level (default: as shipped)")
+    ap.add_argument("--perf-guard", action="store_true",
+                    help="that run with the leak guard on (as e2e16_guard_rps)")
     bench(ap.parse_args())
     return 0
 

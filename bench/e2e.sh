@@ -12,6 +12,7 @@
 # path: also profile one extra 16-partition Veil run with `perf record -g`
 # and print its top symbols; that run is not a figure), VEIL_BENCH_PERF_AUDIT
 # (record or batch: that run's audit level; default as shipped),
+# VEIL_BENCH_PERF_GUARD (non-empty: that run with the leak guard on),
 # VEIL_BENCH_ONLY=shred (only crypto-shredding's comparison: marketing's
 # email and name encrypted per subject vs per purpose, same records, over
 # VEIL_BENCH_SHRED_KEYS distinct subjects, default records / 2).
@@ -46,6 +47,7 @@ if [ -n "${VEIL_BENCH_PERF:-}" ]; then
   perf_args=(--perf "$VEIL_BENCH_PERF")
 fi
 if [ -n "${VEIL_BENCH_PERF_AUDIT:-}" ]; then perf_args+=(--perf-audit "$VEIL_BENCH_PERF_AUDIT"); fi
+if [ -n "${VEIL_BENCH_PERF_GUARD:-}" ]; then perf_args+=(--perf-guard); fi
 if [ -n "${VEIL_BENCH_ONLY:-}" ]; then perf_args+=(--only "$VEIL_BENCH_ONLY"); fi
 if [ -n "${VEIL_BENCH_SHRED_KEYS:-}" ]; then perf_args+=(--shred-keys "$VEIL_BENCH_SHRED_KEYS"); fi
 t0=$(date +%s)

@@ -567,6 +567,18 @@ def retention_done(run, prod, erased):
     return not (want - got), len(got & want), len(want)
 
 
+def erasures_done(run, erased):
+    """True once every purpose holds as many erasure tombstones as requests
+    were made (one per request and purpose; checked cheaply: counts only)."""
+    want = sum(erased.values())
+    for p in PURPOSES:
+        got = sum(1 for m in consume_all(run, run.topics[p])
+                  if m.value() is None and headers(m).get("veil.reason") == "erasure")
+        if got < want:
+            return False
+    return True
+
+
 def audit_verify(run):
     r = subprocess.run([run.args.veil, "audit", "verify", "-c", run.configs["w1"],
                         "--timeout", "300"], capture_output=True, text=True, timeout=600)
@@ -710,16 +722,19 @@ def chaos(args):
         # after a crash-heavy stretch.
         wait_caught_up(run, prod, workers, timeout=600)
         erase_some(run, prod, rng, erased)
-        # Every retention deadline passes; wait until each is tombstoned.
+        # Every retention deadline passes; wait until each is tombstoned,
+        # and until that last erasure is done (the workers are stopped next:
+        # a request still unread then would count as lost).
         last = max(prod.ts.values()) / 1000.0 + args.retention
         log(f"caught up at {time.monotonic() - t0:.0f} s; waiting for the last "
-            f"retention deadline (+{max(0.0, last - time.time()):.0f} s) and its tombstones")
+            f"retention deadline (+{max(0.0, last - time.time()):.0f} s), its tombstones "
+            "and the last erasure's")
         state = {}
 
         def tombstoned():
             ok, got, want = retention_done(run, prod, erased)
             state["got"], state["want"] = got, want
-            return ok
+            return ok and erasures_done(run, erased)
         try:
             wait_for(tombstoned, max(0.0, last - time.time()) + 300,
                      "every retention tombstone", interval=5)
