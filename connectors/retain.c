@@ -83,7 +83,6 @@ struct grp {
 struct veil_retain {
         const struct veil_config *config;
         struct veil_sink *sink; /* borrowed */
-        rd_kafka_t *producer;   /* the sink's, for metadata */
 
         /* route sources: the index's purpose numbers for groups */
         struct topic_slot *rslots;
@@ -386,15 +385,15 @@ static int ledger_parts(struct veil_retain *r, char *errstr, size_t errstr_size)
 
         if (r->ledger_parts > 0)
                 return 0;
-        rkt = rd_kafka_topic_new(r->producer, topic, NULL);
+        rkt = rd_kafka_topic_new(veil_sink_producer(r->sink), topic, NULL);
         if (!rkt)
                 return veil_errf(errstr, errstr_size, VEIL_ENET,
                                  "ledger topic %s: %s", topic,
                                  rd_kafka_err2str(rd_kafka_last_error()));
         for (;;) {
                 const struct rd_kafka_metadata *md = NULL;
-                rd_kafka_resp_err_t err =
-                        rd_kafka_metadata(r->producer, 0, rkt, &md, 5000);
+                rd_kafka_resp_err_t err            = rd_kafka_metadata(
+                                   veil_sink_producer(r->sink), 0, rkt, &md, 5000);
 
                 if (!err && md->topic_cnt == 1 && !md->topics[0].err &&
                     md->topics[0].partition_cnt > 0)
@@ -412,7 +411,7 @@ static int ledger_parts(struct veil_retain *r, char *errstr, size_t errstr_size)
                                          "(create it: veil topics)",
                                          topic, rd_kafka_err2str(err));
                 }
-                rd_kafka_poll(r->producer, 200);
+                rd_kafka_poll(veil_sink_producer(r->sink), 200);
         }
         rd_kafka_topic_destroy(rkt);
         return 0;
@@ -895,13 +894,12 @@ struct veil_retain *veil_retain_new(const struct veil_config *config,
         struct veil_retain *r = veil_calloc(1, sizeof(*r));
         char group[512];
 
-        r->config   = config;
-        r->sink     = sink;
-        r->producer = veil_sink_producer(sink);
-        r->audit    = audit;
-        r->ri       = veil_retention_new();
-        r->batch    = veil_ledger_batch_new();
-        r->popped   = veil_calloc(POP_BATCH, sizeof(*r->popped));
+        r->config = config;
+        r->sink   = sink;
+        r->audit  = audit;
+        r->ri     = veil_retention_new();
+        r->batch  = veil_ledger_batch_new();
+        r->popped = veil_calloc(POP_BATCH, sizeof(*r->popped));
         veil_retention_set_id_len(r->ri, VEIL_LEDGER_ID_LEN);
         r->lg = veil_calloc(1, sizeof(*r->lg));
         r->ag = veil_calloc(1, sizeof(*r->ag));
