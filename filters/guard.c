@@ -21,10 +21,40 @@
 #define MAX_DEPTH 64
 #define PATH_MAX_LEN 512
 
-/* The derived schema of one output id, parsed once. */
+/* The derived schema compiled for the walk, once per output id: each
+ * node says how to read one value, with record field names at hand (no
+ * avro-c lookups per field). A string under a field the purpose receives
+ * as a token (veil.transform hash or encrypt) is Veil's own output, not
+ * source text: it is skipped, never scanned (a token cannot carry the
+ * source's data, and redacting one would break the purpose's joins). */
+enum gkind {
+        G_NULL,
+        G_SKIP, /* n fixed bytes: boolean, float, double, fixed */
+        G_LONG, /* int, long, enum */
+        G_BYTES,
+        G_STRING,
+        G_RECORD,
+        G_ARRAY,
+        G_MAP,
+        G_UNION,
+};
+
+struct gnode {
+        enum gkind kind;
+        size_t n;            /* G_SKIP bytes; record fields; branches */
+        struct gnode **kids; /* fields, branches, or [0] items/values */
+        const char **names;  /* record field names (avro-c's) */
+        bool *token;         /* per record field: its strings are tokens */
+        avro_schema_t avro;  /* records: the type (cycles meet here) */
+        struct gnode *next;  /* every node of one tree, for freeing */
+};
+
+/* The derived schema of one output id, parsed and compiled once. */
 struct derived {
         int id;
         struct veil_schema *schema;
+        struct gnode *root;
+        struct gnode *nodes;
         struct derived *next;
 };
 
@@ -50,6 +80,19 @@ struct guard_ctx {
 
 static const struct veil_filter_config guard_config[] = {{0}};
 
+static void gnodes_free(struct gnode *g)
+{
+        while (g) {
+                struct gnode *next = g->next;
+
+                free(g->kids);
+                free(g->names);
+                free(g->token);
+                free(g);
+                g = next;
+        }
+}
+
 static void guard_destroy(void *ctx_)
 {
         struct guard_ctx *ctx = ctx_;
@@ -59,6 +102,7 @@ static void guard_destroy(void *ctx_)
                 struct derived *d = ctx->derived;
 
                 ctx->derived = d->next;
+                gnodes_free(d->nodes);
                 veil_schema_destroy(d->schema);
                 free(d);
         }
@@ -131,8 +175,127 @@ static int guard_init(void *ctx_, const struct veil_filter_env *env,
         return 0;
 }
 
-static const struct veil_schema *derived_of(struct guard_ctx *ctx,
-                                            const struct veil_plan *plan)
+static avro_schema_t deref(avro_schema_t t)
+{
+        while (t && is_avro_link(t))
+                t = avro_schema_link_target(t);
+        return t;
+}
+
+static struct gnode *gnode_new(struct derived *d, enum gkind kind, size_t n)
+{
+        struct gnode *g = veil_calloc(1, sizeof(*g));
+
+        g->kind  = kind;
+        g->n     = n;
+        g->next  = d->nodes;
+        d->nodes = g;
+        return g;
+}
+
+/* Does the record field (its JSON in the derived schema) reach the
+ * purpose as a token? */
+static bool token_field(json_t *field)
+{
+        const char *tx =
+                json_string_value(json_object_get(field, "veil.transform"));
+
+        return tx && (!strcmp(tx, "hash") || !strcmp(tx, "encrypt"));
+}
+
+static struct gnode *compile(struct derived *d, avro_schema_t t, int depth);
+
+static struct gnode *compile_record(struct derived *d, avro_schema_t t,
+                                    int depth)
+{
+        size_t n       = avro_schema_record_size(t), i;
+        const char *ns = avro_schema_namespace(t), *name = avro_schema_name(t);
+        char full[512];
+        json_t *fields;
+        struct gnode *g;
+
+        for (g = d->nodes; g; g = g->next)
+                if (g->kind == G_RECORD && g->avro == t)
+                        return g; /* a recursive type: the node exists */
+        snprintf(full, sizeof(full), "%s%s%s", ns && *ns ? ns : "",
+                 ns && *ns ? "." : "", name ? name : "");
+        fields  = json_object_get(veil_schema_named(d->schema, full), "fields");
+        g       = gnode_new(d, G_RECORD, n);
+        g->avro = t;
+        g->kids = veil_calloc(n + 1, sizeof(*g->kids));
+        g->names = veil_calloc(n + 1, sizeof(*g->names));
+        g->token = veil_calloc(n + 1, sizeof(*g->token));
+        for (i = 0; i < n; i++) {
+                g->names[i] = avro_schema_record_field_name(t, (int)i);
+                g->token[i] = token_field(json_array_get(fields, i));
+                g->kids[i]  = compile(
+                         d, avro_schema_record_field_get_by_index(t, (int)i),
+                         depth + 1);
+                if (!g->kids[i])
+                        return NULL;
+        }
+        return g;
+}
+
+static struct gnode *compile(struct derived *d, avro_schema_t t, int depth)
+{
+        struct gnode *g;
+        size_t i, n;
+
+        t = deref(t);
+        if (!t || depth > MAX_DEPTH)
+                return NULL;
+        switch (avro_typeof(t)) {
+        case AVRO_NULL:
+                return gnode_new(d, G_NULL, 0);
+        case AVRO_BOOLEAN:
+                return gnode_new(d, G_SKIP, 1);
+        case AVRO_FLOAT:
+                return gnode_new(d, G_SKIP, 4);
+        case AVRO_DOUBLE:
+                return gnode_new(d, G_SKIP, 8);
+        case AVRO_FIXED:
+                return gnode_new(d, G_SKIP, (size_t)avro_schema_fixed_size(t));
+        case AVRO_INT32:
+        case AVRO_INT64:
+        case AVRO_ENUM:
+                return gnode_new(d, G_LONG, 0);
+        case AVRO_BYTES:
+                return gnode_new(d, G_BYTES, 0);
+        case AVRO_STRING:
+                return gnode_new(d, G_STRING, 0);
+        case AVRO_RECORD:
+                return compile_record(d, t, depth);
+        case AVRO_ARRAY:
+        case AVRO_MAP:
+                g = gnode_new(d, avro_typeof(t) == AVRO_MAP ? G_MAP : G_ARRAY,
+                              1);
+                g->kids    = veil_calloc(1, sizeof(*g->kids));
+                g->kids[0] = compile(d,
+                                     avro_typeof(t) == AVRO_MAP
+                                             ? avro_schema_map_values(t)
+                                             : avro_schema_array_items(t),
+                                     depth + 1);
+                return g->kids[0] ? g : NULL;
+        case AVRO_UNION:
+                n       = avro_schema_union_size(t);
+                g       = gnode_new(d, G_UNION, n);
+                g->kids = veil_calloc(n + 1, sizeof(*g->kids));
+                for (i = 0; i < n; i++) {
+                        g->kids[i] =
+                                compile(d, avro_schema_union_branch(t, (int)i),
+                                        depth + 1);
+                        if (!g->kids[i])
+                                return NULL;
+                }
+                return g;
+        default:
+                return NULL;
+        }
+}
+
+static const struct derived *derived_of(struct guard_ctx *ctx,
+                                        const struct veil_plan *plan)
 {
         int id = veil_plan_output_id(plan);
         struct derived *d;
@@ -141,7 +304,7 @@ static const struct veil_schema *derived_of(struct guard_ctx *ctx,
 
         for (d = ctx->derived; d; d = d->next)
                 if (d->id == id)
-                        return d->schema;
+                        return d;
         text      = veil_plan_derived_text(plan);
         d         = veil_calloc(1, sizeof(*d));
         d->id     = id;
@@ -150,9 +313,14 @@ static const struct veil_schema *derived_of(struct guard_ctx *ctx,
         if (!d->schema)
                 veil_log("error", "guard",
                          "derived schema %d cannot be parsed: %s", id, err);
+        else if (!(d->root = compile(d, d->schema->avro, 0)))
+                veil_log("error", "guard",
+                         "derived schema %d: a type the guard cannot walk "
+                         "(or nesting deeper than %d)",
+                         id, MAX_DEPTH);
         d->next      = ctx->derived;
         ctx->derived = d;
-        return d->schema;
+        return d;
 }
 
 static const char *intern(struct guard_ctx *ctx, const char *s)
@@ -185,15 +353,9 @@ struct walk {
         char kinds[MAX_DEPTH]; /* 'f' field, '[' item, '{' value, 'k' key */
         int depth;
         size_t budget; /* items left: bounds zero-width items */
+        int token;     /* > 0: inside a field received as a token */
         bool failed;   /* out of memory or Hyperscan failed */
 };
-
-static avro_schema_t deref(avro_schema_t t)
-{
-        while (t && is_avro_link(t))
-                t = avro_schema_link_target(t);
-        return t;
-}
 
 static void path_of(const struct walk *w, char *buf, size_t size)
 {
@@ -331,7 +493,7 @@ static bool scan_string(struct walk *w, const uint8_t *q, const uint8_t *s,
         return true;
 }
 
-static bool walk(struct walk *w, avro_schema_t t);
+static bool walk(struct walk *w, const struct gnode *g);
 
 static bool push(struct walk *w, char kind, const char *name)
 {
@@ -342,8 +504,20 @@ static bool push(struct walk *w, char kind, const char *name)
         return true;
 }
 
-static bool walk_blocks(struct walk *w, avro_schema_t item, bool map)
+/* The next string at w->p: scanned, or only skipped inside a token. */
+static bool string_at(struct walk *w, bool scan)
 {
+        const uint8_t *q = w->p;
+        int64_t len;
+
+        if (!rd_long(w, &len) || !rd_skip(w, len))
+                return false;
+        return !scan || scan_string(w, q, w->p - len, (size_t)len);
+}
+
+static bool walk_blocks(struct walk *w, const struct gnode *g)
+{
+        bool map = g->kind == G_MAP;
         int64_t n, size;
 
         for (;;) {
@@ -359,77 +533,56 @@ static bool walk_blocks(struct walk *w, avro_schema_t item, bool map)
                 while (n-- > 0) {
                         if (!w->budget--)
                                 return false;
-                        if (map) {
-                                const uint8_t *q = w->p;
-                                int64_t klen;
-
-                                if (!rd_long(w, &klen) || !push(w, 'k', NULL))
-                                        return false;
-                                if (!rd_skip(w, klen) ||
-                                    !scan_string(w, q, w->p - klen,
-                                                 (size_t)klen))
-                                        return false;
+                        /* map keys are scanned even under a token field:
+                         * the token transform is the values' */
+                        if (map && (!push(w, 'k', NULL) || !string_at(w, true)))
+                                return false;
+                        if (map)
                                 w->depth--;
-                        }
-                        if (!push(w, map ? '{' : '[', NULL) || !walk(w, item))
+                        if (!push(w, map ? '{' : '[', NULL) ||
+                            !walk(w, g->kids[0]))
                                 return false;
                         w->depth--;
                 }
         }
 }
 
-static bool walk(struct walk *w, avro_schema_t t)
+static bool walk(struct walk *w, const struct gnode *g)
 {
         int64_t v;
-        size_t i, n;
+        size_t i;
 
-        t = deref(t);
-        switch (avro_typeof(t)) {
-        case AVRO_NULL:
+        switch (g->kind) {
+        case G_NULL:
                 return true;
-        case AVRO_BOOLEAN:
-                return rd_skip(w, 1);
-        case AVRO_INT32:
-        case AVRO_INT64:
-        case AVRO_ENUM:
+        case G_SKIP:
+                return rd_skip(w, (int64_t)g->n);
+        case G_LONG:
                 return rd_long(w, &v);
-        case AVRO_FLOAT:
-                return rd_skip(w, 4);
-        case AVRO_DOUBLE:
-                return rd_skip(w, 8);
-        case AVRO_BYTES:
+        case G_BYTES:
                 return rd_long(w, &v) && rd_skip(w, v);
-        case AVRO_STRING: {
-                const uint8_t *q = w->p;
-
-                return rd_long(w, &v) && rd_skip(w, v) &&
-                       scan_string(w, q, w->p - v, (size_t)v);
-        }
-        case AVRO_FIXED:
-                return rd_skip(w, avro_schema_fixed_size(t));
-        case AVRO_RECORD:
-                n = avro_schema_record_size(t);
-                for (i = 0; i < n; i++) {
-                        if (!push(w, 'f',
-                                  avro_schema_record_field_name(t, (int)i)) ||
-                            !walk(w, avro_schema_record_field_get_by_index(
-                                             t, (int)i)))
+        case G_STRING:
+                return string_at(w, !w->token);
+        case G_RECORD:
+                for (i = 0; i < g->n; i++) {
+                        if (!push(w, 'f', g->names[i]))
                                 return false;
+                        w->token += g->token[i];
+                        if (!walk(w, g->kids[i]))
+                                return false;
+                        w->token -= g->token[i];
                         w->depth--;
                 }
                 return true;
-        case AVRO_ARRAY:
-                return walk_blocks(w, avro_schema_array_items(t), false);
-        case AVRO_MAP:
-                return walk_blocks(w, avro_schema_map_values(t), true);
-        case AVRO_UNION:
-                if (!rd_long(w, &v) || v < 0 ||
-                    (uint64_t)v >= avro_schema_union_size(t))
+        case G_ARRAY:
+        case G_MAP:
+                return walk_blocks(w, g);
+        case G_UNION:
+                if (!rd_long(w, &v) || v < 0 || (uint64_t)v >= g->n)
                         return false;
-                return walk(w, avro_schema_union_branch(t, (int)v));
-        default:
-                return false;
+                return walk(w, g->kids[v]);
         }
+        return false;
 }
 
 /* Scans one output; false when it cannot be read (the plan wrote it, so
@@ -437,10 +590,10 @@ static bool walk(struct walk *w, avro_schema_t t)
 static bool guard_out(struct guard_ctx *ctx, struct veil_record_out *out,
                       size_t pi, bool redact)
 {
-        const struct veil_schema *schema = derived_of(ctx, out->plan);
+        const struct derived *d = derived_of(ctx, out->plan);
         struct walk w;
 
-        if (!schema || out->value.len < VEIL_WIRE_HEADER_SIZE)
+        if (!d->root || out->value.len < VEIL_WIRE_HEADER_SIZE)
                 return false;
         memset(&w, 0, sizeof(w));
         w.ctx     = ctx;
@@ -451,7 +604,7 @@ static bool guard_out(struct guard_ctx *ctx, struct veil_record_out *out,
         w.p       = out->value.data + VEIL_WIRE_HEADER_SIZE;
         w.end     = out->value.data + out->value.len;
         w.budget  = out->value.len + 65536;
-        if (!walk(&w, schema->avro) || w.p != w.end)
+        if (!walk(&w, d->root) || w.p != w.end)
                 return false;
         if (w.rewrote) {
                 struct veil_buf swap;

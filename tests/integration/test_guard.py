@@ -423,3 +423,33 @@ def test_guard_off_lets_the_planted_value_through(broker, tmp_path):
     run_until(pl, broker, {pl.topics["analytics"]: 1})
     m = consume_all(broker, pl.topics["analytics"])[0]
     assert pl.decode(m.value())[1]["tier"] == PLANTED
+
+
+def test_guard_leaves_tokens_alone(broker, tmp_path):
+    # A detector that matches the shape of Veil's own tokens (43 base64url
+    # characters after the key id) and a class analytics may not see raw:
+    # the hashed customer_id and email fields would be "leaks" if the guard
+    # scanned them. It does not: a token is Veil's output, not source text,
+    # and redacting one would break every join on it. The same detector
+    # still finds the shape in a field the purpose receives as is.
+    blob = "Q" * 44
+    pl = Pipeline(broker, str(tmp_path), partitions=1, edits=[
+        (ANA, ANA + "    guard: {}\n"),
+        ("\nclasses:\n", "\ndetectors:\n  tokenish: { pattern: \"[A-Za-z0-9_-]{40,}\" }\n"
+                         "classes:\n  blob: { tier: restricted, detector: tokenish }\n")])
+    rows = [(f"T-{i}", {"tier": f"see {blob}"} if i == 2 else {}) for i in range(4)]
+    where = pl.produce(frame_customers(pl, rows, 41))
+    log = run_until(pl, broker, {pl.topics["analytics"]: 4})
+    assert consume_all(broker, pl.dlq) == []
+    got = by_source(consume_all(broker, pl.topics["analytics"]))
+    assert len(got) == 4
+    for (src, _), m in got.items():
+        i = where[tuple(int(x) for x in src.rsplit("/", 2)[1:])]
+        _, rec = pl.decode(m.value())
+        for f in ("customer_id", "email"):
+            assert rec[f].startswith("k1:") and len(rec[f]) == 46, (f, rec[f])
+        assert rec["tier"] == ("see [tokenish]" if i == 2 else rec["tier"])
+    leaks = [json.loads(m.value()) for m in consume_all(broker, pl.audit)]
+    leaks = [e for e in leaks if e["kind"] == "leak"]
+    assert [(e["field"], e["detector"]) for e in leaks] == [("tier", "tokenish")], leaks
+    assert blob not in log
