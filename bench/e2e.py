@@ -520,6 +520,38 @@ def shred_compare(a, b):
     return runs
 
 
+def guard_compare(a, b, runs=None):
+    """The egress leak guard (`guard: {}` on both routed purposes) against the
+    same config without it: each round runs the two back to back, so each
+    pair shares the machine's state of that minute. `runs` (the main loop's
+    pairs) is extended when given."""
+    runs = runs or {"veil16": [], "veil16_guard": []}
+    for r in range(a.guard_rounds):
+        runs["veil16"].append(b.throughput("veil", a.partitions, a.records))
+        runs["veil16_guard"].append(b.throughput("veil", a.partitions, a.records,
+                                                 guard=True))
+        log(f"guard round {r + 1} ({a.partitions} partitions, {a.records} records): " +
+            describe("veil", runs["veil16"][-1]) + "; " +
+            describe("veil guard on", runs["veil16_guard"][-1]))
+    return runs
+
+
+def print_guard(runs):
+    """Median over the pairs of each pair's ratio: one disturbed run moves
+    one pair, not the figure (the best of each side may come from different
+    minutes of a shared machine)."""
+    pairs = list(zip(runs["veil16"], runs["veil16_guard"]))
+    tput = sorted(100 * (v["rps"] / g["rps"] - 1) for v, g in pairs)
+    cpu = sorted(100 * (g["cpu_us"] / v["cpu_us"] - 1) for v, g in pairs)
+    own = sorted(100 * (g["own_cpu_us"] / v["own_cpu_us"] - 1) for v, g in pairs)
+    log("guard pairs (throughput cost %): " + ", ".join(f"{x:.0f}" for x in tput))
+    g16 = max(runs["veil16_guard"], key=lambda r: r["rps"])
+    print(f"bench: e2e16_guard_rps {g16['rps']} rec/s")
+    print(f"bench: guard_overhead_pct {tput[len(tput) // 2]:.0f} %")
+    print(f"bench: guard_cpu_overhead_pct {cpu[len(cpu) // 2]:.0f} %")
+    print(f"bench: guard_own_cpu_overhead_pct {own[len(own) // 2]:.0f} %")
+
+
 def print_shred(runs):
     plain = max(runs["plain"], key=lambda r: r["rps"])
     subj = max(runs["subject"], key=lambda r: r["rps"])
@@ -550,6 +582,20 @@ def bench(a):
     with open(b.values, "wb") as f:
         for v in values:
             f.write(len(v).to_bytes(4, "big") + v)
+    if a.only == "guard":
+        try:
+            guard_runs = guard_compare(a, b)
+            if a.perf:
+                p = b.throughput("veil", a.partitions, a.records, perf=a.perf,
+                                 guard=True)
+                log("under perf (not a figure), guard on: " + describe("veil", p))
+        finally:
+            if b.worker and b.worker.poll() is None:
+                b.worker.kill()
+                b.worker.wait()
+            b.topics.delete_all()
+        print_guard(guard_runs)
+        return
     if a.only == "shred":
         try:
             shred_runs = shred_compare(a, b)
@@ -569,16 +615,20 @@ def bench(a):
         for r in range(a.rounds):
             runs["copy16"].append(b.throughput("copy", a.partitions, a.records))
             runs["veil16"].append(b.throughput("veil", a.partitions, a.records))
-            runs["veil16_other"].append(b.throughput("veil", a.partitions, a.records,
-                                                     level=other))
-            # The leak guard on both routed purposes, same config otherwise.
+            # The leak guard on both routed purposes, same config otherwise,
+            # right after its pair (print_guard).
             runs["veil16_guard"].append(b.throughput("veil", a.partitions, a.records,
                                                      guard=True))
+            runs["veil16_other"].append(b.throughput("veil", a.partitions, a.records,
+                                                     level=other))
             log(f"round {r + 1} ({a.partitions} partitions, {a.records} records): " +
                 describe("copy", runs["copy16"][-1]) + "; " +
                 describe(f"veil audit {shipped_level}", runs["veil16"][-1]) + "; " +
                 describe(f"veil audit {other}", runs["veil16_other"][-1]) + "; " +
                 describe("veil guard on", runs["veil16_guard"][-1]))
+        # more guard pairs (the figure is a median of pairs)
+        guard_compare(a, b, {"veil16": runs["veil16"],
+                             "veil16_guard": runs["veil16_guard"]})
         shred_runs = shred_compare(a, b)
         copy2 = b.throughput("copy", 2, a.records)
         veil2 = b.throughput("veil", 2, a.records)
@@ -604,7 +654,6 @@ def bench(a):
         return max(runs[name], key=lambda r: r["rps"])
 
     c16, v16, o16 = best("copy16"), best("veil16"), best("veil16_other")
-    g16 = best("veil16_guard")
     rec, off = v16, o16
     print(f"bench: e2e16_rps {v16['rps']} rec/s")
     print(f"bench: copy16_rps {c16['rps']} rec/s")
@@ -626,11 +675,8 @@ def bench(a):
           f"{100 * (rec['cpu_us'] / off['cpu_us'] - 1):.0f} %")
     # The egress leak guard (`guard: {}` on analytics and marketing) against
     # the same config without it, same run: the throughput it costs and the
-    # CPU it adds per record.
-    print(f"bench: e2e16_guard_rps {g16['rps']} rec/s")
-    print(f"bench: guard_overhead_pct {100 * (v16['rps'] / g16['rps'] - 1):.0f} %")
-    print(f"bench: guard_cpu_overhead_pct "
-          f"{100 * (g16['cpu_us'] / v16['cpu_us'] - 1):.0f} %")
+    # CPU it adds per record (medians of back-to-back pairs).
+    print_guard(runs)
     print(f"bench: latency_p50_ms {lat_veil['p50']} ms")
     print(f"bench: latency_p99_ms {lat_veil['p99']} ms")
     print(f"bench: copy_latency_p50_ms {lat_copy['p50']} ms")
@@ -658,8 +704,11 @@ def main():
     ap.add_argument("--latency-warmup", type=float, default=3)
     ap.add_argument("--timeout", type=float, default=240)
     ap.add_argument("--perf", help="also profile one extra veil run into this perf.data")
-    ap.add_argument("--only", choices=["shred"],
-                    help="run only this comparison (shred: per-subject vs per-purpose encrypt)")
+    ap.add_argument("--only", choices=["shred", "guard"],
+                    help="run only this comparison (shred: per-subject vs per-purpose "
+                         "encrypt; guard: the leak guard on vs off)")
+    ap.add_argument("--guard-rounds", type=int, default=3,
+                    help="guard pairs beyond the main rounds' (with --only guard: all)")
     ap.add_argument("--shred-keys", type=int, default=0,
                     help="distinct subjects in the shred comparison (default: records / 2)")
     ap.add_argument("--perf-audit", choices=["record", "batch"],

@@ -13,7 +13,8 @@
 # and print its top symbols; that run is not a figure), VEIL_BENCH_PERF_AUDIT
 # (record or batch: that run's audit level; default as shipped),
 # VEIL_BENCH_PERF_GUARD (non-empty: that run with the leak guard on),
-# VEIL_BENCH_ONLY=shred (only crypto-shredding's comparison: marketing's
+# VEIL_BENCH_ONLY=guard (only the leak guard's comparison: VEIL_BENCH_GUARD_ROUNDS
+# back-to-back pairs, default 3), VEIL_BENCH_ONLY=shred (only crypto-shredding's comparison: marketing's
 # email and name encrypted per subject vs per purpose, same records, over
 # VEIL_BENCH_SHRED_KEYS distinct subjects, default records / 2).
 set -euo pipefail
@@ -49,6 +50,7 @@ fi
 if [ -n "${VEIL_BENCH_PERF_AUDIT:-}" ]; then perf_args+=(--perf-audit "$VEIL_BENCH_PERF_AUDIT"); fi
 if [ -n "${VEIL_BENCH_PERF_GUARD:-}" ]; then perf_args+=(--perf-guard); fi
 if [ -n "${VEIL_BENCH_ONLY:-}" ]; then perf_args+=(--only "$VEIL_BENCH_ONLY"); fi
+if [ -n "${VEIL_BENCH_GUARD_ROUNDS:-}" ]; then perf_args+=(--guard-rounds "$VEIL_BENCH_GUARD_ROUNDS"); fi
 if [ -n "${VEIL_BENCH_SHRED_KEYS:-}" ]; then perf_args+=(--shred-keys "$VEIL_BENCH_SHRED_KEYS"); fi
 t0=$(date +%s)
 "$py" bench/e2e.py --bootstrap "$bootstrap" --veil "$PWD/build/veil" \

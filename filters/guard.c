@@ -58,6 +58,19 @@ struct derived {
         struct derived *next;
 };
 
+/* Short strings the engine found nothing in, remembered by value: the
+ * scan of a whole string is a function of its bytes alone (the engine is
+ * the chain's, rebuilt on reload with the cache), so a string met again —
+ * a country, a status, a tier — is known clean without a scan. Direct
+ * mapped, exact (the bytes are compared), 64 bytes a slot. */
+#define CLEAN_SLOTS 1024
+#define CLEAN_MAX 52
+struct clean {
+        uint64_t hash;
+        uint32_t len; /* 0: empty slot */
+        char s[CLEAN_MAX];
+};
+
 /* Field paths handed out in leaks: kept for the chain's life. */
 struct interned {
         struct interned *next;
@@ -76,6 +89,7 @@ struct guard_ctx {
         struct interned *paths;
         struct veil_buf tmp;       /* the rewritten value */
         struct veil_text_buf text; /* one redacted string */
+        struct clean *clean;       /* CLEAN_SLOTS, NULL without an engine */
 };
 
 static const struct veil_filter_config guard_config[] = {{0}};
@@ -115,6 +129,7 @@ static void guard_destroy(void *ctx_)
         for (i = 0; i < ctx->n_purposes && ctx->allowed; i++)
                 free(ctx->allowed[i]);
         free(ctx->allowed);
+        free(ctx->clean);
         veil_buf_free(&ctx->tmp);
         veil_text_buf_free(&ctx->text);
         veil_detect_scratch_destroy(ctx->scratch);
@@ -168,6 +183,7 @@ static int guard_init(void *ctx_, const struct veil_filter_env *env,
         if (!ctx->scratch)
                 return VEIL_ECONFIG;
         ctx->n_detectors = veil_detect_count(ctx->detect);
+        ctx->clean       = veil_calloc(CLEAN_SLOTS, sizeof(*ctx->clean));
         ctx->n_purposes  = ctx->policy->n_purposes;
         ctx->allowed = veil_calloc(ctx->n_purposes + 1, sizeof(*ctx->allowed));
         for (i = 0; i < ctx->n_purposes; i++)
@@ -422,6 +438,32 @@ static bool rd_skip(struct walk *w, int64_t n)
         return true;
 }
 
+static uint64_t clean_hash(const uint8_t *s, size_t len)
+{
+        uint64_t h = 0x9e3779b97f4a7c15ull ^ len, w;
+        size_t i;
+
+        for (i = 0; i + 8 <= len; i += 8) {
+                memcpy(&w, s + i, 8);
+                h = (h ^ w) * 0xff51afd7ed558ccdull;
+                h ^= h >> 32;
+        }
+        for (w = 0; i < len; i++)
+                w = (w << 8) | s[i];
+        h = (h ^ w) * 0xc4ceb9fe1a85ec53ull;
+        return h ^ (h >> 29);
+}
+
+/* The slot a short string would live in (NULL: too long to remember). */
+static struct clean *clean_slot(struct guard_ctx *ctx, const uint8_t *s,
+                                size_t len, uint64_t *hash)
+{
+        if (len > CLEAN_MAX)
+                return NULL;
+        *hash = clean_hash(s, len);
+        return &ctx->clean[*hash & (CLEAN_SLOTS - 1)];
+}
+
 /* One string of the output at [s, s + len), its length prefix at q. */
 static bool scan_string(struct walk *w, const uint8_t *q, const uint8_t *s,
                         size_t len)
@@ -431,14 +473,24 @@ static bool scan_string(struct walk *w, const uint8_t *q, const uint8_t *s,
         struct veil_text_buf *tb = &ctx->text;
         uint8_t vi[VEIL_VARINT_MAX];
         size_t n, i, at = 0, leaks = 0;
+        struct clean *c;
+        uint64_t hash = 0;
         char err[128];
 
         if (!len)
+                return true;
+        c = clean_slot(ctx, s, len, &hash);
+        if (c && c->len == len && c->hash == hash && !memcmp(c->s, s, len))
                 return true;
         if (veil_detect_scan(ctx->detect, ctx->scratch, (const char *)s, len,
                              &f, &n, err, sizeof(err))) {
                 w->failed = true;
                 return false;
+        }
+        if (c && !n) {
+                c->hash = hash;
+                c->len  = (uint32_t)len;
+                memcpy(c->s, s, len);
         }
         for (i = 0; i < n; i++) {
                 if (w->allowed[f[i].detector])
