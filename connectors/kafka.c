@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "kafka.h"
+#include "util.h"
 #include "veil.h"
 
 int veil_kafka_conf_apply(rd_kafka_conf_t *conf,
@@ -87,4 +88,33 @@ int veil_kafka_conf_bound(rd_kafka_conf_t *conf,
                                          "kafka.%s: %s", bounds[i].key, err);
         }
         return 0;
+}
+
+/* Polls in a row, 50 ms each, with nothing assigned that make the queue
+ * quiet: a rebalance already queued is served by the first. */
+#define LEAVE_QUIET_POLLS 4
+
+void veil_kafka_consumer_leave(rd_kafka_t *rk, int timeout_ms)
+{
+        int64_t deadline = veil_now_ms() + timeout_ms;
+        int quiet        = 0;
+
+        rd_kafka_unsubscribe(rk);
+        while (quiet < LEAVE_QUIET_POLLS && veil_now_ms() < deadline) {
+                rd_kafka_message_t *rkm = rd_kafka_consumer_poll(rk, 50);
+                rd_kafka_topic_partition_list_t *held = NULL;
+
+                if (rkm) {
+                        rd_kafka_message_destroy(rkm);
+                        quiet = 0;
+                        continue;
+                }
+                if (rd_kafka_assignment(rk, &held) || held->cnt > 0)
+                        quiet = 0;
+                else
+                        quiet++;
+                if (held)
+                        rd_kafka_topic_partition_list_destroy(held);
+        }
+        rd_kafka_consumer_close(rk);
 }

@@ -43,4 +43,17 @@ rd_kafka_resp_err_t veil_kafka_produce(rd_kafka_t *rk, const char *topic,
                                        rd_kafka_headers_t *hdrs,
                                        int64_t timestamp);
 
+/* Leaves the group of subscribed consumer rk and closes it, without
+ * librdkafka's close hang (2.0.2; upstream issue #4884, open): a
+ * rebalance that arrives while rd_kafka_consumer_close runs is answered
+ * by librdkafka's own assign, which can wait forever. So: unsubscribe
+ * first and serve the queue — the application's rebalance callback runs
+ * inside rd_kafka_consumer_poll as on any poll, so a revocation still
+ * commits or aborts what it must — until nothing is assigned and the
+ * queue has been quiet for a moment (bounded by timeout_ms), then close.
+ * Messages polled meanwhile are dropped: nothing of them was processed,
+ * their offsets were never committed, the next owner reads them. The
+ * caller still destroys rk. */
+void veil_kafka_consumer_leave(rd_kafka_t *rk, int timeout_ms);
+
 #endif

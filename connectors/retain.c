@@ -979,7 +979,7 @@ void veil_retain_destroy(struct veil_retain *r)
         if (r->stash)
                 rd_kafka_message_destroy(r->stash);
         if (r->erasure) {
-                rd_kafka_consumer_close(r->erasure);
+                veil_kafka_consumer_leave(r->erasure, 10000);
                 rd_kafka_destroy(r->erasure);
         }
         if (r->restore)
