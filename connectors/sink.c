@@ -354,9 +354,16 @@ enum veil_sink_status veil_sink_abort(struct veil_sink *s)
                 error = rd_kafka_abort_transaction(s->rk, SINK_CALL_TIMEOUT_MS);
                 if (!error)
                         break;
-                /* Shutdown does not cut an abort short: it is what makes
-                 * the batch invisible. The deadline does. */
-                if (!rd_kafka_error_is_retriable(error) ||
+                /* Retried to the deadline, but not past a shutdown: the
+                 * batch is invisible to read_committed readers whether or
+                 * not the abort lands (it is never committed), and an
+                 * open transaction is aborted by the coordinator after
+                 * transaction.timeout.ms or by the next init_transactions
+                 * of this transactional.id. Retrying through a shutdown
+                 * only kept `veil run` from exiting (a timed-out commit
+                 * makes every abort "conflicting" until its EndTxn ends:
+                 * the whole 120 s deadline). */
+                if (!rd_kafka_error_is_retriable(error) || stopping(s) ||
                     veil_now_ms() - t0 > SINK_RETRY_DEADLINE_MS) {
                         char why[400];
 

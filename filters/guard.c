@@ -39,14 +39,27 @@ enum gkind {
         G_UNION,
 };
 
+struct gnode;
+
+/* The way from a node to one of its children: a record field, a union
+ * branch, or the items (values) of an array (map). A leaf child's kind and
+ * size are copied here, so a record of leaves is read from one array
+ * without visiting the child nodes (the walk runs on cold caches: between
+ * two records the worker touches megabytes of Kafka buffers). */
+struct gedge {
+        const struct gnode *node;
+        const char *name; /* record fields: the name (avro-c's) */
+        uint32_t n;       /* node->n */
+        uint8_t kind;     /* node->kind */
+        bool token;       /* record fields: its strings are tokens */
+};
+
 struct gnode {
         enum gkind kind;
-        size_t n;            /* G_SKIP bytes; record fields; branches */
-        struct gnode **kids; /* fields, branches, or [0] items/values */
-        const char **names;  /* record field names (avro-c's) */
-        bool *token;         /* per record field: its strings are tokens */
-        avro_schema_t avro;  /* records: the type (cycles meet here) */
-        struct gnode *next;  /* every node of one tree, for freeing */
+        size_t n;           /* G_SKIP bytes; record fields; branches */
+        struct gedge *kids; /* fields, branches, or [0] items/values */
+        avro_schema_t avro; /* records: the type (cycles meet here) */
+        struct gnode *next; /* every node of one tree, for freeing */
 };
 
 /* The derived schema of one output id, parsed and compiled once. */
@@ -100,8 +113,6 @@ static void gnodes_free(struct gnode *g)
                 struct gnode *next = g->next;
 
                 free(g->kids);
-                free(g->names);
-                free(g->token);
                 free(g);
                 g = next;
         }
@@ -221,6 +232,17 @@ static bool token_field(json_t *field)
 
 static struct gnode *compile(struct derived *d, avro_schema_t t, int depth);
 
+/* Points e at child (false: no child, the schema could not be compiled). */
+static bool edge(struct gedge *e, const struct gnode *child)
+{
+        if (!child)
+                return false;
+        e->node = child;
+        e->kind = (uint8_t)child->kind;
+        e->n    = (uint32_t)child->n;
+        return true;
+}
+
 static struct gnode *compile_record(struct derived *d, avro_schema_t t,
                                     int depth)
 {
@@ -239,15 +261,14 @@ static struct gnode *compile_record(struct derived *d, avro_schema_t t,
         g       = gnode_new(d, G_RECORD, n);
         g->avro = t;
         g->kids = veil_calloc(n + 1, sizeof(*g->kids));
-        g->names = veil_calloc(n + 1, sizeof(*g->names));
-        g->token = veil_calloc(n + 1, sizeof(*g->token));
         for (i = 0; i < n; i++) {
-                g->names[i] = avro_schema_record_field_name(t, (int)i);
-                g->token[i] = token_field(json_array_get(fields, i));
-                g->kids[i]  = compile(
-                         d, avro_schema_record_field_get_by_index(t, (int)i),
-                         depth + 1);
-                if (!g->kids[i])
+                g->kids[i].name  = avro_schema_record_field_name(t, (int)i);
+                g->kids[i].token = token_field(json_array_get(fields, i));
+                if (!edge(&g->kids[i],
+                          compile(d,
+                                  avro_schema_record_field_get_by_index(t,
+                                                                        (int)i),
+                                  depth + 1)))
                         return NULL;
         }
         return g;
@@ -286,24 +307,25 @@ static struct gnode *compile(struct derived *d, avro_schema_t t, int depth)
         case AVRO_MAP:
                 g = gnode_new(d, avro_typeof(t) == AVRO_MAP ? G_MAP : G_ARRAY,
                               1);
-                g->kids    = veil_calloc(1, sizeof(*g->kids));
-                g->kids[0] = compile(d,
-                                     avro_typeof(t) == AVRO_MAP
-                                             ? avro_schema_map_values(t)
-                                             : avro_schema_array_items(t),
-                                     depth + 1);
-                return g->kids[0] ? g : NULL;
+                g->kids = veil_calloc(1, sizeof(*g->kids));
+                return edge(&g->kids[0],
+                            compile(d,
+                                    avro_typeof(t) == AVRO_MAP
+                                            ? avro_schema_map_values(t)
+                                            : avro_schema_array_items(t),
+                                    depth + 1))
+                               ? g
+                               : NULL;
         case AVRO_UNION:
                 n       = avro_schema_union_size(t);
                 g       = gnode_new(d, G_UNION, n);
                 g->kids = veil_calloc(n + 1, sizeof(*g->kids));
-                for (i = 0; i < n; i++) {
-                        g->kids[i] =
-                                compile(d, avro_schema_union_branch(t, (int)i),
-                                        depth + 1);
-                        if (!g->kids[i])
+                for (i = 0; i < n; i++)
+                        if (!edge(&g->kids[i],
+                                  compile(d,
+                                          avro_schema_union_branch(t, (int)i),
+                                          depth + 1)))
                                 return NULL;
-                }
                 return g;
         default:
                 return NULL;
@@ -427,6 +449,13 @@ static void note_leak(struct walk *w, int detector)
 
 static bool rd_long(struct walk *w, int64_t *v)
 {
+        /* one byte: string lengths under 64, union branches, small ints */
+        if (w->p < w->end && *w->p < 0x80) {
+                uint8_t b = *w->p++;
+
+                *v = (int64_t)(b >> 1) ^ -(int64_t)(b & 1);
+                return true;
+        }
         return veil_varint_read(&w->p, w->end, 10, v) == VEIL_WIRE_OK;
 }
 
@@ -546,6 +575,7 @@ static bool scan_string(struct walk *w, const uint8_t *q, const uint8_t *s,
 }
 
 static bool walk(struct walk *w, const struct gnode *g);
+static bool walk_edge(struct walk *w, const struct gedge *e);
 
 static bool push(struct walk *w, char kind, const char *name)
 {
@@ -592,37 +622,53 @@ static bool walk_blocks(struct walk *w, const struct gnode *g)
                         if (map)
                                 w->depth--;
                         if (!push(w, map ? '{' : '[', NULL) ||
-                            !walk(w, g->kids[0]))
+                            !walk_edge(w, &g->kids[0]))
                                 return false;
                         w->depth--;
                 }
         }
 }
 
-static bool walk(struct walk *w, const struct gnode *g)
+/* A value without children: kind and size are all it takes to read. */
+static bool walk_leaf(struct walk *w, unsigned kind, size_t n)
 {
         int64_t v;
-        size_t i;
 
-        switch (g->kind) {
+        switch (kind) {
         case G_NULL:
                 return true;
         case G_SKIP:
-                return rd_skip(w, (int64_t)g->n);
+                return rd_skip(w, (int64_t)n);
         case G_LONG:
                 return rd_long(w, &v);
         case G_BYTES:
                 return rd_long(w, &v) && rd_skip(w, v);
         case G_STRING:
                 return string_at(w, !w->token);
+        }
+        return false;
+}
+
+static bool walk_edge(struct walk *w, const struct gedge *e)
+{
+        return e->kind >= G_RECORD ? walk(w, e->node)
+                                   : walk_leaf(w, e->kind, e->n);
+}
+
+static bool walk(struct walk *w, const struct gnode *g)
+{
+        const struct gedge *e;
+        int64_t v;
+
+        switch (g->kind) {
         case G_RECORD:
-                for (i = 0; i < g->n; i++) {
-                        if (!push(w, 'f', g->names[i]))
+                for (e = g->kids; e < g->kids + g->n; e++) {
+                        if (!push(w, 'f', e->name))
                                 return false;
-                        w->token += g->token[i];
-                        if (!walk(w, g->kids[i]))
+                        w->token += e->token;
+                        if (!walk_edge(w, e))
                                 return false;
-                        w->token -= g->token[i];
+                        w->token -= e->token;
                         w->depth--;
                 }
                 return true;
@@ -632,9 +678,10 @@ static bool walk(struct walk *w, const struct gnode *g)
         case G_UNION:
                 if (!rd_long(w, &v) || v < 0 || (uint64_t)v >= g->n)
                         return false;
-                return walk(w, g->kids[v]);
+                return walk_edge(w, &g->kids[v]);
+        default:
+                return walk_leaf(w, g->kind, g->n);
         }
-        return false;
 }
 
 /* Scans one output; false when it cannot be read (the plan wrote it, so
