@@ -93,10 +93,12 @@ int veil_kafka_conf_bound(rd_kafka_conf_t *conf,
 /* Polls in a row, 50 ms each, with nothing assigned that make the queue
  * quiet: a rebalance already queued is served by the first. */
 #define LEAVE_QUIET_POLLS 4
+/* The bound on serving the queue before the close. */
+#define LEAVE_TIMEOUT_MS 10000
 
-void veil_kafka_consumer_leave(rd_kafka_t *rk, int timeout_ms)
+void veil_kafka_consumer_leave(rd_kafka_t *rk)
 {
-        int64_t deadline = veil_now_ms() + timeout_ms;
+        int64_t deadline = veil_now_ms() + LEAVE_TIMEOUT_MS;
         int quiet        = 0;
 
         rd_kafka_unsubscribe(rk);

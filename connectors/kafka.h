@@ -50,10 +50,10 @@ rd_kafka_resp_err_t veil_kafka_produce(rd_kafka_t *rk, const char *topic,
  * first and serve the queue — the application's rebalance callback runs
  * inside rd_kafka_consumer_poll as on any poll, so a revocation still
  * commits or aborts what it must — until nothing is assigned and the
- * queue has been quiet for a moment (bounded by timeout_ms), then close.
+ * queue has been quiet for a moment (10 s at most), then close.
  * Messages polled meanwhile are dropped: nothing of them was processed,
  * their offsets were never committed, the next owner reads them. The
  * caller still destroys rk. */
-void veil_kafka_consumer_leave(rd_kafka_t *rk, int timeout_ms);
+void veil_kafka_consumer_leave(rd_kafka_t *rk);
 
 #endif

@@ -979,7 +979,7 @@ void veil_retain_destroy(struct veil_retain *r)
         if (r->stash)
                 rd_kafka_message_destroy(r->stash);
         if (r->erasure) {
-                veil_kafka_consumer_leave(r->erasure, 10000);
+                veil_kafka_consumer_leave(r->erasure);
                 rd_kafka_destroy(r->erasure);
         }
         if (r->restore)

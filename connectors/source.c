@@ -124,7 +124,7 @@ void veil_source_destroy(struct veil_source *src)
                 return;
         /* The last revocation runs inside: it commits or aborts the open
          * batch while its partitions still belong here. */
-        veil_kafka_consumer_leave(src->rk, 10000);
+        veil_kafka_consumer_leave(src->rk);
         rd_kafka_destroy(src->rk);
         for (i = 0; i < src->n_parts; i++)
                 free(src->parts[i].topic);

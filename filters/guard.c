@@ -449,13 +449,6 @@ static void note_leak(struct walk *w, int detector)
 
 static bool rd_long(struct walk *w, int64_t *v)
 {
-        /* one byte: string lengths under 64, union branches, small ints */
-        if (w->p < w->end && *w->p < 0x80) {
-                uint8_t b = *w->p++;
-
-                *v = (int64_t)(b >> 1) ^ -(int64_t)(b & 1);
-                return true;
-        }
         return veil_varint_read(&w->p, w->end, 10, v) == VEIL_WIRE_OK;
 }
 
