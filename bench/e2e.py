@@ -233,6 +233,15 @@ def proc_cpu_s(pid):
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def proc_minflt(pid):
+    """Minor page faults of the whole process so far: pages the kernel had
+    to find (and zero) for it, as when malloc hands memory back and takes
+    it again."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[7])
+
+
 def proc_own_cpu_s(pid):
     """utime + stime of the process's own threads, librdkafka's (rdk:*)
     left out: the part of the CPU Veil's code spends (less sensitive to
@@ -434,12 +443,14 @@ class Bench:
                 time.sleep(1)
             cpu0 = proc_cpu_s(proc.pid)
             own0 = proc_own_cpu_s(proc.pid)
+            flt0 = proc_minflt(proc.pid)
             fill.stdin.write(b"commit\n")
             fill.stdin.flush()
             t_commit = float(fill.stdout.readline().split()[1])
             res = json.loads(self.wait_line(lines, proc, pre, "the records"))
             cpu1 = proc_cpu_s(proc.pid)
             own1 = proc_own_cpu_s(proc.pid)
+            flt1 = proc_minflt(proc.pid)
             hwm = proc_hwm_mb(proc.pid)
             if perf_proc:
                 perf_proc.send_signal(signal.SIGINT)
@@ -455,6 +466,7 @@ class Bench:
         result = {"rps": round(count / span), "span_s": round(span, 2),
                   "cpu_us": round((cpu1 - cpu0) * 1e6 / count, 1),
                   "own_cpu_us": round((own1 - own0) * 1e6 / count, 1),
+                  "faults_k": round((flt1 - flt0) / 1000, 1),
                   "join_s": round(t_ready - t_launch, 1), "members": members,
                   "primer_s": round(t_mark - t_primed, 2),
                   "rss_mb": round(hwm, 1)}
@@ -495,7 +507,7 @@ class Bench:
 def describe(kind, r):
     return (f"{kind} {r['rps']} rec/s ({r['span_s']} s), {r['cpu_us']} us CPU/rec "
             f"({r['own_cpu_us']} outside librdkafka's threads), "
-            f"peak RSS {r['rss_mb']} MB; {r['members']} group member(s) settled in "
+            f"{r['faults_k']}k page faults, peak RSS {r['rss_mb']} MB; {r['members']} group member(s) settled in "
             f"{r['join_s']} s, primer through in {r['primer_s']} s")
 
 

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "detect.h"
 #include "filter.h"
 #include "subject_keys.h"
 #include "util.h"
@@ -38,6 +39,7 @@ struct schema_entry {
 
 struct veil_chain {
         struct veil_filter_env env;
+        struct veil_detect_engine *detect; /* env.detect, owned */
         struct veil_chain_stats stats;
         struct stage *stages; /* decode, plugins…, license */
         size_t n_stages;
@@ -261,6 +263,16 @@ struct veil_chain *veil_chain_new(const struct veil_config *config,
                         veil_buf_init(&chain->outs[i][j].value, 0);
                 }
         }
+        chain->detect = veil_detect_engine_new(config->policy.detectors,
+                                               config->policy.n_detectors,
+                                               errstr, errstr_size);
+        if (!chain->detect)
+                goto err;
+        chain->env.detect = chain->detect;
+        chain->env.detect_scratch =
+                veil_detect_scratch_new(chain->detect, errstr, errstr_size);
+        if (!chain->env.detect_scratch)
+                goto err;
         /* User filters see decoded records and run before licensing, so
          * whatever they drop or divert never reaches a purpose. */
         chain->stages = veil_calloc(N_BUILTINS + config->n_plugins,
@@ -388,6 +400,8 @@ void veil_chain_destroy(struct veil_chain *chain)
                 free(chain->outs[i]);
         }
         free(chain->outs);
+        veil_detect_scratch_destroy(chain->env.detect_scratch);
+        veil_detect_engine_destroy(chain->detect);
         free(chain);
 }
 

@@ -15,6 +15,8 @@
 #include "wire.h"
 
 struct veil_subject_keys;
+struct veil_detect_engine;
+struct veil_detect_scratch;
 
 /* Bump when struct veil_filter_plugin, struct veil_filter_env or struct
  * veil_record_view change shape: an out-of-tree plugin built against
@@ -163,6 +165,15 @@ struct veil_filter_env {
          * the worker with veil_chain_set_subject_keys; NULL otherwise.
          * Built-in filters read it per record. */
         struct veil_subject_keys *subject_keys;
+        /* Appended too: the chain's detection engine (the built-in
+         * detectors and the policy's own) and a scratch for it. The
+         * built-in stages that scan text (license's redact_text, the
+         * guard) share them: one Hyperscan database (~320 KB) per chain,
+         * not one per stage, so the guard's scan finds it in cache where
+         * redact_text left it. Stages run one after the other on the
+         * chain's thread, so the scratch is never in use twice. */
+        const struct veil_detect_engine *detect;
+        struct veil_detect_scratch *detect_scratch;
 };
 
 /* ---- declarative config ---------------------------------------------- */

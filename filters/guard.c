@@ -92,7 +92,8 @@ struct interned {
 
 struct guard_ctx {
         const struct veil_policy *policy;
-        struct veil_detect_engine *detect;
+        const struct veil_detect_engine *detect; /* the chain's; NULL:
+                                                  * nothing to guard */
         struct veil_detect_scratch *scratch;
         int n_detectors;
         /* per policy purpose, per detector id: may the purpose see it raw */
@@ -100,9 +101,10 @@ struct guard_ctx {
         size_t n_purposes;
         struct derived *derived;
         struct interned *paths;
-        struct veil_buf tmp;       /* the rewritten value */
-        struct veil_text_buf text; /* one redacted string */
-        struct clean *clean;       /* CLEAN_SLOTS, NULL without an engine */
+        struct veil_buf tmp;          /* the rewritten value */
+        struct veil_text_buf text[2]; /* one redacted string, and the
+                                       * next round's */
+        struct clean *clean;          /* CLEAN_SLOTS, NULL without an engine */
 };
 
 static const struct veil_filter_config guard_config[] = {{0}};
@@ -142,9 +144,8 @@ static void guard_destroy(void *ctx_)
         free(ctx->allowed);
         free(ctx->clean);
         veil_buf_free(&ctx->tmp);
-        veil_text_buf_free(&ctx->text);
-        veil_detect_scratch_destroy(ctx->scratch);
-        veil_detect_engine_destroy(ctx->detect);
+        veil_text_buf_free(&ctx->text[0]);
+        veil_text_buf_free(&ctx->text[1]);
 }
 
 /* A detector's finding is allowed when some class found by that detector
@@ -178,21 +179,16 @@ static int guard_init(void *ctx_, const struct veil_filter_env *env,
         bool any              = false;
         size_t i;
 
+        (void)errstr;
+        (void)errstr_size;
         ctx->policy = &env->config->policy;
         for (i = 0; i < ctx->policy->n_purposes; i++)
                 any |= ctx->policy->purposes[i].guard.enabled;
         veil_buf_init(&ctx->tmp, 0);
         if (!any)
-                return 0; /* nothing to guard: no engine */
-        ctx->detect = veil_detect_engine_new(ctx->policy->detectors,
-                                             ctx->policy->n_detectors, errstr,
-                                             errstr_size);
-        if (!ctx->detect)
-                return VEIL_ECONFIG;
-        ctx->scratch =
-                veil_detect_scratch_new(ctx->detect, errstr, errstr_size);
-        if (!ctx->scratch)
-                return VEIL_ECONFIG;
+                return 0; /* nothing to guard */
+        ctx->detect      = env->detect;
+        ctx->scratch     = env->detect_scratch;
         ctx->n_detectors = veil_detect_count(ctx->detect);
         ctx->clean       = veil_calloc(CLEAN_SLOTS, sizeof(*ctx->clean));
         ctx->n_purposes  = ctx->policy->n_purposes;
@@ -486,18 +482,70 @@ static struct clean *clean_slot(struct guard_ctx *ctx, const uint8_t *s,
         return &ctx->clean[*hash & (CLEAN_SLOTS - 1)];
 }
 
+/* Appends n bytes to a text buffer (allocation failure aborts, as
+ * veil_realloc does). */
+static void text_put(struct veil_text_buf *tb, const char *p, size_t n)
+{
+        if (tb->cap < tb->len + n + 1) {
+                size_t cap = 2 * (tb->len + n) + 64;
+
+                tb->data = veil_realloc(tb->data, cap);
+                tb->cap  = cap;
+        }
+        if (n)
+                memcpy(tb->data + tb->len, p, n);
+        tb->len += n;
+}
+
+/* Rounds of redaction one string gets before it is emptied instead. */
+#define REDACT_ROUNDS 4
+
+/* Counts the findings of `f` the purpose may not see as leaks; with
+ * `into`, writes `in` there with each of them replaced by "[detector]"
+ * (allowed findings stay). Returns the number of leaks. */
+static size_t redact_leaks(struct walk *w, const char *in, size_t len,
+                           const struct veil_finding *f, size_t n,
+                           struct veil_text_buf *into)
+{
+        size_t i, at = 0, leaks = 0;
+
+        if (into)
+                into->len = 0;
+        for (i = 0; i < n; i++) {
+                const char *name;
+                char rep[80];
+                int k;
+
+                if (w->allowed[f[i].detector])
+                        continue;
+                note_leak(w, f[i].detector);
+                leaks++;
+                if (!into)
+                        continue;
+                name = veil_detect_name(w->ctx->detect, f[i].detector);
+                k    = snprintf(rep, sizeof(rep), "[%s]", name);
+                text_put(into, in + at, f[i].start - at);
+                text_put(into, rep, (size_t)k);
+                at = f[i].end;
+        }
+        if (into && leaks)
+                text_put(into, in + at, len - at);
+        return leaks;
+}
+
 /* One string of the output at [s, s + len), its length prefix at q. */
 static bool scan_string(struct walk *w, const uint8_t *q, const uint8_t *s,
                         size_t len)
 {
-        struct guard_ctx *ctx = w->ctx;
+        struct guard_ctx *ctx     = w->ctx;
+        struct veil_text_buf *cur = &ctx->text[0], *next = &ctx->text[1];
         const struct veil_finding *f;
-        struct veil_text_buf *tb = &ctx->text;
         uint8_t vi[VEIL_VARINT_MAX];
-        size_t n, i, at = 0, leaks = 0;
+        size_t n;
         struct clean *c;
         uint64_t hash = 0;
         char err[128];
+        int round;
 
         if (!len)
                 return true;
@@ -514,40 +562,34 @@ static bool scan_string(struct walk *w, const uint8_t *q, const uint8_t *s,
                 c->len  = (uint32_t)len;
                 memcpy(c->s, s, len);
         }
-        for (i = 0; i < n; i++) {
-                if (w->allowed[f[i].detector])
-                        continue;
-                note_leak(w, f[i].detector);
-                leaks++;
-        }
-        if (!leaks || !w->redact)
+        if (!redact_leaks(w, (const char *)s, len, f, n,
+                          w->redact ? cur : NULL) ||
+            !w->redact)
                 return true;
-        /* Redact: the string is written again with each leaked span
-         * replaced by "[detector]" (allowed findings stay). */
-        tb->len = 0;
-        for (i = 0; i < n; i++) {
-                const char *name;
-                char rep[80];
-                int k;
+        /* Redact: each leaked span becomes "[detector]". The replacement
+         * can be a context word for a number beside it ("[phone]; 415…"),
+         * so the rewritten string is scanned again until it holds no leak,
+         * as redact_text's output is; a string still leaking after
+         * REDACT_ROUNDS (a custom detector that matches "[name]") is
+         * emptied: fail closed. */
+        for (round = 1;; round++) {
+                struct veil_text_buf *t;
 
-                if (w->allowed[f[i].detector])
-                        continue;
-                name = veil_detect_name(ctx->detect, f[i].detector);
-                k    = snprintf(rep, sizeof(rep), "[%s]", name);
-                if (tb->cap < tb->len + (f[i].start - at) + (size_t)k + 1) {
-                        size_t cap = 2 * (tb->len + len + (size_t)k) + 64;
-                        char *d    = realloc(tb->data, cap);
-
-                        if (!d)
-                                abort();
-                        tb->data = d;
-                        tb->cap  = cap;
+                if (veil_detect_scan(ctx->detect, ctx->scratch, cur->data,
+                                     cur->len, &f, &n, err, sizeof(err))) {
+                        w->failed = true;
+                        return false;
                 }
-                memcpy(tb->data + tb->len, s + at, f[i].start - at);
-                tb->len += f[i].start - at;
-                memcpy(tb->data + tb->len, rep, (size_t)k);
-                tb->len += (size_t)k;
-                at = f[i].end;
+                if (!redact_leaks(w, cur->data, cur->len, f, n,
+                                  round < REDACT_ROUNDS ? next : NULL))
+                        break;
+                if (round == REDACT_ROUNDS) {
+                        cur->len = 0;
+                        break;
+                }
+                t    = cur;
+                cur  = next;
+                next = t;
         }
         if (!w->rewrote) {
                 ctx->tmp.len = 0;
@@ -555,11 +597,9 @@ static bool scan_string(struct walk *w, const uint8_t *q, const uint8_t *s,
         }
         if (!veil_buf_append(&ctx->tmp, w->base + w->done,
                              (size_t)(q - (w->base + w->done))) ||
-            !veil_buf_append(
-                    &ctx->tmp, vi,
-                    veil_varint_write(vi, (int64_t)(tb->len + len - at))) ||
-            !veil_buf_append(&ctx->tmp, tb->data, tb->len) ||
-            !veil_buf_append(&ctx->tmp, s + at, len - at)) {
+            !veil_buf_append(&ctx->tmp, vi,
+                             veil_varint_write(vi, (int64_t)cur->len)) ||
+            !veil_buf_append(&ctx->tmp, cur->data, cur->len)) {
                 w->failed = true;
                 return false;
         }

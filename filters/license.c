@@ -22,7 +22,7 @@ struct license_ctx {
         struct veil_chain *chain;
         struct veil_chain_stats *stats;
         struct veil_plan_cache *cache;
-        struct veil_detect_engine *detect;
+        const struct veil_detect_engine *detect; /* the chain's */
         struct veil_detect_scratch *scratch;
         /* one env (and key set) per policy purpose, same index */
         struct veil_plan_env *envs;
@@ -103,8 +103,6 @@ static void license_destroy(void *ctx_)
                 veil_plan_set_destroy(ctx->sets[i].set);
         free(ctx->sets);
         veil_plan_cache_destroy(ctx->cache);
-        veil_detect_scratch_destroy(ctx->scratch);
-        veil_detect_engine_destroy(ctx->detect);
 }
 
 static int license_init(void *ctx_, const struct veil_filter_env *env,
@@ -134,14 +132,8 @@ static int license_init(void *ctx_, const struct veil_filter_env *env,
                 if (max > 2 * VEIL_MESSAGE_HEADROOM)
                         ctx->max_output = (size_t)max - VEIL_MESSAGE_HEADROOM;
         }
-        ctx->detect = veil_detect_engine_new(
-                policy->detectors, policy->n_detectors, errstr, errstr_size);
-        if (!ctx->detect)
-                return VEIL_ECONFIG;
-        ctx->scratch =
-                veil_detect_scratch_new(ctx->detect, errstr, errstr_size);
-        if (!ctx->scratch)
-                return VEIL_ECONFIG;
+        ctx->detect   = env->detect;
+        ctx->scratch  = env->detect_scratch;
         ctx->n_routes = policy->n_routes;
         ctx->rps      = veil_calloc(ctx->n_routes + 1, sizeof(*ctx->rps));
         ctx->sets     = veil_calloc(ctx->n_routes + 1, sizeof(*ctx->sets));

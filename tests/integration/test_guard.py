@@ -475,3 +475,21 @@ def test_guard_rescans_what_redact_text_wrote(broker, tmp_path):
         assert "4155550100" not in log
     assert outs[False] == "[phone]; 4155550100 x"
     assert outs[True] == "[phone]; [phone] x"
+
+
+def test_guard_rescans_its_own_redaction(broker, tmp_path):
+    # The guard's own "[phone]" is a context word as redact_text's is: the
+    # bare number beside a phone typed into a field analytics keeps raw
+    # reads as a phone once the first one is replaced. The guard scans what
+    # it wrote again, so analytics gets neither; both spans are leaks.
+    text = "+1 212-555-1234; 4155550100 x"
+    pl = Pipeline(broker, str(tmp_path), partitions=1,
+                  edits=[(ANA, ANA + "    guard: {}\n")])
+    pl.produce(frame_customers(pl, [("P-0", {"tier": text})], 47))
+    log = run_until(pl, broker, {pl.topics["analytics"]: 1})
+    m = consume_all(broker, pl.topics["analytics"])[0]
+    assert pl.decode(m.value())[1]["tier"] == "[phone]; [phone] x"
+    leaks = [json.loads(e.value()) for e in consume_all(broker, pl.audit)]
+    leaks = [(e["field"], e["detector"], e["spans"]) for e in leaks if e["kind"] == "leak"]
+    assert leaks == [("tier", "phone", 2)], leaks
+    assert "4155550100" not in log and "555-1234" not in log
