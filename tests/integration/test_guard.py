@@ -493,3 +493,27 @@ def test_guard_rescans_its_own_redaction(broker, tmp_path):
     leaks = [(e["field"], e["detector"], e["spans"]) for e in leaks if e["kind"] == "leak"]
     assert leaks == [("tier", "phone", 2)], leaks
     assert "4155550100" not in log and "555-1234" not in log
+
+
+def test_guard_empties_a_string_its_redaction_cannot_clean(broker, tmp_path):
+    # A custom detector that matches the guard's own replacement: each
+    # rescan finds the last round's "[bracket]". After 4 rounds of
+    # redaction the string is emptied rather than delivered with a finding
+    # in it (fail closed); the 5 scans' spans are all counted.
+    pl = Pipeline(broker, str(tmp_path), partitions=1, edits=[
+        (ANA, ANA + "    guard: {}\n"),
+        ("\nclasses:\n", "\ndetectors:\n  bracket: { pattern: \"\\\\[[a-z]+\\\\]\" }\n"
+                         "classes:\n  tag: { tier: restricted, detector: bracket }\n")])
+    plain = "called back, all fine"
+    rows = [("E-0", {"tier": "see [tag] here", "notes": plain}), ("E-1", {"notes": plain})]
+    where = pl.produce(frame_customers(pl, rows, 53))
+    run_until(pl, broker, {pl.topics["analytics"]: 2})
+    assert consume_all(broker, pl.dlq) == []
+    got = by_source(consume_all(broker, pl.topics["analytics"]))
+    tiers = {where[tuple(int(x) for x in src.rsplit("/", 2)[1:])]: pl.decode(m.value())[1]["tier"]
+             for (src, _), m in got.items()}
+    assert tiers[0] == ""
+    assert tiers[1] in ("bronze", "silver", "gold", "platinum")
+    leaks = [json.loads(e.value()) for e in consume_all(broker, pl.audit)]
+    leaks = [(e["field"], e["detector"], e["spans"]) for e in leaks if e["kind"] == "leak"]
+    assert leaks == [("tier", "bracket", 5)], leaks
