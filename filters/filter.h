@@ -168,10 +168,10 @@ struct veil_filter_env {
         /* Appended too: the chain's detection engine (the built-in
          * detectors and the policy's own) and a scratch for it. The
          * built-in stages that scan text (license's redact_text, the
-         * guard) share them: one Hyperscan database (~320 KB) per chain,
-         * not one per stage, so the guard's scan finds it in cache where
-         * redact_text left it. Stages run one after the other on the
-         * chain's thread, so the scratch is never in use twice. */
+         * guard) share them: one Hyperscan database (~320 KB, an 85 ms
+         * compile) per chain, not one per stage. Stages run one after the
+         * other on the chain's thread, so the scratch is never in use
+         * twice. */
         const struct veil_detect_engine *detect;
         struct veil_detect_scratch *detect_scratch;
 };

@@ -101,10 +101,10 @@ struct guard_ctx {
         size_t n_purposes;
         struct derived *derived;
         struct interned *paths;
-        struct veil_buf tmp;          /* the rewritten value */
-        struct veil_text_buf text[2]; /* one redacted string, and the
-                                       * next round's */
-        struct clean *clean;          /* CLEAN_SLOTS, NULL without an engine */
+        struct veil_buf tmp;     /* the rewritten value */
+        struct veil_buf text[2]; /* one redacted string, and the
+                                  * next round's */
+        struct clean *clean;     /* CLEAN_SLOTS, NULL without an engine */
 };
 
 static const struct veil_filter_config guard_config[] = {{0}};
@@ -144,8 +144,8 @@ static void guard_destroy(void *ctx_)
         free(ctx->allowed);
         free(ctx->clean);
         veil_buf_free(&ctx->tmp);
-        veil_text_buf_free(&ctx->text[0]);
-        veil_text_buf_free(&ctx->text[1]);
+        veil_buf_free(&ctx->text[0]);
+        veil_buf_free(&ctx->text[1]);
 }
 
 /* A detector's finding is allowed when some class found by that detector
@@ -185,6 +185,8 @@ static int guard_init(void *ctx_, const struct veil_filter_env *env,
         for (i = 0; i < ctx->policy->n_purposes; i++)
                 any |= ctx->policy->purposes[i].guard.enabled;
         veil_buf_init(&ctx->tmp, 0);
+        veil_buf_init(&ctx->text[0], 0);
+        veil_buf_init(&ctx->text[1], 0);
         if (!any)
                 return 0; /* nothing to guard */
         ctx->detect      = env->detect;
@@ -482,21 +484,6 @@ static struct clean *clean_slot(struct guard_ctx *ctx, const uint8_t *s,
         return &ctx->clean[*hash & (CLEAN_SLOTS - 1)];
 }
 
-/* Appends n bytes to a text buffer (allocation failure aborts, as
- * veil_realloc does). */
-static void text_put(struct veil_text_buf *tb, const char *p, size_t n)
-{
-        if (tb->cap < tb->len + n + 1) {
-                size_t cap = 2 * (tb->len + n) + 64;
-
-                tb->data = veil_realloc(tb->data, cap);
-                tb->cap  = cap;
-        }
-        if (n)
-                memcpy(tb->data + tb->len, p, n);
-        tb->len += n;
-}
-
 /* Rounds of redaction one string gets before it is emptied instead. */
 #define REDACT_ROUNDS 4
 
@@ -505,7 +492,7 @@ static void text_put(struct veil_text_buf *tb, const char *p, size_t n)
  * (allowed findings stay). Returns the number of leaks. */
 static size_t redact_leaks(struct walk *w, const char *in, size_t len,
                            const struct veil_finding *f, size_t n,
-                           struct veil_text_buf *into)
+                           struct veil_buf *into)
 {
         size_t i, at = 0, leaks = 0;
 
@@ -524,12 +511,13 @@ static size_t redact_leaks(struct walk *w, const char *in, size_t len,
                         continue;
                 name = veil_detect_name(w->ctx->detect, f[i].detector);
                 k    = snprintf(rep, sizeof(rep), "[%s]", name);
-                text_put(into, in + at, f[i].start - at);
-                text_put(into, rep, (size_t)k);
+                if (!veil_buf_append(into, in + at, f[i].start - at) ||
+                    !veil_buf_append(into, rep, (size_t)k))
+                        w->failed = true;
                 at = f[i].end;
         }
-        if (into && leaks)
-                text_put(into, in + at, len - at);
+        if (into && leaks && !veil_buf_append(into, in + at, len - at))
+                w->failed = true;
         return leaks;
 }
 
@@ -537,8 +525,8 @@ static size_t redact_leaks(struct walk *w, const char *in, size_t len,
 static bool scan_string(struct walk *w, const uint8_t *q, const uint8_t *s,
                         size_t len)
 {
-        struct guard_ctx *ctx     = w->ctx;
-        struct veil_text_buf *cur = &ctx->text[0], *next = &ctx->text[1];
+        struct guard_ctx *ctx = w->ctx;
+        struct veil_buf *cur = &ctx->text[0], *next = &ctx->text[1];
         const struct veil_finding *f;
         uint8_t vi[VEIL_VARINT_MAX];
         size_t n;
@@ -573,14 +561,16 @@ static bool scan_string(struct walk *w, const uint8_t *q, const uint8_t *s,
          * REDACT_ROUNDS (a custom detector that matches "[name]") is
          * emptied: fail closed. */
         for (round = 1;; round++) {
-                struct veil_text_buf *t;
+                struct veil_buf *t;
 
-                if (veil_detect_scan(ctx->detect, ctx->scratch, cur->data,
-                                     cur->len, &f, &n, err, sizeof(err))) {
+                if (w->failed ||
+                    veil_detect_scan(ctx->detect, ctx->scratch,
+                                     (const char *)cur->data, cur->len, &f, &n,
+                                     err, sizeof(err))) {
                         w->failed = true;
                         return false;
                 }
-                if (!redact_leaks(w, cur->data, cur->len, f, n,
+                if (!redact_leaks(w, (const char *)cur->data, cur->len, f, n,
                                   round < REDACT_ROUNDS ? next : NULL))
                         break;
                 if (round == REDACT_ROUNDS) {
