@@ -247,10 +247,36 @@ struct veil_detect_engine {
         uint16_t nd_want[65];
 };
 
+/* Texts a scan found nothing in, remembered by value: a scan is a
+ * function of the engine and the bytes alone, so the same bytes met again
+ * (a country or a status in every record; the text redact_text has just
+ * verified, which the egress guard scans next) are known clean without a
+ * scan. Exact: the bytes are compared, not only their hash. Short texts
+ * live in a direct-mapped table, 64 bytes a slot; a few longer ones
+ * (free text, up to MEMO_LONG_MAX) in slots replaced in turn. */
+#define MEMO_SHORT_SLOTS 1024
+#define MEMO_SHORT_MAX 52
+#define MEMO_LONG_SLOTS 4
+#define MEMO_LONG_MAX 4096
+struct memo_short {
+        uint64_t hash;
+        uint32_t len; /* 0: empty slot */
+        char s[MEMO_SHORT_MAX];
+};
+
+struct memo_long {  /* compared by length, then bytes */
+        size_t len; /* 0: empty slot */
+        char *s;    /* MEMO_LONG_MAX bytes once used */
+};
+
 struct veil_detect_scratch {
         hs_scratch_t *hs;
         struct veil_finding *f;
         size_t n, cap;
+        struct memo_short *shorts; /* MEMO_SHORT_SLOTS */
+        struct memo_long longs[MEMO_LONG_SLOTS];
+        unsigned next_long;
+        struct veil_text_buf round; /* veil_redact's other buffer */
 };
 
 /* ---------------------------------------------------------- byte classes
@@ -2454,7 +2480,10 @@ veil_detect_scratch_new(const struct veil_detect_engine *engine, char *errstr,
         struct veil_detect_scratch *scratch = veil_calloc(1, sizeof(*scratch));
         hs_error_t rc = hs_alloc_scratch(engine->db, &scratch->hs);
 
+        scratch->shorts =
+                veil_calloc(MEMO_SHORT_SLOTS, sizeof(*scratch->shorts));
         if (rc != HS_SUCCESS) {
+                free(scratch->shorts);
                 veil_errf(errstr, errstr_size, VEIL_ENOMEM,
                           "Hyperscan scratch allocation failed (%d)", rc);
                 free(scratch);
@@ -2465,11 +2494,77 @@ veil_detect_scratch_new(const struct veil_detect_engine *engine, char *errstr,
 
 void veil_detect_scratch_destroy(struct veil_detect_scratch *scratch)
 {
+        size_t i;
+
         if (!scratch)
                 return;
         hs_free_scratch(scratch->hs);
         free(scratch->f);
+        free(scratch->shorts);
+        for (i = 0; i < MEMO_LONG_SLOTS; i++)
+                free(scratch->longs[i].s);
+        veil_text_buf_free(&scratch->round);
         free(scratch);
+}
+
+static uint64_t memo_hash(const unsigned char *s, size_t len)
+{
+        uint64_t h = 0x9e3779b97f4a7c15ull ^ len, w;
+        size_t i;
+
+        for (i = 0; i + 8 <= len; i += 8) {
+                memcpy(&w, s + i, 8);
+                h = (h ^ w) * 0xff51afd7ed558ccdull;
+                h ^= h >> 32;
+        }
+        for (w = 0; i < len; i++)
+                w = (w << 8) | s[i];
+        h = (h ^ w) * 0xc4ceb9fe1a85ec53ull;
+        return h ^ (h >> 29);
+}
+
+/* Was `buf` (0 < len <= MEMO_LONG_MAX) found clean before? `hash` is
+ * memo_hash's for a short text (a long one is compared directly). */
+static bool memo_clean(const struct veil_detect_scratch *scratch,
+                       const char *buf, size_t len, uint64_t hash)
+{
+        size_t i;
+
+        if (len <= MEMO_SHORT_MAX) {
+                const struct memo_short *m =
+                        &scratch->shorts[hash & (MEMO_SHORT_SLOTS - 1)];
+
+                return m->len == len && m->hash == hash &&
+                       !memcmp(m->s, buf, len);
+        }
+        for (i = 0; i < MEMO_LONG_SLOTS; i++) {
+                const struct memo_long *m = &scratch->longs[i];
+
+                if (m->len == len && !memcmp(m->s, buf, len))
+                        return true;
+        }
+        return false;
+}
+
+static void memo_put(struct veil_detect_scratch *scratch, const char *buf,
+                     size_t len, uint64_t hash)
+{
+        struct memo_long *m;
+
+        if (len <= MEMO_SHORT_MAX) {
+                struct memo_short *s =
+                        &scratch->shorts[hash & (MEMO_SHORT_SLOTS - 1)];
+
+                s->hash = hash;
+                s->len  = (uint32_t)len;
+                memcpy(s->s, buf, len);
+                return;
+        }
+        m = &scratch->longs[scratch->next_long++ % MEMO_LONG_SLOTS];
+        if (!m->s)
+                m->s = veil_malloc(MEMO_LONG_MAX);
+        m->len = len;
+        memcpy(m->s, buf, len);
 }
 
 static void ctx_init(struct scan_ctx *ctx,
@@ -2495,6 +2590,7 @@ int veil_detect_scan(const struct veil_detect_engine *engine,
                      size_t *n_findings, char *errstr, size_t errstr_size)
 {
         struct scan_ctx ctx;
+        uint64_t hash = 0;
         hs_error_t rc;
 
         scratch->n  = 0;
@@ -2507,6 +2603,10 @@ int veil_detect_scan(const struct veil_detect_engine *engine,
                                  len);
         if (len == 0)
                 return 0;
+        if (len <= MEMO_SHORT_MAX)
+                hash = memo_hash((const unsigned char *)buf, len);
+        if (len <= MEMO_LONG_MAX && memo_clean(scratch, buf, len, hash))
+                return 0;
         ctx_init(&ctx, engine, scratch, buf, len);
         rc = hs_scan(engine->db, buf, (unsigned)len, 0, scratch->hs, on_match,
                      &ctx);
@@ -2514,6 +2614,8 @@ int veil_detect_scan(const struct veil_detect_engine *engine,
                 return veil_errf(errstr, errstr_size, VEIL_EIO,
                                  "Hyperscan scan failed (%d)", rc);
         resolve_overlaps(scratch);
+        if (!scratch->n && len <= MEMO_LONG_MAX)
+                memo_put(scratch, buf, len, hash);
         *findings   = scratch->f;
         *n_findings = scratch->n;
         return 0;
@@ -2600,15 +2702,116 @@ static char *repl_write(char *out, const char *tmpl, const char *name,
         return out + n;
 }
 
-static bool redact_wanted(const struct veil_transform *tx, const char *name)
+/* One pass: `in` to `out` with each finding `how` wants replaced (the
+ * findings `f` are in's). Returns the number replaced; `out` is written
+ * only when it is not 0. */
+static size_t redact_pass(const struct veil_detect_engine *engine,
+                          const struct veil_redaction *how, const char *in,
+                          size_t len, const struct veil_finding *f, size_t n,
+                          struct veil_text_buf *out)
 {
+        const char *tmpl = how->replace ? how->replace : "[{detector}]";
+        size_t i, need = len + 1, pos = 0, done = 0;
+        char *w;
+
+        /* size first, so that the copy below never reallocates */
+        for (i = 0; i < n; i++) {
+                const char *name = engine->names[f[i].detector];
+
+                if (how->want && !how->want(how->arg, f[i].detector))
+                        continue;
+                if (how->each)
+                        how->each(how->arg, f[i].detector);
+                need = need - (f[i].end - f[i].start) +
+                       repl_len(tmpl, strlen(name));
+                done++;
+        }
+        if (!done)
+                return 0;
+        tb_reserve(out, need);
+        w = out->data;
+        for (i = 0; i < n; i++) {
+                const char *name = engine->names[f[i].detector];
+
+                if (how->want && !how->want(how->arg, f[i].detector))
+                        continue;
+                memcpy(w, in + pos, f[i].start - pos);
+                w += f[i].start - pos;
+                w   = repl_write(w, tmpl, name, strlen(name));
+                pos = f[i].end;
+        }
+        memcpy(w, in + pos, len - pos);
+        w += len - pos;
+        *w       = 0;
+        out->len = (size_t)(w - out->data);
+        return done;
+}
+
+int veil_redact(const struct veil_detect_engine *engine,
+                struct veil_detect_scratch *scratch,
+                const struct veil_redaction *how, const char *in, size_t len,
+                struct veil_text_buf *out, size_t *n_redacted, char *errstr,
+                size_t errstr_size)
+{
+        struct veil_text_buf *cur = out, *next = &scratch->round, t;
+        const struct veil_finding *f;
+        size_t n, got, total = 0;
+        int rc, round;
+
+        *n_redacted = 0;
+        rc          = veil_detect_scan(engine, scratch, in, len, &f, &n, errstr,
+                                       errstr_size);
+        if (rc)
+                return rc;
+        total = redact_pass(engine, how, in, len, f, n, cur);
+        /* A replacement can be a context word for a number beside it
+         * ("[phone]; 415..."), or a custom detector can match it: the
+         * result is scanned again and redacted again until a scan finds
+         * nothing wanted, and after VEIL_REDACT_ROUNDS rewrites a text
+         * still holding a wanted finding is emptied (fail closed). */
+        for (round = 1; total && round <= VEIL_REDACT_ROUNDS; round++) {
+                rc = veil_detect_scan(engine, scratch, cur->data, cur->len, &f,
+                                      &n, errstr, errstr_size);
+                if (rc)
+                        return rc;
+                if (round == VEIL_REDACT_ROUNDS) {
+                        got = redact_pass(engine, how, cur->data, cur->len, f,
+                                          n, next);
+                        total += got;
+                        if (got) {
+                                tb_reserve(cur, 1);
+                                cur->len     = 0;
+                                cur->data[0] = 0;
+                        }
+                        break;
+                }
+                got = redact_pass(engine, how, cur->data, cur->len, f, n, next);
+                if (!got)
+                        break;
+                total += got;
+                t     = *cur;
+                *cur  = *next;
+                *next = t;
+        }
+        *n_redacted = total;
+        return 0;
+}
+
+/* redact_text's choice: the detectors its list names (all without one). */
+struct redact_text_arg {
+        const struct veil_detect_engine *engine;
+        const struct veil_transform *tx;
+};
+
+static bool redact_wanted(void *arg_, int detector)
+{
+        const struct redact_text_arg *arg = arg_;
+        const char *name                  = arg->engine->names[detector];
         size_t i;
 
-        if (!tx || !tx->redact.detectors)
-                return true;
-        for (i = 0; i < tx->redact.n_detectors; i++)
-                if (tx->redact.detectors[i] &&
-                    !strcmp(tx->redact.detectors[i], name))
+        for (i = 0; i < arg->tx->redact.n_detectors; i++)
+                if (arg->tx->redact.detectors[i] &&
+                    !strcmp(arg->tx->redact.detectors[i], name))
                         return true;
         return false;
 }
@@ -2619,48 +2822,29 @@ int veil_redact_text(const struct veil_detect_engine *engine,
                      size_t len, struct veil_text_buf *out, size_t *n_redacted,
                      char *errstr, size_t errstr_size)
 {
-        const char *tmpl =
-                tx && tx->redact.replace ? tx->redact.replace : "[{detector}]";
-        const struct veil_finding *f;
-        size_t n, i, need = len + 1, pos = 0, done = 0;
-        char *w;
+        struct redact_text_arg arg = {engine, tx};
+        struct veil_redaction how  = {
+                 .replace = tx ? tx->redact.replace : NULL,
+                 .want    = tx && tx->redact.detectors ? redact_wanted : NULL,
+                 .arg     = &arg,
+        };
+        size_t n;
         int rc;
 
         if (n_redacted)
                 *n_redacted = 0;
-        out->len = 0;
-        rc       = veil_detect_scan(engine, scratch, in, len, &f, &n, errstr,
-                                    errstr_size);
+        rc = veil_redact(engine, scratch, &how, in, len, out, &n, errstr,
+                         errstr_size);
         if (rc)
                 return rc;
-        /* size first, so that the copy below never reallocates */
-        for (i = 0; i < n; i++) {
-                const char *name = engine->names[f[i].detector];
-
-                if (!redact_wanted(tx, name))
-                        continue;
-                need = need - (f[i].end - f[i].start) +
-                       repl_len(tmpl, strlen(name));
+        if (!n) { /* nothing replaced: a copy */
+                tb_reserve(out, len + 1);
+                if (len) /* `in` may be NULL when len is 0 */
+                        memcpy(out->data, in, len);
+                out->data[len] = 0;
+                out->len       = len;
         }
-        tb_reserve(out, need);
-        w = out->data;
-        for (i = 0; i < n; i++) {
-                const char *name = engine->names[f[i].detector];
-
-                if (!redact_wanted(tx, name))
-                        continue;
-                memcpy(w, in + pos, f[i].start - pos);
-                w += f[i].start - pos;
-                w   = repl_write(w, tmpl, name, strlen(name));
-                pos = f[i].end;
-                done++;
-        }
-        if (len > pos) /* `in` may be NULL when len is 0 */
-                memcpy(w, in + pos, len - pos);
-        w += len - pos;
-        *w       = 0;
-        out->len = (size_t)(w - out->data);
         if (n_redacted)
-                *n_redacted = done;
+                *n_redacted = n;
         return 0;
 }

@@ -81,8 +81,9 @@ int veil_detect_id(const struct veil_detect_engine *engine, const char *name);
 /* Name of an id (owned by the engine), or NULL. */
 const char *veil_detect_name(const struct veil_detect_engine *engine, int id);
 
-/* Per-thread working memory for one engine: Hyperscan scratch plus the
- * finding list that scans reuse, so that steady state allocates nothing. */
+/* Per-thread working memory for one engine (never used with another):
+ * Hyperscan scratch, the finding list that scans reuse, so that steady
+ * state allocates nothing, and a memo of texts found clean (below). */
 struct veil_detect_scratch *
 veil_detect_scratch_new(const struct veil_detect_engine *engine, char *errstr,
                         size_t errstr_size);
@@ -92,7 +93,12 @@ void veil_detect_scratch_destroy(struct veil_detect_scratch *scratch);
  * and sets *findings to the reported findings: sorted by start, not
  * overlapping, confidence >= VEIL_DETECT_MIN_CONFIDENCE. The array belongs
  * to `scratch` and stays valid until its next use. Returns 0, VEIL_EINVAL
- * (text too large) or VEIL_EIO (Hyperscan failed). */
+ * (text too large) or VEIL_EIO (Hyperscan failed).
+ *
+ * The result is a function of the engine and the bytes alone: `scratch`
+ * remembers recent texts of up to 4 KiB that held no finding (every short
+ * one, the last few long ones) by value, bytes compared, and answers a
+ * text met again without scanning it. */
 int veil_detect_scan(const struct veil_detect_engine *engine,
                      struct veil_detect_scratch *scratch, const char *buf,
                      size_t len, const struct veil_finding **findings,
@@ -149,13 +155,42 @@ struct veil_text_buf {
 
 void veil_text_buf_free(struct veil_text_buf *tb);
 
-/* The redact_text transform: copies `in` to `out` (replacing its previous
- * contents) with every finding replaced by tx->redact.replace, where
- * "{detector}" stands for the detector's name (default "[{detector}]"),
- * limited to tx->redact.detectors when that list is set. Everything else
- * is copied byte for byte; spans never split a UTF-8 sequence. `tx` may be
- * NULL (defaults). *n_redacted (may be NULL) gets the number of spans
- * replaced. Returns 0 or the error of veil_detect_scan(). */
+/* Which findings a redaction replaces, and with what. */
+struct veil_redaction {
+        const char *replace; /* "{detector}" is the detector's name;
+                              * NULL: "[{detector}]" */
+        bool (*want)(void *arg, int detector); /* NULL: every finding */
+        void (*each)(void *arg, int detector); /* told of each wanted finding
+                                                * of every scan; may be NULL */
+        void *arg;
+};
+
+/* Rewrites a text at most this many times before emptying it. */
+#define VEIL_REDACT_ROUNDS 4
+
+/* Scans `in` and writes it to `out` with each wanted finding replaced;
+ * the result is scanned again, since a replacement can itself be the
+ * context word that makes the number beside it a finding ("[phone];
+ * 4155550100"), and redacted again until a scan finds nothing wanted in
+ * it. A text still holding a wanted finding after VEIL_REDACT_ROUNDS
+ * rewrites (a custom detector that matches its own replacement) becomes
+ * "" (fail closed). *n_redacted gets the wanted findings of every scan;
+ * `out` is written only when that is not 0 (else `in` stands). The last
+ * scan was of `out`'s bytes: a text it found clean is in the scratch's
+ * memo. Returns 0 or the error of veil_detect_scan(). */
+int veil_redact(const struct veil_detect_engine *engine,
+                struct veil_detect_scratch *scratch,
+                const struct veil_redaction *how, const char *in, size_t len,
+                struct veil_text_buf *out, size_t *n_redacted, char *errstr,
+                size_t errstr_size);
+
+/* The redact_text transform: veil_redact() with tx->redact.replace, limited
+ * to tx->redact.detectors when that list is set; `out` always gets the
+ * result (replacing its previous contents), a copy of `in` when nothing
+ * was wanted. Everything but the spans is copied byte for byte; spans
+ * never split a UTF-8 sequence. `tx` may be NULL (defaults). *n_redacted
+ * (may be NULL) gets veil_redact()'s count. Returns 0 or the error of
+ * veil_detect_scan(). */
 int veil_redact_text(const struct veil_detect_engine *engine,
                      struct veil_detect_scratch *scratch,
                      const struct veil_transform *tx, const char *in,

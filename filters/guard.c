@@ -71,19 +71,6 @@ struct derived {
         struct derived *next;
 };
 
-/* Short strings the engine found nothing in, remembered by value: the
- * scan of a whole string is a function of its bytes alone (the engine is
- * the chain's, rebuilt on reload with the cache), so a string met again —
- * a country, a status, a tier — is known clean without a scan. Direct
- * mapped, exact (the bytes are compared), 64 bytes a slot. */
-#define CLEAN_SLOTS 1024
-#define CLEAN_MAX 52
-struct clean {
-        uint64_t hash;
-        uint32_t len; /* 0: empty slot */
-        char s[CLEAN_MAX];
-};
-
 /* Field paths handed out in leaks: kept for the chain's life. */
 struct interned {
         struct interned *next;
@@ -101,10 +88,8 @@ struct guard_ctx {
         size_t n_purposes;
         struct derived *derived;
         struct interned *paths;
-        struct veil_buf tmp;     /* the rewritten value */
-        struct veil_buf text[2]; /* one redacted string, and the
-                                  * next round's */
-        struct clean *clean;     /* CLEAN_SLOTS, NULL without an engine */
+        struct veil_buf tmp;       /* the rewritten value */
+        struct veil_text_buf text; /* one redacted string */
 };
 
 static const struct veil_filter_config guard_config[] = {{0}};
@@ -142,10 +127,8 @@ static void guard_destroy(void *ctx_)
         for (i = 0; i < ctx->n_purposes && ctx->allowed; i++)
                 free(ctx->allowed[i]);
         free(ctx->allowed);
-        free(ctx->clean);
         veil_buf_free(&ctx->tmp);
-        veil_buf_free(&ctx->text[0]);
-        veil_buf_free(&ctx->text[1]);
+        veil_text_buf_free(&ctx->text);
 }
 
 /* A detector's finding is allowed when some class found by that detector
@@ -185,14 +168,11 @@ static int guard_init(void *ctx_, const struct veil_filter_env *env,
         for (i = 0; i < ctx->policy->n_purposes; i++)
                 any |= ctx->policy->purposes[i].guard.enabled;
         veil_buf_init(&ctx->tmp, 0);
-        veil_buf_init(&ctx->text[0], 0);
-        veil_buf_init(&ctx->text[1], 0);
         if (!any)
                 return 0; /* nothing to guard */
         ctx->detect      = env->detect;
         ctx->scratch     = env->detect_scratch;
         ctx->n_detectors = veil_detect_count(ctx->detect);
-        ctx->clean       = veil_calloc(CLEAN_SLOTS, sizeof(*ctx->clean));
         ctx->n_purposes  = ctx->policy->n_purposes;
         ctx->allowed = veil_calloc(ctx->n_purposes + 1, sizeof(*ctx->allowed));
         for (i = 0; i < ctx->n_purposes; i++)
@@ -458,129 +438,56 @@ static bool rd_skip(struct walk *w, int64_t n)
         return true;
 }
 
-static uint64_t clean_hash(const uint8_t *s, size_t len)
+/* The guard's redaction: each finding the purpose may not see is a leak
+ * and is replaced by "[detector]". */
+static bool leak_wanted(void *arg, int detector)
 {
-        uint64_t h = 0x9e3779b97f4a7c15ull ^ len, w;
-        size_t i;
+        const struct walk *w = arg;
 
-        for (i = 0; i + 8 <= len; i += 8) {
-                memcpy(&w, s + i, 8);
-                h = (h ^ w) * 0xff51afd7ed558ccdull;
-                h ^= h >> 32;
-        }
-        for (w = 0; i < len; i++)
-                w = (w << 8) | s[i];
-        h = (h ^ w) * 0xc4ceb9fe1a85ec53ull;
-        return h ^ (h >> 29);
+        return !w->allowed[detector];
 }
 
-/* The slot a short string would live in (NULL: too long to remember). */
-static struct clean *clean_slot(struct guard_ctx *ctx, const uint8_t *s,
-                                size_t len, uint64_t *hash)
+static void leak_seen(void *arg, int detector)
 {
-        if (len > CLEAN_MAX)
-                return NULL;
-        *hash = clean_hash(s, len);
-        return &ctx->clean[*hash & (CLEAN_SLOTS - 1)];
+        note_leak(arg, detector);
 }
 
-/* Rounds of redaction one string gets before it is emptied instead. */
-#define REDACT_ROUNDS 4
-
-/* Counts the findings of `f` the purpose may not see as leaks; with
- * `into`, writes `in` there with each of them replaced by "[detector]"
- * (allowed findings stay). Returns the number of leaks. */
-static size_t redact_leaks(struct walk *w, const char *in, size_t len,
-                           const struct veil_finding *f, size_t n,
-                           struct veil_buf *into)
-{
-        size_t i, at = 0, leaks = 0;
-
-        if (into)
-                into->len = 0;
-        for (i = 0; i < n; i++) {
-                const char *name;
-                char rep[80];
-                int k;
-
-                if (w->allowed[f[i].detector])
-                        continue;
-                note_leak(w, f[i].detector);
-                leaks++;
-                if (!into)
-                        continue;
-                name = veil_detect_name(w->ctx->detect, f[i].detector);
-                k    = snprintf(rep, sizeof(rep), "[%s]", name);
-                if (!veil_buf_append(into, in + at, f[i].start - at) ||
-                    !veil_buf_append(into, rep, (size_t)k))
-                        w->failed = true;
-                at = f[i].end;
-        }
-        if (into && leaks && !veil_buf_append(into, in + at, len - at))
-                w->failed = true;
-        return leaks;
-}
-
-/* One string of the output at [s, s + len), its length prefix at q. */
+/* One string of the output at [s, s + len), its length prefix at q. The
+ * engine's memo answers for strings seen clean before (a country in every
+ * record; the text redact_text has just verified). */
 static bool scan_string(struct walk *w, const uint8_t *q, const uint8_t *s,
                         size_t len)
 {
-        struct guard_ctx *ctx = w->ctx;
-        struct veil_buf *cur = &ctx->text[0], *next = &ctx->text[1];
+        struct guard_ctx *ctx           = w->ctx;
+        const struct veil_redaction how = {
+                .want = leak_wanted, .each = leak_seen, .arg = w};
         const struct veil_finding *f;
         uint8_t vi[VEIL_VARINT_MAX];
-        size_t n;
-        struct clean *c;
-        uint64_t hash = 0;
+        size_t n, i;
         char err[128];
-        int round;
 
         if (!len)
                 return true;
-        c = clean_slot(ctx, s, len, &hash);
-        if (c && c->len == len && c->hash == hash && !memcmp(c->s, s, len))
-                return true;
-        if (veil_detect_scan(ctx->detect, ctx->scratch, (const char *)s, len,
-                             &f, &n, err, sizeof(err))) {
-                w->failed = true;
-                return false;
-        }
-        if (c && !n) {
-                c->hash = hash;
-                c->len  = (uint32_t)len;
-                memcpy(c->s, s, len);
-        }
-        if (!redact_leaks(w, (const char *)s, len, f, n,
-                          w->redact ? cur : NULL) ||
-            !w->redact)
-                return true;
-        /* Redact: each leaked span becomes "[detector]". The replacement
-         * can be a context word for a number beside it ("[phone]; 415…"),
-         * so the rewritten string is scanned again until it holds no leak,
-         * as redact_text's output is; a string still leaking after
-         * REDACT_ROUNDS (a custom detector that matches "[name]") is
-         * emptied: fail closed. */
-        for (round = 1;; round++) {
-                struct veil_buf *t;
-
-                if (w->failed ||
-                    veil_detect_scan(ctx->detect, ctx->scratch,
-                                     (const char *)cur->data, cur->len, &f, &n,
-                                     err, sizeof(err))) {
+        if (!w->redact) { /* quarantine, halt: the leaks are only noted */
+                if (veil_detect_scan(ctx->detect, ctx->scratch, (const char *)s,
+                                     len, &f, &n, err, sizeof(err))) {
                         w->failed = true;
                         return false;
                 }
-                if (!redact_leaks(w, (const char *)cur->data, cur->len, f, n,
-                                  round < REDACT_ROUNDS ? next : NULL))
-                        break;
-                if (round == REDACT_ROUNDS) {
-                        cur->len = 0;
-                        break;
-                }
-                t    = cur;
-                cur  = next;
-                next = t;
+                for (i = 0; i < n; i++)
+                        if (!w->allowed[f[i].detector])
+                                note_leak(w, f[i].detector);
+                return true;
         }
+        /* redact: rescanned until clean, as redact_text's output is, or
+         * emptied after VEIL_REDACT_ROUNDS (every scan's spans count) */
+        if (veil_redact(ctx->detect, ctx->scratch, &how, (const char *)s, len,
+                        &ctx->text, &n, err, sizeof(err))) {
+                w->failed = true;
+                return false;
+        }
+        if (!n)
+                return true;
         if (!w->rewrote) {
                 ctx->tmp.len = 0;
                 w->rewrote   = true;
@@ -588,8 +495,8 @@ static bool scan_string(struct walk *w, const uint8_t *q, const uint8_t *s,
         if (!veil_buf_append(&ctx->tmp, w->base + w->done,
                              (size_t)(q - (w->base + w->done))) ||
             !veil_buf_append(&ctx->tmp, vi,
-                             veil_varint_write(vi, (int64_t)cur->len)) ||
-            !veil_buf_append(&ctx->tmp, cur->data, cur->len)) {
+                             veil_varint_write(vi, (int64_t)ctx->text.len)) ||
+            !veil_buf_append(&ctx->tmp, ctx->text.data, ctx->text.len)) {
                 w->failed = true;
                 return false;
         }

@@ -311,3 +311,117 @@ Test(redact, buffer_is_reused)
                 cr_expect_eq(out.data, data);
         }
 }
+
+Test(redact, replacement_that_makes_a_finding_is_redacted_too)
+{
+        /* the bare number is no phone in the source; once the first phone
+         * is "[phone]" that word is its context: the result is scanned
+         * again and the second one goes as well */
+        const char *in = "+1 212-555-1234; 4155550100 x";
+        const struct veil_finding *f;
+        char errstr[128];
+        size_t n;
+
+        cr_assert_eq(veil_detect_scan(engine, scratch, in, strlen(in), &f, &n,
+                                      errstr, sizeof(errstr)),
+                     0);
+        cr_assert_eq(n, 1, "the source holds one phone");
+        cr_expect_eq(redact(NULL, in, strlen(in)), 2);
+        cr_expect_str_eq(out.data, "[phone]; [phone] x");
+        /* a list without phone leaves both */
+        {
+                char *only[]             = {"email"};
+                struct veil_transform tx = tx_with(NULL, only, 1);
+
+                cr_expect_eq(redact(&tx, in, strlen(in)), 0);
+                cr_expect_str_eq(out.data, in);
+        }
+}
+
+static size_t seen_spans;
+
+static void count_span(void *arg, int detector)
+{
+        (void)arg;
+        (void)detector;
+        seen_spans++;
+}
+
+Test(redact, text_its_replacement_keeps_matching_is_emptied)
+{
+        /* a custom detector that matches its own replacement: every rescan
+         * finds one; after VEIL_REDACT_ROUNDS rewrites the text is emptied
+         * instead of returned with a finding in it, and every scan's span
+         * is counted */
+        struct veil_detector_def defs[] = {{"bracket", "\\[[a-z]+\\]"}};
+        char errstr[256]                = "";
+        struct veil_detect_engine *e =
+                veil_detect_engine_new(defs, 1, errstr, sizeof(errstr));
+        struct veil_detect_scratch *s =
+                e ? veil_detect_scratch_new(e, errstr, sizeof(errstr)) : NULL;
+        const struct veil_redaction how = {.each = count_span};
+        const char *in                  = "see [tag] here";
+        size_t n                        = 0;
+
+        cr_assert(s, "%s", errstr);
+        seen_spans = 0;
+        cr_assert_eq(veil_redact(e, s, &how, in, strlen(in), &out, &n, errstr,
+                                 sizeof(errstr)),
+                     0);
+        cr_expect_eq(n, VEIL_REDACT_ROUNDS + 1);
+        cr_expect_eq(seen_spans, VEIL_REDACT_ROUNDS + 1);
+        cr_expect_eq(out.len, 0);
+        cr_expect_str_eq(out.data, "");
+        /* the same through redact_text; a clean text is untouched */
+        cr_assert_eq(veil_redact_text(e, s, NULL, in, strlen(in), &out, &n,
+                                      errstr, sizeof(errstr)),
+                     0);
+        cr_expect_eq(n, VEIL_REDACT_ROUNDS + 1);
+        cr_expect_str_eq(out.data, "");
+        cr_assert_eq(veil_redact_text(e, s, NULL, "no tag", 6, &out, &n, errstr,
+                                      sizeof(errstr)),
+                     0);
+        cr_expect_eq(n, 0);
+        cr_expect_str_eq(out.data, "no tag");
+        veil_detect_scratch_destroy(s);
+        veil_detect_engine_destroy(e);
+}
+
+Test(redact, memo_answers_only_for_the_same_bytes)
+{
+        /* the scratch remembers texts found clean; a text of the same
+         * length that differs, short or long, is scanned, and one with a
+         * finding is never remembered */
+        char clean[200], dirty[200];
+        const struct veil_finding *f;
+        char errstr[128];
+        size_t n, k;
+        int round;
+
+        for (k = 0; k + 10 <= sizeof(clean); k += 10)
+                memcpy(clean + k, "word pad. ", 10);
+        memcpy(dirty, clean, sizeof(dirty));
+        memcpy(dirty + 100, "a@example.com", 13);
+        for (round = 0; round < 3; round++) {
+                cr_assert_eq(veil_detect_scan(engine, scratch, clean,
+                                              sizeof(clean), &f, &n, errstr,
+                                              sizeof(errstr)),
+                             0);
+                cr_expect_eq(n, 0);
+                cr_assert_eq(veil_detect_scan(engine, scratch, dirty,
+                                              sizeof(dirty), &f, &n, errstr,
+                                              sizeof(errstr)),
+                             0);
+                cr_expect_eq(n, 1, "round %d: long text with an email", round);
+                /* short: the same 24 bytes, then an SSN in their place */
+                cr_assert_eq(veil_detect_scan(engine, scratch, clean, 24, &f,
+                                              &n, errstr, sizeof(errstr)),
+                             0);
+                cr_expect_eq(n, 0);
+                cr_assert_eq(veil_detect_scan(engine, scratch,
+                                              "ssn 123-45-6789 word pad", 24,
+                                              &f, &n, errstr, sizeof(errstr)),
+                             0);
+                cr_expect_eq(n, 1, "round %d: short text with an SSN", round);
+        }
+}
