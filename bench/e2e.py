@@ -18,7 +18,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
@@ -149,12 +148,14 @@ def audit_level(text):
     return m.group(1) if m else "record"
 
 
-def private_key():
+def private_key(directory):
     """Veil refuses a key file others may read, and git keeps no mode: an
-    owner-only copy of the dev key."""
-    key = os.path.join(tempfile.mkdtemp(prefix="veil-bench-key."), "dev-hmac.key")
-    shutil.copyfile(os.path.join(REPO, "config", "dev-hmac.key"), key)
-    os.chmod(key, 0o600)
+    owner-only copy of the dev key in `directory` (the run's own, which its
+    caller removes)."""
+    key = os.path.join(directory, "dev-hmac.key")
+    if not os.path.exists(key):
+        shutil.copyfile(os.path.join(REPO, "config", "dev-hmac.key"), key)
+        os.chmod(key, 0o600)
     return key
 
 
@@ -193,7 +194,7 @@ def veil_config(text, bootstrap, registry, pre, source, metrics_port, level=None
     edits = [
         ("  bootstrap.servers: 127.0.0.1:9092", f"  bootstrap.servers: {bootstrap}"),
         ("url: file://../schemas", f"url: file://{registry}"),
-        ("hmac_key_file: dev-hmac.key", f"hmac_key_file: {private_key()}"),
+        ("hmac_key_file: dev-hmac.key", f"hmac_key_file: {private_key(os.path.dirname(os.path.abspath(registry)))}"),
         ("group: veil", f"group: {pre}-g"),
         ("source: customers", f"source: {source}"),
         ("analytics: customers.analytics", f"analytics: {pre}.analytics"),
@@ -351,9 +352,12 @@ class Bench:
                 self.fail(pre, "the group did not settle in 90 s")
             time.sleep(0.1)
 
-    def start(self, kind, pre, source, partitions, level=None, guard=False, shred=None):
-        """Creates the run's output topics, starts the pipeline; returns
-        (Popen, the output topic to count)."""
+    def start(self, kind, pre, source, partitions, level=None, guard=False, shred=None,
+              veil=None):
+        """Creates the run's output topics, starts the pipeline (`veil`: this
+        binary instead of --veil); returns (Popen, the output topic to
+        count)."""
+        veil = veil or self.a.veil
         logf = open(os.path.join(self.a.tmp, f"{pre}.log"), "wb")
         if kind == "veil":
             cfg = os.path.join(self.a.tmp, f"{pre}.yaml")
@@ -361,7 +365,7 @@ class Bench:
                 f.write(veil_config(self.shipped, self.a.bootstrap, self.registry, pre,
                                     source, free_port(), level, guard, shred))
             # The topics as a user creates them.
-            r = subprocess.run([self.a.veil, "topics", "-c", cfg, "--apply"],
+            r = subprocess.run([veil, "topics", "-c", cfg, "--apply"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             names = [f"{pre}.{t}" for t in
                      ("analytics", "marketing", "dlq", "audit", "ledger", "erasure") +
@@ -370,7 +374,7 @@ class Bench:
             if r.returncode != 0:
                 raise SystemExit(f"e2e: veil topics failed: {r.stderr.decode()[-400:]}")
             self.topics.wait(names)
-            cmd = [self.a.veil, "run", "-c", cfg]
+            cmd = [veil, "run", "-c", cfg]
         else:
             # The purpose topics' settings (compacted), as `veil topics` makes them.
             self.topics.create([f"{pre}.analytics", f"{pre}.marketing"], partitions,
@@ -404,7 +408,7 @@ class Bench:
         raise SystemExit(f"e2e: {pre}: {why}\n{tail}")
 
     def throughput(self, kind, partitions, count, level=None, perf=None, guard=False,
-                   shred=None, keys=None):
+                   shred=None, keys=None, veil=None):
         """One run. A fresh source holds a primer and `count` records, each
         in a transaction left open; the pipeline starts with nothing to read
         and its group settles; the primer is committed and passes through
@@ -414,14 +418,14 @@ class Bench:
         see). Returns records/s, the worker's CPU per record (utime + stime
         over the timed span) and its peak RSS (VmHWM)."""
         pre = self.prefix(kind + (f"-{level}" if level else "") + ("-guard" if guard else "") +
-                          (f"-{shred}" if shred else ""))
+                          (f"-{shred}" if shred else "") + ("-ab" if veil else ""))
         source = f"{pre}.customers"
         prime = self.a.prime
         fill = self.fill(source, partitions, prime, count, keys)
         proc = counter = None
         try:
             t_launch = time.monotonic()
-            proc = self.start(kind, pre, source, partitions, level, guard, shred)
+            proc = self.start(kind, pre, source, partitions, level, guard, shred, veil)
             counter = subprocess.Popen([self.a.copy, "count", self.a.bootstrap,
                                         f"{pre}.analytics", str(prime + count),
                                         str(self.a.timeout), str(prime)],
@@ -532,43 +536,56 @@ def shred_compare(a, b):
     return runs
 
 
-def guard_compare(a, b, runs=None, guard_first=False):
-    """The egress leak guard (`guard: {}` on both routed purposes) against the
-    same config without it: each round runs the two back to back, so each
-    pair shares the machine's state of that minute, and the order alternates
-    from round to round (starting with the guard when guard_first): the
+def pair_compare(a, b, base, other, rounds, label, runs=None, other_first=False):
+    """Back-to-back pairs of two Veil runs that differ only by `other`'s
+    throughput() arguments (`base`'s are the shipped run's): each pair
+    shares the machine's state of that minute, and the order alternates
+    from round to round (starting with `other` when other_first): the
     second run of a pair meets the broker still busy with the first one's
-    topics, and a fixed order would count that against one side. `runs`
-    (the main loop's pairs) is extended when given."""
-    runs = runs or {"veil16": [], "veil16_guard": []}
-    for r in range(a.guard_rounds):
-        order = (True, False) if (r % 2 == 0) == guard_first else (False, True)
+    topics, and a fixed order would count that against one side. Returns
+    {"base": [...], "other": [...]}, extending `runs` when given."""
+    runs = runs or {"base": [], "other": []}
+    for r in range(rounds):
+        order = ("other", "base") if (r % 2 == 0) == other_first else ("base", "other")
         got = {}
-        for guard in order:
-            got[guard] = b.throughput("veil", a.partitions, a.records, guard=guard)
-        runs["veil16"].append(got[False])
-        runs["veil16_guard"].append(got[True])
-        log(f"guard round {r + 1} ({a.partitions} partitions, {a.records} records, "
-            f"{'guard on' if order[0] else 'guard off'} first): " +
-            describe("veil", runs["veil16"][-1]) + "; " +
-            describe("veil guard on", runs["veil16_guard"][-1]))
+        for side in order:
+            got[side] = b.throughput("veil", a.partitions, a.records,
+                                     **(other if side == "other" else base))
+        runs["base"].append(got["base"])
+        runs["other"].append(got["other"])
+        log(f"{label} round {r + 1} ({a.partitions} partitions, {a.records} records, "
+            f"{order[0]} first): " + describe("veil", got["base"]) + "; " +
+            describe(f"veil {label}", got["other"]))
     return runs
 
 
-def print_guard(runs):
-    """Median over the pairs of each pair's ratio: one disturbed run moves
-    one pair, not the figure (the best of each side may come from different
-    minutes of a shared machine)."""
-    pairs = list(zip(runs["veil16"], runs["veil16_guard"]))
+def guard_compare(a, b, runs=None, guard_first=False):
+    """The egress leak guard (`guard: {}` on both routed purposes) against the
+    same config without it (pair_compare)."""
+    return pair_compare(a, b, {}, {"guard": True}, a.guard_rounds, "guard on", runs,
+                        guard_first)
+
+
+def print_pairs(runs, name):
+    """Median over the pairs of each pair's ratio (`other` against `base`):
+    one disturbed run moves one pair, not the figure (the best of each side
+    may come from different minutes of a shared machine)."""
+    pairs = list(zip(runs["base"], runs["other"]))
     tput = sorted(100 * (v["rps"] / g["rps"] - 1) for v, g in pairs)
     cpu = sorted(100 * (g["cpu_us"] / v["cpu_us"] - 1) for v, g in pairs)
     own = sorted(100 * (g["own_cpu_us"] / v["own_cpu_us"] - 1) for v, g in pairs)
-    log("guard pairs (throughput cost %): " + ", ".join(f"{x:.0f}" for x in tput))
-    g16 = max(runs["veil16_guard"], key=lambda r: r["rps"])
+    log(f"{name} pairs (throughput cost %): " + ", ".join(f"{x:.0f}" for x in tput))
+    print(f"bench: {name}_overhead_pct {tput[len(tput) // 2]:.0f} %")
+    print(f"bench: {name}_cpu_overhead_pct {cpu[len(cpu) // 2]:.0f} %")
+    print(f"bench: {name}_own_cpu_overhead_pct {own[len(own) // 2]:.0f} %")
+
+
+def print_guard(runs):
+    if not runs["other"]:
+        return  # only the perf run (VEIL_BENCH_GUARD_ROUNDS=0)
+    g16 = max(runs["other"], key=lambda r: r["rps"])
     print(f"bench: e2e16_guard_rps {g16['rps']} rec/s")
-    print(f"bench: guard_overhead_pct {tput[len(tput) // 2]:.0f} %")
-    print(f"bench: guard_cpu_overhead_pct {cpu[len(cpu) // 2]:.0f} %")
-    print(f"bench: guard_own_cpu_overhead_pct {own[len(own) // 2]:.0f} %")
+    print_pairs(runs, "guard")
 
 
 def print_shred(runs):
@@ -601,6 +618,19 @@ def bench(a):
     with open(b.values, "wb") as f:
         for v in values:
             f.write(len(v).to_bytes(4, "big") + v)
+    if a.only == "ab":
+        # This build (the other side) against another build of veil
+        # (--ab-veil, the base), config/veil.yaml as shipped on both.
+        try:
+            ab_runs = pair_compare(a, b, {"veil": a.ab_veil}, {}, a.guard_rounds,
+                                   "this build")
+        finally:
+            if b.worker and b.worker.poll() is None:
+                b.worker.kill()
+                b.worker.wait()
+            b.topics.delete_all()
+        print_pairs(ab_runs, "ab")
+        return
     if a.only == "guard":
         try:
             guard_runs = guard_compare(a, b)
@@ -647,8 +677,8 @@ def bench(a):
                 describe(f"veil audit {other}", runs["veil16_other"][-1]) + "; " +
                 describe("veil guard on", runs["veil16_guard"][-1]))
         # more guard pairs (the figure is a median of pairs)
-        guard_compare(a, b, {"veil16": runs["veil16"],
-                             "veil16_guard": runs["veil16_guard"]}, guard_first=True)
+        guard_compare(a, b, {"base": runs["veil16"], "other": runs["veil16_guard"]},
+                      guard_first=True)
         shred_runs = shred_compare(a, b)
         copy2 = b.throughput("copy", 2, a.records)
         veil2 = b.throughput("veil", 2, a.records)
@@ -696,7 +726,7 @@ def bench(a):
     # The egress leak guard (`guard: {}` on analytics and marketing) against
     # the same config without it, same run: the throughput it costs and the
     # CPU it adds per record (medians of back-to-back pairs).
-    print_guard(runs)
+    print_guard({"base": runs["veil16"], "other": runs["veil16_guard"]})
     print(f"bench: latency_p50_ms {lat_veil['p50']} ms")
     print(f"bench: latency_p99_ms {lat_veil['p99']} ms")
     print(f"bench: copy_latency_p50_ms {lat_copy['p50']} ms")
@@ -724,9 +754,11 @@ def main():
     ap.add_argument("--latency-warmup", type=float, default=3)
     ap.add_argument("--timeout", type=float, default=240)
     ap.add_argument("--perf", help="also profile one extra veil run into this perf.data")
-    ap.add_argument("--only", choices=["shred", "guard"],
+    ap.add_argument("--only", choices=["shred", "guard", "ab"],
                     help="run only this comparison (shred: per-subject vs per-purpose "
-                         "encrypt; guard: the leak guard on vs off)")
+                         "encrypt; guard: the leak guard on vs off; ab: --veil against "
+                         "--ab-veil, guard-rounds pairs)")
+    ap.add_argument("--ab-veil", help="the other veil binary of --only ab (the base)")
     ap.add_argument("--guard-rounds", type=int, default=3,
                     help="guard pairs beyond the main rounds' (with --only guard: all)")
     ap.add_argument("--shred-keys", type=int, default=0,

@@ -16,7 +16,10 @@
 # VEIL_BENCH_ONLY=guard (only the leak guard's comparison: VEIL_BENCH_GUARD_ROUNDS
 # back-to-back pairs, default 3), VEIL_BENCH_ONLY=shred (only crypto-shredding's comparison: marketing's
 # email and name encrypted per subject vs per purpose, same records, over
-# VEIL_BENCH_SHRED_KEYS distinct subjects, default records / 2).
+# VEIL_BENCH_SHRED_KEYS distinct subjects, default records / 2),
+# VEIL_BENCH_ONLY=ab with VEIL_BENCH_AB_VEIL=PATH (this build against another
+# veil binary, the shipped config on both, VEIL_BENCH_GUARD_ROUNDS pairs:
+# ab_overhead_pct is what this build costs over that one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 py="${VEIL_CACHE:-$HOME/.cache/veil}/venv/bin/python"
@@ -51,6 +54,7 @@ if [ -n "${VEIL_BENCH_PERF_AUDIT:-}" ]; then perf_args+=(--perf-audit "$VEIL_BEN
 if [ -n "${VEIL_BENCH_PERF_GUARD:-}" ]; then perf_args+=(--perf-guard); fi
 if [ -n "${VEIL_BENCH_ONLY:-}" ]; then perf_args+=(--only "$VEIL_BENCH_ONLY"); fi
 if [ -n "${VEIL_BENCH_GUARD_ROUNDS:-}" ]; then perf_args+=(--guard-rounds "$VEIL_BENCH_GUARD_ROUNDS"); fi
+if [ -n "${VEIL_BENCH_AB_VEIL:-}" ]; then perf_args+=(--ab-veil "$VEIL_BENCH_AB_VEIL"); fi
 if [ -n "${VEIL_BENCH_SHRED_KEYS:-}" ]; then perf_args+=(--shred-keys "$VEIL_BENCH_SHRED_KEYS"); fi
 t0=$(date +%s)
 "$py" bench/e2e.py --bootstrap "$bootstrap" --veil "$PWD/build/veil" \

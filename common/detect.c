@@ -247,13 +247,14 @@ struct veil_detect_engine {
         uint16_t nd_want[65];
 };
 
-/* Texts a scan found nothing in, remembered by value: a scan is a
- * function of the engine and the bytes alone, so the same bytes met again
- * (a country or a status in every record; the text redact_text has just
- * verified, which the egress guard scans next) are known clean without a
- * scan. Exact: the bytes are compared, not only their hash. Short texts
- * live in a direct-mapped table, 64 bytes a slot; a few longer ones
- * (free text, up to MEMO_LONG_MAX) in slots replaced in turn. */
+/* Texts scanned before, remembered by value with their findings: a scan
+ * is a function of the engine and the bytes alone, so the same bytes met
+ * again are answered without a scan: a country or a status in every
+ * record; the text redact_text has just verified, which the egress guard
+ * scans next; a note two purposes' redact_text both scan. Exact: the bytes
+ * are compared, not only a hash. Short texts found clean live in a
+ * direct-mapped table, 64 bytes a slot; longer ones (free text, up to
+ * MEMO_LONG_MAX), clean or not, in a few slots replaced in turn. */
 #define MEMO_SHORT_SLOTS 1024
 #define MEMO_SHORT_MAX 52
 #define MEMO_LONG_SLOTS 4
@@ -267,6 +268,8 @@ struct memo_short {
 struct memo_long {  /* compared by length, then bytes */
         size_t len; /* 0: empty slot */
         char *s;    /* MEMO_LONG_MAX bytes once used */
+        struct veil_finding *f;
+        size_t n, cap;
 };
 
 struct veil_detect_scratch {
@@ -2501,8 +2504,10 @@ void veil_detect_scratch_destroy(struct veil_detect_scratch *scratch)
         hs_free_scratch(scratch->hs);
         free(scratch->f);
         free(scratch->shorts);
-        for (i = 0; i < MEMO_LONG_SLOTS; i++)
+        for (i = 0; i < MEMO_LONG_SLOTS; i++) {
                 free(scratch->longs[i].s);
+                free(scratch->longs[i].f);
+        }
         veil_text_buf_free(&scratch->round);
         free(scratch);
 }
@@ -2523,10 +2528,11 @@ static uint64_t memo_hash(const unsigned char *s, size_t len)
         return h ^ (h >> 29);
 }
 
-/* Was `buf` (0 < len <= MEMO_LONG_MAX) found clean before? `hash` is
- * memo_hash's for a short text (a long one is compared directly). */
-static bool memo_clean(const struct veil_detect_scratch *scratch,
-                       const char *buf, size_t len, uint64_t hash)
+/* Was `buf` (0 < len <= MEMO_LONG_MAX) scanned before? Then its findings
+ * are back in the scratch. `hash` is memo_hash's for a short text (a long
+ * one is compared directly). */
+static bool memo_get(struct veil_detect_scratch *scratch, const char *buf,
+                     size_t len, uint64_t hash)
 {
         size_t i;
 
@@ -2534,18 +2540,32 @@ static bool memo_clean(const struct veil_detect_scratch *scratch,
                 const struct memo_short *m =
                         &scratch->shorts[hash & (MEMO_SHORT_SLOTS - 1)];
 
-                return m->len == len && m->hash == hash &&
-                       !memcmp(m->s, buf, len);
+                if (m->len != len || m->hash != hash || memcmp(m->s, buf, len))
+                        return false;
+                scratch->n = 0;
+                return true;
         }
         for (i = 0; i < MEMO_LONG_SLOTS; i++) {
                 const struct memo_long *m = &scratch->longs[i];
 
-                if (m->len == len && !memcmp(m->s, buf, len))
-                        return true;
+                if (m->len != len || memcmp(m->s, buf, len))
+                        continue;
+                if (m->n > scratch->cap) {
+                        scratch->cap = m->n;
+                        scratch->f   = veil_realloc(
+                                  scratch->f, scratch->cap * sizeof(*scratch->f));
+                }
+                if (m->n)
+                        memcpy(scratch->f, m->f, m->n * sizeof(*m->f));
+                scratch->n = m->n;
+                return true;
         }
         return false;
 }
 
+/* Remembers the scratch's findings for `buf`; a short text only when
+ * clean (a short one with a finding, an email or a phone in its own
+ * field, is seldom met again). */
 static void memo_put(struct veil_detect_scratch *scratch, const char *buf,
                      size_t len, uint64_t hash)
 {
@@ -2555,6 +2575,8 @@ static void memo_put(struct veil_detect_scratch *scratch, const char *buf,
                 struct memo_short *s =
                         &scratch->shorts[hash & (MEMO_SHORT_SLOTS - 1)];
 
+                if (scratch->n)
+                        return;
                 s->hash = hash;
                 s->len  = (uint32_t)len;
                 memcpy(s->s, buf, len);
@@ -2563,6 +2585,13 @@ static void memo_put(struct veil_detect_scratch *scratch, const char *buf,
         m = &scratch->longs[scratch->next_long++ % MEMO_LONG_SLOTS];
         if (!m->s)
                 m->s = veil_malloc(MEMO_LONG_MAX);
+        if (scratch->n > m->cap) {
+                m->cap = scratch->n;
+                m->f   = veil_realloc(m->f, m->cap * sizeof(*m->f));
+        }
+        if (scratch->n)
+                memcpy(m->f, scratch->f, scratch->n * sizeof(*m->f));
+        m->n   = scratch->n;
         m->len = len;
         memcpy(m->s, buf, len);
 }
@@ -2605,8 +2634,11 @@ int veil_detect_scan(const struct veil_detect_engine *engine,
                 return 0;
         if (len <= MEMO_SHORT_MAX)
                 hash = memo_hash((const unsigned char *)buf, len);
-        if (len <= MEMO_LONG_MAX && memo_clean(scratch, buf, len, hash))
+        if (len <= MEMO_LONG_MAX && memo_get(scratch, buf, len, hash)) {
+                *findings   = scratch->f;
+                *n_findings = scratch->n;
                 return 0;
+        }
         ctx_init(&ctx, engine, scratch, buf, len);
         rc = hs_scan(engine->db, buf, (unsigned)len, 0, scratch->hs, on_match,
                      &ctx);
@@ -2614,7 +2646,7 @@ int veil_detect_scan(const struct veil_detect_engine *engine,
                 return veil_errf(errstr, errstr_size, VEIL_EIO,
                                  "Hyperscan scan failed (%d)", rc);
         resolve_overlaps(scratch);
-        if (!scratch->n && len <= MEMO_LONG_MAX)
+        if (len <= MEMO_LONG_MAX)
                 memo_put(scratch, buf, len, hash);
         *findings   = scratch->f;
         *n_findings = scratch->n;

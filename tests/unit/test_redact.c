@@ -389,10 +389,11 @@ Test(redact, text_its_replacement_keeps_matching_is_emptied)
 
 Test(redact, memo_answers_only_for_the_same_bytes)
 {
-        /* the scratch remembers texts found clean; a text of the same
-         * length that differs, short or long, is scanned, and one with a
-         * finding is never remembered */
-        char clean[200], dirty[200];
+        /* the scratch remembers texts it scanned: the same bytes get the
+         * same findings back, a text of the same length that differs,
+         * short or long, gets its own */
+        char clean[200], dirty[200], other[200];
+        struct veil_finding first;
         const struct veil_finding *f;
         char errstr[128];
         size_t n, k;
@@ -401,7 +402,7 @@ Test(redact, memo_answers_only_for_the_same_bytes)
         for (k = 0; k + 10 <= sizeof(clean); k += 10)
                 memcpy(clean + k, "word pad. ", 10);
         memcpy(dirty, clean, sizeof(dirty));
-        memcpy(dirty + 100, "a@example.com", 13);
+        memcpy(dirty + 100, "a@example.com ", 14);
         for (round = 0; round < 3; round++) {
                 cr_assert_eq(veil_detect_scan(engine, scratch, clean,
                                               sizeof(clean), &f, &n, errstr,
@@ -412,7 +413,23 @@ Test(redact, memo_answers_only_for_the_same_bytes)
                                               sizeof(dirty), &f, &n, errstr,
                                               sizeof(errstr)),
                              0);
-                cr_expect_eq(n, 1, "round %d: long text with an email", round);
+                cr_assert_eq(n, 1, "round %d: long text with an email", round);
+                if (!round)
+                        first = f[0];
+                cr_expect_eq(f[0].start, 100);
+                cr_expect_eq(f[0].end, 113);
+                cr_expect_eq(f[0].detector, first.detector);
+                cr_expect_str_eq(veil_detect_name(engine, f[0].detector),
+                                 "email");
+                /* the same length, the email elsewhere: its own span */
+                memcpy(other, clean, sizeof(other));
+                memcpy(other + 20, "a@example.com ", 14);
+                cr_assert_eq(veil_detect_scan(engine, scratch, other,
+                                              sizeof(other), &f, &n, errstr,
+                                              sizeof(errstr)),
+                             0);
+                cr_assert_eq(n, 1);
+                cr_expect_eq(f[0].start, 20);
                 /* short: the same 24 bytes, then an SSN in their place */
                 cr_assert_eq(veil_detect_scan(engine, scratch, clean, 24, &f,
                                               &n, errstr, sizeof(errstr)),
