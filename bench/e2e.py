@@ -571,6 +571,8 @@ def print_pairs(runs, name):
     one disturbed run moves one pair, not the figure (the best of each side
     may come from different minutes of a shared machine)."""
     pairs = list(zip(runs["base"], runs["other"]))
+    if not pairs:
+        return
     tput = sorted(100 * (v["rps"] / g["rps"] - 1) for v, g in pairs)
     cpu = sorted(100 * (g["cpu_us"] / v["cpu_us"] - 1) for v, g in pairs)
     own = sorted(100 * (g["own_cpu_us"] / v["own_cpu_us"] - 1) for v, g in pairs)
@@ -767,7 +769,10 @@ def main():
                     help="that run's audit level (default: as shipped)")
     ap.add_argument("--perf-guard", action="store_true",
                     help="that run with the leak guard on (as e2e16_guard_rps)")
-    bench(ap.parse_args())
+    a = ap.parse_args()
+    if (a.only == "ab") != bool(a.ab_veil):
+        ap.error("--only ab and --ab-veil go together")
+    bench(a)
     return 0
 
 

@@ -273,6 +273,7 @@ struct memo_long {  /* compared by length, then bytes */
 };
 
 struct veil_detect_scratch {
+        const struct veil_detect_engine *engine; /* the memo's */
         hs_scratch_t *hs;
         struct veil_finding *f;
         size_t n, cap;
@@ -2483,6 +2484,7 @@ veil_detect_scratch_new(const struct veil_detect_engine *engine, char *errstr,
         struct veil_detect_scratch *scratch = veil_calloc(1, sizeof(*scratch));
         hs_error_t rc = hs_alloc_scratch(engine->db, &scratch->hs);
 
+        scratch->engine = engine;
         scratch->shorts =
                 veil_calloc(MEMO_SHORT_SLOTS, sizeof(*scratch->shorts));
         if (rc != HS_SUCCESS) {
@@ -2620,6 +2622,7 @@ int veil_detect_scan(const struct veil_detect_engine *engine,
 {
         struct scan_ctx ctx;
         uint64_t hash = 0;
+        bool memo;
         hs_error_t rc;
 
         scratch->n  = 0;
@@ -2632,9 +2635,11 @@ int veil_detect_scan(const struct veil_detect_engine *engine,
                                  len);
         if (len == 0)
                 return 0;
-        if (len <= MEMO_SHORT_MAX)
+        /* the memo answers for its own engine only */
+        memo = len <= MEMO_LONG_MAX && engine == scratch->engine;
+        if (memo && len <= MEMO_SHORT_MAX)
                 hash = memo_hash((const unsigned char *)buf, len);
-        if (len <= MEMO_LONG_MAX && memo_get(scratch, buf, len, hash)) {
+        if (memo && memo_get(scratch, buf, len, hash)) {
                 *findings   = scratch->f;
                 *n_findings = scratch->n;
                 return 0;
@@ -2646,7 +2651,7 @@ int veil_detect_scan(const struct veil_detect_engine *engine,
                 return veil_errf(errstr, errstr_size, VEIL_EIO,
                                  "Hyperscan scan failed (%d)", rc);
         resolve_overlaps(scratch);
-        if (len <= MEMO_LONG_MAX)
+        if (memo)
                 memo_put(scratch, buf, len, hash);
         *findings   = scratch->f;
         *n_findings = scratch->n;
@@ -2734,9 +2739,16 @@ static char *repl_write(char *out, const char *tmpl, const char *name,
         return out + n;
 }
 
+static void text_empty(struct veil_text_buf *tb)
+{
+        tb_reserve(tb, 1);
+        tb->len     = 0;
+        tb->data[0] = 0;
+}
+
 /* One pass: `in` to `out` with each finding `how` wants replaced (the
- * findings `f` are in's). Returns the number replaced; `out` is written
- * only when it is not 0. */
+ * findings `f` are in's). Returns the number of wanted findings; `out` is
+ * written only when it is not 0, and never when NULL (count only). */
 static size_t redact_pass(const struct veil_detect_engine *engine,
                           const struct veil_redaction *how, const char *in,
                           size_t len, const struct veil_finding *f, size_t n,
@@ -2758,8 +2770,8 @@ static size_t redact_pass(const struct veil_detect_engine *engine,
                        repl_len(tmpl, strlen(name));
                 done++;
         }
-        if (!done)
-                return 0;
+        if (!done || !out)
+                return done;
         tb_reserve(out, need);
         w = out->data;
         for (i = 0; i < n; i++) {
@@ -2794,7 +2806,7 @@ int veil_redact(const struct veil_detect_engine *engine,
         rc          = veil_detect_scan(engine, scratch, in, len, &f, &n, errstr,
                                        errstr_size);
         if (rc)
-                return rc;
+                goto failed;
         total = redact_pass(engine, how, in, len, f, n, cur);
         /* A replacement can be a context word for a number beside it
          * ("[phone]; 415..."), or a custom detector can match it: the
@@ -2805,16 +2817,13 @@ int veil_redact(const struct veil_detect_engine *engine,
                 rc = veil_detect_scan(engine, scratch, cur->data, cur->len, &f,
                                       &n, errstr, errstr_size);
                 if (rc)
-                        return rc;
-                if (round == VEIL_REDACT_ROUNDS) {
+                        goto failed;
+                if (round == VEIL_REDACT_ROUNDS) { /* counted, not rewritten */
                         got = redact_pass(engine, how, cur->data, cur->len, f,
-                                          n, next);
+                                          n, NULL);
                         total += got;
-                        if (got) {
-                                tb_reserve(cur, 1);
-                                cur->len     = 0;
-                                cur->data[0] = 0;
-                        }
+                        if (got)
+                                text_empty(cur);
                         break;
                 }
                 got = redact_pass(engine, how, cur->data, cur->len, f, n, next);
@@ -2827,6 +2836,10 @@ int veil_redact(const struct veil_detect_engine *engine,
         }
         *n_redacted = total;
         return 0;
+failed: /* nothing half-redacted stays behind */
+        text_empty(out);
+        *n_redacted = total;
+        return rc;
 }
 
 /* redact_text's choice: the detectors its list names (all without one). */

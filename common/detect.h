@@ -81,9 +81,9 @@ int veil_detect_id(const struct veil_detect_engine *engine, const char *name);
 /* Name of an id (owned by the engine), or NULL. */
 const char *veil_detect_name(const struct veil_detect_engine *engine, int id);
 
-/* Per-thread working memory for one engine (never used with another):
- * Hyperscan scratch, the finding list that scans reuse, so that steady
- * state allocates nothing, and a memo of texts found clean (below). */
+/* Per-thread working memory for one engine: Hyperscan scratch, the
+ * finding list that scans reuse, so that steady state allocates nothing,
+ * and a memo of texts scanned (below; it answers for that engine only). */
 struct veil_detect_scratch *
 veil_detect_scratch_new(const struct veil_detect_engine *engine, char *errstr,
                         size_t errstr_size);
@@ -96,9 +96,9 @@ void veil_detect_scratch_destroy(struct veil_detect_scratch *scratch);
  * (text too large) or VEIL_EIO (Hyperscan failed).
  *
  * The result is a function of the engine and the bytes alone: `scratch`
- * remembers recent texts of up to 4 KiB that held no finding (every short
- * one, the last few long ones) by value, bytes compared, and answers a
- * text met again without scanning it. */
+ * remembers recent texts by value, bytes compared (short ones that held no
+ * finding, in a direct-mapped table; the last 4 up to 4 KiB with their
+ * findings), and answers a text met again without scanning it. */
 int veil_detect_scan(const struct veil_detect_engine *engine,
                      struct veil_detect_scratch *scratch, const char *buf,
                      size_t len, const struct veil_finding **findings,
@@ -175,9 +175,11 @@ struct veil_redaction {
  * it. A text still holding a wanted finding after VEIL_REDACT_ROUNDS
  * rewrites (a custom detector that matches its own replacement) becomes
  * "" (fail closed). *n_redacted gets the wanted findings of every scan;
- * `out` is written only when that is not 0 (else `in` stands). The last
- * scan was of `out`'s bytes: a text it found clean is in the scratch's
- * memo. Returns 0 or the error of veil_detect_scan(). */
+ * `out` is written only when that is not 0 (else `in` stands). Rounds
+ * swap `out`'s buffer with one of the scratch's, so out->data may move.
+ * A rewritten text the last scan found clean is in the scratch's memo:
+ * a scan of the same bytes (the egress guard's) costs no second pass.
+ * Returns 0, or the error of veil_detect_scan() with `out` emptied. */
 int veil_redact(const struct veil_detect_engine *engine,
                 struct veil_detect_scratch *scratch,
                 const struct veil_redaction *how, const char *in, size_t len,
