@@ -47,6 +47,21 @@ static size_t redact(const struct veil_transform *tx, const char *in,
         return n;
 }
 
+/* An engine with one custom detector, and its scratch (asserted). */
+static struct veil_detect_engine *
+custom_engine(char *name, char *pattern, struct veil_detect_scratch **scratchp)
+{
+        struct veil_detector_def defs[] = {{name, pattern}};
+        char errstr[256]                = "";
+        struct veil_detect_engine *e =
+                veil_detect_engine_new(defs, 1, errstr, sizeof(errstr));
+
+        cr_assert(e, "engine: %s", errstr);
+        *scratchp = veil_detect_scratch_new(e, errstr, sizeof(errstr));
+        cr_assert(*scratchp, "scratch: %s", errstr);
+        return e;
+}
+
 static struct veil_transform tx_with(char *replace, char **dets, size_t n)
 {
         struct veil_transform tx;
@@ -186,14 +201,11 @@ Test(redact, custom_span_never_splits_utf8)
 {
         /* the custom pattern "Zo." ends inside 'ë': the whole character
          * goes, the output stays valid UTF-8 */
-        struct veil_detector_def defs[] = {{"zo", "Zo."}};
-        char errstr[256]                = "";
-        struct veil_detect_engine *e =
-                veil_detect_engine_new(defs, 1, errstr, sizeof(errstr));
-        struct veil_detect_scratch *s =
-                e ? veil_detect_scratch_new(e, errstr, sizeof(errstr)) : NULL;
-        const char *in = "hi Zoë!";
-        size_t n       = 0;
+        char errstr[256] = "";
+        struct veil_detect_scratch *s;
+        struct veil_detect_engine *e = custom_engine("zo", "Zo.", &s);
+        const char *in               = "hi Zoë!";
+        size_t n                     = 0;
 
         cr_assert(s, "%s", errstr);
         cr_assert_eq(veil_redact_text(e, s, NULL, in, strlen(in), &out, &n,
@@ -354,12 +366,10 @@ Test(redact, text_its_replacement_keeps_matching_is_emptied)
          * finds one; after VEIL_REDACT_ROUNDS rewrites the text is emptied
          * instead of returned with a finding in it, and every scan's span
          * is counted */
-        struct veil_detector_def defs[] = {{"bracket", "\\[[a-z]+\\]"}};
-        char errstr[256]                = "";
+        char errstr[256] = "";
+        struct veil_detect_scratch *s;
         struct veil_detect_engine *e =
-                veil_detect_engine_new(defs, 1, errstr, sizeof(errstr));
-        struct veil_detect_scratch *s =
-                e ? veil_detect_scratch_new(e, errstr, sizeof(errstr)) : NULL;
+                custom_engine("bracket", "\\[[a-z]+\\]", &s);
         const struct veil_redaction how = {.each = count_span};
         const char *in                  = "see [tag] here";
         size_t n                        = 0;
